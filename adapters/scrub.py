@@ -1,0 +1,51 @@
+"""Masking of card data and secrets in processor transcripts, shared by every adapter's `scrub()`."""
+
+from __future__ import annotations
+
+import re
+
+# 13-19 digits, optionally grouped by spaces or dashes: anything that may be a primary account number.
+_PAN = re.compile(r"(?<![0-9])(?:[0-9][ -]?){12,18}[0-9](?![0-9])")
+_SECRET_KEYS = (
+    r"cvc|cvv|cvv2|cvc2|cid|security_?code|card_?verification(?:_?value)?|"
+    r"api_?key|apikey|secret|password|private_?key|access_?token|client_?secret|"
+    r"encrypted_?card_?number|encrypted_?security_?code|number|card_?number|pan|account_?number"
+)
+# JSON "key": "value" / "key": 123
+_JSON_FIELD = re.compile(rf'("(?:{_SECRET_KEYS})"\s*:\s*)("(?:[^"\\]|\\.)*"|[0-9]+)', re.IGNORECASE)
+# form-encoded key=value, including bracketed keys such as card[number]=...
+_FORM_FIELD = re.compile(rf"((?:^|[&?\s])[\w\[\]]*?(?:\[|\b)(?:{_SECRET_KEYS})\]?=)([^&\s]*)", re.IGNORECASE)
+_AUTH_HEADER = re.compile(
+    r"((?:authorization|x-api-key|proxy-authorization|cko-secret-key)\s*:\s*)([^\r\n]+)", re.IGNORECASE
+)
+_KEYS = re.compile(r"\b((?:sk|rk|pk|whsec)_(?:test|live)_)[0-9A-Za-z]+")
+_BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+
+
+def _mask_pan(match: re.Match[str]) -> str:
+    digits = re.sub(r"[^0-9]", "", match.group(0))
+    if not 13 <= len(digits) <= 19 or not _luhn(digits):
+        return match.group(0)
+    return f"{digits[:6]}{'*' * (len(digits) - 10)}{digits[-4:]}"
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def scrub(text: str) -> str:
+    """Mask PANs (first six, last four kept), CVCs, API keys, bearer tokens and auth headers."""
+    text = _AUTH_HEADER.sub(r"\1[FILTERED]", text)
+    text = _BEARER.sub(r"\1 [FILTERED]", text)
+    text = _KEYS.sub(r"\1[FILTERED]", text)
+    text = _JSON_FIELD.sub(r'\1"[FILTERED]"', text)
+    text = _FORM_FIELD.sub(r"\1[FILTERED]", text)
+    return _PAN.sub(_mask_pan, text)

@@ -1,0 +1,240 @@
+"""An in-process processor: seeded, configurable, and honest about idempotency.
+
+Used by `make run`, the tests and the benchmarks alike. It honours Stripe's test payment-method ids so
+anyone can force an outcome; other payment methods follow the configured approval rate and decline mix.
+
+Options (the processor's block in the config):
+  approval_rate: 0.93                        share of other payment methods approved
+  approval_by: {brand: {visa: 0.95}, country: {DE: 0.9}}   per-card overrides (the lowest applies)
+  latency_ms: 120 | {p50: 120, p99: 600}     log-normal fitted to p50 and p99; 0 answers at once
+  decline_mix: {insufficient_funds: 0.5, do_not_honor: 0.5}   Stripe decline codes, weights
+  outages: [{start: 2026-01-01T10:00:00Z, minutes: 30, mode: down | slow | errors}]
+  seed: 7
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from adapters.base import (
+    AdapterError,
+    AdapterSettings,
+    AuthorizationRequest,
+    CancelRequest,
+    CaptureRequest,
+    CardInfo,
+    LookupRequest,
+    Outcome,
+    OutcomeKind,
+)
+from adapters.scrub import scrub as scrub_text
+
+# Stripe decline code -> (outcome kind, ISO 8583 response code the network would have sent).
+DECLINES: Mapping[str, tuple[OutcomeKind, str]] = {
+    "insufficient_funds": (OutcomeKind.SOFT_DECLINE, "51"),
+    "do_not_honor": (OutcomeKind.SOFT_DECLINE, "05"),
+    "generic_decline": (OutcomeKind.SOFT_DECLINE, "05"),
+    "card_velocity_exceeded": (OutcomeKind.SOFT_DECLINE, "61"),
+    "withdrawal_count_limit_exceeded": (OutcomeKind.SOFT_DECLINE, "65"),
+    "try_again_later": (OutcomeKind.SOFT_DECLINE, "19"),
+    "issuer_not_available": (OutcomeKind.SOFT_DECLINE, "91"),
+    "reenter_transaction": (OutcomeKind.SOFT_DECLINE, "96"),
+    "expired_card": (OutcomeKind.HARD_DECLINE, "54"),
+    "stolen_card": (OutcomeKind.HARD_DECLINE, "43"),
+    "lost_card": (OutcomeKind.HARD_DECLINE, "41"),
+    "pickup_card": (OutcomeKind.HARD_DECLINE, "04"),
+    "restricted_card": (OutcomeKind.HARD_DECLINE, "62"),
+    "incorrect_number": (OutcomeKind.HARD_DECLINE, "14"),
+    "invalid_account": (OutcomeKind.HARD_DECLINE, "14"),
+    "transaction_not_allowed": (OutcomeKind.HARD_DECLINE, "57"),
+    "revocation_of_authorization": (OutcomeKind.HARD_DECLINE, "R1"),
+    "authentication_required": (OutcomeKind.AUTHENTICATION_REQUIRED, "1A"),
+}
+
+# Stripe's documented test payment methods -> forced outcome.
+_FORCED: Mapping[str, tuple[OutcomeKind, str | None, str | None]] = {
+    "pm_card_visa": (OutcomeKind.APPROVED, None, None),
+    "pm_card_mastercard": (OutcomeKind.APPROVED, None, None),
+    "pm_card_amex": (OutcomeKind.APPROVED, None, None),
+    "pm_card_visa_chargeDeclinedInsufficientFunds": (OutcomeKind.SOFT_DECLINE, "insufficient_funds", "51"),
+    "pm_card_chargeDeclinedInsufficientFunds": (OutcomeKind.SOFT_DECLINE, "insufficient_funds", "51"),
+    "pm_card_visa_chargeDeclinedStolenCard": (OutcomeKind.HARD_DECLINE, "stolen_card", "43"),
+    "pm_card_chargeDeclinedStolenCard": (OutcomeKind.HARD_DECLINE, "stolen_card", "43"),
+    "pm_card_chargeDeclinedLostCard": (OutcomeKind.HARD_DECLINE, "lost_card", "41"),
+    "pm_card_chargeDeclinedExpiredCard": (OutcomeKind.HARD_DECLINE, "expired_card", "54"),
+    "pm_card_chargeDeclined": (OutcomeKind.SOFT_DECLINE, "generic_decline", "05"),
+    "pm_card_chargeDeclinedProcessingError": (OutcomeKind.PROCESSOR_ERROR, "processing_error", "96"),
+    "pm_card_authenticationRequired": (OutcomeKind.AUTHENTICATION_REQUIRED, "authentication_required", "1A"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    start: datetime
+    end: datetime
+    mode: str  # down | slow | errors
+
+    def covers(self, at: datetime) -> bool:
+        return self.start <= at < self.end
+
+
+class LatencyModel:
+    """Log-normal latency fitted to a median and a 99th percentile (z(0.99) = 2.326)."""
+
+    def __init__(self, spec: Any) -> None:
+        if isinstance(spec, int | float):
+            self.p50, self.sigma = float(spec), 0.0
+        elif isinstance(spec, Mapping):
+            self.p50 = float(spec.get("p50", 0))
+            p99 = float(spec.get("p99", self.p50))
+            self.sigma = math.log(p99 / self.p50) / 2.326 if self.p50 > 0 and p99 > self.p50 else 0.0
+        else:
+            raise AdapterError(f"latency_ms must be a number or {{p50, p99}}, not {spec!r}")
+
+    def sample(self, rng: random.Random) -> float:
+        if self.p50 <= 0:
+            return 0.0
+        if self.sigma == 0:
+            return self.p50
+        return self.p50 * math.exp(rng.gauss(0.0, self.sigma))
+
+
+def _parse_outages(raw: Sequence[Mapping[str, Any]]) -> list[Outage]:
+    outages = []
+    for item in raw:
+        start = item["start"]
+        if isinstance(start, str):
+            start = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+        mode = str(item.get("mode", "down"))
+        if mode not in ("down", "slow", "errors"):
+            raise AdapterError(f"outage mode must be down, slow or errors, not {mode!r}")
+        outages.append(Outage(start, start + timedelta(minutes=float(item.get("minutes", 0))), mode))
+    return outages
+
+
+class SimulatorAdapter:
+    """A processor that lives in this process. Its `log` is the processor's own ledger of authorizations."""
+
+    def __init__(self, settings: AdapterSettings) -> None:
+        opts = settings.options
+        self.name = settings.name
+        self.timeout_s = settings.timeout_ms / 1000
+        self.approval_rate = float(opts.get("approval_rate", 0.9))
+        if not 0.0 <= self.approval_rate <= 1.0:
+            raise AdapterError(f"{settings.name}: approval_rate must be between 0 and 1")
+        self.approval_by: Mapping[str, Mapping[str, float]] = opts.get("approval_by", {}) or {}
+        mix = dict(opts.get("decline_mix") or {"insufficient_funds": 0.5, "do_not_honor": 0.5})
+        unknown = sorted(set(mix) - set(DECLINES))
+        if unknown:
+            raise AdapterError(f"{settings.name}: unknown decline codes in decline_mix: {', '.join(unknown)}")
+        self._mix_codes = list(mix)
+        self._mix_weights = [float(w) for w in mix.values()]
+        self.latency = LatencyModel(opts.get("latency_ms", 0))
+        self.outages = _parse_outages(opts.get("outages") or [])
+        self._rng = random.Random(opts.get("seed", settings.name))
+        # attempt id -> outcome: a resend with the same idempotency key gets the first answer back.
+        self.log: dict[str, Outcome] = {}
+        self.authorizations_sent = 0
+        self.captures: dict[str, int] = {}
+        self.voids: set[str] = set()
+
+    def approval_probability(self, card: CardInfo) -> float:
+        rate = self.approval_rate
+        for attr in ("brand", "country", "funding"):
+            value = getattr(card, attr)
+            table = self.approval_by.get(attr)
+            if value and table and value in table:
+                rate = min(rate, float(table[value]))
+        return rate
+
+    def _outage(self, at: datetime | None) -> Outage | None:
+        if at is None:
+            return None
+        return next((o for o in self.outages if o.covers(at)), None)
+
+    async def authorize(self, req: AuthorizationRequest) -> Outcome:
+        if req.attempt_id in self.log:
+            return self.log[req.attempt_id]
+        self.authorizations_sent += 1
+        latency = self.latency.sample(self._rng)
+        outage = self._outage(req.requested_at)
+        if outage is not None and outage.mode == "down":
+            return Outcome(OutcomeKind.PROCESSOR_ERROR, raw_code="503", raw_message="service unavailable")
+        if outage is not None and outage.mode == "slow":
+            latency = max(latency * 20, self.timeout_s * 1000 * 1.5)
+        if latency > 0:
+            await asyncio.sleep(latency / 1000)
+        if outage is not None and outage.mode == "errors" and self._rng.random() < 0.8:
+            outcome = Outcome(OutcomeKind.PROCESSOR_ERROR, raw_code="500", raw_message="internal error")
+        else:
+            outcome = self._decide(req)
+        outcome = Outcome(
+            kind=outcome.kind,
+            processor_reference=f"sim_{self.name}_{req.attempt_id}",
+            authorization_code=outcome.authorization_code,
+            decline_code=outcome.decline_code,
+            network_decline_code=outcome.network_decline_code,
+            raw_code=outcome.raw_code,
+            raw_message=outcome.raw_message,
+            latency_ms=latency,
+            card=req.card,
+            network_transaction_id=outcome.network_transaction_id,
+        )
+        self.log[req.attempt_id] = outcome
+        return outcome
+
+    def _decide(self, req: AuthorizationRequest) -> Outcome:
+        forced = _FORCED.get(req.payment_method)
+        if forced is not None:
+            kind, decline, iso = forced
+            return self._outcome(kind, decline, iso)
+        if self._rng.random() < self.approval_probability(req.card):
+            return self._outcome(OutcomeKind.APPROVED, None, None)
+        code = self._rng.choices(self._mix_codes, self._mix_weights)[0]
+        kind, iso = DECLINES[code]
+        return self._outcome(kind, code, iso)
+
+    def _outcome(self, kind: OutcomeKind, decline: str | None, iso: str | None) -> Outcome:
+        if kind is OutcomeKind.APPROVED:
+            return Outcome(
+                kind,
+                authorization_code=f"{self._rng.randrange(10**6):06d}",
+                raw_code="00",
+                raw_message="approved",
+                network_transaction_id=f"{self._rng.randrange(10**15):015d}",
+            )
+        return Outcome(
+            kind,
+            decline_code=decline,
+            network_decline_code=iso,
+            raw_code=iso,
+            raw_message=(decline or kind.value).replace("_", " "),
+        )
+
+    async def capture(self, req: CaptureRequest) -> Outcome:
+        auth = next((o for o in self.log.values() if o.processor_reference == req.processor_reference), None)
+        if auth is None or not auth.approved or req.processor_reference in self.voids:
+            return Outcome(OutcomeKind.PROCESSOR_ERROR, raw_code="404", raw_message="no such authorization")
+        self.captures.setdefault(req.processor_reference, req.amount)
+        return Outcome(OutcomeKind.APPROVED, processor_reference=req.processor_reference, raw_code="00")
+
+    async def cancel(self, req: CancelRequest) -> Outcome:
+        self.voids.add(req.processor_reference)
+        return Outcome(OutcomeKind.APPROVED, processor_reference=req.processor_reference, raw_code="00")
+
+    async def lookup(self, req: LookupRequest) -> Outcome | None:
+        return self.log.get(req.attempt_id)
+
+    def scrub(self, transcript: str) -> str:
+        return scrub_text(transcript)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,13 @@
+"""payroute: a multiprocessor payments orchestration router for off-session card payments.
+
+from router import Router
+async with await Router.open("config/routing.yaml", store="sqlite:///payroute.db") as router:
+    payment = await router.create_payment({...})
+"""
+
+from router.clock import ManualClock, SystemClock
+from router.config import Config, ConfigError
+from router.errors import PayrouteError
+from router.service import Router
+
+__all__ = ["Config", "ConfigError", "ManualClock", "PayrouteError", "Router", "SystemClock"]

@@ -1,0 +1,387 @@
+"""The YAML configuration: schema, `${ENV}` references, and errors that name file, line, column and reason.
+
+A file is validated as a whole; nothing of a bad file is ever applied. Loading returns a `Config`, a frozen
+pydantic model; `router.rules` compiles it into a routing table.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from router.money import is_currency
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str | int | float) -> timedelta:
+    """'14d', '36h', '90m', '30s'; a bare number is seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"invalid duration {value!r}: use a number and a unit (ms, s, m, h, d, w), e.g. '14d'")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BreakerConfig(_Strict):
+    fail_max: Annotated[int, Field(ge=1)] = 5
+    reset_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+
+
+class CostConfig(_Strict):
+    percent: Annotated[float, Field(ge=0, le=100)] = 0.0
+    fixed: Annotated[int, Field(ge=0)] = 0  # minor units
+
+    def of(self, amount: int) -> float:
+        return amount * self.percent / 100 + self.fixed
+
+
+# Keys every processor block may carry; any other key is an adapter option, checked by the adapter itself.
+PROCESSOR_COMMON_KEYS = frozenset({"adapter", "base_url", "credentials", "timeout_ms", "breaker", "cost", "currencies"})
+
+
+class ProcessorConfig(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    adapter: Annotated[str, Field(min_length=1)]
+    base_url: str | None = None
+    credentials: dict[str, SecretStr] = Field(default_factory=dict)
+    timeout_ms: Annotated[int, Field(ge=1, le=120_000)] = 8000
+    breaker: BreakerConfig = BreakerConfig()
+    cost: CostConfig = CostConfig()
+    currencies: list[str] | None = None
+
+    @field_validator("currencies")
+    @classmethod
+    def _currencies(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        out = [c.lower() for c in v]
+        bad = [c for c in out if not is_currency(c)]
+        if bad:
+            raise ValueError(f"unknown currency {bad[0]!r}")
+        return out
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class AmountRange(_Strict):
+    gte: int | None = None
+    gt: int | None = None
+    lte: int | None = None
+    lt: int | None = None
+
+
+class CustomerMatch(_Strict):
+    prefix: str | None = None
+    any_of: list[str] | None = Field(default=None, alias="in")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class RouteMatch(_Strict):
+    currency: list[str] | None = None
+    cadence: Literal["recurring", "unscheduled"] | list[Literal["recurring", "unscheduled"]] | None = None
+    amount: AmountRange | None = None
+    metadata: dict[str, str] | None = None
+    customer: CustomerMatch | list[str] | str | None = None
+    brand: list[str] | None = None
+    country: list[str] | None = None
+    funding: list[str] | None = None
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("brand", "country", "funding", mode="before")
+    @classmethod
+    def _card_one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("currency")
+    @classmethod
+    def _currencies(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        out = [c.lower() for c in v]
+        bad = [c for c in out if not is_currency(c)]
+        if bad:
+            raise ValueError(f"unknown currency {bad[0]!r}")
+        return out
+
+
+Strategy = Literal["priority", "weighted", "success_rate", "least_cost"]
+
+
+class RouteConfig(_Strict):
+    name: Annotated[str, Field(min_length=1)]
+    match: RouteMatch | None = None
+    strategy: Strategy = "priority"
+    processors: list[str] | dict[str, Annotated[float, Field(ge=0)]]
+    cascade_on: list[str] = Field(default_factory=list)
+
+    @field_validator("processors")
+    @classmethod
+    def _nonempty(cls, v: list[str] | dict[str, float]) -> list[str] | dict[str, float]:
+        if not v:
+            raise ValueError("a route needs at least one processor")
+        if isinstance(v, list) and len(set(v)) != len(v):
+            raise ValueError("a processor is listed twice")
+        return v
+
+    @property
+    def processor_names(self) -> list[str]:
+        return list(self.processors)
+
+    @model_validator(mode="after")
+    def _weights(self) -> RouteConfig:
+        if self.strategy == "weighted" and isinstance(self.processors, dict) and sum(self.processors.values()) <= 0:
+            raise ValueError("weighted route needs a positive total weight")
+        return self
+
+
+RetryStrategy = Literal["none", "scheduled", "heuristic", "smart", "best_available"]
+
+
+class RetryPolicyConfig(_Strict):
+    strategy: RetryStrategy = "best_available"
+    max_attempts: Annotated[int, Field(ge=1, le=50)] = 8
+    window: timedelta = timedelta(days=14)
+    schedule: list[timedelta] | None = None
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, v: Any) -> Any:
+        return parse_duration(v) if isinstance(v, str | int | float) else v
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _schedule(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if not isinstance(v, list):
+            raise ValueError("schedule must be a list of durations, e.g. [1d, 3d, 5d]")
+        return [parse_duration(x) if isinstance(x, str | int | float) else x for x in v]
+
+    @model_validator(mode="after")
+    def _needs_schedule(self) -> RetryPolicyConfig:
+        if self.strategy == "scheduled" and not self.schedule:
+            raise ValueError("a scheduled policy needs a schedule")
+        return self
+
+
+class NetworkLimits(_Strict):
+    visa_reattempts_30d: Annotated[int, Field(ge=0)] = 15
+    mastercard_declines_24h: Annotated[int, Field(ge=0)] = 10
+    mastercard_declines_30d: Annotated[int, Field(ge=0)] = 35
+
+
+class WebhookConfig(_Strict):
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    events: list[str] = Field(default_factory=lambda: ["*"])
+    secret: SecretStr
+    enabled: bool = True
+
+
+class Config(_Strict):
+    version: Literal[1] = 1
+    processors: dict[str, ProcessorConfig]
+    routes: list[RouteConfig]
+    retry_policies: dict[str, RetryPolicyConfig] = Field(default_factory=lambda: {"default": RetryPolicyConfig()})
+    network_limits: NetworkLimits = NetworkLimits()
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        if not self.processors:
+            raise ValueError("at least one processor is required")
+        names = [r.name for r in self.routes]
+        if "default" not in names:
+            raise _LocatedError(("routes",), "a route named 'default' is required (it catches every payment)")
+        for i, route in enumerate(self.routes):
+            if names.count(route.name) > 1:
+                raise _LocatedError(("routes", i, "name"), f"duplicate route name {route.name!r}")
+            for p in route.processor_names:
+                if p not in self.processors:
+                    raise _LocatedError(("routes", i, "processors"), f"unknown processor {p!r}")
+        if "default" not in self.retry_policies:
+            raise _LocatedError(("retry_policies",), "a retry policy named 'default' is required")
+        return self
+
+    def policy(self, name: str | None) -> RetryPolicyConfig:
+        return self.retry_policies.get(name or "default") or self.retry_policies["default"]
+
+
+class _LocatedError(ValueError):
+    """A whole-file check that knows which part of the file it is about."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    file: str
+    line: int
+    column: int
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.file}:{self.line}:{self.column}: {where}{self.reason}"
+
+
+class ConfigError(Exception):
+    """A refused file: every problem found, each with file, line, column and reason."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+Marks = dict[tuple[str | int, ...], tuple[int, int]]
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class _Loader:
+    """Turns a YAML node tree into plain data, remembering where every value came from."""
+
+    def __init__(self, file: str, env: Mapping[str, str]) -> None:
+        self.file = file
+        self.env = env
+        self.marks: Marks = {}
+        self.issues: list[ConfigIssue] = []
+
+    def convert(self, node: yaml.Node, path: tuple[str | int, ...]) -> Any:
+        self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.start_mark)
+                if key in out:
+                    line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                    self.issues.append(ConfigIssue(self.file, line, col, _dotted((*path, key)), "duplicate key"))
+                child = (*path, key)
+                out[key] = self.convert(value_node, child)
+                # An error about a value points at its key, which is where an operator looks.
+                self.marks[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
+        value = yaml.safe_load(yaml.serialize(node))
+        if isinstance(value, str) and "${" in value:
+            value = self._resolve(value, node, path)
+        return value
+
+    def _resolve(self, value: str, node: yaml.Node, path: tuple[str | int, ...]) -> str:
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in self.env:
+                line, col = node.start_mark.line + 1, node.start_mark.column + 1
+                self.issues.append(
+                    ConfigIssue(self.file, line, col, _dotted(path), f"environment variable {name} is not set")
+                )
+                return ""
+            return self.env[name]
+
+        return _ENV_REF.sub(sub, value)
+
+    def locate(self, loc: tuple[str | int, ...]) -> tuple[int, int]:
+        while loc:
+            if loc in self.marks:
+                return self.marks[loc]
+            loc = loc[:-1]
+        return self.marks.get((), (1, 1))
+
+
+def parse(text: str, file: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
+    """Validate a whole config text; raise ConfigError listing every problem with its line."""
+    loader = _Loader(file, os.environ if env is None else env)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigIssue(file, line, col, "", f"YAML syntax: {reason}")]) from None
+    if node is None:
+        raise ConfigError([ConfigIssue(file, 1, 1, "", "the file is empty")])
+    data = loader.convert(node, ())
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigIssue(file, 1, 1, "", "the top level must be a mapping")])
+    if loader.issues:
+        raise ConfigError(loader.issues)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        issues = []
+        for err in exc.errors(include_url=False):
+            located = (err.get("ctx") or {}).get("error")
+            if isinstance(located, _LocatedError):
+                loc: tuple[str | int, ...] = located.loc
+                reason = located.message
+            else:
+                loc = tuple(err["loc"])
+                reason = _reason(err)
+            loc = _clean_loc(loc)
+            line, col = loader.locate(loc)
+            issues.append(ConfigIssue(file, line, col, _dotted(loc), reason))
+        raise ConfigError(issues) from None
+
+
+def _clean_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    # pydantic adds union-member names (list[str], dict[str,...]) to locations; they mean nothing to an operator.
+    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+
+
+def _reason(err: Mapping[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(str(path), 0, 0, "", f"cannot read: {exc.strerror}")]) from None
+    return parse(text, str(path), env)

@@ -1,0 +1,410 @@
+"""One authorization attempt, end to end: plan, breakers, failover, records, transition, events.
+
+The order of writes is what keeps money safe:
+1. the payment moves to `processing` under a lease, with the first attempt record written as `sent`,
+   in one transaction, before any processor hears of it;
+2. the processor is called with the attempt id as its idempotency key;
+3. the answer settles the attempt record and moves the payment on, in one transaction.
+A crash between 2 and 3 leaves a `sent` attempt under an expiring lease; `reconcile()` asks the processor
+what became of that attempt id and never sends a new authorization before it knows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+from prometheus_client import Counter, Histogram
+
+from adapters.base import (
+    AuthorizationRequest,
+    Cadence,
+    CardInfo,
+    LookupRequest,
+    Outcome,
+    OutcomeKind,
+)
+from router import events as ev
+from router.breakers import BreakerBoard
+from router.clock import Clock
+from router.errors import ConcurrentUpdate
+from router.ids import IdGenerator
+from router.models import AttemptRecord, CardSnapshot, Payment
+from router.retry import RetryPlanner
+from router.rules import Candidate, Plan, RoutingTable
+from router.states import Status, transition
+from router.store.base import Store
+
+log = logging.getLogger("payroute.engine")
+
+ATTEMPTS = Counter("payroute_authorization_attempts_total", "Processor authorization calls", ["processor", "outcome"])
+ATTEMPT_LATENCY = Histogram(
+    "payroute_attempt_latency_seconds",
+    "Processor authorization call latency",
+    ["processor"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+SKIPPED = Counter("payroute_candidates_skipped_total", "Candidates skipped before a call", ["processor", "reason"])
+
+# Visa holds merchant-initiated authorizations about 5 days, the other networks about 7.
+HOLD_DAYS = {"visa": 5}
+DEFAULT_HOLD_DAYS = 7
+# How long a worker owns a payment in processing beyond the processors' own timeouts.
+LEASE_MARGIN = timedelta(seconds=30)
+# When every candidate is down there is nobody to ask: try again soon rather than burn the retry budget.
+NO_CANDIDATE_DELAY = timedelta(minutes=5)
+
+_DECLINE_CLASS_BY_KIND = {
+    OutcomeKind.HARD_DECLINE: "hard",
+    OutcomeKind.AUTHENTICATION_REQUIRED: "authentication",
+    OutcomeKind.PROCESSOR_ERROR: "technical",
+    OutcomeKind.TIMEOUT: "technical",
+}
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        table: Callable[[], RoutingTable],
+        breakers: BreakerBoard,
+        retry: RetryPlanner,
+        ids: IdGenerator,
+        clock: Clock,
+        payment_now: Callable[[Payment], Awaitable[datetime]],
+        owner: str,
+        card_info: Callable[[str], CardInfo],
+    ) -> None:
+        self.store = store
+        self._table = table
+        self.breakers = breakers
+        self.retry = retry
+        self.ids = ids
+        self.clock = clock
+        self._payment_now = payment_now
+        self.owner = owner
+        self._card_info = card_info
+
+    # -- attempt ---------------------------------------------------------------------------------------------
+    async def attempt(self, payment: Payment) -> Payment:
+        """Run one authorization attempt for a pending or due pending_retry payment; return it afterwards."""
+        table = self._table()  # in-flight attempts finish on the table they started with
+        now = await self._payment_now(payment)
+        plan = table.plan(payment)
+        candidates = self._usable(plan, payment)
+        transition(payment.status, Status.PROCESSING)
+        attempts_so_far = payment.attempts + 1
+        card = payment.card if payment.card.fingerprint else _snapshot(self._card_info(payment.payment_method))
+        lease = self.clock.now() + self._lease_length(candidates)
+        processing = payment.model_copy(
+            update={
+                "status": "processing",
+                "attempts": attempts_so_far,
+                "next_attempt_at": None,
+                "card": card,
+            }
+        )
+        if not candidates:
+            log.warning("payment %s: no processor available on route %s", payment.id, plan.route)
+            processing = await self.store.save_payment(
+                processing,
+                payment.version,
+                events=[ev.event_for(self.ids, ev.ATTEMPT_STARTED, processing, now)],
+                lease_owner=self.owner,
+                lease_until=lease,
+            )
+            return await self._finish(processing, None, None, table, now)
+
+        outcome: Outcome | None = None
+        attempt: AttemptRecord | None = None
+        current = processing
+        expected_version = payment.version
+        pending_events = [ev.event_for(self.ids, ev.ATTEMPT_STARTED, processing, now)]
+        settled_previous: AttemptRecord | None = None
+        for index, cand in enumerate(candidates):
+            breaker = self.breakers.get(cand.name, cand.config.breaker.fail_max, cand.config.breaker.reset_timeout_s)
+            if not breaker.allow():
+                SKIPPED.labels(cand.name, "breaker_open").inc()
+                continue
+            attempt = self._new_attempt(current, cand, now, attempts_so_far)
+            current = current.model_copy(update={"latest_payment_attempt_record": attempt.id})
+            # The previous settled attempt and this new `sent` one go down in one write, before the call.
+            try:
+                current = await self.store.save_payment(
+                    current,
+                    expected_version,
+                    attempts=[a for a in (settled_previous, attempt) if a is not None],
+                    events=pending_events,
+                    lease_owner=self.owner,
+                    lease_until=lease,
+                )
+            except BaseException:
+                breaker.release()
+                raise
+            expected_version = current.version
+            pending_events = []
+            settled_previous = None
+            outcome = await self._call(cand, attempt, current, now)
+            breaker.record(outcome.kind)
+            ATTEMPTS.labels(cand.name, outcome.kind.value).inc()
+            ATTEMPT_LATENCY.labels(cand.name).observe(outcome.latency_ms / 1000)
+            attempt = _settle(attempt, outcome, cand.adapter.scrub)
+            if outcome.request_invalid:
+                log.error("processor %s says our request was invalid: %s", cand.name, attempt.raw_message)
+            if outcome.approved:
+                break
+            more = index + 1 < len(candidates) and payment.orchestration_enabled
+            if outcome.kind.is_technical and more:
+                settled_previous = attempt
+                continue
+            cascade = outcome.kind is OutcomeKind.SOFT_DECLINE and (outcome.decline_code or "") in plan.cascade_on
+            if cascade and more:
+                settled_previous = attempt
+                continue
+            break
+        if attempt is None:
+            # Every breaker was open at the moment of calling: nothing was sent.
+            current = await self.store.save_payment(
+                current, expected_version, events=pending_events, lease_owner=self.owner, lease_until=lease
+            )
+            return await self._finish(current, None, None, table, now)
+        return await self._finish(current, attempt, outcome, table, now)
+
+    def _usable(self, plan: Plan, payment: Payment) -> list[Candidate]:
+        usable = []
+        for cand in plan.candidates:
+            currencies = cand.config.currencies
+            if currencies is not None and payment.currency not in currencies:
+                SKIPPED.labels(cand.name, "currency").inc()
+                continue
+            usable.append(cand)
+        if not payment.orchestration_enabled:
+            # Orchestration off pins the payment to the route's first processor: no failover.
+            return usable[:1]
+        return usable
+
+    def _lease_length(self, candidates: list[Candidate]) -> timedelta:
+        total_ms = sum(c.config.timeout_ms for c in candidates)
+        return timedelta(milliseconds=total_ms) + LEASE_MARGIN
+
+    def _new_attempt(self, p: Payment, cand: Candidate, now: datetime, number: int) -> AttemptRecord:
+        return AttemptRecord(
+            id=self.ids.new("attempt"),
+            payment_id=p.id,
+            payment_record=p.payment_record,
+            livemode=p.livemode,
+            created=now,
+            processor=cand.name,
+            adapter=cand.config.adapter,
+            amount=p.amount,
+            currency=p.currency,
+            customer=p.customer,
+            payment_method=p.payment_method,
+            description=p.description,
+            metadata=p.metadata,
+            card=p.card,
+            attempt_number=number,
+        )
+
+    async def _call(self, cand: Candidate, attempt: AttemptRecord, p: Payment, now: datetime) -> Outcome:
+        req = AuthorizationRequest(
+            attempt_id=attempt.id,
+            payment_id=p.id,
+            amount=p.amount,
+            currency=p.currency,
+            customer=p.customer,
+            payment_method=p.payment_method,
+            cadence=Cadence(p.cadence),
+            capture_manual=p.capture_method == "manual",
+            network_transaction_id=p.network_transaction_id,
+            statement_descriptor=p.statement_descriptor,
+            statement_descriptor_suffix=p.statement_descriptor_suffix,
+            description=p.description,
+            metadata=p.metadata,
+            card=CardInfo(p.card.brand, p.card.country, p.card.funding, p.card.fingerprint),
+            requested_at=now,
+            livemode=p.livemode,
+        )
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(cand.config.timeout_ms / 1000):
+                outcome = await cand.adapter.authorize(req)
+        except TimeoutError:
+            return Outcome(
+                OutcomeKind.TIMEOUT,
+                raw_message=f"no answer within {cand.config.timeout_ms} ms",
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # An adapter must turn every answer into an Outcome; one that raised has a bug, not a decline.
+            log.exception("adapter %s raised instead of answering", cand.name)
+            return Outcome(
+                OutcomeKind.PROCESSOR_ERROR,
+                raw_message=cand.adapter.scrub(f"{type(exc).__name__}: {exc}"),
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
+        if not outcome.latency_ms:
+            outcome = _with_latency(outcome, (time.perf_counter() - started) * 1000)
+        return outcome
+
+    # -- after the calls -------------------------------------------------------------------------------------
+    async def _finish(
+        self,
+        p: Payment,
+        attempt: AttemptRecord | None,
+        outcome: Outcome | None,
+        table: RoutingTable,
+        now: datetime,
+    ) -> Payment:
+        record = await self.store.get_payment_record(p.payment_record)
+        assert record is not None, f"payment {p.id} has no payment record"
+        update: dict[str, object] = {}
+        events: list[str] = []
+        if attempt is not None:
+            record = record.model_copy(update={"latest_payment_attempt_record": attempt.id})
+            update["latest_payment_attempt_record"] = attempt.id
+            if attempt.card.fingerprint:
+                update["card"] = attempt.card
+        if outcome is not None and outcome.approved:
+            assert attempt is not None
+            update.update(
+                processor=attempt.processor,
+                processor_reference=attempt.processor_reference,
+                last_authorization_attempt_error=None,
+                network_transaction_id=outcome.network_transaction_id or p.network_transaction_id,
+                failure_reason=None,
+            )
+            record = record.model_copy(
+                update={
+                    "amount_authorized": p.amount,
+                    "processor": attempt.processor,
+                    "processor_reference": attempt.processor_reference,
+                    "card": attempt.card,
+                }
+            )
+            if p.capture_method == "manual":
+                brand = (attempt.card.brand or "").lower()
+                hold = timedelta(days=HOLD_DAYS.get(brand, DEFAULT_HOLD_DAYS))
+                update.update(status=transition(p.status, Status.REQUIRES_CAPTURE).value, capture_before=now + hold)
+                attempt = attempt.model_copy(update={"capture_before": now + hold})
+                events.append(ev.REQUIRES_CAPTURE)
+            else:
+                update.update(status=transition(p.status, Status.SUCCEEDED).value, amount_captured=p.amount)
+                record = record.model_copy(update={"amount_captured": p.amount})
+                events.append(ev.SUCCEEDED)
+        else:
+            policy = table.config.policy(p.retry_policy)
+            if outcome is not None:
+                update["last_authorization_attempt_error"] = outcome.decline_code or outcome.kind.value
+            first_declined = p.first_declined_at or now
+            update["first_declined_at"] = first_declined
+            decision = await self.retry.decide(
+                p.model_copy(update={"first_declined_at": first_declined}), outcome, policy, now
+            )
+            update["retry_strategy"] = decision.strategy
+            update["last_decline_class"] = decision.decline_class
+            if decision.retry_at is not None:
+                retry_at = (
+                    decision.retry_at if outcome is not None else max(decision.retry_at, now + NO_CANDIDATE_DELAY)
+                )
+                update.update(status=transition(p.status, Status.PENDING_RETRY).value, next_attempt_at=retry_at)
+                events.append(ev.ATTEMPT_FAILED)
+            else:
+                reason = decision.failure_reason or "rejected_by_partner"
+                update.update(status=transition(p.status, Status.FAILED, reason).value, failure_reason=reason)
+                record = record.model_copy(update={"amount_failed": p.amount})
+                events.extend([ev.ATTEMPT_FAILED, ev.FAILED])
+        final = p.model_copy(update=update)
+        return await self.store.save_payment(
+            final,
+            p.version,
+            record=record,
+            attempts=[attempt] if attempt is not None else (),
+            events=[ev.event_for(self.ids, t, final, now) for t in events],
+        )
+
+    # -- crash reconciliation --------------------------------------------------------------------------------
+    async def reconcile(self, payment: Payment) -> Payment:
+        """Settle a payment a dead worker left in `processing`.
+
+        Each `sent` attempt is looked up at its processor by attempt id. An answer found is applied as if it
+        had just arrived; an attempt the processor never saw is closed as not sent, and the payment goes back
+        to pending_retry for a fresh attempt with a new id. If the processor cannot be asked, nothing moves.
+        """
+        table = self._table()
+        now = await self._payment_now(payment)
+        attempts = await self.store.list_attempts(payment.payment_record)
+        sent = [a for a in attempts if a.state == "sent" and a.payment_id == payment.id]
+        if not sent:
+            # The worker died after the processing transition but before writing any attempt.
+            return await self._finish(payment, None, None, table, now)
+        last = sent[-1]
+        adapter = table.adapters.get(last.processor)
+        if adapter is None:
+            log.error("cannot reconcile %s: processor %s is no longer configured", payment.id, last.processor)
+            return payment
+        try:
+            found = await adapter.lookup(LookupRequest(last.id, payment.id, last.processor_reference))
+        except Exception:
+            log.exception("reconciliation lookup for %s at %s failed; will try again", last.id, last.processor)
+            return payment
+        if found is None:
+            closed = last.model_copy(
+                update={
+                    "state": "settled",
+                    "outcome": "processor_error",
+                    "raw_message": "never reached the processor (reconciled after a crash)",
+                    "decline_class": "technical",
+                }
+            )
+            return await self._finish(payment, closed, None, table, now)
+        settled = _settle(last, found, adapter.scrub)
+        return await self._finish(payment, settled, found, table, now)
+
+    async def claim_and_attempt(self, payment: Payment) -> Payment | None:
+        """Attempt a payment unless another worker got there first."""
+        try:
+            return await self.attempt(payment)
+        except ConcurrentUpdate:
+            log.info("payment %s was taken by another worker", payment.id)
+            return None
+
+
+def _snapshot(card: CardInfo) -> CardSnapshot:
+    return CardSnapshot(brand=card.brand, country=card.country, funding=card.funding, fingerprint=card.fingerprint)
+
+
+def _with_latency(o: Outcome, latency_ms: float) -> Outcome:
+    from dataclasses import replace
+
+    return replace(o, latency_ms=latency_ms)
+
+
+def _settle(attempt: AttemptRecord, o: Outcome, scrub: Callable[[str], str]) -> AttemptRecord:
+    card = attempt.card
+    if o.card is not None and o.card.fingerprint:
+        card = _snapshot(o.card)
+    return attempt.model_copy(
+        update={
+            "state": "settled",
+            "outcome": o.kind.value,
+            "decline_class": _DECLINE_CLASS_BY_KIND.get(o.kind),
+            "processor_reference": o.processor_reference,
+            "authorization_code": o.authorization_code,
+            "decline_code": o.decline_code,
+            "network_decline_code": o.network_decline_code,
+            "network_advice_code": o.network_advice_code,
+            "advice_code": o.advice_code,
+            "raw_code": o.raw_code,
+            "raw_message": scrub(o.raw_message) if o.raw_message else None,
+            "latency_ms": o.latency_ms,
+            "network_transaction_id": o.network_transaction_id,
+            "card": card,
+            "transcript": scrub(o.transcript) if o.transcript else None,
+        }
+    )

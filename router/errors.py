@@ -1,0 +1,75 @@
+"""One error type for everything a caller can get wrong or run into, in Stripe's v2 error shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PayrouteError(Exception):
+    """An error a caller sees: `{"error": {"type", "code", "message", "param"}}` with an HTTP status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str = "parameter_invalid",
+        param: str | None = None,
+        status: int = 400,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.status = status
+
+    def to_dict(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"type": self.type, "code": self.code, "message": self.message}
+        if self.param is not None:
+            error["param"] = self.param
+        return {"error": error}
+
+    def __repr__(self) -> str:
+        return f"PayrouteError({self.status}, {self.code!r}, {self.message!r}, param={self.param!r})"
+
+
+def invalid(message: str, param: str | None = None, code: str = "parameter_invalid") -> PayrouteError:
+    return PayrouteError(message, param=param, code=code)
+
+
+def not_found(kind: str, id: str, param: str = "id") -> PayrouteError:
+    return PayrouteError(
+        f"No such {kind}: '{id}'",
+        type="invalid_request_error",
+        code="resource_missing",
+        param=param,
+        status=404,
+    )
+
+
+def conflict(message: str, code: str) -> PayrouteError:
+    return PayrouteError(message, type="invalid_request_error", code=code, status=409)
+
+
+class IllegalTransition(PayrouteError):
+    """A state change the state machine does not allow; never applied."""
+
+    def __init__(self, current: str, target: str, code: str = "invalid_state_transition") -> None:
+        super().__init__(
+            f"An OffSessionPayment in status '{current}' cannot move to '{target}'.",
+            type="invalid_request_error",
+            code=code,
+            status=409,
+        )
+        self.current = current
+        self.target = target
+
+
+class StoreUnavailable(PayrouteError):
+    def __init__(self, message: str = "The payment store is unavailable; try again later.") -> None:
+        super().__init__(message, type="api_error", code="service_unavailable", status=503)
+
+
+class ConcurrentUpdate(Exception):
+    """A compare-and-set on a payment lost to another writer; the caller re-reads and decides again."""

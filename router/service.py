@@ -1,0 +1,696 @@
+"""`Router`: the one core behind both the embedded library and the sidecar.
+
+router = await Router.open("config/routing.yaml", store="sqlite:///payroute.db")
+payment = await router.create_payment({...})
+await router.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from adapters.base import CancelRequest, CaptureRequest, CardInfo
+from router import config as config_mod
+from router import events as ev
+from router.breakers import BreakerBoard
+from router.cards import card_from_token
+from router.clock import Clock, SystemClock, parse_rfc3339
+from router.config import Config, ConfigError
+from router.engine import Engine
+from router.errors import ConcurrentUpdate, PayrouteError, conflict, invalid, not_found
+from router.ids import IdGenerator
+from router.models import (
+    AttemptRecord,
+    Payment,
+    PaymentRecordState,
+    TestClock,
+    parse_create_params,
+    render_attempt_record,
+    render_event,
+    render_payment,
+    render_payment_record,
+    render_test_clock,
+)
+from router.retry import RetryPlanner
+from router.rules import RoutingTable, build_adapters
+from router.states import CANCELABLE, PAUSABLE, TERMINAL, Status, transition
+from router.store import open_store
+from router.store.base import Cursor, IdempotencyEntry, Store, to_us
+
+log = logging.getLogger("payroute")
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+_CAS_RETRIES = 5
+
+
+class Router:
+    """Create, read and steer off-session payments. Safe to share across tasks in one event loop."""
+
+    def __init__(
+        self,
+        table: RoutingTable,
+        store: Store,
+        *,
+        config_path: str | None = None,
+        clock: Clock | None = None,
+        ids: IdGenerator | None = None,
+        owner: str | None = None,
+        card_info: Callable[[str], CardInfo] = card_from_token,
+        retry: RetryPlanner | None = None,
+        breakers: BreakerBoard | None = None,
+    ) -> None:
+        self._table = table
+        self.store = store
+        self.config_path = config_path
+        self.clock: Clock = clock or SystemClock()
+        self.ids = ids or IdGenerator()
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        self.breakers = breakers or BreakerBoard(self.clock)
+        self.retry = retry or RetryPlanner()
+        self.card_info = card_info
+        self.engine = Engine(
+            store=store,
+            table=lambda: self._table,
+            breakers=self.breakers,
+            retry=self.retry,
+            ids=self.ids,
+            clock=self.clock,
+            payment_now=self.now_for,
+            owner=self.owner,
+            card_info=card_info,
+        )
+        self._listeners: list[Callable[[Router, RoutingTable], None]] = []
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    @classmethod
+    async def open(
+        cls,
+        config: str | Path | Config,
+        store: str | Store = "sqlite:///payroute.db",
+        *,
+        clock: Clock | None = None,
+        ids: IdGenerator | None = None,
+        owner: str | None = None,
+        card_info: Callable[[str], CardInfo] = card_from_token,
+        reconcile: bool = True,
+    ) -> Router:
+        """Load and check the config, open the store, settle anything a crash left in processing."""
+        config_path = None
+        if isinstance(config, Config):
+            cfg = config
+        else:
+            config_path = str(config)
+            cfg = config_mod.load(config_path)
+        adapters = build_adapters(cfg, file=config_path or "<config>")
+        table = RoutingTable(cfg, 1, adapters)
+        st = open_store(store) if isinstance(store, str) else store
+        await st.open()
+        router = cls(table, st, config_path=config_path, clock=clock, ids=ids, owner=owner, card_info=card_info)
+        log.info("payroute started: config version %d, store %s", table.version, _safe_url(st.url))
+        if reconcile:
+            await router.reconcile_stuck()
+        return router
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for adapter in self._table.adapters.values():
+            try:
+                await adapter.close()
+            except Exception:
+                log.exception("closing adapter %s", adapter.name)
+        await self.store.close()
+
+    async def __aenter__(self) -> Router:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def table(self) -> RoutingTable:
+        return self._table
+
+    @property
+    def config(self) -> Config:
+        return self._table.config
+
+    @property
+    def config_version(self) -> int:
+        return self._table.version
+
+    async def reload(self, path: str | Path | None = None) -> RoutingTable:
+        """Build a new routing table from the file and swap it in whole; a bad file changes nothing."""
+        target = str(path or self.config_path or "")
+        if not target:
+            raise ConfigError([config_mod.ConfigIssue("<config>", 0, 0, "", "no config file to reload")])
+        cfg = config_mod.load(target)
+        adapters = build_adapters(cfg, previous=self._table, file=target)
+        old = self._table
+        new = RoutingTable(cfg, old.version + 1, adapters)
+        self._table = new  # one assignment: every attempt sees the old table or the new one, never a mix
+        self.config_path = target
+        log.info("config version %d loaded from %s", new.version, target)
+        # Adapters that left the config are closed once attempts still holding the old table had time to finish.
+        gone = [a for name, a in old.adapters.items() if new.adapters.get(name) is not a]
+        if gone:
+            asyncio.get_running_loop().call_later(60, lambda: _close_later(gone))
+        for listener in self._listeners:
+            listener(self, new)
+        return new
+
+    def on_reload(self, listener: Callable[[Router, RoutingTable], None]) -> None:
+        self._listeners.append(listener)
+
+    # -- time ------------------------------------------------------------------------------------------------
+    async def now_for(self, payment: Payment) -> datetime:
+        """A payment on a test clock lives at that clock's frozen time; every other payment on the router's."""
+        if payment.test_clock:
+            tc = await self.store.get_test_clock(payment.test_clock)
+            if tc is not None:
+                return tc.frozen_time
+        return self.clock.now()
+
+    # -- payments --------------------------------------------------------------------------------------------
+    async def create_payment(
+        self,
+        params: Mapping[str, Any],
+        *,
+        livemode: bool = False,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Create an off-session payment and, unless deferred, run its first authorization attempt.
+
+        With an `idempotency_key`, a repeat of the same request returns the first result and does nothing
+        else; the same key with other parameters is refused (409 idempotency_error)."""
+        if idempotency_key is None:
+            return await self._create(params, livemode)
+        body = json.dumps(params, sort_keys=True, separators=(",", ":")).encode()
+        status, out = await self.idempotent(
+            _scope(livemode),
+            idempotency_key,
+            "POST /v2/payments/off_session_payments",
+            body,
+            lambda: self._create_json(params, livemode),
+        )
+        result: dict[str, Any] = json.loads(out)
+        if status >= 400:
+            raise PayrouteError(
+                result["error"]["message"],
+                type=result["error"]["type"],
+                code=result["error"]["code"],
+                param=result["error"].get("param"),
+                status=status,
+            )
+        return result
+
+    async def _create_json(self, params: Mapping[str, Any], livemode: bool) -> tuple[int, bytes]:
+        return 200, json.dumps(await self._create(params, livemode)).encode()
+
+    async def _create(self, params: Mapping[str, Any], livemode: bool) -> dict[str, Any]:
+        p = parse_create_params(dict(params))
+        cfg = self.config
+        retry = p.retry_details
+        if retry and retry.retry_policy and retry.retry_policy not in cfg.retry_policies:
+            raise invalid(f"No such retry policy: '{retry.retry_policy}'.", "retry_details.retry_policy")
+        now = self.clock.now()
+        if p.test_clock:
+            if livemode:
+                raise invalid("Test clocks can only be used in test mode.", "test_clock")
+            tc = await self.store.get_test_clock(p.test_clock)
+            if tc is None or tc.livemode != livemode:
+                raise PayrouteError(
+                    f"No such test clock: '{p.test_clock}'", code="resource_missing", param="test_clock"
+                )
+            now = tc.frozen_time
+        due: datetime | None = None
+        if p.target_date:
+            target = datetime.combine(datetime.fromisoformat(p.target_date).date(), time(0), tzinfo=UTC)
+            if target > now:
+                due = target
+        if p.test_clock and due is None:
+            due = now  # a test-clock payment waits for its clock to be advanced
+        payment_id = self.ids.payment(livemode)
+        record_id = self.ids.new("payment_record")
+        card = self.card_info(p.payment_method or "")
+        options = p.payment_method_options.card if p.payment_method_options else None
+        payment = Payment(
+            id=payment_id,
+            livemode=livemode,
+            created=now,
+            status="pending",
+            amount=p.amount.value,
+            currency=p.amount.currency,
+            cadence=p.cadence,
+            customer=p.customer,
+            payment_method=p.payment_method or "",
+            description=p.description,
+            metadata=dict(p.metadata or {}),
+            on_behalf_of=p.on_behalf_of,
+            amount_details=p.amount_details.model_dump(exclude_none=True) if p.amount_details else None,
+            payment_details=p.payment_details.model_dump(exclude_none=True) if p.payment_details else None,
+            application_fee_amount=p.application_fee_amount.value if p.application_fee_amount else None,
+            statement_descriptor=p.statement_descriptor,
+            statement_descriptor_suffix=p.statement_descriptor_suffix,
+            target_date=p.target_date,
+            test_clock=p.test_clock,
+            transfer_data=p.transfer_data.model_dump(exclude_none=True) if p.transfer_data else None,
+            capture_method=p.capture.capture_method if p.capture else "automatic",
+            orchestration_enabled=p.payments_orchestration.enabled if p.payments_orchestration else True,
+            retry_policy=retry.retry_policy if retry else None,
+            retry_strategy_requested=retry.retry_strategy if retry else "best_available",
+            retry_strategy="none" if retry and retry.retry_strategy == "none" else "heuristic",
+            payment_record=record_id,
+            next_attempt_at=due,
+            mcc=options.mcc if options else None,
+            network_transaction_id=options.network_transaction_id if options else None,
+            card={
+                "brand": card.brand,
+                "country": card.country,
+                "funding": card.funding,
+                "fingerprint": card.fingerprint,
+            },
+        )
+        record = PaymentRecordState(
+            id=record_id,
+            payment_id=payment_id,
+            livemode=livemode,
+            created=now,
+            amount=payment.amount,
+            currency=payment.currency,
+            customer=payment.customer,
+            description=payment.description,
+            metadata=payment.metadata,
+            card=payment.card,
+        )
+        await self.store.create_payment(payment, record, [ev.event_for(self.ids, ev.CREATED, payment, now)])
+        if due is None:
+            payment = await self.engine.attempt(payment)
+        return await self._render(payment, include_details=bool(p.include))
+
+    async def _render(self, payment: Payment, include_details: bool = False) -> dict[str, Any]:
+        attempt = None
+        if include_details and payment.latest_payment_attempt_record:
+            attempt = await self.store.get_attempt(payment.latest_payment_attempt_record)
+        return render_payment(payment, attempt)
+
+    async def _load(self, payment_id: str, livemode: bool) -> Payment:
+        p = await self.store.get_payment(payment_id)
+        if p is None or p.livemode != livemode:
+            # A test key never sees a live payment and the other way round: to each it does not exist.
+            raise not_found("off_session_payment", payment_id)
+        return p
+
+    async def get_payment(
+        self, payment_id: str, *, livemode: bool = False, include_details: bool = False
+    ) -> dict[str, Any]:
+        return await self._render(await self._load(payment_id, livemode), include_details)
+
+    async def list_payments(
+        self,
+        *,
+        livemode: bool = False,
+        limit: int = 20,
+        cursor: Cursor | None = None,
+        direction: Literal["next", "previous"] = "next",
+    ) -> tuple[list[dict[str, Any]], bool, list[Payment]]:
+        """A page of payments newest first: (objects, has_more, the payments for cursor-making)."""
+        if not 1 <= limit <= 100:
+            raise invalid("limit must be between 1 and 100.", "limit")
+        page = await self.store.list_payments(livemode, limit, cursor, direction)
+        return [render_payment(p) for p in page.payments], page.has_more, page.payments
+
+    async def _change(
+        self,
+        payment_id: str,
+        livemode: bool,
+        apply: Callable[[Payment, datetime], Awaitable[tuple[Payment, list[str], PaymentRecordState | None]]],
+    ) -> dict[str, Any]:
+        """Read, decide, compare-and-set; a lost race re-reads and decides again."""
+        for _ in range(_CAS_RETRIES):
+            p = await self._load(payment_id, livemode)
+            now = await self.now_for(p)
+            new, event_types, record = await apply(p, now)
+            try:
+                saved = await self.store.save_payment(
+                    new,
+                    p.version,
+                    record=record,
+                    events=[ev.event_for(self.ids, t, new, now) for t in event_types],
+                )
+            except ConcurrentUpdate:
+                continue
+            return render_payment(saved)
+        raise conflict("The payment changed while this request ran; try again.", "lock_timeout")
+
+    async def cancel_payment(self, payment_id: str, *, livemode: bool = False) -> dict[str, Any]:
+        async def apply(p: Payment, now: datetime) -> tuple[Payment, list[str], PaymentRecordState | None]:
+            status = Status(p.status)
+            if status is Status.CANCELED:
+                raise conflict(f"The OffSessionPayment {p.id} is already canceled.", "already_canceled")
+            if status is Status.PROCESSING:
+                raise conflict("The payment is being processed; try again shortly.", "payment_processing")
+            if status not in CANCELABLE:
+                raise conflict(f"An OffSessionPayment in status '{p.status}' cannot be canceled.", "not_cancelable")
+            record = await self.store.get_payment_record(p.payment_record)
+            assert record is not None
+            if status is Status.REQUIRES_CAPTURE:
+                await self._void(p)
+            record = record.model_copy(update={"amount_canceled": p.amount - p.amount_captured})
+            new = p.model_copy(update={"status": transition(status, Status.CANCELED).value, "next_attempt_at": None})
+            return new, [ev.CANCELED], record
+
+        return await self._change(payment_id, livemode, apply)
+
+    async def _void(self, p: Payment) -> None:
+        adapter = self._table.adapters.get(p.processor or "")
+        if adapter is None or not p.processor_reference:
+            raise PayrouteError(
+                "The processor holding this authorization is not configured.",
+                type="api_error",
+                code="processor_unavailable",
+                status=503,
+            )
+        outcome = await adapter.cancel(
+            CancelRequest(f"{p.latest_payment_attempt_record}_void", p.id, p.processor_reference, self.clock.now())
+        )
+        if not outcome.approved:
+            raise PayrouteError(
+                f"The processor did not release the authorization: {outcome.raw_message or outcome.kind.value}",
+                type="api_error",
+                code="processor_error",
+                status=502,
+            )
+
+    async def pause_payment(self, payment_id: str, *, livemode: bool = False) -> dict[str, Any]:
+        async def apply(p: Payment, now: datetime) -> tuple[Payment, list[str], PaymentRecordState | None]:
+            status = Status(p.status)
+            if status is Status.PROCESSING:
+                raise conflict("The payment is being processed; try again shortly.", "payment_processing")
+            if status not in PAUSABLE:
+                raise conflict(f"An OffSessionPayment in status '{p.status}' cannot be paused.", "not_pausable")
+            new = p.model_copy(update={"status": transition(status, Status.PAUSED).value, "paused_from": p.status})
+            return new, [ev.PAUSED], None
+
+        return await self._change(payment_id, livemode, apply)
+
+    async def resume_payment(self, payment_id: str, *, livemode: bool = False) -> dict[str, Any]:
+        async def apply(p: Payment, now: datetime) -> tuple[Payment, list[str], PaymentRecordState | None]:
+            if p.status != Status.PAUSED:
+                raise conflict(f"An OffSessionPayment in status '{p.status}' cannot be resumed.", "not_resumable")
+            target = Status(p.paused_from or Status.PENDING_RETRY)
+            next_at = max(p.next_attempt_at or now, now)
+            new = p.model_copy(
+                update={
+                    "status": transition(Status.PAUSED, target).value,
+                    "paused_from": None,
+                    "next_attempt_at": next_at,
+                }
+            )
+            return new, [ev.RESUMED], None
+
+        return await self._change(payment_id, livemode, apply)
+
+    async def capture_payment(
+        self, payment_id: str, *, amount_to_capture: int | None = None, livemode: bool = False
+    ) -> dict[str, Any]:
+        async def apply(p: Payment, now: datetime) -> tuple[Payment, list[str], PaymentRecordState | None]:
+            if p.status == Status.PROCESSING:
+                raise conflict("The payment is being processed; try again shortly.", "payment_processing")
+            if p.status != Status.REQUIRES_CAPTURE:
+                raise conflict(
+                    f"An OffSessionPayment in status '{p.status}' cannot be captured.",
+                    "payment_not_capturable",
+                )
+            amount = p.amount if amount_to_capture is None else amount_to_capture
+            if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= p.amount:
+                raise invalid(
+                    f"amount_to_capture must be a positive integer no greater than {p.amount}.",
+                    "amount_to_capture",
+                )
+            if p.capture_before is not None and now >= p.capture_before:
+                raise conflict("The authorization has expired and can no longer be captured.", "authorization_expired")
+            adapter = self._table.adapters.get(p.processor or "")
+            if adapter is None or not p.processor_reference:
+                raise PayrouteError(
+                    "The processor holding this authorization is not configured.",
+                    type="api_error",
+                    code="processor_unavailable",
+                    status=503,
+                )
+            outcome = await adapter.capture(
+                CaptureRequest(
+                    f"{p.latest_payment_attempt_record}_capture",
+                    p.id,
+                    p.processor_reference,
+                    amount,
+                    p.currency,
+                    now,
+                )
+            )
+            if not outcome.approved:
+                raise PayrouteError(
+                    f"The processor refused the capture: {outcome.raw_message or outcome.kind.value}",
+                    type="api_error",
+                    code="processor_error",
+                    status=502,
+                )
+            record = await self.store.get_payment_record(p.payment_record)
+            assert record is not None
+            record = record.model_copy(update={"amount_captured": amount, "amount_canceled": p.amount - amount})
+            new = p.model_copy(
+                update={
+                    "status": transition(Status.REQUIRES_CAPTURE, Status.SUCCEEDED).value,
+                    "amount_captured": amount,
+                }
+            )
+            return new, [ev.SUCCEEDED], record
+
+        return await self._change(payment_id, livemode, apply)
+
+    async def expire_authorization(self, payment: Payment) -> Payment | None:
+        """A held authorization past capture_before fails as authorization_expired."""
+        now = await self.now_for(payment)
+        if payment.status != Status.REQUIRES_CAPTURE or payment.capture_before is None or now < payment.capture_before:
+            return None
+        new = payment.model_copy(
+            update={
+                "status": transition(Status.REQUIRES_CAPTURE, Status.FAILED, "authorization_expired").value,
+                "failure_reason": "authorization_expired",
+            }
+        )
+        record = await self.store.get_payment_record(payment.payment_record)
+        try:
+            return await self.store.save_payment(
+                new,
+                payment.version,
+                record=record.model_copy(update={"amount_canceled": payment.amount}) if record else None,
+                events=[ev.event_for(self.ids, ev.FAILED, new, now)],
+            )
+        except ConcurrentUpdate:
+            return None
+
+    # -- records and events ----------------------------------------------------------------------------------
+    async def get_payment_record(self, record_id: str, *, livemode: bool = False) -> dict[str, Any]:
+        r = await self.store.get_payment_record(record_id)
+        if r is None or r.livemode != livemode:
+            raise not_found("payment_record", record_id)
+        return render_payment_record(r)
+
+    async def list_attempt_records(self, payment_record: str, *, livemode: bool = False) -> list[dict[str, Any]]:
+        r = await self.store.get_payment_record(payment_record)
+        if r is None or r.livemode != livemode:
+            raise not_found("payment_record", payment_record, param="payment_record")
+        return [render_attempt_record(a) for a in await self.store.list_attempts(payment_record)]
+
+    async def get_attempt_record(self, attempt_id: str, *, livemode: bool = False) -> dict[str, Any]:
+        a = await self.store.get_attempt(attempt_id)
+        if a is None or a.livemode != livemode:
+            raise not_found("payment_attempt_record", attempt_id)
+        return render_attempt_record(a)
+
+    async def attempts_for(self, payment_id: str, *, livemode: bool = False) -> list[AttemptRecord]:
+        p = await self._load(payment_id, livemode)
+        return await self.store.list_attempts(p.payment_record)
+
+    async def list_events(
+        self, *, livemode: bool = False, object_id: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        return [render_event(e) for _, e in await self.store.list_events(livemode, object_id, limit)]
+
+    # -- test clocks -----------------------------------------------------------------------------------------
+    async def create_test_clock(
+        self, frozen_time: datetime | str | None = None, *, name: str | None = None, livemode: bool = False
+    ) -> dict[str, Any]:
+        if livemode:
+            raise invalid("Test clocks can only be created in test mode.", "livemode")
+        at = _as_time(frozen_time, "frozen_time") if frozen_time is not None else self.clock.now()
+        tc = TestClock(id=self.ids.new("test_clock"), created=self.clock.now(), frozen_time=at, name=name)
+        await self.store.save_test_clock(tc)
+        return render_test_clock(tc)
+
+    async def get_test_clock(self, clock_id: str, *, livemode: bool = False) -> dict[str, Any]:
+        tc = await self.store.get_test_clock(clock_id)
+        if tc is None or livemode:
+            raise not_found("test_clock", clock_id)
+        return render_test_clock(tc)
+
+    async def advance_test_clock(
+        self, clock_id: str, frozen_time: datetime | str, *, livemode: bool = False
+    ) -> dict[str, Any]:
+        """Move a test clock forward, running every attempt and expiry that falls due, in time order, at its
+        own due time, before returning."""
+        tc = await self.store.get_test_clock(clock_id)
+        if tc is None or livemode:
+            raise not_found("test_clock", clock_id)
+        target = _as_time(frozen_time, "frozen_time")
+        if target < tc.frozen_time:
+            raise invalid("frozen_time must not be earlier than the clock's current time.", "frozen_time")
+        while True:
+            due = await self.store.list_due_on_clock(clock_id, target)
+            if not due:
+                break
+            when = min(_due_time(p) for p in due)
+            tc = tc.model_copy(update={"frozen_time": max(when, tc.frozen_time)})
+            await self.store.save_test_clock(tc)
+            for p in due:
+                if _due_time(p) <= tc.frozen_time:
+                    await self._run_due(p)
+        tc = tc.model_copy(update={"frozen_time": target})
+        await self.store.save_test_clock(tc)
+        return render_test_clock(tc)
+
+    async def _run_due(self, p: Payment) -> None:
+        if p.status == Status.REQUIRES_CAPTURE:
+            await self.expire_authorization(p)
+        elif p.status in (Status.PENDING, Status.PENDING_RETRY):
+            await self.engine.claim_and_attempt(p)
+
+    # -- background work (the scheduler drives these) --------------------------------------------------------
+    async def run_due(self, limit: int = 100) -> int:
+        """Attempt due retries, expire lapsed holds, settle crashed attempts; return how many were handled."""
+        now = self.clock.now()
+        handled = 0
+        lease_until = now + timedelta(minutes=5)
+        for p in await self.store.claim_due(now, self.owner, lease_until, limit):
+            await self.engine.claim_and_attempt(p)
+            handled += 1
+        for p in await self.store.list_expiring(now, limit):
+            if await self.expire_authorization(p) is not None:
+                handled += 1
+        handled += await self.reconcile_stuck(limit)
+        return handled
+
+    async def reconcile_stuck(self, limit: int = 100) -> int:
+        settled = 0
+        for p in await self.store.list_stuck(self.clock.now(), limit):
+            log.warning("reconciling payment %s left in processing", p.id)
+            try:
+                result = await self.engine.reconcile(p)
+            except ConcurrentUpdate:
+                continue
+            if result.status != Status.PROCESSING:
+                settled += 1
+        return settled
+
+    # -- idempotency -----------------------------------------------------------------------------------------
+    async def idempotent(
+        self,
+        scope: str,
+        key: str,
+        route: str,
+        body: bytes,
+        run: Callable[[], Awaitable[tuple[int, bytes]]],
+    ) -> tuple[int, bytes]:
+        """Run a POST once per (scope, key); a repeat with the same body gets the stored response byte for byte."""
+        if not key or len(key) > 255:
+            raise invalid("Idempotency-Key must be 1 to 255 characters.", "Idempotency-Key")
+        digest = hashlib.sha256(route.encode() + b"\n" + body).hexdigest()
+        now = self.clock.now()
+        entry = IdempotencyEntry(scope, key, digest, to_us(now), "in_progress")
+        existing = await self.store.reserve_idempotency(entry)
+        if existing is not None:
+            if existing.request_hash != digest:
+                raise PayrouteError(
+                    "Keys for idempotent requests can only be used with the same parameters they were first used"
+                    " with. Try using a key other than the one used.",
+                    type="idempotency_error",
+                    code="idempotency_key_in_use",
+                    status=409,
+                )
+            if existing.state != "done" or existing.response_body is None:
+                raise PayrouteError(
+                    "A request with this Idempotency-Key is still being processed; retry later.",
+                    type="idempotency_error",
+                    code="idempotency_key_in_use",
+                    status=409,
+                )
+            return existing.response_status or 200, existing.response_body
+        try:
+            status, out = await run()
+        except PayrouteError as exc:
+            if exc.status >= 500:
+                # Nothing was decided: let the caller retry with the same key.
+                await self.store.release_idempotency(scope, key)
+                raise
+            status, out = exc.status, json.dumps(exc.to_dict()).encode()
+        except BaseException:
+            await self.store.release_idempotency(scope, key)
+            raise
+        await self.store.complete_idempotency(scope, key, status, out)
+        return status, out
+
+
+def _scope(livemode: bool) -> str:
+    return "live" if livemode else "test"
+
+
+def _due_time(p: Payment) -> datetime:
+    if p.status == Status.REQUIRES_CAPTURE and p.capture_before is not None:
+        return p.capture_before
+    return p.next_attempt_at or datetime.min.replace(tzinfo=UTC)
+
+
+def _as_time(value: datetime | str | int, param: str) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, tz=UTC)
+    try:
+        return parse_rfc3339(str(value))
+    except ValueError:
+        raise invalid(f"{param} must be an RFC 3339 timestamp, e.g. 2026-01-01T00:00:00.000Z.", param) from None
+
+
+def _safe_url(url: str) -> str:
+    """A store URL without its password, for logs."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def _close_later(adapters: list[Any]) -> None:
+    for adapter in adapters:
+        task = asyncio.ensure_future(adapter.close())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+
+__all__ = ["TERMINAL", "Router"]

@@ -1,0 +1,24 @@
+"""Persistence behind one interface; the backend is chosen by URL."""
+
+from __future__ import annotations
+
+from router.store.base import Cursor, IdempotencyEntry, Page, Store
+
+
+def open_store(url: str) -> Store:
+    """`sqlite:///path.db`, `sqlite:///:memory:`, or `postgresql://…` (not opened yet: call `await store.open()`)."""
+    if url.startswith("sqlite:"):
+        from router.store.sqlite import SQLiteStore
+
+        return SQLiteStore(url)
+    if url.startswith(("postgresql:", "postgres:")):
+        try:
+            from router.store.postgres import PostgresStore  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:  # pragma: no cover - until the PostgreSQL store lands
+            raise ValueError("the PostgreSQL store is not available in this build") from exc
+        store: Store = PostgresStore(url)
+        return store
+    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///path.db or postgresql://…")
+
+
+__all__ = ["Cursor", "IdempotencyEntry", "Page", "Store", "open_store"]

@@ -1,0 +1,387 @@
+"""The embedded store: one SQLite file in WAL mode through aiosqlite.
+
+One connection, one writer: every transaction runs under an asyncio lock with `BEGIN IMMEDIATE`, so a
+transaction never interleaves with another task's statements. WAL with `synchronous=NORMAL` (the default
+here) survives a crash of the process without losing a committed transaction; only a power cut may roll back
+the last few. `?synchronous=full` in the URL buys power-cut durability with one fsync per commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlparse
+
+import aiosqlite
+
+from router.errors import ConcurrentUpdate, StoreUnavailable
+from router.models import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
+from router.store.base import CardActivity, Cursor, IdempotencyEntry, Page, from_us, to_us
+from router.store.schema import migrations
+
+_SYNC_MODES = {"off": "OFF", "normal": "NORMAL", "full": "FULL"}
+
+
+def _path_from_url(url: str) -> tuple[str, dict[str, list[str]]]:
+    parsed = urlparse(url)
+    if parsed.scheme != "sqlite":
+        raise ValueError(f"not a sqlite URL: {url!r}")
+    # sqlite:///relative.db -> 'relative.db'; sqlite:////abs/path.db -> '/abs/path.db'; sqlite:///:memory:
+    path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
+    return path or ":memory:", parse_qs(parsed.query)
+
+
+def _us(at: datetime | None) -> int | None:
+    return to_us(at) if at is not None else None
+
+
+class SQLiteStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path, query = _path_from_url(url)
+        self._sync = _SYNC_MODES.get((query.get("synchronous") or ["normal"])[0].lower(), "NORMAL")
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute(f"PRAGMA synchronous={self._sync}")
+        await self._db.execute("PRAGMA foreign_keys=ON")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        await self._migrate()
+
+    async def _migrate(self) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL)"
+            )
+            async with db.execute("SELECT number FROM schema_migrations") as cur:
+                applied = {row[0] for row in await cur.fetchall()}
+            for number, name, sql in migrations("sqlite"):
+                if number in applied:
+                    continue
+                for statement in _statements(sql):
+                    await db.execute(statement)
+                await db.execute("INSERT INTO schema_migrations (number, name) VALUES (?, ?)", (number, name))
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def ping(self) -> bool:
+        try:
+            async with self._conn().execute("SELECT 1") as cur:
+                await cur.fetchone()
+            return True
+        except (sqlite3.Error, ValueError, StoreUnavailable):
+            return False
+
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreUnavailable()
+        return self._db
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        db = self._conn()
+        async with self._lock:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            else:
+                await db.execute("COMMIT")
+
+    async def _one(self, sql: str, args: tuple[Any, ...]) -> Any:
+        async with self._lock, self._conn().execute(sql, args) as cur:
+            return await cur.fetchone()
+
+    async def _all(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        async with self._lock, self._conn().execute(sql, args) as cur:
+            return list(await cur.fetchall())
+
+    # -- payments --------------------------------------------------------------------------------------------
+    @staticmethod
+    def _payment_row(p: Payment) -> tuple[Any, ...]:
+        return (
+            p.livemode,
+            to_us(p.created),
+            p.status,
+            p.customer,
+            p.card.fingerprint,
+            p.test_clock,
+            _us(p.next_attempt_at),
+            _us(p.capture_before),
+            p.version,
+            p.model_dump_json(),
+        )
+
+    async def create_payment(self, payment: Payment, record: PaymentRecordState, events: list[Event]) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO payments (id, livemode, created_us, status, customer, card_fingerprint, test_clock,"
+                " next_attempt_us, capture_before_us, version, data) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (payment.id, *self._payment_row(payment)),
+            )
+            await db.execute(
+                "INSERT INTO payment_records (id, payment_id, data) VALUES (?,?,?)",
+                (record.id, payment.id, record.model_dump_json()),
+            )
+            await self._insert_events(db, events)
+
+    async def get_payment(self, payment_id: str) -> Payment | None:
+        row = await self._one("SELECT data FROM payments WHERE id = ?", (payment_id,))
+        return Payment.model_validate_json(row[0]) if row else None
+
+    async def list_payments(
+        self,
+        livemode: bool,
+        limit: int,
+        cursor: Cursor | None = None,
+        direction: Literal["next", "previous"] = "next",
+    ) -> Page:
+        if cursor is None:
+            rows = await self._all(
+                "SELECT data FROM payments WHERE livemode = ? ORDER BY created_us DESC, id DESC LIMIT ?",
+                (livemode, limit + 1),
+            )
+        elif direction == "next":
+            rows = await self._all(
+                "SELECT data FROM payments WHERE livemode = ? AND (created_us < ? OR (created_us = ? AND id < ?))"
+                " ORDER BY created_us DESC, id DESC LIMIT ?",
+                (livemode, cursor.created_us, cursor.created_us, cursor.id, limit + 1),
+            )
+        else:
+            rows = await self._all(
+                "SELECT data FROM payments WHERE livemode = ? AND (created_us > ? OR (created_us = ? AND id > ?))"
+                " ORDER BY created_us ASC, id ASC LIMIT ?",
+                (livemode, cursor.created_us, cursor.created_us, cursor.id, limit + 1),
+            )
+        has_more = len(rows) > limit
+        payments = [Payment.model_validate_json(r[0]) for r in rows[:limit]]
+        if direction == "previous" and cursor is not None:
+            payments.reverse()
+        return Page(payments, has_more)
+
+    async def save_payment(
+        self,
+        payment: Payment,
+        expected_version: int,
+        *,
+        record: PaymentRecordState | None = None,
+        attempts: Sequence[AttemptRecord] = (),
+        events: list[Event] | None = None,
+        lease_owner: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> Payment:
+        saved = payment.model_copy(update={"version": expected_version + 1})
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE payments SET livemode=?, created_us=?, status=?, customer=?, card_fingerprint=?,"
+                " test_clock=?, next_attempt_us=?, capture_before_us=?, version=?, data=?,"
+                " lease_owner=?, lease_until_us=? WHERE id = ? AND version = ?",
+                (*self._payment_row(saved), lease_owner, _us(lease_until), saved.id, expected_version),
+            )
+            if cur.rowcount != 1:
+                raise ConcurrentUpdate(payment.id)
+            if record is not None:
+                await db.execute(
+                    "UPDATE payment_records SET data = ? WHERE id = ?", (record.model_dump_json(), record.id)
+                )
+            for attempt in attempts:
+                await db.execute(
+                    "INSERT INTO attempts (id, payment_id, payment_record, created_us, processor, state, outcome,"
+                    " card_fingerprint, data) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET"
+                    " state = excluded.state, outcome = excluded.outcome,"
+                    " card_fingerprint = excluded.card_fingerprint, data = excluded.data",
+                    (
+                        attempt.id,
+                        attempt.payment_id,
+                        attempt.payment_record,
+                        to_us(attempt.created),
+                        attempt.processor,
+                        attempt.state,
+                        attempt.outcome,
+                        attempt.card.fingerprint,
+                        attempt.model_dump_json(),
+                    ),
+                )
+            await self._insert_events(db, events or [])
+        return saved
+
+    async def claim_due(self, now: datetime, owner: str, lease_until: datetime, limit: int) -> list[Payment]:
+        now_us = to_us(now)
+        async with self._tx() as db:
+            async with db.execute(
+                "SELECT id FROM payments WHERE status IN ('pending', 'pending_retry') AND next_attempt_us <= ?"
+                " AND test_clock IS NULL AND (lease_until_us IS NULL OR lease_until_us < ?)"
+                " ORDER BY next_attempt_us LIMIT ?",
+                (now_us, now_us, limit),
+            ) as cur:
+                ids = [row[0] for row in await cur.fetchall()]
+            claimed = []
+            for pid in ids:
+                await db.execute(
+                    "UPDATE payments SET lease_owner = ?, lease_until_us = ? WHERE id = ?",
+                    (owner, to_us(lease_until), pid),
+                )
+                async with db.execute("SELECT data FROM payments WHERE id = ?", (pid,)) as cur:
+                    row = await cur.fetchone()
+                    if row:
+                        claimed.append(Payment.model_validate_json(row[0]))
+        return claimed
+
+    async def list_due_on_clock(self, test_clock: str, now: datetime) -> list[Payment]:
+        now_us = to_us(now)
+        rows = await self._all(
+            "SELECT data FROM payments WHERE test_clock = ? AND ("
+            " (status = 'pending_retry' AND next_attempt_us <= ?) OR"
+            " (status = 'pending' AND next_attempt_us <= ?) OR"
+            " (status = 'requires_capture' AND capture_before_us <= ?))"
+            " ORDER BY COALESCE(next_attempt_us, capture_before_us), id",
+            (test_clock, now_us, now_us, now_us),
+        )
+        return [Payment.model_validate_json(r[0]) for r in rows]
+
+    async def list_stuck(self, now: datetime, limit: int) -> list[Payment]:
+        rows = await self._all(
+            "SELECT data FROM payments WHERE status = 'processing' AND (lease_until_us IS NULL OR lease_until_us < ?)"
+            " ORDER BY created_us LIMIT ?",
+            (to_us(now), limit),
+        )
+        return [Payment.model_validate_json(r[0]) for r in rows]
+
+    async def list_expiring(self, now: datetime, limit: int) -> list[Payment]:
+        rows = await self._all(
+            "SELECT data FROM payments WHERE status = 'requires_capture' AND capture_before_us <= ?"
+            " AND test_clock IS NULL ORDER BY capture_before_us LIMIT ?",
+            (to_us(now), limit),
+        )
+        return [Payment.model_validate_json(r[0]) for r in rows]
+
+    # -- records ---------------------------------------------------------------------------------------------
+    async def get_payment_record(self, record_id: str) -> PaymentRecordState | None:
+        row = await self._one("SELECT data FROM payment_records WHERE id = ?", (record_id,))
+        return PaymentRecordState.model_validate_json(row[0]) if row else None
+
+    async def get_attempt(self, attempt_id: str) -> AttemptRecord | None:
+        row = await self._one("SELECT data FROM attempts WHERE id = ?", (attempt_id,))
+        return AttemptRecord.model_validate_json(row[0]) if row else None
+
+    async def list_attempts(self, payment_record: str) -> list[AttemptRecord]:
+        rows = await self._all(
+            "SELECT data FROM attempts WHERE payment_record = ? ORDER BY created_us, rowid", (payment_record,)
+        )
+        return [AttemptRecord.model_validate_json(r[0]) for r in rows]
+
+    async def card_activity(self, fingerprint: str, since: datetime) -> CardActivity:
+        rows = await self._all(
+            "SELECT created_us, outcome FROM attempts WHERE card_fingerprint = ? AND created_us >= ?"
+            " ORDER BY created_us",
+            (fingerprint, to_us(since)),
+        )
+        attempts = [from_us(r[0]) for r in rows]
+        declines = [from_us(r[0]) for r in rows if r[1] in ("soft_decline", "hard_decline", "authentication_required")]
+        return CardActivity(attempts, declines)
+
+    async def attempt_stats(self, since: datetime, limit: int) -> list[AttemptRecord]:
+        rows = await self._all(
+            "SELECT data FROM attempts WHERE state = 'settled' AND created_us >= ? ORDER BY created_us DESC LIMIT ?",
+            (to_us(since), limit),
+        )
+        return [AttemptRecord.model_validate_json(r[0]) for r in rows]
+
+    # -- idempotency -----------------------------------------------------------------------------------------
+    async def reserve_idempotency(self, entry: IdempotencyEntry) -> IdempotencyEntry | None:
+        async with self._tx() as db:
+            async with db.execute(
+                "SELECT request_hash, created_us, state, response_status, response_body FROM idempotency_keys"
+                " WHERE scope = ? AND key = ?",
+                (entry.scope, entry.key),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                return IdempotencyEntry(entry.scope, entry.key, row[0], row[1], row[2], row[3], row[4])
+            await db.execute(
+                "INSERT INTO idempotency_keys (scope, key, request_hash, created_us, state) VALUES (?,?,?,?,?)",
+                (entry.scope, entry.key, entry.request_hash, entry.created_us, "in_progress"),
+            )
+        return None
+
+    async def complete_idempotency(self, scope: str, key: str, status: int, body: bytes) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE idempotency_keys SET state = 'done', response_status = ?, response_body = ?"
+                " WHERE scope = ? AND key = ?",
+                (status, body, scope, key),
+            )
+
+    async def release_idempotency(self, scope: str, key: str) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND state = 'in_progress'",
+                (scope, key),
+            )
+
+    async def purge_idempotency(self, older_than: datetime) -> int:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "DELETE FROM idempotency_keys WHERE created_us < ? AND state = 'done'", (to_us(older_than),)
+            )
+            return int(cur.rowcount)
+
+    # -- events ----------------------------------------------------------------------------------------------
+    @staticmethod
+    async def _insert_events(db: aiosqlite.Connection, events: list[Event]) -> None:
+        for e in events:
+            await db.execute(
+                "INSERT INTO events (id, type, created_us, livemode, object_id, data) VALUES (?,?,?,?,?,?)",
+                (e.id, e.type, to_us(e.created), e.livemode, e.object_id, e.model_dump_json()),
+            )
+
+    async def list_events(
+        self, livemode: bool, object_id: str | None, limit: int, after_seq: int | None = None
+    ) -> list[tuple[int, Event]]:
+        sql = "SELECT seq, data FROM events WHERE livemode = ? AND seq > ?"
+        args: list[Any] = [livemode, after_seq or 0]
+        if object_id is not None:
+            sql += " AND object_id = ?"
+            args.append(object_id)
+        sql += " ORDER BY seq LIMIT ?"
+        args.append(limit)
+        rows = await self._all(sql, tuple(args))
+        return [(r[0], Event.model_validate_json(r[1])) for r in rows]
+
+    async def get_event(self, event_id: str) -> Event | None:
+        row = await self._one("SELECT data FROM events WHERE id = ?", (event_id,))
+        return Event.model_validate_json(row[0]) if row else None
+
+    # -- test clocks -----------------------------------------------------------------------------------------
+    async def save_test_clock(self, clock: TestClock) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO test_clocks (id, data) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                (clock.id, clock.model_dump_json()),
+            )
+
+    async def get_test_clock(self, clock_id: str) -> TestClock | None:
+        row = await self._one("SELECT data FROM test_clocks WHERE id = ?", (clock_id,))
+        return TestClock.model_validate_json(row[0]) if row else None
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration file into statements (no semicolons inside our DDL strings)."""
+    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
