@@ -101,7 +101,7 @@ class Engine:
         lease = self.clock.now() + self._lease_length(candidates)
         processing = payment.model_copy(
             update={
-                "status": "processing",
+                "status": Status.PROCESSING,
                 "attempts": attempts_so_far,
                 "next_attempt_at": None,
                 "card": card,
@@ -290,11 +290,11 @@ class Engine:
             if p.capture_method == "manual":
                 brand = (attempt.card.brand or "").lower()
                 hold = timedelta(days=HOLD_DAYS.get(brand, DEFAULT_HOLD_DAYS))
-                update.update(status=transition(p.status, Status.REQUIRES_CAPTURE).value, capture_before=now + hold)
+                update.update(status=transition(p.status, Status.REQUIRES_CAPTURE), capture_before=now + hold)
                 attempt = attempt.model_copy(update={"capture_before": now + hold})
                 events.append(ev.REQUIRES_CAPTURE)
             else:
-                update.update(status=transition(p.status, Status.SUCCEEDED).value, amount_captured=p.amount)
+                update.update(status=transition(p.status, Status.SUCCEEDED), amount_captured=p.amount)
                 record = record.model_copy(update={"amount_captured": p.amount})
                 events.append(ev.SUCCEEDED)
         else:
@@ -312,11 +312,11 @@ class Engine:
                 retry_at = (
                     decision.retry_at if outcome is not None else max(decision.retry_at, now + NO_CANDIDATE_DELAY)
                 )
-                update.update(status=transition(p.status, Status.PENDING_RETRY).value, next_attempt_at=retry_at)
+                update.update(status=transition(p.status, Status.PENDING_RETRY), next_attempt_at=retry_at)
                 events.append(ev.ATTEMPT_FAILED)
             else:
                 reason = decision.failure_reason or "rejected_by_partner"
-                update.update(status=transition(p.status, Status.FAILED, reason).value, failure_reason=reason)
+                update.update(status=transition(p.status, Status.FAILED, reason), failure_reason=reason)
                 record = record.model_copy(update={"amount_failed": p.amount})
                 events.extend([ev.ATTEMPT_FAILED, ev.FAILED])
         final = p.model_copy(update=update)

@@ -368,7 +368,7 @@ class Router:
             if status is Status.REQUIRES_CAPTURE:
                 await self._void(p)
             record = record.model_copy(update={"amount_canceled": p.amount - p.amount_captured})
-            new = p.model_copy(update={"status": transition(status, Status.CANCELED).value, "next_attempt_at": None})
+            new = p.model_copy(update={"status": transition(status, Status.CANCELED), "next_attempt_at": None})
             return new, [ev.CANCELED], record
 
         return await self._change(payment_id, livemode, apply)
@@ -400,7 +400,7 @@ class Router:
                 raise conflict("The payment is being processed; try again shortly.", "payment_processing")
             if status not in PAUSABLE:
                 raise conflict(f"An OffSessionPayment in status '{p.status}' cannot be paused.", "not_pausable")
-            new = p.model_copy(update={"status": transition(status, Status.PAUSED).value, "paused_from": p.status})
+            new = p.model_copy(update={"status": transition(status, Status.PAUSED), "paused_from": p.status})
             return new, [ev.PAUSED], None
 
         return await self._change(payment_id, livemode, apply)
@@ -413,7 +413,7 @@ class Router:
             next_at = max(p.next_attempt_at or now, now)
             new = p.model_copy(
                 update={
-                    "status": transition(Status.PAUSED, target).value,
+                    "status": transition(Status.PAUSED, target),
                     "paused_from": None,
                     "next_attempt_at": next_at,
                 }
@@ -471,7 +471,7 @@ class Router:
             record = record.model_copy(update={"amount_captured": amount, "amount_canceled": p.amount - amount})
             new = p.model_copy(
                 update={
-                    "status": transition(Status.REQUIRES_CAPTURE, Status.SUCCEEDED).value,
+                    "status": transition(Status.REQUIRES_CAPTURE, Status.SUCCEEDED),
                     "amount_captured": amount,
                 }
             )
@@ -486,7 +486,7 @@ class Router:
             return None
         new = payment.model_copy(
             update={
-                "status": transition(Status.REQUIRES_CAPTURE, Status.FAILED, "authorization_expired").value,
+                "status": transition(Status.REQUIRES_CAPTURE, Status.FAILED, "authorization_expired"),
                 "failure_reason": "authorization_expired",
             }
         )
