@@ -142,6 +142,8 @@ class SimulatorAdapter:
         self._rng = random.Random(opts.get("seed", settings.name))
         # attempt id -> outcome: a resend with the same idempotency key gets the first answer back.
         self.log: dict[str, Outcome] = {}
+        # Every authorization request that reached us, repeats included: what the processor would have logged.
+        self.received: list[str] = []
         self.authorizations_sent = 0
         self.captures: dict[str, int] = {}
         self.voids: set[str] = set()
@@ -161,6 +163,7 @@ class SimulatorAdapter:
         return next((o for o in self.outages if o.covers(at)), None)
 
     async def authorize(self, req: AuthorizationRequest) -> Outcome:
+        self.received.append(req.attempt_id)
         if req.attempt_id in self.log:
             return self.log[req.attempt_id]
         self.authorizations_sent += 1
