@@ -22,6 +22,7 @@ from prometheus_client import Counter, Histogram
 from adapters.base import (
     AuthorizationRequest,
     Cadence,
+    CancelRequest,
     CardInfo,
     LookupRequest,
     Outcome,
@@ -49,6 +50,11 @@ ATTEMPT_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 SKIPPED = Counter("payroute_candidates_skipped_total", "Candidates skipped before a call", ["processor", "reason"])
+ORPHANS = Counter(
+    "payroute_orphan_authorizations_total",
+    "Approvals found for timed-out attempts after the payment moved on, by what became of them",
+    ["processor", "result"],
+)
 
 # Visa holds merchant-initiated authorizations about 5 days, the other networks about 7.
 HOLD_DAYS = {"visa": 5}
@@ -57,6 +63,9 @@ DEFAULT_HOLD_DAYS = 7
 LEASE_MARGIN = timedelta(seconds=30)
 # When every candidate is down there is nobody to ask: try again soon rather than burn the retry budget.
 NO_CANDIDATE_DELAY = timedelta(minutes=5)
+# How long a processor may still act on a request that timed out; after it, "never saw it" is the final answer.
+UNRESOLVED_GRACE = timedelta(minutes=10)
+LOOKUP_TIMEOUT = timedelta(seconds=10)
 
 _DECLINE_CLASS_BY_KIND = {
     OutcomeKind.HARD_DECLINE: "hard",
@@ -159,6 +168,8 @@ class Engine:
             ATTEMPTS.labels(cand.name, outcome.kind.value).inc()
             ATTEMPT_LATENCY.labels(cand.name).observe(outcome.latency_ms / 1000)
             attempt = _settle(attempt, outcome, cand.adapter.scrub)
+            if outcome.kind is OutcomeKind.TIMEOUT:
+                attempt = attempt.model_copy(update={"state": "unresolved"})
             if outcome.request_invalid:
                 log.error("processor %s says our request was invalid: %s", cand.name, attempt.raw_message)
             if outcome.approved:
@@ -414,6 +425,53 @@ class Engine:
             log.warning("resending attempt %s to %s failed", attempt.id, attempt.processor, exc_info=True)
             return None
 
+    # -- timed-out attempts ----------------------------------------------------------------------------------
+    async def resolve(self, attempt: AttemptRecord) -> AttemptRecord:
+        """Find out what became of a timed-out attempt the payment has moved on from, and clean up after it.
+
+        The payment never counts a timed-out attempt as its success, so an approval found now is an orphan: the
+        card is held (or charged) for a payment that went elsewhere or will be retried. It is voided at once. An
+        attempt the processor never saw is closed once a late arrival is no longer plausible.
+        """
+        table = self._table()
+        adapter = table.adapters.get(attempt.processor)
+        if adapter is None:
+            log.error("cannot resolve %s: processor %s is no longer configured", attempt.id, attempt.processor)
+            return attempt
+        now = self.clock.now()
+        try:
+            async with asyncio.timeout(LOOKUP_TIMEOUT.total_seconds()):
+                found = await adapter.lookup(LookupRequest(attempt.id, attempt.payment_id, None))
+        except Exception:
+            log.warning("lookup of %s at %s failed; will ask again", attempt.id, attempt.processor, exc_info=True)
+            return attempt
+        if found is None:
+            if now - attempt.created < UNRESOLVED_GRACE:
+                return attempt
+            resolved = attempt.model_copy(
+                update={"state": "settled", "raw_message": "timed out; the processor never received it"}
+            )
+        elif found.kind.is_technical:
+            return attempt
+        elif found.approved:
+            reference = found.processor_reference or attempt.processor_reference or ""
+            void = await _void_orphan(adapter, attempt, reference, now)
+            ORPHANS.labels(attempt.processor, "voided" if void else "void_failed").inc()
+            if not void:
+                log.error(
+                    "attempt %s at %s was approved after timing out and could not be voided; release it at %s",
+                    attempt.id,
+                    attempt.processor,
+                    attempt.processor,
+                )
+                return attempt
+            log.warning("attempt %s at %s was approved after timing out; voided", attempt.id, attempt.processor)
+            resolved = _settle(attempt, found, adapter.scrub).model_copy(update={"voided_at": now})
+        else:
+            resolved = _settle(attempt, found, adapter.scrub)
+        await self.store.save_attempt(resolved)
+        return resolved
+
     async def claim_and_attempt(self, payment: Payment) -> Payment | None:
         """Attempt a payment unless another worker got there first."""
         try:
@@ -421,6 +479,16 @@ class Engine:
         except ConcurrentUpdate:
             log.info("payment %s was taken by another worker", payment.id)
             return None
+
+
+async def _void_orphan(adapter: ProcessorAdapter, attempt: AttemptRecord, reference: str, now: datetime) -> bool:
+    try:
+        async with asyncio.timeout(LOOKUP_TIMEOUT.total_seconds()):
+            result = await adapter.cancel(CancelRequest(f"{attempt.id}_void", attempt.payment_id, reference, now))
+    except Exception:
+        log.warning("voiding orphan %s at %s failed", attempt.id, attempt.processor, exc_info=True)
+        return False
+    return result.approved
 
 
 def _snapshot(card: CardInfo) -> CardSnapshot:

@@ -593,6 +593,15 @@ class Router:
         return handled
 
     async def reconcile_stuck(self, limit: int = 100) -> int:
+        """Settle payments a dead worker left in `processing`, then chase timed-out attempts' answers.
+
+        Returns how many stuck payments were settled."""
+        settled = await self._reconcile_payments(limit)
+        for attempt in await self.store.list_unresolved(limit):
+            await self.engine.resolve(attempt)
+        return settled
+
+    async def _reconcile_payments(self, limit: int) -> int:
         settled = 0
         for p in await self.store.list_stuck(self.clock.now(), limit):
             log.warning("reconciling payment %s left in processing", p.id)

@@ -94,6 +94,14 @@ class Store(Protocol):
         Raise ConcurrentUpdate otherwise. The lease columns are set to the given values (None clears them)."""
         ...
 
+    async def save_attempt(self, attempt: AttemptRecord) -> None:
+        """Write one attempt on its own (the sweeper settling a timed-out attempt); the payment is untouched."""
+        ...
+
+    async def list_unresolved(self, limit: int) -> list[AttemptRecord]:
+        """Attempts in state `unresolved`, oldest first."""
+        ...
+
     async def claim_due(self, now: datetime, owner: str, lease_until: datetime, limit: int) -> list[Payment]:
         """Lease up to `limit` pending_retry payments due at `now` (not on a test clock), so no other worker
         takes them until `lease_until`. The caller moves them to processing with save_payment."""
