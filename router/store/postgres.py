@@ -249,28 +249,42 @@ class PostgresStore:
                     "UPDATE payment_records SET data = $1 WHERE id = $2", record.model_dump_json(), record.id
                 )
             if attempts:
-                await conn.executemany(
-                    "INSERT INTO attempts (id, payment_id, payment_record, created_us, processor, state, outcome,"
-                    " card_fingerprint, data) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (id) DO UPDATE SET"
-                    " state = excluded.state, outcome = excluded.outcome,"
-                    " card_fingerprint = excluded.card_fingerprint, data = excluded.data",
-                    [
-                        (
-                            a.id,
-                            a.payment_id,
-                            a.payment_record,
-                            to_us(a.created),
-                            a.processor,
-                            a.state,
-                            a.outcome,
-                            a.card.fingerprint,
-                            a.model_dump_json(),
-                        )
-                        for a in attempts
-                    ],
-                )
+                await self._upsert_attempts(conn, attempts)
             await self._insert_events(conn, events or [])
         return saved
+
+    @staticmethod
+    async def _upsert_attempts(conn: asyncpg.Connection, attempts: Sequence[AttemptRecord]) -> None:
+        await conn.executemany(
+            "INSERT INTO attempts (id, payment_id, payment_record, created_us, processor, state, outcome,"
+            " card_fingerprint, data) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (id) DO UPDATE SET"
+            " state = excluded.state, outcome = excluded.outcome,"
+            " card_fingerprint = excluded.card_fingerprint, data = excluded.data",
+            [
+                (
+                    a.id,
+                    a.payment_id,
+                    a.payment_record,
+                    to_us(a.created),
+                    a.processor,
+                    a.state,
+                    a.outcome,
+                    a.card.fingerprint,
+                    a.model_dump_json(),
+                )
+                for a in attempts
+            ],
+        )
+
+    async def save_attempt(self, attempt: AttemptRecord) -> None:
+        async with self._tx() as conn:
+            await self._upsert_attempts(conn, [attempt])
+
+    async def list_unresolved(self, limit: int) -> list[AttemptRecord]:
+        rows = await self._all(
+            "SELECT data FROM attempts WHERE state = 'unresolved' ORDER BY created_us, seq LIMIT $1", limit
+        )
+        return [AttemptRecord.model_validate_json(r[0]) for r in rows]
 
     async def claim_due(self, now: datetime, owner: str, lease_until: datetime, limit: int) -> list[Payment]:
         # SKIP LOCKED: rows another replica is claiming right now are passed over, not waited for; the lease

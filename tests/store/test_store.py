@@ -293,6 +293,22 @@ async def test_attempts_list_in_the_order_they_were_made(store: Store) -> None:
     assert await store.get_attempt("par_missing") is None
 
 
+async def test_unresolved_attempts_are_listed_oldest_first_and_settle_on_their_own(store: Store) -> None:
+    p = await created(store)
+    late = attempt(p, created=T0 + timedelta(seconds=5), state="unresolved", outcome="timeout")
+    early = attempt(p, created=T0, state="unresolved", outcome="timeout")
+    settled = attempt(p, created=T0, state="settled", outcome="approved")
+    saved = await store.save_payment(p, p.version, attempts=[late, early, settled])
+    assert [a.id for a in await store.list_unresolved(10)] == [early.id, late.id]
+    assert [a.id for a in await store.list_unresolved(1)] == [early.id]
+
+    resolved = early.model_copy(update={"state": "settled", "outcome": "approved"})
+    await store.save_attempt(resolved)
+    assert [a.id for a in await store.list_unresolved(10)] == [late.id]
+    assert await store.get_attempt(early.id) == resolved
+    assert await store.get_payment(p.id) == saved, "the payment is untouched"
+
+
 async def test_card_activity_counts_attempts_and_declines_across_payments(store: Store) -> None:
     one = await created(store, fingerprint="fp_card")
     two = await created(store, fingerprint="fp_card")
