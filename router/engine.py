@@ -136,7 +136,10 @@ class Engine:
         settled_previous: AttemptRecord | None = None
         for index, cand in enumerate(candidates):
             breaker = self.breakers.get(cand.name, cand.config.breaker.fail_max, cand.config.breaker.reset_timeout_s)
-            if not breaker.allow():
+            await breaker.sync()  # another replica may have opened it (shared breakers, issue 7)
+            allowed = breaker.allow()
+            await breaker.share()
+            if not allowed:
                 SKIPPED.labels(cand.name, "breaker_open").inc()
                 continue
             attempt = self._new_attempt(current, cand, now, attempts_so_far)
@@ -159,6 +162,7 @@ class Engine:
             settled_previous = None
             outcome = await self._call(cand, attempt, current, now)
             breaker.record(outcome.kind)
+            await breaker.share()
             if outcome.kind is OutcomeKind.TIMEOUT:
                 outcome = await self._after_timeout(cand, attempt, outcome)
             ATTEMPTS.labels(cand.name, outcome.kind.value).inc()
