@@ -26,6 +26,7 @@ from adapters.base import (
     LookupRequest,
     Outcome,
     OutcomeKind,
+    ProcessorAdapter,
 )
 from router import events as ev
 from router.breakers import BreakerBoard
@@ -149,6 +150,8 @@ class Engine:
             settled_previous = None
             outcome = await self._call(cand, attempt, current, now)
             breaker.record(outcome.kind)
+            if outcome.kind is OutcomeKind.TIMEOUT:
+                outcome = await self._after_timeout(cand, attempt, outcome)
             ATTEMPTS.labels(cand.name, outcome.kind.value).inc()
             ATTEMPT_LATENCY.labels(cand.name).observe(outcome.latency_ms / 1000)
             attempt = _settle(attempt, outcome, cand.adapter.scrub)
@@ -209,8 +212,8 @@ class Engine:
             attempt_number=number,
         )
 
-    async def _call(self, cand: Candidate, attempt: AttemptRecord, p: Payment, now: datetime) -> Outcome:
-        req = AuthorizationRequest(
+    def _request(self, attempt: AttemptRecord, p: Payment, now: datetime) -> AuthorizationRequest:
+        return AuthorizationRequest(
             attempt_id=attempt.id,
             payment_id=p.id,
             amount=p.amount,
@@ -228,6 +231,9 @@ class Engine:
             requested_at=now,
             livemode=p.livemode,
         )
+
+    async def _call(self, cand: Candidate, attempt: AttemptRecord, p: Payment, now: datetime) -> Outcome:
+        req = self._request(attempt, p, now)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(cand.config.timeout_ms / 1000):
@@ -251,6 +257,24 @@ class Engine:
         if not outcome.latency_ms:
             outcome = _with_latency(outcome, (time.perf_counter() - started) * 1000)
         return outcome
+
+    async def _after_timeout(self, cand: Candidate, attempt: AttemptRecord, timed_out: Outcome) -> Outcome:
+        """Ask once what became of a timed-out request before failing over.
+
+        A timeout is not a decline: the processor may have authorized the card after we stopped waiting, and
+        sending the payment to the next processor then would charge the customer twice. A definite answer from
+        the lookup is used as the outcome; only "never saw it" or "cannot say" lets the failover go on.
+        """
+        try:
+            async with asyncio.timeout(cand.config.timeout_ms / 1000):
+                found = await cand.adapter.lookup(LookupRequest(attempt.id, attempt.payment_id, None))
+        except Exception:
+            log.warning("lookup after timeout failed for %s at %s", attempt.id, cand.name, exc_info=True)
+            return timed_out
+        if found is None or found.kind.is_technical:
+            return timed_out
+        log.info("attempt %s at %s timed out but the processor had answered %s", attempt.id, cand.name, found.kind)
+        return found
 
     # -- after the calls -------------------------------------------------------------------------------------
     async def _finish(
@@ -387,8 +411,28 @@ class Engine:
                 }
             )
             return await self._finish(payment, closed, None, table, now)
+        if found.kind.is_technical:
+            # The processor cannot say (Adyen has no lookup by idempotency key). Resending the *same* attempt id
+            # is safe where the processor deduplicates on it: a charge it already made comes back, not a second.
+            cand = next((c for c in table.plan(payment).candidates if c.name == last.processor), None)
+            found = await self._resend(adapter, last, payment, now, cand)
+            if found is None or found.kind.is_technical:
+                log.warning("attempt %s at %s still unresolved; will ask again", last.id, last.processor)
+                return payment
         settled = _settle(last, found, adapter.scrub)
         return await self._finish(payment, settled, found, table, now)
+
+    async def _resend(
+        self, adapter: ProcessorAdapter, attempt: AttemptRecord, payment: Payment, now: datetime, cand: Candidate | None
+    ) -> Outcome | None:
+        timeout_s = (cand.config.timeout_ms if cand else 10_000) / 1000
+        req = self._request(attempt, payment, now)
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await adapter.authorize(req)
+        except Exception:
+            log.warning("resending attempt %s to %s failed", attempt.id, attempt.processor, exc_info=True)
+            return None
 
     async def claim_and_attempt(self, payment: Payment) -> Payment | None:
         """Attempt a payment unless another worker got there first."""

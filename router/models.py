@@ -185,9 +185,11 @@ class OffSessionPaymentCreateParams(_Params):
             raise ValueError(f"Metadata can have at most {METADATA_MAX_KEYS} keys.")
         for key, value in v.items():
             if not key or len(key) > METADATA_MAX_KEY_LEN:
-                raise ValueError(f"Metadata keys must be 1 to {METADATA_MAX_KEY_LEN} characters.")
+                raise _ParamError("metadata", f"Metadata keys must be 1 to {METADATA_MAX_KEY_LEN} characters.")
             if len(value) > METADATA_MAX_VALUE_LEN:
-                raise ValueError(f"Metadata values must be at most {METADATA_MAX_VALUE_LEN} characters.")
+                raise _ParamError(
+                    f"metadata.{key}", f"Metadata values must be at most {METADATA_MAX_VALUE_LEN} characters."
+                )
         return v
 
     @field_validator("target_date")
