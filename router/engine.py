@@ -32,10 +32,11 @@ from adapters.base import (
 from router import events as ev
 from router.breakers import BreakerBoard
 from router.clock import Clock
+from router.declines import classify
 from router.errors import ConcurrentUpdate
 from router.ids import IdGenerator
 from router.models import AttemptRecord, CardSnapshot, Payment
-from router.retry import RetryPlanner
+from router.retry import RetryDecision, RetryPlanner
 from router.rules import Candidate, Plan, RoutingTable
 from router.states import Status, transition
 from router.store.base import Store
@@ -67,13 +68,6 @@ NO_CANDIDATE_DELAY = timedelta(minutes=5)
 UNRESOLVED_GRACE = timedelta(minutes=10)
 LOOKUP_TIMEOUT = timedelta(seconds=10)
 
-_DECLINE_CLASS_BY_KIND = {
-    OutcomeKind.HARD_DECLINE: "hard",
-    OutcomeKind.AUTHENTICATION_REQUIRED: "authentication",
-    OutcomeKind.PROCESSOR_ERROR: "technical",
-    OutcomeKind.TIMEOUT: "technical",
-}
-
 
 class Engine:
     def __init__(
@@ -103,6 +97,12 @@ class Engine:
         """Run one authorization attempt for a pending or due pending_retry payment; return it afterwards."""
         table = self._table()  # in-flight attempts finish on the table they started with
         now = await self._payment_now(payment)
+        if payment.status == Status.PENDING_RETRY:
+            # The retry guards again at send time: another payment on the card may have filled a network cap.
+            policy = table.config.policy(payment.retry_policy)
+            held = await self.retry.recheck(payment, policy, now, table.config.network_limits)
+            if held is not None:
+                return await self._hold(payment, held, now)
         plan = table.plan(payment)
         candidates = self._usable(plan, payment)
         transition(payment.status, Status.PROCESSING)
@@ -343,7 +343,11 @@ class Engine:
             first_declined = p.first_declined_at or now
             update["first_declined_at"] = first_declined
             decision = await self.retry.decide(
-                p.model_copy(update={"first_declined_at": first_declined}), outcome, policy, now
+                p.model_copy(update={"first_declined_at": first_declined}),
+                outcome,
+                policy,
+                now,
+                table.config.network_limits,
             )
             update["retry_strategy"] = decision.strategy
             update["last_decline_class"] = decision.decline_class
@@ -365,6 +369,26 @@ class Engine:
             record=record,
             attempts=[attempt] if attempt is not None else (),
             events=[ev.event_for(self.ids, t, final, now) for t in events],
+        )
+
+    async def _hold(self, p: Payment, decision: RetryDecision, now: datetime) -> Payment:
+        """A due retry the guards stopped before any call: move it later, or fail it."""
+        if decision.retry_at is not None:
+            return await self.store.save_payment(p.model_copy(update={"next_attempt_at": decision.retry_at}), p.version)
+        reason = decision.failure_reason or "exceeded_retry_window"
+        final = p.model_copy(
+            update={
+                "status": transition(p.status, Status.FAILED, reason),
+                "failure_reason": reason,
+                "next_attempt_at": None,
+            }
+        )
+        record = await self.store.get_payment_record(p.payment_record)
+        return await self.store.save_payment(
+            final,
+            p.version,
+            record=record.model_copy(update={"amount_failed": p.amount}) if record else None,
+            events=[ev.event_for(self.ids, ev.FAILED, final, now)],
         )
 
     # -- crash reconciliation --------------------------------------------------------------------------------
@@ -509,7 +533,7 @@ def _settle(attempt: AttemptRecord, o: Outcome, scrub: Callable[[str], str]) -> 
         update={
             "state": "settled",
             "outcome": o.kind.value,
-            "decline_class": _DECLINE_CLASS_BY_KIND.get(o.kind),
+            "decline_class": None if o.approved else classify(o).decline_class.value,
             "processor_reference": o.processor_reference,
             "authorization_code": o.authorization_code,
             "decline_code": o.decline_code,

@@ -42,6 +42,7 @@ from router.models import (
 )
 from router.retry import RetryPlanner
 from router.rules import RoutingTable, build_adapters
+from router.scheduler import RetryScheduler
 from router.states import CANCELABLE, PAUSABLE, TERMINAL, Status, transition
 from router.store import open_store
 from router.store.base import Cursor, IdempotencyEntry, Store, to_us
@@ -75,7 +76,7 @@ class Router:
         self.ids = ids or IdGenerator()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self.breakers = breakers or BreakerBoard(self.clock)
-        self.retry = retry or RetryPlanner()
+        self.retry = retry or RetryPlanner(store)
         self.card_info = card_info
         self.engine = Engine(
             store=store,
@@ -90,6 +91,7 @@ class Router:
         )
         self._listeners: list[Callable[[Router, RoutingTable], None]] = []
         self._closed = False
+        self.scheduler: RetryScheduler | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     @classmethod
@@ -125,6 +127,7 @@ class Router:
         if self._closed:
             return
         self._closed = True
+        await self.stop_scheduler()
         for adapter in self._table.adapters.values():
             try:
                 await adapter.close()
@@ -578,6 +581,18 @@ class Router:
             await self.engine.claim_and_attempt(p)
 
     # -- background work (the scheduler drives these) --------------------------------------------------------
+    def start_scheduler(self, *, interval: float = 1.0, batch: int = 100) -> RetryScheduler:
+        """Run due retries, expiries and reconciliation in a background task until `stop_scheduler()`."""
+        if self.scheduler is None:
+            self.scheduler = RetryScheduler(self, interval=interval, batch=batch)
+        self.scheduler.start()
+        return self.scheduler
+
+    async def stop_scheduler(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+
+    # --------------------------------------------------------
     async def run_due(self, limit: int = 100) -> int:
         """Attempt due retries, expire lapsed holds, settle crashed attempts; return how many were handled."""
         now = self.clock.now()
