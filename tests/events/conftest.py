@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from eventkit import CONFIG, ONLY_SUCCEEDED_SECRET, SECRET, Receiver
+from eventkit import CONFIG, ONLY_SUCCEEDED_SECRET, SECRET, OpenRouter, Receiver
 
 from router import Router
 from router.clock import ManualClock
@@ -47,9 +47,6 @@ def config(receiver: Receiver) -> Config:
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'events.db'}"
-
-
-OpenRouter = Callable[..., Awaitable[Router]]
 
 
 @pytest.fixture

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from router import Router
 
 SECRET = "whsec_test_payroute_events_0123456789"
 ONLY_SUCCEEDED_SECRET = "whsec_test_payroute_only_succeeded_42"
@@ -33,6 +36,7 @@ class Receiver:
     received: list[Delivery] = field(default_factory=list)
     status: int = 200
     fail_event_ids: set[str] = field(default_factory=set)
+    fail_paths: set[str] = field(default_factory=set)
     _runner: web.AppRunner | None = None
     _site: web.TCPSite | None = None
     _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -43,7 +47,7 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         event_id = json.loads(body).get("id")
-        if self.status >= 300 or event_id in self.fail_event_ids:
+        if self.status >= 300 or event_id in self.fail_event_ids or request.path in self.fail_paths:
             return web.Response(status=self.status if self.status >= 300 else 500, text="nope")
         self.received.append(Delivery(request.path, dict(request.headers), body))
         async with self._arrived:
@@ -69,6 +73,9 @@ class Receiver:
         async with self._arrived:
             await self._arrived.wait_for(lambda: len(self.received) >= count)
 
+    def received_on(self, path: str) -> list[Delivery]:
+        return [d for d in self.received if d.path == path]
+
     def events(self, path: str | None = None) -> list[dict[str, Any]]:
         return [d.event for d in self.received if path is None or d.path == path]
 
@@ -89,6 +96,9 @@ webhooks:
   - {url: "${HOOK_URL}", events: ["*"], secret: "${HOOK_SECRET}"}
   - {url: "${HOOK_URL}-succeeded", events: ["v2.payments.off_session_payment.succeeded"], secret: "${HOOK_SECRET_2}"}
 """
+
+
+OpenRouter = Callable[..., Awaitable[Router]]
 
 
 def params(payment_method: str = "pm_card_visa", **extra: Any) -> dict[str, Any]:
