@@ -361,7 +361,7 @@ class Engine:
                 reason = decision.failure_reason or "rejected_by_partner"
                 update.update(status=transition(p.status, Status.FAILED, reason), failure_reason=reason)
                 record = record.model_copy(update={"amount_failed": p.amount})
-                events.extend([ev.ATTEMPT_FAILED, ev.FAILED])
+                events.append(ev.FAILED)  # one transition, one event (processing -> failed)
         final = p.model_copy(update=update)
         return await self.store.save_payment(
             final,

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +30,7 @@ from router.errors import ConcurrentUpdate, PayrouteError, conflict, invalid, no
 from router.ids import IdGenerator
 from router.models import (
     AttemptRecord,
+    Event,
     Payment,
     PaymentRecordState,
     TestClock,
@@ -46,6 +47,8 @@ from router.scheduler import RetryScheduler
 from router.states import CANCELABLE, PAUSABLE, TERMINAL, Status, transition
 from router.store import open_store
 from router.store.base import Cursor, IdempotencyEntry, Store, to_us
+from router.subscribers import Callback, Subscribers
+from router.webhooks import WebhookWorker
 
 log = logging.getLogger("payroute")
 
@@ -92,6 +95,10 @@ class Router:
         self._listeners: list[Callable[[Router, RoutingTable], None]] = []
         self._closed = False
         self.scheduler: RetryScheduler | None = None
+        # Events (issue 8): after each commit that wrote events, wake the webhook worker and tell subscribers.
+        self.subscribers = Subscribers()
+        self.webhooks = WebhookWorker(store, lambda: self._table.config.webhooks, self.clock)
+        store.on_events(self._events_committed)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     @classmethod
@@ -105,8 +112,11 @@ class Router:
         owner: str | None = None,
         card_info: Callable[[str], CardInfo] = card_from_token,
         reconcile: bool = True,
+        deliver_webhooks: bool = True,
     ) -> Router:
-        """Load and check the config, open the store, settle anything a crash left in processing."""
+        """Load and check the config, open the store, settle anything a crash left in processing.
+        With `deliver_webhooks`, the webhook worker runs in the background until `close()` (else drive
+        `router.webhooks.run_once()` yourself, or run it in another process on the same store)."""
         config_path = None
         if isinstance(config, Config):
             cfg = config
@@ -119,6 +129,9 @@ class Router:
         await st.open()
         router = cls(table, st, config_path=config_path, clock=clock, ids=ids, owner=owner, card_info=card_info)
         log.info("payroute started: config version %d, store %s", table.version, _safe_url(st.url))
+        await router.webhooks.register()  # before any event of ours: each configured endpoint gets all of them
+        if deliver_webhooks:
+            router.webhooks.start()
         if reconcile:
             await router.reconcile_stuck()
         return router
@@ -128,6 +141,8 @@ class Router:
             return
         self._closed = True
         await self.stop_scheduler()
+        await self.webhooks.close()
+        await self.subscribers.close()
         for adapter in self._table.adapters.values():
             try:
                 await adapter.close()
@@ -171,7 +186,18 @@ class Router:
             asyncio.get_running_loop().call_later(60, lambda: _close_later(gone))
         for listener in self._listeners:
             listener(self, new)
+        await self.webhooks.register()
         return new
+
+    # -- events ----------------------------------------------------------------------------------------------
+    def on(self, pattern: str, callback: Callback) -> Callable[[], None]:
+        """Call `callback(event)` after commit for each event whose type matches `pattern` (a type,
+        `v2.payments.off_session_payment.*`, or `*`); returns an unsubscribe function. See router.subscribers."""
+        return self.subscribers.on(pattern, callback)
+
+    def _events_committed(self, events: Sequence[Event]) -> None:
+        self.webhooks.wake()
+        self.subscribers.publish(events)
 
     def on_reload(self, listener: Callable[[Router, RoutingTable], None]) -> None:
         self._listeners.append(listener)
@@ -531,6 +557,12 @@ class Router:
         self, *, livemode: bool = False, object_id: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         return [render_event(e) for _, e in await self.store.list_events(livemode, object_id, limit)]
+
+    async def get_event(self, event_id: str, *, livemode: bool = False) -> dict[str, Any]:
+        e = await self.store.get_event(event_id)
+        if e is None or e.livemode != livemode:
+            raise not_found("event", event_id)
+        return render_event(e)
 
     # -- test clocks -----------------------------------------------------------------------------------------
     async def create_test_clock(
