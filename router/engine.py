@@ -36,6 +36,7 @@ from router.models import AttemptRecord, CardSnapshot, Payment
 from router.retry import RetryPlanner
 from router.rules import Candidate, Plan, RoutingTable
 from router.states import Status, transition
+from router.stats import InMemoryStatsStore, StatsStore, counts_as_success
 from router.store.base import Store
 
 log = logging.getLogger("payroute.engine")
@@ -77,6 +78,7 @@ class Engine:
         payment_now: Callable[[Payment], Awaitable[datetime]],
         owner: str,
         card_info: Callable[[str], CardInfo],
+        stats: StatsStore | None = None,
     ) -> None:
         self.store = store
         self._table = table
@@ -87,13 +89,15 @@ class Engine:
         self._payment_now = payment_now
         self.owner = owner
         self._card_info = card_info
+        # Recent outcomes per route and processor, which success_rate routes order by.
+        self.stats: StatsStore = stats if stats is not None else InMemoryStatsStore()
 
     # -- attempt ---------------------------------------------------------------------------------------------
     async def attempt(self, payment: Payment) -> Payment:
         """Run one authorization attempt for a pending or due pending_retry payment; return it afterwards."""
         table = self._table()  # in-flight attempts finish on the table they started with
         now = await self._payment_now(payment)
-        plan = table.plan(payment)
+        plan = await table.decide(payment, self.stats, self.clock.now())
         candidates = self._usable(plan, payment)
         transition(payment.status, Status.PROCESSING)
         attempts_so_far = payment.attempts + 1
@@ -149,6 +153,7 @@ class Engine:
             settled_previous = None
             outcome = await self._call(cand, attempt, current, now)
             breaker.record(outcome.kind)
+            await self._learn(plan, cand, outcome)
             ATTEMPTS.labels(cand.name, outcome.kind.value).inc()
             ATTEMPT_LATENCY.labels(cand.name).observe(outcome.latency_ms / 1000)
             attempt = _settle(attempt, outcome, cand.adapter.scrub)
@@ -172,6 +177,16 @@ class Engine:
             )
             return await self._finish(current, None, None, table, now)
         return await self._finish(current, attempt, outcome, table, now)
+
+    async def _learn(self, plan: Plan, cand: Candidate, outcome: Outcome) -> None:
+        """Feed the outcome into the route's success-rate window; a stats outage never fails a payment."""
+        success = counts_as_success(outcome.kind)
+        if success is None:
+            return
+        try:
+            await self.stats.record(plan.route, cand.name, success, self.clock.now())
+        except Exception:
+            log.exception("could not record the outcome of %s on route %s", cand.name, plan.route)
 
     def _usable(self, plan: Plan, payment: Payment) -> list[Candidate]:
         usable = []
