@@ -39,6 +39,7 @@ from router.models import AttemptRecord, CardSnapshot, Payment
 from router.retry import RetryDecision, RetryPlanner
 from router.rules import Candidate, Plan, RoutingTable
 from router.states import Status, transition
+from router.stats import InMemoryStatsStore, StatsStore, counts_as_success
 from router.store.base import Store
 
 log = logging.getLogger("payroute.engine")
@@ -81,6 +82,7 @@ class Engine:
         payment_now: Callable[[Payment], Awaitable[datetime]],
         owner: str,
         card_info: Callable[[str], CardInfo],
+        stats: StatsStore | None = None,
     ) -> None:
         self.store = store
         self._table = table
@@ -91,6 +93,8 @@ class Engine:
         self._payment_now = payment_now
         self.owner = owner
         self._card_info = card_info
+        # Recent outcomes per route and processor, which success_rate routes order by.
+        self.stats: StatsStore = stats if stats is not None else InMemoryStatsStore()
 
     # -- attempt ---------------------------------------------------------------------------------------------
     async def attempt(self, payment: Payment) -> Payment:
@@ -103,7 +107,7 @@ class Engine:
             held = await self.retry.recheck(payment, policy, now, table.config.network_limits)
             if held is not None:
                 return await self._hold(payment, held, now)
-        plan = table.plan(payment)
+        plan = await table.decide(payment, self.stats, self.clock.now())
         candidates = self._usable(plan, payment)
         transition(payment.status, Status.PROCESSING)
         attempts_so_far = payment.attempts + 1
@@ -163,6 +167,8 @@ class Engine:
             outcome = await self._call(cand, attempt, current, now)
             breaker.record(outcome.kind)
             await breaker.share()
+            # Routing learns from what the call looked like (a slow processor is a bad one) before the lookup.
+            await self._learn(plan, cand, outcome)
             if outcome.kind is OutcomeKind.TIMEOUT:
                 outcome = await self._after_timeout(cand, attempt, outcome)
             ATTEMPTS.labels(cand.name, outcome.kind.value).inc()
@@ -190,6 +196,16 @@ class Engine:
             )
             return await self._finish(current, None, None, table, now)
         return await self._finish(current, attempt, outcome, table, now)
+
+    async def _learn(self, plan: Plan, cand: Candidate, outcome: Outcome) -> None:
+        """Feed the outcome into the route's success-rate window; a stats outage never fails a payment."""
+        success = counts_as_success(outcome.kind)
+        if success is None:
+            return
+        try:
+            await self.stats.record(plan.route, cand.name, success, self.clock.now())
+        except Exception:
+            log.exception("could not record the outcome of %s on route %s", cand.name, plan.route)
 
     def _usable(self, plan: Plan, payment: Payment) -> list[Candidate]:
         usable = []

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from adapters.base import CancelRequest, CaptureRequest, CardInfo
 from router import config as config_mod
 from router import events as ev
+from router import reload as reloading
 from router.breakers import BreakerBoard
 from router.cards import card_from_token
 from router.clock import Clock, SystemClock, parse_rfc3339
@@ -45,6 +46,7 @@ from router.retry import RetryPlanner
 from router.rules import RoutingTable, build_adapters
 from router.scheduler import RetryScheduler
 from router.states import CANCELABLE, PAUSABLE, TERMINAL, Status, transition
+from router.stats import StatsStore
 from router.store import open_store
 from router.store.base import Cursor, IdempotencyEntry, Store, to_us
 from router.subscribers import Callback, Subscribers
@@ -71,6 +73,7 @@ class Router:
         card_info: Callable[[str], CardInfo] = card_from_token,
         retry: RetryPlanner | None = None,
         breakers: BreakerBoard | None = None,
+        stats: StatsStore | None = None,
     ) -> None:
         self._table = table
         self.store = store
@@ -91,7 +94,9 @@ class Router:
             payment_now=self.now_for,
             owner=self.owner,
             card_info=card_info,
+            stats=stats,
         )
+        self.stats = self.engine.stats
         self._listeners: list[Callable[[Router, RoutingTable], None]] = []
         self._closed = False
         self.scheduler: RetryScheduler | None = None
@@ -119,12 +124,11 @@ class Router:
         `router.webhooks.run_once()` yourself, or run it in another process on the same store)."""
         config_path = None
         if isinstance(config, Config):
-            cfg = config
+            table = RoutingTable(config, 1, build_adapters(config))
         else:
             config_path = str(config)
-            cfg = config_mod.load(config_path)
-        adapters = build_adapters(cfg, file=config_path or "<config>")
-        table = RoutingTable(cfg, 1, adapters)
+            table = reloading.build_table(config_path)
+        reloading.accepted(table, config_path or "<config>")
         st = open_store(store) if isinstance(store, str) else store
         await st.open()
         router = cls(table, st, config_path=config_path, clock=clock, ids=ids, owner=owner, card_info=card_info)
@@ -173,13 +177,16 @@ class Router:
         target = str(path or self.config_path or "")
         if not target:
             raise ConfigError([config_mod.ConfigIssue("<config>", 0, 0, "", "no config file to reload")])
-        cfg = config_mod.load(target)
-        adapters = build_adapters(cfg, previous=self._table, file=target)
         old = self._table
-        new = RoutingTable(cfg, old.version + 1, adapters)
+        try:
+            # Built whole, adapters and all, before anything changes; no await between here and the swap.
+            new = reloading.build_table(target, old)
+        except ConfigError as exc:
+            reloading.refused(target, exc, old.version)
+            raise
         self._table = new  # one assignment: every attempt sees the old table or the new one, never a mix
         self.config_path = target
-        log.info("config version %d loaded from %s", new.version, target)
+        reloading.accepted(new, target)
         # Adapters that left the config are closed once attempts still holding the old table had time to finish.
         gone = [a for name, a in old.adapters.items() if new.adapters.get(name) is not a]
         if gone:
