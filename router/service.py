@@ -393,12 +393,23 @@ class Router:
     async def cancel_payment(self, payment_id: str, *, livemode: bool = False) -> dict[str, Any]:
         async def apply(p: Payment, now: datetime) -> tuple[Payment, list[str], PaymentRecordState | None]:
             status = Status(p.status)
+            # The v2 error types (not only codes) the SDK maps to AlreadyCanceledError / NotCancelableError.
             if status is Status.CANCELED:
-                raise conflict(f"The OffSessionPayment {p.id} is already canceled.", "already_canceled")
+                raise PayrouteError(
+                    f"The OffSessionPayment {p.id} is already canceled.",
+                    type="already_canceled",
+                    code="already_canceled",
+                    status=409,
+                )
             if status is Status.PROCESSING:
                 raise conflict("The payment is being processed; try again shortly.", "payment_processing")
             if status not in CANCELABLE:
-                raise conflict(f"An OffSessionPayment in status '{p.status}' cannot be canceled.", "not_cancelable")
+                raise PayrouteError(
+                    f"An OffSessionPayment in status '{p.status}' cannot be canceled.",
+                    type="not_cancelable",
+                    code="not_cancelable",
+                    status=409,
+                )
             record = await self.store.get_payment_record(p.payment_record)
             assert record is not None
             if status is Status.REQUIRES_CAPTURE:
@@ -565,11 +576,25 @@ class Router:
     ) -> list[dict[str, Any]]:
         return [render_event(e) for _, e in await self.store.list_events(livemode, object_id, limit)]
 
+    async def list_events_page(
+        self, *, livemode: bool = False, object_id: str | None = None, limit: int = 20, after_seq: int | None = None
+    ) -> tuple[list[dict[str, Any]], bool, int | None]:
+        """A page of events oldest first: (objects, has_more, the sequence number to continue after)."""
+        if not 1 <= limit <= 100:
+            raise invalid("limit must be between 1 and 100.", "limit")
+        rows = await self.store.list_events(livemode, object_id, limit + 1, after_seq)
+        page = rows[:limit]
+        return [render_event(e) for _, e in page], len(rows) > limit, page[-1][0] if page else None
+
     async def get_event(self, event_id: str, *, livemode: bool = False) -> dict[str, Any]:
         e = await self.store.get_event(event_id)
         if e is None or e.livemode != livemode:
             raise not_found("event", event_id)
         return render_event(e)
+
+    async def payment_counts(self) -> dict[tuple[bool, str], int]:
+        """How many payments are in each (livemode, status): the gauges /metrics reports."""
+        return await self.store.count_payments()
 
     # -- test clocks -----------------------------------------------------------------------------------------
     async def create_test_clock(

@@ -114,6 +114,10 @@ class Store(Protocol):
 
     async def get_payment(self, payment_id: str) -> Payment | None: ...
 
+    async def count_payments(self) -> dict[tuple[bool, str], int]:
+        """Payments per (livemode, status)."""
+        ...
+
     async def list_payments(
         self,
         livemode: bool,
