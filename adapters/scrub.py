@@ -7,7 +7,7 @@ import re
 # 13-19 digits, optionally grouped by spaces or dashes: anything that may be a primary account number.
 _PAN = re.compile(r"(?<![0-9])(?:[0-9][ -]?){12,18}[0-9](?![0-9])")
 _SECRET_KEYS = (
-    r"cvc|cvv|cvv2|cvc2|cid|security_?code|card_?verification(?:_?value)?|"
+    r"cvc|cvv|cvv2|cvc2|cid|security_?code|card_?verification(?:_?value)?|"  # noqa: S105 - field names, not a secret
     r"api_?key|apikey|secret|password|private_?key|access_?token|client_?secret|"
     r"encrypted_?card_?number|encrypted_?security_?code|number|card_?number|pan|account_?number"
 )
