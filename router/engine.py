@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from prometheus_client import Counter, Histogram
 
 from adapters.base import (
+    UNKNOWN,
     AuthorizationRequest,
     Cadence,
     CancelRequest,
@@ -432,6 +433,14 @@ class Engine:
         except Exception:
             log.exception("reconciliation lookup for %s at %s failed; will try again", last.id, last.processor)
             return payment
+        if found is UNKNOWN:
+            # The processor cannot be asked by attempt id but deduplicates on it: finish the attempt by resending
+            # it under the same id. A resend that gets no real answer moves nothing; the next pass asks again.
+            cand = Candidate(last.processor, adapter, table.config.processors[last.processor])
+            found = await self._call(cand, last, payment, now)
+            if found.kind.is_technical:
+                log.warning("reconciliation resend of %s at %s: %s", last.id, last.processor, found.kind.value)
+                return payment
         if found is None:
             closed = last.model_copy(
                 update={
