@@ -114,6 +114,10 @@ class Store(Protocol):
 
     async def get_payment(self, payment_id: str) -> Payment | None: ...
 
+    async def count_payments(self) -> dict[tuple[bool, str], int]:
+        """Payments per (livemode, status)."""
+        ...
+
     async def list_payments(
         self,
         livemode: bool,
@@ -136,6 +140,14 @@ class Store(Protocol):
         """Compare-and-set: write `payment` (version + 1) only if the stored version is `expected_version`,
         together with the record, new or settled attempts, and events, in one transaction.
         Raise ConcurrentUpdate otherwise. The lease columns are set to the given values (None clears them)."""
+        ...
+
+    async def save_attempt(self, attempt: AttemptRecord) -> None:
+        """Write one attempt on its own (the sweeper settling a timed-out attempt); the payment is untouched."""
+        ...
+
+    async def list_unresolved(self, limit: int) -> list[AttemptRecord]:
+        """Attempts in state `unresolved`, oldest first."""
         ...
 
     async def claim_due(self, now: datetime, owner: str, lease_until: datetime, limit: int) -> list[Payment]:

@@ -158,6 +158,10 @@ class SQLiteStore:
         row = await self._one("SELECT data FROM payments WHERE id = ?", (payment_id,))
         return Payment.model_validate_json(row[0]) if row else None
 
+    async def count_payments(self) -> dict[tuple[bool, str], int]:
+        rows = await self._all("SELECT livemode, status, COUNT(*) FROM payments GROUP BY livemode, status", ())
+        return {(bool(r[0]), str(r[1])): int(r[2]) for r in rows}
+
     async def list_payments(
         self,
         livemode: bool,
@@ -214,26 +218,40 @@ class SQLiteStore:
                     "UPDATE payment_records SET data = ? WHERE id = ?", (record.model_dump_json(), record.id)
                 )
             for attempt in attempts:
-                await db.execute(
-                    "INSERT INTO attempts (id, payment_id, payment_record, created_us, processor, state, outcome,"
-                    " card_fingerprint, data) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET"
-                    " state = excluded.state, outcome = excluded.outcome,"
-                    " card_fingerprint = excluded.card_fingerprint, data = excluded.data",
-                    (
-                        attempt.id,
-                        attempt.payment_id,
-                        attempt.payment_record,
-                        to_us(attempt.created),
-                        attempt.processor,
-                        attempt.state,
-                        attempt.outcome,
-                        attempt.card.fingerprint,
-                        attempt.model_dump_json(),
-                    ),
-                )
+                await self._upsert_attempt(db, attempt)
             await self._insert_events(db, events or [])
         self._committed(events or [])
         return saved
+
+    @staticmethod
+    async def _upsert_attempt(db: aiosqlite.Connection, attempt: AttemptRecord) -> None:
+        await db.execute(
+            "INSERT INTO attempts (id, payment_id, payment_record, created_us, processor, state, outcome,"
+            " card_fingerprint, data) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET"
+            " state = excluded.state, outcome = excluded.outcome,"
+            " card_fingerprint = excluded.card_fingerprint, data = excluded.data",
+            (
+                attempt.id,
+                attempt.payment_id,
+                attempt.payment_record,
+                to_us(attempt.created),
+                attempt.processor,
+                attempt.state,
+                attempt.outcome,
+                attempt.card.fingerprint,
+                attempt.model_dump_json(),
+            ),
+        )
+
+    async def save_attempt(self, attempt: AttemptRecord) -> None:
+        async with self._tx() as db:
+            await self._upsert_attempt(db, attempt)
+
+    async def list_unresolved(self, limit: int) -> list[AttemptRecord]:
+        rows = await self._all(
+            "SELECT data FROM attempts WHERE state = 'unresolved' ORDER BY created_us LIMIT ?", (limit,)
+        )
+        return [AttemptRecord.model_validate_json(r[0]) for r in rows]
 
     async def claim_due(self, now: datetime, owner: str, lease_until: datetime, limit: int) -> list[Payment]:
         now_us = to_us(now)
