@@ -164,7 +164,8 @@ class WebhookWorker:
             except Exception:
                 log.exception("webhook delivery pass failed; the next pass starts over from the store")
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=poll_interval)
+                async with asyncio.timeout(poll_interval):
+                    await self._wake.wait()
 
     # -- endpoints -------------------------------------------------------------------------------------------
     def configured(self) -> list[WebhookConfig]:

@@ -6,13 +6,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from eventkit import params
 
 from router import Router
 from router import events as ev
 from router.clock import ManualClock, parse_rfc3339
 from router.errors import ConcurrentUpdate
 from router.states import Status
+from tests.events.eventkit import params
 
 P = "v2.payments.off_session_payment."
 
