@@ -203,12 +203,13 @@ class WebhookWorker:
         if not endpoints:
             return 0
         async with self._pass_lock:
-            made = 0
-            for endpoint in endpoints:
-                state = await self._register(endpoint)
-                await self._fan_out(endpoint, state)
-                made += await self._deliver_due(endpoint)
-            return made
+            # Endpoints side by side: one that is slow to time out does not hold back the others.
+            return sum(await asyncio.gather(*(self._endpoint_pass(e) for e in endpoints)))
+
+    async def _endpoint_pass(self, endpoint: WebhookConfig) -> int:
+        state = await self._register(endpoint)
+        await self._fan_out(endpoint, state)
+        return await self._deliver_due(endpoint)
 
     async def _fan_out(self, endpoint: WebhookConfig, state: WebhookEndpointState) -> None:
         cursor = state.cursor_seq

@@ -221,6 +221,20 @@ async def test_one_failing_endpoint_does_not_hold_back_another(
     assert len(receiver.received_on("/hooks-succeeded")) == 1
 
 
+async def test_a_receiver_that_never_answers_times_out_without_holding_back_another(
+    router: Router, receiver: Receiver
+) -> None:
+    router.webhooks.policy = DeliveryPolicy(timeout=timedelta(milliseconds=50))
+    receiver.hang_paths = {"/hooks"}
+    await router.create_payment(params())
+    await router.webhooks.run_once()
+    assert [d.event["type"] for d in receiver.received_on("/hooks-succeeded")] == [ev.SUCCEEDED]
+    first = (await router.list_events())[0]
+    (attempt,) = await router.store.list_webhook_attempts(first["id"])
+    assert not attempt.succeeded and attempt.http_status is None and attempt.error == "timeout after 0.05s"
+    receiver.release()
+
+
 # -- crashes ---------------------------------------------------------------------------------------------------
 
 
