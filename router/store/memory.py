@@ -8,13 +8,24 @@ A call never awaits inside, so each one is atomic on the event loop without a lo
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
 from router.errors import ConcurrentUpdate, StoreUnavailable
 from router.models import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
-from router.store.base import CardActivity, Cursor, IdempotencyEntry, Page, to_us
+from router.store.base import (
+    CardActivity,
+    Cursor,
+    EventListener,
+    IdempotencyEntry,
+    Page,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpointState,
+    to_us,
+)
 
 _DECLINES = ("soft_decline", "hard_decline", "authentication_required")
 
@@ -33,6 +44,11 @@ class MemoryStore:
         self._events_by_id: dict[str, int] = {}
         self._idempotency: dict[tuple[str, str], IdempotencyEntry] = {}
         self._test_clocks: dict[str, TestClock] = {}
+        self._event_listeners: list[EventListener] = []
+        self._webhook_endpoints: dict[str, WebhookEndpointState] = {}
+        self._webhook_deliveries: dict[tuple[str, str], WebhookDelivery] = {}  # insertion order = event order
+        self._webhook_leases: dict[tuple[str, str], datetime] = {}
+        self._webhook_attempts: list[WebhookAttempt] = []
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -239,6 +255,9 @@ class MemoryStore:
                 raise ValueError(f"event {e.id} exists")
             self._events.append(e)
             self._events_by_id[e.id] = len(self._events)  # seq starts at 1, as in SQLite
+        if events:
+            for listener in self._event_listeners:  # the "commit" is done: nothing else is written after this
+                listener(events)
 
     async def list_events(
         self, livemode: bool, object_id: str | None, limit: int, after_seq: int | None = None
@@ -257,6 +276,106 @@ class MemoryStore:
         self._check()
         seq = self._events_by_id.get(event_id)
         return self._events[seq - 1] if seq is not None else None
+
+    def on_events(self, listener: EventListener) -> None:
+        self._event_listeners.append(listener)
+
+    async def list_outbox(self, after_seq: int, limit: int) -> list[tuple[int, Event]]:
+        self._check()
+        end = min(len(self._events), after_seq + limit)
+        return [(seq, self._events[seq - 1]) for seq in range(after_seq + 1, end + 1)]
+
+    # -- webhook delivery ------------------------------------------------------------------------------------
+    async def register_webhook_endpoint(self, url: str, now: datetime) -> WebhookEndpointState:
+        self._check()
+        return self._webhook_endpoints.setdefault(url, WebhookEndpointState(url, len(self._events)))
+
+    async def get_webhook_endpoint(self, url: str) -> WebhookEndpointState | None:
+        self._check()
+        return self._webhook_endpoints.get(url)
+
+    async def enqueue_webhook_deliveries(
+        self, url: str, expected_cursor: int, new_cursor: int, deliveries: Sequence[WebhookDelivery]
+    ) -> bool:
+        self._check()
+        state = self._webhook_endpoints.get(url)
+        if state is None or state.cursor_seq != expected_cursor:
+            return False
+        self._webhook_endpoints[url] = dataclasses.replace(state, cursor_seq=new_cursor)
+        for d in deliveries:
+            self._webhook_deliveries.setdefault((d.url, d.event_id), d)
+        return True
+
+    async def claim_webhook_deliveries(
+        self, url: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[WebhookDelivery]:
+        self._check()
+        pending = sorted(
+            (d for d in self._webhook_deliveries.values() if d.url == url and d.status == "pending"),
+            key=lambda d: d.event_seq,
+        )
+        heads: set[str] = set()
+        claimed: list[WebhookDelivery] = []
+        for d in pending:
+            if d.object_id in heads:
+                continue  # a later event for this object waits for the earlier pending one
+            heads.add(d.object_id)
+            lease = self._webhook_leases.get((url, d.event_id))
+            if d.next_attempt_at <= now and (lease is None or lease <= now) and len(claimed) < limit:
+                self._webhook_leases[(url, d.event_id)] = lease_until
+                claimed.append(d)
+        return claimed
+
+    async def record_webhook_attempt(
+        self,
+        attempt: WebhookAttempt,
+        status: Literal["pending", "delivered", "failed"],
+        next_attempt_at: datetime | None,
+    ) -> WebhookEndpointState:
+        self._check()
+        self._webhook_attempts.append(attempt)
+        key = (attempt.url, attempt.event_id)
+        d = self._webhook_deliveries.get(key)
+        if d is not None and d.status == "pending":
+            self._webhook_deliveries[key] = dataclasses.replace(
+                d,
+                status=status,
+                attempts=d.attempts + 1,
+                last_error=attempt.error,
+                next_attempt_at=next_attempt_at or d.next_attempt_at,
+                delivered_at=attempt.attempted_at if status == "delivered" else d.delivered_at,
+            )
+            self._webhook_leases.pop(key, None)
+        state = self._webhook_endpoints[attempt.url]
+        if attempt.succeeded:
+            state = dataclasses.replace(state, consecutive_failures=0, failing_since=None)
+        else:
+            state = dataclasses.replace(
+                state,
+                consecutive_failures=state.consecutive_failures + 1,
+                failing_since=state.failing_since or attempt.attempted_at,
+            )
+        self._webhook_endpoints[attempt.url] = state
+        return state
+
+    async def set_webhook_endpoint_disabled(self, url: str, disabled_at: datetime | None) -> None:
+        self._check()
+        state = self._webhook_endpoints.get(url)
+        if state is None:
+            return
+        if disabled_at is None:
+            state = dataclasses.replace(state, disabled_at=None, consecutive_failures=0, failing_since=None)
+        else:
+            state = dataclasses.replace(state, disabled_at=disabled_at)
+        self._webhook_endpoints[url] = state
+
+    async def list_webhook_deliveries(self, event_id: str) -> list[WebhookDelivery]:
+        self._check()
+        return sorted((d for d in self._webhook_deliveries.values() if d.event_id == event_id), key=lambda d: d.url)
+
+    async def list_webhook_attempts(self, event_id: str) -> list[WebhookAttempt]:
+        self._check()
+        return [a for a in self._webhook_attempts if a.event_id == event_id]
 
     # -- test clocks -----------------------------------------------------------------------------------------
     async def save_test_clock(self, clock: TestClock) -> None:
