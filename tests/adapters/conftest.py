@@ -9,9 +9,12 @@ from typing import Any
 import pytest
 
 from adapters.base import AdapterSettings, AuthorizationRequest, Cadence
+from tests.fakes.adyen import FakeAdyen
 from tests.fakes.stripe import FakeStripe
 
 STRIPE_KEY = "sk_test_51FakeKeyForPayrouteTests000"
+ADYEN_KEY = "AQEyhmfxK4_fake_adyen_api_key_0000"
+ADYEN_MERCHANT = "PayrouteECOM"
 
 
 def auth_request(**changes: Any) -> AuthorizationRequest:
@@ -46,6 +49,14 @@ def settings(adapter: str, url: str, timeout_ms: int = 2000, **options: Any) -> 
 @pytest.fixture
 async def fake_stripe() -> AsyncIterator[FakeStripe]:
     fake = FakeStripe(STRIPE_KEY)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def fake_adyen() -> AsyncIterator[FakeAdyen]:
+    fake = FakeAdyen(ADYEN_KEY, ADYEN_MERCHANT)
     await fake.start()
     yield fake
     await fake.stop()
