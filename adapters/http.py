@@ -179,7 +179,8 @@ def settle(exchange: Exchange, from_wire: Callable[[int, Any], Outcome]) -> Outc
         outcome = Outcome(OutcomeKind.PROCESSOR_ERROR, raw_message=f"connection failed: {exchange.body[:200]}")
     else:
         try:
-            outcome = from_wire(exchange.status, exchange.json())
+            # An empty body (a bare 401 or 404, say) reaches from_wire as None.
+            outcome = from_wire(exchange.status, exchange.json() if exchange.body.strip() else None)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:  # pydantic's ValidationError is a ValueError
             log.error("%s answered HTTP %s with a body we cannot read: %s", exchange.processor, exchange.status, exc)
             outcome = Outcome(

@@ -10,11 +10,13 @@ import pytest
 
 from adapters.base import AdapterSettings, AuthorizationRequest, Cadence
 from tests.fakes.adyen import FakeAdyen
+from tests.fakes.checkout import FakeCheckout
 from tests.fakes.stripe import FakeStripe
 
 STRIPE_KEY = "sk_test_51FakeKeyForPayrouteTests000"
 ADYEN_KEY = "AQEyhmfxK4_fake_adyen_api_key_0000"
 ADYEN_MERCHANT = "PayrouteECOM"
+CHECKOUT_KEY = "sk_sbox_m73dzbpy7cf3gfd46xr4yj5xo4e"
 
 
 def auth_request(**changes: Any) -> AuthorizationRequest:
@@ -57,6 +59,14 @@ async def fake_stripe() -> AsyncIterator[FakeStripe]:
 @pytest.fixture
 async def fake_adyen() -> AsyncIterator[FakeAdyen]:
     fake = FakeAdyen(ADYEN_KEY, ADYEN_MERCHANT)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def fake_checkout() -> AsyncIterator[FakeCheckout]:
+    fake = FakeCheckout(CHECKOUT_KEY)
     await fake.start()
     yield fake
     await fake.stop()
