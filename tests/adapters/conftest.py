@@ -10,6 +10,7 @@ import pytest
 
 from adapters.base import AdapterSettings, AuthorizationRequest, Cadence
 from tests.fakes.adyen import FakeAdyen
+from tests.fakes.braintree import FakeBraintree
 from tests.fakes.checkout import FakeCheckout
 from tests.fakes.stripe import FakeStripe
 
@@ -17,6 +18,7 @@ STRIPE_KEY = "sk_test_51FakeKeyForPayrouteTests000"
 ADYEN_KEY = "AQEyhmfxK4_fake_adyen_api_key_0000"
 ADYEN_MERCHANT = "PayrouteECOM"
 CHECKOUT_KEY = "sk_sbox_m73dzbpy7cf3gfd46xr4yj5xo4e"
+BRAINTREE_CREDENTIALS = {"public_key": "bt_public_fake_01", "private_key": "bt_private_fake_secret_01"}
 
 
 def auth_request(**changes: Any) -> AuthorizationRequest:
@@ -67,6 +69,14 @@ async def fake_adyen() -> AsyncIterator[FakeAdyen]:
 @pytest.fixture
 async def fake_checkout() -> AsyncIterator[FakeCheckout]:
     fake = FakeCheckout(CHECKOUT_KEY)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def fake_braintree() -> AsyncIterator[FakeBraintree]:
+    fake = FakeBraintree(BRAINTREE_CREDENTIALS["public_key"], BRAINTREE_CREDENTIALS["private_key"])
     await fake.start()
     yield fake
     await fake.stop()

@@ -94,7 +94,7 @@ async def test_refusals_map_to_decline_classes(
     adyen: AdyenAdapter,
     fake_adyen: FakeAdyen,
     code: str,
-    extra: dict[str, str],
+    extra: dict[str, Any],
     kind: OutcomeKind,
     decline: str,
     network: str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -72,7 +73,7 @@ async def test_response_codes_map_to_decline_classes(
     checkout: CheckoutAdapter,
     fake_checkout: FakeCheckout,
     code: str,
-    extra: dict[str, str],
+    extra: dict[str, Any],
     kind: OutcomeKind,
     decline: str,
     network: str | None,

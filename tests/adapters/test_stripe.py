@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
-from adapters.base import UNKNOWN, Cadence, CancelRequest, CaptureRequest, LookupRequest, OutcomeKind
+from adapters.base import UNKNOWN, Cadence, CancelRequest, CaptureRequest, LookupRequest, Outcome, OutcomeKind
 from adapters.stripe import StripeAdapter, form_encode, from_wire, to_wire
 from tests.adapters.conftest import STRIPE_KEY, auth_request, settings
 from tests.fakes.stripe import FakeStripe, parse_form
@@ -101,7 +102,7 @@ async def test_card_errors_map_to_decline_classes(
     stripe: StripeAdapter,
     fake_stripe: FakeStripe,
     code: str,
-    extra: dict[str, str],
+    extra: dict[str, Any],
     kind: OutcomeKind,
     network_code: str,
 ) -> None:
@@ -170,7 +171,7 @@ async def test_a_hanging_stripe_times_out_within_the_deadline(fake_stripe: FakeS
 async def test_lookup_finds_an_attempt_by_its_metadata(stripe: StripeAdapter, fake_stripe: FakeStripe) -> None:
     first = await stripe.authorize(auth_request())
     found = await stripe.lookup(LookupRequest("par_test_0001", "osp_test_0001"))
-    assert not isinstance(found, type(UNKNOWN)) and found is not None
+    assert isinstance(found, Outcome)
     assert found.kind is OutcomeKind.APPROVED and found.processor_reference == first.processor_reference
     assert fake_stripe.last("/search").query["query"] == "metadata['payroute_attempt_id']:'par_test_0001'"
 
@@ -182,8 +183,7 @@ async def test_lookup_of_an_unseen_attempt_is_unknown_so_the_engine_resends_it(s
 async def test_lookup_by_reference_retrieves_the_intent(stripe: StripeAdapter) -> None:
     first = await stripe.authorize(auth_request())
     found = await stripe.lookup(LookupRequest("par_test_0001", "osp_test_0001", first.processor_reference))
-    assert found is not None and found is not UNKNOWN
-    assert not isinstance(found, type(UNKNOWN)) and found.kind is OutcomeKind.APPROVED
+    assert isinstance(found, Outcome) and found.kind is OutcomeKind.APPROVED
 
 
 def test_to_wire_is_pure_and_form_encoding_nests_like_stripe() -> None:

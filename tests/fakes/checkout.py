@@ -14,8 +14,8 @@ import itertools
 from typing import Any
 
 from aiohttp import web
-from checkout_sdk.common.common import CustomerRequest
-from checkout_sdk.payments.payments import (
+from checkout_sdk.common.common import CustomerRequest  # type: ignore[import-untyped]
+from checkout_sdk.payments.payments import (  # type: ignore[import-untyped]
     BillingDescriptor,
     CaptureRequest,
     PaymentCustomerRequest,

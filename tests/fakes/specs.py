@@ -19,7 +19,10 @@ ADYEN = "urn:adyen-checkout-v71"
 @cache
 def _adyen_registry() -> Registry[Any]:
     document = json.loads((SPECS / "adyen" / "CheckoutService-v71.json").read_text())
-    return Registry().with_resource(ADYEN, Resource.from_contents(document, default_specification=DRAFT202012))
+    registry: Registry[Any] = Registry().with_resource(
+        ADYEN, Resource.from_contents(document, default_specification=DRAFT202012)
+    )
+    return registry
 
 
 def adyen_errors(schema: str, instance: Any) -> list[str]:
