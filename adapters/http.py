@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 import aiohttp
 from pydantic import SecretStr
@@ -107,7 +108,9 @@ class HttpTransport:
             body = form
             sent_headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         wire_headers = {**sent_headers, **{k: v.get_secret_value() for k, v in self._auth.items()}}
-        request_text = _render_request(method, url, params, sent_headers, list(self._auth), body)
+        # Form bodies are shown decoded: percent-encoding would hide a card number from the scrubber.
+        shown = "&".join(f"{k}={v}" for k, v in parse_qsl(form, keep_blank_values=True)) if form is not None else body
+        request_text = _render_request(method, url, params, sent_headers, list(self._auth), shown)
         started = time.perf_counter()
         status: int | None = None
         text = ""

@@ -117,7 +117,9 @@ class FakeAdyen(FakeProcessor):
         answer = self._answer(data, b)
         self._check_answer("PaymentResponse", answer)
         self.payments[answer["pspReference"]] = {"request": data, "answer": answer}
-        return self.remember(request.headers.get("Idempotency-Key"), body, json_response(answer))
+        response = self.remember(request.headers.get("Idempotency-Key"), body, json_response(answer))
+        await self.linger(b)
+        return response
 
     def _answer(self, data: dict[str, Any], b: Behaviour) -> dict[str, Any]:
         answer: dict[str, Any] = {
@@ -131,7 +133,7 @@ class FakeAdyen(FakeProcessor):
                 "fundingSource": "CREDIT",
             },
         }
-        if b.kind == "approve":
+        if b.kind in ("approve", "approve_then_hang"):
             answer["resultCode"] = "Authorised"
             answer["additionalData"].update(authCode="083542", networkTxReference="MCC0W3X2C0715")
             return answer

@@ -9,6 +9,8 @@ A fake answers by behaviour, set for everything (`fake.behave(...)`) or per paym
   hang                        never answers (until the fake stops)
   malformed                   200 with a body that is not JSON
   drop                        closes the connection without an answer
+  approve_then_hang           authorizes (and keeps the answer for its idempotency key), then never answers:
+                              what a router that crashed mid-call left behind
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class FakeProcessor:
         self._by_payment_method: dict[str, Behaviour] = {}
         self._replays: dict[str, tuple[str, web.Response]] = {}
         self._stopping = asyncio.Event()
+        self.holding = asyncio.Event()  # set when an `approve_then_hang` answer is being held back
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -111,6 +114,12 @@ class FakeProcessor:
         if b.kind == "malformed":
             return web.Response(status=200, text='{"id": "trunc', content_type="application/json")
         return None
+
+    async def linger(self, b: Behaviour) -> None:
+        """After authorizing, hold the answer back when told to (until the fake stops)."""
+        if b.kind == "approve_then_hang":
+            self.holding.set()
+            await self._stopping.wait()
 
     # -- idempotency -----------------------------------------------------------------------------------------
     def replay(self, key: str | None, body: str) -> web.Response | bool | None:

@@ -130,7 +130,9 @@ class FakeStripe(FakeProcessor):
                 "An error occurred with our connection to Stripe.",
             )
         self.authorizations += 1
-        return self.remember(key, body, self._authorize(fields, b))
+        response = self.remember(key, body, self._authorize(fields, b))
+        await self.linger(b)
+        return response
 
     def _authorize(self, fields: dict[str, Any], b: Behaviour) -> web.Response:
         pi_id = f"pi_fake{next(self._ids):08d}"
@@ -173,7 +175,7 @@ class FakeStripe(FakeProcessor):
             },
             "outcome": {"network_status": "approved_by_network", "type": "authorized"},
         }
-        if b.kind == "approve":
+        if b.kind in ("approve", "approve_then_hang"):
             pi.update(status="requires_capture" if manual else "succeeded")
             pi["latest_charge"] = charge if "latest_charge" in expand else ch_id
             self.intents[pi_id] = pi
