@@ -14,7 +14,7 @@ Idempotency: Braintree has no idempotency header. The attempt id is the transact
 mutation's `clientMutationId`; with duplicate transaction checking on (as it should be), a resend of the same
 payment is rejected as DUPLICATE and points at the original (`duplicateOf`), whose result we return.
 Lookup: a search by `orderId`. Braintree's search is current well within the engine's lease, so "not found"
-means the processor never saw the attempt (None).
+means the processor never saw the attempt (None); a FAILED transaction charged nothing and reads the same.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from iso4217 import Currency
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from adapters.base import (
+    UNKNOWN,
     AdapterError,
     AdapterSettings,
     AuthorizationRequest,
@@ -469,7 +470,11 @@ class BraintreeAdapter:
         if not edges:
             return None
         txn = Transaction.model_validate(edges[0]["node"])
-        return settle(exchange, lambda _status, _body: from_transaction(txn))
+        if txn.status == "FAILED":
+            return None  # the processor failed it: nothing was charged, as if it had never arrived
+        outcome = settle(exchange, lambda _status, _body: from_transaction(txn))
+        # Still AUTHORIZING: no answer yet; a resend is caught by duplicate checking and points at this one.
+        return UNKNOWN if outcome.kind.is_technical else outcome
 
     def scrub(self, transcript: str) -> str:
         return scrub_text(transcript)

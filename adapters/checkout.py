@@ -348,7 +348,8 @@ class CheckoutAdapter:
         found = PaymentList.model_validate(exchange.json()).data
         if not found:
             return UNKNOWN
-        return settle(exchange, lambda _status, _body: _from_payment(found[0]))
+        outcome = settle(exchange, lambda _status, _body: _from_payment(found[0]))
+        return UNKNOWN if outcome.kind.is_technical else outcome
 
     def scrub(self, transcript: str) -> str:
         return scrub_text(transcript)

@@ -34,7 +34,7 @@ async def test_request_is_an_off_session_confirmed_payment_intent(
     assert fields["amount"] == "1999" and fields["currency"] == "usd"
     assert fields["customer"] == "cus_test_1" and fields["payment_method"] == "pm_card_visa"
     assert fields["capture_method"] == "automatic"
-    assert fields["statement_descriptor_suffix"] == "PRO PLAN"
+    assert fields["statement_descriptor_suffix"] == "PRO PLAN" and "statement_descriptor" not in fields
     assert fields["metadata"] == {
         "plan": "pro",
         "payroute_attempt_id": "par_test_0001",
