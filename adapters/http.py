@@ -190,6 +190,7 @@ def settle(exchange: Exchange, from_wire: Callable[[int, Any], Outcome]) -> Outc
                 OutcomeKind.PROCESSOR_ERROR,
                 raw_code=str(exchange.status),
                 raw_message=f"unreadable answer (HTTP {exchange.status}): {exchange.body[:500]}",
+                request_invalid=400 <= exchange.status < 500 and exchange.status not in (408, 429),
             )
     return replace(outcome, latency_ms=exchange.latency_ms, transcript=exchange.transcript)
 
