@@ -69,12 +69,12 @@ def config_text(first: str, second: str, fakes: dict[str, FakeProcessor]) -> str
     return f"""
 version: 1
 processors:
-  hanging:
+  first:
     adapter: {first}
     base_url: {fakes[first].url}
     credentials: {PROCESSORS[first][1]}
     timeout_ms: 300
-  approving:
+  second:
     adapter: {second}
     base_url: {fakes[second].url}
     credentials: {PROCESSORS[second][1]}
@@ -82,7 +82,7 @@ processors:
 routes:
   - name: default
     strategy: priority
-    processors: [hanging, approving]
+    processors: [first, second]
 """
 
 
@@ -110,7 +110,7 @@ async def test_a_processor_that_hangs_past_its_timeout_fails_over_to_one_that_ap
         attempts = await router.attempts_for(payment["id"])
     assert payment["status"] == "succeeded"
     assert len(records) == 2 and len(attempts) == 2
-    assert [a.processor for a in attempts] == ["hanging", "approving"]
+    assert [a.processor for a in attempts] == ["first", "second"]
     assert [a.outcome for a in attempts] == ["timeout", "approved"]
     assert fakes[second].authorizations == 1
     assert fakes[first].authorizations == 0
@@ -131,3 +131,25 @@ def test_the_example_config_loads_and_builds_all_four_adapters(env: None) -> Non
     assert isinstance(adapters["checkout_eu"], CheckoutAdapter)
     routes = {r.name: r.processor_names for r in config.routes}
     assert routes["eur"][0] == "adyen_eu" and routes["usd"][0] == "stripe_us"
+
+
+@pytest.mark.parametrize("name", list(PROCESSORS))
+async def test_a_slow_answer_inside_the_deadline_is_still_the_answer(
+    tmp_path: Path, env: None, fakes: dict[str, FakeProcessor], name: str
+) -> None:
+    fakes[name].behave("approve", delay_ms=150)
+    path = tmp_path / "routing.yaml"
+    path.write_text(config_text(name, "stripe" if name != "stripe" else "adyen", fakes).replace("300", "3000"))
+    async with await Router.open(path, store=f"sqlite:///{tmp_path / 'payroute.db'}") as router:
+        payment = await router.create_payment(
+            {
+                "amount": {"value": 2500, "currency": "usd"},
+                "cadence": "unscheduled",
+                "customer": "cus_42",
+                "payment_method": "pm_card_visa",
+            }
+        )
+        attempts = await router.attempts_for(payment["id"])
+    assert payment["status"] == "succeeded"
+    assert [(a.processor, a.outcome) for a in attempts] == [("first", "approved")]
+    assert attempts[0].latency_ms is not None and attempts[0].latency_ms >= 150

@@ -9,6 +9,7 @@ A fake answers by behaviour, set for everything (`fake.behave(...)`) or per paym
   hang                        never answers (until the fake stops)
   malformed                   200 with a body that is not JSON
   drop                        closes the connection without an answer
+  any of them, delay_ms=...    the same, answered late (a slow processor)
   approve_then_hang           authorizes (and keeps the answer for its idempotency key), then never answers:
                               what a router that crashed mid-call left behind
 """
@@ -103,7 +104,9 @@ class FakeProcessor:
         return self._by_payment_method.get(payment_method or "", self._default)
 
     async def misbehave(self, request: web.Request, b: Behaviour) -> web.StreamResponse | None:
-        """Hang, drop or garble per the behaviour; None when the fake should answer properly."""
+        """Hang, drop or garble per the behaviour; None when the fake should answer properly (after `delay_ms`)."""
+        if "delay_ms" in b.extra:  # a slow answer: any behaviour, given late
+            await asyncio.sleep(float(b.extra["delay_ms"]) / 1000)
         if b.kind == "hang":
             await self._stopping.wait()
             return web.Response(status=503, text="shutting down")
