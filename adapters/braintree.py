@@ -20,7 +20,7 @@ means the processor never saw the attempt (None); a FAILED transaction charged n
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -380,7 +380,7 @@ def _payload(field: str, status: int, body: Any) -> Transaction | Outcome:
     raise ValueError(f"no {field}.transaction and no errors in the answer")
 
 
-def from_wire(field: str) -> Any:
+def from_wire(field: str) -> Callable[[int, Any], Outcome]:
     """`from_wire(status, body)` for the mutation whose payload sits under `data.<field>`."""
 
     def read(status: int, body: Any) -> Outcome:
