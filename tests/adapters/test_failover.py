@@ -153,3 +153,25 @@ async def test_a_slow_answer_inside_the_deadline_is_still_the_answer(
     assert payment["status"] == "succeeded"
     assert [(a.processor, a.outcome) for a in attempts] == [("first", "approved")]
     assert attempts[0].latency_ms is not None and attempts[0].latency_ms >= 150
+
+
+async def test_a_request_the_processor_calls_invalid_is_logged_loudly_and_fails_over(
+    tmp_path: Path, env: None, fakes: dict[str, FakeProcessor], caplog: pytest.LogCaptureFixture
+) -> None:
+    fakes["checkout"].behave("error", status=422)
+    path = tmp_path / "routing.yaml"
+    path.write_text(config_text("checkout", "adyen", fakes))
+    async with await Router.open(path, store=f"sqlite:///{tmp_path / 'payroute.db'}") as router:
+        payment = await router.create_payment(
+            {
+                "amount": {"value": 2500, "currency": "usd"},
+                "cadence": "recurring",
+                "customer": "cus_42",
+                "payment_method": "pm_card_visa",
+            }
+        )
+        attempts = await router.attempts_for(payment["id"])
+    assert payment["status"] == "succeeded"
+    assert [(a.processor, a.outcome) for a in attempts] == [("first", "processor_error"), ("second", "approved")]
+    loud = [r for r in caplog.records if r.levelname == "ERROR" and "invalid" in r.getMessage()]
+    assert loud and "processing_key_required" in loud[0].getMessage()

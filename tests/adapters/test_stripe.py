@@ -205,3 +205,11 @@ def test_from_wire_reads_a_402_card_error_without_a_network() -> None:
     }
     outcome = from_wire(402, body)
     assert outcome.kind is OutcomeKind.SOFT_DECLINE and outcome.decline_code == "insufficient_funds"
+
+
+async def test_an_intent_still_processing_is_no_answer_yet(stripe: StripeAdapter, fake_stripe: FakeStripe) -> None:
+    fake_stripe.behave("processing")
+    outcome = await stripe.authorize(auth_request())
+    assert outcome.kind is OutcomeKind.PROCESSOR_ERROR and outcome.raw_code == "processing"
+    # Reconciliation must not settle it as a failure: the charge may still go through.
+    assert await stripe.lookup(LookupRequest("par_test_0001", "osp_test_0001")) is UNKNOWN

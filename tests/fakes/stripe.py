@@ -175,6 +175,10 @@ class FakeStripe(FakeProcessor):
             },
             "outcome": {"network_status": "approved_by_network", "type": "authorized"},
         }
+        if b.kind == "processing":  # the card network has not answered Stripe yet
+            pi.update(status="processing", latest_charge=ch_id)
+            self.intents[pi_id] = pi
+            return json_response(pi)
         if b.kind in ("approve", "approve_then_hang"):
             pi.update(status="requires_capture" if manual else "succeeded")
             pi["latest_charge"] = charge if "latest_charge" in expand else ch_id
