@@ -1,7 +1,7 @@
 """Braintree, through its GraphQL API: `chargePaymentMethod` (or `authorizePaymentMethod` for manual capture)
 on the vaulted payment method, with `paymentInitiator` RECURRING or UNSCHEDULED.
 
-The GraphQL schema (`/work/shared/specs/braintree/schema.graphql`) names the stored-credential field
+The GraphQL schema (`shared/specs/braintree/schema.graphql` beside the repository) names the stored-credential field
 `paymentInitiator`; it is what the REST API and the SDKs call `transaction_source`.
 
 Options (the processor's block in the config):

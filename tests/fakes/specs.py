@@ -1,8 +1,10 @@
-"""The official API descriptions in /work/shared/specs, as validators the fakes check requests and answers with."""
+"""The official API descriptions in shared/specs (beside the repository), as validators the fakes check requests
+and answers with. `PAYROUTE_SPECS` points elsewhere when the specs live somewhere else."""
 
 from __future__ import annotations
 
 import json
+import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from graphql import GraphQLSchema, build_schema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPECS = Path("/work/shared/specs")
+SPECS = Path(os.environ.get("PAYROUTE_SPECS") or Path(__file__).resolve().parents[3] / "shared" / "specs")
 ADYEN = "urn:adyen-checkout-v71"
 
 

@@ -1,5 +1,5 @@
 """A fake Stripe speaking the PaymentIntents wire format: form-encoded requests, JSON answers shaped like
-Stripe's own fixtures (`/work/shared/specs/stripe/fixtures3.private_preview.json`), `card_error` declines
+Stripe's own fixtures (`shared/specs/stripe/fixtures3.private_preview.json`), `card_error` declines
 with 402, and `Idempotency-Key` replay as Stripe does it (same key and body: the first answer; another body:
 400 `idempotency_error`).
 
@@ -13,7 +13,6 @@ import copy
 import itertools
 import json
 import re
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -24,8 +23,9 @@ from stripe.params._payment_intent_capture_params import PaymentIntentCapturePar
 from stripe.params._payment_intent_create_params import PaymentIntentCreateParams
 
 from tests.fakes.base import Behaviour, FakeProcessor, json_response
+from tests.fakes.specs import SPECS
 
-FIXTURES = Path("/work/shared/specs/stripe/fixtures3.private_preview.json")
+FIXTURES = SPECS / "stripe" / "fixtures3.private_preview.json"
 
 
 def _fields(params: type) -> set[str]:
