@@ -123,13 +123,32 @@ class MemoryStore:
         if record is not None:
             self._records[record.id] = record
         for attempt in attempts:
-            if attempt.id not in self._attempts:
-                self._attempts_by_record.setdefault(attempt.payment_record, []).append(attempt.id)
-                if attempt.card.fingerprint:
-                    self._attempts_by_card.setdefault(attempt.card.fingerprint, []).append(attempt.id)
-            self._attempts[attempt.id] = attempt
+            self._put_attempt(attempt)
         self._add_events(events or [])
         return saved
+
+    def _put_attempt(self, attempt: AttemptRecord) -> None:
+        if attempt.id not in self._attempts:
+            self._attempts_by_record.setdefault(attempt.payment_record, []).append(attempt.id)
+            if attempt.card.fingerprint:
+                self._attempts_by_card.setdefault(attempt.card.fingerprint, []).append(attempt.id)
+        self._attempts[attempt.id] = attempt
+
+    async def save_attempt(self, attempt: AttemptRecord) -> None:
+        self._check()
+        self._put_attempt(attempt)
+
+    async def list_unresolved(self, limit: int) -> list[AttemptRecord]:
+        self._check()
+        return [a for a in self._attempts.values() if a.state == "unresolved"][:limit]
+
+    async def count_payments(self) -> dict[tuple[bool, str], int]:
+        self._check()
+        counts: dict[tuple[bool, str], int] = {}
+        for p in self._payments.values():
+            key = (p.livemode, str(p.status))
+            counts[key] = counts.get(key, 0) + 1
+        return counts
 
     def _lease_free(self, payment_id: str, now: datetime) -> bool:
         _, until = self._leases.get(payment_id, (None, None))
