@@ -455,10 +455,8 @@ class PostgresStore:
     ) -> list[tuple[int, Event]]:
         sql = "SELECT seq, data FROM events WHERE livemode = $1 AND seq > $2"
         args: list[Any] = [livemode, after_seq or 0]
-        if after_seq is not None:
-            # A reader following seq must not pass a lower seq whose transaction has not committed yet:
-            # only events written by transactions older than every one still running are handed out.
-            sql += " AND txid < pg_snapshot_xmin(pg_current_snapshot())"
+        # No snapshot filter is needed for readers following seq: event writers serialize on an advisory lock held
+        # to commit (_insert_events), so a lower seq can never commit after a higher one has become visible.
         if object_id is not None:
             args.append(object_id)
             sql += f" AND object_id = ${len(args)}"
