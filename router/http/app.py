@@ -63,8 +63,8 @@ class Sidecar:
 
 
 SIDECAR = web.AppKey("sidecar", Sidecar)
-_CALLER = "payroute.caller"
-_ENDPOINT = "payroute.endpoint"
+_CALLER = web.RequestKey("caller", Caller)
+_ENDPOINT = web.RequestKey("endpoint", Endpoint)
 
 
 # -- responses ---------------------------------------------------------------------------------------------------
@@ -165,8 +165,8 @@ def _check_query(request: web.Request, endpoint: Endpoint) -> None:
             raise invalid(f"Missing required param: {q.name}.", q.name, "parameter_missing")
 
 
-async def _body(request: web.Request) -> Any:
-    """The JSON body as a Python value; an empty body is `{}`."""
+async def _body(request: web.Request) -> Json:
+    """The JSON object in the body; an empty body is `{}`."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise _too_large()
     try:
@@ -182,9 +182,12 @@ async def _body(request: web.Request) -> Any:
             status=415,
         )
     try:
-        return json.loads(raw, parse_constant=_no_constants)
+        parsed = json.loads(raw, parse_constant=_no_constants)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayrouteError(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
+    if not isinstance(parsed, dict):
+        raise PayrouteError("The request body must be a JSON object.", code="parameter_invalid")
+    return parsed
 
 
 def _no_constants(name: str) -> Any:
@@ -192,8 +195,7 @@ def _no_constants(name: str) -> Any:
 
 
 def _caller(request: web.Request) -> Caller:
-    caller: Caller = request[_CALLER]
-    return caller
+    return request[_CALLER]
 
 
 def _idempotency_key(request: web.Request, required: bool) -> str | None:
@@ -217,7 +219,7 @@ async def _post(
     response byte for byte; requests with the same key arriving together in this process wait for the first."""
     sidecar = request.app[SIDECAR]
     router = sidecar.core()
-    endpoint: Endpoint = request[_ENDPOINT]
+    endpoint = request[_ENDPOINT]
     key = _idempotency_key(request, endpoint.idempotency == "required")
     if key is None:
         return _reply(_dumps(await run()))
