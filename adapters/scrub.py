@@ -6,15 +6,15 @@ import re
 
 # 13-19 digits, optionally grouped by spaces or dashes: anything that may be a primary account number.
 _PAN = re.compile(r"(?<![0-9])(?:[0-9][ -]?){12,18}[0-9](?![0-9])")
-_SECRET_KEYS = (
+_SENSITIVE_FIELDS = (
     r"cvc|cvv|cvv2|cvc2|cid|security_?code|card_?verification(?:_?value)?|"
     r"api_?key|apikey|secret|password|private_?key|access_?token|client_?secret|"
     r"encrypted_?card_?number|encrypted_?security_?code|number|card_?number|pan|account_?number"
 )
 # JSON "key": "value" / "key": 123
-_JSON_FIELD = re.compile(rf'("(?:{_SECRET_KEYS})"\s*:\s*)("(?:[^"\\]|\\.)*"|[0-9]+)', re.IGNORECASE)
+_JSON_FIELD = re.compile(rf'("(?:{_SENSITIVE_FIELDS})"\s*:\s*)("(?:[^"\\]|\\.)*"|[0-9]+)', re.IGNORECASE)
 # form-encoded key=value, including bracketed keys such as card[number]=...
-_FORM_FIELD = re.compile(rf"((?:^|[&?\s])[\w\[\]]*?(?:\[|\b)(?:{_SECRET_KEYS})\]?=)([^&\s]*)", re.IGNORECASE)
+_FORM_FIELD = re.compile(rf"((?:^|[&?\s])[\w\[\]]*?(?:\[|\b)(?:{_SENSITIVE_FIELDS})\]?=)([^&\s]*)", re.IGNORECASE)
 _AUTH_HEADER = re.compile(
     r"((?:authorization|x-api-key|proxy-authorization|cko-secret-key)\s*:\s*)([^\r\n]+)", re.IGNORECASE
 )

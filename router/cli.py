@@ -1,6 +1,8 @@
-"""The `payroute` command. One subcommand per function; add one with a `_add_<name>` and a `_<name>` pair.
+"""The `payroute` command: `serve`, `check`, `explain`. Each subcommand registers its own arguments and a `run`.
 
 payroute serve --config FILE [--host 127.0.0.1] [--port 8080] [--store sqlite:///payroute.db]
+payroute check FILE
+payroute explain --config FILE PAYMENT_JSON
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from router import checkcmd, explain
 from router.config import ConfigError
 
 Command = Callable[[argparse.Namespace], int]
@@ -34,7 +37,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="SECONDS",
         help="on SIGTERM, how long in-flight requests may take to finish (default 30)",
     )
-    p.set_defaults(command=_serve)
+    p.set_defaults(run=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -69,7 +72,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 # Subcommands, in the order `payroute --help` lists them.
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [_add_serve]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    _add_serve,
+    checkcmd.add_parser,
+    explain.add_parser,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    command: Command = args.command
+    command: Command = args.run
     return command(args)
 
 

@@ -185,9 +185,11 @@ class OffSessionPaymentCreateParams(_Params):
             raise ValueError(f"Metadata can have at most {METADATA_MAX_KEYS} keys.")
         for key, value in v.items():
             if not key or len(key) > METADATA_MAX_KEY_LEN:
-                raise ValueError(f"Metadata keys must be 1 to {METADATA_MAX_KEY_LEN} characters.")
+                raise _ParamError("metadata", f"Metadata keys must be 1 to {METADATA_MAX_KEY_LEN} characters.")
             if len(value) > METADATA_MAX_VALUE_LEN:
-                raise ValueError(f"Metadata values must be at most {METADATA_MAX_VALUE_LEN} characters.")
+                raise _ParamError(
+                    f"metadata.{key}", f"Metadata values must be at most {METADATA_MAX_VALUE_LEN} characters."
+                )
         return v
 
     @field_validator("target_date")
@@ -348,7 +350,9 @@ class AttemptRecord(BaseModel):
     payment_method: str
     description: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
-    state: Literal["sent", "settled"] = "sent"
+    # sent: on its way, answer not recorded. unresolved: timed out, the processor's answer still unknown (a
+    # sweeper asks until it knows). settled: the answer is recorded.
+    state: Literal["sent", "unresolved", "settled"] = "sent"
     outcome: str | None = None  # OutcomeKind value once settled
     decline_class: str | None = None
     processor_reference: str | None = None
@@ -365,6 +369,8 @@ class AttemptRecord(BaseModel):
     transcript: str | None = None
     capture_before: datetime | None = None
     attempt_number: int = 1
+    # A late approval found for an attempt the payment had already moved on from, released at the processor.
+    voided_at: datetime | None = None
 
 
 class PaymentRecordState(BaseModel):
@@ -535,7 +541,7 @@ def render_attempt_record(a: AttemptRecord) -> dict[str, Any]:
         "object": "payment_attempt_record",
         "amount": _amount(a.amount, a.currency),
         "amount_authorized": _amount(a.amount if approved else 0, a.currency),
-        "amount_canceled": _amount(0, a.currency),
+        "amount_canceled": _amount(a.amount if approved and a.voided_at else 0, a.currency),
         "amount_failed": _amount(a.amount if failed else 0, a.currency),
         "amount_guaranteed": _amount(0, a.currency),
         "amount_refunded": _amount(0, a.currency),

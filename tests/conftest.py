@@ -1,0 +1,38 @@
+"""Fixtures every test area shares: a fixed clock and a router on a throwaway SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from router import ManualClock, Router
+from router.ids import IdGenerator
+
+START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+RouterFactory = Callable[..., Awaitable[Router]]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+async def make_router(tmp_path: Path, clock: ManualClock) -> AsyncIterator[RouterFactory]:
+    """Open routers from YAML text on a SQLite file in tmp_path; every router opened is closed afterwards."""
+    opened: list[Router] = []
+
+    async def make(config_text: str, *, db: str = "payroute.db", seed: int | None = None) -> Router:
+        path = tmp_path / "routing.yaml"
+        path.write_text(config_text)
+        r = await Router.open(path, store=f"sqlite:///{tmp_path / db}", clock=clock, ids=IdGenerator(seed=seed))
+        opened.append(r)
+        return r
+
+    yield make
+    for r in opened:
+        await r.close()
