@@ -21,6 +21,7 @@ from typing import Any, Literal
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from router.config import ConfigError
 from router.errors import PayrouteError, invalid
 from router.http import metrics, schemas
 from router.http.auth import ApiKeys, Caller
@@ -425,6 +426,29 @@ async def advance_test_clock(request: web.Request) -> web.StreamResponse:
     return await _post(request, body, lambda: router.advance_test_clock(pid, at, livemode=livemode))
 
 
+async def reload_config(request: web.Request) -> web.StreamResponse:
+    schemas.parse_params(schemas.NoParams, await _body(request))
+    router = request.app[SIDECAR].core()
+    try:
+        table = await router.reload()
+    except ConfigError as exc:
+        raise PayrouteError(
+            f"The config was refused; version {router.config_version} stays in force. {exc}",
+            code="config_invalid",
+        ) from None
+    return _reply(
+        _dumps(
+            {
+                "object": "config",
+                "version": table.version,
+                "path": router.config_path,
+                "routes": len(table.config.routes),
+                "processors": len(table.config.processors),
+            }
+        )
+    )
+
+
 async def metrics_handler(request: web.Request) -> web.StreamResponse:
     router = request.app[SIDECAR].router
     if router is not None:
@@ -482,6 +506,7 @@ HANDLERS: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] =
     "create_test_clock": create_test_clock,
     "retrieve_test_clock": retrieve_test_clock,
     "advance_test_clock": advance_test_clock,
+    "reload_config": reload_config,
     "metrics": metrics_handler,
     "healthz": healthz,
     "readyz": readyz,

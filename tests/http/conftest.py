@@ -59,7 +59,7 @@ PAYMENT = {
 
 def payment(**changes: Any) -> dict[str, Any]:
     """A valid create body with some fields changed (None removes one)."""
-    body = json.loads(json.dumps(PAYMENT))
+    body: dict[str, Any] = json.loads(json.dumps(PAYMENT))
     for name, value in changes.items():
         if value is None:
             body.pop(name, None)

@@ -101,3 +101,15 @@ async def test_stripe_version_is_echoed_and_every_response_has_a_request_id(api:
     assert resp.headers["Request-Id"].startswith("req_")
     resp = await api.client.get("/nope")
     assert resp.headers["Request-Id"].startswith("req_")
+
+
+async def test_admin_reload_swaps_the_table_or_refuses_the_file(api: Api, config_file: Any) -> None:
+    status, body, _ = await api.post("/v2/admin/config/reload")
+    assert status == 200, body
+    assert body["version"] == 2 and body["processors"] == 2
+    config_file.write_text("version: 1\nprocessors: {}\nroutes: nope\n")
+    status, body, _ = await api.post("/v2/admin/config/reload")
+    assert_error(status, body, 400, "invalid_request_error", "config_invalid", None)
+    assert "routing.yaml" in body["error"]["message"]
+    assert api.router.config_version == 2, "the table in force stays"
+    assert (await api.create())["status"] == "succeeded"

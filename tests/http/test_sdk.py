@@ -115,7 +115,7 @@ def test_sdk_raises_authentication_error_for_an_unknown_key(live: LiveSidecar) -
 
 def test_sdk_not_found_for_an_id_of_the_other_mode(live: LiveSidecar, osp: Any) -> None:
     test_payment = osp.create(payment())
-    live_client = stripe.StripeClient(LIVE_KEY, base_addresses={"api": live.url}, max_network_retries=0)
+    live_client: Any = stripe.StripeClient(LIVE_KEY, base_addresses={"api": live.url}, max_network_retries=0)
     with pytest.raises(stripe.InvalidRequestError) as caught:
         live_client.v2.payments.off_session_payments.retrieve(test_payment.id)
     assert caught.value.http_status == 404
