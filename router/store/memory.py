@@ -78,6 +78,14 @@ class MemoryStore:
         self._check()
         return self._payments.get(payment_id)
 
+    async def count_payments(self) -> dict[tuple[bool, str], int]:
+        self._check()
+        counts: dict[tuple[bool, str], int] = {}
+        for p in self._payments.values():
+            key = (p.livemode, str(p.status))
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
     async def list_payments(
         self,
         livemode: bool,

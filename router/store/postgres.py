@@ -195,6 +195,10 @@ class PostgresStore:
         row = await self._one("SELECT data FROM payments WHERE id = $1", payment_id)
         return Payment.model_validate_json(row[0]) if row else None
 
+    async def count_payments(self) -> dict[tuple[bool, str], int]:
+        rows = await self._all("SELECT livemode, status, COUNT(*) FROM payments GROUP BY livemode, status")
+        return {(bool(r[0]), str(r[1])): int(r[2]) for r in rows}
+
     async def list_payments(
         self,
         livemode: bool,
