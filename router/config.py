@@ -403,6 +403,8 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(i) for i in issues))
 
 
+_MAX_DEPTH = 32
+
 Marks = dict[tuple[str | int, ...], tuple[int, int]]
 
 
@@ -424,6 +426,12 @@ class _Loader:
 
     def convert(self, node: yaml.Node, path: tuple[str | int, ...]) -> Any:
         self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if len(path) > _MAX_DEPTH:
+            # Only an alias that contains itself nests this deep; a real config is a handful of levels.
+            line, col = self.marks[path]
+            reason = "nested too deeply (recursive alias?)"
+            self.issues.append(ConfigIssue(self.file, line, col, _dotted(path[:4]), reason))
+            return None
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
@@ -438,7 +446,13 @@ class _Loader:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
-        value = yaml.safe_load(yaml.serialize(node))
+        try:
+            value = yaml.constructor.SafeConstructor().construct_object(node)
+        except yaml.YAMLError as exc:
+            line, col = node.start_mark.line + 1, node.start_mark.column + 1
+            reason = getattr(exc, "problem", None) or str(exc)
+            self.issues.append(ConfigIssue(self.file, line, col, _dotted(path), f"unreadable value: {reason}"))
+            return None
         if isinstance(value, str) and "${" in value:
             value = self._resolve(value, node, path)
         return value

@@ -1,0 +1,30 @@
+"""The README's embedded example is code people paste: run it as written, in a scratch directory."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_embedded_example_runs_as_written(tmp_path: Path) -> None:
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks, "README has an embedded example"
+    (tmp_path / "config").mkdir()
+    shutil.copy(ROOT / "config" / "routing.yaml", tmp_path / "config" / "routing.yaml")
+    (tmp_path / "example.py").write_text(blocks[0])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "example.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    first, *attempts = done.stdout.splitlines()
+    assert re.fullmatch(r"osp_test_\w+ succeeded", first)
+    assert attempts and attempts[-1].endswith(" approved")
+    assert (tmp_path / "payroute.db").exists()
