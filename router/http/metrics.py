@@ -11,6 +11,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
 
 from router.breakers import BREAKER_STATE
+from router.reload import CONFIG_VERSION  # one gauge, set on every load and at each scrape
 from router.service import Router
 
 HTTP_REQUESTS = Counter(
@@ -25,7 +26,6 @@ HTTP_LATENCY = Histogram(
 HTTP_IN_FLIGHT = Gauge("payroute_http_requests_in_flight", "HTTP requests being handled now")
 PAYMENTS = Gauge("payroute_payments", "Payments by status", ["status", "mode"])
 RETRY_QUEUE = Gauge("payroute_retry_queue_depth", "Payments waiting in pending_retry", ["mode"])
-CONFIG_VERSION = Gauge("payroute_config_version", "Version of the routing config in force (1 at start, +1 per reload)")
 
 _BREAKER_VALUE = {"closed": 0, "half-open": 1, "open": 2}
 _STATUSES = (
