@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from router.config import ConfigError
+from router.models import Payment
 from tests.rules.conftest import SIMS, payment, routes, table
 
 
@@ -204,3 +207,67 @@ def test_explain_words_name_the_failing_condition() -> None:
     t = table(routes(FIRST_MATCH))
     refusals = t.route("big-eur").refusals(payment(currency="eur", amount=500))
     assert refusals == ["amount 500, route wants >= 10000"]
+
+
+def random_routes(rng: random.Random, count: int) -> str:
+    """`count` routes with random mixes of every condition kind, sharing values so that many overlap."""
+    lines = ["routes:"]
+    for i in range(count):
+        conds = []
+        if rng.random() < 0.6:
+            conds.append(f"currency: [{', '.join(rng.sample(['usd', 'eur', 'gbp', 'jpy'], rng.randint(1, 2)))}]")
+        if rng.random() < 0.4:
+            conds.append(f"cadence: {rng.choice(['recurring', 'unscheduled'])}")
+        if rng.random() < 0.5:
+            low = rng.randrange(0, 5000, 500)
+            conds.append(f"amount: {{gte: {low}, lt: {low + rng.choice([500, 2000, 10000])}}}")
+        if rng.random() < 0.6:
+            pairs = [
+                f"{k}: {rng.choice(['a', 'b'])}" for k in rng.sample(["plan", "tier", "region"], rng.randint(1, 2))
+            ]
+            conds.append(f"metadata: {{{', '.join(pairs)}}}")
+        if rng.random() < 0.2:
+            conds.append(rng.choice(["customer: cus_vip_", "customer: [cus_1, cus_2]", "customer: {prefix: cus_1}"]))
+        if rng.random() < 0.5:
+            conds.append(f"brand: [{', '.join(rng.sample(['visa', 'Mastercard', 'amex'], rng.randint(1, 2)))}]")
+        if rng.random() < 0.2:
+            conds.append(f"country: [{rng.choice(['US', 'de'])}]")
+        if rng.random() < 0.2:
+            conds.append(f"funding: {rng.choice(['credit', 'debit'])}")
+        lines.append(f"  - name: r{i}")
+        if conds:
+            lines.append(f"    match: {{{', '.join(conds)}}}")
+        lines.append(f"    processors: [{rng.choice(['sim_a', 'sim_b', 'sim_c'])}]")
+    lines += ["  - name: default", "    processors: [sim_a]"]
+    return "\n".join(lines) + "\n"
+
+
+def random_payment(rng: random.Random, i: int) -> Payment:
+    metadata = {k: rng.choice(["a", "b", "c"]) for k in ("plan", "tier", "region", "other") if rng.random() < 0.5}
+    return payment(
+        id=f"osp_{i}",
+        amount=rng.randrange(0, 12000),
+        currency=rng.choice(["usd", "eur", "gbp", "jpy", "chf"]),
+        cadence=rng.choice(["recurring", "unscheduled"]),
+        customer=rng.choice(["cus_1", "cus_2", "cus_12", "cus_vip_7", "cus_x"]),
+        metadata=metadata,
+        brand=rng.choice(["visa", "mastercard", "Visa", "amex", None]),
+        country=rng.choice(["US", "DE", None]),
+        funding=rng.choice(["credit", "debit", None]),
+    )
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_indexed_matching_agrees_with_walking_every_route_in_order(seed: int) -> None:
+    rng = random.Random(seed)
+    t = table(routes(random_routes(rng, 40 + seed * 10)))
+
+    def walk(p: Payment) -> str:
+        for r in t.routes:
+            if not r.is_default and all(c.test(p) for c in r.conditions):
+                return r.name
+        return "default"
+
+    for i in range(2000):
+        p = random_payment(rng, i)
+        assert t.route_for(p).name == walk(p), p
