@@ -58,7 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
         store=args.store,
         shutdown_timeout=args.shutdown_timeout,
         scheduler=not args.no_scheduler,
-        watch_config=not args.no_watch,
+        watch_interval_s=None if args.no_watch else 2.0,
     )
 
     def ready(address: str) -> None:

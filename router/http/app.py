@@ -477,7 +477,8 @@ async def readyz(request: web.Request) -> web.StreamResponse:
     if not all(checks.values()):
         failing = ", ".join(name for name, ok in checks.items() if not ok)
         raise PayrouteError(f"Not ready: {failing}.", type="service_unavailable", code="not_ready", status=503)
-    return _reply(_dumps({"status": "ready", "checks": checks}))
+    assert router is not None
+    return _reply(_dumps({"status": "ready", "checks": checks, "config_version": router.config_version}))
 
 
 _OPENAPI: bytes | None = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
 
 from router.breakers import BREAKER_STATE
-from router.reload import CONFIG_VERSION
+from router.reload import CONFIG_VERSION  # one gauge, set on every load and at each scrape
 from router.service import Router
 
 HTTP_REQUESTS = Counter(

@@ -319,3 +319,4 @@ class ConfigVersion(_Object):
 class Health(_Object):
     status: Literal["ok", "ready", "not_ready"]
     checks: dict[str, bool] | None = None
+    config_version: int | None = None  # the routing table in force (1 at start, +1 per accepted reload)

@@ -40,7 +40,7 @@ class ServeOptions:
     store: str = "sqlite:///payroute.db"
     shutdown_timeout: float = 30.0
     scheduler: bool = True  # run due retries, expiries and reconciliation in this process
-    watch_config: bool = True  # reload when the config file changes (SIGHUP always does)
+    watch_interval_s: float | None = 2.0  # poll the config file for changes; None: SIGHUP and the API only
 
 
 def page_tokens(keys: ApiKeys, environ: dict[str, str] | None = None) -> PageTokens:
@@ -67,14 +67,17 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     router: Router | None = None
+    remove_sighup: Callable[[], None] | None = None
+    watcher: ConfigWatcher | None = None
     try:
         site = web.TCPSite(runner, options.host, options.port, shutdown_timeout=options.shutdown_timeout)
         await site.start()
         # Listening before the core is open: /healthz answers and /readyz says not ready while it opens.
         router = await Router.open(options.config, options.store)
         sidecar.router = router
+        # The config reloads on SIGHUP and when the file's content changes; a bad file is refused and logged.
         remove_sighup = install_sighup(router, loop)
-        watcher = ConfigWatcher(router) if options.watch_config else None
+        watcher = ConfigWatcher(router, interval_s=options.watch_interval_s) if options.watch_interval_s else None
         if watcher is not None:
             watcher.start()
         if options.scheduler:
@@ -85,12 +88,13 @@ async def serve(
             on_ready(address)
         await stop.wait()
         log.info("shutting down: draining in-flight requests (up to %.0f s)", options.shutdown_timeout)
-        remove_sighup()
-        if watcher is not None:
-            await watcher.stop()
         await router.stop_scheduler()  # a retry attempt in progress finishes first
     finally:
         sidecar.draining = True
+        if watcher is not None:
+            await watcher.stop()
+        if remove_sighup is not None:
+            remove_sighup()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await runner.cleanup()
