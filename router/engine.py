@@ -20,8 +20,10 @@ from datetime import datetime, timedelta
 from prometheus_client import Counter, Histogram
 
 from adapters.base import (
+    UNKNOWN,
     AuthorizationRequest,
     Cadence,
+    CancelRequest,
     CardInfo,
     LookupRequest,
     Outcome,
@@ -38,6 +40,7 @@ from router.models import AttemptRecord, CardSnapshot, Payment
 from router.retry import RetryDecision, RetryPlanner
 from router.rules import Candidate, Plan, RoutingTable
 from router.states import Status, transition
+from router.stats import InMemoryStatsStore, StatsStore, counts_as_success
 from router.store.base import Store
 
 log = logging.getLogger("payroute.engine")
@@ -50,6 +53,11 @@ ATTEMPT_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 SKIPPED = Counter("payroute_candidates_skipped_total", "Candidates skipped before a call", ["processor", "reason"])
+ORPHANS = Counter(
+    "payroute_orphan_authorizations_total",
+    "Approvals found for timed-out attempts after the payment moved on, by what became of them",
+    ["processor", "result"],
+)
 
 # Visa holds merchant-initiated authorizations about 5 days, the other networks about 7.
 HOLD_DAYS = {"visa": 5}
@@ -58,6 +66,9 @@ DEFAULT_HOLD_DAYS = 7
 LEASE_MARGIN = timedelta(seconds=30)
 # When every candidate is down there is nobody to ask: try again soon rather than burn the retry budget.
 NO_CANDIDATE_DELAY = timedelta(minutes=5)
+# How long a processor may still act on a request that timed out; after it, "never saw it" is the final answer.
+UNRESOLVED_GRACE = timedelta(minutes=10)
+LOOKUP_TIMEOUT = timedelta(seconds=10)
 
 
 class Engine:
@@ -72,6 +83,7 @@ class Engine:
         payment_now: Callable[[Payment], Awaitable[datetime]],
         owner: str,
         card_info: Callable[[str], CardInfo],
+        stats: StatsStore | None = None,
     ) -> None:
         self.store = store
         self._table = table
@@ -82,6 +94,8 @@ class Engine:
         self._payment_now = payment_now
         self.owner = owner
         self._card_info = card_info
+        # Recent outcomes per route and processor, which success_rate routes order by.
+        self.stats: StatsStore = stats if stats is not None else InMemoryStatsStore()
 
     # -- attempt ---------------------------------------------------------------------------------------------
     async def attempt(self, payment: Payment) -> Payment:
@@ -94,7 +108,7 @@ class Engine:
             held = await self.retry.recheck(payment, policy, now, table.config.network_limits)
             if held is not None:
                 return await self._hold(payment, held, now)
-        plan = table.plan(payment)
+        plan = await table.decide(payment, self.stats, self.clock.now())
         candidates = self._usable(plan, payment)
         transition(payment.status, Status.PROCESSING)
         attempts_so_far = payment.attempts + 1
@@ -127,7 +141,10 @@ class Engine:
         settled_previous: AttemptRecord | None = None
         for index, cand in enumerate(candidates):
             breaker = self.breakers.get(cand.name, cand.config.breaker.fail_max, cand.config.breaker.reset_timeout_s)
-            if not breaker.allow():
+            await breaker.sync()  # another replica may have opened it (shared breakers, issue 7)
+            allowed = breaker.allow()
+            await breaker.share()
+            if not allowed:
                 SKIPPED.labels(cand.name, "breaker_open").inc()
                 continue
             attempt = self._new_attempt(current, cand, now, attempts_so_far)
@@ -150,11 +167,16 @@ class Engine:
             settled_previous = None
             outcome = await self._call(cand, attempt, current, now)
             breaker.record(outcome.kind)
+            await breaker.share()
+            # Routing learns from what the call looked like (a slow processor is a bad one) before the lookup.
+            await self._learn(plan, cand, outcome)
             if outcome.kind is OutcomeKind.TIMEOUT:
                 outcome = await self._after_timeout(cand, attempt, outcome)
             ATTEMPTS.labels(cand.name, outcome.kind.value).inc()
             ATTEMPT_LATENCY.labels(cand.name).observe(outcome.latency_ms / 1000)
             attempt = _settle(attempt, outcome, cand.adapter.scrub)
+            if outcome.kind is OutcomeKind.TIMEOUT:
+                attempt = attempt.model_copy(update={"state": "unresolved"})
             if outcome.request_invalid:
                 log.error("processor %s says our request was invalid: %s", cand.name, attempt.raw_message)
             if outcome.approved:
@@ -175,6 +197,16 @@ class Engine:
             )
             return await self._finish(current, None, None, table, now)
         return await self._finish(current, attempt, outcome, table, now)
+
+    async def _learn(self, plan: Plan, cand: Candidate, outcome: Outcome) -> None:
+        """Feed the outcome into the route's success-rate window; a stats outage never fails a payment."""
+        success = counts_as_success(outcome.kind)
+        if success is None:
+            return
+        try:
+            await self.stats.record(plan.route, cand.name, success, self.clock.now())
+        except Exception:
+            log.exception("could not record the outcome of %s on route %s", cand.name, plan.route)
 
     def _usable(self, plan: Plan, payment: Payment) -> list[Candidate]:
         usable = []
@@ -346,7 +378,7 @@ class Engine:
                 reason = decision.failure_reason or "rejected_by_partner"
                 update.update(status=transition(p.status, Status.FAILED, reason), failure_reason=reason)
                 record = record.model_copy(update={"amount_failed": p.amount})
-                events.extend([ev.ATTEMPT_FAILED, ev.FAILED])
+                events.append(ev.FAILED)  # one transition, one event (processing -> failed)
         final = p.model_copy(update=update)
         return await self.store.save_payment(
             final,
@@ -401,6 +433,14 @@ class Engine:
         except Exception:
             log.exception("reconciliation lookup for %s at %s failed; will try again", last.id, last.processor)
             return payment
+        if found is UNKNOWN:
+            # The processor cannot be asked by attempt id but deduplicates on it: finish the attempt by resending
+            # it under the same id. A resend that gets no real answer moves nothing; the next pass asks again.
+            cand = Candidate(last.processor, adapter, table.config.processors[last.processor])
+            found = await self._call(cand, last, payment, now)
+            if found.kind.is_technical:
+                log.warning("reconciliation resend of %s at %s: %s", last.id, last.processor, found.kind.value)
+                return payment
         if found is None:
             closed = last.model_copy(
                 update={
@@ -434,6 +474,53 @@ class Engine:
             log.warning("resending attempt %s to %s failed", attempt.id, attempt.processor, exc_info=True)
             return None
 
+    # -- timed-out attempts ----------------------------------------------------------------------------------
+    async def resolve(self, attempt: AttemptRecord) -> AttemptRecord:
+        """Find out what became of a timed-out attempt the payment has moved on from, and clean up after it.
+
+        The payment never counts a timed-out attempt as its success, so an approval found now is an orphan: the
+        card is held (or charged) for a payment that went elsewhere or will be retried. It is voided at once. An
+        attempt the processor never saw is closed once a late arrival is no longer plausible.
+        """
+        table = self._table()
+        adapter = table.adapters.get(attempt.processor)
+        if adapter is None:
+            log.error("cannot resolve %s: processor %s is no longer configured", attempt.id, attempt.processor)
+            return attempt
+        now = self.clock.now()
+        try:
+            async with asyncio.timeout(LOOKUP_TIMEOUT.total_seconds()):
+                found = await adapter.lookup(LookupRequest(attempt.id, attempt.payment_id, None))
+        except Exception:
+            log.warning("lookup of %s at %s failed; will ask again", attempt.id, attempt.processor, exc_info=True)
+            return attempt
+        if found is None:
+            if now - attempt.created < UNRESOLVED_GRACE:
+                return attempt
+            resolved = attempt.model_copy(
+                update={"state": "settled", "raw_message": "timed out; the processor never received it"}
+            )
+        elif found.kind.is_technical:
+            return attempt
+        elif found.approved:
+            reference = found.processor_reference or attempt.processor_reference or ""
+            void = await _void_orphan(adapter, attempt, reference, now)
+            ORPHANS.labels(attempt.processor, "voided" if void else "void_failed").inc()
+            if not void:
+                log.error(
+                    "attempt %s at %s was approved after timing out and could not be voided; release it at %s",
+                    attempt.id,
+                    attempt.processor,
+                    attempt.processor,
+                )
+                return attempt
+            log.warning("attempt %s at %s was approved after timing out; voided", attempt.id, attempt.processor)
+            resolved = _settle(attempt, found, adapter.scrub).model_copy(update={"voided_at": now})
+        else:
+            resolved = _settle(attempt, found, adapter.scrub)
+        await self.store.save_attempt(resolved)
+        return resolved
+
     async def claim_and_attempt(self, payment: Payment) -> Payment | None:
         """Attempt a payment unless another worker got there first."""
         try:
@@ -441,6 +528,16 @@ class Engine:
         except ConcurrentUpdate:
             log.info("payment %s was taken by another worker", payment.id)
             return None
+
+
+async def _void_orphan(adapter: ProcessorAdapter, attempt: AttemptRecord, reference: str, now: datetime) -> bool:
+    try:
+        async with asyncio.timeout(LOOKUP_TIMEOUT.total_seconds()):
+            result = await adapter.cancel(CancelRequest(f"{attempt.id}_void", attempt.payment_id, reference, now))
+    except Exception:
+        log.warning("voiding orphan %s at %s failed", attempt.id, attempt.processor, exc_info=True)
+        return False
+    return result.approved
 
 
 def _snapshot(card: CardInfo) -> CardSnapshot:

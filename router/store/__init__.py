@@ -6,19 +6,24 @@ from router.store.base import Cursor, IdempotencyEntry, Page, Store
 
 
 def open_store(url: str) -> Store:
-    """`sqlite:///path.db`, `sqlite:///:memory:`, or `postgresql://…` (not opened yet: call `await store.open()`)."""
+    """`sqlite:///path.db`, `sqlite:///:memory:`, `memory://` (a dict store that dies with the process: for
+    benchmarks and simulations), or `postgresql://…` (not opened yet: call `await store.open()`)."""
+    if url.startswith("memory:"):
+        from router.store.memory import MemoryStore
+
+        return MemoryStore(url)
     if url.startswith("sqlite:"):
         from router.store.sqlite import SQLiteStore
 
         return SQLiteStore(url)
     if url.startswith(("postgresql:", "postgres:")):
         try:
-            from router.store.postgres import PostgresStore  # type: ignore[import-not-found,unused-ignore]
-        except ImportError as exc:  # pragma: no cover - until the PostgreSQL store lands
+            from router.store.postgres import PostgresStore
+        except ImportError as exc:  # pragma: no cover - asyncpg missing from the install
             raise ValueError("the PostgreSQL store is not available in this build") from exc
         store: Store = PostgresStore(url)
         return store
-    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///path.db or postgresql://…")
+    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///path.db, memory:// or postgresql://…")
 
 
 __all__ = ["Cursor", "IdempotencyEntry", "Page", "Store", "open_store"]
