@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from prometheus_client import Counter, Histogram
 
 from adapters.base import (
+    UNKNOWN,
     AuthorizationRequest,
     Cadence,
     CancelRequest,
@@ -32,12 +33,14 @@ from adapters.base import (
 from router import events as ev
 from router.breakers import BreakerBoard
 from router.clock import Clock
+from router.declines import classify
 from router.errors import ConcurrentUpdate
 from router.ids import IdGenerator
 from router.models import AttemptRecord, CardSnapshot, Payment
-from router.retry import RetryPlanner
+from router.retry import RetryDecision, RetryPlanner
 from router.rules import Candidate, Plan, RoutingTable
 from router.states import Status, transition
+from router.stats import InMemoryStatsStore, StatsStore, counts_as_success
 from router.store.base import Store
 
 log = logging.getLogger("payroute.engine")
@@ -67,13 +70,6 @@ NO_CANDIDATE_DELAY = timedelta(minutes=5)
 UNRESOLVED_GRACE = timedelta(minutes=10)
 LOOKUP_TIMEOUT = timedelta(seconds=10)
 
-_DECLINE_CLASS_BY_KIND = {
-    OutcomeKind.HARD_DECLINE: "hard",
-    OutcomeKind.AUTHENTICATION_REQUIRED: "authentication",
-    OutcomeKind.PROCESSOR_ERROR: "technical",
-    OutcomeKind.TIMEOUT: "technical",
-}
-
 
 class Engine:
     def __init__(
@@ -87,6 +83,7 @@ class Engine:
         payment_now: Callable[[Payment], Awaitable[datetime]],
         owner: str,
         card_info: Callable[[str], CardInfo],
+        stats: StatsStore | None = None,
     ) -> None:
         self.store = store
         self._table = table
@@ -97,13 +94,21 @@ class Engine:
         self._payment_now = payment_now
         self.owner = owner
         self._card_info = card_info
+        # Recent outcomes per route and processor, which success_rate routes order by.
+        self.stats: StatsStore = stats if stats is not None else InMemoryStatsStore()
 
     # -- attempt ---------------------------------------------------------------------------------------------
     async def attempt(self, payment: Payment) -> Payment:
         """Run one authorization attempt for a pending or due pending_retry payment; return it afterwards."""
         table = self._table()  # in-flight attempts finish on the table they started with
         now = await self._payment_now(payment)
-        plan = table.plan(payment)
+        if payment.status == Status.PENDING_RETRY:
+            # The retry guards again at send time: another payment on the card may have filled a network cap.
+            policy = table.config.policy(payment.retry_policy)
+            held = await self.retry.recheck(payment, policy, now, table.config.network_limits)
+            if held is not None:
+                return await self._hold(payment, held, now)
+        plan = await table.decide(payment, self.stats, self.clock.now())
         candidates = self._usable(plan, payment)
         transition(payment.status, Status.PROCESSING)
         attempts_so_far = payment.attempts + 1
@@ -163,6 +168,8 @@ class Engine:
             outcome = await self._call(cand, attempt, current, now)
             breaker.record(outcome.kind)
             await breaker.share()
+            # Routing learns from what the call looked like (a slow processor is a bad one) before the lookup.
+            await self._learn(plan, cand, outcome)
             if outcome.kind is OutcomeKind.TIMEOUT:
                 outcome = await self._after_timeout(cand, attempt, outcome)
             ATTEMPTS.labels(cand.name, outcome.kind.value).inc()
@@ -190,6 +197,16 @@ class Engine:
             )
             return await self._finish(current, None, None, table, now)
         return await self._finish(current, attempt, outcome, table, now)
+
+    async def _learn(self, plan: Plan, cand: Candidate, outcome: Outcome) -> None:
+        """Feed the outcome into the route's success-rate window; a stats outage never fails a payment."""
+        success = counts_as_success(outcome.kind)
+        if success is None:
+            return
+        try:
+            await self.stats.record(plan.route, cand.name, success, self.clock.now())
+        except Exception:
+            log.exception("could not record the outcome of %s on route %s", cand.name, plan.route)
 
     def _usable(self, plan: Plan, payment: Payment) -> list[Candidate]:
         usable = []
@@ -343,7 +360,11 @@ class Engine:
             first_declined = p.first_declined_at or now
             update["first_declined_at"] = first_declined
             decision = await self.retry.decide(
-                p.model_copy(update={"first_declined_at": first_declined}), outcome, policy, now
+                p.model_copy(update={"first_declined_at": first_declined}),
+                outcome,
+                policy,
+                now,
+                table.config.network_limits,
             )
             update["retry_strategy"] = decision.strategy
             update["last_decline_class"] = decision.decline_class
@@ -357,7 +378,7 @@ class Engine:
                 reason = decision.failure_reason or "rejected_by_partner"
                 update.update(status=transition(p.status, Status.FAILED, reason), failure_reason=reason)
                 record = record.model_copy(update={"amount_failed": p.amount})
-                events.extend([ev.ATTEMPT_FAILED, ev.FAILED])
+                events.append(ev.FAILED)  # one transition, one event (processing -> failed)
         final = p.model_copy(update=update)
         return await self.store.save_payment(
             final,
@@ -365,6 +386,26 @@ class Engine:
             record=record,
             attempts=[attempt] if attempt is not None else (),
             events=[ev.event_for(self.ids, t, final, now) for t in events],
+        )
+
+    async def _hold(self, p: Payment, decision: RetryDecision, now: datetime) -> Payment:
+        """A due retry the guards stopped before any call: move it later, or fail it."""
+        if decision.retry_at is not None:
+            return await self.store.save_payment(p.model_copy(update={"next_attempt_at": decision.retry_at}), p.version)
+        reason = decision.failure_reason or "exceeded_retry_window"
+        final = p.model_copy(
+            update={
+                "status": transition(p.status, Status.FAILED, reason),
+                "failure_reason": reason,
+                "next_attempt_at": None,
+            }
+        )
+        record = await self.store.get_payment_record(p.payment_record)
+        return await self.store.save_payment(
+            final,
+            p.version,
+            record=record.model_copy(update={"amount_failed": p.amount}) if record else None,
+            events=[ev.event_for(self.ids, ev.FAILED, final, now)],
         )
 
     # -- crash reconciliation --------------------------------------------------------------------------------
@@ -392,6 +433,14 @@ class Engine:
         except Exception:
             log.exception("reconciliation lookup for %s at %s failed; will try again", last.id, last.processor)
             return payment
+        if found is UNKNOWN:
+            # The processor cannot be asked by attempt id but deduplicates on it: finish the attempt by resending
+            # it under the same id. A resend that gets no real answer moves nothing; the next pass asks again.
+            cand = Candidate(last.processor, adapter, table.config.processors[last.processor])
+            found = await self._call(cand, last, payment, now)
+            if found.kind.is_technical:
+                log.warning("reconciliation resend of %s at %s: %s", last.id, last.processor, found.kind.value)
+                return payment
         if found is None:
             closed = last.model_copy(
                 update={
@@ -509,7 +558,7 @@ def _settle(attempt: AttemptRecord, o: Outcome, scrub: Callable[[str], str]) -> 
         update={
             "state": "settled",
             "outcome": o.kind.value,
-            "decline_class": _DECLINE_CLASS_BY_KIND.get(o.kind),
+            "decline_class": None if o.approved else classify(o).decline_class.value,
             "processor_reference": o.processor_reference,
             "authorization_code": o.authorization_code,
             "decline_code": o.decline_code,

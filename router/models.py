@@ -446,6 +446,7 @@ def render_payment(p: Payment, attempt: AttemptRecord | None = None) -> dict[str
         "object": "v2.payments.off_session_payment",
         "amount_details": p.amount_details,
         "amount_requested": _amount(p.amount, p.currency),
+        "application": None,
         "application_fee_amount_requested": (
             _amount(p.application_fee_amount, p.currency) if p.application_fee_amount is not None else None
         ),

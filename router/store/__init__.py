@@ -6,7 +6,12 @@ from router.store.base import Cursor, IdempotencyEntry, Page, Store
 
 
 def open_store(url: str) -> Store:
-    """`sqlite:///path.db`, `sqlite:///:memory:`, or `postgresql://…` (not opened yet: call `await store.open()`)."""
+    """`sqlite:///path.db`, `sqlite:///:memory:`, `memory://` (a dict store that dies with the process: for
+    benchmarks and simulations), or `postgresql://…` (not opened yet: call `await store.open()`)."""
+    if url.startswith("memory:"):
+        from router.store.memory import MemoryStore
+
+        return MemoryStore(url)
     if url.startswith("sqlite:"):
         from router.store.sqlite import SQLiteStore
 
@@ -18,7 +23,7 @@ def open_store(url: str) -> Store:
             raise ValueError("the PostgreSQL store is not available in this build") from exc
         store: Store = PostgresStore(url)
         return store
-    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///path.db or postgresql://…")
+    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///path.db, memory:// or postgresql://…")
 
 
 __all__ = ["Cursor", "IdempotencyEntry", "Page", "Store", "open_store"]

@@ -50,7 +50,13 @@ async def main(job: dict[str, Any]) -> None:
     registry.register("fakeproc", FakeProcessorAdapter)
     clock = ManualClock(datetime.fromisoformat(job["now"]))
     router = await Router.open(
-        job["config"], store=job["store"], redis=job.get("redis"), clock=clock, owner=job["owner"], reconcile=False
+        job["config"],
+        store=job["store"],
+        redis=job.get("redis"),
+        clock=clock,
+        owner=job["owner"],
+        reconcile=False,
+        deliver_webhooks=False,
     )
     try:
         print("ready", flush=True)

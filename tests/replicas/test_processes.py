@@ -46,7 +46,7 @@ async def run_together(*replicas: Replica) -> list[dict[str, Any]]:
 async def open_parent(config: str, store: str, clock: ManualClock) -> Router:
     """A router in the test process, to set the scene and to read the outcome."""
     registry.register("fakeproc", FakeProcessorAdapter)
-    return await Router.open(config, store=store, clock=clock, reconcile=False)
+    return await Router.open(config, store=store, clock=clock, reconcile=False, deliver_webhooks=False)
 
 
 async def test_two_processes_racing_one_idempotency_key_create_one_payment(

@@ -131,8 +131,12 @@ async def test_one_trial_after_the_reset_timeout_closes_it_for_every_replica(
 async def test_two_routers_share_a_breaker_through_redis(tmp_path: Path, redis_url: str, clock: ManualClock) -> None:
     config = tmp_path / "routing.yaml"
     config.write_text(SIM_A_DOWN)
-    first = await Router.open(config, store=f"sqlite:///{tmp_path / 'a.db'}", clock=clock, redis=redis_url)
-    second = await Router.open(config, store=f"sqlite:///{tmp_path / 'b.db'}", clock=clock, redis=redis_url)
+    first = await Router.open(
+        config, store=f"sqlite:///{tmp_path / 'a.db'}", clock=clock, redis=redis_url, deliver_webhooks=False
+    )
+    second = await Router.open(
+        config, store=f"sqlite:///{tmp_path / 'b.db'}", clock=clock, redis=redis_url, deliver_webhooks=False
+    )
     try:
         for n in range(2):
             assert (await first.create_payment(body(n)))["status"] == "succeeded"  # via sim_b
@@ -149,7 +153,9 @@ async def test_without_redis_a_router_runs_on_local_breakers_and_says_so(tmp_pat
     config = tmp_path / "routing.yaml"
     config.write_text(SIM_A_DOWN)
     nobody = f"redis://127.0.0.1:{free_port()}/0"
-    router = await Router.open(config, store=f"sqlite:///{tmp_path / 'a.db'}", clock=clock, redis=nobody)
+    router = await Router.open(
+        config, store=f"sqlite:///{tmp_path / 'a.db'}", clock=clock, redis=nobody, deliver_webhooks=False
+    )
     try:
         assert router.shared_state_ok, "nothing is known before Redis is first needed"
         assert not await router.check_shared_state()

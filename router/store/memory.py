@@ -1,0 +1,268 @@
+"""A store that lives in the process's memory: for benchmarks, simulations and throwaway test routers.
+
+Same contract as the SQLite store (compare-and-set on `version`, one "transaction" per call, leases), with
+none of the durability: everything is gone when the process ends. Objects are kept as given; the router
+treats its models as values (every change is a `model_copy`), so nothing mutates what is stored.
+A call never awaits inside, so each one is atomic on the event loop without a lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Literal
+
+from router.errors import ConcurrentUpdate, StoreUnavailable
+from router.models import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
+from router.store.base import CardActivity, Cursor, IdempotencyEntry, Page, to_us
+
+_DECLINES = ("soft_decline", "hard_decline", "authentication_required")
+
+
+class MemoryStore:
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._open = False
+        self._payments: dict[str, Payment] = {}
+        self._leases: dict[str, tuple[str | None, datetime | None]] = {}
+        self._records: dict[str, PaymentRecordState] = {}
+        self._attempts: dict[str, AttemptRecord] = {}  # insertion order is creation order
+        self._attempts_by_record: dict[str, list[str]] = {}
+        self._attempts_by_card: dict[str, list[str]] = {}
+        self._events: list[Event] = []
+        self._events_by_id: dict[str, int] = {}
+        self._idempotency: dict[tuple[str, str], IdempotencyEntry] = {}
+        self._test_clocks: dict[str, TestClock] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    async def open(self) -> None:
+        self._open = True
+
+    async def close(self) -> None:
+        self._open = False
+
+    async def ping(self) -> bool:
+        return self._open
+
+    def _check(self) -> None:
+        if not self._open:
+            raise StoreUnavailable()
+
+    # -- payments --------------------------------------------------------------------------------------------
+    async def create_payment(self, payment: Payment, record: PaymentRecordState, events: list[Event]) -> None:
+        self._check()
+        if payment.id in self._payments:
+            raise ValueError(f"payment {payment.id} exists")
+        self._payments[payment.id] = payment
+        self._leases[payment.id] = (None, None)
+        self._records[record.id] = record
+        self._add_events(events)
+
+    async def get_payment(self, payment_id: str) -> Payment | None:
+        self._check()
+        return self._payments.get(payment_id)
+
+    async def list_payments(
+        self,
+        livemode: bool,
+        limit: int,
+        cursor: Cursor | None = None,
+        direction: Literal["next", "previous"] = "next",
+    ) -> Page:
+        self._check()
+        rows = sorted(
+            (p for p in self._payments.values() if p.livemode == livemode),
+            key=lambda p: (to_us(p.created), p.id),
+            reverse=True,
+        )
+        if cursor is not None:
+            key = (cursor.created_us, cursor.id)
+            if direction == "next":
+                rows = [p for p in rows if (to_us(p.created), p.id) < key]
+            else:
+                rows = [p for p in reversed(rows) if (to_us(p.created), p.id) > key]
+        page = rows[:limit]
+        if direction == "previous" and cursor is not None:
+            page.reverse()
+        return Page(page, len(rows) > limit)
+
+    async def save_payment(
+        self,
+        payment: Payment,
+        expected_version: int,
+        *,
+        record: PaymentRecordState | None = None,
+        attempts: Sequence[AttemptRecord] = (),
+        events: list[Event] | None = None,
+        lease_owner: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> Payment:
+        self._check()
+        stored = self._payments.get(payment.id)
+        if stored is None or stored.version != expected_version:
+            raise ConcurrentUpdate(payment.id)
+        saved = payment.model_copy(update={"version": expected_version + 1})
+        self._payments[saved.id] = saved
+        self._leases[saved.id] = (lease_owner, lease_until)
+        if record is not None:
+            self._records[record.id] = record
+        for attempt in attempts:
+            if attempt.id not in self._attempts:
+                self._attempts_by_record.setdefault(attempt.payment_record, []).append(attempt.id)
+                if attempt.card.fingerprint:
+                    self._attempts_by_card.setdefault(attempt.card.fingerprint, []).append(attempt.id)
+            self._attempts[attempt.id] = attempt
+        self._add_events(events or [])
+        return saved
+
+    def _lease_free(self, payment_id: str, now: datetime) -> bool:
+        _, until = self._leases.get(payment_id, (None, None))
+        return until is None or until < now
+
+    async def claim_due(self, now: datetime, owner: str, lease_until: datetime, limit: int) -> list[Payment]:
+        self._check()
+        due = sorted(
+            (
+                p
+                for p in self._payments.values()
+                if p.status in ("pending", "pending_retry")
+                and p.next_attempt_at is not None
+                and p.next_attempt_at <= now
+                and p.test_clock is None
+                and self._lease_free(p.id, now)
+            ),
+            key=lambda p: p.next_attempt_at or now,
+        )[:limit]
+        for p in due:
+            self._leases[p.id] = (owner, lease_until)
+        return due
+
+    async def list_due_on_clock(self, test_clock: str, now: datetime) -> list[Payment]:
+        self._check()
+
+        def due_at(p: Payment) -> datetime | None:
+            if p.status in ("pending_retry", "pending") and p.next_attempt_at is not None and p.next_attempt_at <= now:
+                return p.next_attempt_at
+            if p.status == "requires_capture" and p.capture_before is not None and p.capture_before <= now:
+                return p.capture_before
+            return None
+
+        found = [(at, p.id, p) for p in self._payments.values() if p.test_clock == test_clock and (at := due_at(p))]
+        return [p for _, _, p in sorted(found, key=lambda t: (t[0], t[1]))]
+
+    async def list_stuck(self, now: datetime, limit: int) -> list[Payment]:
+        self._check()
+        stuck = [p for p in self._payments.values() if p.status == "processing" and self._lease_free(p.id, now)]
+        return sorted(stuck, key=lambda p: p.created)[:limit]
+
+    async def list_expiring(self, now: datetime, limit: int) -> list[Payment]:
+        self._check()
+        expiring = [
+            p
+            for p in self._payments.values()
+            if p.status == "requires_capture"
+            and p.capture_before is not None
+            and p.capture_before <= now
+            and p.test_clock is None
+        ]
+        return sorted(expiring, key=lambda p: p.capture_before or now)[:limit]
+
+    # -- records ---------------------------------------------------------------------------------------------
+    async def get_payment_record(self, record_id: str) -> PaymentRecordState | None:
+        self._check()
+        return self._records.get(record_id)
+
+    async def get_attempt(self, attempt_id: str) -> AttemptRecord | None:
+        self._check()
+        return self._attempts.get(attempt_id)
+
+    async def list_attempts(self, payment_record: str) -> list[AttemptRecord]:
+        self._check()
+        found = [self._attempts[a] for a in self._attempts_by_record.get(payment_record, [])]
+        return sorted(found, key=lambda a: a.created)  # stable: same instant keeps insertion order
+
+    async def card_activity(self, fingerprint: str, since: datetime) -> CardActivity:
+        self._check()
+        found = sorted(
+            (a for a in (self._attempts[i] for i in self._attempts_by_card.get(fingerprint, [])) if a.created >= since),
+            key=lambda a: a.created,
+        )
+        return CardActivity([a.created for a in found], [a.created for a in found if a.outcome in _DECLINES])
+
+    async def attempt_stats(self, since: datetime, limit: int) -> list[AttemptRecord]:
+        self._check()
+        out: list[AttemptRecord] = []
+        for a in reversed(self._attempts.values()):
+            if a.state == "settled" and a.created >= since:
+                out.append(a)
+                if len(out) >= limit:
+                    break
+        return sorted(out, key=lambda a: a.created, reverse=True)
+
+    # -- idempotency -----------------------------------------------------------------------------------------
+    async def reserve_idempotency(self, entry: IdempotencyEntry) -> IdempotencyEntry | None:
+        self._check()
+        held = self._idempotency.get((entry.scope, entry.key))
+        if held is not None:
+            return held
+        self._idempotency[(entry.scope, entry.key)] = IdempotencyEntry(
+            entry.scope, entry.key, entry.request_hash, entry.created_us, "in_progress"
+        )
+        return None
+
+    async def complete_idempotency(self, scope: str, key: str, status: int, body: bytes) -> None:
+        self._check()
+        held = self._idempotency.get((scope, key))
+        if held is not None:
+            self._idempotency[(scope, key)] = IdempotencyEntry(
+                scope, key, held.request_hash, held.created_us, "done", status, body
+            )
+
+    async def release_idempotency(self, scope: str, key: str) -> None:
+        self._check()
+        held = self._idempotency.get((scope, key))
+        if held is not None and held.state == "in_progress":
+            del self._idempotency[(scope, key)]
+
+    async def purge_idempotency(self, older_than: datetime) -> int:
+        self._check()
+        cutoff = to_us(older_than)
+        old = [k for k, e in self._idempotency.items() if e.created_us < cutoff and e.state == "done"]
+        for k in old:
+            del self._idempotency[k]
+        return len(old)
+
+    # -- events ----------------------------------------------------------------------------------------------
+    def _add_events(self, events: list[Event]) -> None:
+        for e in events:
+            if e.id in self._events_by_id:
+                raise ValueError(f"event {e.id} exists")
+            self._events.append(e)
+            self._events_by_id[e.id] = len(self._events)  # seq starts at 1, as in SQLite
+
+    async def list_events(
+        self, livemode: bool, object_id: str | None, limit: int, after_seq: int | None = None
+    ) -> list[tuple[int, Event]]:
+        self._check()
+        out: list[tuple[int, Event]] = []
+        for seq in range((after_seq or 0) + 1, len(self._events) + 1):
+            e = self._events[seq - 1]
+            if e.livemode == livemode and (object_id is None or e.object_id == object_id):
+                out.append((seq, e))
+                if len(out) >= limit:
+                    break
+        return out
+
+    async def get_event(self, event_id: str) -> Event | None:
+        self._check()
+        seq = self._events_by_id.get(event_id)
+        return self._events[seq - 1] if seq is not None else None
+
+    # -- test clocks -----------------------------------------------------------------------------------------
+    async def save_test_clock(self, clock: TestClock) -> None:
+        self._check()
+        self._test_clocks[clock.id] = clock
+
+    async def get_test_clock(self, clock_id: str) -> TestClock | None:
+        self._check()
+        return self._test_clocks.get(clock_id)
