@@ -9,7 +9,10 @@ concurrency is kept safe when several processes write at once:
   replicas polling the queue at once take disjoint payments, and the claims of a replica that died come back
   once its lease expires;
 - an idempotency key is a primary key, so of two replicas given the same key at the same moment one inserts
-  and the other finds the first one's entry.
+  and the other finds the first one's entry;
+- a transaction that writes events takes an advisory lock just before inserting them (events go last, so it
+  is held only to the commit): sequence order is commit order, and the webhook worker's cursor over `seq`
+  never passes an event that commits later.
 
 Numbered migrations from `migrations/postgres/` are applied on open, inside one transaction holding an advisory
 lock, so replicas starting together apply each migration once. `?schema=name` in the URL puts every table in
@@ -90,6 +93,7 @@ class PostgresStore:
         self._max_size = int(options.get("pool_max", max_size))
         self._pool: asyncpg.Pool | None = None
         self._event_listeners: list[EventListener] = []
+        self._events_lock = f"payroute-events:{self.schema or 'public'}"
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -441,14 +445,11 @@ class PostgresStore:
         return int(status.split()[-1])
 
     # -- events ----------------------------------------------------------------------------------------------
-    @staticmethod
-    async def _insert_events(conn: asyncpg.Connection, events: list[Event]) -> None:
+    async def _insert_events(self, conn: asyncpg.Connection, events: list[Event]) -> None:
         if not events:
             return
-        # Event writers take turns from here to commit, so seq order is commit order: a reader following seq
-        # (the webhook cursor, list_events(after_seq)) never passes a lower seq that commits later. Held only
-        # for the insert and the commit, the last steps of the transaction.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('payroute:events', 0))")
+        # Held until this transaction ends: no two event-writing transactions commit out of seq order.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", self._events_lock)
         await conn.executemany(
             "INSERT INTO events (id, type, created_us, livemode, object_id, data) VALUES ($1,$2,$3,$4,$5,$6)",
             [(e.id, e.type, to_us(e.created), e.livemode, e.object_id, e.model_dump_json()) for e in events],
@@ -477,6 +478,7 @@ class PostgresStore:
         self._event_listeners.append(listener)
 
     def _committed(self, events: list[Event]) -> None:
+        # Right after the commit with no await in between: listeners see this process's commits in order.
         if not events:
             return
         for listener in self._event_listeners:
