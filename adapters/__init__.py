@@ -1,11 +1,13 @@
 """Processor adapters: one module per processor, all speaking the contract in `adapters.base`."""
 
 from adapters.base import (
+    UNKNOWN,
     AdapterSettings,
     AuthorizationRequest,
     CancelRequest,
     CaptureRequest,
     CardInfo,
+    LookupAnswer,
     LookupRequest,
     Outcome,
     OutcomeKind,
@@ -13,11 +15,13 @@ from adapters.base import (
 )
 
 __all__ = [
+    "UNKNOWN",
     "AdapterSettings",
     "AuthorizationRequest",
     "CancelRequest",
     "CaptureRequest",
     "CardInfo",
+    "LookupAnswer",
     "LookupRequest",
     "Outcome",
     "OutcomeKind",

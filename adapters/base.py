@@ -10,7 +10,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 
 class OutcomeKind(enum.StrEnum):
@@ -132,6 +132,20 @@ class Outcome:
         return self.kind is OutcomeKind.APPROVED
 
 
+class LookupAnswer(enum.Enum):
+    """What `lookup` says when it cannot tell whether the processor saw an attempt.
+
+    Some processors (Adyen) cannot be asked by our key, but deduplicate on it: resending the same attempt with
+    the same idempotency key returns the first result instead of charging again. Such an adapter answers
+    `UNKNOWN`, and the engine resends the attempt under its original id rather than guessing.
+    """
+
+    UNKNOWN = "unknown"
+
+
+UNKNOWN: Final = LookupAnswer.UNKNOWN
+
+
 class AdapterError(Exception):
     """Raised for adapter misconfiguration at build time (never for a processor's answer)."""
 
@@ -146,8 +160,11 @@ class ProcessorAdapter(Protocol):
 
     async def cancel(self, req: CancelRequest) -> Outcome: ...
 
-    async def lookup(self, req: LookupRequest) -> Outcome | None:
-        """The result of an earlier attempt, or None when the processor never saw it."""
+    async def lookup(self, req: LookupRequest) -> Outcome | LookupAnswer | None:
+        """The result of an earlier attempt; None when the processor certainly never saw it; `UNKNOWN` when it
+        cannot say but deduplicates a resend of the same attempt id. Raises when the processor cannot be reached
+        (the engine then leaves the payment alone and asks again later); never answers with a technical Outcome.
+        """
         ...
 
     def scrub(self, transcript: str) -> str: ...

@@ -9,6 +9,7 @@ Options (the processor's block in the config):
   latency_ms: 120 | {p50: 120, p99: 600}     log-normal fitted to p50 and p99; 0 answers at once
   decline_mix: {insufficient_funds: 0.5, do_not_honor: 0.5}   Stripe decline codes, weights
   outages: [{start: 2026-01-01T10:00:00Z, minutes: 30, mode: down | slow | errors}]
+  lookup: true                               false: no lookup by idempotency key, like Adyen
   seed: 7
 """
 
@@ -139,6 +140,8 @@ class SimulatorAdapter:
         self._mix_weights = [float(w) for w in mix.values()]
         self.latency = LatencyModel(opts.get("latency_ms", 0))
         self.outages = _parse_outages(opts.get("outages") or [])
+        # False models a processor with no lookup by idempotency key (Adyen): it can only be asked again.
+        self.supports_lookup = bool(opts.get("lookup", True))
         self._rng = random.Random(opts.get("seed", settings.name))
         # attempt id -> outcome: a resend with the same idempotency key gets the first answer back.
         self.log: dict[str, Outcome] = {}
@@ -173,8 +176,6 @@ class SimulatorAdapter:
             return Outcome(OutcomeKind.PROCESSOR_ERROR, raw_code="503", raw_message="service unavailable")
         if outage is not None and outage.mode == "slow":
             latency = max(latency * 20, self.timeout_s * 1000 * 1.5)
-        if latency > 0:
-            await asyncio.sleep(latency / 1000)
         if outage is not None and outage.mode == "errors" and self._rng.random() < 0.8:
             outcome = Outcome(OutcomeKind.PROCESSOR_ERROR, raw_code="500", raw_message="internal error")
         else:
@@ -191,7 +192,11 @@ class SimulatorAdapter:
             card=req.card,
             network_transaction_id=outcome.network_transaction_id,
         )
+        # Like a real processor, the decision is made when the request arrives; a slow answer is slow on the way
+        # back, so a caller that stops waiting has still been charged (and `lookup` will say so).
         self.log[req.attempt_id] = outcome
+        if latency > 0:
+            await asyncio.sleep(latency / 1000)
         return outcome
 
     def _decide(self, req: AuthorizationRequest) -> Outcome:
@@ -234,6 +239,8 @@ class SimulatorAdapter:
         return Outcome(OutcomeKind.APPROVED, processor_reference=req.processor_reference, raw_code="00")
 
     async def lookup(self, req: LookupRequest) -> Outcome | None:
+        if not self.supports_lookup:
+            return Outcome(OutcomeKind.PROCESSOR_ERROR, raw_message="lookup by idempotency key not supported")
         return self.log.get(req.attempt_id)
 
     def scrub(self, transcript: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import pybreaker
 from prometheus_client import Counter, Gauge
@@ -60,6 +60,19 @@ class ClockedStorage(pybreaker.CircuitMemoryStorage):  # type: ignore[misc]
     @opened_at.setter
     def opened_at(self, _wall: datetime) -> None:
         self._opened_on_clock = self._clock.now()
+
+
+@runtime_checkable
+class SharedStorage(Protocol):
+    """Breaker storage that other replicas also write (`router.shared.RedisBreakerStorage`, issue 7)."""
+
+    async def pull(self) -> bool:
+        """Take in the shared state; False when it cannot be reached (local state stays in force)."""
+        ...
+
+    async def push(self) -> bool:
+        """Hand over what changed here since the last push."""
+        ...
 
 
 class _Listener(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
@@ -119,6 +132,18 @@ class Breaker:
         if opened_at is None:
             return True
         return bool((datetime.now(UTC) - opened_at).total_seconds() >= self._cb.reset_timeout)
+
+    async def sync(self) -> None:
+        """Before `allow()`: take in what other replicas did to this breaker (no-op on local storage)."""
+        storage = self._cb._state_storage
+        if isinstance(storage, SharedStorage) and await storage.pull():
+            self._cb.state  # noqa: B018 - pybreaker notices a change made elsewhere and tells the listeners
+
+    async def share(self) -> None:
+        """After `allow()` and `record()`: hand this replica's changes to the others (no-op on local storage)."""
+        storage = self._cb._state_storage
+        if isinstance(storage, SharedStorage):
+            await storage.push()
 
     def allow(self) -> bool:
         """May a call go to this processor now? At most one trial call runs while half-open."""

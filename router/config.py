@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -52,11 +53,31 @@ class BreakerConfig(_Strict):
 
 
 class CostConfig(_Strict):
+    """What one authorization costs: `percent` of the amount plus a `fixed` fee in the payment's minor units.
+
+    `fixed_by_currency` overrides `fixed` per currency (`{jpy: 40}`): 30 cents and 30 yen are not the same fee.
+    """
+
     percent: Annotated[float, Field(ge=0, le=100)] = 0.0
     fixed: Annotated[int, Field(ge=0)] = 0  # minor units
+    fixed_by_currency: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
 
-    def of(self, amount: int) -> float:
-        return amount * self.percent / 100 + self.fixed
+    @field_validator("fixed_by_currency")
+    @classmethod
+    def _fee_currencies(cls, v: dict[str, int]) -> dict[str, int]:
+        out = {c.lower(): fee for c, fee in v.items()}
+        bad = [c for c in out if not is_currency(c)]
+        if bad:
+            raise ValueError(f"unknown currency {bad[0]!r}")
+        return out
+
+    def fixed_for(self, currency: str) -> int:
+        return self.fixed_by_currency.get(currency, self.fixed)
+
+    def of(self, amount: int, currency: str | None = None) -> float:
+        """The fee in minor units of the payment's currency."""
+        fixed = self.fixed if currency is None else self.fixed_for(currency)
+        return amount * self.percent / 100 + fixed
 
 
 # Keys every processor block may carry; any other key is an adapter option, checked by the adapter itself.
@@ -91,20 +112,69 @@ class ProcessorConfig(BaseModel):
 
 
 class AmountRange(_Strict):
+    """Bounds on the amount in minor units; `{gte: 100, lt: 500000}` is 1.00 up to, not including, 5000.00."""
+
     gte: int | None = None
     gt: int | None = None
     lte: int | None = None
     lt: int | None = None
 
+    @model_validator(mode="after")
+    def _sane(self) -> AmountRange:
+        if self.gte is not None and self.gt is not None:
+            raise ValueError("give gte or gt, not both")
+        if self.lte is not None and self.lt is not None:
+            raise ValueError("give lte or lt, not both")
+        low, high = self.bounds
+        if low is None and high is None:
+            raise ValueError("an amount range needs at least one of gte, gt, lte, lt")
+        if low is not None and high is not None and low > high:
+            raise ValueError("the amount range is empty: no amount can match it")
+        return self
+
+    @property
+    def bounds(self) -> tuple[int | None, int | None]:
+        """Inclusive (low, high); None where open."""
+        low = self.gte if self.gte is not None else (self.gt + 1 if self.gt is not None else None)
+        high = self.lte if self.lte is not None else (self.lt - 1 if self.lt is not None else None)
+        return low, high
+
 
 class CustomerMatch(_Strict):
-    prefix: str | None = None
+    """`{prefix: cus_vip_}` or `{in: [cus_1, cus_2]}` (one of the two)."""
+
+    prefix: Annotated[str, Field(min_length=1)] | None = None
     any_of: list[str] | None = Field(default=None, alias="in")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    @model_validator(mode="after")
+    def _one(self) -> CustomerMatch:
+        if (self.prefix is None) == (self.any_of is None):
+            raise ValueError("give exactly one of prefix or in")
+        if self.any_of is not None and not self.any_of:
+            raise ValueError("an empty customer list matches nothing")
+        return self
+
+
+FUNDING = frozenset({"credit", "debit", "prepaid"})
+
+
+def _as_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
 
 class RouteMatch(_Strict):
+    """Conditions a payment must meet, all of them, for the route to take it.
+
+    `customer` as a string is a prefix, as a list the exact ids. Card conditions (`brand`, `country`, `funding`)
+    only match a payment whose payment method tells that detail: an unknown brand matches no `brand` list.
+    """
+
     currency: list[str] | None = None
     cadence: Literal["recurring", "unscheduled"] | list[Literal["recurring", "unscheduled"]] | None = None
     amount: AmountRange | None = None
@@ -123,6 +193,48 @@ class RouteMatch(_Strict):
     @classmethod
     def _card_one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata_text(cls, v: Any) -> Any:
+        # Metadata values are strings on the payment; `plan: 3` in YAML means "3".
+        if isinstance(v, dict):
+            return {k: _as_text(x) for k, x in v.items()}
+        return v
+
+    @field_validator("currency", "brand", "country", "funding", "cadence")
+    @classmethod
+    def _nonempty(cls, v: Any) -> Any:
+        if isinstance(v, list) and not v:
+            raise ValueError("an empty list matches nothing; leave the key out to match any value")
+        return v
+
+    @field_validator("brand")
+    @classmethod
+    def _brands(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else [b.lower() for b in v]
+
+    @field_validator("country")
+    @classmethod
+    def _countries(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        out = [c.upper() for c in v]
+        bad = [c for c in out if len(c) != 2 or not c.isalpha()]
+        if bad:
+            raise ValueError(f"country {bad[0]!r} is not an ISO 3166-1 alpha-2 code")
+        return out
+
+    @field_validator("funding")
+    @classmethod
+    def _funding(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        out = [f.lower() for f in v]
+        bad = [f for f in out if f not in FUNDING]
+        if bad:
+            raise ValueError(f"funding {bad[0]!r} is not one of credit, debit, prepaid")
+        return out
 
     @field_validator("currency")
     @classmethod
@@ -227,6 +339,10 @@ class Config(_Strict):
         for i, route in enumerate(self.routes):
             if names.count(route.name) > 1:
                 raise _LocatedError(("routes", i, "name"), f"duplicate route name {route.name!r}")
+            if route.name == "default" and route.match is not None:
+                raise _LocatedError(
+                    ("routes", i, "match"), "the default route takes every payment no other route took: no match"
+                )
             for p in route.processor_names:
                 if p not in self.processors:
                     raise _LocatedError(("routes", i, "processors"), f"unknown processor {p!r}")
@@ -236,6 +352,22 @@ class Config(_Strict):
 
     def policy(self, name: str | None) -> RetryPolicyConfig:
         return self.retry_policies.get(name or "default") or self.retry_policies["default"]
+
+    # Where each part of the file sits, for errors found after validation (an adapter refusing its options).
+    _file: str = PrivateAttr(default="<config>")
+    _marks: dict[tuple[str | int, ...], tuple[int, int]] = PrivateAttr(default_factory=dict)
+
+    @property
+    def file(self) -> str:
+        return self._file
+
+    def locate(self, *loc: str | int) -> tuple[int, int]:
+        """(line, column) of the nearest located part of `loc` in the file; (0, 0) for a config built in code."""
+        while loc:
+            if loc in self._marks:
+                return self._marks[loc]
+            loc = loc[:-1]
+        return self._marks.get((), (0, 0))
 
 
 class _LocatedError(ValueError):
@@ -268,6 +400,8 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(i) for i in issues))
 
 
+_MAX_DEPTH = 32
+
 Marks = dict[tuple[str | int, ...], tuple[int, int]]
 
 
@@ -289,6 +423,12 @@ class _Loader:
 
     def convert(self, node: yaml.Node, path: tuple[str | int, ...]) -> Any:
         self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if len(path) > _MAX_DEPTH:
+            # Only an alias that contains itself nests this deep; a real config is a handful of levels.
+            line, col = self.marks[path]
+            reason = "nested too deeply (recursive alias?)"
+            self.issues.append(ConfigIssue(self.file, line, col, _dotted(path[:4]), reason))
+            return None
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
@@ -303,7 +443,13 @@ class _Loader:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
-        value = yaml.safe_load(yaml.serialize(node))
+        try:
+            value = yaml.constructor.SafeConstructor().construct_object(node)
+        except yaml.YAMLError as exc:
+            line, col = node.start_mark.line + 1, node.start_mark.column + 1
+            reason = getattr(exc, "problem", None) or str(exc)
+            self.issues.append(ConfigIssue(self.file, line, col, _dotted(path), f"unreadable value: {reason}"))
+            return None
         if isinstance(value, str) and "${" in value:
             value = self._resolve(value, node, path)
         return value
@@ -347,7 +493,7 @@ def parse(text: str, file: str = "<config>", env: Mapping[str, str] | None = Non
     if loader.issues:
         raise ConfigError(loader.issues)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         issues = []
         for err in exc.errors(include_url=False):
@@ -362,6 +508,9 @@ def parse(text: str, file: str = "<config>", env: Mapping[str, str] | None = Non
             line, col = loader.locate(loc)
             issues.append(ConfigIssue(file, line, col, _dotted(loc), reason))
         raise ConfigError(issues) from None
+    config._file = file
+    config._marks = loader.marks
+    return config
 
 
 def _clean_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:

@@ -20,22 +20,27 @@ from datetime import datetime, timedelta
 from prometheus_client import Counter, Histogram
 
 from adapters.base import (
+    UNKNOWN,
     AuthorizationRequest,
     Cadence,
+    CancelRequest,
     CardInfo,
     LookupRequest,
     Outcome,
     OutcomeKind,
+    ProcessorAdapter,
 )
 from router import events as ev
 from router.breakers import BreakerBoard
 from router.clock import Clock
+from router.declines import classify
 from router.errors import ConcurrentUpdate
 from router.ids import IdGenerator
 from router.models import AttemptRecord, CardSnapshot, Payment
-from router.retry import RetryPlanner
+from router.retry import RetryDecision, RetryPlanner
 from router.rules import Candidate, Plan, RoutingTable
 from router.states import Status, transition
+from router.stats import InMemoryStatsStore, StatsStore, counts_as_success
 from router.store.base import Store
 
 log = logging.getLogger("payroute.engine")
@@ -48,6 +53,11 @@ ATTEMPT_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 SKIPPED = Counter("payroute_candidates_skipped_total", "Candidates skipped before a call", ["processor", "reason"])
+ORPHANS = Counter(
+    "payroute_orphan_authorizations_total",
+    "Approvals found for timed-out attempts after the payment moved on, by what became of them",
+    ["processor", "result"],
+)
 
 # Visa holds merchant-initiated authorizations about 5 days, the other networks about 7.
 HOLD_DAYS = {"visa": 5}
@@ -56,13 +66,9 @@ DEFAULT_HOLD_DAYS = 7
 LEASE_MARGIN = timedelta(seconds=30)
 # When every candidate is down there is nobody to ask: try again soon rather than burn the retry budget.
 NO_CANDIDATE_DELAY = timedelta(minutes=5)
-
-_DECLINE_CLASS_BY_KIND = {
-    OutcomeKind.HARD_DECLINE: "hard",
-    OutcomeKind.AUTHENTICATION_REQUIRED: "authentication",
-    OutcomeKind.PROCESSOR_ERROR: "technical",
-    OutcomeKind.TIMEOUT: "technical",
-}
+# How long a processor may still act on a request that timed out; after it, "never saw it" is the final answer.
+UNRESOLVED_GRACE = timedelta(minutes=10)
+LOOKUP_TIMEOUT = timedelta(seconds=10)
 
 
 class Engine:
@@ -77,6 +83,7 @@ class Engine:
         payment_now: Callable[[Payment], Awaitable[datetime]],
         owner: str,
         card_info: Callable[[str], CardInfo],
+        stats: StatsStore | None = None,
     ) -> None:
         self.store = store
         self._table = table
@@ -87,13 +94,21 @@ class Engine:
         self._payment_now = payment_now
         self.owner = owner
         self._card_info = card_info
+        # Recent outcomes per route and processor, which success_rate routes order by.
+        self.stats: StatsStore = stats if stats is not None else InMemoryStatsStore()
 
     # -- attempt ---------------------------------------------------------------------------------------------
     async def attempt(self, payment: Payment) -> Payment:
         """Run one authorization attempt for a pending or due pending_retry payment; return it afterwards."""
         table = self._table()  # in-flight attempts finish on the table they started with
         now = await self._payment_now(payment)
-        plan = table.plan(payment)
+        if payment.status == Status.PENDING_RETRY:
+            # The retry guards again at send time: another payment on the card may have filled a network cap.
+            policy = table.config.policy(payment.retry_policy)
+            held = await self.retry.recheck(payment, policy, now, table.config.network_limits)
+            if held is not None:
+                return await self._hold(payment, held, now)
+        plan = await table.decide(payment, self.stats, self.clock.now())
         candidates = self._usable(plan, payment)
         transition(payment.status, Status.PROCESSING)
         attempts_so_far = payment.attempts + 1
@@ -126,7 +141,10 @@ class Engine:
         settled_previous: AttemptRecord | None = None
         for index, cand in enumerate(candidates):
             breaker = self.breakers.get(cand.name, cand.config.breaker.fail_max, cand.config.breaker.reset_timeout_s)
-            if not breaker.allow():
+            await breaker.sync()  # another replica may have opened it (shared breakers, issue 7)
+            allowed = breaker.allow()
+            await breaker.share()
+            if not allowed:
                 SKIPPED.labels(cand.name, "breaker_open").inc()
                 continue
             attempt = self._new_attempt(current, cand, now, attempts_so_far)
@@ -149,9 +167,16 @@ class Engine:
             settled_previous = None
             outcome = await self._call(cand, attempt, current, now)
             breaker.record(outcome.kind)
+            await breaker.share()
+            # Routing learns from what the call looked like (a slow processor is a bad one) before the lookup.
+            await self._learn(plan, cand, outcome)
+            if outcome.kind is OutcomeKind.TIMEOUT:
+                outcome = await self._after_timeout(cand, attempt, outcome)
             ATTEMPTS.labels(cand.name, outcome.kind.value).inc()
             ATTEMPT_LATENCY.labels(cand.name).observe(outcome.latency_ms / 1000)
             attempt = _settle(attempt, outcome, cand.adapter.scrub)
+            if outcome.kind is OutcomeKind.TIMEOUT:
+                attempt = attempt.model_copy(update={"state": "unresolved"})
             if outcome.request_invalid:
                 log.error("processor %s says our request was invalid: %s", cand.name, attempt.raw_message)
             if outcome.approved:
@@ -172,6 +197,16 @@ class Engine:
             )
             return await self._finish(current, None, None, table, now)
         return await self._finish(current, attempt, outcome, table, now)
+
+    async def _learn(self, plan: Plan, cand: Candidate, outcome: Outcome) -> None:
+        """Feed the outcome into the route's success-rate window; a stats outage never fails a payment."""
+        success = counts_as_success(outcome.kind)
+        if success is None:
+            return
+        try:
+            await self.stats.record(plan.route, cand.name, success, self.clock.now())
+        except Exception:
+            log.exception("could not record the outcome of %s on route %s", cand.name, plan.route)
 
     def _usable(self, plan: Plan, payment: Payment) -> list[Candidate]:
         usable = []
@@ -209,8 +244,8 @@ class Engine:
             attempt_number=number,
         )
 
-    async def _call(self, cand: Candidate, attempt: AttemptRecord, p: Payment, now: datetime) -> Outcome:
-        req = AuthorizationRequest(
+    def _request(self, attempt: AttemptRecord, p: Payment, now: datetime) -> AuthorizationRequest:
+        return AuthorizationRequest(
             attempt_id=attempt.id,
             payment_id=p.id,
             amount=p.amount,
@@ -228,6 +263,9 @@ class Engine:
             requested_at=now,
             livemode=p.livemode,
         )
+
+    async def _call(self, cand: Candidate, attempt: AttemptRecord, p: Payment, now: datetime) -> Outcome:
+        req = self._request(attempt, p, now)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(cand.config.timeout_ms / 1000):
@@ -251,6 +289,24 @@ class Engine:
         if not outcome.latency_ms:
             outcome = _with_latency(outcome, (time.perf_counter() - started) * 1000)
         return outcome
+
+    async def _after_timeout(self, cand: Candidate, attempt: AttemptRecord, timed_out: Outcome) -> Outcome:
+        """Ask once what became of a timed-out request before failing over.
+
+        A timeout is not a decline: the processor may have authorized the card after we stopped waiting, and
+        sending the payment to the next processor then would charge the customer twice. A definite answer from
+        the lookup is used as the outcome; only "never saw it" or "cannot say" lets the failover go on.
+        """
+        try:
+            async with asyncio.timeout(cand.config.timeout_ms / 1000):
+                found = await cand.adapter.lookup(LookupRequest(attempt.id, attempt.payment_id, None))
+        except Exception:
+            log.warning("lookup after timeout failed for %s at %s", attempt.id, cand.name, exc_info=True)
+            return timed_out
+        if found is None or found.kind.is_technical:
+            return timed_out
+        log.info("attempt %s at %s timed out but the processor had answered %s", attempt.id, cand.name, found.kind)
+        return found
 
     # -- after the calls -------------------------------------------------------------------------------------
     async def _finish(
@@ -304,7 +360,11 @@ class Engine:
             first_declined = p.first_declined_at or now
             update["first_declined_at"] = first_declined
             decision = await self.retry.decide(
-                p.model_copy(update={"first_declined_at": first_declined}), outcome, policy, now
+                p.model_copy(update={"first_declined_at": first_declined}),
+                outcome,
+                policy,
+                now,
+                table.config.network_limits,
             )
             update["retry_strategy"] = decision.strategy
             update["last_decline_class"] = decision.decline_class
@@ -318,7 +378,7 @@ class Engine:
                 reason = decision.failure_reason or "rejected_by_partner"
                 update.update(status=transition(p.status, Status.FAILED, reason), failure_reason=reason)
                 record = record.model_copy(update={"amount_failed": p.amount})
-                events.extend([ev.ATTEMPT_FAILED, ev.FAILED])
+                events.append(ev.FAILED)  # one transition, one event (processing -> failed)
         final = p.model_copy(update=update)
         return await self.store.save_payment(
             final,
@@ -326,6 +386,26 @@ class Engine:
             record=record,
             attempts=[attempt] if attempt is not None else (),
             events=[ev.event_for(self.ids, t, final, now) for t in events],
+        )
+
+    async def _hold(self, p: Payment, decision: RetryDecision, now: datetime) -> Payment:
+        """A due retry the guards stopped before any call: move it later, or fail it."""
+        if decision.retry_at is not None:
+            return await self.store.save_payment(p.model_copy(update={"next_attempt_at": decision.retry_at}), p.version)
+        reason = decision.failure_reason or "exceeded_retry_window"
+        final = p.model_copy(
+            update={
+                "status": transition(p.status, Status.FAILED, reason),
+                "failure_reason": reason,
+                "next_attempt_at": None,
+            }
+        )
+        record = await self.store.get_payment_record(p.payment_record)
+        return await self.store.save_payment(
+            final,
+            p.version,
+            record=record.model_copy(update={"amount_failed": p.amount}) if record else None,
+            events=[ev.event_for(self.ids, ev.FAILED, final, now)],
         )
 
     # -- crash reconciliation --------------------------------------------------------------------------------
@@ -353,6 +433,14 @@ class Engine:
         except Exception:
             log.exception("reconciliation lookup for %s at %s failed; will try again", last.id, last.processor)
             return payment
+        if found is UNKNOWN:
+            # The processor cannot be asked by attempt id but deduplicates on it: finish the attempt by resending
+            # it under the same id. A resend that gets no real answer moves nothing; the next pass asks again.
+            cand = Candidate(last.processor, adapter, table.config.processors[last.processor])
+            found = await self._call(cand, last, payment, now)
+            if found.kind.is_technical:
+                log.warning("reconciliation resend of %s at %s: %s", last.id, last.processor, found.kind.value)
+                return payment
         if found is None:
             closed = last.model_copy(
                 update={
@@ -363,8 +451,75 @@ class Engine:
                 }
             )
             return await self._finish(payment, closed, None, table, now)
+        if found.kind.is_technical:
+            # The processor cannot say (Adyen has no lookup by idempotency key). Resending the *same* attempt id
+            # is safe where the processor deduplicates on it: a charge it already made comes back, not a second.
+            cand = next((c for c in table.plan(payment).candidates if c.name == last.processor), None)
+            found = await self._resend(adapter, last, payment, now, cand)
+            if found is None or found.kind.is_technical:
+                log.warning("attempt %s at %s still unresolved; will ask again", last.id, last.processor)
+                return payment
         settled = _settle(last, found, adapter.scrub)
         return await self._finish(payment, settled, found, table, now)
+
+    async def _resend(
+        self, adapter: ProcessorAdapter, attempt: AttemptRecord, payment: Payment, now: datetime, cand: Candidate | None
+    ) -> Outcome | None:
+        timeout_s = (cand.config.timeout_ms if cand else 10_000) / 1000
+        req = self._request(attempt, payment, now)
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await adapter.authorize(req)
+        except Exception:
+            log.warning("resending attempt %s to %s failed", attempt.id, attempt.processor, exc_info=True)
+            return None
+
+    # -- timed-out attempts ----------------------------------------------------------------------------------
+    async def resolve(self, attempt: AttemptRecord) -> AttemptRecord:
+        """Find out what became of a timed-out attempt the payment has moved on from, and clean up after it.
+
+        The payment never counts a timed-out attempt as its success, so an approval found now is an orphan: the
+        card is held (or charged) for a payment that went elsewhere or will be retried. It is voided at once. An
+        attempt the processor never saw is closed once a late arrival is no longer plausible.
+        """
+        table = self._table()
+        adapter = table.adapters.get(attempt.processor)
+        if adapter is None:
+            log.error("cannot resolve %s: processor %s is no longer configured", attempt.id, attempt.processor)
+            return attempt
+        now = self.clock.now()
+        try:
+            async with asyncio.timeout(LOOKUP_TIMEOUT.total_seconds()):
+                found = await adapter.lookup(LookupRequest(attempt.id, attempt.payment_id, None))
+        except Exception:
+            log.warning("lookup of %s at %s failed; will ask again", attempt.id, attempt.processor, exc_info=True)
+            return attempt
+        if found is None:
+            if now - attempt.created < UNRESOLVED_GRACE:
+                return attempt
+            resolved = attempt.model_copy(
+                update={"state": "settled", "raw_message": "timed out; the processor never received it"}
+            )
+        elif found.kind.is_technical:
+            return attempt
+        elif found.approved:
+            reference = found.processor_reference or attempt.processor_reference or ""
+            void = await _void_orphan(adapter, attempt, reference, now)
+            ORPHANS.labels(attempt.processor, "voided" if void else "void_failed").inc()
+            if not void:
+                log.error(
+                    "attempt %s at %s was approved after timing out and could not be voided; release it at %s",
+                    attempt.id,
+                    attempt.processor,
+                    attempt.processor,
+                )
+                return attempt
+            log.warning("attempt %s at %s was approved after timing out; voided", attempt.id, attempt.processor)
+            resolved = _settle(attempt, found, adapter.scrub).model_copy(update={"voided_at": now})
+        else:
+            resolved = _settle(attempt, found, adapter.scrub)
+        await self.store.save_attempt(resolved)
+        return resolved
 
     async def claim_and_attempt(self, payment: Payment) -> Payment | None:
         """Attempt a payment unless another worker got there first."""
@@ -373,6 +528,16 @@ class Engine:
         except ConcurrentUpdate:
             log.info("payment %s was taken by another worker", payment.id)
             return None
+
+
+async def _void_orphan(adapter: ProcessorAdapter, attempt: AttemptRecord, reference: str, now: datetime) -> bool:
+    try:
+        async with asyncio.timeout(LOOKUP_TIMEOUT.total_seconds()):
+            result = await adapter.cancel(CancelRequest(f"{attempt.id}_void", attempt.payment_id, reference, now))
+    except Exception:
+        log.warning("voiding orphan %s at %s failed", attempt.id, attempt.processor, exc_info=True)
+        return False
+    return result.approved
 
 
 def _snapshot(card: CardInfo) -> CardSnapshot:
@@ -393,7 +558,7 @@ def _settle(attempt: AttemptRecord, o: Outcome, scrub: Callable[[str], str]) -> 
         update={
             "state": "settled",
             "outcome": o.kind.value,
-            "decline_class": _DECLINE_CLASS_BY_KIND.get(o.kind),
+            "decline_class": None if o.approved else classify(o).decline_class.value,
             "processor_reference": o.processor_reference,
             "authorization_code": o.authorization_code,
             "decline_code": o.decline_code,

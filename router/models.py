@@ -350,7 +350,9 @@ class AttemptRecord(BaseModel):
     payment_method: str
     description: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
-    state: Literal["sent", "settled"] = "sent"
+    # sent: on its way, answer not recorded. unresolved: timed out, the processor's answer still unknown (a
+    # sweeper asks until it knows). settled: the answer is recorded.
+    state: Literal["sent", "unresolved", "settled"] = "sent"
     outcome: str | None = None  # OutcomeKind value once settled
     decline_class: str | None = None
     processor_reference: str | None = None
@@ -367,6 +369,8 @@ class AttemptRecord(BaseModel):
     transcript: str | None = None
     capture_before: datetime | None = None
     attempt_number: int = 1
+    # A late approval found for an attempt the payment had already moved on from, released at the processor.
+    voided_at: datetime | None = None
 
 
 class PaymentRecordState(BaseModel):
@@ -442,6 +446,7 @@ def render_payment(p: Payment, attempt: AttemptRecord | None = None) -> dict[str
         "object": "v2.payments.off_session_payment",
         "amount_details": p.amount_details,
         "amount_requested": _amount(p.amount, p.currency),
+        "application": None,
         "application_fee_amount_requested": (
             _amount(p.application_fee_amount, p.currency) if p.application_fee_amount is not None else None
         ),
@@ -536,7 +541,7 @@ def render_attempt_record(a: AttemptRecord) -> dict[str, Any]:
         "object": "payment_attempt_record",
         "amount": _amount(a.amount, a.currency),
         "amount_authorized": _amount(a.amount if approved else 0, a.currency),
-        "amount_canceled": _amount(0, a.currency),
+        "amount_canceled": _amount(a.amount if approved and a.voided_at else 0, a.currency),
         "amount_failed": _amount(a.amount if failed else 0, a.currency),
         "amount_guaranteed": _amount(0, a.currency),
         "amount_refunded": _amount(0, a.currency),

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +21,7 @@ from typing import Any, Literal
 from adapters.base import CancelRequest, CaptureRequest, CardInfo
 from router import config as config_mod
 from router import events as ev
+from router import reload as reloading
 from router.breakers import BreakerBoard
 from router.cards import card_from_token
 from router.clock import Clock, SystemClock, parse_rfc3339
@@ -30,6 +31,7 @@ from router.errors import ConcurrentUpdate, PayrouteError, conflict, invalid, no
 from router.ids import IdGenerator
 from router.models import (
     AttemptRecord,
+    Event,
     Payment,
     PaymentRecordState,
     TestClock,
@@ -42,9 +44,13 @@ from router.models import (
 )
 from router.retry import RetryPlanner
 from router.rules import RoutingTable, build_adapters
+from router.scheduler import RetryScheduler
 from router.states import CANCELABLE, PAUSABLE, TERMINAL, Status, transition
+from router.stats import StatsStore
 from router.store import open_store
 from router.store.base import Cursor, IdempotencyEntry, Store, to_us
+from router.subscribers import Callback, Subscribers
+from router.webhooks import WebhookWorker
 
 log = logging.getLogger("payroute")
 
@@ -67,6 +73,7 @@ class Router:
         card_info: Callable[[str], CardInfo] = card_from_token,
         retry: RetryPlanner | None = None,
         breakers: BreakerBoard | None = None,
+        stats: StatsStore | None = None,
     ) -> None:
         self._table = table
         self.store = store
@@ -75,7 +82,7 @@ class Router:
         self.ids = ids or IdGenerator()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self.breakers = breakers or BreakerBoard(self.clock)
-        self.retry = retry or RetryPlanner()
+        self.retry = retry or RetryPlanner(store)
         self.card_info = card_info
         self.engine = Engine(
             store=store,
@@ -87,9 +94,16 @@ class Router:
             payment_now=self.now_for,
             owner=self.owner,
             card_info=card_info,
+            stats=stats,
         )
+        self.stats = self.engine.stats
         self._listeners: list[Callable[[Router, RoutingTable], None]] = []
         self._closed = False
+        self.scheduler: RetryScheduler | None = None
+        # Events (issue 8): after each commit that wrote events, wake the webhook worker and tell subscribers.
+        self.subscribers = Subscribers()
+        self.webhooks = WebhookWorker(store, lambda: self._table.config.webhooks, self.clock)
+        store.on_events(self._events_committed)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     @classmethod
@@ -103,20 +117,25 @@ class Router:
         owner: str | None = None,
         card_info: Callable[[str], CardInfo] = card_from_token,
         reconcile: bool = True,
+        deliver_webhooks: bool = True,
     ) -> Router:
-        """Load and check the config, open the store, settle anything a crash left in processing."""
+        """Load and check the config, open the store, settle anything a crash left in processing.
+        With `deliver_webhooks`, the webhook worker runs in the background until `close()` (else drive
+        `router.webhooks.run_once()` yourself, or run it in another process on the same store)."""
         config_path = None
         if isinstance(config, Config):
-            cfg = config
+            table = RoutingTable(config, 1, build_adapters(config))
         else:
             config_path = str(config)
-            cfg = config_mod.load(config_path)
-        adapters = build_adapters(cfg, file=config_path or "<config>")
-        table = RoutingTable(cfg, 1, adapters)
+            table = reloading.build_table(config_path)
+        reloading.accepted(table, config_path or "<config>")
         st = open_store(store) if isinstance(store, str) else store
         await st.open()
         router = cls(table, st, config_path=config_path, clock=clock, ids=ids, owner=owner, card_info=card_info)
         log.info("payroute started: config version %d, store %s", table.version, _safe_url(st.url))
+        await router.webhooks.register()  # before any event of ours: each configured endpoint gets all of them
+        if deliver_webhooks:
+            router.webhooks.start()
         if reconcile:
             await router.reconcile_stuck()
         return router
@@ -125,6 +144,9 @@ class Router:
         if self._closed:
             return
         self._closed = True
+        await self.stop_scheduler()
+        await self.webhooks.close()
+        await self.subscribers.close()
         for adapter in self._table.adapters.values():
             try:
                 await adapter.close()
@@ -155,20 +177,34 @@ class Router:
         target = str(path or self.config_path or "")
         if not target:
             raise ConfigError([config_mod.ConfigIssue("<config>", 0, 0, "", "no config file to reload")])
-        cfg = config_mod.load(target)
-        adapters = build_adapters(cfg, previous=self._table, file=target)
         old = self._table
-        new = RoutingTable(cfg, old.version + 1, adapters)
+        try:
+            # Built whole, adapters and all, before anything changes; no await between here and the swap.
+            new = reloading.build_table(target, old)
+        except ConfigError as exc:
+            reloading.refused(target, exc, old.version)
+            raise
         self._table = new  # one assignment: every attempt sees the old table or the new one, never a mix
         self.config_path = target
-        log.info("config version %d loaded from %s", new.version, target)
+        reloading.accepted(new, target)
         # Adapters that left the config are closed once attempts still holding the old table had time to finish.
         gone = [a for name, a in old.adapters.items() if new.adapters.get(name) is not a]
         if gone:
             asyncio.get_running_loop().call_later(60, lambda: _close_later(gone))
         for listener in self._listeners:
             listener(self, new)
+        await self.webhooks.register()
         return new
+
+    # -- events ----------------------------------------------------------------------------------------------
+    def on(self, pattern: str, callback: Callback) -> Callable[[], None]:
+        """Call `callback(event)` after commit for each event whose type matches `pattern` (a type,
+        `v2.payments.off_session_payment.*`, or `*`); returns an unsubscribe function. See router.subscribers."""
+        return self.subscribers.on(pattern, callback)
+
+    def _events_committed(self, events: Sequence[Event]) -> None:
+        self.webhooks.wake()
+        self.subscribers.publish(events)
 
     def on_reload(self, listener: Callable[[Router, RoutingTable], None]) -> None:
         self._listeners.append(listener)
@@ -357,12 +393,23 @@ class Router:
     async def cancel_payment(self, payment_id: str, *, livemode: bool = False) -> dict[str, Any]:
         async def apply(p: Payment, now: datetime) -> tuple[Payment, list[str], PaymentRecordState | None]:
             status = Status(p.status)
+            # The v2 error types (not only codes) the SDK maps to AlreadyCanceledError / NotCancelableError.
             if status is Status.CANCELED:
-                raise conflict(f"The OffSessionPayment {p.id} is already canceled.", "already_canceled")
+                raise PayrouteError(
+                    f"The OffSessionPayment {p.id} is already canceled.",
+                    type="already_canceled",
+                    code="already_canceled",
+                    status=409,
+                )
             if status is Status.PROCESSING:
                 raise conflict("The payment is being processed; try again shortly.", "payment_processing")
             if status not in CANCELABLE:
-                raise conflict(f"An OffSessionPayment in status '{p.status}' cannot be canceled.", "not_cancelable")
+                raise PayrouteError(
+                    f"An OffSessionPayment in status '{p.status}' cannot be canceled.",
+                    type="not_cancelable",
+                    code="not_cancelable",
+                    status=409,
+                )
             record = await self.store.get_payment_record(p.payment_record)
             assert record is not None
             if status is Status.REQUIRES_CAPTURE:
@@ -529,6 +576,26 @@ class Router:
     ) -> list[dict[str, Any]]:
         return [render_event(e) for _, e in await self.store.list_events(livemode, object_id, limit)]
 
+    async def list_events_page(
+        self, *, livemode: bool = False, object_id: str | None = None, limit: int = 20, after_seq: int | None = None
+    ) -> tuple[list[dict[str, Any]], bool, int | None]:
+        """A page of events oldest first: (objects, has_more, the sequence number to continue after)."""
+        if not 1 <= limit <= 100:
+            raise invalid("limit must be between 1 and 100.", "limit")
+        rows = await self.store.list_events(livemode, object_id, limit + 1, after_seq)
+        page = rows[:limit]
+        return [render_event(e) for _, e in page], len(rows) > limit, page[-1][0] if page else None
+
+    async def get_event(self, event_id: str, *, livemode: bool = False) -> dict[str, Any]:
+        e = await self.store.get_event(event_id)
+        if e is None or e.livemode != livemode:
+            raise not_found("event", event_id)
+        return render_event(e)
+
+    async def payment_counts(self) -> dict[tuple[bool, str], int]:
+        """How many payments are in each (livemode, status): the gauges /metrics reports."""
+        return await self.store.count_payments()
+
     # -- test clocks -----------------------------------------------------------------------------------------
     async def create_test_clock(
         self, frozen_time: datetime | str | None = None, *, name: str | None = None, livemode: bool = False
@@ -578,6 +645,18 @@ class Router:
             await self.engine.claim_and_attempt(p)
 
     # -- background work (the scheduler drives these) --------------------------------------------------------
+    def start_scheduler(self, *, interval: float = 1.0, batch: int = 100) -> RetryScheduler:
+        """Run due retries, expiries and reconciliation in a background task until `stop_scheduler()`."""
+        if self.scheduler is None:
+            self.scheduler = RetryScheduler(self, interval=interval, batch=batch)
+        self.scheduler.start()
+        return self.scheduler
+
+    async def stop_scheduler(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+
+    # --------------------------------------------------------
     async def run_due(self, limit: int = 100) -> int:
         """Attempt due retries, expire lapsed holds, settle crashed attempts; return how many were handled."""
         now = self.clock.now()
@@ -593,6 +672,15 @@ class Router:
         return handled
 
     async def reconcile_stuck(self, limit: int = 100) -> int:
+        """Settle payments a dead worker left in `processing`, then chase timed-out attempts' answers.
+
+        Returns how many stuck payments were settled."""
+        settled = await self._reconcile_payments(limit)
+        for attempt in await self.store.list_unresolved(limit):
+            await self.engine.resolve(attempt)
+        return settled
+
+    async def _reconcile_payments(self, limit: int) -> int:
         settled = 0
         for p in await self.store.list_stuck(self.clock.now(), limit):
             log.warning("reconciling payment %s left in processing", p.id)

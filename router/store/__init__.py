@@ -18,8 +18,8 @@ def open_store(url: str) -> Store:
         return SQLiteStore(url)
     if url.startswith(("postgresql:", "postgres:")):
         try:
-            from router.store.postgres import PostgresStore  # type: ignore[import-not-found,unused-ignore]
-        except ImportError as exc:  # pragma: no cover - until the PostgreSQL store lands
+            from router.store.postgres import PostgresStore
+        except ImportError as exc:  # pragma: no cover - asyncpg missing from the install
             raise ValueError("the PostgreSQL store is not available in this build") from exc
         store: Store = PostgresStore(url)
         return store

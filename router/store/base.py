@@ -6,7 +6,7 @@ Every method that changes state commits before it returns. Payments are updated 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, Protocol
@@ -56,6 +56,50 @@ class CardActivity:
     declines: list[datetime]
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookEndpointState:
+    """Delivery state of one webhook endpoint (keyed by URL): how far the outbox was fanned out to it, and its
+    current failure streak. A disabled endpoint keeps receiving queued deliveries but is not called."""
+
+    url: str
+    cursor_seq: int
+    consecutive_failures: int = 0
+    failing_since: datetime | None = None
+    disabled_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One event queued for one endpoint. status: pending, delivered, or failed (given up)."""
+
+    url: str
+    event_id: str
+    event_seq: int
+    object_id: str
+    created: datetime
+    next_attempt_at: datetime
+    status: Literal["pending", "delivered", "failed"] = "pending"
+    attempts: int = 0
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAttempt:
+    """One HTTP POST of one event to one endpoint."""
+
+    url: str
+    event_id: str
+    attempted_at: datetime
+    http_status: int | None
+    error: str | None
+    latency_ms: float
+    succeeded: bool
+
+
+EventListener = Callable[[Sequence[Event]], None]
+
+
 class Store(Protocol):
     url: str
 
@@ -69,6 +113,10 @@ class Store(Protocol):
     async def create_payment(self, payment: Payment, record: PaymentRecordState, events: list[Event]) -> None: ...
 
     async def get_payment(self, payment_id: str) -> Payment | None: ...
+
+    async def count_payments(self) -> dict[tuple[bool, str], int]:
+        """Payments per (livemode, status)."""
+        ...
 
     async def list_payments(
         self,
@@ -92,6 +140,14 @@ class Store(Protocol):
         """Compare-and-set: write `payment` (version + 1) only if the stored version is `expected_version`,
         together with the record, new or settled attempts, and events, in one transaction.
         Raise ConcurrentUpdate otherwise. The lease columns are set to the given values (None clears them)."""
+        ...
+
+    async def save_attempt(self, attempt: AttemptRecord) -> None:
+        """Write one attempt on its own (the sweeper settling a timed-out attempt); the payment is untouched."""
+        ...
+
+    async def list_unresolved(self, limit: int) -> list[AttemptRecord]:
+        """Attempts in state `unresolved`, oldest first."""
         ...
 
     async def claim_due(self, now: datetime, owner: str, lease_until: datetime, limit: int) -> list[Payment]:
@@ -145,6 +201,64 @@ class Store(Protocol):
         ...
 
     async def get_event(self, event_id: str) -> Event | None: ...
+
+    def on_events(self, listener: EventListener) -> None:
+        """Call `listener` (synchronously, in this process) with the events of every create_payment /
+        save_payment right after its transaction commits, in commit order; never for a rolled-back one.
+        A listener must not raise or block: it only hands the events on (to subscribers, to wake a worker)."""
+        ...
+
+    async def list_outbox(self, after_seq: int, limit: int) -> list[tuple[int, Event]]:
+        """Events of both modes with seq > after_seq, oldest first, with their sequence numbers.
+        Contract the webhook cursor relies on: once a reader has seen seq N, no event with seq < N commits
+        later (SQLite: one writer. PostgreSQL: serialize event inserts, e.g. a transaction-level advisory lock
+        taken before inserting events, so sequence order is commit order)."""
+        ...
+
+    # -- webhook delivery --------------------------------------------------------------------------------------
+    async def register_webhook_endpoint(self, url: str, now: datetime) -> WebhookEndpointState:
+        """Insert the endpoint if it is new, its cursor at the newest event (it receives the events emitted from
+        now on); return its state either way."""
+        ...
+
+    async def get_webhook_endpoint(self, url: str) -> WebhookEndpointState | None: ...
+
+    async def enqueue_webhook_deliveries(
+        self, url: str, expected_cursor: int, new_cursor: int, deliveries: Sequence[WebhookDelivery]
+    ) -> bool:
+        """In one transaction: move the endpoint's cursor from `expected_cursor` to `new_cursor` and insert the
+        deliveries (one already there for the same url and event is left alone). If the cursor is no longer
+        `expected_cursor` (another worker moved it), write nothing and return False."""
+        ...
+
+    async def claim_webhook_deliveries(
+        self, url: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[WebhookDelivery]:
+        """Lease up to `limit` pending deliveries of `url`, oldest event first, that are due at `now`, not leased
+        (or whose lease ended), and have no earlier pending delivery for the same object on that url: a later
+        event for a payment waits for the earlier one. Leased ones are not claimed again until `lease_until`."""
+        ...
+
+    async def record_webhook_attempt(
+        self,
+        attempt: WebhookAttempt,
+        status: Literal["pending", "delivered", "failed"],
+        next_attempt_at: datetime | None,
+    ) -> WebhookEndpointState:
+        """In one transaction: insert the attempt; update its delivery (status, attempts + 1, last_error,
+        next_attempt_at when still pending, delivered_at when delivered; lease cleared); update the endpoint's
+        streak (a success resets it; a failure adds one and sets failing_since if unset). Return the endpoint."""
+        ...
+
+    async def set_webhook_endpoint_disabled(self, url: str, disabled_at: datetime | None) -> None:
+        """Disable an endpoint at `disabled_at`, or re-enable it (None, which also resets its failure streak)."""
+        ...
+
+    async def list_webhook_deliveries(self, event_id: str) -> list[WebhookDelivery]: ...
+
+    async def list_webhook_attempts(self, event_id: str) -> list[WebhookAttempt]:
+        """Attempts for an event, in the order they were made."""
+        ...
 
     # -- test clocks -----------------------------------------------------------------------------------------
     async def save_test_clock(self, clock: TestClock) -> None: ...

@@ -21,7 +21,18 @@ import aiosqlite
 
 from router.errors import ConcurrentUpdate, StoreUnavailable
 from router.models import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
-from router.store.base import CardActivity, Cursor, IdempotencyEntry, Page, from_us, to_us
+from router.store.base import (
+    CardActivity,
+    Cursor,
+    EventListener,
+    IdempotencyEntry,
+    Page,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpointState,
+    from_us,
+    to_us,
+)
 from router.store.schema import migrations
 
 _SYNC_MODES = {"off": "OFF", "normal": "NORMAL", "full": "FULL"}
@@ -47,6 +58,7 @@ class SQLiteStore:
         self._sync = _SYNC_MODES.get((query.get("synchronous") or ["normal"])[0].lower(), "NORMAL")
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._event_listeners: list[EventListener] = []
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -140,10 +152,15 @@ class SQLiteStore:
                 (record.id, payment.id, record.model_dump_json()),
             )
             await self._insert_events(db, events)
+        self._committed(events)
 
     async def get_payment(self, payment_id: str) -> Payment | None:
         row = await self._one("SELECT data FROM payments WHERE id = ?", (payment_id,))
         return Payment.model_validate_json(row[0]) if row else None
+
+    async def count_payments(self) -> dict[tuple[bool, str], int]:
+        rows = await self._all("SELECT livemode, status, COUNT(*) FROM payments GROUP BY livemode, status", ())
+        return {(bool(r[0]), str(r[1])): int(r[2]) for r in rows}
 
     async def list_payments(
         self,
@@ -201,25 +218,40 @@ class SQLiteStore:
                     "UPDATE payment_records SET data = ? WHERE id = ?", (record.model_dump_json(), record.id)
                 )
             for attempt in attempts:
-                await db.execute(
-                    "INSERT INTO attempts (id, payment_id, payment_record, created_us, processor, state, outcome,"
-                    " card_fingerprint, data) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET"
-                    " state = excluded.state, outcome = excluded.outcome,"
-                    " card_fingerprint = excluded.card_fingerprint, data = excluded.data",
-                    (
-                        attempt.id,
-                        attempt.payment_id,
-                        attempt.payment_record,
-                        to_us(attempt.created),
-                        attempt.processor,
-                        attempt.state,
-                        attempt.outcome,
-                        attempt.card.fingerprint,
-                        attempt.model_dump_json(),
-                    ),
-                )
+                await self._upsert_attempt(db, attempt)
             await self._insert_events(db, events or [])
+        self._committed(events or [])
         return saved
+
+    @staticmethod
+    async def _upsert_attempt(db: aiosqlite.Connection, attempt: AttemptRecord) -> None:
+        await db.execute(
+            "INSERT INTO attempts (id, payment_id, payment_record, created_us, processor, state, outcome,"
+            " card_fingerprint, data) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET"
+            " state = excluded.state, outcome = excluded.outcome,"
+            " card_fingerprint = excluded.card_fingerprint, data = excluded.data",
+            (
+                attempt.id,
+                attempt.payment_id,
+                attempt.payment_record,
+                to_us(attempt.created),
+                attempt.processor,
+                attempt.state,
+                attempt.outcome,
+                attempt.card.fingerprint,
+                attempt.model_dump_json(),
+            ),
+        )
+
+    async def save_attempt(self, attempt: AttemptRecord) -> None:
+        async with self._tx() as db:
+            await self._upsert_attempt(db, attempt)
+
+    async def list_unresolved(self, limit: int) -> list[AttemptRecord]:
+        rows = await self._all(
+            "SELECT data FROM attempts WHERE state = 'unresolved' ORDER BY created_us LIMIT ?", (limit,)
+        )
+        return [AttemptRecord.model_validate_json(r[0]) for r in rows]
 
     async def claim_due(self, now: datetime, owner: str, lease_until: datetime, limit: int) -> list[Payment]:
         now_us = to_us(now)
@@ -368,6 +400,164 @@ class SQLiteStore:
         row = await self._one("SELECT data FROM events WHERE id = ?", (event_id,))
         return Event.model_validate_json(row[0]) if row else None
 
+    def on_events(self, listener: EventListener) -> None:
+        self._event_listeners.append(listener)
+
+    def _committed(self, events: list[Event]) -> None:
+        # Called right after COMMIT with no await in between, so listeners see transactions in commit order.
+        if not events:
+            return
+        for listener in self._event_listeners:
+            listener(events)
+
+    async def list_outbox(self, after_seq: int, limit: int) -> list[tuple[int, Event]]:
+        rows = await self._all("SELECT seq, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
+        return [(r[0], Event.model_validate_json(r[1])) for r in rows]
+
+    # -- webhook delivery ------------------------------------------------------------------------------------
+    async def register_webhook_endpoint(self, url: str, now: datetime) -> WebhookEndpointState:
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO webhook_endpoints (url, cursor_seq, created_us)"
+                " SELECT ?, COALESCE(MAX(seq), 0), ? FROM events WHERE true ON CONFLICT (url) DO NOTHING",
+                (url, to_us(now)),
+            )
+        state = await self.get_webhook_endpoint(url)
+        assert state is not None
+        return state
+
+    async def get_webhook_endpoint(self, url: str) -> WebhookEndpointState | None:
+        row = await self._one(
+            "SELECT url, cursor_seq, consecutive_failures, failing_since_us, disabled_us FROM webhook_endpoints"
+            " WHERE url = ?",
+            (url,),
+        )
+        if row is None:
+            return None
+        return WebhookEndpointState(row[0], row[1], row[2], _dt(row[3]), _dt(row[4]))
+
+    async def enqueue_webhook_deliveries(
+        self, url: str, expected_cursor: int, new_cursor: int, deliveries: Sequence[WebhookDelivery]
+    ) -> bool:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE webhook_endpoints SET cursor_seq = ? WHERE url = ? AND cursor_seq = ?",
+                (new_cursor, url, expected_cursor),
+            )
+            if cur.rowcount != 1:
+                return False
+            for d in deliveries:
+                await db.execute(
+                    "INSERT INTO webhook_deliveries (url, event_id, event_seq, object_id, status, attempts,"
+                    " created_us, next_attempt_us) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (url, event_id) DO NOTHING",
+                    (
+                        d.url,
+                        d.event_id,
+                        d.event_seq,
+                        d.object_id,
+                        d.status,
+                        d.attempts,
+                        to_us(d.created),
+                        to_us(d.next_attempt_at),
+                    ),
+                )
+        return True
+
+    async def claim_webhook_deliveries(
+        self, url: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[WebhookDelivery]:
+        now_us = to_us(now)
+        async with self._tx() as db:
+            async with db.execute(
+                "SELECT d.url, d.event_id, d.event_seq, d.object_id, d.created_us, d.next_attempt_us,"
+                " d.status, d.attempts, d.last_error, d.delivered_us"
+                " FROM webhook_deliveries d WHERE d.url = ? AND d.status = 'pending'"
+                " AND d.next_attempt_us <= ? AND (d.lease_until_us IS NULL OR d.lease_until_us <= ?)"
+                " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.url = d.url"
+                " AND e.object_id = d.object_id AND e.status = 'pending' AND e.event_seq < d.event_seq)"
+                " ORDER BY d.event_seq LIMIT ?",
+                (url, now_us, now_us, limit),
+            ) as cur:
+                rows = list(await cur.fetchall())
+            for row in rows:
+                await db.execute(
+                    "UPDATE webhook_deliveries SET lease_until_us = ? WHERE url = ? AND event_id = ?",
+                    (to_us(lease_until), url, row[1]),
+                )
+        return [_delivery(r) for r in rows]
+
+    async def record_webhook_attempt(
+        self,
+        attempt: WebhookAttempt,
+        status: Literal["pending", "delivered", "failed"],
+        next_attempt_at: datetime | None,
+    ) -> WebhookEndpointState:
+        at_us = to_us(attempt.attempted_at)
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO webhook_attempts (url, event_id, attempted_us, http_status, error, latency_ms, succeeded)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (
+                    attempt.url,
+                    attempt.event_id,
+                    at_us,
+                    attempt.http_status,
+                    attempt.error,
+                    attempt.latency_ms,
+                    attempt.succeeded,
+                ),
+            )
+            await db.execute(
+                "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, last_error = ?,"
+                " next_attempt_us = COALESCE(?, next_attempt_us), lease_until_us = NULL,"
+                " delivered_us = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_us END"
+                " WHERE url = ? AND event_id = ?",
+                (status, attempt.error, _us(next_attempt_at), status, at_us, attempt.url, attempt.event_id),
+            )
+            if attempt.succeeded:
+                await db.execute(
+                    "UPDATE webhook_endpoints SET consecutive_failures = 0, failing_since_us = NULL WHERE url = ?",
+                    (attempt.url,),
+                )
+            else:
+                await db.execute(
+                    "UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + 1,"
+                    " failing_since_us = COALESCE(failing_since_us, ?) WHERE url = ?",
+                    (at_us, attempt.url),
+                )
+        state = await self.get_webhook_endpoint(attempt.url)
+        assert state is not None, f"webhook endpoint {attempt.url} is not registered"
+        return state
+
+    async def set_webhook_endpoint_disabled(self, url: str, disabled_at: datetime | None) -> None:
+        async with self._tx() as db:
+            if disabled_at is None:
+                await db.execute(
+                    "UPDATE webhook_endpoints SET disabled_us = NULL, consecutive_failures = 0,"
+                    " failing_since_us = NULL WHERE url = ?",
+                    (url,),
+                )
+            else:
+                await db.execute(
+                    "UPDATE webhook_endpoints SET disabled_us = ? WHERE url = ?", (to_us(disabled_at), url)
+                )
+
+    async def list_webhook_deliveries(self, event_id: str) -> list[WebhookDelivery]:
+        rows = await self._all(
+            "SELECT d.url, d.event_id, d.event_seq, d.object_id, d.created_us, d.next_attempt_us, d.status, d.attempts,"
+            " d.last_error, d.delivered_us FROM webhook_deliveries d WHERE d.event_id = ? ORDER BY d.url",
+            (event_id,),
+        )
+        return [_delivery(r) for r in rows]
+
+    async def list_webhook_attempts(self, event_id: str) -> list[WebhookAttempt]:
+        rows = await self._all(
+            "SELECT url, event_id, attempted_us, http_status, error, latency_ms, succeeded FROM webhook_attempts"
+            " WHERE event_id = ? ORDER BY id",
+            (event_id,),
+        )
+        return [WebhookAttempt(r[0], r[1], from_us(r[2]), r[3], r[4], r[5], bool(r[6])) for r in rows]
+
     # -- test clocks -----------------------------------------------------------------------------------------
     async def save_test_clock(self, clock: TestClock) -> None:
         async with self._tx() as db:
@@ -379,6 +569,14 @@ class SQLiteStore:
     async def get_test_clock(self, clock_id: str) -> TestClock | None:
         row = await self._one("SELECT data FROM test_clocks WHERE id = ?", (clock_id,))
         return TestClock.model_validate_json(row[0]) if row else None
+
+
+def _dt(us: int | None) -> datetime | None:
+    return from_us(us) if us is not None else None
+
+
+def _delivery(r: Any) -> WebhookDelivery:
+    return WebhookDelivery(r[0], r[1], r[2], r[3], from_us(r[4]), from_us(r[5]), r[6], r[7], r[8], _dt(r[9]))
 
 
 def _statements(sql: str) -> list[str]:

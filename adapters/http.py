@@ -1,0 +1,200 @@
+"""The HTTP transport every real adapter shares: one pooled `aiohttp.ClientSession` per processor, a deadline
+per processor, and a scrubbed transcript of each exchange.
+
+The transport never raises for what happens on the wire: a timeout, a reset connection or an unreadable body
+come back as an `Exchange` with `failure` set, so an adapter can always turn the answer into an `Outcome`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import aiohttp
+from pydantic import SecretStr
+
+from adapters.base import Outcome, OutcomeKind
+
+log = logging.getLogger("payroute.adapters.http")
+
+# The adapter answers on its own a little before the engine's deadline, so a timeout still carries a transcript.
+DEADLINE_SHARE = 0.9
+MAX_TRANSCRIPT_BODY = 16_000
+
+Failure = Literal["timeout", "connection"]
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One request and its answer (or the lack of one)."""
+
+    status: int | None  # None when no HTTP answer arrived
+    body: str
+    latency_ms: float
+    transcript: str  # already scrubbed
+    failure: Failure | None = None
+    processor: str = ""
+
+    def json(self) -> Any:
+        """The body as JSON; raises ValueError when it is not."""
+        return json.loads(self.body)
+
+    @property
+    def server_error(self) -> bool:
+        return self.status is not None and self.status >= 500
+
+    @property
+    def client_error(self) -> bool:
+        return self.status is not None and 400 <= self.status < 500
+
+
+class HttpTransport:
+    """Pooled HTTP for one processor. Create it anywhere; the session opens on first use, inside the loop."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_url: str,
+        timeout_ms: int,
+        scrub: Callable[[str], str],
+        auth_headers: Mapping[str, SecretStr] | None = None,
+        headers: Mapping[str, str] | None = None,
+        pool_size: int = 100,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.deadline_s = timeout_ms / 1000 * DEADLINE_SHARE
+        self._scrub = scrub
+        self._auth = dict(auth_headers or {})
+        self._headers = dict(headers or {})
+        self._pool_size = pool_size
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._pool_size, limit_per_host=self._pool_size, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.deadline_s),
+                raise_for_status=False,
+            )
+        return self._session
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        form: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Exchange:
+        """Send one request and wait for the whole answer, at most `deadline_s`."""
+        url = f"{self.base_url}{path}"
+        sent_headers = {**self._headers, **(headers or {})}
+        body: str | None = None
+        if json_body is not None:
+            body = json.dumps(json_body, separators=(",", ":"))
+            sent_headers.setdefault("Content-Type", "application/json")
+        elif form is not None:
+            body = form
+            sent_headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        wire_headers = {**sent_headers, **{k: v.get_secret_value() for k, v in self._auth.items()}}
+        request_text = _render_request(method, url, params, sent_headers, list(self._auth), body)
+        started = time.perf_counter()
+        status: int | None = None
+        text = ""
+        failure: Failure | None = None
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                async with self._open().request(
+                    method, url, data=body, headers=wire_headers, params=params, allow_redirects=False
+                ) as resp:
+                    status = resp.status
+                    text = await resp.text(errors="replace")
+        except TimeoutError:
+            failure = "timeout"
+        except aiohttp.ClientError as exc:
+            failure = "connection"
+            text = f"{type(exc).__name__}: {exc}"
+        latency = (time.perf_counter() - started) * 1000
+        answer = f"<-- {status if status is not None else failure} ({latency:.0f} ms)\n{_cut(text)}"
+        transcript = self._scrub(f"{request_text}\n\n{answer}")
+        if failure is not None or (status is not None and status >= 500):
+            log.warning("%s %s %s: %s after %.0f ms", self.name, method, path, status or failure, latency)
+        else:
+            log.debug("%s exchange:\n%s", self.name, transcript)
+        return Exchange(
+            status=status if failure is None else None,
+            body=text,
+            latency_ms=latency,
+            transcript=transcript,
+            failure=failure,
+            processor=self.name,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+
+def _render_request(
+    method: str,
+    url: str,
+    params: Mapping[str, str] | None,
+    headers: Mapping[str, str],
+    secret_names: list[str],
+    body: str | None,
+) -> str:
+    query = ("?" + "&".join(f"{k}={v}" for k, v in params.items())) if params else ""
+    lines = [f"--> {method} {url}{query}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    lines += [f"{k}: [FILTERED]" for k in secret_names]
+    if body is not None:
+        lines += ["", _cut(body)]
+    return "\n".join(lines)
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_TRANSCRIPT_BODY:
+        return text
+    return f"{text[:MAX_TRANSCRIPT_BODY]}... [{len(text) - MAX_TRANSCRIPT_BODY} more characters]"
+
+
+def settle(exchange: Exchange, from_wire: Callable[[int, Any], Outcome]) -> Outcome:
+    """An exchange as an Outcome: transport failures and unreadable answers become technical outcomes, the rest
+    is the adapter's pure `from_wire(status, body)`. The outcome carries the latency and the scrubbed transcript.
+    """
+    if exchange.failure == "timeout":
+        outcome = Outcome(OutcomeKind.TIMEOUT, raw_message=f"no answer within {exchange.latency_ms:.0f} ms")
+    elif exchange.failure is not None or exchange.status is None:
+        outcome = Outcome(OutcomeKind.PROCESSOR_ERROR, raw_message=f"connection failed: {exchange.body[:200]}")
+    else:
+        try:
+            outcome = from_wire(exchange.status, exchange.json())
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # pydantic's ValidationError is a ValueError
+            log.error("%s answered HTTP %s with a body we cannot read: %s", exchange.processor, exchange.status, exc)
+            outcome = Outcome(
+                OutcomeKind.PROCESSOR_ERROR,
+                raw_code=str(exchange.status),
+                raw_message=f"unreadable answer (HTTP {exchange.status}): {exchange.body[:500]}",
+            )
+    return replace(outcome, latency_ms=exchange.latency_ms, transcript=exchange.transcript)
+
+
+def http_error(status: int, message: str | None, code: str | None = None) -> Outcome:
+    """A processor's error answer that is not a card decline: 4xx says our request was wrong, 5xx is theirs."""
+    return Outcome(
+        OutcomeKind.PROCESSOR_ERROR,
+        raw_code=code or str(status),
+        raw_message=message or f"HTTP {status}",
+        request_invalid=400 <= status < 500 and status not in (408, 429),
+    )

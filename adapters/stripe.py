@@ -1,0 +1,335 @@
+"""Stripe, through PaymentIntents: `POST /v1/payment_intents` form-encoded, confirmed off-session at once.
+
+Options (the processor's block in the config):
+  base_url: https://api.stripe.com        tests point it at a local fake
+  credentials: {api_key: ${STRIPE_SECRET_KEY}}
+  api_version: 2025-09-30.clover           optional Stripe-Version header
+  pool_size: 100                           connections kept open to Stripe
+
+Idempotency: the attempt id is the `Idempotency-Key` header; Stripe replays the first answer for 24 hours.
+Lookup: a PaymentIntent carries `metadata[payroute_attempt_id]`; reconciliation retrieves it by id when we
+have one, else searches for it. Search is eventually consistent (about a minute), so "not found" answers
+`UNKNOWN`: a resend under the same key is deduplicated by Stripe within 24 hours, and after that the search
+index is complete, so a resend then is the first and only charge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from adapters.base import (
+    UNKNOWN,
+    AdapterError,
+    AdapterSettings,
+    AuthorizationRequest,
+    CancelRequest,
+    CaptureRequest,
+    CardInfo,
+    LookupAnswer,
+    LookupRequest,
+    Outcome,
+    OutcomeKind,
+)
+from adapters.declines import classify, iso_for
+from adapters.http import Exchange, HttpTransport, http_error, settle
+from adapters.scrub import scrub as scrub_text
+
+DEFAULT_BASE_URL = "https://api.stripe.com"
+ATTEMPT_METADATA_KEY = "payroute_attempt_id"
+PAYMENT_METADATA_KEY = "payroute_payment_id"
+
+# Stripe error `code` (when no decline_code comes with it) -> Stripe decline code.
+CODE_TO_DECLINE: Mapping[str, str] = {
+    "card_declined": "generic_decline",
+    "expired_card": "expired_card",
+    "incorrect_number": "incorrect_number",
+    "invalid_number": "invalid_number",
+    "incorrect_cvc": "incorrect_cvc",
+    "invalid_cvc": "invalid_cvc",
+    "invalid_expiry_month": "invalid_expiry_month",
+    "invalid_expiry_year": "invalid_expiry_year",
+    "incorrect_zip": "incorrect_zip",
+    "processing_error": "processing_error",
+    "authentication_required": "authentication_required",
+    "card_decline_rate_limit_exceeded": "card_velocity_exceeded",
+}
+
+
+# -- wire models ---------------------------------------------------------------------------------------------------
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class PaymentIntentCreate(_Wire):
+    """The form fields of `POST /v1/payment_intents` we send (stripe `PaymentIntentCreateParams`)."""
+
+    amount: int
+    currency: str
+    customer: str
+    payment_method: str
+    confirm: bool = True
+    off_session: bool = True
+    capture_method: Literal["automatic", "manual"] = "automatic"
+    description: str | None = None
+    statement_descriptor: str | None = None
+    statement_descriptor_suffix: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    expand: list[str] = Field(default_factory=lambda: ["latest_charge"])
+
+
+class CardDetails(_Wire):
+    brand: str | None = None
+    country: str | None = None
+    funding: str | None = None
+    fingerprint: str | None = None
+    authorization_code: str | None = None
+    network_transaction_id: str | None = None
+
+
+class PaymentMethodDetails(_Wire):
+    card: CardDetails | None = None
+
+
+class ChargeOutcome(_Wire):
+    network_status: str | None = None
+    reason: str | None = None
+    type: str | None = None
+    advice_code: str | None = None
+    network_advice_code: str | None = None
+    network_decline_code: str | None = None
+
+
+class Charge(_Wire):
+    id: str
+    payment_method_details: PaymentMethodDetails | None = None
+    outcome: ChargeOutcome | None = None
+
+
+class StripeError(_Wire):
+    type: str
+    code: str | None = None
+    decline_code: str | None = None
+    advice_code: str | None = None
+    network_advice_code: str | None = None
+    network_decline_code: str | None = None
+    message: str | None = None
+    param: str | None = None
+    payment_intent: PaymentIntent | None = None
+    charge: str | None = None
+
+
+class PaymentIntent(_Wire):
+    id: str
+    object: Literal["payment_intent"]
+    status: str
+    amount: int
+    currency: str
+    metadata: dict[str, str] = Field(default_factory=dict)
+    last_payment_error: StripeError | None = None
+    latest_charge: Charge | str | None = None
+
+
+StripeError.model_rebuild()
+
+
+class ErrorEnvelope(_Wire):
+    error: StripeError
+
+
+class SearchResult(_Wire):
+    object: Literal["search_result"]
+    data: list[PaymentIntent]
+
+
+# -- pure mapping ------------------------------------------------------------------------------------------------
+def to_wire(req: AuthorizationRequest) -> PaymentIntentCreate:
+    metadata = {**req.metadata, ATTEMPT_METADATA_KEY: req.attempt_id, PAYMENT_METADATA_KEY: req.payment_id}
+    return PaymentIntentCreate(
+        amount=req.amount,
+        currency=req.currency.lower(),
+        customer=req.customer,
+        payment_method=req.payment_method,
+        capture_method="manual" if req.capture_manual else "automatic",
+        description=req.description,
+        statement_descriptor=req.statement_descriptor,
+        statement_descriptor_suffix=req.statement_descriptor_suffix,
+        metadata=metadata,
+    )
+
+
+def form_encode(data: Mapping[str, Any]) -> str:
+    """Stripe's form encoding: nested maps as `a[b]=`, lists as `a[0]=`, booleans as true/false, None left out."""
+    pairs: list[tuple[str, str]] = []
+
+    def add(key: str, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                add(f"{key}[{k}]", v)
+        elif isinstance(value, list | tuple):
+            for i, v in enumerate(value):
+                add(f"{key}[{i}]", v)
+        elif isinstance(value, bool):
+            pairs.append((key, "true" if value else "false"))
+        else:
+            pairs.append((key, str(value)))
+
+    for k, v in data.items():
+        add(k, v)
+    return "&".join(f"{quote(k, safe='[]')}={quote(v, safe='')}" for k, v in pairs)
+
+
+def _decline(err: StripeError, reference: str | None) -> Outcome:
+    decline = err.decline_code or CODE_TO_DECLINE.get(err.code or "", "generic_decline")
+    if err.code == "authentication_required":
+        decline = "authentication_required"
+    kind = classify(decline, advice_code=err.advice_code, network_advice_code=err.network_advice_code)
+    return Outcome(
+        kind,
+        processor_reference=reference,
+        decline_code=decline,
+        network_decline_code=err.network_decline_code or iso_for(decline),
+        network_advice_code=err.network_advice_code,
+        advice_code=err.advice_code,
+        raw_code=err.decline_code or err.code,
+        raw_message=err.message,
+    )
+
+
+def _card(charge: Charge | str | None) -> CardDetails | None:
+    if isinstance(charge, Charge) and charge.payment_method_details is not None:
+        return charge.payment_method_details.card
+    return None
+
+
+def _from_intent(pi: PaymentIntent) -> Outcome:
+    card = _card(pi.latest_charge)
+    info = CardInfo(card.brand, (card.country or "").upper() or None, card.funding, card.fingerprint) if card else None
+    if pi.status in ("succeeded", "requires_capture"):
+        return Outcome(
+            OutcomeKind.APPROVED,
+            processor_reference=pi.id,
+            authorization_code=card.authorization_code if card else None,
+            network_transaction_id=card.network_transaction_id if card else None,
+            raw_code=pi.status,
+            raw_message="approved",
+            card=info,
+        )
+    if pi.status == "requires_action":
+        return Outcome(
+            OutcomeKind.AUTHENTICATION_REQUIRED,
+            processor_reference=pi.id,
+            decline_code="authentication_required",
+            network_decline_code="1A",
+            raw_code=pi.status,
+            raw_message="the customer must authenticate this payment",
+            card=info,
+        )
+    if pi.last_payment_error is not None and pi.last_payment_error.type == "card_error":
+        return _decline(pi.last_payment_error, pi.id)
+    # processing, canceled, requires_payment_method without a card error: not an answer about the card.
+    return Outcome(
+        OutcomeKind.PROCESSOR_ERROR,
+        processor_reference=pi.id,
+        raw_code=pi.status,
+        raw_message=f"payment intent in status {pi.status}",
+    )
+
+
+def from_wire(status: int, body: Any) -> Outcome:
+    """Stripe's answer to a create, capture or cancel, as an Outcome."""
+    if 200 <= status < 300:
+        return _from_intent(PaymentIntent.model_validate(body))
+    err = ErrorEnvelope.model_validate(body).error
+    if err.type == "card_error":
+        return _decline(err, err.payment_intent.id if err.payment_intent else None)
+    return http_error(status, err.message, err.code or err.type)
+
+
+# -- the adapter -------------------------------------------------------------------------------------------------
+class StripeOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_key: SecretStr
+    base_url: str = DEFAULT_BASE_URL
+    api_version: str | None = None
+    pool_size: int = Field(default=100, ge=1)
+
+
+class StripeAdapter:
+    def __init__(self, settings: AdapterSettings) -> None:
+        self.name = settings.name
+        try:
+            self.options = StripeOptions(
+                api_key=settings.credentials.get("api_key", ""),
+                base_url=settings.base_url or DEFAULT_BASE_URL,
+                **settings.options,
+            )
+        except ValidationError as exc:
+            raise AdapterError(f"{settings.name}: {exc.errors(include_url=False)[0]['msg']}") from None
+        if not self.options.api_key.get_secret_value():
+            raise AdapterError(f"{settings.name}: credentials.api_key is required")
+        headers = {"Stripe-Version": self.options.api_version} if self.options.api_version else {}
+        self.http = HttpTransport(
+            name=settings.name,
+            base_url=self.options.base_url,
+            timeout_ms=settings.timeout_ms,
+            scrub=self.scrub,
+            auth_headers={"Authorization": SecretStr(f"Bearer {self.options.api_key.get_secret_value()}")},
+            headers=headers,
+            pool_size=self.options.pool_size,
+        )
+
+    async def _post(self, path: str, fields: Mapping[str, Any], key: str) -> Exchange:
+        return await self.http.send("POST", path, form=form_encode(fields), headers={"Idempotency-Key": key})
+
+    async def authorize(self, req: AuthorizationRequest) -> Outcome:
+        wire = to_wire(req).model_dump(exclude_none=True)
+        return settle(await self._post("/v1/payment_intents", wire, req.attempt_id), from_wire)
+
+    async def capture(self, req: CaptureRequest) -> Outcome:
+        path = f"/v1/payment_intents/{quote(req.processor_reference, safe='')}/capture"
+        fields = {"amount_to_capture": req.amount, "expand": ["latest_charge"]}
+        return settle(await self._post(path, fields, req.attempt_id), from_wire)
+
+    async def cancel(self, req: CancelRequest) -> Outcome:
+        path = f"/v1/payment_intents/{quote(req.processor_reference, safe='')}/cancel"
+        return settle(await self._post(path, {}, req.attempt_id), _from_cancel)
+
+    async def lookup(self, req: LookupRequest) -> Outcome | LookupAnswer | None:
+        if req.processor_reference:
+            path = f"/v1/payment_intents/{quote(req.processor_reference, safe='')}"
+            exchange = await self.http.send("GET", path, params={"expand[]": "latest_charge"})
+        else:
+            query = f"metadata['{ATTEMPT_METADATA_KEY}']:'{req.attempt_id}'"
+            exchange = await self.http.send(
+                "GET", "/v1/payment_intents/search", params={"query": query, "expand[]": "data.latest_charge"}
+            )
+        if exchange.status != 200:
+            raise LookupError(f"{self.name}: lookup of {req.attempt_id} failed: {exchange.status or exchange.failure}")
+        body = exchange.json()
+        found = (
+            [PaymentIntent.model_validate(body)] if req.processor_reference else SearchResult.model_validate(body).data
+        )
+        if not found:
+            return UNKNOWN
+        return settle(exchange, lambda _status, _body: _from_intent(found[0]))
+
+    def scrub(self, transcript: str) -> str:
+        return scrub_text(transcript)
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+def _from_cancel(status: int, body: Any) -> Outcome:
+    if 200 <= status < 300:
+        pi = PaymentIntent.model_validate(body)
+        kind = OutcomeKind.APPROVED if pi.status == "canceled" else OutcomeKind.PROCESSOR_ERROR
+        return Outcome(kind, processor_reference=pi.id, raw_code=pi.status)
+    return from_wire(status, body)

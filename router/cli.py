@@ -1,0 +1,102 @@
+"""The `payroute` command: `serve`, `check`, `explain`. Each subcommand registers its own arguments and a `run`.
+
+payroute serve --config FILE [--host 127.0.0.1] [--port 8080] [--store sqlite:///payroute.db]
+payroute check FILE
+payroute explain --config FILE PAYMENT_JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from router import checkcmd, explain
+from router.config import ConfigError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the HTTP sidecar (Stripe v2 Off-Session Payments dialect)",
+        description="Run the HTTP sidecar. API keys come from PAYROUTE_API_KEYS (comma-separated sk_test_…/sk_live_…).",
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help="routing config (YAML)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0 picks a free one)")
+    p.add_argument("--store", default="sqlite:///payroute.db", help="store URL (default sqlite:///payroute.db)")
+    p.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long in-flight requests may take to finish (default 30)",
+    )
+    p.set_defaults(run=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from router.http.auth import ENV_VAR, ApiKeys
+    from router.http.server import ServeOptions, serve
+
+    try:
+        keys = ApiKeys.parse(os.environ.get(ENV_VAR, ""))
+    except ValueError as exc:
+        print(f"payroute serve: {exc}", file=sys.stderr)
+        return 2
+    options = ServeOptions(
+        config=args.config,
+        host=args.host,
+        port=args.port,
+        store=args.store,
+        shutdown_timeout=args.shutdown_timeout,
+    )
+
+    def ready(address: str) -> None:
+        print(f"payroute sidecar listening on {address}", file=sys.stderr, flush=True)
+
+    try:
+        asyncio.run(serve(options, keys, on_ready=ready))
+    except ConfigError as exc:
+        print(f"payroute serve: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"payroute serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# Subcommands, in the order `payroute --help` lists them.
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    _add_serve,
+    checkcmd.add_parser,
+    explain.add_parser,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="payroute", description="Multiprocessor payments orchestration router.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    command: Command = args.run
+    return command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

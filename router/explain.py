@@ -1,0 +1,273 @@
+"""`payroute explain`: which route a payment takes, by which strategy, and why each processor is in or out.
+
+    payroute explain --config config/routing.yaml payment.json
+    payroute explain --config config/routing.yaml '{"amount": {"value": 2500, "currency": "eur"}, ...}'
+
+The payment is the body of a create request (the v2 OffSessionPayment create parameters), from a file, inline,
+or `-` for stdin. Two extra keys are accepted: `id` (a weighted route orders by payment id, so pass a real one
+to see its order) and `card: {brand, country, funding}` for a token the router cannot read those from.
+`--breaker-open NAME` asks what happens while a processor's breaker is open.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from router.breakers import CLOSED, HALF_OPEN, OPEN
+from router.cards import card_from_token
+from router.checkcmd import close_adapters
+from router.config import ConfigError
+from router.errors import PayrouteError
+from router.models import CardSnapshot, Payment, parse_create_params
+from router.money import format_amount
+from router.reload import build_table
+from router.rules import Route, RoutingTable
+from router.stats import WindowCounts
+from router.strategies import LeastCost, SuccessRate
+
+EXPLAIN_PAYMENT_ID = "osp_test_explain"
+
+
+@dataclass(frozen=True)
+class RouteCheck:
+    """A route tried before the one taken, and every condition the payment failed there."""
+
+    index: int
+    name: str
+    refusals: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CandidateReport:
+    name: str
+    position: int | None  # 1-based order the engine tries it in; None when it is out
+    reasons: tuple[str, ...]
+
+    @property
+    def included(self) -> bool:
+        return self.position is not None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    payment_id: str
+    payment: str
+    table_version: int
+    route_index: int
+    route: str
+    strategy: str
+    strategy_note: str
+    routes_skipped: tuple[RouteCheck, ...]
+    candidates: tuple[CandidateReport, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["candidates"] = [{**asdict(c), "included": c.included} for c in self.candidates]
+        return out
+
+    def render(self) -> str:
+        lines = [
+            f"payment     {self.payment}",
+            f"table       version {self.table_version}",
+            f"route       routes[{self.route_index}] {self.route}",
+        ]
+        for skipped in self.routes_skipped:
+            lines.append(f"  skipped   routes[{skipped.index}] {skipped.name}: {'; '.join(skipped.refusals)}")
+        lines.append(f"strategy    {self.strategy}: {self.strategy_note}")
+        lines.append("candidates  in the order the engine tries them, failing over down the list:")
+        width = max((len(c.name) for c in self.candidates), default=0)
+        for c in self.candidates:
+            slot = f"{c.position}." if c.position is not None else "-"
+            verdict = "in " if c.included else "out"
+            lines.append(f"  {slot:>3} {c.name:<{width}}  {verdict}  {'; '.join(c.reasons)}")
+        return "\n".join(lines)
+
+
+_STRATEGY_NOTES = {
+    "priority": "the order the route lists them",
+    "weighted": "a weighted shuffle keyed by the payment id (stable for this payment)",
+    "success_rate": (
+        "by expected approval over the recent window; live traffic samples each processor's posterior "
+        "(Thompson sampling), so it sometimes explores a lower one"
+    ),
+    "least_cost": "cheapest first for this amount and currency",
+}
+
+
+def explain(
+    table: RoutingTable,
+    payment: Payment,
+    *,
+    breakers: Mapping[str, str] | None = None,
+    windows: Mapping[str, WindowCounts] | None = None,
+) -> Explanation:
+    """Explain the plan `table` makes for `payment`, given breaker states (name -> closed, open, half-open)
+    and the route's success-rate windows as they stand."""
+    route = table.route_for(payment)
+    skipped = tuple(_skipped(table, route, payment))
+    if isinstance(route.strategy, SuccessRate):
+        ordered = route.strategy.expected_order(route.candidates, windows)
+    else:
+        ordered = route.strategy.order(route.candidates, payment, windows)
+    notes = route.strategy.notes(route.candidates, payment, windows)
+    if route.strategy.name != "least_cost":
+        costs = LeastCost().notes(route.candidates, payment, windows)
+        notes = {n: f"{text}; {costs[n]}" if _has_cost(route, n) else text for n, text in notes.items()}
+    states = breakers or {}
+    reports: list[CandidateReport] = []
+    position = 0
+    pinned = False
+    for cand in ordered:
+        reasons = [notes.get(cand.name, "")]
+        currencies = cand.config.currencies
+        state = states.get(cand.name, CLOSED)
+        if currencies is not None and payment.currency not in currencies:
+            reasons.append(f"currency {payment.currency} unsupported (takes {', '.join(currencies)})")
+        elif pinned:
+            reasons.append("payments_orchestration is disabled: the payment stays on the first processor")
+        elif state == OPEN:
+            reasons.append("breaker open (recent technical failures): skipped until it half-opens")
+            pinned = not payment.orchestration_enabled
+        else:
+            position += 1
+            if state == HALF_OPEN:
+                reasons.append("breaker half-open: one trial call allowed")
+            pinned = not payment.orchestration_enabled
+            reports.append(CandidateReport(cand.name, position, tuple(r for r in reasons if r)))
+            continue
+        reports.append(CandidateReport(cand.name, None, tuple(r for r in reasons if r)))
+    return Explanation(
+        payment_id=payment.id,
+        payment=_describe(payment),
+        table_version=table.version,
+        route_index=route.index,
+        route=route.name,
+        strategy=route.strategy.name,
+        strategy_note=_STRATEGY_NOTES.get(route.strategy.name, ""),
+        routes_skipped=skipped,
+        candidates=tuple(reports),
+    )
+
+
+def _has_cost(route: Route, name: str) -> bool:
+    cost = next(c.config.cost for c in route.candidates if c.name == name)
+    return bool(cost.percent or cost.fixed or cost.fixed_by_currency)
+
+
+def _skipped(table: RoutingTable, taken: Route, payment: Payment) -> list[RouteCheck]:
+    out = []
+    for r in table.routes:
+        if r is taken:
+            if not r.is_default:
+                break
+            continue
+        if r.is_default:
+            continue
+        refusals = r.refusals(payment)
+        if refusals:
+            out.append(RouteCheck(r.index, r.name, tuple(refusals)))
+    return out
+
+
+def _describe(p: Payment) -> str:
+    card = "/".join(x for x in (p.card.brand, p.card.funding, p.card.country) if x) or "card details unknown"
+    meta = f", metadata {json.dumps(p.metadata, sort_keys=True)}" if p.metadata else ""
+    return (
+        f"{p.id}: {format_amount(p.amount, p.currency)} {p.cadence}, customer {p.customer}, "
+        f"{p.payment_method} ({card}){meta}"
+    )
+
+
+def payment_from_params(data: Mapping[str, Any], *, now: datetime | None = None) -> Payment:
+    """A Payment as the router would create it from these create parameters (raises PayrouteError)."""
+    body = dict(data)
+    payment_id = str(body.pop("id", EXPLAIN_PAYMENT_ID))
+    card_override = body.pop("card", None)
+    params = parse_create_params(body)
+    pm = params.payment_method or ""
+    known = card_from_token(pm)
+    card = CardSnapshot(brand=known.brand, country=known.country, funding=known.funding, fingerprint=known.fingerprint)
+    if card_override is not None:
+        if not isinstance(card_override, dict):
+            raise PayrouteError("card must be an object: {brand, country, funding}.", param="card")
+        card = card.model_copy(
+            update={k: card_override[k] for k in ("brand", "country", "funding") if k in card_override}
+        )
+    return Payment(
+        id=payment_id,
+        livemode=False,
+        created=now or datetime.now(UTC),
+        amount=params.amount.value,
+        currency=params.amount.currency,
+        cadence=params.cadence,
+        customer=params.customer,
+        payment_method=pm,
+        metadata=dict(params.metadata or {}),
+        orchestration_enabled=params.payments_orchestration.enabled if params.payments_orchestration else True,
+        payment_record="pr_explain",
+        card=card,
+    )
+
+
+def _read_payment(arg: str, stdin: TextIO) -> Any:
+    if arg == "-":
+        return json.loads(stdin.read())
+    if arg.lstrip().startswith("{"):
+        return json.loads(arg)
+    return json.loads(Path(arg).read_text(encoding="utf-8"))
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register `explain` on the CLI's subparsers."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "explain",
+        help="show the route, strategy and processor order a payment would get",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", required=True, help="the routing YAML file")
+    p.add_argument("payment", metavar="PAYMENT_JSON", help="create parameters: a file, inline JSON, or - for stdin")
+    p.add_argument(
+        "--breaker-open", action="append", default=[], metavar="PROCESSOR", help="treat this breaker as open"
+    )
+    p.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        table = build_table(args.config)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=err)
+        return 1
+    try:
+        try:
+            data = _read_payment(args.payment, sys.stdin)
+        except (OSError, ValueError) as exc:
+            print(f"cannot read the payment {args.payment!r}: {exc}", file=err)
+            return 2
+        try:
+            payment = payment_from_params(data)
+        except PayrouteError as exc:
+            where = f" ({exc.param})" if exc.param else ""
+            print(f"invalid payment{where}: {exc}", file=err)
+            return 2
+        unknown = [n for n in args.breaker_open if n not in table.config.processors]
+        if unknown:
+            print(f"--breaker-open: unknown processor {unknown[0]!r}", file=err)
+            return 2
+        result = explain(table, payment, breakers=dict.fromkeys(args.breaker_open, OPEN))
+        print(json.dumps(result.to_dict(), indent=2) if args.json else result.render(), file=out)
+        return 0
+    finally:
+        close_adapters(table)

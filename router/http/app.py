@@ -1,0 +1,499 @@
+"""The sidecar's aiohttp application: thin handlers over `Router`, one error envelope at the edge.
+
+Everything a request can get wrong is answered as `{"error": {type, code, message, param}}`: unknown paths
+and methods, a missing or wrong key, malformed JSON, a wrong content type, a body over 1 MiB, a bad parameter
+(named by its dotted path), an unknown id, a state conflict. An unexpected failure is a 500 in the same shape,
+logged here with its traceback and never shown to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from router.errors import PayrouteError, invalid
+from router.http import metrics, schemas
+from router.http.auth import ApiKeys, Caller
+from router.http.endpoints import ENDPOINTS, Endpoint
+from router.http.openapi import build_openapi
+from router.http.pagination import PageTokens, bad_page
+from router.service import Router
+from router.store.base import Cursor
+
+log = logging.getLogger("payroute.http")
+
+MAX_BODY = 1024 * 1024  # 1 MiB
+PAYMENTS_PATH = "/v2/payments/off_session_payments"
+EVENTS_PATH = "/v2/core/events"
+# How long a request waits for another in this process holding the same idempotency key to finish.
+SAME_KEY_WAIT_S = 60.0
+
+Json = dict[str, Any]
+
+
+@dataclass
+class Sidecar:
+    """What the handlers share. `router` is None until the core is open (and `/readyz` says so)."""
+
+    keys: ApiKeys
+    pages: PageTokens
+    router: Router | None = None
+    draining: bool = False
+    _same_key: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+
+    def core(self) -> Router:
+        if self.router is None:
+            raise PayrouteError(
+                "The router is starting; try again shortly.",
+                type="service_unavailable",
+                code="service_unavailable",
+                status=503,
+            )
+        return self.router
+
+
+SIDECAR = web.AppKey("sidecar", Sidecar)
+_CALLER = "payroute.caller"
+_ENDPOINT = "payroute.endpoint"
+
+
+# -- responses ---------------------------------------------------------------------------------------------------
+
+
+def _dumps(obj: Any) -> bytes:
+    # The same serialization the embedded library stores for idempotent replays.
+    return json.dumps(obj).encode()
+
+
+def _reply(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def _error_response(exc: PayrouteError) -> web.Response:
+    resp = _reply(_dumps(exc.to_dict()), exc.status)
+    if exc.status == 401:
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="payroute"'
+    # Tell Stripe's client libraries when a retry cannot help (they retry every 409 and 5xx otherwise).
+    retry_helps = exc.status >= 500 or exc.status == 429 or exc.type == "idempotency_error"
+    retry_helps = retry_helps or exc.code == "lock_timeout"
+    if not retry_helps:
+        resp.headers["Stripe-Should-Retry"] = "false"
+    return resp
+
+
+def _http_error(exc: web.HTTPException, request: web.Request) -> PayrouteError:
+    status = exc.status
+    if status == 404:
+        return PayrouteError(
+            f"Unrecognized request URL ({request.method}: {request.path}).",
+            code="unrecognized_request_url",
+            status=404,
+        )
+    if status == 405:
+        return PayrouteError(
+            f"{request.method} is not allowed on {request.path}.", code="method_not_allowed", status=405
+        )
+    if status == 413:
+        return _too_large()
+    return PayrouteError(exc.reason or "Bad request.", code="invalid_request", status=status if status < 500 else 400)
+
+
+def _too_large() -> PayrouteError:
+    return PayrouteError("The request body must be at most 1 MiB.", code="request_too_large", status=413)
+
+
+# -- the edge ----------------------------------------------------------------------------------------------------
+
+
+@web.middleware
+async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Metrics, authentication and the error envelope for every request, matched or not."""
+    started = time.perf_counter()
+    metrics.HTTP_IN_FLIGHT.inc()
+    info = request.match_info
+    route = info.route.resource.canonical if info.http_exception is None and info.route.resource else "unmatched"
+    resp: web.StreamResponse
+    try:
+        if info.http_exception is not None:
+            raise _http_error(info.http_exception, request)
+        endpoint: Endpoint | None = request.app[_ENDPOINTS].get(info.route.name or "")
+        if endpoint is not None:
+            if endpoint.auth:
+                request[_CALLER] = request.app[SIDECAR].keys.authenticate(request.headers.get("Authorization"))
+            _check_query(request, endpoint)
+            request[_ENDPOINT] = endpoint
+        resp = await handler(request)
+    except PayrouteError as exc:
+        resp = _error_response(exc)
+    except web.HTTPException as exc:
+        resp = _error_response(_http_error(exc, request))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        resp = _error_response(
+            PayrouteError("An unexpected error occurred.", type="api_error", code="internal_error", status=500)
+        )
+    finally:
+        metrics.HTTP_IN_FLIGHT.dec()
+    resp.headers["Request-Id"] = "req_" + secrets.token_hex(12)
+    version = request.headers.get("Stripe-Version")
+    if version:
+        resp.headers["Stripe-Version"] = version
+    metrics.HTTP_REQUESTS.labels(request.method, route, str(resp.status)).inc()
+    metrics.HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+    return resp
+
+
+def _check_query(request: web.Request, endpoint: Endpoint) -> None:
+    allowed = {q.name for q in endpoint.query}
+    for name in request.query:
+        if name not in allowed:
+            raise invalid(f"Received unknown parameter: {name}.", name, "parameter_unknown")
+    for q in endpoint.query:
+        if len(request.query.getall(q.name, [])) > 1:
+            raise invalid(f"{q.name} was given more than once.", q.name)
+        if q.required and not request.query.get(q.name):
+            raise invalid(f"Missing required param: {q.name}.", q.name, "parameter_missing")
+
+
+async def _body(request: web.Request) -> Any:
+    """The JSON body as a Python value; an empty body is `{}`."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise _too_large()
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large() from None
+    if not raw.strip():
+        return {}
+    if request.content_type != "application/json":
+        raise PayrouteError(
+            f"Request bodies must be JSON: send Content-Type: application/json, not '{request.content_type}'.",
+            code="unsupported_content_type",
+            status=415,
+        )
+    try:
+        return json.loads(raw, parse_constant=_no_constants)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayrouteError(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _caller(request: web.Request) -> Caller:
+    caller: Caller = request[_CALLER]
+    return caller
+
+
+def _idempotency_key(request: web.Request, required: bool) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None and required:
+        raise invalid(
+            "Missing required header: Idempotency-Key. Send a unique key with every create so a retry can never "
+            "charge twice.",
+            "Idempotency-Key",
+            "parameter_missing",
+        )
+    return key
+
+
+async def _post(
+    request: web.Request,
+    body: Any,
+    run: Callable[[], Awaitable[Json]],
+) -> web.Response:
+    """Run a POST, once per idempotency key when one is given: a repeat with the same body gets the first
+    response byte for byte; requests with the same key arriving together in this process wait for the first."""
+    sidecar = request.app[SIDECAR]
+    router = sidecar.core()
+    endpoint: Endpoint = request[_ENDPOINT]
+    key = _idempotency_key(request, endpoint.idempotency == "required")
+    if key is None:
+        return _reply(_dumps(await run()))
+    caller = _caller(request)
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ran = False
+
+    async def first() -> tuple[int, bytes]:
+        nonlocal ran
+        ran = True
+        return 200, _dumps(await run())
+
+    slot = (caller.scope, key)
+    while (busy := sidecar._same_key.get(slot)) is not None:
+        try:
+            async with asyncio.timeout(SAME_KEY_WAIT_S):
+                await busy.wait()
+        except TimeoutError:
+            break  # the store answers: still in progress (409, retryable)
+    done = sidecar._same_key[slot] = asyncio.Event()
+    try:
+        status, out = await router.idempotent(caller.scope, key, f"{request.method} {request.path}", canonical, first)
+    finally:
+        done.set()
+        if sidecar._same_key.get(slot) is done:
+            del sidecar._same_key[slot]
+    resp = _reply(out, status)
+    if not ran:
+        resp.headers["Idempotent-Replayed"] = "true"
+    if status >= 400:
+        resp.headers["Stripe-Should-Retry"] = "false"
+    return resp
+
+
+def _limit(request: web.Request) -> int:
+    text = request.query.get("limit")
+    if text is None:
+        return 20
+    try:
+        value = int(text)
+    except ValueError:
+        raise invalid("limit must be an integer between 1 and 100.", "limit") from None
+    if not 1 <= value <= 100:
+        raise invalid("limit must be an integer between 1 and 100.", "limit")
+    return value
+
+
+def _timestamp(value: str | int, param: str) -> datetime:
+    if isinstance(value, int):
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise invalid(f"{param} is out of range.", param) from None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise invalid(f"{param} must be an RFC 3339 timestamp, e.g. 2026-01-01T00:00:00.000Z.", param) from None
+
+
+# -- handlers ----------------------------------------------------------------------------------------------------
+
+
+async def create_off_session_payment(request: web.Request) -> web.StreamResponse:
+    body = await _body(request)
+    router = request.app[SIDECAR].core()
+    livemode = _caller(request).livemode
+    return await _post(request, body, lambda: router.create_payment(body, livemode=livemode))
+
+
+async def retrieve_off_session_payment(request: web.Request) -> web.StreamResponse:
+    router = request.app[SIDECAR].core()
+    payment = await router.get_payment(request.match_info["id"], livemode=_caller(request).livemode)
+    return _reply(_dumps(payment))
+
+
+async def list_off_session_payments(request: web.Request) -> web.StreamResponse:
+    sidecar = request.app[SIDECAR]
+    router = sidecar.core()
+    livemode = _caller(request).livemode
+    limit = _limit(request)
+    cursor: Cursor | None = None
+    direction: Literal["next", "previous"] = "next"
+    token = request.query.get("page")
+    if token is not None:
+        pos = sidecar.pages.decode(token, "payments", livemode)
+        created, pid, way = pos.get("c"), pos.get("i"), pos.get("d")
+        if not isinstance(created, int) or not isinstance(pid, str) or way not in ("next", "previous"):
+            raise bad_page()
+        cursor, direction = Cursor(created, pid), way
+    objects, has_more, payments = await router.list_payments(
+        livemode=livemode, limit=limit, cursor=cursor, direction=direction
+    )
+
+    def url(p: Any, way: str) -> str:
+        pos = {"c": int(p.created.timestamp() * 1_000_000), "i": p.id, "d": way}
+        return f"{PAYMENTS_PATH}?limit={limit}&page={sidecar.pages.encode('payments', livemode, pos)}"
+
+    more_after = has_more if direction == "next" else cursor is not None
+    more_before = cursor is not None if direction == "next" else has_more
+    return _reply(
+        _dumps(
+            {
+                "data": objects,
+                "next_page_url": url(payments[-1], "next") if payments and more_after else None,
+                "previous_page_url": url(payments[0], "previous") if payments and more_before else None,
+            }
+        )
+    )
+
+
+def _state_change(
+    name: Literal["cancel", "pause", "resume"],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await _body(request)
+        schemas.parse_params(schemas.NoParams, body)
+        router = request.app[SIDECAR].core()
+        pid, livemode = request.match_info["id"], _caller(request).livemode
+        action = {"cancel": router.cancel_payment, "pause": router.pause_payment, "resume": router.resume_payment}
+        return await _post(request, body, lambda: action[name](pid, livemode=livemode))
+
+    handle.__name__ = f"{name}_off_session_payment"
+    return handle
+
+
+async def capture_off_session_payment(request: web.Request) -> web.StreamResponse:
+    body = await _body(request)
+    params = schemas.parse_params(schemas.CaptureParams, body)
+    router = request.app[SIDECAR].core()
+    pid, livemode = request.match_info["id"], _caller(request).livemode
+    return await _post(
+        request,
+        body,
+        lambda: router.capture_payment(pid, amount_to_capture=params.amount_to_capture, livemode=livemode),
+    )
+
+
+async def retrieve_payment_record(request: web.Request) -> web.StreamResponse:
+    router = request.app[SIDECAR].core()
+    return _reply(_dumps(await router.get_payment_record(request.match_info["id"], livemode=_caller(request).livemode)))
+
+
+async def list_payment_attempt_records(request: web.Request) -> web.StreamResponse:
+    router = request.app[SIDECAR].core()
+    data = await router.list_attempt_records(request.query["payment_record"], livemode=_caller(request).livemode)
+    return _reply(_dumps({"object": "list", "data": data, "has_more": False, "url": "/v1/payment_attempt_records"}))
+
+
+async def retrieve_payment_attempt_record(request: web.Request) -> web.StreamResponse:
+    router = request.app[SIDECAR].core()
+    return _reply(_dumps(await router.get_attempt_record(request.match_info["id"], livemode=_caller(request).livemode)))
+
+
+async def list_events(request: web.Request) -> web.StreamResponse:
+    sidecar = request.app[SIDECAR]
+    router = sidecar.core()
+    livemode = _caller(request).livemode
+    limit = _limit(request)
+    object_id = request.query.get("object_id")
+    after: int | None = None
+    token = request.query.get("page")
+    if token is not None:
+        pos = sidecar.pages.decode(token, "events", livemode)
+        after = pos.get("s")
+        if not isinstance(after, int) or pos.get("o") != object_id:
+            raise bad_page()
+    data, has_more, last = await router.list_events_page(
+        livemode=livemode, object_id=object_id, limit=limit, after_seq=after
+    )
+    next_url = None
+    if has_more and last is not None:
+        token = sidecar.pages.encode("events", livemode, {"s": last, "o": object_id})
+        filter_part = f"&object_id={object_id}" if object_id else ""
+        next_url = f"{EVENTS_PATH}?limit={limit}{filter_part}&page={token}"
+    return _reply(_dumps({"data": data, "next_page_url": next_url, "previous_page_url": None}))
+
+
+async def retrieve_event(request: web.Request) -> web.StreamResponse:
+    router = request.app[SIDECAR].core()
+    return _reply(_dumps(await router.get_event(request.match_info["id"], livemode=_caller(request).livemode)))
+
+
+async def create_test_clock(request: web.Request) -> web.StreamResponse:
+    body = await _body(request)
+    params = schemas.parse_params(schemas.TestClockCreateParams, body)
+    router = request.app[SIDECAR].core()
+    livemode = _caller(request).livemode
+    at = _timestamp(params.frozen_time, "frozen_time") if params.frozen_time is not None else None
+    return await _post(request, body, lambda: router.create_test_clock(at, name=params.name, livemode=livemode))
+
+
+async def retrieve_test_clock(request: web.Request) -> web.StreamResponse:
+    router = request.app[SIDECAR].core()
+    return _reply(_dumps(await router.get_test_clock(request.match_info["id"], livemode=_caller(request).livemode)))
+
+
+async def advance_test_clock(request: web.Request) -> web.StreamResponse:
+    body = await _body(request)
+    params = schemas.parse_params(schemas.TestClockAdvanceParams, body)
+    router = request.app[SIDECAR].core()
+    at = _timestamp(params.frozen_time, "frozen_time")
+    pid, livemode = request.match_info["id"], _caller(request).livemode
+    return await _post(request, body, lambda: router.advance_test_clock(pid, at, livemode=livemode))
+
+
+async def metrics_handler(request: web.Request) -> web.StreamResponse:
+    router = request.app[SIDECAR].router
+    if router is not None:
+        try:
+            await metrics.refresh(router)
+        except PayrouteError:
+            log.warning("store unavailable while refreshing metrics")
+    resp = web.Response(body=metrics.exposition())
+    resp.content_type = "text/plain"
+    resp.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
+    return resp
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    return _reply(_dumps({"status": "ok"}))
+
+
+async def readyz(request: web.Request) -> web.StreamResponse:
+    sidecar = request.app[SIDECAR]
+    router = sidecar.router
+    checks = {
+        "config": router is not None and router.config is not None,
+        "store": router is not None and await router.store.ping(),
+        "accepting": not sidecar.draining,
+    }
+    if not all(checks.values()):
+        failing = ", ".join(name for name, ok in checks.items() if not ok)
+        raise PayrouteError(f"Not ready: {failing}.", type="service_unavailable", code="not_ready", status=503)
+    return _reply(_dumps({"status": "ready", "checks": checks}))
+
+
+_OPENAPI: bytes | None = None
+
+
+async def openapi(request: web.Request) -> web.StreamResponse:
+    global _OPENAPI
+    if _OPENAPI is None:
+        _OPENAPI = json.dumps(build_openapi(), indent=2).encode()
+    return _reply(_OPENAPI)
+
+
+HANDLERS: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
+    "create_off_session_payment": create_off_session_payment,
+    "list_off_session_payments": list_off_session_payments,
+    "retrieve_off_session_payment": retrieve_off_session_payment,
+    "cancel_off_session_payment": _state_change("cancel"),
+    "pause_off_session_payment": _state_change("pause"),
+    "resume_off_session_payment": _state_change("resume"),
+    "capture_off_session_payment": capture_off_session_payment,
+    "retrieve_payment_record": retrieve_payment_record,
+    "list_payment_attempt_records": list_payment_attempt_records,
+    "retrieve_payment_attempt_record": retrieve_payment_attempt_record,
+    "list_events": list_events,
+    "retrieve_event": retrieve_event,
+    "create_test_clock": create_test_clock,
+    "retrieve_test_clock": retrieve_test_clock,
+    "advance_test_clock": advance_test_clock,
+    "metrics": metrics_handler,
+    "healthz": healthz,
+    "readyz": readyz,
+    "openapi": openapi,
+}
+
+_ENDPOINTS = web.AppKey("endpoints", dict[str, Endpoint])
+
+
+def create_app(sidecar: Sidecar) -> web.Application:
+    """The sidecar application. Set `sidecar.router` (now or later) to an open Router to serve the API."""
+    app = web.Application(middlewares=[edge], client_max_size=MAX_BODY)
+    app[SIDECAR] = sidecar
+    app[_ENDPOINTS] = {e.name: e for e in ENDPOINTS}
+    for e in ENDPOINTS:
+        app.router.add_route(e.method, e.path, HANDLERS[e.name], name=e.name)
+    return app

@@ -1,0 +1,175 @@
+"""The sidecar's endpoints as data: the app registers its handlers from this table and `/openapi.json` is
+generated from it, so the document and the server cannot list different routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel
+
+from router.http import schemas
+from router.models import OffSessionPaymentCreateParams
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    name: str
+    description: str
+    kind: Literal["string", "integer"] = "string"
+    required: bool = False
+    minimum: int | None = None
+    maximum: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    name: str  # the handler's name and the OpenAPI operationId
+    method: Literal["GET", "POST"]
+    path: str
+    summary: str
+    response: type[BaseModel] | None  # None: not JSON (metrics)
+    body: type[BaseModel] | None = None
+    query: tuple[Query, ...] = ()
+    auth: bool = True
+    idempotency: Literal["required", "optional", "none"] = "none"
+    errors: tuple[int, ...] = field(default=(400, 401, 404))
+
+
+LIMIT = Query("limit", "Page size, 1 to 100 (default 20).", "integer", minimum=1, maximum=100)
+PAGE = Query("page", "Opaque page token from next_page_url or previous_page_url.")
+_POST_ERRORS = (400, 401, 404, 409, 413, 415)
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "create_off_session_payment",
+        "POST",
+        "/v2/payments/off_session_payments",
+        "Create an OffSessionPayment; it is attempted at once unless a test clock or target_date defers it.",
+        schemas.OffSessionPayment,
+        body=OffSessionPaymentCreateParams,
+        idempotency="required",
+        errors=_POST_ERRORS,
+    ),
+    Endpoint(
+        "list_off_session_payments",
+        "GET",
+        "/v2/payments/off_session_payments",
+        "List OffSessionPayments, newest first.",
+        schemas.OffSessionPaymentList,
+        query=(LIMIT, PAGE),
+        errors=(400, 401),
+    ),
+    Endpoint(
+        "retrieve_off_session_payment",
+        "GET",
+        "/v2/payments/off_session_payments/{id}",
+        "Retrieve an OffSessionPayment.",
+        schemas.OffSessionPayment,
+    ),
+    Endpoint(
+        "cancel_off_session_payment",
+        "POST",
+        "/v2/payments/off_session_payments/{id}/cancel",
+        "Cancel a pending, pending_retry, paused or requires_capture OffSessionPayment.",
+        schemas.OffSessionPayment,
+        body=schemas.NoParams,
+        idempotency="optional",
+        errors=_POST_ERRORS,
+    ),
+    Endpoint(
+        "pause_off_session_payment",
+        "POST",
+        "/v2/payments/off_session_payments/{id}/pause",
+        "Pause the retry schedule of a pending or pending_retry OffSessionPayment.",
+        schemas.OffSessionPayment,
+        body=schemas.NoParams,
+        idempotency="optional",
+        errors=_POST_ERRORS,
+    ),
+    Endpoint(
+        "resume_off_session_payment",
+        "POST",
+        "/v2/payments/off_session_payments/{id}/resume",
+        "Resume a paused OffSessionPayment.",
+        schemas.OffSessionPayment,
+        body=schemas.NoParams,
+        idempotency="optional",
+        errors=_POST_ERRORS,
+    ),
+    Endpoint(
+        "capture_off_session_payment",
+        "POST",
+        "/v2/payments/off_session_payments/{id}/capture",
+        "Capture a manual-capture OffSessionPayment in requires_capture, in full or in part.",
+        schemas.OffSessionPayment,
+        body=schemas.CaptureParams,
+        idempotency="optional",
+        errors=(*_POST_ERRORS, 502, 503),
+    ),
+    Endpoint(
+        "retrieve_payment_record",
+        "GET",
+        "/v1/payment_records/{id}",
+        "Retrieve the payment record of an OffSessionPayment.",
+        schemas.PaymentRecord,
+    ),
+    Endpoint(
+        "list_payment_attempt_records",
+        "GET",
+        "/v1/payment_attempt_records",
+        "List the attempt records of a payment record, oldest first.",
+        schemas.PaymentAttemptRecordList,
+        query=(Query("payment_record", "The payment record (pr_…) whose attempts to list.", required=True),),
+    ),
+    Endpoint(
+        "retrieve_payment_attempt_record",
+        "GET",
+        "/v1/payment_attempt_records/{id}",
+        "Retrieve one attempt record.",
+        schemas.PaymentAttemptRecord,
+    ),
+    Endpoint(
+        "list_events",
+        "GET",
+        "/v2/core/events",
+        "List the events the router emitted, oldest first.",
+        schemas.EventList,
+        query=(Query("object_id", "Only the events of this object."), LIMIT, PAGE),
+        errors=(400, 401),
+    ),
+    Endpoint("retrieve_event", "GET", "/v2/core/events/{id}", "Retrieve an event.", schemas.Event),
+    Endpoint(
+        "create_test_clock",
+        "POST",
+        "/v2/test_helpers/test_clocks",
+        "Create a test clock (test mode only).",
+        schemas.TestClock,
+        body=schemas.TestClockCreateParams,
+        idempotency="optional",
+        errors=(400, 401, 409, 413, 415),
+    ),
+    Endpoint(
+        "retrieve_test_clock",
+        "GET",
+        "/v2/test_helpers/test_clocks/{id}",
+        "Retrieve a test clock.",
+        schemas.TestClock,
+    ),
+    Endpoint(
+        "advance_test_clock",
+        "POST",
+        "/v2/test_helpers/test_clocks/{id}/advance",
+        "Move a test clock forward, running every attempt and expiry that falls due on the way.",
+        schemas.TestClock,
+        body=schemas.TestClockAdvanceParams,
+        idempotency="optional",
+        errors=_POST_ERRORS,
+    ),
+    Endpoint("metrics", "GET", "/metrics", "Prometheus metrics.", None, auth=False, errors=()),
+    Endpoint("healthz", "GET", "/healthz", "Liveness.", schemas.Health, auth=False, errors=()),
+    Endpoint(
+        "readyz", "GET", "/readyz", "Readiness: the store answers and a config is loaded.", schemas.Health, auth=False
+    ),
+    Endpoint("openapi", "GET", "/openapi.json", "This document.", None, auth=False, errors=()),
+)

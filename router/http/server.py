@@ -1,0 +1,89 @@
+"""Running the sidecar: listen, open the core, serve until SIGTERM or SIGINT, then drain and close.
+
+Shutdown order: `/readyz` turns 503 and the listening socket closes (no new connections); requests already
+being handled, each with its authorization attempt, get up to `shutdown_timeout` seconds to finish; then the
+store is flushed and closed, and the process exits 0. An attempt cut off by the timeout stays `processing`
+under its lease and is reconciled on the next start, never re-sent blindly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from router.http.app import Sidecar, create_app
+from router.http.auth import ApiKeys
+from router.http.pagination import PageTokens
+from router.service import Router
+
+log = logging.getLogger("payroute.http")
+
+PAGE_SECRET_ENV = "PAYROUTE_PAGE_SECRET"  # noqa: S105 - the variable's name, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    config: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    store: str = "sqlite:///payroute.db"
+    shutdown_timeout: float = 30.0
+
+
+def page_tokens(keys: ApiKeys, environ: dict[str, str] | None = None) -> PageTokens:
+    """Page tokens signed with `PAYROUTE_PAGE_SECRET`, or else a secret derived from the API keys."""
+    env = os.environ if environ is None else environ
+    explicit = env.get(PAGE_SECRET_ENV)
+    return PageTokens(explicit.encode() if explicit else keys.derive_secret("page-tokens"))
+
+
+async def serve(
+    options: ServeOptions,
+    keys: ApiKeys,
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until `stop` is set (by SIGTERM or SIGINT when no event is given)."""
+    sidecar = Sidecar(keys=keys, pages=page_tokens(keys))
+    app = create_app(sidecar)
+    runner = web.AppRunner(app, shutdown_timeout=options.shutdown_timeout, access_log=log)
+    await runner.setup()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    router: Router | None = None
+    try:
+        site = web.TCPSite(runner, options.host, options.port, shutdown_timeout=options.shutdown_timeout)
+        await site.start()
+        # Listening before the core is open: /healthz answers and /readyz says not ready while it opens.
+        router = await Router.open(options.config, options.store)
+        sidecar.router = router
+        address = f"http://{options.host}:{_bound_port(runner) or options.port}"
+        log.info("payroute sidecar on %s (%d API keys)", address, len(keys))
+        if on_ready is not None:
+            on_ready(address)
+        await stop.wait()
+        log.info("shutting down: draining in-flight requests (up to %.0f s)", options.shutdown_timeout)
+    finally:
+        sidecar.draining = True
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+        if router is not None:
+            await router.close()
+        log.info("payroute sidecar stopped")
+
+
+def _bound_port(runner: web.AppRunner) -> int | None:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return None

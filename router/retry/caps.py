@@ -1,0 +1,92 @@
+"""Card-network retry caps (DESIGN.md section 6), counted per card across every processor and payment.
+
+- Visa: at most `visa_reattempts_30d` reattempts in 30 days; a reattempt is any attempt on the card that
+  follows a decline of it inside the same 30 days.
+- Mastercard: at most `mastercard_declines_24h` declines in 24 hours and `mastercard_declines_30d` in 30 days;
+  a retry that could produce one decline too many is not made.
+
+`next_allowed` answers "when is the earliest moment at or after T that one more retry stays inside every cap?",
+so a strategy's choice is pushed later instead of dropped when a cap is full.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from router.config import NetworkLimits
+from router.store.base import CardActivity
+
+DAY = timedelta(days=1)
+_TICK = timedelta(microseconds=1)
+_MAX_STEPS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Cap:
+    brand: str
+    counts: Literal["reattempts", "declines"]
+    window: timedelta
+    limit_field: str
+
+    def limit(self, limits: NetworkLimits) -> int:
+        value: int = getattr(limits, self.limit_field)
+        return value
+
+
+CAPS: tuple[Cap, ...] = (
+    Cap("visa", "reattempts", 30 * DAY, "visa_reattempts_30d"),
+    Cap("mastercard", "declines", 1 * DAY, "mastercard_declines_24h"),
+    Cap("mastercard", "declines", 30 * DAY, "mastercard_declines_30d"),
+)
+LONGEST_WINDOW = max(c.window for c in CAPS)
+
+
+def caps_for(brand: str | None) -> tuple[Cap, ...]:
+    b = (brand or "").lower()
+    return tuple(c for c in CAPS if c.brand == b)
+
+
+def counted(cap: Cap, activity: CardActivity, at: datetime) -> list[datetime]:
+    """The events `cap` counts in the window that ends at `at` (exclusive), oldest first."""
+    start = at - cap.window
+    declines = _between(activity.declines, start, at)
+    if cap.counts == "declines":
+        return declines
+    if not declines:
+        return []
+    first = declines[0]
+    return [t for t in _between(activity.attempts, start, at) if t > first]
+
+
+def _between(times: Sequence[datetime], start: datetime, end: datetime) -> list[datetime]:
+    ordered = sorted(times)
+    return ordered[bisect_left(ordered, start) : bisect_left(ordered, end)]
+
+
+def next_allowed(brand: str | None, activity: CardActivity, at: datetime, limits: NetworkLimits) -> datetime | None:
+    """The earliest time >= `at` when one more retry keeps the card inside every cap; None if never."""
+    caps = caps_for(brand)
+    for _ in range(_MAX_STEPS):
+        later = at
+        for cap in caps:
+            limit = cap.limit(limits)
+            if limit <= 0:
+                return None
+            events = counted(cap, activity, at)
+            if len(events) >= limit:
+                # A slot frees when the event that keeps the count at the limit leaves the window.
+                later = max(later, events[len(events) - limit] + cap.window + _TICK)
+        if later == at:
+            return at
+        at = later
+    return None
+
+
+def with_decline(activity: CardActivity, at: datetime) -> CardActivity:
+    """Activity plus a decline (and its attempt) at `at` that the store has not recorded yet."""
+    attempts = list(activity.attempts) if at in activity.attempts else [*activity.attempts, at]
+    return CardActivity(attempts=attempts, declines=[*activity.declines, at])

@@ -1,0 +1,495 @@
+"""The shared store: PostgreSQL through an asyncpg pool, for many replicas on one database.
+
+Same interface and semantics as the SQLite store (`router.store.base.Store`); what changes is how
+concurrency is kept safe when several processes write at once:
+
+- a payment is updated by compare-and-set on `version` (`UPDATE … WHERE id = $ AND version = $`), so of two
+  replicas deciding on the same payment exactly one write lands and the other gets ConcurrentUpdate;
+- due retries are claimed with `FOR UPDATE SKIP LOCKED` and a lease (`lease_owner`, `lease_until_us`): two
+  replicas polling the queue at once take disjoint payments, and the claims of a replica that died come back
+  once its lease expires;
+- an idempotency key is a primary key, so of two replicas given the same key at the same moment one inserts
+  and the other finds the first one's entry.
+
+Numbered migrations from `migrations/postgres/` are applied on open, inside one transaction holding an advisory
+lock, so replicas starting together apply each migration once. `?schema=name` in the URL puts every table in
+that schema (created if missing): tenants, or test runs sharing one database, stay apart.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
+
+import asyncpg
+
+from router.errors import ConcurrentUpdate, StoreUnavailable
+from router.models import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
+from router.store.base import CardActivity, Cursor, IdempotencyEntry, Page, from_us, to_us
+from router.store.schema import migrations
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Errors that mean "the database cannot be reached", as opposed to a bug in a statement.
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+_DECLINED = ("soft_decline", "hard_decline", "authentication_required")
+
+
+def split_url(url: str) -> tuple[str, str | None, dict[str, str]]:
+    """(dsn for asyncpg, schema or None, our own options) from a store URL.
+
+    Our options (`schema`, `pool_min`, `pool_max`) are taken out of the query string; the rest (sslmode, …)
+    stays for asyncpg.
+    """
+    parsed = urlparse(url)
+    if parsed.scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"not a postgresql URL: {url!r}")
+    ours: dict[str, str] = {}
+    theirs: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parsed.query, keep_blank_values=True):
+        if key in ("schema", "pool_min", "pool_max"):
+            ours[key] = value
+        else:
+            theirs.append((key, value))
+    schema = ours.pop("schema", None)
+    if schema is not None and not _SCHEMA_NAME.match(schema):
+        raise ValueError(f"schema name must be lower-case letters, digits and _, not {schema!r}")
+    return urlunparse(parsed._replace(query=urlencode(theirs))), schema, ours
+
+
+def _us(at: datetime | None) -> int | None:
+    return to_us(at) if at is not None else None
+
+
+class PostgresStore:
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        self.url = url
+        self._dsn, self.schema, options = split_url(url)
+        self._min_size = int(options.get("pool_min", min_size))
+        self._max_size = int(options.get("pool_max", max_size))
+        self._pool: asyncpg.Pool | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    async def open(self) -> None:
+        settings = {"search_path": self.schema} if self.schema else {}
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                server_settings={**settings, "application_name": "payroute"},
+            )
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable() from exc
+        await self._migrate()
+
+    async def _migrate(self) -> None:
+        namespace = self.schema or "public"
+        async with self._tx() as conn:
+            # One migrator at a time per schema; the lock is released when this transaction ends.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"payroute:{namespace}")
+            if self.schema:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL)"
+            )
+            applied = {row[0] for row in await conn.fetch("SELECT number FROM schema_migrations")}
+            for number, name, sql in migrations("postgres"):
+                if number in applied:
+                    continue
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (number, name) VALUES ($1, $2)", number, name)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def ping(self) -> bool:
+        try:
+            async with self._conn() as conn:
+                await conn.fetchval("SELECT 1")
+            return True
+        except (StoreUnavailable, asyncpg.PostgresError):
+            return False
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._pool is None:
+            raise StoreUnavailable()
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable() from exc
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._conn() as conn, conn.transaction():
+            yield conn
+
+    async def _one(self, sql: str, *args: Any) -> Any:
+        async with self._conn() as conn:
+            return await conn.fetchrow(sql, *args)
+
+    async def _all(self, sql: str, *args: Any) -> list[Any]:
+        async with self._conn() as conn:
+            return list(await conn.fetch(sql, *args))
+
+    # -- payments --------------------------------------------------------------------------------------------
+    @staticmethod
+    def _payment_row(p: Payment) -> tuple[Any, ...]:
+        return (
+            p.livemode,
+            to_us(p.created),
+            str(p.status),
+            p.customer,
+            p.card.fingerprint,
+            p.test_clock,
+            _us(p.next_attempt_at),
+            _us(p.capture_before),
+            p.version,
+            p.model_dump_json(),
+        )
+
+    async def create_payment(self, payment: Payment, record: PaymentRecordState, events: list[Event]) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                "INSERT INTO payments (id, livemode, created_us, status, customer, card_fingerprint, test_clock,"
+                " next_attempt_us, capture_before_us, version, data) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+                payment.id,
+                *self._payment_row(payment),
+            )
+            await conn.execute(
+                "INSERT INTO payment_records (id, payment_id, data) VALUES ($1, $2, $3)",
+                record.id,
+                payment.id,
+                record.model_dump_json(),
+            )
+            await self._insert_events(conn, events)
+
+    async def get_payment(self, payment_id: str) -> Payment | None:
+        row = await self._one("SELECT data FROM payments WHERE id = $1", payment_id)
+        return Payment.model_validate_json(row[0]) if row else None
+
+    async def list_payments(
+        self,
+        livemode: bool,
+        limit: int,
+        cursor: Cursor | None = None,
+        direction: Literal["next", "previous"] = "next",
+    ) -> Page:
+        if cursor is None:
+            rows = await self._all(
+                "SELECT data FROM payments WHERE livemode = $1 ORDER BY created_us DESC, id DESC LIMIT $2",
+                livemode,
+                limit + 1,
+            )
+        elif direction == "next":
+            rows = await self._all(
+                "SELECT data FROM payments WHERE livemode = $1 AND (created_us, id) < ($2, $3)"
+                " ORDER BY created_us DESC, id DESC LIMIT $4",
+                livemode,
+                cursor.created_us,
+                cursor.id,
+                limit + 1,
+            )
+        else:
+            rows = await self._all(
+                "SELECT data FROM payments WHERE livemode = $1 AND (created_us, id) > ($2, $3)"
+                " ORDER BY created_us ASC, id ASC LIMIT $4",
+                livemode,
+                cursor.created_us,
+                cursor.id,
+                limit + 1,
+            )
+        has_more = len(rows) > limit
+        payments = [Payment.model_validate_json(r[0]) for r in rows[:limit]]
+        if direction == "previous" and cursor is not None:
+            payments.reverse()
+        return Page(payments, has_more)
+
+    async def save_payment(
+        self,
+        payment: Payment,
+        expected_version: int,
+        *,
+        record: PaymentRecordState | None = None,
+        attempts: Sequence[AttemptRecord] = (),
+        events: list[Event] | None = None,
+        lease_owner: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> Payment:
+        saved = payment.model_copy(update={"version": expected_version + 1})
+        async with self._tx() as conn:
+            status = await conn.execute(
+                "UPDATE payments SET livemode=$1, created_us=$2, status=$3, customer=$4, card_fingerprint=$5,"
+                " test_clock=$6, next_attempt_us=$7, capture_before_us=$8, version=$9, data=$10,"
+                " lease_owner=$11, lease_until_us=$12 WHERE id = $13 AND version = $14",
+                *self._payment_row(saved),
+                lease_owner,
+                _us(lease_until),
+                saved.id,
+                expected_version,
+            )
+            if status != "UPDATE 1":
+                raise ConcurrentUpdate(payment.id)
+            if record is not None:
+                await conn.execute(
+                    "UPDATE payment_records SET data = $1 WHERE id = $2", record.model_dump_json(), record.id
+                )
+            if attempts:
+                await self._upsert_attempts(conn, attempts)
+            await self._insert_events(conn, events or [])
+        return saved
+
+    @staticmethod
+    async def _upsert_attempts(conn: asyncpg.Connection, attempts: Sequence[AttemptRecord]) -> None:
+        await conn.executemany(
+            "INSERT INTO attempts (id, payment_id, payment_record, created_us, processor, state, outcome,"
+            " card_fingerprint, data) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (id) DO UPDATE SET"
+            " state = excluded.state, outcome = excluded.outcome,"
+            " card_fingerprint = excluded.card_fingerprint, data = excluded.data",
+            [
+                (
+                    a.id,
+                    a.payment_id,
+                    a.payment_record,
+                    to_us(a.created),
+                    a.processor,
+                    a.state,
+                    a.outcome,
+                    a.card.fingerprint,
+                    a.model_dump_json(),
+                )
+                for a in attempts
+            ],
+        )
+
+    async def save_attempt(self, attempt: AttemptRecord) -> None:
+        async with self._tx() as conn:
+            await self._upsert_attempts(conn, [attempt])
+
+    async def list_unresolved(self, limit: int) -> list[AttemptRecord]:
+        rows = await self._all(
+            "SELECT data FROM attempts WHERE state = 'unresolved' ORDER BY created_us, seq LIMIT $1", limit
+        )
+        return [AttemptRecord.model_validate_json(r[0]) for r in rows]
+
+    async def claim_due(self, now: datetime, owner: str, lease_until: datetime, limit: int) -> list[Payment]:
+        # SKIP LOCKED: rows another replica is claiming right now are passed over, not waited for; the lease
+        # keeps them from being claimed again after that replica commits, until it expires.
+        rows = await self._all(
+            "WITH due AS ("
+            " SELECT id FROM payments WHERE status IN ('pending', 'pending_retry') AND next_attempt_us <= $1"
+            " AND test_clock IS NULL AND (lease_until_us IS NULL OR lease_until_us < $1)"
+            " ORDER BY next_attempt_us LIMIT $4 FOR UPDATE SKIP LOCKED)"
+            " UPDATE payments p SET lease_owner = $2, lease_until_us = $3 FROM due WHERE p.id = due.id"
+            " RETURNING p.next_attempt_us, p.id, p.data",
+            to_us(now),
+            owner,
+            to_us(lease_until),
+            limit,
+        )
+        return [Payment.model_validate_json(r[2]) for r in sorted(rows, key=lambda r: (r[0], r[1]))]
+
+    async def list_due_on_clock(self, test_clock: str, now: datetime) -> list[Payment]:
+        now_us = to_us(now)
+        rows = await self._all(
+            "SELECT data FROM payments WHERE test_clock = $1 AND ("
+            " (status IN ('pending', 'pending_retry') AND next_attempt_us <= $2) OR"
+            " (status = 'requires_capture' AND capture_before_us <= $2))"
+            " ORDER BY COALESCE(next_attempt_us, capture_before_us), id",
+            test_clock,
+            now_us,
+        )
+        return [Payment.model_validate_json(r[0]) for r in rows]
+
+    async def list_stuck(self, now: datetime, limit: int) -> list[Payment]:
+        rows = await self._all(
+            "SELECT data FROM payments WHERE status = 'processing'"
+            " AND (lease_until_us IS NULL OR lease_until_us < $1) ORDER BY created_us LIMIT $2",
+            to_us(now),
+            limit,
+        )
+        return [Payment.model_validate_json(r[0]) for r in rows]
+
+    async def list_expiring(self, now: datetime, limit: int) -> list[Payment]:
+        rows = await self._all(
+            "SELECT data FROM payments WHERE status = 'requires_capture' AND capture_before_us <= $1"
+            " AND test_clock IS NULL ORDER BY capture_before_us LIMIT $2",
+            to_us(now),
+            limit,
+        )
+        return [Payment.model_validate_json(r[0]) for r in rows]
+
+    # -- records ---------------------------------------------------------------------------------------------
+    async def get_payment_record(self, record_id: str) -> PaymentRecordState | None:
+        row = await self._one("SELECT data FROM payment_records WHERE id = $1", record_id)
+        return PaymentRecordState.model_validate_json(row[0]) if row else None
+
+    async def get_attempt(self, attempt_id: str) -> AttemptRecord | None:
+        row = await self._one("SELECT data FROM attempts WHERE id = $1", attempt_id)
+        return AttemptRecord.model_validate_json(row[0]) if row else None
+
+    async def list_attempts(self, payment_record: str) -> list[AttemptRecord]:
+        rows = await self._all(
+            "SELECT data FROM attempts WHERE payment_record = $1 ORDER BY created_us, seq", payment_record
+        )
+        return [AttemptRecord.model_validate_json(r[0]) for r in rows]
+
+    async def card_activity(self, fingerprint: str, since: datetime) -> CardActivity:
+        rows = await self._all(
+            "SELECT created_us, outcome FROM attempts WHERE card_fingerprint = $1 AND created_us >= $2"
+            " ORDER BY created_us, seq",
+            fingerprint,
+            to_us(since),
+        )
+        attempts = [from_us(r[0]) for r in rows]
+        declines = [from_us(r[0]) for r in rows if r[1] in _DECLINED]
+        return CardActivity(attempts, declines)
+
+    async def attempt_stats(self, since: datetime, limit: int) -> list[AttemptRecord]:
+        rows = await self._all(
+            "SELECT data FROM attempts WHERE state = 'settled' AND created_us >= $1"
+            " ORDER BY created_us DESC, seq DESC LIMIT $2",
+            to_us(since),
+            limit,
+        )
+        return [AttemptRecord.model_validate_json(r[0]) for r in rows]
+
+    # -- idempotency -----------------------------------------------------------------------------------------
+    async def reserve_idempotency(self, entry: IdempotencyEntry) -> IdempotencyEntry | None:
+        while True:
+            async with self._conn() as conn:
+                inserted = await conn.fetchval(
+                    "INSERT INTO idempotency_keys (scope, key, request_hash, created_us, state)"
+                    " VALUES ($1, $2, $3, $4, 'in_progress') ON CONFLICT (scope, key) DO NOTHING RETURNING 1",
+                    entry.scope,
+                    entry.key,
+                    entry.request_hash,
+                    entry.created_us,
+                )
+                if inserted:
+                    return None
+                row = await conn.fetchrow(
+                    "SELECT request_hash, created_us, state, response_status, response_body FROM idempotency_keys"
+                    " WHERE scope = $1 AND key = $2",
+                    entry.scope,
+                    entry.key,
+                )
+            if row is not None:
+                return IdempotencyEntry(
+                    entry.scope, entry.key, row[0], row[1], row[2], row[3], bytes(row[4]) if row[4] else None
+                )
+            # The holder released the key between our insert and our read: try to take it again.
+
+    async def complete_idempotency(self, scope: str, key: str, status: int, body: bytes) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE idempotency_keys SET state = 'done', response_status = $1, response_body = $2"
+                " WHERE scope = $3 AND key = $4",
+                status,
+                body,
+                scope,
+                key,
+            )
+
+    async def release_idempotency(self, scope: str, key: str) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_progress'", scope, key
+            )
+
+    async def purge_idempotency(self, older_than: datetime) -> int:
+        async with self._conn() as conn:
+            status = await conn.execute(
+                "DELETE FROM idempotency_keys WHERE created_us < $1 AND state = 'done'", to_us(older_than)
+            )
+        return int(status.split()[-1])
+
+    # -- events ----------------------------------------------------------------------------------------------
+    @staticmethod
+    async def _insert_events(conn: asyncpg.Connection, events: list[Event]) -> None:
+        if not events:
+            return
+        await conn.executemany(
+            "INSERT INTO events (id, type, created_us, livemode, object_id, data) VALUES ($1,$2,$3,$4,$5,$6)",
+            [(e.id, e.type, to_us(e.created), e.livemode, e.object_id, e.model_dump_json()) for e in events],
+        )
+
+    async def list_events(
+        self, livemode: bool, object_id: str | None, limit: int, after_seq: int | None = None
+    ) -> list[tuple[int, Event]]:
+        sql = "SELECT seq, data FROM events WHERE livemode = $1 AND seq > $2"
+        args: list[Any] = [livemode, after_seq or 0]
+        if after_seq is not None:
+            # A reader following seq must not pass a lower seq whose transaction has not committed yet:
+            # only events written by transactions older than every one still running are handed out.
+            sql += " AND txid < pg_snapshot_xmin(pg_current_snapshot())"
+        if object_id is not None:
+            args.append(object_id)
+            sql += f" AND object_id = ${len(args)}"
+        args.append(limit)
+        sql += f" ORDER BY seq LIMIT ${len(args)}"
+        rows = await self._all(sql, *args)
+        return [(r[0], Event.model_validate_json(r[1])) for r in rows]
+
+    async def get_event(self, event_id: str) -> Event | None:
+        row = await self._one("SELECT data FROM events WHERE id = $1", event_id)
+        return Event.model_validate_json(row[0]) if row else None
+
+    # -- test clocks -----------------------------------------------------------------------------------------
+    async def save_test_clock(self, clock: TestClock) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO test_clocks (id, data) VALUES ($1, $2)"
+                " ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                clock.id,
+                clock.model_dump_json(),
+            )
+
+    async def get_test_clock(self, clock_id: str) -> TestClock | None:
+        row = await self._one("SELECT data FROM test_clocks WHERE id = $1", clock_id)
+        return TestClock.model_validate_json(row[0]) if row else None
+
+
+# -- administration: used by tests and benchmarks to give each run a database of its own ------------------------
+def _admin_dsn(url: str) -> tuple[str, str]:
+    """(dsn of the server's maintenance database, name of the database in `url`)."""
+    dsn, _, _ = split_url(url)
+    parsed = urlparse(dsn)
+    name = parsed.path.lstrip("/")
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", name):
+        raise ValueError(f"database name must be letters, digits and _, not {name!r}")
+    return urlunparse(parsed._replace(path="/postgres")), name
+
+
+async def create_database(url: str) -> None:
+    """Create the database named in `url` (which must not exist yet)."""
+    admin, name = _admin_dsn(url)
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def drop_database(url: str) -> None:
+    """Drop the database named in `url`, closing any connection still open to it."""
+    admin, name = _admin_dsn(url)
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()

@@ -1,0 +1,134 @@
+"""A request the router stopped waiting for is asked about, never blindly sent again."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from router import ManualClock, Router
+from tests.conftest import RouterFactory
+from tests.core.test_engine import body, processors_called, sim
+
+SLOW_FIRST = """
+version: 1
+processors:
+  sim_a: {adapter: simulator, approval_rate: 1.0, latency_ms: 0, timeout_ms: 40, lookup: LOOKUP,
+          outages: [{start: '2026-11-02T09:00:00Z', minutes: 60, mode: slow}]}
+  sim_b: {adapter: simulator, approval_rate: 1.0, latency_ms: 0}
+routes:
+  - {name: default, strategy: priority, processors: [sim_a, sim_b]}
+retry_policies:
+  default: {strategy: scheduled, schedule: [1d], max_attempts: 2, window: 7d}
+"""
+
+# sim_a takes 60 s to answer: long enough that a test can "crash" the router mid-call by cancelling it.
+HANGING = SLOW_FIRST.replace("timeout_ms: 40", "timeout_ms: 40000")
+
+
+async def test_timeout_with_an_approval_behind_it_does_not_fail_over(make_router: RouterFactory) -> None:
+    router = await make_router(SLOW_FIRST.replace("LOOKUP", "true"))
+    payment = await router.create_payment(body())
+    assert payment["status"] == "succeeded"
+    assert await processors_called(router, payment) == ["sim_a"]
+    assert sim(router, "sim_b").received == [], "a second processor would have charged the card twice"
+
+
+async def test_timeout_the_processor_cannot_explain_fails_over(make_router: RouterFactory) -> None:
+    router = await make_router(SLOW_FIRST.replace("LOOKUP", "false"))
+    payment = await router.create_payment(body())
+    records = await router.list_attempt_records(payment["payment_record"])
+    assert [(r["processor_details"]["custom"]["processor"], r["outcome"]) for r in records] == [
+        ("sim_a", "timeout"),
+        ("sim_b", "approved"),
+    ]
+
+
+async def _crash_mid_attempt(router: Router) -> tuple[str, str]:
+    """Start a payment and abandon it while sim_a holds the request, as a killed worker would."""
+    task = asyncio.create_task(router.create_payment(body()))
+    for _ in range(10_000):  # yield to the event loop until the request is at the processor
+        if sim(router, "sim_a").received:
+            break
+        await asyncio.sleep(0)
+    else:
+        raise AssertionError("the request never reached sim_a")
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    [payment] = (await router.list_payments())[0]
+    assert payment["status"] == "processing"
+    return payment["id"], sim(router, "sim_a").received[0]
+
+
+async def test_crash_is_reconciled_by_lookup_without_resending(make_router: RouterFactory, clock: ManualClock) -> None:
+    router = await make_router(HANGING.replace("LOOKUP", "true"))
+    payment_id, attempt_id = await _crash_mid_attempt(router)
+    assert await router.reconcile_stuck() == 0, "the lease has not run out: the worker may still be alive"
+
+    clock.advance(timedelta(minutes=5))
+    assert await router.reconcile_stuck() == 1
+    payment = await router.get_payment(payment_id)
+    assert payment["status"] == "succeeded"
+    assert payment["latest_payment_attempt_record"] == attempt_id
+    assert sim(router, "sim_a").received == [attempt_id], "asked, not sent again"
+    assert sim(router, "sim_b").received == []
+
+
+async def test_crash_at_a_processor_without_lookup_resends_the_same_attempt(
+    make_router: RouterFactory, clock: ManualClock
+) -> None:
+    router = await make_router(HANGING.replace("LOOKUP", "false"))
+    payment_id, attempt_id = await _crash_mid_attempt(router)
+    clock.advance(timedelta(minutes=5))
+    assert await router.reconcile_stuck() == 1
+    payment = await router.get_payment(payment_id)
+    assert payment["status"] == "succeeded"
+    a = sim(router, "sim_a")
+    assert a.received == [attempt_id, attempt_id], "resent under the same idempotency key"
+    assert a.authorizations_sent == 1, "the processor deduplicated it: one authorization"
+    assert sim(router, "sim_b").received == []
+
+
+async def test_late_approval_after_failover_is_found_and_voided(make_router: RouterFactory, clock: ManualClock) -> None:
+    router = await make_router(SLOW_FIRST.replace("LOOKUP", "false"))
+    payment = await router.create_payment(body())
+    assert payment["status"] == "succeeded"
+    timed_out, kept = await router.list_attempt_records(payment["payment_record"])
+    assert (timed_out["outcome"], timed_out["state"]) == ("timeout", "unresolved")
+    assert (kept["outcome"], kept["processor_details"]["custom"]["processor"]) == ("approved", "sim_b")
+    a = sim(router, "sim_a")
+    assert a.log[timed_out["id"]].approved, "sim_a decided on arrival: the card is held there too"
+
+    await router.reconcile_stuck()
+    assert a.voids == set(), "sim_a's status API cannot answer yet: nothing is guessed"
+
+    a.supports_lookup = True  # the processor's status API answers again
+    clock.advance(timedelta(minutes=1))
+    await router.reconcile_stuck()
+    orphan = await router.get_attempt_record(timed_out["id"])
+    assert orphan["state"] == "settled"
+    assert orphan["outcome"] == "approved"
+    assert orphan["amount_canceled"] == {"value": 2500, "currency": "usd"}
+    assert a.voids == {a.log[timed_out["id"]].processor_reference}
+    assert (await router.get_payment(payment["id"]))["status"] == "succeeded"
+    assert sim(router, "sim_b").voids == set(), "the authorization the payment kept stays"
+
+    await router.reconcile_stuck()
+    assert len(a.voids) == 1, "resolved once, not again"
+
+
+async def test_timeout_never_received_is_closed_after_the_grace_period(
+    make_router: RouterFactory, clock: ManualClock
+) -> None:
+    router = await make_router(SLOW_FIRST.replace("LOOKUP", "false"))
+    payment = await router.create_payment(body())
+    timed_out, _ = await router.list_attempt_records(payment["payment_record"])
+    a = sim(router, "sim_a")
+    del a.log[timed_out["id"]]  # the request was lost on the way: the processor has no trace of it
+    a.supports_lookup = True
+    await router.reconcile_stuck()
+    assert (await router.get_attempt_record(timed_out["id"]))["state"] == "unresolved", "could still arrive"
+    clock.advance(timedelta(minutes=11))
+    await router.reconcile_stuck()
+    closed = await router.get_attempt_record(timed_out["id"])
+    assert (closed["state"], closed["outcome"]) == ("settled", "timeout")
+    assert a.voids == set()

@@ -1,0 +1,70 @@
+"""Fixtures for events and webhooks: a real local aiohttp receiver, a router on a SQLite file, a hand-moved clock."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eventkit import CONFIG, ONLY_SUCCEEDED_SECRET, SECRET, OpenRouter, Receiver
+
+from router import Router
+from router.clock import ManualClock
+from router.config import Config, parse
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = Receiver(_free_port())
+    await r.up()
+    yield r
+    await r.down()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    # Wall-clock start (whole seconds) so the stripe SDK's default 300 s signature tolerance applies as in production;
+    # from here on time moves only when a test moves it.
+    return ManualClock(datetime.now(UTC).replace(microsecond=0))
+
+
+@pytest.fixture
+def config(receiver: Receiver) -> Config:
+    env = {"HOOK_URL": receiver.url(), "HOOK_SECRET": SECRET, "HOOK_SECRET_2": ONLY_SUCCEEDED_SECRET}
+    return parse(CONFIG, "events-test.yaml", env)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'events.db'}"
+
+
+@pytest.fixture
+async def open_router(config: Config, db_url: str, clock: ManualClock) -> AsyncIterator[OpenRouter]:
+    """Open routers on the same SQLite file (a second one plays the process that comes back after a crash)."""
+    opened: list[Router] = []
+
+    async def _open(**kwargs: Any) -> Router:
+        kwargs.setdefault("deliver_webhooks", False)
+        r = await Router.open(kwargs.pop("config", config), store=db_url, clock=clock, **kwargs)
+        opened.append(r)
+        return r
+
+    yield _open
+    for r in opened:
+        await r.close()
+
+
+@pytest.fixture
+async def router(open_router: OpenRouter) -> Router:
+    return await open_router()

@@ -1,0 +1,168 @@
+"""Every transition emits exactly one event, correctly named, written with the transition in one transaction."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from eventkit import params
+
+from router import Router
+from router import events as ev
+from router.clock import ManualClock, parse_rfc3339
+from router.errors import ConcurrentUpdate
+from router.states import Status
+
+P = "v2.payments.off_session_payment."
+
+
+async def events_of(router: Router, payment_id: str) -> list[dict[str, Any]]:
+    return await router.list_events(object_id=payment_id)
+
+
+def check_one_event_per_transition(events: list[dict[str, Any]]) -> list[str]:
+    """Each event after `created` marks one status change, named by type_for; return the status path."""
+    assert events[0]["type"] == ev.CREATED
+    path = [events[0]["data"]["object"]["status"]]
+    for event in events[1:]:
+        status = event["data"]["object"]["status"]
+        assert status != path[-1], f"{event['type']} was emitted without a status change"
+        assert event["type"] == ev.type_for(path[-1], status)
+        path.append(status)
+    return path
+
+
+def check_shape(event: dict[str, Any], payment_id: str) -> None:
+    assert event["id"].startswith("evt_")
+    assert event["object"] == "v2.core.event"
+    assert event["type"] in ev.ALL_TYPES
+    parse_rfc3339(event["created"])
+    assert event["related_object"] == {
+        "id": payment_id,
+        "type": "v2.payments.off_session_payment",
+        "url": f"/v2/payments/off_session_payments/{payment_id}",
+    }
+    assert event["data"]["object"]["id"] == payment_id
+    assert event["livemode"] is False
+
+
+async def test_approved_payment_emits_created_attempt_started_succeeded(router: Router) -> None:
+    payment = await router.create_payment(params("pm_card_visa"))
+    events = await events_of(router, payment["id"])
+    assert [e["type"] for e in events] == [P + "created", P + "attempt_started", P + "succeeded"]
+    assert check_one_event_per_transition(events) == ["pending", "processing", "succeeded"]
+    for e in events:
+        check_shape(e, payment["id"])
+    assert len({e["id"] for e in events}) == 3
+    assert await router.get_event(events[-1]["id"]) == events[-1]
+
+
+async def test_hard_decline_emits_one_failed_event_not_attempt_failed_too(router: Router) -> None:
+    payment = await router.create_payment(params("pm_card_visa_chargeDeclinedStolenCard"))
+    events = await events_of(router, payment["id"])
+    assert [e["type"] for e in events] == [P + "created", P + "attempt_started", P + "failed"]
+    assert check_one_event_per_transition(events) == ["pending", "processing", "failed"]
+    failed = events[-1]["data"]["object"]
+    assert failed["failure_reason"] == "rejected_by_partner"
+    assert failed["last_authorization_attempt_error"] == "stolen_card"
+
+
+async def test_soft_declines_retry_until_exhausted_one_event_each(router: Router, clock: ManualClock) -> None:
+    payment = await router.create_payment(params("pm_card_visa_chargeDeclinedInsufficientFunds"))
+    assert payment["status"] == "pending_retry"
+    for _ in range(2):  # the policy allows 3 attempts: two retries, each when due
+        clock.advance(timedelta(days=2, hours=1))
+        assert await router.run_due() == 1
+    events = await events_of(router, payment["id"])
+    assert [e["type"] for e in events] == [
+        P + "created",
+        P + "attempt_started",
+        P + "attempt_failed",
+        P + "attempt_started",
+        P + "attempt_failed",
+        P + "attempt_started",
+        P + "failed",
+    ]
+    check_one_event_per_transition(events)
+    assert events[-1]["data"]["object"]["failure_reason"] == "retries_exhausted"
+    # attempt_failed names the attempt record that failed, as Stripe's event does
+    for e in events:
+        if e["type"] == ev.ATTEMPT_FAILED:
+            assert e["data"]["payment_attempt_record"].startswith("par_")
+            assert e["data"]["payment_attempt_record"] == e["data"]["object"]["latest_payment_attempt_record"]
+
+
+async def test_cancel_pause_resume_each_emit_one_event(router: Router) -> None:
+    paused = await router.create_payment(params("pm_card_visa_chargeDeclinedInsufficientFunds"))
+    await router.pause_payment(paused["id"])
+    await router.resume_payment(paused["id"])
+    await router.cancel_payment(paused["id"])
+    events = await events_of(router, paused["id"])
+    assert [e["type"] for e in events][3:] == [P + "paused", P + "resumed", P + "canceled"]
+    assert check_one_event_per_transition(events) == [
+        "pending",
+        "processing",
+        "pending_retry",
+        "paused",
+        "pending_retry",
+        "canceled",
+    ]
+
+
+async def test_pausing_a_deferred_payment_and_resuming_it_to_pending(router: Router) -> None:
+    deferred = await router.create_payment(params(target_date="2099-01-01"))
+    assert deferred["status"] == "pending"
+    await router.pause_payment(deferred["id"])
+    await router.resume_payment(deferred["id"])
+    events = await events_of(router, deferred["id"])
+    assert [e["type"] for e in events] == [P + "created", P + "paused", P + "resumed"]
+    assert check_one_event_per_transition(events) == ["pending", "paused", "pending"]
+
+
+async def test_manual_capture_emits_requires_capture_then_succeeded(router: Router) -> None:
+    payment = await router.create_payment(params(capture={"capture_method": "manual"}))
+    assert payment["status"] == "requires_capture"
+    await router.capture_payment(payment["id"], amount_to_capture=1500)
+    events = await events_of(router, payment["id"])
+    assert [e["type"] for e in events] == [
+        P + "created",
+        P + "attempt_started",
+        P + "requires_capture",
+        P + "succeeded",
+    ]
+    check_one_event_per_transition(events)
+
+
+async def test_expired_and_canceled_authorizations_emit_failed_and_canceled(router: Router, clock: ManualClock) -> None:
+    expiring = await router.create_payment(params(capture={"capture_method": "manual"}))
+    voided = await router.create_payment(params(capture={"capture_method": "manual"}))
+    await router.cancel_payment(voided["id"])
+    clock.advance(timedelta(days=8))
+    await router.run_due()
+    expired = await events_of(router, expiring["id"])
+    assert [e["type"] for e in expired][-2:] == [P + "requires_capture", P + "failed"]
+    assert expired[-1]["data"]["object"]["failure_reason"] == "authorization_expired"
+    assert [e["type"] for e in await events_of(router, voided["id"])][-1] == P + "canceled"
+    check_one_event_per_transition(expired)
+
+
+async def test_a_rejected_request_emits_nothing(router: Router) -> None:
+    payment = await router.create_payment(params())
+    before = await router.list_events()
+    with pytest.raises(Exception, match="cannot be canceled"):
+        await router.cancel_payment(payment["id"])
+    assert await router.list_events() == before
+
+
+async def test_events_commit_with_the_transition_or_not_at_all(router: Router, clock: ManualClock) -> None:
+    """The outbox property: a lost compare-and-set writes neither the payment change nor its event."""
+    created = await router.create_payment(params(target_date="2099-01-01"))
+    stored = await router.store.get_payment(created["id"])
+    assert stored is not None
+    paused = stored.model_copy(update={"status": Status.PAUSED})
+    event = ev.event_for(router.ids, ev.PAUSED, paused, clock.now())
+    with pytest.raises(ConcurrentUpdate):
+        await router.store.save_payment(paused, stored.version + 7, events=[event])
+    assert await router.store.get_event(event.id) is None
+    assert [e["type"] for e in await events_of(router, created["id"])] == [P + "created"]

@@ -1,0 +1,144 @@
+"""What every fake processor shares: a real aiohttp server on a free port, a request log, scripted behaviours,
+and the processor's own idempotency (a replayed key gets the first answer, byte for byte).
+
+A fake answers by behaviour, set for everything (`fake.behave(...)`) or per payment-method token
+(`fake.behave(..., payment_method="pm_x")`):
+  approve                     the processor authorizes
+  decline (code=...)          a card decline, `code` in the processor's own vocabulary
+  error (status=...)          an HTTP error answer in the processor's error format (4xx or 5xx)
+  hang                        never answers (until the fake stops)
+  malformed                   200 with a body that is not JSON
+  drop                        closes the connection without an answer
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    kind: str = "approve"  # approve | decline | error | hang | malformed | drop
+    code: str | None = None
+    status: int = 500
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: str
+    query: dict[str, str]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class FakeProcessor:
+    """Subclasses add routes in `routes()` and answer through `answer()`."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.invalid: list[str] = []  # spec violations found in requests we received
+        self.authorizations = 0  # authorizations actually created (replays do not count)
+        self._default = Behaviour()
+        self._by_payment_method: dict[str, Behaviour] = {}
+        self._replays: dict[str, tuple[str, web.Response]] = {}
+        self._stopping = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    async def start(self) -> FakeProcessor:
+        app = web.Application(middlewares=[self._record])
+        app.add_routes(self.routes())
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        return self
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def routes(self) -> list[web.RouteDef]:
+        raise NotImplementedError
+
+    # -- behaviours ------------------------------------------------------------------------------------------
+    def behave(
+        self,
+        kind: str,
+        code: str | None = None,
+        *,
+        status: int = 500,
+        payment_method: str | None = None,
+        **extra: Any,
+    ) -> None:
+        behaviour = Behaviour(kind, code, status, extra)
+        if payment_method is None:
+            self._default = behaviour
+        else:
+            self._by_payment_method[payment_method] = behaviour
+
+    def behaviour_for(self, payment_method: str | None) -> Behaviour:
+        return self._by_payment_method.get(payment_method or "", self._default)
+
+    async def misbehave(self, request: web.Request, b: Behaviour) -> web.StreamResponse | None:
+        """Hang, drop or garble per the behaviour; None when the fake should answer properly."""
+        if b.kind == "hang":
+            await self._stopping.wait()
+            return web.Response(status=503, text="shutting down")
+        if b.kind == "drop":
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500)
+        if b.kind == "malformed":
+            return web.Response(status=200, text='{"id": "trunc', content_type="application/json")
+        return None
+
+    # -- idempotency -----------------------------------------------------------------------------------------
+    def replay(self, key: str | None, body: str) -> web.Response | bool | None:
+        """The first answer to `key` (None if unseen); False when the key was used with another body."""
+        if not key or key not in self._replays:
+            return None
+        first_body, response = self._replays[key]
+        if first_body != body:
+            return False
+        assert isinstance(response.body, bytes)
+        return web.Response(status=response.status, body=response.body, content_type=response.content_type)
+
+    def remember(self, key: str | None, body: str, response: web.Response) -> web.Response:
+        if key:
+            self._replays[key] = (body, response)
+        return response
+
+    # -- request log -----------------------------------------------------------------------------------------
+    @web.middleware
+    async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        body = await request.text()
+        self.requests.append(Recorded(request.method, request.path, dict(request.headers), body, dict(request.query)))
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    def last(self, path_part: str = "") -> Recorded:
+        return [r for r in self.requests if path_part in r.path][-1]
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=headers)

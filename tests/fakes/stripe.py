@@ -1,0 +1,261 @@
+"""A fake Stripe speaking the PaymentIntents wire format: form-encoded requests, JSON answers shaped like
+Stripe's own fixtures (`/work/shared/specs/stripe/fixtures3.private_preview.json`), `card_error` declines
+with 402, and `Idempotency-Key` replay as Stripe does it (same key and body: the first answer; another body:
+400 `idempotency_error`).
+
+Requests are checked against the field reference of the official `stripe` package (its typed
+`PaymentIntentCreateParams`), since Stripe's full OpenAPI document is too large to keep.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+from stripe._request_options import RequestOptions
+from stripe.params._payment_intent_cancel_params import PaymentIntentCancelParams
+from stripe.params._payment_intent_capture_params import PaymentIntentCaptureParams
+from stripe.params._payment_intent_create_params import PaymentIntentCreateParams
+
+from tests.fakes.base import Behaviour, FakeProcessor, json_response
+
+FIXTURES = Path("/work/shared/specs/stripe/fixtures3.private_preview.json")
+
+
+def _fields(params: type) -> set[str]:
+    """The wire fields a typed stripe params class declares (its own and inherited), less the client options."""
+    names: set[str] = set()
+    for klass in params.__mro__:
+        names |= set(getattr(klass, "__annotations__", {}))
+    return names - set(RequestOptions.__annotations__)
+
+
+CREATE_FIELDS = _fields(PaymentIntentCreateParams)
+CAPTURE_FIELDS = _fields(PaymentIntentCaptureParams)
+CANCEL_FIELDS = _fields(PaymentIntentCancelParams)
+# Stripe's error `code` for declines whose code is more specific than card_declined.
+_SPECIFIC_CODES = {"expired_card", "incorrect_number", "incorrect_cvc", "processing_error", "authentication_required"}
+
+
+def parse_form(body: str) -> dict[str, Any]:
+    """Stripe's form encoding back into nested data: a[b]=1 -> {"a": {"b": "1"}}, a[0]=x -> {"a": {"0": "x"}}."""
+    out: dict[str, Any] = {}
+    for key, value in parse_qsl(body, keep_blank_values=True):
+        parts = re.findall(r"[^\[\]]+", key)
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _template() -> dict[str, Any]:
+    data = json.loads(FIXTURES.read_text())
+    pi: dict[str, Any] = data["resources"]["payment_intent"]
+    return pi
+
+
+class FakeStripe(FakeProcessor):
+    def __init__(self, api_key: str = "sk_test_fake_0000") -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.intents: dict[str, dict[str, Any]] = {}
+        self._template = _template()
+        self._ids = itertools.count(1)
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/payment_intents", self.create),
+            web.get("/v1/payment_intents/search", self.search),
+            web.get("/v1/payment_intents/{id}", self.retrieve),
+            web.post("/v1/payment_intents/{id}/capture", self.capture),
+            web.post("/v1/payment_intents/{id}/cancel", self.cancel),
+        ]
+
+    # -- checks ----------------------------------------------------------------------------------------------
+    def _unauthorized(self, request: web.Request) -> web.Response | None:
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return self._error(401, "invalid_request_error", None, "Invalid API Key provided.")
+        return None
+
+    def _check(self, fields: dict[str, Any], allowed: set[str], required: set[str]) -> str | None:
+        unknown = sorted(set(fields) - allowed)
+        missing = sorted(required - set(fields))
+        problem = None
+        if unknown:
+            problem = f"Received unknown parameter: {unknown[0]}"
+        elif missing:
+            problem = f"Missing required param: {missing[0]}."
+        if problem:
+            self.invalid.append(problem)
+        return problem
+
+    def _error(self, status: int, type_: str, code: str | None, message: str, **more: Any) -> web.Response:
+        err = {"type": type_, "message": message, **({"code": code} if code else {}), **more}
+        return json_response({"error": err}, status=status, headers={"Request-Id": f"req_{next(self._ids)}"})
+
+    # -- endpoints -------------------------------------------------------------------------------------------
+    async def create(self, request: web.Request) -> web.StreamResponse:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        body = await request.text()
+        fields = parse_form(body)
+        key = request.headers.get("Idempotency-Key")
+        replayed = self.replay(key, body)
+        if replayed is False:
+            return self._error(
+                400,
+                "idempotency_error",
+                None,
+                "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+            )
+        if isinstance(replayed, web.Response):
+            return replayed
+        if problem := self._check(fields, CREATE_FIELDS, {"amount", "currency"}):
+            return self._error(400, "invalid_request_error", "parameter_unknown", problem)
+        b = self.behaviour_for(fields.get("payment_method"))
+        if (odd := await self.misbehave(request, b)) is not None:
+            return odd
+        if b.kind == "error":
+            return self._error(
+                b.status,
+                "api_error" if b.status >= 500 else "invalid_request_error",
+                b.code,
+                "An error occurred with our connection to Stripe.",
+            )
+        self.authorizations += 1
+        return self.remember(key, body, self._authorize(fields, b))
+
+    def _authorize(self, fields: dict[str, Any], b: Behaviour) -> web.Response:
+        pi_id = f"pi_fake{next(self._ids):08d}"
+        ch_id = f"ch_fake{next(self._ids):08d}"
+        pi = copy.deepcopy(self._template)
+        manual = fields.get("capture_method") == "manual"
+        pi.update(
+            id=pi_id,
+            amount=int(fields["amount"]),
+            currency=fields["currency"],
+            customer=fields.get("customer"),
+            payment_method=fields.get("payment_method"),
+            capture_method=fields.get("capture_method", "automatic"),
+            metadata=fields.get("metadata", {}),
+            description=fields.get("description"),
+            statement_descriptor=fields.get("statement_descriptor"),
+            statement_descriptor_suffix=fields.get("statement_descriptor_suffix"),
+            next_action=None,
+            canceled_at=None,
+            client_secret=f"{pi_id}_secret_fake",
+            last_payment_error=None,
+            amount_received=0 if manual else int(fields["amount"]),
+            amount_capturable=int(fields["amount"]) if manual else 0,
+        )
+        expand = set(fields.get("expand", {}).values())
+        charge = {
+            "id": ch_id,
+            "object": "charge",
+            "payment_method_details": {
+                "type": "card",
+                "card": {
+                    "brand": "visa",
+                    "country": "US",
+                    "funding": "credit",
+                    "fingerprint": "fp_fake_1",
+                    "last4": "4242",
+                    "authorization_code": "123456",
+                    "network_transaction_id": "583910447125001",
+                },
+            },
+            "outcome": {"network_status": "approved_by_network", "type": "authorized"},
+        }
+        if b.kind == "approve":
+            pi.update(status="requires_capture" if manual else "succeeded")
+            pi["latest_charge"] = charge if "latest_charge" in expand else ch_id
+            self.intents[pi_id] = pi
+            return json_response(pi)
+        code = b.code or "generic_decline"
+        err: dict[str, Any] = {
+            "type": "card_error",
+            "code": code if code in _SPECIFIC_CODES else "card_declined",
+            "message": f"Your card was declined ({code}).",
+            "charge": ch_id,
+            "doc_url": f"https://docs.stripe.com/error-codes/{code.replace('_', '-')}",
+        }
+        if code != "processing_error":
+            err["decline_code"] = code
+        err.update(
+            {k: v for k, v in b.extra.items() if k in ("advice_code", "network_decline_code", "network_advice_code")}
+        )
+        pi.update(status="requires_payment_method", latest_charge=ch_id, last_payment_error=dict(err))
+        self.intents[pi_id] = pi
+        return self._error(
+            402,
+            "card_error",
+            err.pop("code"),
+            err.pop("message"),
+            **{k: v for k, v in err.items() if k != "type"},
+            payment_intent=pi,
+        )
+
+    async def retrieve(self, request: web.Request) -> web.Response:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        pi = self.intents.get(request.match_info["id"])
+        if pi is None:
+            return self._error(404, "invalid_request_error", "resource_missing", "No such payment_intent")
+        return json_response(pi)
+
+    async def search(self, request: web.Request) -> web.Response:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        match = re.fullmatch(r"metadata\['([^']+)'\]:'([^']*)'", request.query.get("query", ""))
+        if match is None:
+            return self._error(400, "invalid_request_error", "parameter_invalid", "Unsupported query")
+        key, value = match.groups()
+        found = [pi for pi in self.intents.values() if pi["metadata"].get(key) == value]
+        return json_response(
+            {
+                "object": "search_result",
+                "data": found,
+                "has_more": False,
+                "next_page": None,
+                "url": "/v1/payment_intents/search",
+            }
+        )
+
+    async def capture(self, request: web.Request) -> web.Response:
+        return await self._transition(request, CAPTURE_FIELDS, "requires_capture", "succeeded")
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        return await self._transition(request, CANCEL_FIELDS, "requires_capture", "canceled")
+
+    async def _transition(self, request: web.Request, allowed: set[str], source: str, target: str) -> web.Response:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        body = await request.text()
+        key = request.headers.get("Idempotency-Key")
+        replayed = self.replay(key, body)
+        if isinstance(replayed, web.Response):
+            return replayed
+        fields = parse_form(body)
+        if problem := self._check(fields, allowed, set()):
+            return self._error(400, "invalid_request_error", "parameter_unknown", problem)
+        pi = self.intents.get(request.match_info["id"])
+        if pi is None:
+            return self._error(404, "invalid_request_error", "resource_missing", "No such payment_intent")
+        if pi["status"] != source:
+            return self._error(
+                400,
+                "invalid_request_error",
+                "payment_intent_unexpected_state",
+                f"This PaymentIntent's status is {pi['status']}.",
+            )
+        pi["status"] = target
+        if target == "succeeded":
+            pi["amount_received"] = int(fields.get("amount_to_capture", pi["amount"]))
+        return self.remember(key, body, json_response(pi))

@@ -1,0 +1,133 @@
+"""Each strategy's decisions, asked of the planner directly (no store, no processor)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from router.config import RetryPolicyConfig
+from router.declines import DeclineClass
+from router.retry import RetryPlanner, SmartStrategy
+from tests.retry.planning import APPROVED, FUNDS, GENERIC, T0, TECHNICAL, MemoryHistory, payment, with_mac
+
+H = timedelta(hours=1)
+D = timedelta(days=1)
+
+
+def policy(strategy: str, **extra: object) -> RetryPolicyConfig:
+    return RetryPolicyConfig.model_validate({"strategy": strategy, **extra})
+
+
+async def test_none_stops_after_one_attempt() -> None:
+    planner = RetryPlanner()
+    decision = await planner.decide(payment(), FUNDS, policy("none"), T0)
+    assert decision.retry_at is None and decision.failure_reason == "rejected_by_partner"
+    assert decision.strategy == "none"
+
+
+async def test_requested_none_overrides_a_retrying_policy() -> None:
+    decision = await RetryPlanner().decide(payment(retry_strategy_requested="none"), FUNDS, policy("heuristic"), T0)
+    assert (decision.retry_at, decision.strategy) == (None, "none")
+
+
+async def test_scheduled_follows_the_schedule_then_is_exhausted() -> None:
+    planner = RetryPlanner()
+    p = policy("scheduled", schedule=["1d", "3d"], max_attempts=8, window="30d")
+    first = await planner.decide(payment(1), GENERIC, p, T0)
+    assert first.retry_at == T0 + 1 * D and first.strategy == "scheduled"
+    second = await planner.decide(payment(2), GENERIC, p, T0 + D)
+    assert second.retry_at == T0 + D + 3 * D
+    third = await planner.decide(payment(3), GENERIC, p, T0 + 4 * D)
+    assert third.retry_at is None and third.failure_reason == "retries_exhausted"
+
+
+async def test_heuristic_retries_technical_failures_within_hours() -> None:
+    decision = await RetryPlanner().decide(payment(1), TECHNICAL, policy("heuristic"), T0)
+    assert decision.retry_at == T0 + H and decision.decline_class == "technical"
+    later = await RetryPlanner().decide(payment(3), TECHNICAL, policy("heuristic"), T0)
+    assert later.retry_at is not None and later.retry_at - T0 <= 6 * H
+
+
+async def test_heuristic_aims_insufficient_funds_at_the_next_payday() -> None:
+    decision = await RetryPlanner().decide(payment(1), FUNDS, policy("heuristic"), T0)  # declined on the 3rd
+    assert decision.retry_at == T0.replace(day=15)
+    assert decision.decline_class == "soft_funds"
+    at_month_end = T0.replace(day=28)
+    late = await RetryPlanner().decide(
+        payment(1, first_declined_at=at_month_end), FUNDS, policy("heuristic"), at_month_end
+    )
+    assert late.retry_at == T0.replace(month=4, day=1)
+
+
+async def test_heuristic_waits_longer_after_each_generic_decline() -> None:
+    planner = RetryPlanner()
+    delays = [
+        (await planner.decide(payment(n), GENERIC, policy("heuristic"), T0)).retry_at - T0  # type: ignore[operator]
+        for n in (1, 2, 3)
+    ]
+    assert delays == sorted(delays) and delays[0] == D
+
+
+async def test_mastercard_advice_code_floor_holds_for_every_strategy() -> None:
+    for strategy, extra in (("scheduled", {"schedule": ["1h"]}), ("heuristic", {}), ("smart", {})):
+        decision = await RetryPlanner().decide(payment(1), with_mac("27"), policy(strategy, **extra), T0)
+        assert decision.retry_at is not None and decision.retry_at >= T0 + 4 * D, strategy
+
+
+def train(history: MemoryHistory, *, good_delay: timedelta, n: int, good_rate: float = 0.8) -> None:
+    """Generic declines that recover mostly when retried after `good_delay`, rarely after one day."""
+    for i in range(n):
+        start = T0 - 80 * D + i * H
+        history.add(f"p{i}", start, GENERIC)
+        delay = good_delay if i % 2 else D
+        success = (i // 2) % 10 < (good_rate * 10 if i % 2 else 1)
+        history.add(f"p{i}", start + delay, APPROVED if success else GENERIC, number=2)
+
+
+async def test_smart_learns_the_delay_that_recovers_and_reports_its_estimate() -> None:
+    history = MemoryHistory()
+    train(history, good_delay=4 * D + 2 * H, n=600)
+    planner = RetryPlanner(history, smart=SmartStrategy(history, exploration=0.0))
+    decision = await planner.decide(payment(1), GENERIC, policy("smart", window="14d"), T0)
+    assert decision.strategy == "smart"
+    assert decision.retry_at is not None
+    assert 4 * D <= decision.retry_at - T0 < 5 * D  # the 96-120 h bucket the data favours
+    assert decision.expected_success is not None and decision.expected_success > 0.6
+
+
+async def test_smart_keeps_inside_the_window() -> None:
+    history = MemoryHistory()
+    train(history, good_delay=12 * D, n=600)
+    planner = RetryPlanner(history, smart=SmartStrategy(history, exploration=0.0))
+    decision = await planner.decide(payment(1), GENERIC, policy("smart", window="7d"), T0)
+    assert decision.retry_at is not None and decision.retry_at <= T0 + 7 * D
+
+
+async def test_best_available_is_heuristic_until_smart_has_data_for_the_class() -> None:
+    history = MemoryHistory()
+    planner = RetryPlanner(history, smart=SmartStrategy(history, min_observations=100))
+    cold = await planner.decide(payment(1), GENERIC, policy("best_available"), T0)
+    assert cold.strategy == "heuristic"
+
+    train(history, good_delay=3 * D, n=300)
+    warm_planner = RetryPlanner(history, smart=SmartStrategy(history, min_observations=100))
+    warm = await warm_planner.decide(payment(1), GENERIC, policy("best_available"), T0)
+    assert warm.strategy == "smart"
+    assert warm_planner.smart.ready(DeclineClass.SOFT_GENERIC)
+    # no data about funds declines yet: those still go to the heuristic
+    funds = await warm_planner.decide(payment(1), FUNDS, policy("best_available"), T0)
+    assert funds.strategy == "heuristic"
+
+
+async def test_smart_learns_incrementally_without_counting_a_record_twice() -> None:
+    history = MemoryHistory()
+    train(history, good_delay=3 * D, n=50)
+    smart = SmartStrategy(history, refresh_every=timedelta(minutes=10))
+    await smart.refresh(T0)
+    seen = smart.model.observations(DeclineClass.SOFT_GENERIC)
+    assert seen == 50
+    await smart.refresh(T0 + H)  # nothing new: same count
+    assert smart.model.observations(DeclineClass.SOFT_GENERIC) == 50
+    history.add("new", T0 + H, GENERIC)
+    history.add("new", T0 + 2 * H, APPROVED, number=2)
+    await smart.refresh(T0 + 3 * H)
+    assert smart.model.observations(DeclineClass.SOFT_GENERIC) == 51

@@ -1,0 +1,431 @@
+"""The Store contract, pinned down once and run against SQLite and PostgreSQL alike (see conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from router import events as ev
+from router.errors import ConcurrentUpdate
+from router.ids import IdGenerator
+from router.models import AttemptRecord, CardSnapshot, Payment, PaymentRecordState
+from router.models import TestClock as SandboxClock
+from router.states import Status
+from router.store import Store, open_store
+from router.store.base import Cursor, IdempotencyEntry, to_us
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+ids = IdGenerator(seed=7)
+
+
+def payment(
+    *,
+    created: datetime = T0,
+    status: Status = Status.PENDING,
+    livemode: bool = False,
+    next_attempt_at: datetime | None = None,
+    test_clock: str | None = None,
+    capture_before: datetime | None = None,
+    fingerprint: str | None = "fp_1",
+) -> tuple[Payment, PaymentRecordState]:
+    pid = ids.payment(livemode)
+    rid = ids.new("payment_record")
+    p = Payment(
+        id=pid,
+        livemode=livemode,
+        created=created,
+        status=status,
+        amount=1999,
+        currency="usd",
+        cadence="recurring",
+        customer="cus_1",
+        payment_method="pm_card_visa",
+        payment_record=rid,
+        next_attempt_at=next_attempt_at,
+        test_clock=test_clock,
+        capture_before=capture_before,
+        card=CardSnapshot(brand="visa", fingerprint=fingerprint),
+    )
+    r = PaymentRecordState(
+        id=rid, payment_id=pid, livemode=livemode, created=created, amount=1999, currency="usd", customer="cus_1"
+    )
+    return p, r
+
+
+def attempt(p: Payment, *, created: datetime = T0, state: str = "sent", outcome: str | None = None) -> AttemptRecord:
+    return AttemptRecord(
+        id=ids.new("attempt"),
+        payment_id=p.id,
+        payment_record=p.payment_record,
+        livemode=p.livemode,
+        created=created,
+        processor="sim_a",
+        adapter="simulator",
+        amount=p.amount,
+        currency=p.currency,
+        customer=p.customer,
+        payment_method=p.payment_method,
+        card=p.card,
+        state=state,  # type: ignore[arg-type]
+        outcome=outcome,
+    )
+
+
+async def created(store: Store, **kwargs: object) -> Payment:
+    p, r = payment(**kwargs)  # type: ignore[arg-type]
+    await store.create_payment(p, r, [ev.event_for(ids, ev.CREATED, p, p.created)])
+    return p
+
+
+# -- lifecycle -------------------------------------------------------------------------------------------------
+async def test_ping_answers_while_open(store: Store) -> None:
+    assert await store.ping()
+
+
+async def test_reopening_applies_no_migration_twice(store: Store) -> None:
+    p = await created(store)
+    again = open_store(store.url)
+    await again.open()
+    try:
+        assert await again.get_payment(p.id) == p
+    finally:
+        await again.close()
+
+
+async def test_replicas_opening_at_once_migrate_once(store: Store) -> None:
+    fresh = ids.new("event")[-10:].lower()
+    if store.url.startswith("sqlite"):
+        url = store.url.replace("store.db", f"fresh_{fresh}.db")
+    else:
+        url = f"{store.url.partition('?')[0]}?schema=race_{fresh}"
+    replicas = [open_store(url) for _ in range(4)]
+    await asyncio.gather(*(r.open() for r in replicas))
+    try:
+        p = await created(replicas[0])
+        assert await replicas[3].get_payment(p.id) == p
+    finally:
+        await asyncio.gather(*(r.close() for r in replicas))
+
+
+# -- payments --------------------------------------------------------------------------------------------------
+async def test_a_created_payment_reads_back_whole(store: Store) -> None:
+    p = await created(store, capture_before=T0 + timedelta(days=5))
+    assert await store.get_payment(p.id) == p
+    record = await store.get_payment_record(p.payment_record)
+    assert record is not None and record.payment_id == p.id
+    assert await store.get_payment("osp_test_missing") is None
+    assert await store.get_payment_record("pr_missing") is None
+
+
+async def test_payments_list_newest_first_with_cursors_both_ways(store: Store) -> None:
+    made = [await created(store, created=T0 + timedelta(seconds=i)) for i in range(5)]
+    await created(store, livemode=True)
+    newest_first = [p.id for p in reversed(made)]
+
+    first = await store.list_payments(False, 2)
+    assert [p.id for p in first.payments] == newest_first[:2] and first.has_more
+    after = Cursor(to_us(first.payments[-1].created), first.payments[-1].id)
+    second = await store.list_payments(False, 2, after)
+    assert [p.id for p in second.payments] == newest_first[2:4] and second.has_more
+    last = await store.list_payments(False, 2, Cursor(to_us(second.payments[-1].created), second.payments[-1].id))
+    assert [p.id for p in last.payments] == newest_first[4:] and not last.has_more
+    before = Cursor(to_us(second.payments[0].created), second.payments[0].id)
+    back = await store.list_payments(False, 2, before, "previous")
+    assert [p.id for p in back.payments] == newest_first[:2] and not back.has_more
+    live = await store.list_payments(True, 10)
+    assert len(live.payments) == 1 and live.payments[0].livemode
+
+
+async def test_save_payment_bumps_the_version_and_writes_everything_at_once(store: Store) -> None:
+    p = await created(store)
+    a = attempt(p)
+    record = await store.get_payment_record(p.payment_record)
+    assert record is not None
+    processing = p.model_copy(update={"status": Status.PROCESSING, "latest_payment_attempt_record": a.id})
+    saved = await store.save_payment(
+        processing,
+        p.version,
+        record=record.model_copy(update={"latest_payment_attempt_record": a.id}),
+        attempts=[a],
+        events=[ev.event_for(ids, ev.ATTEMPT_STARTED, processing, T0)],
+        lease_owner="replica-1",
+        lease_until=T0 + timedelta(seconds=30),
+    )
+    assert saved.version == p.version + 1
+    assert await store.get_payment(p.id) == saved
+    assert await store.get_attempt(a.id) == a
+    stored_record = await store.get_payment_record(p.payment_record)
+    assert stored_record is not None and stored_record.latest_payment_attempt_record == a.id
+    assert [e.type for _, e in await store.list_events(False, p.id, 10)] == [ev.CREATED, ev.ATTEMPT_STARTED]
+
+    settled = a.model_copy(update={"state": "settled", "outcome": "approved", "processor_reference": "ch_1"})
+    done = await store.save_payment(
+        saved.model_copy(update={"status": Status.SUCCEEDED}), saved.version, attempts=[settled]
+    )
+    assert done.version == p.version + 2
+    assert await store.list_attempts(p.payment_record) == [settled]  # settled in place, not added
+
+
+async def test_a_stale_version_is_refused_and_writes_nothing(store: Store) -> None:
+    p = await created(store)
+    await store.save_payment(p.model_copy(update={"description": "first"}), p.version)
+    a = attempt(p)
+    with pytest.raises(ConcurrentUpdate):
+        await store.save_payment(
+            p.model_copy(update={"description": "second"}),
+            p.version,
+            attempts=[a],
+            events=[ev.event_for(ids, ev.ATTEMPT_STARTED, p, T0)],
+        )
+    current = await store.get_payment(p.id)
+    assert current is not None and current.description == "first"
+    assert await store.get_attempt(a.id) is None
+    assert [e.type for _, e in await store.list_events(False, p.id, 10)] == [ev.CREATED]
+
+
+async def test_of_many_concurrent_writers_on_one_version_exactly_one_wins(store: Store) -> None:
+    p = await created(store)
+
+    async def write(n: int) -> bool:
+        try:
+            await store.save_payment(p.model_copy(update={"description": f"writer {n}"}), p.version)
+            return True
+        except ConcurrentUpdate:
+            return False
+
+    results = await asyncio.gather(*(write(n) for n in range(8)))
+    assert results.count(True) == 1
+    current = await store.get_payment(p.id)
+    assert current is not None and current.version == p.version + 1
+    assert current.description == f"writer {results.index(True)}"
+
+
+# -- the retry queue -------------------------------------------------------------------------------------------
+async def test_claim_due_leases_due_payments_oldest_due_first(store: Store) -> None:
+    late = await created(store, status=Status.PENDING_RETRY, next_attempt_at=T0 - timedelta(minutes=1))
+    early = await created(store, status=Status.PENDING_RETRY, next_attempt_at=T0 - timedelta(hours=1))
+    deferred = await created(store, status=Status.PENDING, next_attempt_at=T0 - timedelta(minutes=5))
+    await created(store, status=Status.PENDING_RETRY, next_attempt_at=T0 + timedelta(hours=1))  # not due
+    await created(store, status=Status.PENDING_RETRY, next_attempt_at=T0 - timedelta(days=1), test_clock="clock_x")
+    await created(store, status=Status.PAUSED, next_attempt_at=T0 - timedelta(days=1))
+
+    claimed = await store.claim_due(T0, "replica-1", T0 + timedelta(minutes=5), 10)
+    assert [p.id for p in claimed] == [early.id, deferred.id, late.id]
+    # Leased: nobody else gets them until the lease runs out.
+    assert await store.claim_due(T0 + timedelta(minutes=1), "replica-2", T0 + timedelta(minutes=6), 10) == []
+    again = await store.claim_due(T0 + timedelta(minutes=6), "replica-2", T0 + timedelta(minutes=11), 10)
+    assert {p.id for p in again} == {early.id, deferred.id, late.id}
+
+
+async def test_claim_due_takes_no_more_than_the_limit(store: Store) -> None:
+    for i in range(5):
+        await created(store, status=Status.PENDING_RETRY, next_attempt_at=T0 - timedelta(minutes=i))
+    first = await store.claim_due(T0, "a", T0 + timedelta(minutes=5), 2)
+    second = await store.claim_due(T0, "b", T0 + timedelta(minutes=5), 10)
+    assert len(first) == 2 and len(second) == 3
+    assert not {p.id for p in first} & {p.id for p in second}
+
+
+async def test_concurrent_claimers_take_disjoint_payments(store: Store) -> None:
+    made = {
+        (await created(store, status=Status.PENDING_RETRY, next_attempt_at=T0 - timedelta(seconds=i))).id
+        for i in range(30)
+    }
+    batches = await asyncio.gather(
+        *(store.claim_due(T0, f"worker-{n}", T0 + timedelta(minutes=5), 4) for n in range(10))
+    )
+    claimed = [p.id for batch in batches for p in batch]
+    assert len(claimed) == len(set(claimed)) == 30
+    assert set(claimed) == made
+
+
+async def test_a_saved_transition_clears_the_lease(store: Store) -> None:
+    p = await created(store, status=Status.PENDING_RETRY, next_attempt_at=T0 - timedelta(minutes=1))
+    [claimed] = await store.claim_due(T0, "a", T0 + timedelta(minutes=5), 10)
+    later = T0 + timedelta(minutes=1)
+    await store.save_payment(claimed.model_copy(update={"next_attempt_at": later}), claimed.version)
+    [again] = await store.claim_due(later, "b", later + timedelta(minutes=5), 10)
+    assert again.id == p.id
+
+
+async def test_processing_past_its_lease_is_stuck(store: Store) -> None:
+    p = await created(store)
+    await store.save_payment(
+        p.model_copy(update={"status": Status.PROCESSING}),
+        p.version,
+        lease_owner="replica-1",
+        lease_until=T0 + timedelta(seconds=30),
+    )
+    assert await store.list_stuck(T0 + timedelta(seconds=29), 10) == []
+    [stuck] = await store.list_stuck(T0 + timedelta(seconds=31), 10)
+    assert stuck.id == p.id and stuck.status == Status.PROCESSING
+
+
+async def test_test_clock_payments_are_due_on_their_clock_only(store: Store) -> None:
+    retry = await created(
+        store, status=Status.PENDING_RETRY, next_attempt_at=T0 + timedelta(days=1), test_clock="clock_a"
+    )
+    hold = await created(
+        store, status=Status.REQUIRES_CAPTURE, capture_before=T0 + timedelta(days=2), test_clock="clock_a"
+    )
+    await created(store, status=Status.PENDING_RETRY, next_attempt_at=T0, test_clock="clock_b")
+    assert await store.list_due_on_clock("clock_a", T0) == []
+    assert [p.id for p in await store.list_due_on_clock("clock_a", T0 + timedelta(days=1))] == [retry.id]
+    assert [p.id for p in await store.list_due_on_clock("clock_a", T0 + timedelta(days=3))] == [retry.id, hold.id]
+
+
+async def test_lapsed_holds_are_expiring(store: Store) -> None:
+    lapsed = await created(store, status=Status.REQUIRES_CAPTURE, capture_before=T0 - timedelta(seconds=1))
+    await created(store, status=Status.REQUIRES_CAPTURE, capture_before=T0 + timedelta(days=1))
+    await created(store, status=Status.REQUIRES_CAPTURE, capture_before=T0 - timedelta(days=1), test_clock="c")
+    assert [p.id for p in await store.list_expiring(T0, 10)] == [lapsed.id]
+
+
+# -- records ---------------------------------------------------------------------------------------------------
+async def test_attempts_list_in_the_order_they_were_made(store: Store) -> None:
+    p = await created(store)
+    first, second, third = attempt(p), attempt(p), attempt(p, created=T0 + timedelta(seconds=1))
+    saved = await store.save_payment(p, p.version, attempts=[first, second])
+    await store.save_payment(saved, saved.version, attempts=[third])
+    assert [a.id for a in await store.list_attempts(p.payment_record)] == [first.id, second.id, third.id]
+    assert await store.get_attempt("par_missing") is None
+
+
+async def test_unresolved_attempts_are_listed_oldest_first_and_settle_on_their_own(store: Store) -> None:
+    p = await created(store)
+    late = attempt(p, created=T0 + timedelta(seconds=5), state="unresolved", outcome="timeout")
+    early = attempt(p, created=T0, state="unresolved", outcome="timeout")
+    settled = attempt(p, created=T0, state="settled", outcome="approved")
+    saved = await store.save_payment(p, p.version, attempts=[late, early, settled])
+    assert [a.id for a in await store.list_unresolved(10)] == [early.id, late.id]
+    assert [a.id for a in await store.list_unresolved(1)] == [early.id]
+
+    resolved = early.model_copy(update={"state": "settled", "outcome": "approved"})
+    await store.save_attempt(resolved)
+    assert [a.id for a in await store.list_unresolved(10)] == [late.id]
+    assert await store.get_attempt(early.id) == resolved
+    assert await store.get_payment(p.id) == saved, "the payment is untouched"
+
+
+async def test_card_activity_counts_attempts_and_declines_across_payments(store: Store) -> None:
+    one = await created(store, fingerprint="fp_card")
+    two = await created(store, fingerprint="fp_card")
+    other = await created(store, fingerprint="fp_other")
+    await store.save_payment(
+        one,
+        one.version,
+        attempts=[
+            attempt(one, created=T0 - timedelta(days=40), state="settled", outcome="soft_decline"),
+            attempt(one, created=T0 - timedelta(days=2), state="settled", outcome="soft_decline"),
+        ],
+    )
+    await store.save_payment(
+        two, two.version, attempts=[attempt(two, created=T0 - timedelta(days=1), state="settled", outcome="approved")]
+    )
+    await store.save_payment(other, other.version, attempts=[attempt(other, state="settled", outcome="hard_decline")])
+    activity = await store.card_activity("fp_card", T0 - timedelta(days=30))
+    assert activity.attempts == [T0 - timedelta(days=2), T0 - timedelta(days=1)]
+    assert activity.declines == [T0 - timedelta(days=2)]
+
+
+async def test_attempt_stats_are_recent_settled_attempts_newest_first(store: Store) -> None:
+    p = await created(store)
+    old = attempt(p, created=T0 - timedelta(days=10), state="settled", outcome="approved")
+    a = attempt(p, created=T0 - timedelta(hours=2), state="settled", outcome="soft_decline")
+    b = attempt(p, created=T0 - timedelta(hours=1), state="settled", outcome="approved")
+    in_flight = attempt(p, created=T0)
+    await store.save_payment(p, p.version, attempts=[old, a, b, in_flight])
+    assert [x.id for x in await store.attempt_stats(T0 - timedelta(days=1), 10)] == [b.id, a.id]
+    assert [x.id for x in await store.attempt_stats(T0 - timedelta(days=1), 1)] == [b.id]
+
+
+# -- idempotency -----------------------------------------------------------------------------------------------
+def entry(key: str = "key-1", request_hash: str = "h1", created_us: int = to_us(T0)) -> IdempotencyEntry:
+    return IdempotencyEntry("test", key, request_hash, created_us, "in_progress")
+
+
+async def test_an_idempotency_key_is_reserved_once_then_replayed(store: Store) -> None:
+    assert await store.reserve_idempotency(entry()) is None
+    held = await store.reserve_idempotency(entry(request_hash="h2"))
+    assert held is not None and held.state == "in_progress" and held.request_hash == "h1"
+    await store.complete_idempotency("test", "key-1", 200, b'{"id": "osp_1"}')
+    done = await store.reserve_idempotency(entry())
+    assert done is not None and done.state == "done"
+    assert (done.response_status, done.response_body) == (200, b'{"id": "osp_1"}')
+    # Keys belong to a scope: the live key of the same name is another key.
+    assert await store.reserve_idempotency(IdempotencyEntry("live", "key-1", "h1", to_us(T0), "in_progress")) is None
+
+
+async def test_a_released_key_may_be_used_again_but_a_done_one_stays(store: Store) -> None:
+    assert await store.reserve_idempotency(entry("k-released")) is None
+    await store.release_idempotency("test", "k-released")
+    assert await store.reserve_idempotency(entry("k-released")) is None
+    await store.complete_idempotency("test", "k-released", 200, b"{}")
+    await store.release_idempotency("test", "k-released")
+    assert await store.reserve_idempotency(entry("k-released")) is not None
+
+
+async def test_concurrent_reservations_of_one_key_have_one_winner(store: Store) -> None:
+    results = await asyncio.gather(*(store.reserve_idempotency(entry("k-race", f"h{n}")) for n in range(12)))
+    winners = [n for n, r in enumerate(results) if r is None]
+    assert len(winners) == 1
+    assert {r.request_hash for r in results if r is not None} == {f"h{winners[0]}"}
+
+
+async def test_purge_forgets_only_old_finished_keys(store: Store) -> None:
+    old = to_us(T0 - timedelta(hours=25))
+    for key in ("old-done", "old-running"):
+        await store.reserve_idempotency(entry(key, created_us=old))
+    await store.complete_idempotency("test", "old-done", 200, b"{}")
+    await store.reserve_idempotency(entry("new-done"))
+    await store.complete_idempotency("test", "new-done", 200, b"{}")
+    assert await store.purge_idempotency(T0 - timedelta(hours=24)) == 1
+    assert await store.reserve_idempotency(entry("old-done")) is None
+    assert await store.reserve_idempotency(entry("old-running")) is not None
+    assert await store.reserve_idempotency(entry("new-done")) is not None
+
+
+# -- events ----------------------------------------------------------------------------------------------------
+async def test_events_list_oldest_first_by_object_and_after_a_sequence(store: Store) -> None:
+    p = await created(store)
+    q = await created(store)
+    live = await created(store, livemode=True)
+    saved = await store.save_payment(p, p.version, events=[ev.event_for(ids, ev.ATTEMPT_STARTED, p, T0)])
+    await store.save_payment(saved, saved.version, events=[ev.event_for(ids, ev.SUCCEEDED, p, T0)])
+
+    every = await store.list_events(False, None, 100)
+    assert [(e.object_id, e.type) for _, e in every] == [
+        (p.id, ev.CREATED),
+        (q.id, ev.CREATED),
+        (p.id, ev.ATTEMPT_STARTED),
+        (p.id, ev.SUCCEEDED),
+    ]
+    seqs = [s for s, _ in every]
+    assert seqs == sorted(seqs)
+    assert [e.type for _, e in await store.list_events(False, p.id, 100)] == [
+        ev.CREATED,
+        ev.ATTEMPT_STARTED,
+        ev.SUCCEEDED,
+    ]
+    assert [e.type for _, e in await store.list_events(False, None, 100, after_seq=seqs[1])] == [
+        ev.ATTEMPT_STARTED,
+        ev.SUCCEEDED,
+    ]
+    assert [e.type for _, e in await store.list_events(False, None, 1, after_seq=seqs[1])] == [ev.ATTEMPT_STARTED]
+    [(_, live_event)] = await store.list_events(True, None, 100)
+    assert live_event.object_id == live.id
+    assert await store.get_event(live_event.id) == live_event
+    assert await store.get_event("evt_missing") is None
+
+
+# -- test clocks -----------------------------------------------------------------------------------------------
+async def test_test_clocks_save_and_move(store: Store) -> None:
+    clock = SandboxClock(id=ids.new("test_clock"), created=T0, frozen_time=T0, name="renewals")
+    await store.save_test_clock(clock)
+    assert await store.get_test_clock(clock.id) == clock
+    moved = clock.model_copy(update={"frozen_time": T0 + timedelta(days=3)})
+    await store.save_test_clock(moved)
+    assert await store.get_test_clock(clock.id) == moved
+    assert await store.get_test_clock("clock_missing") is None
