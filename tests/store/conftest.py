@@ -1,4 +1,5 @@
-"""Every store test runs on both backends: SQLite in a temporary file, PostgreSQL in a schema of its own.
+"""Every store test runs on every backend: SQLite in a temporary file, PostgreSQL in a schema of its own, and the
+in-memory store the benchmarks use.
 
 The PostgreSQL server is the one on 127.0.0.1:5432 (started by scripts/services.sh when down). Each test
 session creates a uniquely named database and drops it at the end; each test gets a fresh schema in it, so
@@ -33,9 +34,11 @@ def pg_database() -> Iterator[str]:
     asyncio.run(drop_database(url))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "memory"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path, pg_database: str) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
+    if request.param == "memory":
+        url = "memory://"
+    elif request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'store.db'}"
     else:
         url = f"{pg_database}?schema=t_{uuid.uuid4().hex[:12]}"
