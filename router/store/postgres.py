@@ -360,10 +360,6 @@ class PostgresStore:
         row = await self._one("SELECT data FROM payment_records WHERE id = $1", record_id)
         return PaymentRecordState.model_validate_json(row[0]) if row else None
 
-    async def count_payments(self) -> dict[tuple[bool, str], int]:
-        rows = await self._all("SELECT livemode, status, COUNT(*) FROM payments GROUP BY livemode, status")
-        return {(bool(r[0]), str(r[1])): int(r[2]) for r in rows}
-
     async def get_attempt(self, attempt_id: str) -> AttemptRecord | None:
         row = await self._one("SELECT data FROM attempts WHERE id = $1", attempt_id)
         return AttemptRecord.model_validate_json(row[0]) if row else None
