@@ -3,7 +3,8 @@
 The engine counts authorization attempts (`payroute_authorization_attempts_total{processor,outcome}`) and
 their latency (`payroute_attempt_latency_seconds`), the breakers their state (`payroute_breaker_state`).
 The sidecar adds HTTP traffic, and at each scrape reads from the store what only the store knows (payments
-by status, the retry queue), so every replica reports the same truth.
+by status, the retry queue), so every replica reports the same truth. `payroute_config_version` belongs to
+`router.reload`; a scrape sets it too, so it is right even before the first reload.
 """
 
 from __future__ import annotations
