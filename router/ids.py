@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import secrets
 
@@ -39,6 +40,17 @@ class IdGenerator:
 
     def payment(self, livemode: bool) -> str:
         return f"osp_{'live' if livemode else 'test'}_{self._token()}"
+
+    @staticmethod
+    def payment_for_key(livemode: bool, idempotency_key: str) -> str:
+        """The one id a create with this Idempotency-Key can have: a retry after a crash finds the payment the
+        first try wrote instead of creating a second one."""
+        n = int.from_bytes(hashlib.sha256(f"osp\0{livemode}\0{idempotency_key}".encode()).digest(), "big") % _SPACE
+        pairs = []
+        for _ in range(_LENGTH // 2):
+            n, digits = divmod(n, 3844)
+            pairs.append(_PAIRS[digits])
+        return f"osp_{'live' if livemode else 'test'}_{''.join(pairs)}"
 
     def new(self, kind: str) -> str:
         return f"{PREFIXES[kind]}_{self._token()}"
