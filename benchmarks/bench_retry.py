@@ -202,7 +202,7 @@ class World:
         merchant's billing, not the retry engine's choice)."""
         month = [d for d in card.declines if at - d < 30 * D]
         if card.brand == "visa" and month:
-            reattempts = [a for a in card.attempts if at - a < 30 * D and a > month[0]]
+            reattempts = [a for a in card.attempts if at - a < 30 * D and a >= month[0]][1:]
             if len(reattempts) + 1 > LIMITS.visa_reattempts_30d:
                 self.violations["visa_30d"] += 1
         if card.brand == "mastercard":
@@ -284,11 +284,11 @@ def _payment(i: int, card: Card, billed: datetime) -> Payment:
     )
 
 
-async def run_strategy(name: str, n: int, seed: int, days: int, burn_in: int) -> dict[str, Any]:
+async def run_strategy(name: str, n: int, seed: int, days: int, burn_in: int, **smart_options: Any) -> dict[str, Any]:
     people = population(n, seed, days)
     world = World(seed + 1)
     history = MemoryHistory()
-    smart = SmartStrategy(history, min_observations=300)
+    smart = SmartStrategy(history, **{"min_observations": 300, **smart_options})
     planner = RetryPlanner(history, limits=LIMITS, smart=smart)
     policy = POLICIES[name]
     measured_from = START + timedelta(days=burn_in)
