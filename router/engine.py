@@ -186,7 +186,7 @@ class Engine:
                 settled_previous = attempt
                 continue
             cascade = outcome.kind is OutcomeKind.SOFT_DECLINE and (outcome.decline_code or "") in plan.cascade_on
-            if cascade and more:
+            if cascade and more and await self._may_cascade(current, outcome, table, now):
                 settled_previous = attempt
                 continue
             break
@@ -387,6 +387,14 @@ class Engine:
             attempts=[attempt] if attempt is not None else (),
             events=[ev.event_for(self.ids, t, final, now) for t in events],
         )
+
+    async def _may_cascade(self, p: Payment, outcome: Outcome, table: RoutingTable, now: datetime) -> bool:
+        """A cascade is a reattempt on the same card at once: only for a decline the table lets us retry,
+        with no advice-code floor, and while the card's network caps have room."""
+        decline = classify(outcome)
+        if not decline.retry or decline.min_delay > timedelta(0):
+            return False
+        return await self.retry.allows_now(p, now, table.config.network_limits, declined_at=now)
 
     async def _hold(self, p: Payment, decision: RetryDecision, now: datetime) -> Payment:
         """A due retry the guards stopped before any call: move it later, or fail it."""
