@@ -45,6 +45,7 @@ from router.models import (
 from router.retry import RetryPlanner
 from router.rules import RoutingTable, build_adapters
 from router.scheduler import RetryScheduler
+from router.shared import SharedState
 from router.states import CANCELABLE, PAUSABLE, TERMINAL, Status, transition
 from router.stats import StatsStore
 from router.store import open_store
@@ -74,6 +75,7 @@ class Router:
         retry: RetryPlanner | None = None,
         breakers: BreakerBoard | None = None,
         stats: StatsStore | None = None,
+        shared: SharedState | None = None,
     ) -> None:
         self._table = table
         self.store = store
@@ -81,7 +83,11 @@ class Router:
         self.clock: Clock = clock or SystemClock()
         self.ids = ids or IdGenerator()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
-        self.breakers = breakers or BreakerBoard(self.clock)
+        # Many replicas (issue 7): breaker state lives in Redis when `shared` is given, locally otherwise.
+        self.shared = shared
+        self.breakers = breakers or BreakerBoard(
+            self.clock, storage_factory=shared.breaker_storage if shared is not None else None
+        )
         self.retry = retry or RetryPlanner(store)
         self.card_info = card_info
         self.engine = Engine(
@@ -118,10 +124,13 @@ class Router:
         card_info: Callable[[str], CardInfo] = card_from_token,
         reconcile: bool = True,
         deliver_webhooks: bool = True,
+        redis: str | None = None,
     ) -> Router:
         """Load and check the config, open the store, settle anything a crash left in processing.
         With `deliver_webhooks`, the webhook worker runs in the background until `close()` (else drive
-        `router.webhooks.run_once()` yourself, or run it in another process on the same store)."""
+        `router.webhooks.run_once()` yourself, or run it in another process on the same store).
+        `redis` (default: the `PAYROUTE_REDIS_URL` environment variable) shares breaker state with the other
+        replicas; `redis://host:6379/0?prefix=payroute:` names the key prefix."""
         config_path = None
         if isinstance(config, Config):
             table = RoutingTable(config, 1, build_adapters(config))
@@ -131,7 +140,11 @@ class Router:
         reloading.accepted(table, config_path or "<config>")
         st = open_store(store) if isinstance(store, str) else store
         await st.open()
-        router = cls(table, st, config_path=config_path, clock=clock, ids=ids, owner=owner, card_info=card_info)
+        redis_url = redis if redis is not None else os.environ.get("PAYROUTE_REDIS_URL")
+        shared = SharedState(redis_url, clock or SystemClock()) if redis_url else None
+        router = cls(
+            table, st, config_path=config_path, clock=clock, ids=ids, owner=owner, card_info=card_info, shared=shared
+        )
         log.info("payroute started: config version %d, store %s", table.version, _safe_url(st.url))
         await router.webhooks.register()  # before any event of ours: each configured endpoint gets all of them
         if deliver_webhooks:
@@ -153,12 +166,24 @@ class Router:
             except Exception:
                 log.exception("closing adapter %s", adapter.name)
         await self.store.close()
+        if self.shared is not None:
+            await self.shared.close()
 
     async def __aenter__(self) -> Router:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def shared_state_ok(self) -> bool:
+        """False while Redis is configured but unreachable: this replica then runs on local breaker state (for
+        `/readyz` and metrics; the `payroute_shared_state_up` gauge says the same). True without Redis."""
+        return self.shared is None or self.shared.healthy
+
+    async def check_shared_state(self) -> bool:
+        """Ask Redis now, for a readiness probe; True without Redis."""
+        return self.shared is None or await self.shared.ping()
 
     @property
     def table(self) -> RoutingTable:
@@ -203,8 +228,12 @@ class Router:
         return self.subscribers.on(pattern, callback)
 
     def _events_committed(self, events: Sequence[Event]) -> None:
-        self.webhooks.wake()
-        self.subscribers.publish(events)
+        # Runs inside the store call that just committed: whatever happens here must not look like a failed write.
+        try:
+            self.webhooks.wake()
+            self.subscribers.publish(events)
+        except Exception:
+            log.exception("handing %d committed events to webhooks and subscribers failed", len(events))
 
     def on_reload(self, listener: Callable[[Router, RoutingTable], None]) -> None:
         self._listeners.append(listener)

@@ -9,7 +9,10 @@ concurrency is kept safe when several processes write at once:
   replicas polling the queue at once take disjoint payments, and the claims of a replica that died come back
   once its lease expires;
 - an idempotency key is a primary key, so of two replicas given the same key at the same moment one inserts
-  and the other finds the first one's entry.
+  and the other finds the first one's entry;
+- a transaction that writes events takes an advisory lock just before inserting them (events go last, so it
+  is held only to the commit): sequence order is commit order, and the webhook worker's cursor over `seq`
+  never passes an event that commits later.
 
 Numbered migrations from `migrations/postgres/` are applied on open, inside one transaction holding an advisory
 lock, so replicas starting together apply each migration once. `?schema=name` in the URL puts every table in
@@ -29,7 +32,18 @@ import asyncpg
 
 from router.errors import ConcurrentUpdate, StoreUnavailable
 from router.models import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
-from router.store.base import CardActivity, Cursor, IdempotencyEntry, Page, from_us, to_us
+from router.store.base import (
+    CardActivity,
+    Cursor,
+    EventListener,
+    IdempotencyEntry,
+    Page,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpointState,
+    from_us,
+    to_us,
+)
 from router.store.schema import migrations
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -78,6 +92,8 @@ class PostgresStore:
         self._min_size = int(options.get("pool_min", min_size))
         self._max_size = int(options.get("pool_max", max_size))
         self._pool: asyncpg.Pool | None = None
+        self._event_listeners: list[EventListener] = []
+        self._events_lock = f"payroute-events:{self.schema or 'public'}"
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -177,10 +193,15 @@ class PostgresStore:
                 record.model_dump_json(),
             )
             await self._insert_events(conn, events)
+        self._committed(events)
 
     async def get_payment(self, payment_id: str) -> Payment | None:
         row = await self._one("SELECT data FROM payments WHERE id = $1", payment_id)
         return Payment.model_validate_json(row[0]) if row else None
+
+    async def count_payments(self) -> dict[tuple[bool, str], int]:
+        rows = await self._all("SELECT livemode, status, COUNT(*) FROM payments GROUP BY livemode, status")
+        return {(bool(r[0]), str(r[1])): int(r[2]) for r in rows}
 
     async def list_payments(
         self,
@@ -251,6 +272,7 @@ class PostgresStore:
             if attempts:
                 await self._upsert_attempts(conn, attempts)
             await self._insert_events(conn, events or [])
+        self._committed(events or [])
         return saved
 
     @staticmethod
@@ -419,10 +441,11 @@ class PostgresStore:
         return int(status.split()[-1])
 
     # -- events ----------------------------------------------------------------------------------------------
-    @staticmethod
-    async def _insert_events(conn: asyncpg.Connection, events: list[Event]) -> None:
+    async def _insert_events(self, conn: asyncpg.Connection, events: list[Event]) -> None:
         if not events:
             return
+        # Held until this transaction ends: no two event-writing transactions commit out of seq order.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", self._events_lock)
         await conn.executemany(
             "INSERT INTO events (id, type, created_us, livemode, object_id, data) VALUES ($1,$2,$3,$4,$5,$6)",
             [(e.id, e.type, to_us(e.created), e.livemode, e.object_id, e.model_dump_json()) for e in events],
@@ -433,10 +456,8 @@ class PostgresStore:
     ) -> list[tuple[int, Event]]:
         sql = "SELECT seq, data FROM events WHERE livemode = $1 AND seq > $2"
         args: list[Any] = [livemode, after_seq or 0]
-        if after_seq is not None:
-            # A reader following seq must not pass a lower seq whose transaction has not committed yet:
-            # only events written by transactions older than every one still running are handed out.
-            sql += " AND txid < pg_snapshot_xmin(pg_current_snapshot())"
+        # No snapshot filter is needed for readers following seq: event writers serialize on an advisory lock held
+        # to commit (_insert_events), so a lower seq can never commit after a higher one has become visible.
         if object_id is not None:
             args.append(object_id)
             sql += f" AND object_id = ${len(args)}"
@@ -448,6 +469,172 @@ class PostgresStore:
     async def get_event(self, event_id: str) -> Event | None:
         row = await self._one("SELECT data FROM events WHERE id = $1", event_id)
         return Event.model_validate_json(row[0]) if row else None
+
+    def on_events(self, listener: EventListener) -> None:
+        self._event_listeners.append(listener)
+
+    def _committed(self, events: list[Event]) -> None:
+        # Right after the commit with no await in between: listeners see this process's commits in order.
+        if not events:
+            return
+        for listener in self._event_listeners:
+            listener(events)
+
+    async def list_outbox(self, after_seq: int, limit: int) -> list[tuple[int, Event]]:
+        rows = await self._all("SELECT seq, data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2", after_seq, limit)
+        return [(r[0], Event.model_validate_json(r[1])) for r in rows]
+
+    # -- webhook delivery ------------------------------------------------------------------------------------
+    async def register_webhook_endpoint(self, url: str, now: datetime) -> WebhookEndpointState:
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO webhook_endpoints (url, cursor_seq, created_us)"
+                " SELECT $1, COALESCE(MAX(seq), 0), $2 FROM events ON CONFLICT (url) DO NOTHING",
+                url,
+                to_us(now),
+            )
+        state = await self.get_webhook_endpoint(url)
+        assert state is not None
+        return state
+
+    async def get_webhook_endpoint(self, url: str) -> WebhookEndpointState | None:
+        row = await self._one(
+            "SELECT url, cursor_seq, consecutive_failures, failing_since_us, disabled_us FROM webhook_endpoints"
+            " WHERE url = $1",
+            url,
+        )
+        if row is None:
+            return None
+        return WebhookEndpointState(row[0], row[1], row[2], _dt(row[3]), _dt(row[4]))
+
+    async def enqueue_webhook_deliveries(
+        self, url: str, expected_cursor: int, new_cursor: int, deliveries: Sequence[WebhookDelivery]
+    ) -> bool:
+        async with self._tx() as conn:
+            status = await conn.execute(
+                "UPDATE webhook_endpoints SET cursor_seq = $1 WHERE url = $2 AND cursor_seq = $3",
+                new_cursor,
+                url,
+                expected_cursor,
+            )
+            if status != "UPDATE 1":
+                return False
+            if deliveries:
+                await conn.executemany(
+                    "INSERT INTO webhook_deliveries (url, event_id, event_seq, object_id, status, attempts,"
+                    " created_us, next_attempt_us) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)"
+                    " ON CONFLICT (url, event_id) DO NOTHING",
+                    [
+                        (
+                            d.url,
+                            d.event_id,
+                            d.event_seq,
+                            d.object_id,
+                            d.status,
+                            d.attempts,
+                            to_us(d.created),
+                            to_us(d.next_attempt_at),
+                        )
+                        for d in deliveries
+                    ],
+                )
+        return True
+
+    async def claim_webhook_deliveries(
+        self, url: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[WebhookDelivery]:
+        rows = await self._all(
+            "UPDATE webhook_deliveries d SET lease_until_us = $3 WHERE (d.url, d.event_id) IN ("
+            " SELECT c.url, c.event_id FROM webhook_deliveries c WHERE c.url = $1 AND c.status = 'pending'"
+            " AND c.next_attempt_us <= $2 AND (c.lease_until_us IS NULL OR c.lease_until_us <= $2)"
+            " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.url = c.url"
+            " AND e.object_id = c.object_id AND e.status = 'pending' AND e.event_seq < c.event_seq)"
+            " ORDER BY c.event_seq LIMIT $4 FOR UPDATE SKIP LOCKED)"
+            " RETURNING d.url, d.event_id, d.event_seq, d.object_id, d.created_us, d.next_attempt_us,"
+            " d.status, d.attempts, d.last_error, d.delivered_us",
+            url,
+            to_us(now),
+            to_us(lease_until),
+            limit,
+        )
+        return sorted((_delivery(r) for r in rows), key=lambda d: d.event_seq)
+
+    async def record_webhook_attempt(
+        self,
+        attempt: WebhookAttempt,
+        status: Literal["pending", "delivered", "failed"],
+        next_attempt_at: datetime | None,
+    ) -> WebhookEndpointState:
+        at_us = to_us(attempt.attempted_at)
+        async with self._tx() as conn:
+            await conn.execute(
+                "INSERT INTO webhook_attempts (url, event_id, attempted_us, http_status, error, latency_ms, succeeded)"
+                " VALUES ($1,$2,$3,$4,$5,$6,$7)",
+                attempt.url,
+                attempt.event_id,
+                at_us,
+                attempt.http_status,
+                attempt.error,
+                attempt.latency_ms,
+                attempt.succeeded,
+            )
+            await conn.execute(
+                "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, last_error = $2,"
+                " next_attempt_us = COALESCE($3, next_attempt_us), lease_until_us = NULL,"
+                " delivered_us = CASE WHEN $1 = 'delivered' THEN $4 ELSE delivered_us END"
+                " WHERE url = $5 AND event_id = $6 AND status = 'pending'",
+                status,
+                attempt.error,
+                _us(next_attempt_at),
+                at_us,
+                attempt.url,
+                attempt.event_id,
+            )
+            if attempt.succeeded:
+                await conn.execute(
+                    "UPDATE webhook_endpoints SET consecutive_failures = 0, failing_since_us = NULL WHERE url = $1",
+                    attempt.url,
+                )
+            else:
+                await conn.execute(
+                    "UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + 1,"
+                    " failing_since_us = COALESCE(failing_since_us, $1) WHERE url = $2",
+                    at_us,
+                    attempt.url,
+                )
+        state = await self.get_webhook_endpoint(attempt.url)
+        assert state is not None, f"webhook endpoint {attempt.url} is not registered"
+        return state
+
+    async def set_webhook_endpoint_disabled(self, url: str, disabled_at: datetime | None) -> None:
+        async with self._conn() as conn:
+            if disabled_at is None:
+                await conn.execute(
+                    "UPDATE webhook_endpoints SET disabled_us = NULL, consecutive_failures = 0,"
+                    " failing_since_us = NULL WHERE url = $1",
+                    url,
+                )
+            else:
+                await conn.execute(
+                    "UPDATE webhook_endpoints SET disabled_us = $1 WHERE url = $2", to_us(disabled_at), url
+                )
+
+    async def list_webhook_deliveries(self, event_id: str) -> list[WebhookDelivery]:
+        rows = await self._all(
+            "SELECT d.url, d.event_id, d.event_seq, d.object_id, d.created_us, d.next_attempt_us,"
+            " d.status, d.attempts, d.last_error, d.delivered_us"
+            " FROM webhook_deliveries d WHERE d.event_id = $1 ORDER BY d.url",
+            event_id,
+        )
+        return [_delivery(r) for r in rows]
+
+    async def list_webhook_attempts(self, event_id: str) -> list[WebhookAttempt]:
+        rows = await self._all(
+            "SELECT url, event_id, attempted_us, http_status, error, latency_ms, succeeded FROM webhook_attempts"
+            " WHERE event_id = $1 ORDER BY id",
+            event_id,
+        )
+        return [WebhookAttempt(r[0], r[1], from_us(r[2]), r[3], r[4], r[5], bool(r[6])) for r in rows]
 
     # -- test clocks -----------------------------------------------------------------------------------------
     async def save_test_clock(self, clock: TestClock) -> None:
@@ -462,6 +649,14 @@ class PostgresStore:
     async def get_test_clock(self, clock_id: str) -> TestClock | None:
         row = await self._one("SELECT data FROM test_clocks WHERE id = $1", clock_id)
         return TestClock.model_validate_json(row[0]) if row else None
+
+
+def _dt(us: int | None) -> datetime | None:
+    return from_us(us) if us is not None else None
+
+
+def _delivery(r: Any) -> WebhookDelivery:
+    return WebhookDelivery(r[0], r[1], r[2], r[3], from_us(r[4]), from_us(r[5]), r[6], r[7], r[8], _dt(r[9]))
 
 
 # -- administration: used by tests and benchmarks to give each run a database of its own ------------------------

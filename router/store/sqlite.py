@@ -500,7 +500,7 @@ class SQLiteStore:
                 "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, last_error = ?,"
                 " next_attempt_us = COALESCE(?, next_attempt_us), lease_until_us = NULL,"
                 " delivered_us = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_us END"
-                " WHERE url = ? AND event_id = ?",
+                " WHERE url = ? AND event_id = ? AND status = 'pending'",
                 (status, attempt.error, _us(next_attempt_at), status, at_us, attempt.url, attempt.event_id),
             )
             if attempt.succeeded:

