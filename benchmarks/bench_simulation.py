@@ -75,7 +75,9 @@ def summarize(world: World, runs: dict[str, dict[str, Any]]) -> tuple[list[dict[
                 "met_outage_share": sum(r["met_outage"]) / n,
                 "calls_per_payment": sum(r["calls"]) / n,
                 "added_latency_mean_ms": statistics.fmean(r["failed_latency_ms"]),
-                "added_latency_p99_ms": _pct(r["failed_latency_ms"], 0.99),
+                "added_latency_when_met_ms": statistics.fmean(
+                    [x for x, m in zip(r["failed_latency_ms"], r["met_outage"], strict=True) if m] or [0.0]
+                ),
                 "latency_mean_ms": statistics.fmean(r["latency_ms"]),
                 "latency_p99_ms": _pct(r["latency_ms"], 0.99),
                 "run_s": r["elapsed_s"],
@@ -214,7 +216,7 @@ def main() -> None:
             "met an outage",
             "calls/payment",
             "added latency mean ms",
-            "added latency p99 ms",
+            "added ms when met",
             "latency p99 ms",
             "payments/s (router)",
         ],
@@ -229,7 +231,7 @@ def main() -> None:
                 r["met_outage_share"],
                 r["calls_per_payment"],
                 r["added_latency_mean_ms"],
-                r["added_latency_p99_ms"],
+                r["added_latency_when_met_ms"],
                 r["latency_p99_ms"],
                 r["payments_per_s"],
             ]
