@@ -249,7 +249,20 @@ def main() -> None:
         ["period", "payments", *runs],
         per_period(world, runs),
     )
-    for t in (main_table, outage_table, period_table):
+    world_table = table(
+        "The world at hour 0: approval rate by processor and card country, plus the brand adjustment"
+        f" (then a +/-{world.wave_amplitude * 100:g} pt wave per processor and country, and the steps above)",
+        ["processor", *world.countries, *(f"{b} adj" for b in world.brands)],
+        [
+            [
+                p,
+                *(world.base[p][c] for c in world.countries),
+                *(world.brand_adjust[p].get(b, 0.0) for b in world.brands),
+            ]
+            for p in world.processors
+        ],
+    )
+    for t in (main_table, outage_table, period_table, world_table):
         print_table(t)
     if verdict:
         print(
@@ -279,7 +292,7 @@ def main() -> None:
             "workers": args.workers,
             "wall_s": wall,
         },
-        [main_table, outage_table, period_table],
+        [main_table, outage_table, period_table, world_table],
         verdict=verdict,
         summary=rows,
         world=world_description(world),
