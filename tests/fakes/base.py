@@ -12,12 +12,21 @@ A fake answers by behaviour, set for everything (`fake.behave(...)`) or per paym
   any of them, delay_ms=...    the same, answered late (a slow processor)
   approve_then_hang           authorizes (and keeps the answer for its idempotency key), then never answers:
                               what a router that crashed mid-call left behind
+  reset                       aborts the connection with a TCP reset before answering (nothing authorized)
+  slow_loris                  200 and its headers at once, then the body one byte every `interval_ms` (default 50)
+                              until the client gives up or the fake stops: never a whole answer
+
+`authorized_keys` lists the idempotency key of every authorization actually created, in order: the fake's own
+log of what it charged, for tests that reconcile the router's records against it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +60,7 @@ class FakeProcessor:
         self.requests: list[Recorded] = []
         self.invalid: list[str] = []  # spec violations found in requests we received
         self.authorizations = 0  # authorizations actually created (replays do not count)
+        self.authorized_keys: list[str | None] = []  # the idempotency key of each, in order
         self._default = Behaviour()
         self._by_payment_method: dict[str, Behaviour] = {}
         self._replays: dict[str, tuple[str, web.Response]] = {}
@@ -116,7 +126,32 @@ class FakeProcessor:
             return web.Response(status=500)
         if b.kind == "malformed":
             return web.Response(status=200, text='{"id": "trunc', content_type="application/json")
+        if b.kind == "reset":
+            assert request.transport is not None
+            sock = request.transport.get_extra_info("socket")
+            if sock is not None:  # linger 0: close() sends RST instead of FIN
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            request.transport.abort()
+            return web.Response(status=500)
+        if b.kind == "slow_loris":
+            return await self._trickle(request, float(b.extra.get("interval_ms", 50)) / 1000)
         return None
+
+    async def _trickle(self, request: web.Request, interval_s: float) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.content_length = 1_000_000
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            while not self._stopping.is_set():
+                await response.write(b" ")  # leading whitespace: valid JSON so far, never complete
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), interval_s)
+        return response
+
+    def authorized(self, key: str | None) -> None:
+        """Count an authorization the fake really created, under the idempotency key it came with."""
+        self.authorizations += 1
+        self.authorized_keys.append(key)
 
     async def linger(self, b: Behaviour) -> None:
         """After authorizing, hold the answer back when told to (until the fake stops)."""

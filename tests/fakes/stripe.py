@@ -129,7 +129,7 @@ class FakeStripe(FakeProcessor):
                 b.code,
                 "An error occurred with our connection to Stripe.",
             )
-        self.authorizations += 1
+        self.authorized(key)
         response = self.remember(key, body, self._authorize(fields, b))
         await self.linger(b)
         return response
