@@ -159,7 +159,10 @@ class Books:
         payments = await all_payments(self.router)
         by_payment = await self.attempts()
         for p in payments:
-            assert p.status in TERMINAL or p.status == Status.PENDING_RETRY, f"{p.id} left {p.status}"
+            waiting = (Status.PENDING_RETRY, Status.REQUIRES_CAPTURE)
+            assert p.status in TERMINAL or p.status in waiting, f"{p.id} left {p.status}"
+            if p.status == Status.REQUIRES_CAPTURE:
+                assert p.capture_before is not None and p.capture_before > now, f"{p.id} held past capture_before"
             if p.status == Status.PENDING_RETRY:
                 assert p.next_attempt_at is not None and p.next_attempt_at > now, f"{p.id} is due but not attempted"
             for a in by_payment[p.id]:
