@@ -70,6 +70,7 @@ class FakeProcessor:
         self.invalid: list[str] = []  # spec violations found in requests we received
         self.authorizations = 0  # authorizations actually created (replays do not count)
         self.authorized_keys: list[str | None] = []  # the idempotency key of each, in order
+        self.authorized_one = asyncio.Event()  # set at every authorization; clear it to wait for the next
         self._default = Behaviour()
         self._by_payment_method: dict[str, Behaviour] = {}
         self._replays: dict[str, tuple[str, web.Response]] = {}
@@ -165,6 +166,7 @@ class FakeProcessor:
         """Count an authorization the fake really created, under the idempotency key it came with."""
         self.authorizations += 1
         self.authorized_keys.append(key)
+        self.authorized_one.set()
 
     async def linger(self, b: Behaviour) -> None:
         """After authorizing, hold the answer back when told to (until the fake stops)."""

@@ -58,8 +58,7 @@ async def test_an_approval_that_arrives_after_the_failover_is_voided(
     assert [(a.processor, a.outcome) for a in attempts] == [("primary", "timeout"), ("backup", "approved")]
     assert attempts[0].state == "unresolved"
     async with asyncio.timeout(10):  # wait for the late authorization itself, not for an amount of time
-        while fakes.primary.authorizations == 0:
-            await asyncio.sleep(0.01)
+        await fakes.primary.authorized_one.wait()
     assert live_approvals(fakes) == 2, "the card is held twice until the orphan is voided"
     await settle_everything(router, clock)
     by_payment = await Books(router, fakes).check(clock)
