@@ -71,6 +71,7 @@ class FakeProcessor:
         self.authorizations = 0  # authorizations actually created (replays do not count)
         self.authorized_keys: list[str | None] = []  # the idempotency key of each, in order
         self.authorized_one = asyncio.Event()  # set at every authorization; clear it to wait for the next
+        self.received_one = asyncio.Event()  # set at every request logged; clear it to wait for the next
         self._default = Behaviour()
         self._by_payment_method: dict[str, Behaviour] = {}
         self._replays: dict[str, tuple[str, web.Response]] = {}
@@ -197,6 +198,7 @@ class FakeProcessor:
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
         body = await request.text()
         self.requests.append(Recorded(request.method, request.path, dict(request.headers), body, dict(request.query)))
+        self.received_one.set()
         try:
             response: web.StreamResponse = await handler(request)
         except _LostAnswer as lost:  # the work is done; the answer never arrives whole
