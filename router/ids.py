@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import secrets
 
@@ -26,11 +27,12 @@ class IdGenerator:
     def __init__(self, seed: int | None = None) -> None:
         self._rng: random.Random | None = random.Random(seed) if seed is not None else None
 
-    def _token(self) -> str:
+    def _token(self, n: int | None = None) -> str:
         # One draw below 62**24 written in base 62, two characters at a time: uniform over the same ids as
         # 24 draws of one character, at a tenth of the cost (ids were a third of create_payment's time in
         # benchmarks/bench_overhead.py).
-        n = secrets.randbelow(_SPACE) if self._rng is None else self._rng.randrange(_SPACE)
+        if n is None:
+            n = secrets.randbelow(_SPACE) if self._rng is None else self._rng.randrange(_SPACE)
         pairs = []
         for _ in range(_LENGTH // 2):
             n, digits = divmod(n, 3844)
@@ -39,6 +41,12 @@ class IdGenerator:
 
     def payment(self, livemode: bool) -> str:
         return f"osp_{'live' if livemode else 'test'}_{self._token()}"
+
+    def payment_for(self, livemode: bool, seed: str) -> str:
+        """A payment id that `seed` alone determines: an idempotent create's id, so that after a crash the payment
+        its key reserved can be found again (see Router.idempotent)."""
+        n = int.from_bytes(hashlib.sha256(seed.encode()).digest(), "big") % _SPACE
+        return f"osp_{'live' if livemode else 'test'}_{self._token(n)}"
 
     def new(self, kind: str) -> str:
         return f"{PREFIXES[kind]}_{self._token()}"

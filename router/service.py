@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -56,6 +57,13 @@ from router.webhooks import WebhookWorker
 log = logging.getLogger("payroute")
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+CREATE_ROUTE = "POST /v2/payments/off_session_payments"
+# The longest a live request sits between reserving its idempotency key and committing its payment (validation
+# and one write, behind SQLite's 5 s busy timeout). A reservation older than this with no payment was abandoned
+# by a process that died: the key is freed and the request runs afresh.
+ABANDONED_RESERVATION = timedelta(seconds=30)
+# The id the create running under an idempotency key gives its payment (derived from the key's reservation).
+_RESERVED_PAYMENT_ID: ContextVar[str | None] = ContextVar("payroute_reserved_payment_id", default=None)
 _CAS_RETRIES = 5
 
 
@@ -265,7 +273,7 @@ class Router:
         status, out = await self.idempotent(
             _scope(livemode),
             idempotency_key,
-            "POST /v2/payments/off_session_payments",
+            CREATE_ROUTE,
             body,
             lambda: self._create_json(params, livemode),
         )
@@ -306,7 +314,7 @@ class Router:
                 due = target
         if p.test_clock and due is None:
             due = now  # a test-clock payment waits for its clock to be advanced
-        payment_id = self.ids.payment(livemode)
+        payment_id = _RESERVED_PAYMENT_ID.get() or self.ids.payment(livemode)
         record_id = self.ids.new("payment_record")
         card = self.card_info(p.payment_method or "")
         options = p.payment_method_options.card if p.payment_method_options else None
@@ -747,13 +755,20 @@ class Router:
                     status=409,
                 )
             if existing.state != "done" or existing.response_body is None:
-                raise PayrouteError(
-                    "A request with this Idempotency-Key is still being processed; retry later.",
-                    type="idempotency_error",
-                    code="idempotency_key_in_use",
-                    status=409,
-                )
+                recovered = await self._recover_create(existing, route)
+                if recovered == "abandoned":
+                    await self.store.release_idempotency(scope, key)
+                    return await self.idempotent(scope, key, route, body, run)
+                if not isinstance(recovered, tuple):
+                    raise PayrouteError(
+                        "A request with this Idempotency-Key is still being processed; retry later.",
+                        type="idempotency_error",
+                        code="idempotency_key_in_use",
+                        status=409,
+                    )
+                return recovered
             return existing.response_status or 200, existing.response_body
+        reserved = _RESERVED_PAYMENT_ID.set(_reserved_id(self.ids, entry) if route == CREATE_ROUTE else None)
         try:
             status, out = await run()
         except PayrouteError as exc:
@@ -765,12 +780,49 @@ class Router:
         except BaseException:
             await self.store.release_idempotency(scope, key)
             raise
+        finally:
+            _RESERVED_PAYMENT_ID.reset(reserved)
         await self.store.complete_idempotency(scope, key, status, out)
         return status, out
+
+    async def _recover_create(self, entry: IdempotencyEntry, route: str) -> tuple[int, bytes] | str | None:
+        """The answer to a create whose key is still `in_progress`, when the request that reserved it is gone.
+
+        A process killed mid-request leaves its key reserved forever, and every resend would be told "still in
+        progress". The payment it created carries the id its reservation determines: once that payment has left
+        `processing` (settled by its own request or by reconciliation) it is the answer, stored for the key.
+        No payment long after the reservation means the request died before creating one: "abandoned".
+        None: the request may still be running (or its payment is still being reconciled); ask again later.
+        """
+        if route != CREATE_ROUTE:
+            return None
+        payment = await self.store.get_payment(_reserved_id(self.ids, entry))
+        abandoned = to_us(self.clock.now()) - entry.created_us > ABANDONED_RESERVATION.total_seconds() * 1_000_000
+        if payment is None:
+            return "abandoned" if abandoned else None
+        if payment.status == Status.PENDING and payment.next_attempt_at is None:
+            # Created for an attempt at once, and the process died before the attempt began: nothing will ever
+            # pick it up (it is neither due nor processing). The resend runs the attempt it was owed.
+            if not abandoned:
+                return None
+            attempted = await self.engine.claim_and_attempt(payment)
+            if attempted is None or attempted.status == Status.PROCESSING:
+                return None
+            payment = attempted
+        if payment.status == Status.PROCESSING:
+            return None
+        out = json.dumps(await self._render(payment)).encode()
+        await self.store.complete_idempotency(entry.scope, entry.key, 200, out)
+        return 200, out
 
 
 def _scope(livemode: bool) -> str:
     return "live" if livemode else "test"
+
+
+def _reserved_id(ids: IdGenerator, entry: IdempotencyEntry) -> str:
+    """The payment id a create under this key reservation uses: recomputable from the stored entry alone."""
+    return ids.payment_for(entry.scope == "live", f"{entry.scope}\n{entry.key}\n{entry.created_us}")
 
 
 def _due_time(p: Payment) -> datetime:
