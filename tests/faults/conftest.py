@@ -200,8 +200,9 @@ class Books:
 def approvals_at(fake: FakeProcessor) -> tuple[int, int]:
     """(approvals still standing, approvals voided) as the fake itself holds them."""
     if isinstance(fake, FakeStripe):
-        statuses = Counter(pi["status"] for pi in fake.intents.values())
-        return statuses["succeeded"] + statuses["requires_capture"], statuses["canceled"]
+        refunded = fake.refunded()
+        statuses = Counter("refunded" if pi["id"] in refunded else pi["status"] for pi in fake.intents.values())
+        return statuses["succeeded"] + statuses["requires_capture"], statuses["canceled"] + statuses["refunded"]
     assert isinstance(fake, FakeAdyen)
     authorised = sum(1 for p in fake.payments.values() if p["answer"]["resultCode"] == "Authorised")
     cancels = sum(1 for r in fake.requests if r.method == "POST" and r.path.endswith("/cancels"))

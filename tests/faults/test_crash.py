@@ -218,6 +218,10 @@ async def test_sigkill_under_load_loses_nothing_and_charges_once(tmp_path: Path,
     sent = {r.headers["Idempotency-Key"] for r in fake.requests if r.path == "/v1/payment_intents"}
     recorded = {a.id for records in attempts.values() for a in records}
     assert sent == recorded, "the store and the processor disagree on which attempts were sent"
-    live = Counter(pi["metadata"]["payroute_payment_id"] for pi in fake.intents.values() if pi["status"] == "succeeded")
+    live = Counter(
+        pi["metadata"]["payroute_payment_id"]
+        for pi in fake.intents.values()
+        if pi["status"] == "succeeded" and pi["id"] not in fake.refunded()
+    )
     assert all(live[pid] == 1 for pid in payments), {pid: live[pid] for pid in payments if live[pid] != 1}
     assert sum(live.values()) == PAYMENTS

@@ -46,7 +46,7 @@ async def test_an_approval_held_back_past_the_deadline_is_found_by_the_lookup(
     assert live_approvals(fakes) == 1 and fakes.backup.authorizations == 0
 
 
-@pytest.mark.parametrize("capture", ["manual"])
+@pytest.mark.parametrize("capture", ["manual", "automatic"])
 async def test_an_approval_that_arrives_after_the_failover_is_voided(
     open_router: Opener, fakes: Fakes, clock: ManualClock, capture: str
 ) -> None:
