@@ -170,12 +170,13 @@ class Engine:
             await breaker.share()
             # Routing learns from what the call looked like (a slow processor is a bad one) before the lookup.
             await self._learn(plan, cand, outcome)
-            if outcome.kind is OutcomeKind.TIMEOUT:
+            if _undecided(outcome):
                 outcome = await self._after_timeout(cand, attempt, outcome)
             ATTEMPTS.labels(cand.name, outcome.kind.value).inc()
             ATTEMPT_LATENCY.labels(cand.name).observe(outcome.latency_ms / 1000)
             attempt = _settle(attempt, outcome, cand.adapter.scrub)
-            if outcome.kind is OutcomeKind.TIMEOUT:
+            if _undecided(outcome):
+                # The processor may yet have authorized it: `resolve()` keeps asking, and voids what it finds.
                 attempt = attempt.model_copy(update={"state": "unresolved"})
             if outcome.request_invalid:
                 log.error("processor %s says our request was invalid: %s", cand.name, attempt.raw_message)
@@ -533,6 +534,12 @@ async def _void_orphan(adapter: ProcessorAdapter, attempt: AttemptRecord, refere
         log.warning("voiding orphan %s at %s failed", attempt.id, attempt.processor, exc_info=True)
         return False
     return result.approved
+
+
+def _undecided(outcome: Outcome) -> bool:
+    """No answer, and no certainty that the processor did nothing: a timeout, a connection lost after the request
+    went out, an unreadable success. Failing over blindly then could charge the card twice."""
+    return outcome.kind is OutcomeKind.TIMEOUT or (outcome.kind.is_technical and outcome.ambiguous)
 
 
 def _snapshot(card: CardInfo) -> CardSnapshot:

@@ -56,8 +56,13 @@ from router.webhooks import WebhookWorker
 log = logging.getLogger("payroute")
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
-# A key still "in progress" after this long belongs to a request whose process died: the next try takes it over.
-# Longer than any create can take (every candidate's timeout in turn), so a live request is never overtaken.
+CREATE_ROUTE = "POST /v2/payments/off_session_payments"
+# The longest a live request sits between reserving its idempotency key and committing its payment (validation
+# and one write, behind SQLite's 5 s busy timeout). A create reservation older than this with no payment was
+# abandoned by a process that died: the key is freed and the request runs afresh.
+ABANDONED_RESERVATION = timedelta(seconds=30)
+# Any other POST's key still "in progress" after this long belongs to a request whose process died. Longer than any
+# request can take (every candidate's timeout in turn), so a live request is never overtaken.
 IDEMPOTENCY_TAKEOVER = timedelta(minutes=5)
 # An immediate payment a dead process wrote but never attempted becomes due for the scheduler after this.
 STRANDED_AFTER = timedelta(minutes=2)
@@ -270,7 +275,7 @@ class Router:
         status, out = await self.idempotent(
             _scope(livemode),
             idempotency_key,
-            "POST /v2/payments/off_session_payments",
+            CREATE_ROUTE,
             body,
             lambda: self._create_json(params, livemode, IdGenerator.payment_for_key(livemode, idempotency_key)),
         )
@@ -774,21 +779,26 @@ class Router:
                     code="idempotency_key_in_use",
                     status=409,
                 )
-            stale = now - from_us(existing.created_us) > IDEMPOTENCY_TAKEOVER
-            if existing.state != "done" and stale and retakes > 0:
-                # The request that reserved the key died (a killed process never releases it). Its work is
-                # safe to redo: a create finds the payment the dead try wrote by its key-derived id.
-                age = now - from_us(existing.created_us)
-                log.warning("taking over an Idempotency-Key reserved %s ago and never completed", age)
-                await self.store.release_idempotency(scope, key)
-                return await self.idempotent(scope, key, route, body, run, retakes=retakes - 1)
             if existing.state != "done" or existing.response_body is None:
-                raise PayrouteError(
-                    "A request with this Idempotency-Key is still being processed; retry later.",
-                    type="idempotency_error",
-                    code="idempotency_key_in_use",
-                    status=409,
-                )
+                # Still in progress: a live request, or one whose process died (a killed process never releases
+                # its key). A create is answered by the payment its key-derived id names once that has settled.
+                recovered = await self._recover_create(existing, route) if route == CREATE_ROUTE else None
+                stale = now - from_us(existing.created_us) > IDEMPOTENCY_TAKEOVER
+                takeover = recovered == "abandoned" or (recovered is None and stale and route != CREATE_ROUTE)
+                if takeover and retakes > 0:
+                    log.warning(
+                        "taking over an Idempotency-Key reserved at %s and never completed", existing.created_us
+                    )
+                    await self.store.release_idempotency(scope, key)
+                    return await self.idempotent(scope, key, route, body, run, retakes=retakes - 1)
+                if not isinstance(recovered, tuple):
+                    raise PayrouteError(
+                        "A request with this Idempotency-Key is still being processed; retry later.",
+                        type="idempotency_error",
+                        code="idempotency_key_in_use",
+                        status=409,
+                    )
+                return recovered
             return existing.response_status or 200, existing.response_body
         try:
             status, out = await run()
@@ -803,6 +813,34 @@ class Router:
             raise
         await self.store.complete_idempotency(scope, key, status, out)
         return status, out
+
+    async def _recover_create(self, entry: IdempotencyEntry, route: str) -> tuple[int, bytes] | str | None:
+        """The answer to a create whose key is still `in_progress`, when the request that reserved it is gone.
+
+        A process killed mid-request leaves its key reserved forever, and every resend would be told "still in
+        progress". The payment it created carries the id its reservation determines: once that payment has left
+        `processing` (settled by its own request or by reconciliation) it is the answer, stored for the key.
+        No payment long after the reservation means the request died before creating one: "abandoned".
+        None: the request may still be running (or its payment is still being reconciled); ask again later.
+        """
+        payment = await self.store.get_payment(IdGenerator.payment_for_key(entry.scope == "live", entry.key))
+        abandoned = to_us(self.clock.now()) - entry.created_us > ABANDONED_RESERVATION.total_seconds() * 1_000_000
+        if payment is None:
+            return "abandoned" if abandoned else None
+        if payment.status == Status.PENDING and payment.test_clock is None and payment.target_date is None:
+            # Created for an attempt at once, and the process died before the attempt began (the scheduler would
+            # pick it up after STRANDED_AFTER). The resend runs the attempt it was owed.
+            if not abandoned:
+                return None
+            attempted = await self.engine.claim_and_attempt(payment)
+            if attempted is None or attempted.status == Status.PROCESSING:
+                return None
+            payment = attempted
+        if payment.status == Status.PROCESSING:
+            return None
+        out = json.dumps(await self._render(payment)).encode()
+        await self.store.complete_idempotency(entry.scope, entry.key, 200, out)
+        return 200, out
 
 
 def _scope(livemode: bool) -> str:
