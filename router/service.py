@@ -264,13 +264,16 @@ class Router:
         *,
         livemode: bool = False,
         idempotency_key: str | None = None,
+        keyed_by: str | None = None,
     ) -> dict[str, Any]:
         """Create an off-session payment and, unless deferred, run its first authorization attempt.
 
         With an `idempotency_key`, a repeat of the same request returns the first result and does nothing
-        else; the same key with other parameters is refused (409 idempotency_error)."""
+        else; the same key with other parameters is refused (409 idempotency_error). `keyed_by` is for a caller
+        that runs `idempotent()` itself (the sidecar): the key whose derived payment id this create takes."""
         if idempotency_key is None:
-            return await self._create(params, livemode)
+            payment_id = IdGenerator.payment_for_key(livemode, keyed_by) if keyed_by is not None else None
+            return await self._create(params, livemode, payment_id)
         body = json.dumps(params, sort_keys=True, separators=(",", ":")).encode()
         status, out = await self.idempotent(
             _scope(livemode),

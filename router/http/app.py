@@ -287,7 +287,9 @@ async def create_off_session_payment(request: web.Request) -> web.StreamResponse
     body = await _body(request)
     router = request.app[SIDECAR].core()
     livemode = _caller(request).livemode
-    return await _post(request, body, lambda: router.create_payment(body, livemode=livemode))
+    # The payment id derives from the Idempotency-Key, so a resend after a crash finds the first try's payment.
+    key = request.headers.get("Idempotency-Key")
+    return await _post(request, body, lambda: router.create_payment(body, livemode=livemode, keyed_by=key))
 
 
 async def retrieve_off_session_payment(request: web.Request) -> web.StreamResponse:
