@@ -36,3 +36,12 @@ async def make_router(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Route
     yield make
     for r in opened:
         await r.close()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Name any non-daemon thread still alive at the end: one keeps the interpreter (and CI) from exiting."""
+    import threading
+
+    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    for t in stuck:
+        print(f"\nthread still running at exit: {t.name} ({type(t).__module__}.{type(t).__qualname__})")
