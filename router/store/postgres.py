@@ -10,9 +10,11 @@ concurrency is kept safe when several processes write at once:
   once its lease expires;
 - an idempotency key is a primary key, so of two replicas given the same key at the same moment one inserts
   and the other finds the first one's entry;
-- a transaction that writes events takes an advisory lock just before inserting them (events go last, so it
-  is held only to the commit): sequence order is commit order, and the webhook worker's cursor over `seq`
-  never passes an event that commits later.
+- the outbox cursor (`list_outbox`) never passes an event that commits later: a transaction that writes events
+  takes a *shared* advisory lock just before inserting them (events go last, so it is held only to the commit;
+  writers do not wait for each other), and a reader of the outbox takes the same lock *exclusively* for its one
+  SELECT, so it waits for every writer that already drew a sequence number, and writers that come after it
+  draw higher ones.
 
 Numbered migrations from `migrations/postgres/` are applied on open, inside one transaction holding an advisory
 lock, so replicas starting together apply each migration once. `?schema=name` in the URL puts every table in
@@ -277,25 +279,26 @@ class PostgresStore:
 
     @staticmethod
     async def _upsert_attempts(conn: asyncpg.Connection, attempts: Sequence[AttemptRecord]) -> None:
-        await conn.executemany(
+        await conn.execute(
             "INSERT INTO attempts (id, payment_id, payment_record, created_us, processor, state, outcome,"
-            " card_fingerprint, data) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (id) DO UPDATE SET"
-            " state = excluded.state, outcome = excluded.outcome,"
+            " card_fingerprint, data)"
+            " SELECT a.id, a.payment_id, a.payment_record, a.created_us, a.processor, a.state, a.outcome,"
+            " a.card_fingerprint, a.data::jsonb"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],"
+            " $8::text[], $9::text[]) WITH ORDINALITY"
+            " AS a (id, payment_id, payment_record, created_us, processor, state, outcome, card_fingerprint, data, n)"
+            " ORDER BY a.n"
+            " ON CONFLICT (id) DO UPDATE SET state = excluded.state, outcome = excluded.outcome,"
             " card_fingerprint = excluded.card_fingerprint, data = excluded.data",
-            [
-                (
-                    a.id,
-                    a.payment_id,
-                    a.payment_record,
-                    to_us(a.created),
-                    a.processor,
-                    a.state,
-                    a.outcome,
-                    a.card.fingerprint,
-                    a.model_dump_json(),
-                )
-                for a in attempts
-            ],
+            [a.id for a in attempts],
+            [a.payment_id for a in attempts],
+            [a.payment_record for a in attempts],
+            [to_us(a.created) for a in attempts],
+            [a.processor for a in attempts],
+            [a.state for a in attempts],
+            [a.outcome for a in attempts],
+            [a.card.fingerprint for a in attempts],
+            [a.model_dump_json() for a in attempts],
         )
 
     async def save_attempt(self, attempt: AttemptRecord) -> None:
@@ -444,11 +447,21 @@ class PostgresStore:
     async def _insert_events(self, conn: asyncpg.Connection, events: list[Event]) -> None:
         if not events:
             return
-        # Held until this transaction ends: no two event-writing transactions commit out of seq order.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", self._events_lock)
-        await conn.executemany(
-            "INSERT INTO events (id, type, created_us, livemode, object_id, data) VALUES ($1,$2,$3,$4,$5,$6)",
-            [(e.id, e.type, to_us(e.created), e.livemode, e.object_id, e.model_dump_json()) for e in events],
+        # One round trip: the shared outbox lock (held to the end of this transaction: an outbox reader waits for
+        # it, see list_outbox), then every event, in order.
+        await conn.execute(
+            "WITH locked AS (SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0)))"
+            " INSERT INTO events (id, type, created_us, livemode, object_id, data)"
+            " SELECT e.id, e.type, e.created_us, e.livemode, e.object_id, e.data::jsonb"
+            " FROM locked, unnest($2::text[], $3::text[], $4::bigint[], $5::boolean[], $6::text[], $7::text[])"
+            " WITH ORDINALITY AS e (id, type, created_us, livemode, object_id, data, n) ORDER BY e.n",
+            self._events_lock,
+            [e.id for e in events],
+            [e.type for e in events],
+            [to_us(e.created) for e in events],
+            [e.livemode for e in events],
+            [e.object_id for e in events],
+            [e.model_dump_json() for e in events],
         )
 
     async def list_events(
@@ -479,12 +492,19 @@ class PostgresStore:
             listener(events)
 
     async def list_outbox(self, after_seq: int, limit: int) -> list[tuple[int, Event]]:
-        rows = await self._all("SELECT seq, data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2", after_seq, limit)
+        async with self._tx() as conn:
+            # Exclusive: wait for the writers that hold a sequence number to commit or roll back.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", self._events_lock)
+            rows = await conn.fetch(
+                "SELECT seq, data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2", after_seq, limit
+            )
         return [(r[0], Event.model_validate_json(r[1])) for r in rows]
 
     # -- webhook delivery ------------------------------------------------------------------------------------
     async def register_webhook_endpoint(self, url: str, now: datetime) -> WebhookEndpointState:
-        async with self._conn() as conn:
+        async with self._tx() as conn:
+            # The newest event, with no lower one still to commit (the outbox lock, as in list_outbox).
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", self._events_lock)
             await conn.execute(
                 "INSERT INTO webhook_endpoints (url, cursor_seq, created_us)"
                 " SELECT $1, COALESCE(MAX(seq), 0), $2 FROM events ON CONFLICT (url) DO NOTHING",
