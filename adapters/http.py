@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 import aiohttp
 from pydantic import SecretStr
@@ -107,7 +108,9 @@ class HttpTransport:
             body = form
             sent_headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         wire_headers = {**sent_headers, **{k: v.get_secret_value() for k, v in self._auth.items()}}
-        request_text = _render_request(method, url, params, sent_headers, list(self._auth), body)
+        # Form bodies are shown decoded: percent-encoding would hide a card number from the scrubber.
+        shown = "&".join(f"{k}={v}" for k, v in parse_qsl(form, keep_blank_values=True)) if form is not None else body
+        request_text = _render_request(method, url, params, sent_headers, list(self._auth), shown)
         started = time.perf_counter()
         status: int | None = None
         text = ""
@@ -179,13 +182,15 @@ def settle(exchange: Exchange, from_wire: Callable[[int, Any], Outcome]) -> Outc
         outcome = Outcome(OutcomeKind.PROCESSOR_ERROR, raw_message=f"connection failed: {exchange.body[:200]}")
     else:
         try:
-            outcome = from_wire(exchange.status, exchange.json())
+            # An empty body (a bare 401 or 404, say) reaches from_wire as None.
+            outcome = from_wire(exchange.status, exchange.json() if exchange.body.strip() else None)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:  # pydantic's ValidationError is a ValueError
             log.error("%s answered HTTP %s with a body we cannot read: %s", exchange.processor, exchange.status, exc)
             outcome = Outcome(
                 OutcomeKind.PROCESSOR_ERROR,
                 raw_code=str(exchange.status),
                 raw_message=f"unreadable answer (HTTP {exchange.status}): {exchange.body[:500]}",
+                request_invalid=400 <= exchange.status < 500 and exchange.status not in (408, 429),
             )
     return replace(outcome, latency_ms=exchange.latency_ms, transcript=exchange.transcript)
 

@@ -24,12 +24,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from adapters.base import (
+    UNKNOWN,
     AdapterError,
     AdapterSettings,
     AuthorizationRequest,
     CancelRequest,
     CaptureRequest,
     CardInfo,
+    LookupAnswer,
     LookupRequest,
     Outcome,
     OutcomeKind,
@@ -238,9 +240,9 @@ class SimulatorAdapter:
         self.voids.add(req.processor_reference)
         return Outcome(OutcomeKind.APPROVED, processor_reference=req.processor_reference, raw_code="00")
 
-    async def lookup(self, req: LookupRequest) -> Outcome | None:
+    async def lookup(self, req: LookupRequest) -> Outcome | LookupAnswer | None:
         if not self.supports_lookup:
-            return Outcome(OutcomeKind.PROCESSOR_ERROR, raw_message="lookup by idempotency key not supported")
+            return UNKNOWN
         return self.log.get(req.attempt_id)
 
     def scrub(self, transcript: str) -> str:

@@ -75,8 +75,8 @@ class PaymentIntentCreate(_Wire):
     off_session: bool = True
     capture_method: Literal["automatic", "manual"] = "automatic"
     description: str | None = None
-    statement_descriptor: str | None = None
-    statement_descriptor_suffix: str | None = None
+    # Stripe refuses `statement_descriptor` on card payments: only the suffix to the account's prefix goes.
+    statement_descriptor_suffix: str | None = Field(default=None, max_length=22)
     metadata: dict[str, str] = Field(default_factory=dict)
     expand: list[str] = Field(default_factory=lambda: ["latest_charge"])
 
@@ -155,8 +155,7 @@ def to_wire(req: AuthorizationRequest) -> PaymentIntentCreate:
         payment_method=req.payment_method,
         capture_method="manual" if req.capture_manual else "automatic",
         description=req.description,
-        statement_descriptor=req.statement_descriptor,
-        statement_descriptor_suffix=req.statement_descriptor_suffix,
+        statement_descriptor_suffix=req.statement_descriptor_suffix[:22] if req.statement_descriptor_suffix else None,
         metadata=metadata,
     )
 
@@ -318,7 +317,9 @@ class StripeAdapter:
         )
         if not found:
             return UNKNOWN
-        return settle(exchange, lambda _status, _body: _from_intent(found[0]))
+        outcome = settle(exchange, lambda _status, _body: _from_intent(found[0]))
+        # An intent still processing has no answer yet: a resend under the same key returns it when it has one.
+        return UNKNOWN if outcome.kind.is_technical else outcome
 
     def scrub(self, transcript: str) -> str:
         return scrub_text(transcript)

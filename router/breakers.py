@@ -112,6 +112,9 @@ class Breaker:
             throw_new_error_on_trip=False,
         )
         self._trial_in_flight = False
+        # Asked once: isinstance() against a runtime-checkable Protocol costs ~14 us, three times per call
+        # (benchmarks/bench_simulation.py profile).
+        self._shared: SharedStorage | None = storage if isinstance(storage, SharedStorage) else None
         BREAKER_STATE.labels(name).set(0)
 
     @property
@@ -135,15 +138,13 @@ class Breaker:
 
     async def sync(self) -> None:
         """Before `allow()`: take in what other replicas did to this breaker (no-op on local storage)."""
-        storage = self._cb._state_storage
-        if isinstance(storage, SharedStorage) and await storage.pull():
+        if self._shared is not None and await self._shared.pull():
             self._cb.state  # noqa: B018 - pybreaker notices a change made elsewhere and tells the listeners
 
     async def share(self) -> None:
         """After `allow()` and `record()`: hand this replica's changes to the others (no-op on local storage)."""
-        storage = self._cb._state_storage
-        if isinstance(storage, SharedStorage):
-            await storage.push()
+        if self._shared is not None:
+            await self._shared.push()
 
     def allow(self) -> bool:
         """May a call go to this processor now? At most one trial call runs while half-open."""

@@ -37,6 +37,8 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="SECONDS",
         help="on SIGTERM, how long in-flight requests may take to finish (default 30)",
     )
+    p.add_argument("--no-scheduler", action="store_true", help="do not run due retries in this process")
+    p.add_argument("--no-watch", action="store_true", help="do not reload when the config file changes")
     p.set_defaults(run=_serve)
 
 
@@ -55,6 +57,8 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         store=args.store,
         shutdown_timeout=args.shutdown_timeout,
+        scheduler=not args.no_scheduler,
+        watch_interval_s=None if args.no_watch else 2.0,
     )
 
     def ready(address: str) -> None:

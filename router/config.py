@@ -337,8 +337,11 @@ class Config(_Strict):
         if "default" not in names:
             raise _LocatedError(("routes",), "a route named 'default' is required (it catches every payment)")
         for i, route in enumerate(self.routes):
-            if names.count(route.name) > 1:
-                raise _LocatedError(("routes", i, "name"), f"duplicate route name {route.name!r}")
+            if route.name in names[:i]:
+                first = names.index(route.name)
+                raise _LocatedError(
+                    ("routes", i, "name"), f"duplicate route name {route.name!r} (first at routes[{first}])"
+                )
             if route.name == "default" and route.match is not None:
                 raise _LocatedError(
                     ("routes", i, "match"), "the default route takes every payment no other route took: no match"

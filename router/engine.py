@@ -303,7 +303,7 @@ class Engine:
         except Exception:
             log.warning("lookup after timeout failed for %s at %s", attempt.id, cand.name, exc_info=True)
             return timed_out
-        if found is None or found.kind.is_technical:
+        if found is None or found is UNKNOWN:
             return timed_out
         log.info("attempt %s at %s timed out but the processor had answered %s", attempt.id, cand.name, found.kind)
         return found
@@ -451,28 +451,8 @@ class Engine:
                 }
             )
             return await self._finish(payment, closed, None, table, now)
-        if found.kind.is_technical:
-            # The processor cannot say (Adyen has no lookup by idempotency key). Resending the *same* attempt id
-            # is safe where the processor deduplicates on it: a charge it already made comes back, not a second.
-            cand = next((c for c in table.plan(payment).candidates if c.name == last.processor), None)
-            found = await self._resend(adapter, last, payment, now, cand)
-            if found is None or found.kind.is_technical:
-                log.warning("attempt %s at %s still unresolved; will ask again", last.id, last.processor)
-                return payment
         settled = _settle(last, found, adapter.scrub)
         return await self._finish(payment, settled, found, table, now)
-
-    async def _resend(
-        self, adapter: ProcessorAdapter, attempt: AttemptRecord, payment: Payment, now: datetime, cand: Candidate | None
-    ) -> Outcome | None:
-        timeout_s = (cand.config.timeout_ms if cand else 10_000) / 1000
-        req = self._request(attempt, payment, now)
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await adapter.authorize(req)
-        except Exception:
-            log.warning("resending attempt %s to %s failed", attempt.id, attempt.processor, exc_info=True)
-            return None
 
     # -- timed-out attempts ----------------------------------------------------------------------------------
     async def resolve(self, attempt: AttemptRecord) -> AttemptRecord:
@@ -500,8 +480,15 @@ class Engine:
             resolved = attempt.model_copy(
                 update={"state": "settled", "raw_message": "timed out; the processor never received it"}
             )
-        elif found.kind.is_technical:
-            return attempt
+        elif found is UNKNOWN:
+            # Nothing to ask and nothing to resend: the payment has moved on, so a resend could only add a charge.
+            if now - attempt.created < UNRESOLVED_GRACE:
+                return attempt
+            ORPHANS.labels(attempt.processor, "unknowable").inc()
+            log.error("attempt %s timed out and %s cannot say whether it authorized it", attempt.id, attempt.processor)
+            resolved = attempt.model_copy(
+                update={"state": "settled", "raw_message": "timed out; the processor cannot be asked: see its reports"}
+            )
         elif found.approved:
             reference = found.processor_reference or attempt.processor_reference or ""
             void = await _void_orphan(adapter, attempt, reference, now)

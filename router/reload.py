@@ -110,7 +110,7 @@ class WatchResult(enum.StrEnum):
 class ConfigWatcher:
     """Reloads the router when its config file's content changes.
 
-    A poll reads the file's mtime and size; only when they moved does it hash the content, and only when the
+    A poll reads the file's mtime, size and inode; only when they moved does it hash the content, and only when the
     hash differs from the table in force (and from the last refused content) does it reload. A file saved
     twice with the same bytes, or touched, loads nothing; a refused file is not retried until it changes again.
     """
@@ -122,16 +122,17 @@ class ConfigWatcher:
         self.router = router
         self.path = Path(target)
         self.interval_s = interval_s
-        self._stat: tuple[int, int] | None = None
+        self._stat: tuple[int, int, int] | None = None
         self._refused_digest: str | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def _stat_now(self) -> tuple[int, int] | None:
+    def _stat_now(self) -> tuple[int, int, int] | None:
         try:
             st = os.stat(self.path)
         except OSError:
             return None
-        return st.st_mtime_ns, st.st_size
+        # The inode moves when an editor or a deploy tool replaces the file by renaming a new one over it.
+        return st.st_mtime_ns, st.st_size, st.st_ino
 
     async def check_once(self) -> WatchResult:
         stat = self._stat_now()

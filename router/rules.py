@@ -4,8 +4,9 @@ Matching is first match wins, in file order, over the routes' conditions (all of
 hold). The `default` route takes every payment no other route took, wherever it is listed. A route without
 `match` takes every payment that reaches it.
 
-Conditions are compiled at load into small closures, and routes are indexed by (currency, cadence), so a
-payment only meets the routes that could take it: matching costs microseconds, not a walk over YAML.
+Conditions are compiled at load into small closures. Routes are indexed by (currency, cadence, card brand),
+and a route with a metadata condition is filed under its first metadata pair, so a payment only meets the
+routes that could take it: matching costs microseconds, not a walk over YAML.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from router.strategies import Strategy, for_route
 log = logging.getLogger("payroute.rules")
 
 CADENCES = ("recurring", "unscheduled")
+_INDEX_LIMIT = 4096
 
 Test = Callable[[Payment], bool]
 
@@ -198,10 +200,16 @@ class Route:
     candidates: tuple[Candidate, ...]
     cascade_on: frozenset[str]
     conditions: tuple[Condition, ...]
-    # Only what the (currency, cadence) index does not already settle, in the order to test it.
-    tests: tuple[Test, ...]
+    # What the index does not already settle (everything but currency, cadence and brand), as one callable;
+    # None when the index settles it all.
+    rest: Test | None
+    # Every condition as one callable.
+    test: Test
     currencies: frozenset[str] | None
     cadences: frozenset[str] | None
+    brands: frozenset[str] | None
+    # The route's first metadata pair: such a route is only looked at for payments carrying that pair.
+    key_pair: tuple[str, str] | None
     is_default: bool
 
     @property
@@ -209,7 +217,7 @@ class Route:
         return tuple(c.name for c in self.candidates)
 
     def matches(self, payment: Payment) -> bool:
-        return self.is_default or all(c.test(payment) for c in self.conditions)
+        return self.is_default or self.test(payment)
 
     def refusals(self, payment: Payment) -> list[str]:
         """Every condition this payment fails, in words (empty when the route takes it)."""
@@ -231,7 +239,9 @@ def compile_route(
     cadences = None
     if m is not None and m.cadence:
         cadences = frozenset([m.cadence] if isinstance(m.cadence, str) else m.cadence)
-    tests = tuple(c.test for c in conditions if c.key not in ("currency", "cadence"))
+    brands = frozenset(m.brand) if m is not None and m.brand else None
+    key_pair = next(iter(m.metadata.items())) if m is not None and m.metadata else None
+    indexed = ("currency", "cadence", "card brand")
     candidates = tuple(Candidate(p, adapters[p], config.processors[p]) for p in route.processor_names)
     return Route(
         index=index,
@@ -241,11 +251,34 @@ def compile_route(
         candidates=candidates,
         cascade_on=frozenset(route.cascade_on),
         conditions=conditions,
-        tests=tests,
+        rest=_all_of([c.test for c in conditions if c.key not in indexed]),
+        test=_all_of([c.test for c in conditions]) or _always,
         currencies=currencies,
         cadences=cadences,
+        brands=brands,
+        key_pair=key_pair,
         is_default=route.name == "default",
     )
+
+
+def _always(p: Payment) -> bool:
+    return True
+
+
+def _all_of(tests: list[Test]) -> Test | None:
+    """One callable for a conjunction, without a loop for the short ones (most routes have one or two)."""
+    if not tests:
+        return None
+    if len(tests) == 1:
+        return tests[0]
+    if len(tests) == 2:
+        a, b = tests
+        return lambda p: a(p) and b(p)
+    if len(tests) == 3:
+        a, b, c = tests
+        return lambda p: a(p) and b(p) and c(p)
+    every = tuple(tests)
+    return lambda p: all(t(p) for t in every)
 
 
 def adapter_settings(name: str, cfg: ProcessorConfig) -> AdapterSettings:
@@ -286,38 +319,64 @@ class RoutingTable:
         )
         self.default = next(r for r in self.routes if r.is_default)
         self._by_name = {r.name: r for r in self.routes}
-        self._conditional = tuple(r for r in self.routes if not r.is_default)
-        self._index: dict[tuple[str, str], tuple[Route, ...]] = {}
-        named = {c for r in self._conditional for c in (r.currencies or ())}
+        conditional = [r for r in self.routes if not r.is_default]
+        # Routes keyed by a metadata pair are found through it: key -> value -> routes, in file order.
+        self._by_pair: dict[str, dict[str, tuple[Route, ...]]] = {}
+        for r in conditional:
+            if r.key_pair is not None:
+                key, value = r.key_pair
+                by_value = self._by_pair.setdefault(key, {})
+                by_value[value] = (*by_value.get(value, ()), r)
+        # The rest by (currency, cadence, card brand), each with what is left to test: built on first use
+        # (currency and brand come from payments) and kept, so a lookup is one dict access.
+        self._open = tuple(r for r in conditional if r.key_pair is None)
+        self._index: dict[tuple[str, str, str | None], tuple[tuple[Route, Test | None], ...]] = {}
+        named = {c for r in self._open for c in (r.currencies or ())}
         for currency in named:
             for cadence in CADENCES:
-                self._index_for(currency, cadence)
+                self._index_for(currency, cadence, None)
 
-    def _index_for(self, currency: str, cadence: str) -> tuple[Route, ...]:
-        """The routes a payment in this currency and cadence could match, in file order (cached)."""
+    def _index_for(self, currency: str, cadence: str, brand: str | None) -> tuple[tuple[Route, Test | None], ...]:
+        """The routes a payment in this currency, cadence and card brand could match, in file order."""
+        norm = brand.lower() if brand is not None else None
         routes = tuple(
-            r
-            for r in self._conditional
-            if (r.currencies is None or currency in r.currencies) and (r.cadences is None or cadence in r.cadences)
+            (r, r.rest)
+            for r in self._open
+            if (r.currencies is None or currency in r.currencies)
+            and (r.cadences is None or cadence in r.cadences)
+            and (r.brands is None or norm in r.brands)
         )
-        self._index[(currency, cadence)] = routes
+        if len(self._index) < _INDEX_LIMIT:  # brands and currencies are few; odd input never grows it for long
+            self._index[(currency, cadence, brand)] = routes
         return routes
 
     def route(self, name: str) -> Route:
         return self._by_name[name]
 
     def route_for(self, payment: Payment) -> Route:
-        """The first route whose conditions all hold, else the default route."""
-        routes = self._index.get((payment.currency, payment.cadence))
-        if routes is None:
-            routes = self._index_for(payment.currency, payment.cadence)
-        for route in routes:
-            for test in route.tests:
-                if not test(payment):
-                    break
-            else:
+        """The first route, in file order, whose conditions all hold; else the default route."""
+        best: Route | None = None
+        if self._by_pair and payment.metadata:
+            metadata = payment.metadata
+            for key, by_value in self._by_pair.items():
+                value = metadata.get(key)
+                if value is None:
+                    continue
+                for route in by_value.get(value, ()):
+                    if best is not None and route.index > best.index:
+                        break
+                    if route.test(payment):
+                        best = route
+                        break
+        candidates = self._index.get((payment.currency, payment.cadence, payment.card.brand))
+        if candidates is None:
+            candidates = self._index_for(payment.currency, payment.cadence, payment.card.brand)
+        for route, rest in candidates:
+            if best is not None and route.index > best.index:
+                return best
+            if rest is None or rest(payment):
                 return route
-        return self.default
+        return best or self.default
 
     def plan(self, payment: Payment, windows: Mapping[str, WindowCounts] | None = None) -> Plan:
         """Route and order in one call; success_rate without `windows` orders from the prior alone."""

@@ -58,6 +58,7 @@ class RetryScheduler:
     async def run(self) -> None:
         """Loop until `stop()`: a pass, then wait `interval` seconds or until woken."""
         while not self._stop.is_set():
+            self._wake.clear()  # a wake during this pass still counts: it asks for one more pass
             try:
                 await self.run_once()
             except asyncio.CancelledError:
@@ -65,7 +66,6 @@ class RetryScheduler:
             except Exception:
                 # A store hiccup must not end the worker; the leases make the next pass safe.
                 log.exception("retry scheduler pass failed; trying again")
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.interval):
                     await _first(self._stop.wait(), self._wake.wait())

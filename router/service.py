@@ -237,8 +237,12 @@ class Router:
         return self.subscribers.on(pattern, callback)
 
     def _events_committed(self, events: Sequence[Event]) -> None:
-        self.webhooks.wake()
-        self.subscribers.publish(events)
+        # Runs inside the store call that just committed: whatever happens here must not look like a failed write.
+        try:
+            self.webhooks.wake()
+            self.subscribers.publish(events)
+        except Exception:
+            log.exception("handing %d committed events to webhooks and subscribers failed", len(events))
 
     def on_reload(self, listener: Callable[[Router, RoutingTable], None]) -> None:
         self._listeners.append(listener)

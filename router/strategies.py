@@ -4,9 +4,9 @@ down the list, whatever the strategy.
 - `priority`: the order the route lists them.
 - `weighted`: a weighted shuffle keyed by the payment id, so a retry of the same payment sees the same order,
   while over many payments each processor comes first in proportion to its weight. The shuffle is
-  Efraimidis-Spirakis: each processor draws u in (0, 1) from a hash of (route, payment id, position) and
-  the order is by u ** (1 / weight), largest first; P(first = i) = w_i / sum(w). A weight of 0 means
-  "failover only": such processors come last, in listed order.
+  Efraimidis-Spirakis: each processor draws u in (0, 1) from the blake2b hash of (route, payment id), eight
+  bytes per processor, and the order is by u ** (1 / weight), largest first; P(first = i) = w_i / sum(w).
+  A weight of 0 means "failover only": such processors come last, in listed order.
 - `success_rate`: Thompson sampling over each processor's recent window on this route (see `router.stats`):
   draw from Beta(1 + successes, 1 + failures) per processor and order by the draws, largest first.
   A processor with little recent data has a wide posterior, so it is tried now and then; one whose failures
@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Protocol, TypeVar
 
@@ -28,6 +29,7 @@ from router.money import exponent, format_amount
 from router.stats import NOTHING_KNOWN, WindowCounts
 
 _MASK64 = (1 << 64) - 1
+_TWO_TO_MINUS_64 = 2.0**-64
 
 
 class HasProcessor(Protocol):
@@ -101,23 +103,29 @@ class Weighted:
         self.weights = tuple(float(w) for w in weights)
         self.total = sum(self.weights)
         self._salt = route.encode() + b"\0"
+        self._inverse = tuple(1 / w if w > 0 else 0.0 for w in self.weights)
+        words = min(8, len(self.weights))
+        self._digest_size = 8 * words
+        self._words = struct.Struct(f">{words}Q")
 
     def keys(self, payment_id: str) -> list[float]:
         """Per position, the sort key log(u) / w (higher first); -inf for a zero weight."""
-        seed = int.from_bytes(hashlib.blake2b(self._salt + payment_id.encode(), digest_size=8).digest(), "big")
-        out = []
-        for i, w in enumerate(self.weights):
-            if w <= 0:
-                out.append(-math.inf)
-                continue
-            u = (_splitmix64(seed + i) + 0.5) / 2.0**64  # strictly inside (0, 1)
-            out.append(math.log(u) / w)
-        return out
+        digest = hashlib.blake2b(self._salt + payment_id.encode(), digest_size=self._digest_size).digest()
+        words = list(self._words.unpack(digest))
+        while len(words) < len(self.weights):  # more than eight processors: stretch the hash
+            words.append(_splitmix64(words[-1] + len(words)))
+        log = math.log
+        # (x + 0.5) / 2**64 lies strictly inside (0, 1), so the log is finite.
+        return [
+            log((x + 0.5) * _TWO_TO_MINUS_64) * inv if inv else -math.inf
+            for x, inv in zip(words, self._inverse, strict=False)
+        ]
 
     def order(self, candidates: tuple[C, ...], payment: PaymentFacts, windows: Windows | None) -> tuple[C, ...]:
         keys = self.keys(payment.id)
-        ranked = sorted(range(len(candidates)), key=lambda i: -keys[i])  # stable: zero weights keep listed order
-        return tuple(candidates[i] for i in ranked)
+        # Largest key first; the sort is stable under reverse, so zero weights keep their listed order.
+        ranked = sorted(range(len(candidates)), key=keys.__getitem__, reverse=True)
+        return tuple([candidates[i] for i in ranked])
 
     def notes(
         self, candidates: Sequence[HasProcessor], payment: PaymentFacts, windows: Windows | None

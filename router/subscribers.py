@@ -59,9 +59,11 @@ class Subscribers:
         if self._queue is not None:
             await self._queue.join()
 
-    async def close(self) -> None:
-        """Dispatch what is queued, then stop."""
-        await self.drain()
+    async def close(self, grace: float = 5.0) -> None:
+        """Dispatch what is queued (for at most `grace` seconds: a hung callback does not hang shutdown), then stop."""
+        with suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await self.drain()
         if self._task is not None:
             self._task.cancel()
             with suppress(asyncio.CancelledError):

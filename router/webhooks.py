@@ -41,7 +41,7 @@ from pydantic import SecretStr
 
 from router.clock import Clock
 from router.config import WebhookConfig
-from router.events import matches_any
+from router.events import ALL_TYPES, matches, matches_any
 from router.models import Event, render_event
 from router.store.base import Store, WebhookAttempt, WebhookDelivery, WebhookEndpointState
 
@@ -127,6 +127,7 @@ class WebhookWorker:
         self._pass_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._registered: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self, poll_interval: float = 1.0) -> None:
@@ -163,7 +164,8 @@ class WebhookWorker:
             except Exception:
                 log.exception("webhook delivery pass failed; the next pass starts over from the store")
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=poll_interval)
+                async with asyncio.timeout(poll_interval):
+                    await self._wake.wait()
 
     # -- endpoints -------------------------------------------------------------------------------------------
     def configured(self) -> list[WebhookConfig]:
@@ -172,7 +174,22 @@ class WebhookWorker:
     async def register(self) -> None:
         """Record every configured endpoint in the store: from now on, each event is queued for it."""
         for endpoint in self.configured():
-            await self.store.register_webhook_endpoint(endpoint.url, self.clock.now())
+            await self._register(endpoint)
+
+    async def _register(self, endpoint: WebhookConfig) -> WebhookEndpointState:
+        if endpoint.url in self._registered:
+            state = await self.store.get_webhook_endpoint(endpoint.url)
+            if state is not None:
+                return state
+        state = await self.store.register_webhook_endpoint(endpoint.url, self.clock.now())
+        if endpoint.url not in self._registered:
+            self._registered.add(endpoint.url)
+            unknown = [p for p in endpoint.events if not any(matches(p, t) for t in ALL_TYPES)]
+            if unknown:
+                log.warning(
+                    "webhook endpoint %s asks for events that do not exist: %s", redact_url(endpoint.url), unknown
+                )
+        return state
 
     async def enable_endpoint(self, url: str) -> None:
         """Re-enable a disabled endpoint: its queued deliveries are attempted again."""
@@ -186,12 +203,13 @@ class WebhookWorker:
         if not endpoints:
             return 0
         async with self._pass_lock:
-            made = 0
-            for endpoint in endpoints:
-                state = await self.store.register_webhook_endpoint(endpoint.url, self.clock.now())
-                await self._fan_out(endpoint, state)
-                made += await self._deliver_due(endpoint)
-            return made
+            # Endpoints side by side: one that is slow to time out does not hold back the others.
+            return sum(await asyncio.gather(*(self._endpoint_pass(e) for e in endpoints)))
+
+    async def _endpoint_pass(self, endpoint: WebhookConfig) -> int:
+        state = await self._register(endpoint)
+        await self._fan_out(endpoint, state)
+        return await self._deliver_due(endpoint)
 
     async def _fan_out(self, endpoint: WebhookConfig, state: WebhookEndpointState) -> None:
         cursor = state.cursor_seq

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from router.config import ConfigError
 from router.errors import PayrouteError, invalid
 from router.http import metrics, schemas
 from router.http.auth import ApiKeys, Caller
@@ -63,8 +64,8 @@ class Sidecar:
 
 
 SIDECAR = web.AppKey("sidecar", Sidecar)
-_CALLER = "payroute.caller"
-_ENDPOINT = "payroute.endpoint"
+_CALLER = web.RequestKey("caller", Caller)
+_ENDPOINT = web.RequestKey("endpoint", Endpoint)
 
 
 # -- responses ---------------------------------------------------------------------------------------------------
@@ -165,8 +166,8 @@ def _check_query(request: web.Request, endpoint: Endpoint) -> None:
             raise invalid(f"Missing required param: {q.name}.", q.name, "parameter_missing")
 
 
-async def _body(request: web.Request) -> Any:
-    """The JSON body as a Python value; an empty body is `{}`."""
+async def _body(request: web.Request) -> Json:
+    """The JSON object in the body; an empty body is `{}`."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise _too_large()
     try:
@@ -182,9 +183,12 @@ async def _body(request: web.Request) -> Any:
             status=415,
         )
     try:
-        return json.loads(raw, parse_constant=_no_constants)
+        parsed = json.loads(raw, parse_constant=_no_constants)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayrouteError(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
+    if not isinstance(parsed, dict):
+        raise PayrouteError("The request body must be a JSON object.", code="parameter_invalid")
+    return parsed
 
 
 def _no_constants(name: str) -> Any:
@@ -192,8 +196,7 @@ def _no_constants(name: str) -> Any:
 
 
 def _caller(request: web.Request) -> Caller:
-    caller: Caller = request[_CALLER]
-    return caller
+    return request[_CALLER]
 
 
 def _idempotency_key(request: web.Request, required: bool) -> str | None:
@@ -217,7 +220,7 @@ async def _post(
     response byte for byte; requests with the same key arriving together in this process wait for the first."""
     sidecar = request.app[SIDECAR]
     router = sidecar.core()
-    endpoint: Endpoint = request[_ENDPOINT]
+    endpoint = request[_ENDPOINT]
     key = _idempotency_key(request, endpoint.idempotency == "required")
     if key is None:
         return _reply(_dumps(await run()))
@@ -423,6 +426,29 @@ async def advance_test_clock(request: web.Request) -> web.StreamResponse:
     return await _post(request, body, lambda: router.advance_test_clock(pid, at, livemode=livemode))
 
 
+async def reload_config(request: web.Request) -> web.StreamResponse:
+    schemas.parse_params(schemas.NoParams, await _body(request))
+    router = request.app[SIDECAR].core()
+    try:
+        table = await router.reload()
+    except ConfigError as exc:
+        raise PayrouteError(
+            f"The config was refused; version {router.config_version} stays in force. {exc}",
+            code="config_invalid",
+        ) from None
+    return _reply(
+        _dumps(
+            {
+                "object": "config",
+                "version": table.version,
+                "path": router.config_path,
+                "routes": len(table.config.routes),
+                "processors": len(table.config.processors),
+            }
+        )
+    )
+
+
 async def metrics_handler(request: web.Request) -> web.StreamResponse:
     router = request.app[SIDECAR].router
     if router is not None:
@@ -451,7 +477,8 @@ async def readyz(request: web.Request) -> web.StreamResponse:
     if not all(checks.values()):
         failing = ", ".join(name for name, ok in checks.items() if not ok)
         raise PayrouteError(f"Not ready: {failing}.", type="service_unavailable", code="not_ready", status=503)
-    return _reply(_dumps({"status": "ready", "checks": checks}))
+    assert router is not None
+    return _reply(_dumps({"status": "ready", "checks": checks, "config_version": router.config_version}))
 
 
 _OPENAPI: bytes | None = None
@@ -480,6 +507,7 @@ HANDLERS: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] =
     "create_test_clock": create_test_clock,
     "retrieve_test_clock": retrieve_test_clock,
     "advance_test_clock": advance_test_clock,
+    "reload_config": reload_config,
     "metrics": metrics_handler,
     "healthz": healthz,
     "readyz": readyz,

@@ -166,6 +166,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         idempotency="optional",
         errors=_POST_ERRORS,
     ),
+    Endpoint(
+        "reload_config",
+        "POST",
+        "/v2/admin/config/reload",
+        "Reload the routing config from its file: the whole table is swapped, or the file is refused and the "
+        "table in force stays.",
+        schemas.ConfigVersion,
+        body=schemas.NoParams,
+        errors=(400, 401, 413, 415),
+    ),
     Endpoint("metrics", "GET", "/metrics", "Prometheus metrics.", None, auth=False, errors=()),
     Endpoint("healthz", "GET", "/healthz", "Liveness.", schemas.Health, auth=False, errors=()),
     Endpoint(

@@ -3,7 +3,8 @@
 The engine counts authorization attempts (`payroute_authorization_attempts_total{processor,outcome}`) and
 their latency (`payroute_attempt_latency_seconds`), the breakers their state (`payroute_breaker_state`).
 The sidecar adds HTTP traffic, and at each scrape reads from the store what only the store knows (payments
-by status, the retry queue), so every replica reports the same truth.
+by status, the retry queue), so every replica reports the same truth. `payroute_config_version` belongs to
+`router.reload`; a scrape sets it too, so it is right even before the first reload.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
 
 from router.breakers import BREAKER_STATE
+from router.reload import CONFIG_VERSION  # one gauge, set on every load and at each scrape
 from router.service import Router
 
 HTTP_REQUESTS = Counter(
@@ -25,7 +27,6 @@ HTTP_LATENCY = Histogram(
 HTTP_IN_FLIGHT = Gauge("payroute_http_requests_in_flight", "HTTP requests being handled now")
 PAYMENTS = Gauge("payroute_payments", "Payments by status", ["status", "mode"])
 RETRY_QUEUE = Gauge("payroute_retry_queue_depth", "Payments waiting in pending_retry", ["mode"])
-CONFIG_VERSION = Gauge("payroute_config_version", "Version of the routing config in force (1 at start, +1 per reload)")
 
 _BREAKER_VALUE = {"closed": 0, "half-open": 1, "open": 2}
 _STATUSES = (

@@ -306,6 +306,17 @@ class Error(_Object):
     error: ErrorDetail
 
 
+class ConfigVersion(_Object):
+    """The routing table in force after a reload."""
+
+    object: Literal["config"]
+    version: int
+    path: str | None
+    routes: int
+    processors: int
+
+
 class Health(_Object):
     status: Literal["ok", "ready", "not_ready"]
     checks: dict[str, bool] | None = None
+    config_version: int | None = None  # the routing table in force (1 at start, +1 per accepted reload)

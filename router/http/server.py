@@ -1,9 +1,13 @@
 """Running the sidecar: listen, open the core, serve until SIGTERM or SIGINT, then drain and close.
 
-Shutdown order: `/readyz` turns 503 and the listening socket closes (no new connections); requests already
-being handled, each with its authorization attempt, get up to `shutdown_timeout` seconds to finish; then the
-store is flushed and closed, and the process exits 0. An attempt cut off by the timeout stays `processing`
-under its lease and is reconciled on the next start, never re-sent blindly.
+Alongside the API it runs the retry scheduler, reloads the config on SIGHUP or when the file changes, and
+delivers webhooks (the Router does, from `open()` to `close()`).
+
+Shutdown order: the scheduler stops after its current pass; `/readyz` turns 503 and the listening socket
+closes (no new connections); requests already being handled, each with its authorization attempt, get up to
+`shutdown_timeout` seconds to finish; then webhooks stop, the store is flushed and closed, and the process
+exits 0. An attempt cut off by the timeout stays `processing` under its lease and is reconciled on the next
+start, never re-sent blindly.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from aiohttp import web
 from router.http.app import Sidecar, create_app
 from router.http.auth import ApiKeys
 from router.http.pagination import PageTokens
+from router.reload import ConfigWatcher, install_sighup
 from router.service import Router
 
 log = logging.getLogger("payroute.http")
@@ -34,6 +39,8 @@ class ServeOptions:
     port: int = 8080
     store: str = "sqlite:///payroute.db"
     shutdown_timeout: float = 30.0
+    scheduler: bool = True  # run due retries, expiries and reconciliation in this process
+    watch_interval_s: float | None = 2.0  # poll the config file for changes; None: SIGHUP and the API only
 
 
 def page_tokens(keys: ApiKeys, environ: dict[str, str] | None = None) -> PageTokens:
@@ -60,20 +67,34 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     router: Router | None = None
+    remove_sighup: Callable[[], None] | None = None
+    watcher: ConfigWatcher | None = None
     try:
         site = web.TCPSite(runner, options.host, options.port, shutdown_timeout=options.shutdown_timeout)
         await site.start()
         # Listening before the core is open: /healthz answers and /readyz says not ready while it opens.
         router = await Router.open(options.config, options.store)
         sidecar.router = router
+        # The config reloads on SIGHUP and when the file's content changes; a bad file is refused and logged.
+        remove_sighup = install_sighup(router, loop)
+        watcher = ConfigWatcher(router, interval_s=options.watch_interval_s) if options.watch_interval_s else None
+        if watcher is not None:
+            watcher.start()
+        if options.scheduler:
+            router.start_scheduler()
         address = f"http://{options.host}:{_bound_port(runner) or options.port}"
         log.info("payroute sidecar on %s (%d API keys)", address, len(keys))
         if on_ready is not None:
             on_ready(address)
         await stop.wait()
         log.info("shutting down: draining in-flight requests (up to %.0f s)", options.shutdown_timeout)
+        await router.stop_scheduler()  # a retry attempt in progress finishes first
     finally:
         sidecar.draining = True
+        if watcher is not None:
+            await watcher.stop()
+        if remove_sighup is not None:
+            remove_sighup()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await runner.cleanup()

@@ -11,7 +11,7 @@ so a strategy's choice is pushed later instead of dropped when a cap is full.
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +21,6 @@ from router.config import NetworkLimits
 from router.store.base import CardActivity
 
 DAY = timedelta(days=1)
-_TICK = timedelta(microseconds=1)
 _MAX_STEPS = 200
 
 
@@ -51,7 +50,7 @@ def caps_for(brand: str | None) -> tuple[Cap, ...]:
 
 
 def counted(cap: Cap, activity: CardActivity, at: datetime) -> list[datetime]:
-    """The events `cap` counts in the window that ends at `at` (exclusive), oldest first."""
+    """The events `cap` counts in the window (at - window, at], oldest first."""
     start = at - cap.window
     declines = _between(activity.declines, start, at)
     if cap.counts == "declines":
@@ -63,8 +62,9 @@ def counted(cap: Cap, activity: CardActivity, at: datetime) -> list[datetime]:
 
 
 def _between(times: Sequence[datetime], start: datetime, end: datetime) -> list[datetime]:
+    """Times in (start, end]."""
     ordered = sorted(times)
-    return ordered[bisect_left(ordered, start) : bisect_left(ordered, end)]
+    return ordered[bisect_right(ordered, start) : bisect_right(ordered, end)]
 
 
 def next_allowed(brand: str | None, activity: CardActivity, at: datetime, limits: NetworkLimits) -> datetime | None:
@@ -79,7 +79,7 @@ def next_allowed(brand: str | None, activity: CardActivity, at: datetime, limits
             events = counted(cap, activity, at)
             if len(events) >= limit:
                 # A slot frees when the event that keeps the count at the limit leaves the window.
-                later = max(later, events[len(events) - limit] + cap.window + _TICK)
+                later = max(later, events[len(events) - limit] + cap.window)
         if later == at:
             return at
         at = later

@@ -10,7 +10,8 @@ stays sensible when a combination of levels was never seen.
 To choose, every hour from the earliest allowed moment to the end of the retry window is scored by its
 estimated success, plus an exploration bonus (upper confidence on the delay bucket, so unseen delays get
 tried), discounted a little per day waited (a payment recovered sooner is worth more, and a wait leaves less
-window for the attempts after it). The best-scoring hour wins.
+window for the attempts after it). The best-scoring hour wins, unless even its optimistic estimate is below
+`min_expected_success`: then the attempt is not worth its network fee and the payment stops retrying.
 
 The model reads only attempt records (`Store.attempt_stats`), refreshing incrementally.
 """
@@ -133,7 +134,7 @@ class OutcomeModel:
 
 @dataclass(frozen=True, slots=True)
 class Choice:
-    at: datetime
+    at: datetime | None  # None: no time in the window is worth an attempt
     expected_success: float
 
 
@@ -169,6 +170,7 @@ class SmartStrategy:
         refresh_every: timedelta = timedelta(minutes=10),
         exploration: float = 1.0,
         daily_discount: float = 0.97,
+        min_expected_success: float = 0.03,
         batch: int = 50_000,
         model: OutcomeModel | None = None,
     ) -> None:
@@ -178,6 +180,7 @@ class SmartStrategy:
         self.refresh_every = refresh_every
         self.exploration = exploration
         self.daily_discount = daily_discount
+        self.min_expected_success = min_expected_success
         self.batch = batch
         self.model = model or OutcomeModel()
         self._refreshed_at: datetime | None = None
@@ -244,16 +247,21 @@ class SmartStrategy:
             first += H
         best: Choice | None = None
         best_score = -1.0
+        best_optimistic = 0.0
         at = first
         while at <= ctx.window_end:
             bucket = delay_bucket(at - ctx.now)
             lift, sd = delay_lift[bucket]
             p = _sigmoid(_logit(base) + lift + attempt_lift + day_lift[at.day] + hour_lift[at.hour])
             days = (at - ctx.now) / timedelta(days=1)
-            score = (p + self.exploration * sd) * self.daily_discount**days
+            optimistic = p + self.exploration * sd
+            score = optimistic * self.daily_discount**days
             if score > best_score:
-                best, best_score = Choice(at, p), score
+                best, best_score, best_optimistic = Choice(at, p), score, optimistic
             at += H
         if best is None:
             return Choice(start, model.class_rate(cls))
+        if best_optimistic < self.min_expected_success:
+            # Even the optimistic estimate says this retry would almost surely fail: spare the card the attempt.
+            return Choice(None, best.expected_success)
         return best

@@ -245,8 +245,9 @@ class Store(Protocol):
         status: Literal["pending", "delivered", "failed"],
         next_attempt_at: datetime | None,
     ) -> WebhookEndpointState:
-        """In one transaction: insert the attempt; update its delivery (status, attempts + 1, last_error,
-        next_attempt_at when still pending, delivered_at when delivered; lease cleared); update the endpoint's
+        """In one transaction: insert the attempt; update its delivery if still pending (status, attempts + 1,
+        last_error, next_attempt_at when still pending, delivered_at when delivered; lease cleared; a delivery
+        another worker settled meanwhile is left as it is); update the endpoint's
         streak (a success resets it; a failure adds one and sets failing_since if unset). Return the endpoint."""
         ...
 

@@ -9,12 +9,23 @@ A call never awaits inside, so each one is atomic on the event loop without a lo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Literal
 
 from router.errors import ConcurrentUpdate, StoreUnavailable
 from router.models import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
-from router.store.base import CardActivity, Cursor, IdempotencyEntry, Page, to_us
+from router.store.base import (
+    CardActivity,
+    Cursor,
+    EventListener,
+    IdempotencyEntry,
+    Page,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpointState,
+    to_us,
+)
 
 _DECLINES = ("soft_decline", "hard_decline", "authentication_required")
 
@@ -33,6 +44,11 @@ class MemoryStore:
         self._events_by_id: dict[str, int] = {}
         self._idempotency: dict[tuple[str, str], IdempotencyEntry] = {}
         self._test_clocks: dict[str, TestClock] = {}
+        self._listeners: list[EventListener] = []
+        self._endpoints: dict[str, WebhookEndpointState] = {}
+        self._deliveries: dict[tuple[str, str], WebhookDelivery] = {}  # (url, event id)
+        self._delivery_leases: dict[tuple[str, str], datetime] = {}
+        self._webhook_attempts: list[WebhookAttempt] = []
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -57,10 +73,19 @@ class MemoryStore:
         self._leases[payment.id] = (None, None)
         self._records[record.id] = record
         self._add_events(events)
+        self._committed(events)
 
     async def get_payment(self, payment_id: str) -> Payment | None:
         self._check()
         return self._payments.get(payment_id)
+
+    async def count_payments(self) -> dict[tuple[bool, str], int]:
+        self._check()
+        counts: dict[tuple[bool, str], int] = {}
+        for p in self._payments.values():
+            key = (p.livemode, str(p.status))
+            counts[key] = counts.get(key, 0) + 1
+        return counts
 
     async def list_payments(
         self,
@@ -107,13 +132,28 @@ class MemoryStore:
         if record is not None:
             self._records[record.id] = record
         for attempt in attempts:
-            if attempt.id not in self._attempts:
-                self._attempts_by_record.setdefault(attempt.payment_record, []).append(attempt.id)
-                if attempt.card.fingerprint:
-                    self._attempts_by_card.setdefault(attempt.card.fingerprint, []).append(attempt.id)
-            self._attempts[attempt.id] = attempt
+            self._upsert_attempt(attempt)
         self._add_events(events or [])
+        self._committed(events or [])
         return saved
+
+    def _upsert_attempt(self, attempt: AttemptRecord) -> None:
+        held = self._attempts.get(attempt.id)
+        if held is None:
+            self._attempts_by_record.setdefault(attempt.payment_record, []).append(attempt.id)
+        fingerprint = attempt.card.fingerprint
+        if fingerprint and (held is None or held.card.fingerprint != fingerprint):
+            self._attempts_by_card.setdefault(fingerprint, []).append(attempt.id)
+        self._attempts[attempt.id] = attempt
+
+    async def save_attempt(self, attempt: AttemptRecord) -> None:
+        self._check()
+        self._upsert_attempt(attempt)
+
+    async def list_unresolved(self, limit: int) -> list[AttemptRecord]:
+        self._check()
+        found = [a for a in self._attempts.values() if a.state == "unresolved"]
+        return sorted(found, key=lambda a: a.created)[:limit]
 
     def _lease_free(self, payment_id: str, now: datetime) -> bool:
         _, until = self._leases.get(payment_id, (None, None))
@@ -183,8 +223,9 @@ class MemoryStore:
 
     async def card_activity(self, fingerprint: str, since: datetime) -> CardActivity:
         self._check()
+        ids = dict.fromkeys(self._attempts_by_card.get(fingerprint, []))
         found = sorted(
-            (a for a in (self._attempts[i] for i in self._attempts_by_card.get(fingerprint, [])) if a.created >= since),
+            (a for a in (self._attempts[i] for i in ids) if a.card.fingerprint == fingerprint and a.created >= since),
             key=lambda a: a.created,
         )
         return CardActivity([a.created for a in found], [a.created for a in found if a.outcome in _DECLINES])
@@ -257,6 +298,114 @@ class MemoryStore:
         self._check()
         seq = self._events_by_id.get(event_id)
         return self._events[seq - 1] if seq is not None else None
+
+    def on_events(self, listener: EventListener) -> None:
+        self._listeners.append(listener)
+
+    def _committed(self, events: list[Event]) -> None:
+        if events:
+            for listener in self._listeners:
+                listener(events)
+
+    async def list_outbox(self, after_seq: int, limit: int) -> list[tuple[int, Event]]:
+        self._check()
+        start = max(after_seq, 0)
+        return [(seq, self._events[seq - 1]) for seq in range(start + 1, min(len(self._events), start + limit) + 1)]
+
+    # -- webhook delivery ------------------------------------------------------------------------------------
+    async def register_webhook_endpoint(self, url: str, now: datetime) -> WebhookEndpointState:
+        self._check()
+        if url not in self._endpoints:
+            self._endpoints[url] = WebhookEndpointState(url, len(self._events))
+        return self._endpoints[url]
+
+    async def get_webhook_endpoint(self, url: str) -> WebhookEndpointState | None:
+        self._check()
+        return self._endpoints.get(url)
+
+    async def enqueue_webhook_deliveries(
+        self, url: str, expected_cursor: int, new_cursor: int, deliveries: Sequence[WebhookDelivery]
+    ) -> bool:
+        self._check()
+        held = self._endpoints.get(url)
+        if held is None or held.cursor_seq != expected_cursor:
+            return False
+        self._endpoints[url] = replace(held, cursor_seq=new_cursor)
+        for d in deliveries:
+            self._deliveries.setdefault((d.url, d.event_id), d)
+        return True
+
+    async def claim_webhook_deliveries(
+        self, url: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[WebhookDelivery]:
+        self._check()
+        pending = sorted(
+            (d for d in self._deliveries.values() if d.url == url and d.status == "pending"),
+            key=lambda d: d.event_seq,
+        )
+        blocked: set[str] = set()
+        claimed: list[WebhookDelivery] = []
+        for d in pending:
+            if d.object_id in blocked:
+                continue
+            blocked.add(d.object_id)  # a later event for the same object waits for this one
+            lease = self._delivery_leases.get((url, d.event_id))
+            if d.next_attempt_at <= now and (lease is None or lease <= now) and len(claimed) < limit:
+                claimed.append(d)
+        for d in claimed:
+            self._delivery_leases[(url, d.event_id)] = lease_until
+        return claimed
+
+    async def record_webhook_attempt(
+        self,
+        attempt: WebhookAttempt,
+        status: Literal["pending", "delivered", "failed"],
+        next_attempt_at: datetime | None,
+    ) -> WebhookEndpointState:
+        self._check()
+        self._webhook_attempts.append(attempt)
+        key = (attempt.url, attempt.event_id)
+        d = self._deliveries.get(key)
+        if d is not None:
+            self._deliveries[key] = replace(
+                d,
+                status=status,
+                attempts=d.attempts + 1,
+                last_error=attempt.error,
+                next_attempt_at=next_attempt_at or d.next_attempt_at,
+                delivered_at=attempt.attempted_at if status == "delivered" else d.delivered_at,
+            )
+            self._delivery_leases.pop(key, None)
+        endpoint = self._endpoints.get(attempt.url)
+        assert endpoint is not None, f"webhook endpoint {attempt.url} is not registered"
+        if attempt.succeeded:
+            endpoint = replace(endpoint, consecutive_failures=0, failing_since=None)
+        else:
+            endpoint = replace(
+                endpoint,
+                consecutive_failures=endpoint.consecutive_failures + 1,
+                failing_since=endpoint.failing_since or attempt.attempted_at,
+            )
+        self._endpoints[attempt.url] = endpoint
+        return endpoint
+
+    async def set_webhook_endpoint_disabled(self, url: str, disabled_at: datetime | None) -> None:
+        self._check()
+        held = self._endpoints.get(url)
+        if held is None:
+            return
+        if disabled_at is None:
+            self._endpoints[url] = replace(held, disabled_at=None, consecutive_failures=0, failing_since=None)
+        else:
+            self._endpoints[url] = replace(held, disabled_at=disabled_at)
+
+    async def list_webhook_deliveries(self, event_id: str) -> list[WebhookDelivery]:
+        self._check()
+        return sorted((d for d in self._deliveries.values() if d.event_id == event_id), key=lambda d: d.url)
+
+    async def list_webhook_attempts(self, event_id: str) -> list[WebhookAttempt]:
+        self._check()
+        return [a for a in self._webhook_attempts if a.event_id == event_id]
 
     # -- test clocks -----------------------------------------------------------------------------------------
     async def save_test_clock(self, clock: TestClock) -> None:

@@ -469,6 +469,8 @@ class PostgresStore:
     ) -> list[tuple[int, Event]]:
         sql = "SELECT seq, data FROM events WHERE livemode = $1 AND seq > $2"
         args: list[Any] = [livemode, after_seq or 0]
+        # No snapshot filter is needed for readers following seq: event writers serialize on an advisory lock held
+        # to commit (_insert_events), so a lower seq can never commit after a higher one has become visible.
         if object_id is not None:
             args.append(object_id)
             sql += f" AND object_id = ${len(args)}"
@@ -562,22 +564,20 @@ class PostgresStore:
         self, url: str, now: datetime, lease_until: datetime, limit: int
     ) -> list[WebhookDelivery]:
         rows = await self._all(
-            "WITH due AS ("
-            " SELECT d.url, d.event_id FROM webhook_deliveries d WHERE d.url = $1 AND d.status = 'pending'"
-            " AND d.next_attempt_us <= $2 AND (d.lease_until_us IS NULL OR d.lease_until_us <= $2)"
-            " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.url = d.url"
-            " AND e.object_id = d.object_id AND e.status = 'pending' AND e.event_seq < d.event_seq)"
-            " ORDER BY d.event_seq LIMIT $4 FOR UPDATE OF d SKIP LOCKED)"
-            " UPDATE webhook_deliveries w SET lease_until_us = $3 FROM due"
-            " WHERE w.url = due.url AND w.event_id = due.event_id"
-            " RETURNING w.url, w.event_id, w.event_seq, w.object_id, w.created_us, w.next_attempt_us,"
-            " w.status, w.attempts, w.last_error, w.delivered_us",
+            "UPDATE webhook_deliveries d SET lease_until_us = $3 WHERE (d.url, d.event_id) IN ("
+            " SELECT c.url, c.event_id FROM webhook_deliveries c WHERE c.url = $1 AND c.status = 'pending'"
+            " AND c.next_attempt_us <= $2 AND (c.lease_until_us IS NULL OR c.lease_until_us <= $2)"
+            " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.url = c.url"
+            " AND e.object_id = c.object_id AND e.status = 'pending' AND e.event_seq < c.event_seq)"
+            " ORDER BY c.event_seq LIMIT $4 FOR UPDATE SKIP LOCKED)"
+            " RETURNING d.url, d.event_id, d.event_seq, d.object_id, d.created_us, d.next_attempt_us,"
+            " d.status, d.attempts, d.last_error, d.delivered_us",
             url,
             to_us(now),
             to_us(lease_until),
             limit,
         )
-        return [_delivery(r) for r in sorted(rows, key=lambda r: r[2])]
+        return sorted((_delivery(r) for r in rows), key=lambda d: d.event_seq)
 
     async def record_webhook_attempt(
         self,
@@ -602,7 +602,7 @@ class PostgresStore:
                 "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, last_error = $2,"
                 " next_attempt_us = COALESCE($3, next_attempt_us), lease_until_us = NULL,"
                 " delivered_us = CASE WHEN $1 = 'delivered' THEN $4 ELSE delivered_us END"
-                " WHERE url = $5 AND event_id = $6",
+                " WHERE url = $5 AND event_id = $6 AND status = 'pending'",
                 status,
                 attempt.error,
                 _us(next_attempt_at),
@@ -641,8 +641,9 @@ class PostgresStore:
 
     async def list_webhook_deliveries(self, event_id: str) -> list[WebhookDelivery]:
         rows = await self._all(
-            "SELECT url, event_id, event_seq, object_id, created_us, next_attempt_us, status, attempts,"
-            " last_error, delivered_us FROM webhook_deliveries WHERE event_id = $1 ORDER BY url",
+            "SELECT d.url, d.event_id, d.event_seq, d.object_id, d.created_us, d.next_attempt_us,"
+            " d.status, d.attempts, d.last_error, d.delivered_us"
+            " FROM webhook_deliveries d WHERE d.event_id = $1 ORDER BY d.url",
             event_id,
         )
         return [_delivery(r) for r in rows]

@@ -117,12 +117,27 @@ class SQLiteStore:
                 await db.execute("COMMIT")
 
     async def _one(self, sql: str, args: tuple[Any, ...]) -> Any:
-        async with self._lock, self._conn().execute(sql, args) as cur:
-            return await cur.fetchone()
+        rows = await self._all(sql, args)
+        return rows[0] if rows else None
 
     async def _all(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
-        async with self._lock, self._conn().execute(sql, args) as cur:
-            return list(await cur.fetchall())
+        # execute_fetchall: one trip to aiosqlite's thread instead of three (execute, fetch, close)
+        async with self._lock:
+            return list(await self._conn().execute_fetchall(sql, args))
+
+    async def _write(self, statements: Sequence[tuple[str, tuple[Any, ...]]], guard_first: bool = False) -> bool:
+        """Run a write transaction in one trip to aiosqlite's thread rather than one trip per statement.
+
+        Each trip costs tens of microseconds (a queue, a thread switch, a wake-up of the loop), and a payment
+        makes about twenty statements: per-statement trips were most of create_payment's time on SQLite
+        (benchmarks/bench_overhead.py). With `guard_first`, a first statement that changes no row (a lost
+        compare-and-set) rolls the transaction back and returns False.
+        """
+        db = self._conn()
+        async with self._lock:
+            # aiosqlite runs `fn(*args)` on its connection's thread; `_execute` and `_conn` are its own helpers.
+            done: bool = await db._execute(_run_transaction, db._conn, statements, guard_first)  # type: ignore[no-untyped-call]
+            return done
 
     # -- payments --------------------------------------------------------------------------------------------
     @staticmethod
@@ -141,17 +156,20 @@ class SQLiteStore:
         )
 
     async def create_payment(self, payment: Payment, record: PaymentRecordState, events: list[Event]) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "INSERT INTO payments (id, livemode, created_us, status, customer, card_fingerprint, test_clock,"
-                " next_attempt_us, capture_before_us, version, data) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (payment.id, *self._payment_row(payment)),
-            )
-            await db.execute(
-                "INSERT INTO payment_records (id, payment_id, data) VALUES (?,?,?)",
-                (record.id, payment.id, record.model_dump_json()),
-            )
-            await self._insert_events(db, events)
+        await self._write(
+            [
+                (
+                    "INSERT INTO payments (id, livemode, created_us, status, customer, card_fingerprint, test_clock,"
+                    " next_attempt_us, capture_before_us, version, data) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (payment.id, *self._payment_row(payment)),
+                ),
+                (
+                    "INSERT INTO payment_records (id, payment_id, data) VALUES (?,?,?)",
+                    (record.id, payment.id, record.model_dump_json()),
+                ),
+                *_event_rows(events),
+            ]
+        )
         self._committed(events)
 
     async def get_payment(self, payment_id: str) -> Payment | None:
@@ -204,48 +222,27 @@ class SQLiteStore:
         lease_until: datetime | None = None,
     ) -> Payment:
         saved = payment.model_copy(update={"version": expected_version + 1})
-        async with self._tx() as db:
-            cur = await db.execute(
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            (
                 "UPDATE payments SET livemode=?, created_us=?, status=?, customer=?, card_fingerprint=?,"
                 " test_clock=?, next_attempt_us=?, capture_before_us=?, version=?, data=?,"
                 " lease_owner=?, lease_until_us=? WHERE id = ? AND version = ?",
                 (*self._payment_row(saved), lease_owner, _us(lease_until), saved.id, expected_version),
             )
-            if cur.rowcount != 1:
-                raise ConcurrentUpdate(payment.id)
-            if record is not None:
-                await db.execute(
-                    "UPDATE payment_records SET data = ? WHERE id = ?", (record.model_dump_json(), record.id)
-                )
-            for attempt in attempts:
-                await self._upsert_attempt(db, attempt)
-            await self._insert_events(db, events or [])
+        ]
+        if record is not None:
+            statements.append(
+                ("UPDATE payment_records SET data = ? WHERE id = ?", (record.model_dump_json(), record.id))
+            )
+        statements.extend(_attempt_row(a) for a in attempts)
+        statements.extend(_event_rows(events or []))
+        if not await self._write(statements, guard_first=True):
+            raise ConcurrentUpdate(payment.id)
         self._committed(events or [])
         return saved
 
-    @staticmethod
-    async def _upsert_attempt(db: aiosqlite.Connection, attempt: AttemptRecord) -> None:
-        await db.execute(
-            "INSERT INTO attempts (id, payment_id, payment_record, created_us, processor, state, outcome,"
-            " card_fingerprint, data) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET"
-            " state = excluded.state, outcome = excluded.outcome,"
-            " card_fingerprint = excluded.card_fingerprint, data = excluded.data",
-            (
-                attempt.id,
-                attempt.payment_id,
-                attempt.payment_record,
-                to_us(attempt.created),
-                attempt.processor,
-                attempt.state,
-                attempt.outcome,
-                attempt.card.fingerprint,
-                attempt.model_dump_json(),
-            ),
-        )
-
     async def save_attempt(self, attempt: AttemptRecord) -> None:
-        async with self._tx() as db:
-            await self._upsert_attempt(db, attempt)
+        await self._write([_attempt_row(attempt)])
 
     async def list_unresolved(self, limit: int) -> list[AttemptRecord]:
         rows = await self._all(
@@ -375,14 +372,6 @@ class SQLiteStore:
             return int(cur.rowcount)
 
     # -- events ----------------------------------------------------------------------------------------------
-    @staticmethod
-    async def _insert_events(db: aiosqlite.Connection, events: list[Event]) -> None:
-        for e in events:
-            await db.execute(
-                "INSERT INTO events (id, type, created_us, livemode, object_id, data) VALUES (?,?,?,?,?,?)",
-                (e.id, e.type, to_us(e.created), e.livemode, e.object_id, e.model_dump_json()),
-            )
-
     async def list_events(
         self, livemode: bool, object_id: str | None, limit: int, after_seq: int | None = None
     ) -> list[tuple[int, Event]]:
@@ -511,7 +500,7 @@ class SQLiteStore:
                 "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, last_error = ?,"
                 " next_attempt_us = COALESCE(?, next_attempt_us), lease_until_us = NULL,"
                 " delivered_us = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_us END"
-                " WHERE url = ? AND event_id = ?",
+                " WHERE url = ? AND event_id = ? AND status = 'pending'",
                 (status, attempt.error, _us(next_attempt_at), status, at_us, attempt.url, attempt.event_id),
             )
             if attempt.succeeded:
@@ -569,6 +558,54 @@ class SQLiteStore:
     async def get_test_clock(self, clock_id: str) -> TestClock | None:
         row = await self._one("SELECT data FROM test_clocks WHERE id = ?", (clock_id,))
         return TestClock.model_validate_json(row[0]) if row else None
+
+
+def _run_transaction(
+    conn: sqlite3.Connection, statements: Sequence[tuple[str, tuple[Any, ...]]], guard_first: bool
+) -> bool:
+    """On aiosqlite's thread: BEGIN IMMEDIATE, every statement, COMMIT; any failure rolls back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for i, (sql, args) in enumerate(statements):
+            cur = conn.execute(sql, args)
+            if i == 0 and guard_first and cur.rowcount != 1:
+                conn.execute("ROLLBACK")
+                return False
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return True
+
+
+def _event_rows(events: Sequence[Event]) -> list[tuple[str, tuple[Any, ...]]]:
+    return [
+        (
+            "INSERT INTO events (id, type, created_us, livemode, object_id, data) VALUES (?,?,?,?,?,?)",
+            (e.id, e.type, to_us(e.created), e.livemode, e.object_id, e.model_dump_json()),
+        )
+        for e in events
+    ]
+
+
+def _attempt_row(attempt: AttemptRecord) -> tuple[str, tuple[Any, ...]]:
+    return (
+        "INSERT INTO attempts (id, payment_id, payment_record, created_us, processor, state, outcome,"
+        " card_fingerprint, data) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET"
+        " state = excluded.state, outcome = excluded.outcome,"
+        " card_fingerprint = excluded.card_fingerprint, data = excluded.data",
+        (
+            attempt.id,
+            attempt.payment_id,
+            attempt.payment_record,
+            to_us(attempt.created),
+            attempt.processor,
+            attempt.state,
+            attempt.outcome,
+            attempt.card.fingerprint,
+            attempt.model_dump_json(),
+        ),
+    )
 
 
 def _dt(us: int | None) -> datetime | None:

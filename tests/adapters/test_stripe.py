@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
-from adapters.base import UNKNOWN, Cadence, CancelRequest, CaptureRequest, LookupRequest, OutcomeKind
+from adapters.base import UNKNOWN, Cadence, CancelRequest, CaptureRequest, LookupRequest, Outcome, OutcomeKind
 from adapters.stripe import StripeAdapter, form_encode, from_wire, to_wire
 from tests.adapters.conftest import STRIPE_KEY, auth_request, settings
 from tests.fakes.stripe import FakeStripe, parse_form
@@ -33,7 +34,7 @@ async def test_request_is_an_off_session_confirmed_payment_intent(
     assert fields["amount"] == "1999" and fields["currency"] == "usd"
     assert fields["customer"] == "cus_test_1" and fields["payment_method"] == "pm_card_visa"
     assert fields["capture_method"] == "automatic"
-    assert fields["statement_descriptor_suffix"] == "PRO PLAN"
+    assert fields["statement_descriptor_suffix"] == "PRO PLAN" and "statement_descriptor" not in fields
     assert fields["metadata"] == {
         "plan": "pro",
         "payroute_attempt_id": "par_test_0001",
@@ -101,7 +102,7 @@ async def test_card_errors_map_to_decline_classes(
     stripe: StripeAdapter,
     fake_stripe: FakeStripe,
     code: str,
-    extra: dict[str, str],
+    extra: dict[str, Any],
     kind: OutcomeKind,
     network_code: str,
 ) -> None:
@@ -170,7 +171,7 @@ async def test_a_hanging_stripe_times_out_within_the_deadline(fake_stripe: FakeS
 async def test_lookup_finds_an_attempt_by_its_metadata(stripe: StripeAdapter, fake_stripe: FakeStripe) -> None:
     first = await stripe.authorize(auth_request())
     found = await stripe.lookup(LookupRequest("par_test_0001", "osp_test_0001"))
-    assert not isinstance(found, type(UNKNOWN)) and found is not None
+    assert isinstance(found, Outcome)
     assert found.kind is OutcomeKind.APPROVED and found.processor_reference == first.processor_reference
     assert fake_stripe.last("/search").query["query"] == "metadata['payroute_attempt_id']:'par_test_0001'"
 
@@ -182,8 +183,7 @@ async def test_lookup_of_an_unseen_attempt_is_unknown_so_the_engine_resends_it(s
 async def test_lookup_by_reference_retrieves_the_intent(stripe: StripeAdapter) -> None:
     first = await stripe.authorize(auth_request())
     found = await stripe.lookup(LookupRequest("par_test_0001", "osp_test_0001", first.processor_reference))
-    assert found is not None and found is not UNKNOWN
-    assert not isinstance(found, type(UNKNOWN)) and found.kind is OutcomeKind.APPROVED
+    assert isinstance(found, Outcome) and found.kind is OutcomeKind.APPROVED
 
 
 def test_to_wire_is_pure_and_form_encoding_nests_like_stripe() -> None:
@@ -205,3 +205,11 @@ def test_from_wire_reads_a_402_card_error_without_a_network() -> None:
     }
     outcome = from_wire(402, body)
     assert outcome.kind is OutcomeKind.SOFT_DECLINE and outcome.decline_code == "insufficient_funds"
+
+
+async def test_an_intent_still_processing_is_no_answer_yet(stripe: StripeAdapter, fake_stripe: FakeStripe) -> None:
+    fake_stripe.behave("processing")
+    outcome = await stripe.authorize(auth_request())
+    assert outcome.kind is OutcomeKind.PROCESSOR_ERROR and outcome.raw_code == "processing"
+    # Reconciliation must not settle it as a failure: the charge may still go through.
+    assert await stripe.lookup(LookupRequest("par_test_0001", "osp_test_0001")) is UNKNOWN

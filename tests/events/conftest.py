@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import socket
-from collections.abc import AsyncIterator
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
-from eventkit import CONFIG, ONLY_SUCCEEDED_SECRET, SECRET, OpenRouter, Receiver
 
 from router import Router
 from router.clock import ManualClock
 from router.config import Config, parse
+from router.errors import StoreUnavailable
+from router.store.postgres import create_database, drop_database
+from tests.events.eventkit import CONFIG, ONLY_SUCCEEDED_SECRET, SECRET, OpenRouter, Receiver
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_SERVER = os.environ.get("PAYROUTE_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 
 
 def _free_port() -> int:
@@ -44,9 +54,26 @@ def config(receiver: Receiver) -> Config:
     return parse(CONFIG, "events-test.yaml", env)
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'events.db'}"
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database of this test session's own (the server from scripts/services.sh)."""
+    subprocess.run(["bash", str(ROOT / "scripts" / "services.sh")], check=False, capture_output=True)
+    url = f"{PG_SERVER}/payroute_events_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        asyncio.run(create_database(url))
+    except (OSError, StoreUnavailable, asyncpg.PostgresError) as exc:
+        pytest.skip(f"PostgreSQL is not reachable: {exc}")
+    yield url
+    asyncio.run(drop_database(url))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every events test runs on both durable stores: a SQLite file, and a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'events.db'}"
+    database: str = request.getfixturevalue("pg_database")
+    return f"{database}?schema=t_{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

@@ -37,6 +37,8 @@ class Receiver:
     status: int = 200
     fail_event_ids: set[str] = field(default_factory=set)
     fail_paths: set[str] = field(default_factory=set)
+    hang_paths: set[str] = field(default_factory=set)
+    _release: asyncio.Event = field(default_factory=asyncio.Event)
     _runner: web.AppRunner | None = None
     _site: web.TCPSite | None = None
     _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -46,6 +48,8 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if request.path in self.hang_paths:
+            await self._release.wait()  # never answers until the test lets go
         event_id = json.loads(body).get("id")
         if self.status >= 300 or event_id in self.fail_event_ids or request.path in self.fail_paths:
             return web.Response(status=self.status if self.status >= 300 else 500, text="nope")
@@ -62,8 +66,12 @@ class Receiver:
         self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
         await self._site.start()
 
+    def release(self) -> None:
+        self._release.set()
+
     async def down(self) -> None:
         """Stop listening: connections are refused until `up()`."""
+        self.release()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

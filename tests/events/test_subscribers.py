@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventkit import params
-
 from router import Router
 from router import events as ev
+from tests.events.eventkit import params
 
 
 async def test_subscriber_hears_only_the_type_it_asked_for_after_commit(router: Router) -> None:

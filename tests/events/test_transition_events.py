@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from eventkit import params
 
 from router import Router
 from router import events as ev
 from router.clock import ManualClock, parse_rfc3339
-from router.errors import ConcurrentUpdate
+from router.errors import ConcurrentUpdate, PayrouteError
 from router.states import Status
+from tests.events.eventkit import params
 
 P = "v2.payments.off_session_payment."
 
@@ -166,3 +167,47 @@ async def test_events_commit_with_the_transition_or_not_at_all(router: Router, c
         await router.store.save_payment(paused, stored.version + 7, events=[event])
     assert await router.store.get_event(event.id) is None
     assert [e["type"] for e in await events_of(router, created["id"])] == [P + "created"]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_random_walk_every_status_change_has_exactly_one_event(
+    router: Router, clock: ManualClock, seed: int
+) -> None:
+    """Drive payments through random operations; afterwards each payment's events retell its history exactly:
+    one event per status change, named for it, the last one showing the status the payment is in now."""
+    rng = random.Random(seed)
+    methods = [
+        "pm_card_visa",
+        "pm_card_visa_chargeDeclinedInsufficientFunds",
+        "pm_card_visa_chargeDeclinedStolenCard",
+    ]
+    payment_ids: list[str] = []
+    for _ in range(40):
+        op = rng.choice(["create", "create", "pause", "resume", "cancel", "capture", "time"])
+        try:
+            if op == "create" or not payment_ids:
+                extra: dict[str, Any] = {}
+                if rng.random() < 0.3:
+                    extra["capture"] = {"capture_method": "manual"}
+                if rng.random() < 0.2:
+                    extra["target_date"] = (clock.now() + timedelta(days=rng.randint(1, 3))).date().isoformat()
+                payment_ids.append((await router.create_payment(params(rng.choice(methods), **extra)))["id"])
+            elif op == "time":
+                clock.advance(timedelta(hours=rng.choice([1, 12, 30, 60])))
+                await router.run_due()
+            else:
+                target = rng.choice(payment_ids)
+                action = {
+                    "pause": router.pause_payment,
+                    "resume": router.resume_payment,
+                    "cancel": router.cancel_payment,
+                    "capture": router.capture_payment,
+                }[op]
+                await action(target)
+        except PayrouteError as exc:
+            assert exc.status == 409  # not allowed in this state: nothing changes, nothing is emitted
+    for pid in payment_ids:
+        events = await events_of(router, pid)
+        path = check_one_event_per_transition(events)
+        current = await router.get_payment(pid)
+        assert path[-1] == current["status"]

@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 import stripe
-from eventkit import ONLY_SUCCEEDED_SECRET, SECRET, OpenRouter, Receiver, params
 from pydantic import SecretStr
+from stripe.events import V2PaymentsOffSessionPaymentSucceededEventNotification
 
 from router import Router
 from router import events as ev
 from router.clock import ManualClock
 from router.webhooks import DeliveryPolicy, WebhookWorker, sign
+from tests.events.eventkit import ONLY_SUCCEEDED_SECRET, SECRET, OpenRouter, Receiver, params
 
 P = "v2.payments.off_session_payment."
 
@@ -66,9 +67,8 @@ async def test_stripe_client_parses_our_event_notification(router: Router, recei
     succeeded = next(d for d in receiver.received if d.event["type"] == ev.SUCCEEDED and d.path == "/hooks")
     client = stripe.StripeClient("sk_test_unused")
     notification = client.parse_event_notification(succeeded.body, succeeded.headers["Stripe-Signature"], SECRET)
-    assert notification.type == ev.SUCCEEDED
+    assert isinstance(notification, V2PaymentsOffSessionPaymentSucceededEventNotification)
     assert notification.id == succeeded.event["id"]
-    assert notification.related_object is not None
     assert notification.related_object.id == payment["id"]
     assert notification.related_object.url == f"/v2/payments/off_session_payments/{payment['id']}"
 
@@ -219,6 +219,20 @@ async def test_one_failing_endpoint_does_not_hold_back_another(
     await router.webhooks.run_once()
     assert [e["type"] for e in receiver.events("/hooks")] == [ev.CREATED, ev.ATTEMPT_STARTED, ev.SUCCEEDED]
     assert len(receiver.received_on("/hooks-succeeded")) == 1
+
+
+async def test_a_receiver_that_never_answers_times_out_without_holding_back_another(
+    router: Router, receiver: Receiver
+) -> None:
+    router.webhooks.policy = DeliveryPolicy(timeout=timedelta(milliseconds=50))
+    receiver.hang_paths = {"/hooks"}
+    await router.create_payment(params())
+    await router.webhooks.run_once()
+    assert [d.event["type"] for d in receiver.received_on("/hooks-succeeded")] == [ev.SUCCEEDED]
+    first = (await router.list_events())[0]
+    (attempt,) = await router.store.list_webhook_attempts(first["id"])
+    assert not attempt.succeeded and attempt.http_status is None and attempt.error == "timeout after 0.05s"
+    receiver.release()
 
 
 # -- crashes ---------------------------------------------------------------------------------------------------

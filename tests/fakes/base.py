@@ -9,6 +9,9 @@ A fake answers by behaviour, set for everything (`fake.behave(...)`) or per paym
   hang                        never answers (until the fake stops)
   malformed                   200 with a body that is not JSON
   drop                        closes the connection without an answer
+  any of them, delay_ms=...    the same, answered late (a slow processor)
+  approve_then_hang           authorizes (and keeps the answer for its idempotency key), then never answers:
+                              what a router that crashed mid-call left behind
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class FakeProcessor:
         self._by_payment_method: dict[str, Behaviour] = {}
         self._replays: dict[str, tuple[str, web.Response]] = {}
         self._stopping = asyncio.Event()
+        self.holding = asyncio.Event()  # set when an `approve_then_hang` answer is being held back
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -100,7 +104,9 @@ class FakeProcessor:
         return self._by_payment_method.get(payment_method or "", self._default)
 
     async def misbehave(self, request: web.Request, b: Behaviour) -> web.StreamResponse | None:
-        """Hang, drop or garble per the behaviour; None when the fake should answer properly."""
+        """Hang, drop or garble per the behaviour; None when the fake should answer properly (after `delay_ms`)."""
+        if "delay_ms" in b.extra:  # a slow answer: any behaviour, given late
+            await asyncio.sleep(float(b.extra["delay_ms"]) / 1000)
         if b.kind == "hang":
             await self._stopping.wait()
             return web.Response(status=503, text="shutting down")
@@ -111,6 +117,12 @@ class FakeProcessor:
         if b.kind == "malformed":
             return web.Response(status=200, text='{"id": "trunc', content_type="application/json")
         return None
+
+    async def linger(self, b: Behaviour) -> None:
+        """After authorizing, hold the answer back when told to (until the fake stops)."""
+        if b.kind == "approve_then_hang":
+            self.holding.set()
+            await self._stopping.wait()
 
     # -- idempotency -----------------------------------------------------------------------------------------
     def replay(self, key: str | None, body: str) -> web.Response | bool | None:

@@ -1,5 +1,5 @@
 """A fake Stripe speaking the PaymentIntents wire format: form-encoded requests, JSON answers shaped like
-Stripe's own fixtures (`/work/shared/specs/stripe/fixtures3.private_preview.json`), `card_error` declines
+Stripe's own fixtures (`shared/specs/stripe/fixtures3.private_preview.json`), `card_error` declines
 with 402, and `Idempotency-Key` replay as Stripe does it (same key and body: the first answer; another body:
 400 `idempotency_error`).
 
@@ -13,7 +13,6 @@ import copy
 import itertools
 import json
 import re
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -24,8 +23,9 @@ from stripe.params._payment_intent_capture_params import PaymentIntentCapturePar
 from stripe.params._payment_intent_create_params import PaymentIntentCreateParams
 
 from tests.fakes.base import Behaviour, FakeProcessor, json_response
+from tests.fakes.specs import SPECS
 
-FIXTURES = Path("/work/shared/specs/stripe/fixtures3.private_preview.json")
+FIXTURES = SPECS / "stripe" / "fixtures3.private_preview.json"
 
 
 def _fields(params: type) -> set[str]:
@@ -130,7 +130,9 @@ class FakeStripe(FakeProcessor):
                 "An error occurred with our connection to Stripe.",
             )
         self.authorizations += 1
-        return self.remember(key, body, self._authorize(fields, b))
+        response = self.remember(key, body, self._authorize(fields, b))
+        await self.linger(b)
+        return response
 
     def _authorize(self, fields: dict[str, Any], b: Behaviour) -> web.Response:
         pi_id = f"pi_fake{next(self._ids):08d}"
@@ -173,7 +175,11 @@ class FakeStripe(FakeProcessor):
             },
             "outcome": {"network_status": "approved_by_network", "type": "authorized"},
         }
-        if b.kind == "approve":
+        if b.kind == "processing":  # the card network has not answered Stripe yet
+            pi.update(status="processing", latest_charge=ch_id)
+            self.intents[pi_id] = pi
+            return json_response(pi)
+        if b.kind in ("approve", "approve_then_hang"):
             pi.update(status="requires_capture" if manual else "succeeded")
             pi["latest_charge"] = charge if "latest_charge" in expand else ch_id
             self.intents[pi_id] = pi

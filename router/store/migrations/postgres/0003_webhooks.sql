@@ -1,5 +1,7 @@
--- The PostgreSQL mirror of sqlite/0003_webhooks.sql: the outbox (the events table) fanned out per endpoint,
--- with every attempt recorded.
+-- Webhook delivery state: the outbox (the events table) fanned out per endpoint, with every attempt recorded.
+
+-- One row per configured endpoint URL. `cursor_seq` is the last events.seq fanned out to it: events after the
+-- cursor are still to be queued, so a crash between commit and delivery loses nothing.
 CREATE TABLE webhook_endpoints (
     url TEXT PRIMARY KEY,
     cursor_seq BIGINT NOT NULL,
@@ -9,6 +11,7 @@ CREATE TABLE webhook_endpoints (
     disabled_us BIGINT
 );
 
+-- One row per (endpoint, event). status: pending | delivered | failed (gave up after the retry window).
 CREATE TABLE webhook_deliveries (
     url TEXT NOT NULL,
     event_id TEXT NOT NULL,
@@ -26,6 +29,7 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (url, status, next_attempt_us);
 CREATE INDEX webhook_deliveries_order ON webhook_deliveries (url, object_id, event_seq);
 
+-- Every HTTP attempt, kept for operators and tests: what was sent when, and what came back.
 CREATE TABLE webhook_attempts (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     url TEXT NOT NULL,

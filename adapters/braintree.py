@@ -1,0 +1,492 @@
+"""Braintree, through its GraphQL API: `chargePaymentMethod` (or `authorizePaymentMethod` for manual capture)
+on the vaulted payment method, with `paymentInitiator` RECURRING or UNSCHEDULED.
+
+The GraphQL schema (`shared/specs/braintree/schema.graphql` beside the repository) names the stored-credential field
+`paymentInitiator`; it is what the REST API and the SDKs call `transaction_source`.
+
+Options (the processor's block in the config):
+  base_url: https://payments.sandbox.braintree-api.com     live: https://payments.braintree-api.com
+  credentials: {public_key: ${BRAINTREE_PUBLIC_KEY}, private_key: ${BRAINTREE_PRIVATE_KEY}}
+  merchant_accounts: {usd: acct_usd, eur: acct_eur}          merchant account per currency (else the default one)
+  pool_size: 100
+
+Idempotency: Braintree has no idempotency header. The attempt id is the transaction's `orderId` and the
+mutation's `clientMutationId`; with duplicate transaction checking on (as it should be), a resend of the same
+payment is rejected as DUPLICATE and points at the original (`duplicateOf`), whose result we return.
+Lookup: a search by `orderId`. Braintree's search is current well within the engine's lease, so "not found"
+means the processor never saw the attempt (None); a FAILED transaction charged nothing and reads the same.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from iso4217 import Currency
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from adapters.base import (
+    UNKNOWN,
+    AdapterError,
+    AdapterSettings,
+    AuthorizationRequest,
+    Cadence,
+    CancelRequest,
+    CaptureRequest,
+    CardInfo,
+    LookupAnswer,
+    LookupRequest,
+    Outcome,
+    OutcomeKind,
+)
+from adapters.declines import HARD, SOFT, classify, iso_for
+from adapters.http import HttpTransport, http_error, settle
+from adapters.scrub import scrub as scrub_text
+
+DEFAULT_BASE_URL = "https://payments.sandbox.braintree-api.com"
+API_VERSION = "2019-01-01"
+
+_TXN = """
+fragment Txn on Transaction {
+  id
+  orderId
+  status
+  amount { value currencyCode }
+  processorResponse { legacyCode message authorizationId }
+  paymentMethodSnapshot {
+    ... on CreditCardTransactionDetails { networkTransactionId creditCard { brandCode uniqueNumberIdentifier } }
+  }
+  statusHistory {
+    ... on ProcessorDeclinedEvent {
+      declineType
+      processorResponse { legacyCode message }
+      networkResponse { code message }
+      merchantAdviceCodeResponse { code message }
+    }
+    ... on GatewayRejectedEvent {
+      gatewayRejectionReason
+      networkResponse { code message }
+      duplicateOf { id orderId status processorResponse { legacyCode message authorizationId } }
+    }
+    ... on AuthorizedEvent { networkResponse { code message } }
+  }
+}
+"""
+CHARGE = "mutation Charge($input: ChargePaymentMethodInput!) {\n  chargePaymentMethod(input: $input) {\n"
+CHARGE += "    clientMutationId\n    transaction { ...Txn }\n  }\n}\n" + _TXN
+AUTHORIZE = "mutation Authorize($input: AuthorizePaymentMethodInput!) {\n  authorizePaymentMethod(input: $input) {\n"
+AUTHORIZE += "    clientMutationId\n    transaction { ...Txn }\n  }\n}\n" + _TXN
+CAPTURE = "mutation Capture($input: CaptureTransactionInput!) {\n  captureTransaction(input: $input) {\n"
+CAPTURE += "    clientMutationId\n    transaction { ...Txn }\n  }\n}\n" + _TXN
+REVERSE = """mutation Reverse($input: ReverseTransactionInput!) {
+  reverseTransaction(input: $input) {
+    clientMutationId
+    reversal { ... on Transaction { id status } ... on Refund { id } }
+  }
+}
+"""
+SEARCH = "query Find($input: TransactionSearchInput!) {\n  search {\n    transactions(input: $input, first: 1) {\n"
+SEARCH += "      edges { node { ...Txn } }\n    }\n  }\n}\n" + _TXN
+
+INITIATOR: Mapping[Cadence, str] = {Cadence.RECURRING: "RECURRING", Cadence.UNSCHEDULED: "UNSCHEDULED"}
+
+# Braintree processor response code (legacyCode) -> Stripe decline code. 2000-2999 are declines, 3000 is the
+# processor's network being down; a code not listed falls back on Braintree's own declineType (HARD or SOFT).
+PROCESSOR_RESPONSES: Mapping[str, str] = {
+    "2000": "do_not_honor",
+    "2001": "insufficient_funds",
+    "2002": "card_velocity_exceeded",
+    "2003": "withdrawal_count_limit_exceeded",
+    "2004": "expired_card",
+    "2005": "incorrect_number",
+    "2006": "invalid_expiry_year",
+    "2007": "invalid_account",
+    "2008": "incorrect_number",
+    "2009": "invalid_account",
+    "2010": "incorrect_cvc",
+    "2011": "call_issuer",
+    "2012": "lost_card",
+    "2013": "stolen_card",
+    "2014": "fraudulent",
+    "2015": "transaction_not_allowed",
+    "2016": "duplicate_transaction",
+    "2017": "stop_payment_order",
+    "2018": "revocation_of_all_authorizations",
+    "2019": "transaction_not_allowed",
+    "2020": "security_violation",
+    "2021": "security_violation",
+    "2022": "new_account_information_available",
+    "2023": "card_not_supported",
+    "2024": "card_not_supported",
+    "2027": "invalid_amount",
+    "2034": "no_action_taken",
+    "2038": "generic_decline",
+    "2041": "call_issuer",
+    "2043": "do_not_try_again",
+    "2044": "call_issuer",
+    "2046": "generic_decline",
+    "2047": "pickup_card",
+    "2048": "invalid_amount",
+    "2051": "incorrect_number",
+    "2053": "lost_card",
+    "2057": "restricted_card",
+    "2059": "incorrect_zip",
+    "2060": "incorrect_zip",
+    "2064": "currency_not_supported",
+    "2069": "duplicate_transaction",
+    "2070": "revocation_of_authorization",
+    "2099": "authentication_required",
+    "3000": "issuer_not_available",
+}
+# Gateway rejections (Braintree's own checks, before the issuer): reason -> Stripe decline code.
+GATEWAY_REJECTIONS: Mapping[str, str] = {
+    "AVS": "incorrect_zip",
+    "CVV": "incorrect_cvc",
+    "AVS_AND_CVV": "incorrect_cvc",
+    "FRAUD": "fraudulent",
+    "RISK_THRESHOLD": "fraudulent",
+    "EXCESSIVE_RETRY": "do_not_try_again",
+    "PAYMENT_METHOD_BLOCKED": "restricted_card",
+    "THREE_D_SECURE": "authentication_required",
+    "TOKEN_ISSUANCE": "processing_error",
+    "DUPLICATE": "duplicate_transaction",
+}
+APPROVED_STATUSES = frozenset(
+    {"AUTHORIZED", "SUBMITTED_FOR_SETTLEMENT", "SETTLING", "SETTLED", "SETTLEMENT_PENDING", "SETTLEMENT_CONFIRMED"}
+)
+_BRANDS = {
+    "AMERICAN_EXPRESS": "amex",
+    "MASTERCARD": "mastercard",
+    "VISA": "visa",
+    "DISCOVER": "discover",
+    "JCB": "jcb",
+    "DINERS": "diners",
+    "UNION_PAY": "unionpay",
+}
+# GraphQL error classes that say our request was wrong (as opposed to Braintree being unwell).
+_OUR_FAULT = frozenset({"VALIDATION", "AUTHENTICATION", "AUTHORIZATION", "NOT_FOUND", "UNSUPPORTED_CLIENT"})
+
+
+# -- wire models ---------------------------------------------------------------------------------------------------
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class TransactionInput(_Wire):
+    amount: str
+    merchant_account_id: str | None = Field(default=None, alias="merchantAccountId")
+    order_id: str = Field(alias="orderId")
+    payment_initiator: str = Field(alias="paymentInitiator")
+    customer_id: str | None = Field(default=None, alias="customerId")
+    descriptor: dict[str, str] | None = None
+    custom_fields: list[dict[str, str]] | None = Field(default=None, alias="customFields")
+
+
+class PaymentMethodInput(_Wire):
+    """`ChargePaymentMethodInput` / `AuthorizePaymentMethodInput`: the same fields."""
+
+    client_mutation_id: str = Field(alias="clientMutationId")
+    payment_method_id: str = Field(alias="paymentMethodId")
+    transaction: TransactionInput
+
+
+class Code(_Wire):
+    code: str | None = None
+    message: str | None = None
+
+
+class ProcessorResponse(_Wire):
+    legacy_code: str | None = Field(default=None, alias="legacyCode")
+    message: str | None = None
+    authorization_id: str | None = Field(default=None, alias="authorizationId")
+
+
+class DuplicateOf(_Wire):
+    id: str
+    order_id: str | None = Field(default=None, alias="orderId")
+    status: str
+    processor_response: ProcessorResponse | None = Field(default=None, alias="processorResponse")
+
+
+class StatusEvent(_Wire):
+    """One event of `statusHistory`; which fields are set depends on the event type."""
+
+    decline_type: str | None = Field(default=None, alias="declineType")
+    gateway_rejection_reason: str | None = Field(default=None, alias="gatewayRejectionReason")
+    processor_response: ProcessorResponse | None = Field(default=None, alias="processorResponse")
+    network_response: Code | None = Field(default=None, alias="networkResponse")
+    merchant_advice_code_response: Code | None = Field(default=None, alias="merchantAdviceCodeResponse")
+    duplicate_of: DuplicateOf | None = Field(default=None, alias="duplicateOf")
+
+
+class CreditCard(_Wire):
+    brand_code: str | None = Field(default=None, alias="brandCode")
+    unique_number_identifier: str | None = Field(default=None, alias="uniqueNumberIdentifier")
+
+
+class Snapshot(_Wire):
+    network_transaction_id: str | None = Field(default=None, alias="networkTransactionId")
+    credit_card: CreditCard | None = Field(default=None, alias="creditCard")
+
+
+class Transaction(_Wire):
+    id: str
+    order_id: str | None = Field(default=None, alias="orderId")
+    status: str
+    processor_response: ProcessorResponse | None = Field(default=None, alias="processorResponse")
+    payment_method_snapshot: Snapshot | None = Field(default=None, alias="paymentMethodSnapshot")
+    status_history: list[StatusEvent] = Field(default_factory=list, alias="statusHistory")
+
+
+class GraphQLError(_Wire):
+    message: str
+    extensions: dict[str, Any] = Field(default_factory=dict)
+
+
+class GraphQLResponse(_Wire):
+    data: dict[str, Any] | None = None
+    errors: list[GraphQLError] = Field(default_factory=list)
+
+
+# -- pure mapping ------------------------------------------------------------------------------------------------
+def decimal_amount(amount: int, currency: str) -> str:
+    """Minor units to Braintree's decimal string: 1999 usd -> '19.99', 500 jpy -> '500'."""
+    exponent = Currency(currency.upper()).exponent or 0
+    return str(Decimal(amount).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent)))
+
+
+def to_wire(req: AuthorizationRequest, merchant_account_id: str | None = None) -> PaymentMethodInput:
+    descriptor = req.statement_descriptor_suffix or req.statement_descriptor
+    return PaymentMethodInput(
+        client_mutation_id=req.attempt_id,
+        payment_method_id=req.payment_method,
+        transaction=TransactionInput(
+            amount=decimal_amount(req.amount, req.currency),
+            merchant_account_id=merchant_account_id,
+            order_id=req.attempt_id,
+            payment_initiator=INITIATOR[req.cadence],
+            descriptor={"name": descriptor[:22]} if descriptor else None,
+        ),
+    )
+
+
+def _event(txn: Transaction) -> StatusEvent:
+    """The event that explains the transaction's status: the last one carrying a decline or rejection."""
+    for event in reversed(txn.status_history):
+        if event.decline_type or event.gateway_rejection_reason or event.processor_response:
+            return event
+    return StatusEvent()
+
+
+def _card(txn: Transaction) -> CardInfo | None:
+    card = txn.payment_method_snapshot.credit_card if txn.payment_method_snapshot else None
+    if card is None:
+        return None
+    return CardInfo(brand=_BRANDS.get(card.brand_code or "", None), fingerprint=card.unique_number_identifier)
+
+
+def from_transaction(txn: Transaction) -> Outcome:
+    response = txn.processor_response or ProcessorResponse()
+    event = _event(txn)
+    network = event.network_response.code if event.network_response else None
+    if txn.status in APPROVED_STATUSES:
+        snapshot = txn.payment_method_snapshot
+        return Outcome(
+            OutcomeKind.APPROVED,
+            processor_reference=txn.id,
+            authorization_code=response.authorization_id,
+            network_transaction_id=snapshot.network_transaction_id if snapshot else None,
+            raw_code=response.legacy_code,
+            raw_message=response.message or "approved",
+            card=_card(txn),
+        )
+    if txn.status == "PROCESSOR_DECLINED":
+        declined = event.processor_response or response
+        code = declined.legacy_code or ""
+        fallback = "do_not_try_again" if event.decline_type == "HARD" else "generic_decline"
+        decline = PROCESSOR_RESPONSES.get(code, fallback)
+        advice = event.merchant_advice_code_response.code if event.merchant_advice_code_response else None
+        kind = classify(decline, network_advice_code=advice)
+        if kind is SOFT and event.decline_type == "HARD":
+            kind = HARD  # Braintree says the issuer will not change its mind: believe it
+        return Outcome(
+            kind,
+            processor_reference=txn.id,
+            decline_code=decline,
+            network_decline_code=network or iso_for(decline),
+            network_advice_code=advice,
+            raw_code=code or None,
+            raw_message=declined.message,
+            card=_card(txn),
+        )
+    if txn.status == "GATEWAY_REJECTED":
+        reason = event.gateway_rejection_reason or ""
+        original = event.duplicate_of
+        if reason == "DUPLICATE" and original is not None and original.order_id == txn.order_id:
+            # Our own resend of an attempt Braintree already has: its first answer is the answer.
+            first = Transaction(
+                id=original.id,
+                order_id=original.order_id,
+                status=original.status,
+                processor_response=original.processor_response,
+            )
+            return from_transaction(first)
+        rejection = GATEWAY_REJECTIONS.get(reason)
+        if rejection is None:  # account set-up problems (APPLICATION_INCOMPLETE, ...): ours to fix
+            return Outcome(
+                OutcomeKind.PROCESSOR_ERROR,
+                processor_reference=txn.id,
+                raw_code=reason,
+                raw_message=f"gateway rejected: {reason}",
+                request_invalid=True,
+            )
+        return Outcome(
+            classify(rejection),
+            processor_reference=txn.id,
+            decline_code=rejection,
+            network_decline_code=iso_for(rejection),
+            raw_code=reason,
+            raw_message=f"gateway rejected: {reason}",
+        )
+    return Outcome(
+        OutcomeKind.PROCESSOR_ERROR,
+        processor_reference=txn.id,
+        raw_code=txn.status,
+        raw_message=response.message or f"transaction {txn.status}",
+    )
+
+
+def _payload(field: str, status: int, body: Any) -> Transaction | Outcome:
+    """The transaction in `data.<field>.transaction`, or the Outcome that explains why there is none."""
+    if status != 200 and not isinstance(body, dict):
+        return http_error(status, f"HTTP {status}")
+    parsed = GraphQLResponse.model_validate(body)
+    payload = (parsed.data or {}).get(field) or {}
+    if payload.get("transaction"):
+        return Transaction.model_validate(payload["transaction"])
+    if status != 200 or parsed.errors:
+        first = parsed.errors[0] if parsed.errors else GraphQLError(message=f"HTTP {status}")
+        error_class = str(first.extensions.get("errorClass", ""))
+        outcome = http_error(
+            status if status != 200 else 400,
+            first.message,
+            str(first.extensions.get("legacyCode") or error_class or status),
+        )
+        if status == 200 and error_class not in _OUR_FAULT:
+            outcome = Outcome(OutcomeKind.PROCESSOR_ERROR, raw_code=error_class or None, raw_message=first.message)
+        return outcome
+    raise ValueError(f"no {field}.transaction and no errors in the answer")
+
+
+def from_wire(field: str) -> Callable[[int, Any], Outcome]:
+    """`from_wire(status, body)` for the mutation whose payload sits under `data.<field>`."""
+
+    def read(status: int, body: Any) -> Outcome:
+        found = _payload(field, status, body)
+        return found if isinstance(found, Outcome) else from_transaction(found)
+
+    return read
+
+
+# -- the adapter -------------------------------------------------------------------------------------------------
+class BraintreeOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    public_key: SecretStr
+    private_key: SecretStr
+    base_url: str = DEFAULT_BASE_URL
+    merchant_accounts: dict[str, str] = Field(default_factory=dict)
+    merchant_account_id: str | None = None
+    pool_size: int = Field(default=100, ge=1)
+
+
+class BraintreeAdapter:
+    def __init__(self, settings: AdapterSettings) -> None:
+        self.name = settings.name
+        creds = settings.credentials
+        try:
+            self.options = BraintreeOptions(
+                public_key=creds.get("public_key", ""),
+                private_key=creds.get("private_key", ""),
+                base_url=settings.base_url or DEFAULT_BASE_URL,
+                **settings.options,
+            )
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            raise AdapterError(f"{settings.name}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        public, private = self.options.public_key.get_secret_value(), self.options.private_key.get_secret_value()
+        if not (public and private):
+            raise AdapterError(f"{settings.name}: credentials.public_key and credentials.private_key are required")
+        basic = base64.b64encode(f"{public}:{private}".encode()).decode()
+        self.http = HttpTransport(
+            name=settings.name,
+            base_url=self.options.base_url,
+            timeout_ms=settings.timeout_ms,
+            scrub=self.scrub,
+            auth_headers={"Authorization": SecretStr(f"Basic {basic}")},
+            headers={"Braintree-Version": API_VERSION},
+            pool_size=self.options.pool_size,
+        )
+
+    def _merchant_account(self, currency: str) -> str | None:
+        return self.options.merchant_accounts.get(currency.lower(), self.options.merchant_account_id)
+
+    async def _graphql(self, query: str, variables: Mapping[str, Any], field: str) -> Outcome:
+        exchange = await self.http.send("POST", "/graphql", json_body={"query": query, "variables": variables})
+        return settle(exchange, from_wire(field))
+
+    async def authorize(self, req: AuthorizationRequest) -> Outcome:
+        wire = to_wire(req, self._merchant_account(req.currency)).model_dump(by_alias=True, exclude_none=True)
+        if req.capture_manual:
+            return await self._graphql(AUTHORIZE, {"input": wire}, "authorizePaymentMethod")
+        return await self._graphql(CHARGE, {"input": wire}, "chargePaymentMethod")
+
+    async def capture(self, req: CaptureRequest) -> Outcome:
+        variables = {
+            "input": {
+                "clientMutationId": req.attempt_id,
+                "transactionId": req.processor_reference,
+                "transaction": {"amount": decimal_amount(req.amount, req.currency)},
+            }
+        }
+        return await self._graphql(CAPTURE, variables, "captureTransaction")
+
+    async def cancel(self, req: CancelRequest) -> Outcome:
+        variables = {"input": {"clientMutationId": req.attempt_id, "transactionId": req.processor_reference}}
+        exchange = await self.http.send("POST", "/graphql", json_body={"query": REVERSE, "variables": variables})
+        return settle(exchange, _from_reverse)
+
+    async def lookup(self, req: LookupRequest) -> Outcome | LookupAnswer | None:
+        variables = {"input": {"orderId": {"is": req.attempt_id}}}
+        exchange = await self.http.send("POST", "/graphql", json_body={"query": SEARCH, "variables": variables})
+        if exchange.status != 200:
+            raise LookupError(f"{self.name}: lookup of {req.attempt_id} failed: {exchange.status or exchange.failure}")
+        parsed = GraphQLResponse.model_validate(exchange.json())
+        if parsed.errors:
+            raise LookupError(f"{self.name}: lookup of {req.attempt_id} failed: {parsed.errors[0].message}")
+        edges = (((parsed.data or {}).get("search") or {}).get("transactions") or {}).get("edges") or []
+        if not edges:
+            return None
+        txn = Transaction.model_validate(edges[0]["node"])
+        if txn.status == "FAILED":
+            return None  # the processor failed it: nothing was charged, as if it had never arrived
+        outcome = settle(exchange, lambda _status, _body: from_transaction(txn))
+        # Still AUTHORIZING: no answer yet; a resend is caught by duplicate checking and points at this one.
+        return UNKNOWN if outcome.kind.is_technical else outcome
+
+    def scrub(self, transcript: str) -> str:
+        return scrub_text(transcript)
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+def _from_reverse(status: int, body: Any) -> Outcome:
+    parsed = GraphQLResponse.model_validate(body)
+    reversal = ((parsed.data or {}).get("reverseTransaction") or {}).get("reversal")
+    if reversal and reversal.get("status") in ("VOIDED", None):
+        return Outcome(OutcomeKind.APPROVED, processor_reference=reversal.get("id"), raw_code=reversal.get("status"))
+    first = parsed.errors[0].message if parsed.errors else f"HTTP {status}"
+    return http_error(status if status >= 400 else 400, first)

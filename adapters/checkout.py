@@ -1,0 +1,358 @@
+"""Checkout.com, through the unified payments API: `POST /payments` with the stored card as an `id` source,
+`merchant_initiated: true` and the payment type of the payment's cadence.
+
+Options (the processor's block in the config):
+  base_url: https://api.sandbox.checkout.com     live: https://{prefix}.api.checkout.com
+  credentials: {secret_key: ${CHECKOUT_SECRET_KEY}}
+  processing_channel_id: pc_...                   optional, required on multi-channel accounts
+  pool_size: 100
+
+Idempotency: the attempt id is the `Cko-Idempotency-Key` header and the payment `reference`.
+Lookup: `GET /payments?reference=<attempt id>` finds the payment; when nothing is found the answer is
+`UNKNOWN`, and a resend under the same key is deduplicated by Checkout.com.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from adapters.base import (
+    UNKNOWN,
+    AdapterError,
+    AdapterSettings,
+    AuthorizationRequest,
+    Cadence,
+    CancelRequest,
+    CaptureRequest,
+    CardInfo,
+    LookupAnswer,
+    LookupRequest,
+    Outcome,
+    OutcomeKind,
+)
+from adapters.declines import classify, iso_for
+from adapters.http import HttpTransport, http_error, settle
+from adapters.scrub import scrub as scrub_text
+
+DEFAULT_BASE_URL = "https://api.sandbox.checkout.com"
+
+PAYMENT_TYPE: Mapping[Cadence, str] = {Cadence.RECURRING: "Recurring", Cadence.UNSCHEDULED: "Unscheduled"}
+
+# Checkout.com response_code -> Stripe decline code. Codes not listed fall back by range (`_BY_RANGE`).
+RESPONSE_CODES: Mapping[str, str] = {
+    "20001": "call_issuer",
+    "20002": "call_issuer",
+    "20003": "generic_decline",
+    "20005": "do_not_honor",
+    "20009": "try_again_later",
+    "20012": "transaction_not_allowed",
+    "20013": "invalid_amount",
+    "20014": "incorrect_number",
+    "20019": "try_again_later",
+    "20020": "processing_error",
+    "20021": "no_action_taken",
+    "20022": "processing_error",
+    "20026": "duplicate_transaction",
+    "20030": "processing_error",
+    "20031": "card_not_supported",
+    "20038": "pin_try_exceeded",
+    "20039": "invalid_account",
+    "20040": "card_not_supported",
+    "20042": "invalid_account",
+    "20046": "invalid_account",
+    "20051": "insufficient_funds",
+    "20052": "invalid_account",
+    "20053": "invalid_account",
+    "20054": "expired_card",
+    "20055": "incorrect_pin",
+    "20056": "incorrect_number",
+    "20057": "transaction_not_allowed",
+    "20058": "not_permitted",
+    "20059": "fraudulent",
+    "20060": "call_issuer",
+    "20061": "card_velocity_exceeded",
+    "20062": "restricted_card",
+    "20063": "security_violation",
+    "20065": "withdrawal_count_limit_exceeded",
+    "20066": "call_issuer",
+    "20067": "pickup_card",
+    "20068": "processing_error",
+    "20075": "pin_try_exceeded",
+    "20082": "incorrect_cvc",
+    "20083": "fraudulent",
+    "20088": "processing_error",
+    "20091": "issuer_not_available",
+    "20092": "processing_error",
+    "20093": "transaction_not_allowed",
+    "20094": "duplicate_transaction",
+    "20096": "processing_error",
+    "20100": "invalid_expiry_year",
+    "20103": "card_not_supported",
+    "20150": "authentication_required",
+    "20151": "authentication_required",
+    "20152": "authentication_required",
+    "20153": "processing_error",
+    "20154": "authentication_required",
+    "20179": "do_not_try_again",
+    "20182": "do_not_try_again",
+    "20183": "fraudulent",
+    "30004": "pickup_card",
+    "30007": "pickup_card",
+    "30015": "invalid_account",
+    "30033": "expired_card",
+    "30034": "fraudulent",
+    "30035": "pickup_card",
+    "30036": "restricted_card",
+    "30037": "pickup_card",
+    "30038": "pin_try_exceeded",
+    "30041": "lost_card",
+    "30043": "stolen_card",
+    "30044": "transaction_not_allowed",
+    "30046": "invalid_account",
+}
+# 20xxx soft decline, 30xxx hard decline, 40xxx Checkout.com's risk engine, 50xxx Checkout.com itself.
+_BY_RANGE: Mapping[str, str] = {"2": "generic_decline", "3": "do_not_try_again", "4": "fraudulent"}
+_APPROVED_STATUSES = {"Authorized", "Captured", "Partially Captured", "Card Verified"}
+
+
+# -- wire models ---------------------------------------------------------------------------------------------------
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class IdSource(_Wire):
+    type: Literal["id"] = "id"
+    id: str
+
+
+class Customer(_Wire):
+    id: str
+
+
+class BillingDescriptor(_Wire):
+    name: str
+    city: str
+
+
+class PaymentRequest(_Wire):
+    """`PaymentRequest` of checkout-sdk's `checkout_sdk/payments/payments.py`, for a stored-card MIT payment."""
+
+    source: IdSource
+    amount: int
+    currency: str
+    payment_type: Literal["Recurring", "Unscheduled"]
+    merchant_initiated: Literal[True] = True
+    reference: str
+    description: str | None = None
+    capture: bool = True
+    customer: Customer
+    billing_descriptor: BillingDescriptor | None = None
+    previous_payment_id: str | None = None
+    processing_channel_id: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+class Processing(_Wire):
+    partner_response_code: str | None = None
+    partner_merchant_advice_code: str | None = None
+
+
+class SourceDetails(_Wire):
+    scheme: str | None = None
+    card_type: str | None = None
+    issuer_country: str | None = None
+    fingerprint: str | None = None
+
+
+class PaymentResponse(_Wire):
+    id: str
+    status: str
+    approved: bool | None = None
+    response_code: str | None = None
+    response_summary: str | None = None
+    auth_code: str | None = None
+    scheme_id: str | None = None
+    source: SourceDetails | None = None
+    processing: Processing | None = None
+
+
+class PaymentList(_Wire):
+    data: list[PaymentResponse] = Field(default_factory=list)
+
+
+class ActionAccepted(_Wire):
+    action_id: str
+    reference: str | None = None
+
+
+class ErrorBody(_Wire):
+    request_id: str | None = None
+    error_type: str | None = None
+    error_codes: list[str] = Field(default_factory=list)
+
+
+# -- pure mapping ------------------------------------------------------------------------------------------------
+def to_wire(req: AuthorizationRequest, processing_channel_id: str | None = None) -> PaymentRequest:
+    previous = req.network_transaction_id
+    if previous is None and (req.previous_processor_reference or "").startswith("pay_"):
+        previous = req.previous_processor_reference
+    descriptor = req.statement_descriptor_suffix or req.statement_descriptor
+    return PaymentRequest(
+        source=IdSource(id=req.payment_method),
+        amount=req.amount,
+        currency=req.currency.upper(),
+        payment_type="Recurring" if req.cadence is Cadence.RECURRING else "Unscheduled",
+        reference=req.attempt_id,
+        description=req.description,
+        capture=not req.capture_manual,
+        customer=Customer(id=req.customer),
+        billing_descriptor=BillingDescriptor(name=descriptor[:25], city="Online") if descriptor else None,
+        previous_payment_id=previous,
+        processing_channel_id=processing_channel_id,
+        metadata={**req.metadata, "payroute_payment_id": req.payment_id},
+    )
+
+
+def decline_for(response_code: str | None) -> str:
+    code = response_code or ""
+    return RESPONSE_CODES.get(code) or _BY_RANGE.get(code[:1], "generic_decline")
+
+
+def _card(source: SourceDetails | None) -> CardInfo | None:
+    if source is None:
+        return None
+    funding = (source.card_type or "").lower() or None
+    brand = (source.scheme or "").lower() or None
+    return CardInfo(brand=brand, country=source.issuer_country, funding=funding, fingerprint=source.fingerprint)
+
+
+def _from_payment(pay: PaymentResponse) -> Outcome:
+    processing = pay.processing or Processing()
+    if pay.approved and pay.status in _APPROVED_STATUSES:
+        return Outcome(
+            OutcomeKind.APPROVED,
+            processor_reference=pay.id,
+            authorization_code=pay.auth_code,
+            network_transaction_id=pay.scheme_id,
+            raw_code=pay.response_code or pay.status,
+            raw_message=pay.response_summary or "approved",
+            card=_card(pay.source),
+        )
+    if pay.status == "Pending":
+        return Outcome(
+            OutcomeKind.AUTHENTICATION_REQUIRED,
+            processor_reference=pay.id,
+            decline_code="authentication_required",
+            network_decline_code="1A",
+            raw_code=pay.response_code or pay.status,
+            raw_message="the customer must authenticate this payment",
+        )
+    if pay.status != "Declined":
+        return Outcome(
+            OutcomeKind.PROCESSOR_ERROR,
+            processor_reference=pay.id,
+            raw_code=pay.status,
+            raw_message=pay.response_summary or f"payment in status {pay.status}",
+        )
+    decline = decline_for(pay.response_code)
+    raw = processing.partner_response_code
+    advice = processing.partner_merchant_advice_code
+    return Outcome(
+        classify(decline, network_advice_code=advice),
+        processor_reference=pay.id,
+        decline_code=decline,
+        network_decline_code=raw if raw and len(raw) == 2 else iso_for(decline),
+        network_advice_code=advice,
+        raw_code=pay.response_code,
+        raw_message=pay.response_summary,
+        card=_card(pay.source),
+    )
+
+
+def from_wire(status: int, body: Any) -> Outcome:
+    """Checkout.com's answer to `POST /payments`: 201 authorized or declined, 202 pending, 4xx/5xx errors."""
+    if status in (201, 202):
+        return _from_payment(PaymentResponse.model_validate(body))
+    err = ErrorBody.model_validate(body if isinstance(body, dict) else {})
+    return http_error(status, ", ".join(err.error_codes) or err.error_type, err.error_type)
+
+
+def from_action(status: int, body: Any) -> Outcome:
+    """The 202 answer to a capture or void: the action is accepted."""
+    if status == 202:
+        ActionAccepted.model_validate(body)
+        return Outcome(OutcomeKind.APPROVED, raw_code="accepted")
+    return from_wire(status, body)
+
+
+# -- the adapter -------------------------------------------------------------------------------------------------
+class CheckoutOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    secret_key: SecretStr
+    base_url: str = DEFAULT_BASE_URL
+    processing_channel_id: str | None = None
+    pool_size: int = Field(default=100, ge=1)
+
+
+class CheckoutAdapter:
+    def __init__(self, settings: AdapterSettings) -> None:
+        self.name = settings.name
+        try:
+            self.options = CheckoutOptions(
+                secret_key=settings.credentials.get("secret_key", ""),
+                base_url=settings.base_url or DEFAULT_BASE_URL,
+                **settings.options,
+            )
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            raise AdapterError(f"{settings.name}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        if not self.options.secret_key.get_secret_value():
+            raise AdapterError(f"{settings.name}: credentials.secret_key is required")
+        self.http = HttpTransport(
+            name=settings.name,
+            base_url=self.options.base_url,
+            timeout_ms=settings.timeout_ms,
+            scrub=self.scrub,
+            auth_headers={"Authorization": SecretStr(f"Bearer {self.options.secret_key.get_secret_value()}")},
+            pool_size=self.options.pool_size,
+        )
+
+    async def authorize(self, req: AuthorizationRequest) -> Outcome:
+        wire = to_wire(req, self.options.processing_channel_id).model_dump(exclude_none=True)
+        exchange = await self.http.send(
+            "POST", "/payments", json_body=wire, headers={"Cko-Idempotency-Key": req.attempt_id}
+        )
+        return settle(exchange, from_wire)
+
+    async def capture(self, req: CaptureRequest) -> Outcome:
+        path = f"/payments/{quote(req.processor_reference, safe='')}/captures"
+        body = {"amount": req.amount, "reference": req.attempt_id}
+        exchange = await self.http.send("POST", path, json_body=body, headers={"Cko-Idempotency-Key": req.attempt_id})
+        return settle(exchange, from_action)
+
+    async def cancel(self, req: CancelRequest) -> Outcome:
+        path = f"/payments/{quote(req.processor_reference, safe='')}/voids"
+        body = {"reference": req.attempt_id}
+        exchange = await self.http.send("POST", path, json_body=body, headers={"Cko-Idempotency-Key": req.attempt_id})
+        return settle(exchange, from_action)
+
+    async def lookup(self, req: LookupRequest) -> Outcome | LookupAnswer | None:
+        exchange = await self.http.send("GET", "/payments", params={"reference": req.attempt_id, "limit": "10"})
+        if exchange.status != 200:
+            raise LookupError(f"{self.name}: lookup of {req.attempt_id} failed: {exchange.status or exchange.failure}")
+        found = PaymentList.model_validate(exchange.json()).data
+        if not found:
+            return UNKNOWN
+        outcome = settle(exchange, lambda _status, _body: _from_payment(found[0]))
+        return UNKNOWN if outcome.kind.is_technical else outcome
+
+    def scrub(self, transcript: str) -> str:
+        return scrub_text(transcript)
+
+    async def close(self) -> None:
+        await self.http.close()

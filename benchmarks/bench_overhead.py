@@ -1,0 +1,277 @@
+"""What the router costs per payment: in-process `create_payment` against calling the adapter directly.
+
+The simulator answers at once (latency 0), so every microsecond measured is the router's own work: parsing
+and validating the request, the payment and attempt records, the breaker, the events, the store writes.
+Each store runs in the same process and the same run as the baseline (the simulator's `authorize` called
+directly with a ready-made request), and the ratio of the two is the router's cost.
+
+Latency is per call, one payment at a time; throughput is also measured with 32 payments in flight.
+A cProfile pass over the in-memory store names the hot path; its top entries go into the result.
+
+    python -m benchmarks.bench_overhead            # full run (about 40 s)
+    python -m benchmarks.bench_overhead --quick    # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import io
+import pstats
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from adapters import registry
+from adapters.base import AuthorizationRequest, Cadence, CardInfo, ProcessorAdapter
+from benchmarks.sim.output import print_table, table, write_result
+from router import ManualClock, Router
+from router.cards import card_from_token
+from router.config import parse
+from router.ids import IdGenerator
+from router.rules import adapter_settings
+
+SEED = 20261123
+START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+CONFIG = """
+version: 1
+processors:
+  sim_a: {adapter: simulator, approval_rate: 0.9, latency_ms: 0, seed: 7, timeout_ms: 2000}
+routes:
+  - {name: default, strategy: priority, processors: [sim_a]}
+retry_policies:
+  default: {strategy: scheduled, schedule: [1d, 3d, 5d], max_attempts: 4, window: 14d}
+"""
+CONCURRENCY = 32
+
+
+def bodies(n: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [
+        {
+            "amount": {"value": rng.randrange(100, 50_000), "currency": "usd"},
+            "cadence": rng.choice(("recurring", "unscheduled")),
+            "customer": f"cus_bench_{i:07d}",
+            "payment_method": f"pm_bench_{rng.randrange(10**9):09d}",
+            "metadata": {"order": str(i)},
+        }
+        for i in range(n)
+    ]
+
+
+def request_for(i: int, body: dict[str, Any]) -> AuthorizationRequest:
+    """What the router would hand the adapter, built here without any of the router's work."""
+    card = card_from_token(body["payment_method"])
+    return AuthorizationRequest(
+        attempt_id=f"par_direct_{i:08d}",
+        payment_id=f"osp_test_direct_{i:08d}",
+        amount=body["amount"]["value"],
+        currency=body["amount"]["currency"],
+        customer=body["customer"],
+        payment_method=body["payment_method"],
+        cadence=Cadence(body["cadence"]),
+        metadata=body["metadata"],
+        card=CardInfo(card.brand, card.country, card.funding, card.fingerprint),
+        requested_at=START,
+    )
+
+
+def summary(label: str, latencies_ns: list[int], elapsed_s: float) -> dict[str, Any]:
+    lat_us = sorted(x / 1000 for x in latencies_ns)
+    n = len(lat_us)
+    return {
+        "label": label,
+        "n": n,
+        "throughput_per_s": n / elapsed_s,
+        "mean_us": statistics.fmean(lat_us),
+        "p50_us": lat_us[n // 2],
+        "p99_us": lat_us[min(n - 1, int(n * 0.99))],
+    }
+
+
+async def timed_sequence(call: Callable[[int], Awaitable[Any]], n: int) -> tuple[list[int], float]:
+    latencies = []
+    clock = time.perf_counter_ns
+    started = clock()
+    for i in range(n):
+        t0 = clock()
+        await call(i)
+        latencies.append(clock() - t0)
+    return latencies, (clock() - started) / 1e9
+
+
+async def timed_concurrent(call: Callable[[int], Awaitable[Any]], n: int, concurrency: int) -> float:
+    """Payments per second with `concurrency` callers in flight, each taking the next payment as it finishes."""
+    next_index = iter(range(n))
+
+    async def worker() -> None:
+        for i in next_index:
+            await call(i)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return n / (time.perf_counter() - started)
+
+
+async def direct(n: int, n_concurrent: int) -> tuple[dict[str, Any], float]:
+    cfg = parse(CONFIG)
+    adapter: ProcessorAdapter = registry.build(adapter_settings("sim_a", cfg.processors["sim_a"]))
+    payload = bodies(n + n_concurrent, SEED)
+    requests = [request_for(i, b) for i, b in enumerate(payload)]
+
+    async def call(i: int) -> None:
+        await adapter.authorize(requests[i])
+
+    for i in range(min(200, n)):  # warm up on requests the timed run does not reuse
+        await adapter.authorize(request_for(10**7 + i, payload[i]))
+    latencies, elapsed = await timed_sequence(call, n)
+    conc = await timed_concurrent(lambda i: call(n + i), n_concurrent, CONCURRENCY)
+    return summary("adapter called directly (baseline)", latencies, elapsed), conc
+
+
+async def open_router(store: str) -> Router:
+    return await Router.open(parse(CONFIG), store=store, clock=ManualClock(START), ids=IdGenerator(seed=SEED))
+
+
+async def through_router(label: str, store: str, n: int, n_concurrent: int) -> tuple[dict[str, Any], float]:
+    router = await open_router(store)
+    payload = bodies(n + n_concurrent + 200, SEED)
+    try:
+
+        async def call(i: int) -> None:
+            await router.create_payment(payload[i])
+
+        for i in range(200):
+            await call(n + n_concurrent + i)
+        latencies, elapsed = await timed_sequence(call, n)
+        conc = await timed_concurrent(lambda i: call(n + i), n_concurrent, CONCURRENCY)
+    finally:
+        await router.close()
+    return summary(label, latencies, elapsed), conc
+
+
+async def profiled(n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], float]:
+    """cProfile over `n` payments on the in-memory store: (by own time, by cumulative time in our code, total)."""
+    router = await open_router("memory://")
+    payload = bodies(n + 100, SEED + 1)
+    for i in range(100):
+        await router.create_payment(payload[n + i])
+    prof = cProfile.Profile()
+    prof.enable()
+    for i in range(n):
+        await router.create_payment(payload[i])
+    prof.disable()
+    await router.close()
+    stats = pstats.Stats(prof, stream=io.StringIO())
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in raw.values())
+    rows = []
+    for (file, line, func), (_cc, ncalls, tottime, cumtime, _callers) in raw.items():
+        short = _short(file)
+        rows.append(
+            {
+                "function": f"{short}:{line}({func})" if line else func,
+                "ours": short.startswith(("router/", "adapters/")),
+                "calls_per_payment": ncalls / n,
+                "own_us_per_payment": tottime / n * 1e6,
+                "cumulative_us_per_payment": cumtime / n * 1e6,
+                "own_share": tottime / total if total else 0.0,
+            }
+        )
+    by_own = sorted(rows, key=lambda r: -r["own_us_per_payment"])[:15]
+    ours = sorted((r for r in rows if r["ours"]), key=lambda r: -r["cumulative_us_per_payment"])[:15]
+    return by_own, ours, total / n * 1e6
+
+
+def _short(file: str) -> str:
+    for marker in ("/router/", "/adapters/", "/site-packages/", "/lib/python3"):
+        if marker in file:
+            return file[file.index(marker) + 1 :]
+    return Path(file).name if file.startswith("/") else file
+
+
+async def main(quick: bool) -> None:
+    n_direct, n_router, n_sqlite, n_profile = (2000, 300, 200, 300) if quick else (20_000, 5_000, 2_000, 3_000)
+    gc.collect()
+    runs: list[tuple[dict[str, Any], float]] = [await direct(n_direct, n_direct)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, store, n in (
+            ("router, in-memory store (memory://)", "memory://", n_router),
+            ("router, SQLite :memory:", "sqlite:///:memory:", n_sqlite),
+            ("router, SQLite file (WAL, synchronous=normal)", f"sqlite:///{tmp}/bench.db", n_sqlite),
+        ):
+            gc.collect()
+            runs.append(await through_router(label, store, n, n))
+    base = runs[0][0]
+    rows = []
+    for s, conc in runs:
+        rows.append(
+            [
+                s["label"],
+                s["n"],
+                s["throughput_per_s"],
+                conc,
+                s["p50_us"],
+                s["p99_us"],
+                s["mean_us"] - base["mean_us"],
+                s["p50_us"] / base["p50_us"],
+                base["throughput_per_s"] / s["throughput_per_s"],
+            ]
+        )
+    overhead = table(
+        "create_payment against the adapter called directly (simulator latency 0; one process, one run)",
+        [
+            "path",
+            "payments",
+            "per s (1 in flight)",
+            f"per s ({CONCURRENCY} in flight)",
+            "p50 us",
+            "p99 us",
+            "router us per payment",
+            "p50 ratio to baseline",
+            "throughput ratio (baseline / path)",
+        ],
+        rows,
+    )
+    print_table(overhead)
+    by_own, ours, total_us = await profiled(n_profile)
+    prof_own = table(
+        f"cProfile, in-memory store, {n_profile:,} payments: top functions by own time"
+        f" (profiled total {total_us:.0f} us per payment; cProfile inflates small calls)",
+        ["function", "calls per payment", "own us per payment", "share of own time"],
+        [[r["function"], r["calls_per_payment"], r["own_us_per_payment"], r["own_share"]] for r in by_own],
+    )
+    prof_ours = table(
+        "cProfile: payroute functions by cumulative time",
+        ["function", "calls per payment", "cumulative us per payment"],
+        [[r["function"], r["calls_per_payment"], r["cumulative_us_per_payment"]] for r in ours],
+    )
+    print_table(prof_own)
+    print_table(prof_ours)
+    write_result(
+        "overhead",
+        "Router overhead: create_payment against the adapter alone",
+        {
+            "seed": SEED,
+            "simulator_latency_ms": 0,
+            "concurrency": CONCURRENCY,
+            "payments": {"direct": n_direct, "memory": n_router, "sqlite": n_sqlite, "profile": n_profile},
+            "quick": quick,
+        },
+        [overhead, prof_own, prof_ours],
+        runs=[{**s, "throughput_concurrent_per_s": c} for s, c in runs],
+        profile={"total_us_per_payment": total_us, "by_own_time": by_own, "ours_by_cumulative": ours},
+    )
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="a few hundred payments per path: a smoke run")
+    asyncio.run(main(ap.parse_args().quick))

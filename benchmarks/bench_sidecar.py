@@ -1,0 +1,273 @@
+"""Sidecar create-payment throughput and latency, against a bare aiohttp handler, in the same run.
+
+    python -m benchmarks.bench_sidecar [--seconds 5] [--concurrency 32]
+
+Both servers run in this process on loopback; the load generator runs in a separate process. For each server:
+1. peak: a closed loop of `concurrency` connections posting creates as fast as answers come back;
+2. half rate: an open loop at half of payroute's peak rate, latency measured from each request's scheduled send
+   time (so a stall shows up as latency rather than as fewer requests sent);
+3. core, no HTTP: the same creates called on `Router` in this process, to show what the HTTP layer adds.
+payroute runs the full path: auth, JSON parsing, validation, idempotency reservation, the store (SQLite, WAL),
+one simulator authorization at zero latency, records and events, the idempotent response. The bare handler parses
+the same JSON and returns a payment-shaped JSON object. Access logs are off for both.
+Targets (issue 4): payroute at >= 50% of the bare handler's peak throughput; p99 < 10 ms at half its peak rate.
+Results go to benchmarks/results/sidecar.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from router import Router
+from router.http import ApiKeys, PageTokens, Sidecar, create_app
+
+KEY = "sk_test_benchmark_0000000000"
+RESULTS = Path(__file__).resolve().parent / "results" / "sidecar.json"
+CONFIG = """
+version: 1
+processors:
+  sim:
+    adapter: simulator
+    approval_rate: 1.0
+    latency_ms: 0
+routes:
+  - name: default
+    strategy: priority
+    processors: [sim]
+"""
+BODY = {
+    "amount": {"value": 1999, "currency": "usd"},
+    "cadence": "recurring",
+    "customer": "cus_bench",
+    "payment_method": "pm_card_visa",
+    "metadata": {"order": "bench"},
+}
+PATH = "/v2/payments/off_session_payments"
+
+
+# -- the load generator (its own process) ------------------------------------------------------------------------
+
+
+async def _closed_loop(url: str, concurrency: int, seconds: float) -> tuple[list[float], int, float]:
+    latencies: list[float] = []
+    errors = 0
+    body = json.dumps(BODY).encode()
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = time.perf_counter()
+        end = start + seconds
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < end:
+                headers = _headers()
+                t0 = time.perf_counter()
+                async with session.post(url, data=body, headers=headers) as resp:
+                    await resp.read()
+                    if resp.status != 200:
+                        errors += 1
+                latencies.append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return latencies, errors, elapsed
+
+
+async def _open_loop(url: str, rate: float, seconds: float) -> tuple[list[float], int, float]:
+    latencies: list[float] = []
+    errors = 0
+    body = json.dumps(BODY).encode()
+    total = int(rate * seconds)
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = time.perf_counter()
+
+        async def one(scheduled: float) -> None:
+            nonlocal errors
+            async with session.post(url, data=body, headers=_headers()) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    errors += 1
+            latencies.append(time.perf_counter() - scheduled)
+
+        tasks = []
+        for i in range(total):
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)  # pacing the open loop, not a measurement
+            tasks.append(asyncio.create_task(one(scheduled)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    return latencies, errors, elapsed
+
+
+def _headers() -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {KEY}",
+        "Content-Type": "application/json",
+        "Idempotency-Key": uuid.uuid4().hex,
+    }
+
+
+def _load_process(job: dict[str, Any], out: Any) -> None:
+    if job["mode"] == "closed":
+        result = asyncio.run(_closed_loop(job["url"], job["concurrency"], job["seconds"]))
+    else:
+        result = asyncio.run(_open_loop(job["url"], job["rate"], job["seconds"]))
+    out.put(result)
+
+
+async def _run_load(job: dict[str, Any]) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_load_process, args=(job, out))
+    proc.start()
+    latencies, errors, elapsed = await asyncio.get_running_loop().run_in_executor(None, out.get)
+    await asyncio.get_running_loop().run_in_executor(None, proc.join)
+    return _summary(latencies, errors, elapsed)
+
+
+def _summary(latencies: list[float], errors: int, elapsed: float) -> dict[str, Any]:
+    ms = sorted(x * 1000 for x in latencies)
+
+    def pct(p: float) -> float:
+        return ms[min(len(ms) - 1, int(p / 100 * len(ms)))] if ms else float("nan")
+
+    return {
+        "requests": len(ms),
+        "errors": errors,
+        "seconds": round(elapsed, 2),
+        "throughput_rps": round(len(ms) / elapsed, 1) if elapsed else 0.0,
+        "p50_ms": round(pct(50), 2),
+        "p99_ms": round(pct(99), 2),
+        "mean_ms": round(statistics.fmean(ms), 2) if ms else float("nan"),
+    }
+
+
+# -- the servers (this process) ----------------------------------------------------------------------------------
+
+
+async def _bare(request: web.Request) -> web.Response:
+    params = await request.json()
+    obj = {
+        "id": "osp_test_" + uuid.uuid4().hex[:24],
+        "object": "v2.payments.off_session_payment",
+        "amount_requested": params["amount"],
+        "cadence": params["cadence"],
+        "customer": params["customer"],
+        "payment_method": params["payment_method"],
+        "metadata": params.get("metadata", {}),
+        "livemode": False,
+        "status": "succeeded",
+    }
+    return web.Response(body=json.dumps(obj).encode(), content_type="application/json")
+
+
+async def _start(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}{PATH}"
+
+
+async def _core_direct(router: Router, concurrency: int, seconds: float) -> dict[str, Any]:
+    """The same creates straight into the core, no HTTP: what the sidecar adds is the difference."""
+    latencies: list[float] = []
+    start = time.perf_counter()
+    end = start + seconds
+
+    async def worker() -> None:
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            await router.create_payment(BODY, idempotency_key=uuid.uuid4().hex)
+            latencies.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return _summary(latencies, 0, time.perf_counter() - start)
+
+
+async def main(seconds: float, concurrency: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "bench.yaml"
+        config.write_text(CONFIG)
+        router = await Router.open(config, f"sqlite:///{tmp}/bench.db")
+        keys = ApiKeys.parse(KEY)
+        sidecar = Sidecar(keys=keys, pages=PageTokens(keys.derive_secret("page-tokens")), router=router)
+        payroute_runner, payroute_url = await _start(create_app(sidecar))
+        bare_app = web.Application()
+        bare_app.router.add_post(PATH, _bare)
+        bare_runner, bare_url = await _start(bare_app)
+        try:
+            results: dict[str, Any] = {}
+            for name, url in (("bare", bare_url), ("payroute", payroute_url)):
+                await _run_load({"mode": "closed", "url": url, "concurrency": concurrency, "seconds": 1.0})  # warm
+                results[f"{name}_peak"] = await _run_load(
+                    {"mode": "closed", "url": url, "concurrency": concurrency, "seconds": seconds}
+                )
+            half = results["payroute_peak"]["throughput_rps"] / 2
+            for name, url in (("bare", bare_url), ("payroute", payroute_url)):
+                results[f"{name}_half_rate"] = await _run_load(
+                    {"mode": "open", "url": url, "rate": half, "seconds": seconds}
+                )
+            results["core_no_http_peak"] = await _core_direct(router, concurrency, seconds)
+        finally:
+            await payroute_runner.cleanup()
+            await bare_runner.cleanup()
+            await router.close()
+    ratio = results["payroute_peak"]["throughput_rps"] / results["bare_peak"]["throughput_rps"]
+    return {
+        "benchmark": "sidecar create-payment",
+        "machine": {"python": platform.python_version(), "cpus": mp.cpu_count(), "platform": platform.platform()},
+        "settings": {"seconds": seconds, "concurrency": concurrency, "half_rate_rps": round(half, 1)},
+        "results": results,
+        "payroute_vs_bare_throughput": round(ratio, 3),
+        "targets": {
+            "throughput_ratio_at_least_0_5": ratio >= 0.5,
+            "p99_under_10ms_at_half_peak": results["payroute_half_rate"]["p99_ms"] < 10,
+        },
+    }
+
+
+def _table(report: dict[str, Any]) -> str:
+    rows = [f"{'run':<20} {'req':>7} {'err':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"]
+    for name, r in report["results"].items():
+        rows.append(
+            f"{name:<20} {r['requests']:>7} {r['errors']:>4} {r['throughput_rps']:>9.1f}"
+            f" {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}"
+        )
+    rows.append(f"payroute / bare peak throughput: {report['payroute_vs_bare_throughput']:.0%}")
+    rows.append(f"half rate: {report['settings']['half_rate_rps']} req/s; targets: {report['targets']}")
+    return "\n".join(rows)
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each measured run (default 5)")
+    parser.add_argument("--concurrency", type=int, default=32, help="connections in the closed loop (default 32)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    report = asyncio.run(main(args.seconds, args.concurrency))
+    print(_table(report))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,270 @@
+"""The routing simulation: 100,000 payments through the real Router and engine, one run per strategy.
+
+A seeded world (`benchmarks/sim/world.py`) of four processors whose approval rates differ by card country and
+brand, drift over two simulated days (slow waves and three step changes) and suffer five outages (hard down,
+slow past the timeout, error bursts). Payments arrive as a Poisson process; a ManualClock moves the router's
+time to each arrival, nothing sleeps. Every strategy meets the same payments with the same luck, on its own
+router: same routes (one per country and brand), same breakers (5 failures, 30 s), same 2 s timeout, retries
+off so the authorization rate is the first attempt's (with failover).
+
+Compared: `priority` (each route's processors in the order a merchant would set from last month's rates),
+`weighted` (40/30/20/10 in that order), `success_rate` (payroute's Thompson sampling over recent outcomes)
+and an oracle that orders by the world's true current rates and knows the outages.
+
+    python -m benchmarks.bench_simulation                      # 100,000 payments per strategy
+    python -m benchmarks.bench_simulation --payments 20000     # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from benchmarks.sim.output import print_table, table, write_result
+from benchmarks.sim.run import BUCKET_MINUTES, STRATEGIES, run_strategy, static_order
+from benchmarks.sim.world import World
+
+TARGET_OF_ORACLE = 0.98
+
+
+def _rate(ok: int, n: int) -> float:
+    return ok / n if n else float("nan")
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(len(s) * q))] if s else float("nan")
+
+
+def in_any_outage(world: World, hour: float) -> bool:
+    return any(o.start_h <= hour < o.end_h for o in world.outages)
+
+
+def summarize(world: World, runs: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    oracle = runs.get("oracle")
+    priority = runs.get("priority")
+    oracle_rate = _rate(sum(oracle["approved"]), oracle["n"]) if oracle else None
+    first = next(iter(runs.values()))
+    outage_mask = [in_any_outage(world, h) for h in first["hours"]]
+    rows = []
+    for name, r in runs.items():
+        n = r["n"]
+        ok = sum(r["approved"])
+        in_ok = sum(a for a, m in zip(r["approved"], outage_mask, strict=True) if m)
+        in_n = sum(outage_mask)
+        rate = ok / n
+        rows.append(
+            {
+                "strategy": name,
+                "payments": n,
+                "authorization_rate": rate,
+                "of_oracle": rate / oracle_rate if oracle_rate else None,
+                "vs_priority_points": (rate - _rate(sum(priority["approved"]), priority["n"])) * 100
+                if priority
+                else None,
+                "auth_rate_during_outages": _rate(in_ok, in_n),
+                "auth_rate_outside_outages": _rate(ok - in_ok, n - in_n),
+                "met_outage_share": sum(r["met_outage"]) / n,
+                "calls_per_payment": sum(r["calls"]) / n,
+                "added_latency_mean_ms": statistics.fmean(r["failed_latency_ms"]),
+                "added_latency_p99_ms": _pct(r["failed_latency_ms"], 0.99),
+                "latency_mean_ms": statistics.fmean(r["latency_ms"]),
+                "latency_p99_ms": _pct(r["latency_ms"], 0.99),
+                "run_s": r["elapsed_s"],
+                "payments_per_s": n / r["elapsed_s"],
+            }
+        )
+    by_name = {row["strategy"]: row for row in rows}
+    verdict: dict[str, Any] = {}
+    if "success_rate" in by_name and oracle_rate:
+        sr = by_name["success_rate"]
+        verdict["success_rate_of_oracle"] = sr["of_oracle"]
+        verdict["target_of_oracle"] = TARGET_OF_ORACLE
+        verdict["of_oracle_met"] = sr["of_oracle"] >= TARGET_OF_ORACLE
+        if "priority" in by_name:
+            pr = by_name["priority"]
+            verdict["during_outages_vs_priority_points"] = (
+                sr["auth_rate_during_outages"] - pr["auth_rate_during_outages"]
+            ) * 100
+            verdict["overall_vs_priority_points"] = sr["vs_priority_points"]
+    return rows, verdict
+
+
+def per_outage(world: World, runs: dict[str, dict[str, Any]]) -> list[list[Any]]:
+    first = next(iter(runs.values()))
+    rows = []
+    for o in world.outages:
+        idx = [i for i, h in enumerate(first["hours"]) if o.start_h <= h < o.end_h]
+        row: list[Any] = [f"{o.processor} {o.mode}", f"h{o.start_h:g} +{o.minutes:g} min", len(idx)]
+        for r in runs.values():
+            row.append(_rate(sum(r["approved"][i] for i in idx), len(idx)))
+        for r in runs.values():
+            row.append(_rate(sum(r["met_outage"][i] for i in idx), len(idx)))
+        rows.append(row)
+    return rows
+
+
+def per_period(world: World, runs: dict[str, dict[str, Any]], span_h: float = 12.0) -> list[list[Any]]:
+    first = next(iter(runs.values()))
+    rows = []
+    start = 0.0
+    while start < world.hours:
+        end = min(start + span_h, world.hours)
+        idx = [i for i, h in enumerate(first["hours"]) if start <= h < end]
+        rows.append(
+            [
+                f"h{start:g}-{end:g}",
+                len(idx),
+                *(_rate(sum(r["approved"][i] for i in idx), len(idx)) for r in runs.values()),
+            ]
+        )
+        start = end
+    return rows
+
+
+def series(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, r in runs.items():
+        s = r["series"]
+        n = s["n"]
+        out[name] = {
+            "n": n,
+            "authorization_rate": [_rate(a, b) for a, b in zip(s["approved"], n, strict=True)],
+            "met_outage_share": [_rate(a, b) for a, b in zip(s["met_outage"], n, strict=True)],
+            "first_call_share": {
+                p: [_rate(a, b) for a, b in zip(v, n, strict=True)] for p, v in s["first_calls"].items()
+            },
+            "breaker_open_share": {
+                p: [_rate(a, b) for a, b in zip(v, n, strict=True)] for p, v in s["breaker_open"].items()
+            },
+            "breaker_half_open_share": {
+                p: [_rate(a, b) for a, b in zip(v, n, strict=True)] for p, v in s["breaker_half_open"].items()
+            },
+        }
+    return out
+
+
+def world_description(world: World) -> dict[str, Any]:
+    return {
+        "seed": world.seed,
+        "hours": world.hours,
+        "processors": list(world.processors),
+        "countries": dict(world.countries),
+        "brands": dict(world.brands),
+        "base_rate_by_country": {p: dict(v) for p, v in world.base.items()},
+        "brand_adjustment": {p: dict(v) for p, v in world.brand_adjust.items()},
+        "wave_amplitude": world.wave_amplitude,
+        "steps": [
+            {"processor": s.processor, "delta": s.delta, "start_h": s.start_h, "end_h": s.end_h, "why": s.why}
+            for s in world.steps
+        ],
+        "outages": [
+            {"processor": o.processor, "start_h": o.start_h, "end_h": o.end_h, "minutes": o.minutes, "mode": o.mode}
+            for o in world.outages
+        ],
+        "timeout_ms": world.timeout_ms,
+        "static_order": {f"{c}-{b}": static_order(world, c, b) for c in world.countries for b in world.brands},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--payments", type=int, default=100_000)
+    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    args = ap.parse_args()
+    logging.disable(logging.WARNING)  # breakers log every transition; the tables say what happened
+    names = [s for s in args.strategies.split(",") if s]
+    world = World()
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        futures = {name: pool.submit(run_strategy, name, args.payments) for name in names}
+        runs = {name: f.result() for name, f in futures.items()}
+    wall = time.perf_counter() - started
+
+    rows, verdict = summarize(world, runs)
+    main_table = table(
+        f"{args.payments:,} payments per strategy over {world.hours:g} simulated hours, through Router.create_payment",
+        [
+            "strategy",
+            "auth rate",
+            "of oracle",
+            "vs priority (pts)",
+            "auth in outages",
+            "auth outside",
+            "met an outage",
+            "calls/payment",
+            "added latency mean ms",
+            "added latency p99 ms",
+            "latency p99 ms",
+            "payments/s (router)",
+        ],
+        [
+            [
+                r["strategy"],
+                r["authorization_rate"],
+                r["of_oracle"],
+                r["vs_priority_points"],
+                r["auth_rate_during_outages"],
+                r["auth_rate_outside_outages"],
+                r["met_outage_share"],
+                r["calls_per_payment"],
+                r["added_latency_mean_ms"],
+                r["added_latency_p99_ms"],
+                r["latency_p99_ms"],
+                r["payments_per_s"],
+            ]
+            for r in rows
+        ],
+    )
+    outage_table = table(
+        "Each outage: authorization rate of payments arriving during it, then the share that met it",
+        ["outage", "when", "payments", *(f"auth {n}" for n in runs), *(f"met {n}" for n in runs)],
+        per_outage(world, runs),
+    )
+    period_table = table(
+        "Authorization rate by 12-hour period (drift: atlas US -9 pts from h20, borealis mastercard -8 h30-40,"
+        " draco BR +6 from h12)",
+        ["period", "payments", *runs],
+        per_period(world, runs),
+    )
+    for t in (main_table, outage_table, period_table):
+        print_table(t)
+    if verdict:
+        print(
+            f"\nsuccess_rate reaches {verdict['success_rate_of_oracle']:.2%} of the oracle"
+            f" (target {TARGET_OF_ORACLE:.0%}: {'met' if verdict['of_oracle_met'] else 'MISSED'})"
+        )
+        if "during_outages_vs_priority_points" in verdict:
+            print(
+                "success_rate against priority:"
+                f" {verdict['during_outages_vs_priority_points']:+.2f} pts during outages,"
+                f" {verdict['overall_vs_priority_points']:+.2f} pts overall"
+            )
+    print(f"wall time {wall:.1f} s with {args.workers} worker processes")
+    write_result(
+        "simulation",
+        "Routing simulation: authorization rate, outages met and added latency per strategy",
+        {
+            "payments": args.payments,
+            "strategies": names,
+            "bucket_minutes": BUCKET_MINUTES,
+            "workers": args.workers,
+            "wall_s": wall,
+        },
+        [main_table, outage_table, period_table],
+        verdict=verdict,
+        summary=rows,
+        world=world_description(world),
+        series=series(runs),
+        statuses={name: {str(k): v for k, v in r["statuses"].items()} for name, r in runs.items()},
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Helpers for the overhead and routing-simulation benchmarks: result files, tables, the simulated world."""

@@ -1,0 +1,203 @@
+"""One strategy through the real Router and engine, on the world's simulated time.
+
+Every strategy gets the same routes (one per card country and brand, plus `default`), the same processors,
+breakers and timeouts, the same payments at the same simulated instants, and its own fresh router on the
+in-memory store. Only the route's `strategy` differs; the oracle is a routing table that orders each route's
+processors by the world's true current rates, processors in an outage last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import yaml
+
+from adapters import registry
+from adapters.base import AdapterSettings, ProcessorAdapter
+from benchmarks.sim.world import START, Ledger, World, WorldAdapter, card_from_sim_token
+from router import ManualClock, Router
+from router.config import parse
+from router.ids import IdGenerator
+from router.models import Payment
+from router.rules import Plan, RoutingTable, build_adapters
+from router.stats import InMemoryStatsStore, StatsStore
+from router.store.memory import MemoryStore
+
+STRATEGIES = ("priority", "weighted", "success_rate", "oracle")
+WEIGHTS = (40, 30, 20, 10)  # weighted: in each route's static order
+BUCKET_MINUTES = 30
+BREAKER = {"fail_max": 5, "reset_timeout_s": 30}
+
+
+def route_name(country: str, brand: str) -> str:
+    return f"{country.lower()}-{brand}"
+
+
+def static_order(world: World, country: str, brand: str) -> list[str]:
+    """The order a merchant would configure from last month's numbers: best base rate first."""
+    return sorted(world.processors, key=lambda p: -world.static_rate(p, brand, country))
+
+
+def config_yaml(world: World, strategy: str) -> str:
+    real = "priority" if strategy == "oracle" else strategy
+
+    def processors(order: list[str]) -> list[str] | dict[str, int]:
+        if real == "weighted":
+            return dict(zip(order, WEIGHTS, strict=True))
+        return order
+
+    routes: list[dict[str, Any]] = []
+    for country in world.countries:
+        for brand in world.brands:
+            routes.append(
+                {
+                    "name": route_name(country, brand),
+                    "match": {"country": [country], "brand": [brand]},
+                    "strategy": real,
+                    "processors": processors(static_order(world, country, brand)),
+                }
+            )
+    routes.append({"name": "default", "strategy": real, "processors": processors(list(world.processors))})
+    doc = {
+        "version": 1,
+        "processors": {
+            p: {"adapter": "sim_world", "timeout_ms": world.timeout_ms, "breaker": dict(BREAKER)}
+            for p in world.processors
+        },
+        "routes": routes,
+        "retry_policies": {"default": {"strategy": "none"}},
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+class OracleTable(RoutingTable):
+    """Knows the world: each route's processors by true approval rate right now, any in an outage last."""
+
+    world: World
+
+    async def decide(self, payment: Payment, stats: StatsStore, now: datetime) -> Plan:
+        route = self.route_for(payment)
+        w = self.world
+        hour = w.hour(now)
+        brand, country = payment.card.brand or "", payment.card.country or ""
+        ordered = tuple(
+            sorted(
+                route.candidates,
+                key=lambda c: (w.outage(c.name, hour) is not None, -w.rate(c.name, brand, country, hour)),
+            )
+        )
+        return Plan(route.name, "oracle", ordered, route.cascade_on, self.version)
+
+
+def _bucket(hour: float) -> int:
+    return int(hour * 60 // BUCKET_MINUTES)
+
+
+def parse_variant(name: str) -> tuple[str, InMemoryStatsStore | None]:
+    """`success_rate@1000/120` is success_rate with windows of 1,000 entries and 120 minutes."""
+    base, _, window = name.partition("@")
+    if not window:
+        return base, None
+    size, _, minutes = window.partition("/")
+    return base, InMemoryStatsStore(size=int(size), max_age=timedelta(minutes=float(minutes)))
+
+
+async def simulate(name: str, n: int, world: World) -> dict[str, Any]:
+    strategy, stats = parse_variant(name)
+    ledger = Ledger(n, world.processors)
+
+    def factory(settings: AdapterSettings) -> ProcessorAdapter:
+        return WorldAdapter(settings, world, ledger)
+
+    registry.register("sim_world", factory)
+    cfg = parse(config_yaml(world, strategy), file=f"<simulation {strategy}>")
+    adapters = build_adapters(cfg)
+    rng = random.Random(world.seed)
+    table: RoutingTable
+    if strategy == "oracle":
+        oracle = OracleTable(cfg, 1, adapters, rng=rng)
+        oracle.world = world
+        table = oracle
+    else:
+        table = RoutingTable(cfg, 1, adapters, rng=rng)
+    store = MemoryStore()
+    await store.open()
+    clock = ManualClock(START)
+    router = Router(
+        table, store, clock=clock, ids=IdGenerator(seed=world.seed), card_info=card_from_sim_token, stats=stats
+    )
+
+    buckets = _bucket(world.hours) + 1
+    procs = world.processors
+    series_n = [0] * buckets
+    series_ok = [0] * buckets
+    series_met = [0] * buckets
+    first_calls = {p: [0] * buckets for p in procs}
+    breaker_open = {p: [0] * buckets for p in procs}
+    breaker_half = {p: [0] * buckets for p in procs}
+    approved = [False] * n
+    hours = [0.0] * n
+    statuses: dict[str, int] = {}
+    started = time.perf_counter()
+    for a in world.traffic(n):
+        clock.set(START + timedelta(hours=a.hour))
+        b = _bucket(a.hour)
+        for name, state in router.breakers.states().items():
+            if state == "open":
+                breaker_open[name][b] += 1
+            elif state == "half-open":
+                breaker_half[name][b] += 1
+        body = {
+            "amount": {"value": a.amount, "currency": world.currency[a.country]},
+            "cadence": "recurring",
+            "customer": f"cus_sim_{a.index}",
+            "payment_method": a.token,
+            "metadata": {"sim": str(a.index)},
+            "retry_details": {"retry_strategy": "none"},
+        }
+        result = await router.create_payment(body)
+        status = str(result["status"])
+        statuses[status] = statuses.get(status, 0) + 1
+        ok = status == "succeeded"
+        approved[a.index] = ok
+        hours[a.index] = a.hour
+        series_n[b] += 1
+        series_ok[b] += ok
+        series_met[b] += ledger.met_outage[a.index]
+        if ledger.first[a.index] >= 0:
+            first_calls[procs[ledger.first[a.index]]][b] += 1
+    elapsed = time.perf_counter() - started
+    await router.close()
+    return {
+        "strategy": name,
+        "n": n,
+        "elapsed_s": elapsed,
+        "statuses": statuses,
+        "approved": approved,
+        "hours": hours,
+        "calls": ledger.calls,
+        "latency_ms": ledger.latency_ms,
+        "failed_latency_ms": ledger.failed_latency_ms,
+        "met_outage": ledger.met_outage,
+        "approved_by": ledger.approved_by,
+        "calls_by_processor": ledger.calls_by_processor,
+        "series": {
+            "n": series_n,
+            "approved": series_ok,
+            "met_outage": series_met,
+            "first_calls": first_calls,
+            "breaker_open": breaker_open,
+            "breaker_half_open": breaker_half,
+        },
+    }
+
+
+def run_strategy(strategy: str, n: int, world_overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Entry point for a worker process."""
+    world = World(**dict(world_overrides or {}))
+    return asyncio.run(simulate(strategy, n, world))

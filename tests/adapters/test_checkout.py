@@ -1,0 +1,169 @@
+"""The Checkout.com adapter against a fake payments API checked with the official SDK's field names."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from adapters.base import UNKNOWN, Cadence, CancelRequest, CaptureRequest, LookupRequest, Outcome, OutcomeKind
+from adapters.checkout import CheckoutAdapter, decline_for, to_wire
+from tests.adapters.conftest import CHECKOUT_KEY, auth_request, settings
+from tests.fakes.checkout import FakeCheckout, request_problems
+
+
+@pytest.fixture
+async def checkout(fake_checkout: FakeCheckout) -> AsyncIterator[CheckoutAdapter]:
+    adapter = CheckoutAdapter(settings("checkout", fake_checkout.url, credentials={"secret_key": CHECKOUT_KEY}))
+    yield adapter
+    await adapter.close()
+
+
+@pytest.mark.parametrize(
+    ("cadence", "payment_type"), [(Cadence.RECURRING, "Recurring"), (Cadence.UNSCHEDULED, "Unscheduled")]
+)
+async def test_request_is_a_merchant_initiated_stored_card_payment(
+    checkout: CheckoutAdapter, fake_checkout: FakeCheckout, cadence: Cadence, payment_type: str
+) -> None:
+    outcome = await checkout.authorize(auth_request(cadence=cadence, currency="gbp"))
+    assert outcome.kind is OutcomeKind.APPROVED
+    sent = fake_checkout.last("/payments")
+    body = sent.json()
+    assert request_problems(body) == []
+    assert body["merchant_initiated"] is True
+    assert body["payment_type"] == payment_type
+    assert body["previous_payment_id"] == "583910447125001"
+    assert body["source"] == {"type": "id", "id": "pm_card_visa"}
+    assert body["amount"] == 1999 and body["currency"] == "GBP"
+    assert body["reference"] == "par_test_0001" and body["capture"] is True
+    assert body["customer"] == {"id": "cus_test_1"}
+    assert sent.headers["Authorization"] == f"Bearer {CHECKOUT_KEY}"
+    assert fake_checkout.invalid == []
+
+
+async def test_approval_carries_payment_id_auth_code_and_scheme_id(checkout: CheckoutAdapter) -> None:
+    outcome = await checkout.authorize(auth_request())
+    assert outcome.processor_reference is not None and outcome.processor_reference.startswith("pay_")
+    assert outcome.authorization_code == "770687"
+    assert outcome.network_transaction_id == "488341541797621"
+    assert outcome.card is not None and outcome.card.brand == "mastercard" and outcome.card.funding == "debit"
+
+
+@pytest.mark.parametrize(
+    ("code", "extra", "kind", "decline", "network"),
+    [
+        ("20051", {"raw": "51"}, OutcomeKind.SOFT_DECLINE, "insufficient_funds", "51"),
+        ("20005", {}, OutcomeKind.SOFT_DECLINE, "do_not_honor", "05"),
+        ("20061", {}, OutcomeKind.SOFT_DECLINE, "card_velocity_exceeded", "61"),
+        ("20091", {}, OutcomeKind.SOFT_DECLINE, "issuer_not_available", "91"),
+        ("20999", {}, OutcomeKind.SOFT_DECLINE, "generic_decline", "05"),
+        ("20005", {"raw": "05", "advice": "21"}, OutcomeKind.HARD_DECLINE, "do_not_honor", "05"),
+        ("20054", {}, OutcomeKind.HARD_DECLINE, "expired_card", "54"),
+        ("30041", {}, OutcomeKind.HARD_DECLINE, "lost_card", "41"),
+        ("30043", {"raw": "43"}, OutcomeKind.HARD_DECLINE, "stolen_card", "43"),
+        ("30004", {}, OutcomeKind.HARD_DECLINE, "pickup_card", "04"),
+        ("30099", {}, OutcomeKind.HARD_DECLINE, "do_not_try_again", None),
+        ("40101", {}, OutcomeKind.HARD_DECLINE, "fraudulent", "59"),
+        ("20154", {}, OutcomeKind.AUTHENTICATION_REQUIRED, "authentication_required", "1A"),
+    ],
+)
+async def test_response_codes_map_to_decline_classes(
+    checkout: CheckoutAdapter,
+    fake_checkout: FakeCheckout,
+    code: str,
+    extra: dict[str, Any],
+    kind: OutcomeKind,
+    decline: str,
+    network: str | None,
+) -> None:
+    fake_checkout.behave("decline", code, **extra)
+    outcome = await checkout.authorize(auth_request())
+    assert (outcome.kind, outcome.decline_code, outcome.network_decline_code) == (kind, decline, network)
+    assert outcome.raw_code == code
+    assert outcome.network_advice_code == extra.get("advice")
+
+
+async def test_a_pending_payment_needs_the_customer(checkout: CheckoutAdapter, fake_checkout: FakeCheckout) -> None:
+    fake_checkout.behave("pending")
+    assert (await checkout.authorize(auth_request())).kind is OutcomeKind.AUTHENTICATION_REQUIRED
+
+
+async def test_idempotency_key_is_the_attempt_id_and_a_resend_is_replayed(
+    checkout: CheckoutAdapter, fake_checkout: FakeCheckout
+) -> None:
+    first = await checkout.authorize(auth_request())
+    again = await checkout.authorize(auth_request())
+    assert [r.headers["Cko-Idempotency-Key"] for r in fake_checkout.requests] == ["par_test_0001"] * 2
+    assert fake_checkout.authorizations == 1
+    assert again.processor_reference == first.processor_reference
+
+
+async def test_manual_capture_then_capture_and_void(checkout: CheckoutAdapter, fake_checkout: FakeCheckout) -> None:
+    auth = await checkout.authorize(auth_request(capture_manual=True))
+    assert fake_checkout.last("/payments").json()["capture"] is False
+    assert auth.processor_reference is not None
+    captured = await checkout.capture(
+        CaptureRequest("par_test_0001_capture", "osp_test_0001", auth.processor_reference, 1999, "usd")
+    )
+    assert captured.kind is OutcomeKind.APPROVED
+    assert fake_checkout.last("/captures").headers["Cko-Idempotency-Key"] == "par_test_0001_capture"
+    second = await checkout.authorize(auth_request(attempt_id="par_test_0002", capture_manual=True))
+    assert second.processor_reference is not None
+    voided = await checkout.cancel(CancelRequest("par_test_0002_void", "osp_test_0002", second.processor_reference))
+    assert voided.kind is OutcomeKind.APPROVED
+    assert fake_checkout.payments[second.processor_reference]["status"] == "Voided"
+    assert fake_checkout.invalid == []
+
+
+async def test_lookup_finds_the_payment_by_reference(checkout: CheckoutAdapter) -> None:
+    first = await checkout.authorize(auth_request())
+    found = await checkout.lookup(LookupRequest("par_test_0001", "osp_test_0001"))
+    assert isinstance(found, Outcome) and found.processor_reference == first.processor_reference
+    assert found.kind is OutcomeKind.APPROVED
+    assert await checkout.lookup(LookupRequest("par_never_sent", "osp_test_0001")) is UNKNOWN
+
+
+@pytest.mark.parametrize(("status", "invalid"), [(500, False), (502, False), (422, True)])
+async def test_error_answers_are_processor_errors(
+    checkout: CheckoutAdapter, fake_checkout: FakeCheckout, status: int, invalid: bool
+) -> None:
+    fake_checkout.behave("error", status=status)
+    outcome = await checkout.authorize(auth_request())
+    assert outcome.kind is OutcomeKind.PROCESSOR_ERROR and outcome.request_invalid is invalid
+
+
+async def test_a_bad_secret_key_is_a_loud_request_error(fake_checkout: FakeCheckout) -> None:
+    adapter = CheckoutAdapter(settings("checkout", fake_checkout.url, credentials={"secret_key": "sk_sbox_wrong"}))
+    outcome = await adapter.authorize(auth_request())
+    await adapter.close()
+    assert outcome.kind is OutcomeKind.PROCESSOR_ERROR and outcome.request_invalid
+    assert outcome.raw_code == "401"
+
+
+@pytest.mark.parametrize("behaviour", ["malformed", "drop"])
+async def test_unreadable_or_dropped_answers_are_processor_errors(
+    checkout: CheckoutAdapter, fake_checkout: FakeCheckout, behaviour: str
+) -> None:
+    fake_checkout.behave(behaviour)
+    assert (await checkout.authorize(auth_request())).kind is OutcomeKind.PROCESSOR_ERROR
+
+
+async def test_a_hanging_checkout_times_out_within_the_deadline(fake_checkout: FakeCheckout) -> None:
+    adapter = CheckoutAdapter(
+        settings("checkout", fake_checkout.url, timeout_ms=300, credentials={"secret_key": CHECKOUT_KEY})
+    )
+    fake_checkout.behave("hang")
+    started = time.perf_counter()
+    outcome = await adapter.authorize(auth_request())
+    await adapter.close()
+    assert outcome.kind is OutcomeKind.TIMEOUT and (time.perf_counter() - started) * 1000 < 300
+
+
+def test_mapping_is_data_with_a_fallback_by_range() -> None:
+    assert decline_for("20051") == "insufficient_funds"
+    assert decline_for("20777") == "generic_decline"
+    assert decline_for("30777") == "do_not_try_again"
+    wire = to_wire(auth_request(network_transaction_id=None, previous_processor_reference="pay_abc"))
+    assert wire.previous_payment_id == "pay_abc"

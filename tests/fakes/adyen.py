@@ -1,0 +1,176 @@
+"""A fake Adyen Checkout API v71: `/v71/payments`, `/captures`, `/cancels`, checked against Adyen's own OpenAPI
+document (requests and the fake's answers alike), with Adyen's idempotency: a key seen before gets the first
+answer back; the same key with another body is refused with 422.
+
+Declines take Adyen's refusalReasonCode as `code`, and optionally `raw` (additionalData.refusalReasonRaw,
+e.g. "51 : Insufficient funds") and `advice` (additionalData.merchantAdviceCode).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.base import Behaviour, FakeProcessor, json_response
+from tests.fakes.specs import adyen_errors
+
+REFUSAL_TEXT = {
+    "2": "Refused",
+    "5": "Blocked Card",
+    "6": "Expired Card",
+    "8": "Invalid Card Number",
+    "9": "Issuer Unavailable",
+    "12": "Not enough balance",
+    "20": "FRAUD",
+    "24": "CVC Declined",
+    "26": "Revocation Of Auth",
+    "27": "Declined Non Generic",
+    "38": "Authentication required",
+}
+
+
+class FakeAdyen(FakeProcessor):
+    def __init__(self, api_key: str = "AQE_fake_adyen_key", merchant_account: str = "PayrouteECOM") -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.merchant_account = merchant_account
+        self.payments: dict[str, dict[str, Any]] = {}
+        self.modifications: list[dict[str, Any]] = []
+        self._ids = itertools.count(1)
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v71/payments", self.payments_endpoint),
+            web.post("/v71/payments/{psp}/captures", self.captures),
+            web.post("/v71/payments/{psp}/cancels", self.cancels),
+        ]
+
+    def _psp(self) -> str:
+        return f"{8815000000000000 + next(self._ids)}"
+
+    def _error(self, status: int, code: str, message: str, error_type: str = "validation") -> web.Response:
+        body = {
+            "status": status,
+            "errorCode": code,
+            "message": message,
+            "errorType": error_type,
+            "pspReference": self._psp(),
+        }
+        self._check_answer("ServiceError", body)
+        return json_response(body, status=status)
+
+    def _check_answer(self, schema: str, body: Any) -> None:
+        self.invalid.extend(f"answer {e}" for e in adyen_errors(schema, body))
+
+    async def _gate(self, request: web.Request, schema: str) -> tuple[web.Response | None, Any, str]:
+        """Authentication, idempotent replay and spec validation, in Adyen's order."""
+        body = await request.text()
+        if request.headers.get("X-API-Key") != self.api_key:
+            return (
+                json_response(
+                    {
+                        "status": 401,
+                        "errorCode": "000",
+                        "message": "HTTP Status Response - Unauthorized",
+                        "errorType": "security",
+                    },
+                    status=401,
+                ),
+                None,
+                body,
+            )
+        key = request.headers.get("Idempotency-Key")
+        replayed = self.replay(key, body)
+        if replayed is False:
+            return self._error(422, "704", "request already processed or in progress"), None, body
+        if isinstance(replayed, web.Response):
+            return replayed, None, body
+        try:
+            data = await request.json()
+        except ValueError:
+            return self._error(400, "702", "Structure of the request is invalid"), None, body
+        problems = adyen_errors(schema, data)
+        if data.get("merchantAccount") != self.merchant_account:
+            problems.append(f"merchantAccount {data.get('merchantAccount')!r} is not ours")
+        if problems:
+            self.invalid.extend(problems)
+            return self._error(422, "100", problems[0]), None, body
+        return None, data, body
+
+    async def payments_endpoint(self, request: web.Request) -> web.StreamResponse:
+        early, data, body = await self._gate(request, "PaymentRequest")
+        if early is not None:
+            return early
+        b = self.behaviour_for(data["paymentMethod"].get("storedPaymentMethodId"))
+        if (odd := await self.misbehave(request, b)) is not None:
+            return odd
+        if b.kind == "error":
+            return self._error(
+                b.status,
+                "905" if b.status >= 500 else "100",
+                "Internal error" if b.status >= 500 else "Required field missing",
+                "internal" if b.status >= 500 else "validation",
+            )
+        self.authorizations += 1
+        answer = self._answer(data, b)
+        self._check_answer("PaymentResponse", answer)
+        self.payments[answer["pspReference"]] = {"request": data, "answer": answer}
+        response = self.remember(request.headers.get("Idempotency-Key"), body, json_response(answer))
+        await self.linger(b)
+        return response
+
+    def _answer(self, data: dict[str, Any], b: Behaviour) -> dict[str, Any]:
+        answer: dict[str, Any] = {
+            "pspReference": self._psp(),
+            "merchantReference": data["reference"],
+            "amount": data["amount"],
+            "additionalData": {
+                "paymentMethod": "visa",
+                "cardBin": "411111",
+                "cardIssuingCountry": "NL",
+                "fundingSource": "CREDIT",
+            },
+        }
+        if b.kind in ("approve", "approve_then_hang"):
+            answer["resultCode"] = "Authorised"
+            answer["additionalData"].update(authCode="083542", networkTxReference="MCC0W3X2C0715")
+            return answer
+        if b.kind == "result":  # any other resultCode, as given
+            answer["resultCode"] = b.code
+            return answer
+        code = b.code or "2"
+        answer.update(resultCode="Refused", refusalReasonCode=code, refusalReason=REFUSAL_TEXT.get(code, "Refused"))
+        if "raw" in b.extra:
+            answer["additionalData"]["refusalReasonRaw"] = b.extra["raw"]
+        if "advice" in b.extra:
+            answer["additionalData"]["merchantAdviceCode"] = b.extra["advice"]
+        return answer
+
+    async def captures(self, request: web.Request) -> web.StreamResponse:
+        return await self._modify(request, "PaymentCaptureRequest", "PaymentCaptureResponse")
+
+    async def cancels(self, request: web.Request) -> web.StreamResponse:
+        return await self._modify(request, "PaymentCancelRequest", "PaymentCancelResponse")
+
+    async def _modify(self, request: web.Request, schema: str, answer_schema: str) -> web.StreamResponse:
+        early, data, body = await self._gate(request, schema)
+        if early is not None:
+            return early
+        psp = request.match_info["psp"]
+        if psp not in self.payments:
+            return self._error(422, "167", "Original pspReference required for this operation")
+        answer = {
+            "merchantAccount": data["merchantAccount"],
+            "paymentPspReference": psp,
+            "pspReference": self._psp(),
+            "status": "received",
+        }
+        if "amount" in data:
+            answer["amount"] = data["amount"]
+        if "reference" in data:
+            answer["reference"] = data["reference"]
+        self._check_answer(answer_schema, answer)
+        self.modifications.append({"kind": schema, "psp": psp, **data})
+        return self.remember(request.headers.get("Idempotency-Key"), body, json_response(answer, status=201))

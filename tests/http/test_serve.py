@@ -1,0 +1,189 @@
+"""`payroute serve` as a real process on a loopback port: it serves, and on SIGTERM it stops accepting, lets the
+in-flight authorization finish, flushes the store and exits 0."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.http.conftest import TEST_KEY, payment
+
+SLOW_CONFIG = """
+version: 1
+processors:
+  slow:
+    adapter: simulator
+    approval_rate: 1.0
+    latency_ms: 1500
+    timeout_ms: 10000
+routes:
+  - name: default
+    strategy: priority
+    processors: [slow]
+"""
+READY = re.compile(r"listening on (http://\S+)")
+DEADLINE_S = 30
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[str]
+    url: str
+    lines: queue.Queue[str]
+
+
+def _start(config: Path, db: Path, env: dict[str, str] | None = None) -> Served:
+    environ = {**os.environ, "PAYROUTE_API_KEYS": TEST_KEY, **(env or {})}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "router.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            "0",
+            "--store",
+            f"sqlite:///{db}",
+            "--shutdown-timeout",
+            "20",
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=environ,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    end = time.monotonic() + DEADLINE_S
+    while time.monotonic() < end:
+        try:
+            line = lines.get(timeout=end - time.monotonic())
+        except queue.Empty:
+            break
+        if m := READY.search(line):
+            return Served(process, m.group(1), lines)
+    process.kill()
+    raise AssertionError("payroute serve did not start")
+
+
+@pytest.fixture
+def slow_config(tmp_path: Path) -> Path:
+    path = tmp_path / "slow.yaml"
+    path.write_text(SLOW_CONFIG)
+    return path
+
+
+@pytest.fixture
+def served(slow_config: Path, tmp_path: Path) -> Iterator[Served]:
+    s = _start(slow_config, tmp_path / "payroute.db")
+    yield s
+    if s.process.poll() is None:
+        s.process.kill()
+        s.process.wait()
+
+
+def _in_flight(url: str) -> float:
+    text = requests.get(f"{url}/metrics", timeout=5).text
+    m = re.search(r"^payroute_http_requests_in_flight (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def test_sigterm_drains_the_in_flight_payment_and_exits_zero(served: Served, tmp_path: Path, slow_config: Path) -> None:
+    auth = {"Authorization": f"Bearer {TEST_KEY}", "Idempotency-Key": "drain-1"}
+    result: dict[str, Any] = {}
+
+    def create() -> None:
+        resp = requests.post(f"{served.url}/v2/payments/off_session_payments", json=payment(), headers=auth, timeout=30)
+        result["status"], result["body"] = resp.status_code, resp.json()
+
+    client = threading.Thread(target=create)
+    client.start()
+    end = time.monotonic() + DEADLINE_S
+    while _in_flight(served.url) < 2:  # the create, and this /metrics request itself
+        assert time.monotonic() < end, "the create never reached the server"
+    served.process.send_signal(signal.SIGTERM)
+
+    client.join(timeout=DEADLINE_S)
+    assert result["status"] == 200, result
+    assert result["body"]["status"] == "succeeded"
+    assert served.process.wait(timeout=DEADLINE_S) == 0
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{served.url}/healthz", timeout=5)
+
+    # What was answered was flushed: a new process on the same store sees the payment, and the key replays it.
+    again = _start(slow_config, tmp_path / "payroute.db")
+    try:
+        resp = requests.get(
+            f"{again.url}/v2/payments/off_session_payments/{result['body']['id']}",
+            headers={"Authorization": f"Bearer {TEST_KEY}"},
+            timeout=10,
+        )
+        assert resp.json()["status"] == "succeeded"
+        replay = requests.post(
+            f"{again.url}/v2/payments/off_session_payments", json=payment(), headers=auth, timeout=10
+        )
+        assert replay.json()["id"] == result["body"]["id"]
+        assert replay.headers["Idempotent-Replayed"] == "true"
+    finally:
+        again.process.send_signal(signal.SIGTERM)
+        assert again.process.wait(timeout=DEADLINE_S) == 0
+
+
+def test_serve_without_api_keys_exits_2_and_says_why(slow_config: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PAYROUTE_API_KEYS"}
+    done = subprocess.run(
+        [sys.executable, "-m", "router.cli", "serve", "--config", str(slow_config), "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=DEADLINE_S,
+    )
+    assert done.returncode == 2
+    assert "PAYROUTE_API_KEYS" in done.stderr
+
+
+def test_serve_with_a_bad_config_exits_1_naming_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nprocessors: {}\nroutes: nope\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "router.cli",
+            "serve",
+            "--config",
+            str(bad),
+            "--port",
+            "0",
+            "--store",
+            f"sqlite:///{tmp_path / 'x.db'}",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PAYROUTE_API_KEYS": TEST_KEY},
+        timeout=DEADLINE_S,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "bad.yaml" in done.stderr

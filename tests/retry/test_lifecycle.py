@@ -1,0 +1,127 @@
+"""A declined subscription recovered days later, driven by a test clock; a restart mid-schedule loses nothing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from router import Router
+from router.clock import parse_rfc3339
+from tests.conftest import START
+from tests.retry.conftest import calls_for, config, script, soft
+
+D = timedelta(days=1)
+
+
+async def open_router(tmp_path: Path, text: str) -> Router:
+    path = tmp_path / "routing.yaml"
+    path.write_text(text)
+    return await Router.open(path, store=f"sqlite:///{tmp_path / 'payroute.db'}")
+
+
+def subscription(token: str, clock_id: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "amount": {"value": 1999, "currency": "usd"},
+        "cadence": "recurring",
+        "customer": "cus_sub",
+        "payment_method": token,
+        "test_clock": clock_id,
+        **extra,
+    }
+
+
+async def advance(router: Router, clock_id: str, delta: timedelta) -> None:
+    tc = await router.get_test_clock(clock_id)
+    await router.advance_test_clock(clock_id, parse_rfc3339(tc["frozen_time"]) + delta)
+
+
+async def test_soft_declined_subscription_recovers_days_later_with_a_record_per_try(tmp_path: Path) -> None:
+    router = await open_router(tmp_path, config("{strategy: heuristic, max_attempts: 8, window: 30d}"))
+    clock = await router.create_test_clock(START)  # Monday 2 November 2026, 09:00
+    script("pm_card_visa_sub", soft(), soft())  # broke until payday, then approved
+    created = await router.create_payment(subscription("pm_card_visa_sub", clock["id"]))
+    assert created["status"] == "pending"
+
+    await advance(router, clock["id"], timedelta(0))  # the first attempt runs at the clock's time
+    first = await router.get_payment(created["id"])
+    assert first["status"] == "pending_retry"
+    assert first["retry_details"] == {"attempts": 1, "retry_policy": None, "retry_strategy": "heuristic"}
+
+    await advance(router, clock["id"], 12 * D)  # past the 15th (payday: retry 2 declines) ...
+    await advance(router, clock["id"], 20 * D)  # ... and the 1st of December (retry 3 approves)
+    done = await router.get_payment(created["id"])
+    assert done["status"] == "succeeded"
+    assert done["retry_details"]["attempts"] == 3
+
+    records = await router.list_attempt_records(done["payment_record"])
+    assert [r["outcome"] for r in records] == ["soft_decline", "soft_decline", "approved"]
+    assert [r["payment_method_details"]["card"]["decline_code"] for r in records] == [
+        "insufficient_funds",
+        "insufficient_funds",
+        None,
+    ]
+    days = [c.at.day for c in calls_for("pm_card_visa_sub") if c.at is not None]
+    assert days == [2, 15, 1], "insufficient funds are retried on likely paydays"
+    assert done["latest_payment_attempt_record"] == records[-1]["id"]
+    events = [e["type"].rsplit(".", 1)[1] for e in await router.list_events(object_id=created["id"])]
+    assert events.count("attempt_failed") == 2 and events[-1] == "succeeded"
+    await router.close()
+
+
+async def test_retry_policy_named_on_the_payment_is_used(tmp_path: Path) -> None:
+    text = config(
+        "{strategy: heuristic, max_attempts: 8, window: 14d}",
+        extra_policies="  quick: {strategy: scheduled, schedule: [2h], max_attempts: 2, window: 1d}",
+    )
+    router = await open_router(tmp_path, text)
+    clock = await router.create_test_clock(START)
+    script("pm_card_visa_q", soft("do_not_honor", "05"))
+    created = await router.create_payment(
+        subscription("pm_card_visa_q", clock["id"], retry_details={"retry_policy": "quick"})
+    )
+    await advance(router, clock["id"], 3 * timedelta(hours=1))
+    p = await router.get_payment(created["id"])
+    assert p["status"] == "succeeded"
+    assert p["retry_details"] == {"attempts": 2, "retry_policy": "quick", "retry_strategy": "scheduled"}
+    calls = calls_for("pm_card_visa_q")
+    assert calls[1].at is not None and calls[0].at is not None and calls[1].at - calls[0].at == timedelta(hours=2)
+    await router.close()
+
+
+async def test_restart_in_the_middle_of_a_schedule_loses_nothing(tmp_path: Path) -> None:
+    text = config("{strategy: scheduled, schedule: [1d, 2d, 3d], max_attempts: 4, window: 14d}")
+    router = await open_router(tmp_path, text)
+    clock = await router.create_test_clock(START)
+    script("pm_card_visa_r", soft(), soft(), soft())
+    created = await router.create_payment(subscription("pm_card_visa_r", clock["id"]))
+    await advance(router, clock["id"], 1 * D)  # attempts 1 and 2
+    before = await router.get_payment(created["id"])
+    assert (before["status"], before["retry_details"]["attempts"]) == ("pending_retry", 2)
+    await router.close()
+
+    reopened = await open_router(tmp_path, text)  # a new process on the same store
+    await advance(reopened, clock["id"], 10 * D)
+    after = await reopened.get_payment(created["id"])
+    assert (after["status"], after["retry_details"]["attempts"]) == ("succeeded", 4)
+    records = await reopened.list_attempt_records(after["payment_record"])
+    assert len(records) == 4 == len(calls_for("pm_card_visa_r"))
+    await reopened.close()
+
+
+async def test_pause_stops_the_schedule_and_resume_restarts_it(tmp_path: Path) -> None:
+    router = await open_router(
+        tmp_path, config("{strategy: scheduled, schedule: [1d, 1d], max_attempts: 3, window: 14d}")
+    )
+    clock = await router.create_test_clock(START)
+    script("pm_card_visa_p", soft())
+    created = await router.create_payment(subscription("pm_card_visa_p", clock["id"]))
+    await advance(router, clock["id"], timedelta(0))
+    await router.pause_payment(created["id"])
+    await advance(router, clock["id"], 5 * D)
+    assert len(calls_for("pm_card_visa_p")) == 1
+    assert (await router.get_payment(created["id"]))["status"] == "paused"
+    await router.resume_payment(created["id"])
+    await advance(router, clock["id"], timedelta(0))
+    assert (await router.get_payment(created["id"]))["status"] == "succeeded"
+    await router.close()
