@@ -247,3 +247,22 @@ async def test_a_replica_returns_to_shared_state_when_redis_comes_back(
     finally:
         await a.shared.close()
         await b.shared.close()
+
+
+async def test_payroute_redis_url_selects_shared_state(
+    tmp_path: Path, redis_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "routing.yaml"
+    config.write_text(SIM_A_DOWN)
+    store = f"sqlite:///{tmp_path / 'a.db'}"
+    monkeypatch.delenv("PAYROUTE_REDIS_URL", raising=False)
+    alone = await Router.open(config, store=store, clock=clock, deliver_webhooks=False)
+    monkeypatch.setenv("PAYROUTE_REDIS_URL", redis_url)
+    shared = await Router.open(config, store=store, clock=clock, deliver_webhooks=False)
+    try:
+        assert alone.shared is None and alone.shared_state_ok
+        assert shared.shared is not None and shared.shared.url == redis_url
+        assert await shared.check_shared_state() and shared.shared_state_ok
+    finally:
+        await alone.close()
+        await shared.close()

@@ -572,3 +572,17 @@ async def test_webhook_failures_build_a_streak_that_re_enabling_clears(store: St
         0,
         None,
     )
+
+
+def test_the_store_is_chosen_by_url() -> None:
+    from router.store.postgres import PostgresStore
+    from router.store.sqlite import SQLiteStore
+
+    assert isinstance(open_store("sqlite:///payroute.db"), SQLiteStore)
+    pg = open_store("postgresql://postgres@127.0.0.1:5432/test?schema=tenant_a&sslmode=disable")
+    assert isinstance(pg, PostgresStore) and pg.schema == "tenant_a"
+    assert isinstance(open_store("postgres://postgres@127.0.0.1/test"), PostgresStore)
+    with pytest.raises(ValueError, match="unsupported store URL"):
+        open_store("mysql://localhost/payroute")
+    with pytest.raises(ValueError, match="schema name"):
+        open_store("postgresql://postgres@127.0.0.1/test?schema=Robert');DROP")
