@@ -68,9 +68,7 @@ class Replica:
     async def call(self, kind: OutcomeKind) -> bool:
         """What the engine does around one processor call; False when the breaker refused it."""
         b = self.breaker()
-        await b.sync()
-        allowed = b.allow()
-        await b.share()
+        allowed = await b.acquire()
         if allowed:
             b.record(kind)
             await b.share()
@@ -125,6 +123,23 @@ async def test_one_trial_after_the_reset_timeout_closes_it_for_every_replica(
     clock.advance(timedelta(seconds=1))
     assert await b.state() == HALF_OPEN
     assert await b.call(OutcomeKind.APPROVED)  # the trial call succeeds
+    assert await a.state() == CLOSED
+
+
+async def test_half_open_sends_one_trial_for_all_replicas_not_one_each(
+    pair: tuple[Replica, Replica], clock: ManualClock
+) -> None:
+    a, b = pair
+    await a.call(OutcomeKind.PROCESSOR_ERROR)
+    await a.call(OutcomeKind.PROCESSOR_ERROR)
+    clock.advance(timedelta(seconds=30))
+    assert await a.breaker().acquire(), "a wins the trial"
+    assert not await b.breaker().acquire(), "b waits for a's trial instead of sending its own"
+    a.breaker().record(OutcomeKind.TIMEOUT)  # the trial fails: open again, for everyone
+    await a.breaker().share()
+    assert await b.state() == OPEN
+    clock.advance(timedelta(seconds=30))
+    assert await b.call(OutcomeKind.APPROVED), "the next half-open has a trial to give again"
     assert await a.state() == CLOSED
 
 
