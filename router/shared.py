@@ -83,9 +83,12 @@ class SharedState:
         self.url = url
         self.clock = clock
         self.retry_after = retry_after
-        # Short timeouts: a Redis that hangs must cost a payment half a second once, then nothing until retry.
+        # Short timeouts: a Redis that hangs costs one payment one timeout, then nothing until `retry_after`.
         self.redis: Redis = Redis.from_url(
-            redis_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, decode_responses=True
+            redis_url,
+            socket_connect_timeout=timeout_s,
+            socket_timeout=timeout_s,
+            decode_responses=True,
         )
         self.healthy = True
         self.last_error: str | None = None

@@ -281,3 +281,36 @@ async def test_payroute_redis_url_selects_shared_state(
     finally:
         await alone.close()
         await shared.close()
+
+
+@pytest.mark.parametrize("behaviour", ["hangs", "hangs_up"])
+async def test_a_broken_redis_costs_one_try_then_is_left_alone_until_retry_after(
+    clock: ManualClock, behaviour: str
+) -> None:
+    connections: list[asyncio.StreamWriter] = []
+
+    async def broken_redis(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        if behaviour == "hangs_up":
+            writer.close()
+
+    server = await asyncio.start_server(broken_redis, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    shared = SharedState(f"redis://127.0.0.1:{port}/0", clock, timeout_s=0.2)
+    replica = Replica.__new__(Replica)
+    replica.shared, replica.board = shared, BreakerBoard(clock, storage_factory=shared.breaker_storage)
+    try:
+        assert await replica.call(OutcomeKind.APPROVED), "the payment goes ahead on local state"
+        assert not shared.healthy and len(connections) == 1, "one try, no client-side retries"
+        for _ in range(3):
+            assert await replica.call(OutcomeKind.APPROVED)
+        assert len(connections) == 1, "not asked again before retry_after"
+        clock.advance(shared.retry_after)
+        await replica.call(OutcomeKind.APPROVED)
+        assert len(connections) == 2
+    finally:
+        for w in connections:
+            w.close()
+        server.close()
+        await server.wait_closed()
+        await shared.close()
