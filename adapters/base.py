@@ -126,6 +126,10 @@ class Outcome:
     transcript: str | None = None
     # True when the processor said our request itself was wrong (a 4xx); logged loudly, not retried there.
     request_invalid: bool = False
+    # True for a technical outcome after which the processor may still have acted on the request: the connection
+    # broke after the request went out, or a 2xx answer could not be read. Like a timeout, it is not a "no": the
+    # router asks what became of the attempt before failing over, and chases it later if nobody can say.
+    ambiguous: bool = False
 
     @property
     def approved(self) -> bool:

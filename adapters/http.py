@@ -40,6 +40,8 @@ class Exchange:
     transcript: str  # already scrubbed
     failure: Failure | None = None
     processor: str = ""
+    # False only when the request certainly never left (the connection could not be opened).
+    maybe_sent: bool = True
 
     def json(self) -> Any:
         """The body as JSON; raises ValueError when it is not."""
@@ -115,6 +117,7 @@ class HttpTransport:
         status: int | None = None
         text = ""
         failure: Failure | None = None
+        maybe_sent = True
         try:
             async with asyncio.timeout(self.deadline_s):
                 async with self._open().request(
@@ -127,6 +130,9 @@ class HttpTransport:
         except aiohttp.ClientError as exc:
             failure = "connection"
             text = f"{type(exc).__name__}: {exc}"
+            # A refused or unresolvable connection sent nothing; a reset or close after connecting may have
+            # cut off the answer to a request the processor received and acted on.
+            maybe_sent = not isinstance(exc, aiohttp.ClientConnectorError)
         latency = (time.perf_counter() - started) * 1000
         answer = f"<-- {status if status is not None else failure} ({latency:.0f} ms)\n{_cut(text)}"
         transcript = self._scrub(f"{request_text}\n\n{answer}")
@@ -141,6 +147,7 @@ class HttpTransport:
             transcript=transcript,
             failure=failure,
             processor=self.name,
+            maybe_sent=maybe_sent,
         )
 
     async def close(self) -> None:
@@ -179,7 +186,11 @@ def settle(exchange: Exchange, from_wire: Callable[[int, Any], Outcome]) -> Outc
     if exchange.failure == "timeout":
         outcome = Outcome(OutcomeKind.TIMEOUT, raw_message=f"no answer within {exchange.latency_ms:.0f} ms")
     elif exchange.failure is not None or exchange.status is None:
-        outcome = Outcome(OutcomeKind.PROCESSOR_ERROR, raw_message=f"connection failed: {exchange.body[:200]}")
+        outcome = Outcome(
+            OutcomeKind.PROCESSOR_ERROR,
+            raw_message=f"connection failed: {exchange.body[:200]}",
+            ambiguous=exchange.maybe_sent,
+        )
     else:
         try:
             # An empty body (a bare 401 or 404, say) reaches from_wire as None.
@@ -191,6 +202,8 @@ def settle(exchange: Exchange, from_wire: Callable[[int, Any], Outcome]) -> Outc
                 raw_code=str(exchange.status),
                 raw_message=f"unreadable answer (HTTP {exchange.status}): {exchange.body[:500]}",
                 request_invalid=400 <= exchange.status < 500 and exchange.status not in (408, 429),
+                # A success we cannot read may be an authorization: find out before anyone else is asked.
+                ambiguous=200 <= exchange.status < 300,
             )
     return replace(outcome, latency_ms=exchange.latency_ms, transcript=exchange.transcript)
 

@@ -298,7 +298,13 @@ class StripeAdapter:
 
     async def cancel(self, req: CancelRequest) -> Outcome:
         path = f"/v1/payment_intents/{quote(req.processor_reference, safe='')}/cancel"
-        return settle(await self._post(path, {}, req.attempt_id), _from_cancel)
+        exchange = await self._post(path, {}, req.attempt_id)
+        if _already_captured(exchange):
+            # An automatic-capture intent has succeeded and cannot be canceled: the money goes back as a refund.
+            # (This is how an orphan approval, found after its payment went elsewhere, is released.)
+            fields = {"payment_intent": req.processor_reference}
+            return settle(await self._post("/v1/refunds", fields, f"{req.attempt_id}_refund"), _from_refund)
+        return settle(exchange, _from_cancel)
 
     async def lookup(self, req: LookupRequest) -> Outcome | LookupAnswer | None:
         if req.processor_reference:
@@ -326,6 +332,32 @@ class StripeAdapter:
 
     async def close(self) -> None:
         await self.http.close()
+
+
+class Refund(_Wire):
+    id: str
+    object: Literal["refund"]
+    status: str
+    payment_intent: str | None = None
+
+
+def _already_captured(exchange: Exchange) -> bool:
+    if exchange.status != 400:
+        return False
+    try:
+        err = ErrorEnvelope.model_validate(exchange.json()).error
+    except ValueError:
+        return False
+    pi = err.payment_intent
+    return err.code == "payment_intent_unexpected_state" and pi is not None and pi.status == "succeeded"
+
+
+def _from_refund(status: int, body: Any) -> Outcome:
+    if 200 <= status < 300:
+        refund = Refund.model_validate(body)
+        kind = OutcomeKind.APPROVED if refund.status in ("succeeded", "pending") else OutcomeKind.PROCESSOR_ERROR
+        return Outcome(kind, processor_reference=refund.payment_intent, raw_code=f"refund {refund.status}")
+    return from_wire(status, body)
 
 
 def _from_cancel(status: int, body: Any) -> Outcome:

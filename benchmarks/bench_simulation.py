@@ -30,6 +30,9 @@ from benchmarks.sim.run import BUCKET_MINUTES, STRATEGIES, run_strategy, static_
 from benchmarks.sim.world import World
 
 TARGET_OF_ORACLE = 0.98
+# success_rate with longer windows than the default (200 entries, 30 min): what reaching the target takes.
+VARIANT = "success_rate@2000/360"
+DEFAULT_RUNS = (*STRATEGIES, VARIANT)
 
 
 def _rate(ok: int, n: int) -> float:
@@ -72,7 +75,9 @@ def summarize(world: World, runs: dict[str, dict[str, Any]]) -> tuple[list[dict[
                 "met_outage_share": sum(r["met_outage"]) / n,
                 "calls_per_payment": sum(r["calls"]) / n,
                 "added_latency_mean_ms": statistics.fmean(r["failed_latency_ms"]),
-                "added_latency_p99_ms": _pct(r["failed_latency_ms"], 0.99),
+                "added_latency_when_met_ms": statistics.fmean(
+                    [x for x, m in zip(r["failed_latency_ms"], r["met_outage"], strict=True) if m] or [0.0]
+                ),
                 "latency_mean_ms": statistics.fmean(r["latency_ms"]),
                 "latency_p99_ms": _pct(r["latency_ms"], 0.99),
                 "run_s": r["elapsed_s"],
@@ -92,6 +97,13 @@ def summarize(world: World, runs: dict[str, dict[str, Any]]) -> tuple[list[dict[
                 sr["auth_rate_during_outages"] - pr["auth_rate_during_outages"]
             ) * 100
             verdict["overall_vs_priority_points"] = sr["vs_priority_points"]
+            verdict["met_outage_success_rate"] = sr["met_outage_share"]
+            verdict["met_outage_priority"] = pr["met_outage_share"]
+            verdict["added_latency_ms_success_rate"] = sr["added_latency_mean_ms"]
+            verdict["added_latency_ms_priority"] = pr["added_latency_mean_ms"]
+        for name, row in by_name.items():
+            if name.startswith("success_rate@"):
+                verdict[f"{name}_of_oracle"] = row["of_oracle"]
     return rows, verdict
 
 
@@ -175,7 +187,11 @@ def world_description(world: World) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--payments", type=int, default=100_000)
-    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument(
+        "--strategies",
+        default=",".join(DEFAULT_RUNS),
+        help="comma-separated; success_rate@SIZE/MINUTES runs success_rate with windows of that size and age",
+    )
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     args = ap.parse_args()
     logging.disable(logging.WARNING)  # breakers log every transition; the tables say what happened
@@ -200,7 +216,7 @@ def main() -> None:
             "met an outage",
             "calls/payment",
             "added latency mean ms",
-            "added latency p99 ms",
+            "added ms when met",
             "latency p99 ms",
             "payments/s (router)",
         ],
@@ -215,7 +231,7 @@ def main() -> None:
                 r["met_outage_share"],
                 r["calls_per_payment"],
                 r["added_latency_mean_ms"],
-                r["added_latency_p99_ms"],
+                r["added_latency_when_met_ms"],
                 r["latency_p99_ms"],
                 r["payments_per_s"],
             ]
@@ -233,18 +249,37 @@ def main() -> None:
         ["period", "payments", *runs],
         per_period(world, runs),
     )
-    for t in (main_table, outage_table, period_table):
+    world_table = table(
+        "The world at hour 0: approval rate by processor and card country, plus the brand adjustment"
+        f" (then a +/-{world.wave_amplitude * 100:g} pt wave per processor and country, and the steps above)",
+        ["processor", *world.countries, *(f"{b} adj" for b in world.brands)],
+        [
+            [
+                p,
+                *(world.base[p][c] for c in world.countries),
+                *(world.brand_adjust[p].get(b, 0.0) for b in world.brands),
+            ]
+            for p in world.processors
+        ],
+    )
+    for t in (main_table, outage_table, period_table, world_table):
         print_table(t)
     if verdict:
         print(
             f"\nsuccess_rate reaches {verdict['success_rate_of_oracle']:.2%} of the oracle"
             f" (target {TARGET_OF_ORACLE:.0%}: {'met' if verdict['of_oracle_met'] else 'MISSED'})"
         )
+        for key, value in verdict.items():
+            if key.startswith("success_rate@"):
+                print(f"{key.removesuffix('_of_oracle')} reaches {value:.2%} of the oracle")
         if "during_outages_vs_priority_points" in verdict:
             print(
                 "success_rate against priority:"
                 f" {verdict['during_outages_vs_priority_points']:+.2f} pts during outages,"
-                f" {verdict['overall_vs_priority_points']:+.2f} pts overall"
+                f" {verdict['overall_vs_priority_points']:+.2f} pts overall; met an outage"
+                f" {verdict['met_outage_success_rate']:.2%} against {verdict['met_outage_priority']:.2%};"
+                f" added latency {verdict['added_latency_ms_success_rate']:.1f} ms against"
+                f" {verdict['added_latency_ms_priority']:.1f} ms per payment"
             )
     print(f"wall time {wall:.1f} s with {args.workers} worker processes")
     write_result(
@@ -257,7 +292,7 @@ def main() -> None:
             "workers": args.workers,
             "wall_s": wall,
         },
-        [main_table, outage_table, period_table],
+        [main_table, outage_table, period_table, world_table],
         verdict=verdict,
         summary=rows,
         world=world_description(world),

@@ -64,16 +64,31 @@ def generic_tables(doc: Mapping[str, Any], prefix: str = "") -> list[tuple[str, 
                 cols.extend(k for k in rec if k not in cols and _is_scalar(rec[k]))
             out.append((name, md_table(cols, [[rec.get(c) for c in cols] for rec in value])))
         elif isinstance(value, Mapping) and value:
-            if all(isinstance(x, Mapping) for x in value.values()) and all(
-                all(_is_scalar(y) for y in x.values()) for x in value.values()
-            ):
+            if all(isinstance(x, Mapping) for x in value.values()):
+                # A record per name (a strategy, a scenario): one table, nested values as dotted columns.
+                flat = {k: _flatten(rec) for k, rec in value.items()}
                 cols = []
-                for rec in value.values():
+                for rec in flat.values():
                     cols.extend(k for k in rec if k not in cols)
-                rows = [[k, *(rec.get(c) for c in cols)] for k, rec in value.items()]
+                rows = [[k, *(rec.get(c) for c in cols)] for k, rec in flat.items()]
                 out.append((name, md_table(["name", *cols], rows)))
             else:
                 out.extend(generic_tables(value, name))
+        elif isinstance(value, list) and value and all(_is_scalar(x) for x in value):
+            out.append((name, md_table([name], [[x] for x in value])))
+    return out
+
+
+def _flatten(rec: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in rec.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, key + "."))
+        elif _is_scalar(v):
+            out[key] = v
+        elif isinstance(v, list) and all(_is_scalar(x) for x in v):
+            out[key] = ", ".join(str(x) for x in v)
     return out
 
 
@@ -174,7 +189,7 @@ def plot_simulation(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
     )
 
     # 2. where the first call went, per processor, over time
-    shares = [s for s in ("priority", "success_rate", "oracle") if s in series]
+    shares = [s for s in ("priority", "success_rate", *(n for n in names if "@" in n), "oracle") if s in series]
     fig, axes = plt.subplots(len(shares), 1, figsize=(13, 2.4 * len(shares)), sharex=True, squeeze=False)
     for ax2, name in zip(axes[:, 0], shares, strict=True):
         stack = [[0 if math.isnan(v) else v * 100 for v in series[name]["first_call_share"][p]] for p in processors]

@@ -167,12 +167,13 @@ class Engine:
             await breaker.share()
             # Routing learns from what the call looked like (a slow processor is a bad one) before the lookup.
             await self._learn(plan, cand, outcome)
-            if outcome.kind is OutcomeKind.TIMEOUT:
+            if _undecided(outcome):
                 outcome = await self._after_timeout(cand, attempt, outcome)
             ATTEMPTS.labels(cand.name, outcome.kind.value).inc()
             ATTEMPT_LATENCY.labels(cand.name).observe(outcome.latency_ms / 1000)
             attempt = _settle(attempt, outcome, cand.adapter.scrub)
-            if outcome.kind is OutcomeKind.TIMEOUT:
+            if _undecided(outcome):
+                # The processor may yet have authorized it: `resolve()` keeps asking, and voids what it finds.
                 attempt = attempt.model_copy(update={"state": "unresolved"})
             if outcome.request_invalid:
                 log.error("processor %s says our request was invalid: %s", cand.name, attempt.raw_message)
@@ -183,7 +184,7 @@ class Engine:
                 settled_previous = attempt
                 continue
             cascade = outcome.kind is OutcomeKind.SOFT_DECLINE and (outcome.decline_code or "") in plan.cascade_on
-            if cascade and more:
+            if cascade and more and await self._may_cascade(current, outcome, table, now):
                 settled_previous = attempt
                 continue
             break
@@ -385,6 +386,14 @@ class Engine:
             events=[ev.event_for(self.ids, t, final, now) for t in events],
         )
 
+    async def _may_cascade(self, p: Payment, outcome: Outcome, table: RoutingTable, now: datetime) -> bool:
+        """A cascade is a reattempt on the same card at once: only for a decline the table lets us retry,
+        with no advice-code floor, and while the card's network caps have room."""
+        decline = classify(outcome)
+        if not decline.retry or decline.min_delay > timedelta(0):
+            return False
+        return await self.retry.allows_now(p, now, table.config.network_limits, declined_at=now)
+
     async def _hold(self, p: Payment, decision: RetryDecision, now: datetime) -> Payment:
         """A due retry the guards stopped before any call: move it later, or fail it."""
         if decision.retry_at is not None:
@@ -522,6 +531,12 @@ async def _void_orphan(adapter: ProcessorAdapter, attempt: AttemptRecord, refere
         log.warning("voiding orphan %s at %s failed", attempt.id, attempt.processor, exc_info=True)
         return False
     return result.approved
+
+
+def _undecided(outcome: Outcome) -> bool:
+    """No answer, and no certainty that the processor did nothing: a timeout, a connection lost after the request
+    went out, an unreadable success. Failing over blindly then could charge the card twice."""
+    return outcome.kind is OutcomeKind.TIMEOUT or (outcome.kind.is_technical and outcome.ambiguous)
 
 
 def _snapshot(card: CardInfo) -> CardSnapshot:

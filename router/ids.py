@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import secrets
 
@@ -27,18 +28,28 @@ class IdGenerator:
         self._rng: random.Random | None = random.Random(seed) if seed is not None else None
 
     def _token(self) -> str:
-        # One draw below 62**24 written in base 62, two characters at a time: uniform over the same ids as
-        # 24 draws of one character, at a tenth of the cost (ids were a third of create_payment's time in
-        # benchmarks/bench_overhead.py).
-        n = secrets.randbelow(_SPACE) if self._rng is None else self._rng.randrange(_SPACE)
-        pairs = []
-        for _ in range(_LENGTH // 2):
-            n, digits = divmod(n, 3844)
-            pairs.append(_PAIRS[digits])
-        return "".join(pairs)
+        # One draw below 62**24 written in base 62: uniform over the same ids as 24 draws of one character, at a
+        # tenth of the cost (ids were a third of create_payment's time in benchmarks/bench_overhead.py).
+        return _base62(secrets.randbelow(_SPACE) if self._rng is None else self._rng.randrange(_SPACE))
 
     def payment(self, livemode: bool) -> str:
         return f"osp_{'live' if livemode else 'test'}_{self._token()}"
 
+    @staticmethod
+    def payment_for_key(livemode: bool, idempotency_key: str) -> str:
+        """The one id a create with this Idempotency-Key can have: a retry after a crash finds the payment the
+        first try wrote instead of creating a second one."""
+        n = int.from_bytes(hashlib.sha256(f"osp\0{livemode}\0{idempotency_key}".encode()).digest(), "big") % _SPACE
+        return f"osp_{'live' if livemode else 'test'}_{_base62(n)}"
+
     def new(self, kind: str) -> str:
         return f"{PREFIXES[kind]}_{self._token()}"
+
+
+def _base62(n: int) -> str:
+    """`n` below 62**24 as 24 base-62 characters, two at a time."""
+    pairs = []
+    for _ in range(_LENGTH // 2):
+        n, digits = divmod(n, 3844)
+        pairs.append(_PAIRS[digits])
+    return "".join(pairs)

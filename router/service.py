@@ -50,13 +50,23 @@ from router.shared import SharedState
 from router.states import CANCELABLE, PAUSABLE, TERMINAL, Status, transition
 from router.stats import StatsStore
 from router.store import open_store
-from router.store.base import Cursor, IdempotencyEntry, Store, to_us
+from router.store.base import Cursor, IdempotencyEntry, Store, from_us, to_us
 from router.subscribers import Callback, Subscribers
 from router.webhooks import WebhookWorker
 
 log = logging.getLogger("payroute")
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+CREATE_ROUTE = "POST /v2/payments/off_session_payments"
+# The longest a live request sits between reserving its idempotency key and committing its payment (validation
+# and one write, behind SQLite's 5 s busy timeout). A create reservation older than this with no payment was
+# abandoned by a process that died: the key is freed and the request runs afresh.
+ABANDONED_RESERVATION = timedelta(seconds=30)
+# Any other POST's key still "in progress" after this long belongs to a request whose process died. Longer than any
+# request can take (every candidate's timeout in turn), so a live request is never overtaken.
+IDEMPOTENCY_TAKEOVER = timedelta(minutes=5)
+# An immediate payment a dead process wrote but never attempted becomes due for the scheduler after this.
+STRANDED_AFTER = timedelta(minutes=2)
 _CAS_RETRIES = 5
 
 
@@ -274,9 +284,9 @@ class Router:
         status, out = await self.idempotent(
             _scope(livemode),
             idempotency_key,
-            "POST /v2/payments/off_session_payments",
+            CREATE_ROUTE,
             body,
-            lambda: self._create_json(params, livemode),
+            lambda: self._create_json(params, livemode, IdGenerator.payment_for_key(livemode, idempotency_key)),
         )
         result: dict[str, Any] = json.loads(out)
         if status >= 400:
@@ -289,11 +299,15 @@ class Router:
             )
         return result
 
-    async def _create_json(self, params: Mapping[str, Any], livemode: bool) -> tuple[int, bytes]:
-        return 200, json.dumps(await self._create(params, livemode)).encode()
+    async def _create_json(self, params: Mapping[str, Any], livemode: bool, payment_id: str) -> tuple[int, bytes]:
+        return 200, json.dumps(await self._create(params, livemode, payment_id)).encode()
 
-    async def _create(self, params: Mapping[str, Any], livemode: bool) -> dict[str, Any]:
+    async def _create(self, params: Mapping[str, Any], livemode: bool, payment_id: str | None = None) -> dict[str, Any]:
         p = parse_create_params(dict(params))
+        if payment_id is not None:
+            existing = await self.store.get_payment(payment_id)
+            if existing is not None:
+                return await self._carry_on(existing, bool(p.include))
         cfg = self.config
         retry = p.retry_details
         if retry and retry.retry_policy and retry.retry_policy not in cfg.retry_policies:
@@ -315,7 +329,7 @@ class Router:
                 due = target
         if p.test_clock and due is None:
             due = now  # a test-clock payment waits for its clock to be advanced
-        payment_id = self.ids.payment(livemode)
+        payment_id = payment_id or self.ids.payment(livemode)
         record_id = self.ids.new("payment_record")
         card = self.card_info(p.payment_method or "")
         options = p.payment_method_options.card if p.payment_method_options else None
@@ -346,7 +360,9 @@ class Router:
             retry_strategy_requested=retry.retry_strategy if retry else "best_available",
             retry_strategy="none" if retry and retry.retry_strategy == "none" else "heuristic",
             payment_record=record_id,
-            next_attempt_at=due,
+            # An immediate payment is attempted right below; should this process die first, the scheduler picks
+            # it up once STRANDED_AFTER has passed, long after any live request would have started it.
+            next_attempt_at=due if due is not None else now + STRANDED_AFTER,
             mcc=options.mcc if options else None,
             network_transaction_id=options.network_transaction_id if options else None,
             card={
@@ -368,10 +384,26 @@ class Router:
             metadata=payment.metadata,
             card=payment.card,
         )
-        await self.store.create_payment(payment, record, [ev.event_for(self.ids, ev.CREATED, payment, now)])
+        try:
+            await self.store.create_payment(payment, record, [ev.event_for(self.ids, ev.CREATED, payment, now)])
+        except Exception:
+            # Another replica given the same Idempotency-Key wrote this id first: that payment is the answer.
+            raced = await self.store.get_payment(payment_id)
+            if raced is None:
+                raise
+            return await self._carry_on(raced, bool(p.include))
         if due is None:
-            payment = await self.engine.attempt(payment)
+            payment = await self.engine.claim_and_attempt(payment) or await self._load(payment_id, livemode)
         return await self._render(payment, include_details=bool(p.include))
+
+    async def _carry_on(self, payment: Payment, include_details: bool) -> dict[str, Any]:
+        """A create retried after its first try died: finish what that try started, never start it twice."""
+        immediate = payment.test_clock is None and payment.target_date is None
+        if payment.status == Status.PENDING and immediate:
+            # The first try wrote the payment and died before its attempt. The engine's compare-and-set lets only
+            # one of any racing tries (or the scheduler) move it to processing.
+            payment = await self.engine.claim_and_attempt(payment) or await self._load(payment.id, payment.livemode)
+        return await self._render(payment, include_details)
 
     async def _render(self, payment: Payment, include_details: bool = False) -> dict[str, Any]:
         attempt = None
@@ -738,6 +770,7 @@ class Router:
         route: str,
         body: bytes,
         run: Callable[[], Awaitable[tuple[int, bytes]]],
+        retakes: int = 1,
     ) -> tuple[int, bytes]:
         """Run a POST once per (scope, key); a repeat with the same body gets the stored response byte for byte."""
         if not key or len(key) > 255:
@@ -756,18 +789,31 @@ class Router:
                     status=409,
                 )
             if existing.state != "done" or existing.response_body is None:
-                raise PayrouteError(
-                    "A request with this Idempotency-Key is still being processed; retry later.",
-                    type="idempotency_error",
-                    code="idempotency_key_in_use",
-                    status=409,
-                )
+                # Still in progress: a live request, or one whose process died (a killed process never releases
+                # its key). A create is answered by the payment its key-derived id names once that has settled.
+                recovered = await self._recover_create(existing, route) if route == CREATE_ROUTE else None
+                stale = now - from_us(existing.created_us) > IDEMPOTENCY_TAKEOVER
+                takeover = recovered == "abandoned" or (recovered is None and stale and route != CREATE_ROUTE)
+                if takeover and retakes > 0:
+                    log.warning(
+                        "taking over an Idempotency-Key reserved at %s and never completed", existing.created_us
+                    )
+                    await self.store.release_idempotency(scope, key)
+                    return await self.idempotent(scope, key, route, body, run, retakes=retakes - 1)
+                if not isinstance(recovered, tuple):
+                    raise PayrouteError(
+                        "A request with this Idempotency-Key is still being processed; retry later.",
+                        type="idempotency_error",
+                        code="idempotency_key_in_use",
+                        status=409,
+                    )
+                return recovered
             return existing.response_status or 200, existing.response_body
         try:
             status, out = await run()
         except PayrouteError as exc:
             if exc.status >= 500:
-                # Nothing was decided: let the caller retry with the same key.
+                # Let the caller retry with the same key; a create's retry finds what this try wrote by its id.
                 await self.store.release_idempotency(scope, key)
                 raise
             status, out = exc.status, json.dumps(exc.to_dict()).encode()
@@ -776,6 +822,34 @@ class Router:
             raise
         await self.store.complete_idempotency(scope, key, status, out)
         return status, out
+
+    async def _recover_create(self, entry: IdempotencyEntry, route: str) -> tuple[int, bytes] | str | None:
+        """The answer to a create whose key is still `in_progress`, when the request that reserved it is gone.
+
+        A process killed mid-request leaves its key reserved forever, and every resend would be told "still in
+        progress". The payment it created carries the id its reservation determines: once that payment has left
+        `processing` (settled by its own request or by reconciliation) it is the answer, stored for the key.
+        No payment long after the reservation means the request died before creating one: "abandoned".
+        None: the request may still be running (or its payment is still being reconciled); ask again later.
+        """
+        payment = await self.store.get_payment(IdGenerator.payment_for_key(entry.scope == "live", entry.key))
+        abandoned = to_us(self.clock.now()) - entry.created_us > ABANDONED_RESERVATION.total_seconds() * 1_000_000
+        if payment is None:
+            return "abandoned" if abandoned else None
+        if payment.status == Status.PENDING and payment.test_clock is None and payment.target_date is None:
+            # Created for an attempt at once, and the process died before the attempt began (the scheduler would
+            # pick it up after STRANDED_AFTER). The resend runs the attempt it was owed.
+            if not abandoned:
+                return None
+            attempted = await self.engine.claim_and_attempt(payment)
+            if attempted is None or attempted.status == Status.PROCESSING:
+                return None
+            payment = attempted
+        if payment.status == Status.PROCESSING:
+            return None
+        out = json.dumps(await self._render(payment)).encode()
+        await self.store.complete_idempotency(entry.scope, entry.key, 200, out)
+        return 200, out
 
 
 def _scope(livemode: bool) -> str:

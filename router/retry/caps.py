@@ -1,7 +1,8 @@
 """Card-network retry caps (DESIGN.md section 6), counted per card across every processor and payment.
 
-- Visa: at most `visa_reattempts_30d` reattempts in 30 days; a reattempt is any attempt on the card that
-  follows a decline of it inside the same 30 days.
+- Visa: at most `visa_reattempts_30d` reattempts in 30 days; a reattempt is any attempt on the card after
+  the first decline of it inside the same 30 days (conservative: a new payment's first try on a card that was
+  just declined counts too).
 - Mastercard: at most `mastercard_declines_24h` declines in 24 hours and `mastercard_declines_30d` in 30 days;
   a retry that could produce one decline too many is not made.
 
@@ -57,8 +58,10 @@ def counted(cap: Cap, activity: CardActivity, at: datetime) -> list[datetime]:
         return declines
     if not declines:
         return []
+    # Every attempt from the first decline in the window on, but that declined attempt itself. Attempts made
+    # in one engine call (a cascade) share a timestamp, so this counts by position, not by strict order.
     first = declines[0]
-    return [t for t in _between(activity.attempts, start, at) if t > first]
+    return [t for t in _between(activity.attempts, start, at) if t >= first][1:]
 
 
 def _between(times: Sequence[datetime], start: datetime, end: datetime) -> list[datetime]:

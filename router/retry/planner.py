@@ -129,6 +129,17 @@ class RetryPlanner:
             return RetryDecision(None, "exceeded_retry_window", strategy, payment.last_decline_class)
         return RetryDecision(at, None, strategy, payment.last_decline_class)
 
+    async def allows_now(
+        self,
+        payment: Payment,
+        now: datetime,
+        limits: NetworkLimits | None = None,
+        *,
+        declined_at: datetime | None = None,
+    ) -> bool:
+        """May the card be tried again right now (a cascade to another processor) within the network caps?"""
+        return await self._within_caps(payment, now, limits, declined_at) == now
+
     async def _within_caps(
         self,
         payment: Payment,

@@ -36,6 +36,7 @@ H = timedelta(hours=1)
 # Delay buckets in hours since the last decline: [0,1), [1,4), [4,12), [12,24), [24,48), ... [240, inf).
 DELAY_EDGES_H: tuple[float, ...] = (1, 4, 12, 24, 48, 72, 96, 120, 168, 240)
 MAX_ATTEMPT_LEVEL = 6
+PRUNE_EVERY = timedelta(days=1)
 # Prior guesses of a retry's success by class, before any data (weak: `class_strength` pseudo-observations).
 PRIOR_RATE: Mapping[DeclineClass, float] = {
     DeclineClass.SOFT_FUNDS: 0.2,
@@ -186,6 +187,7 @@ class SmartStrategy:
         self._refreshed_at: datetime | None = None
         self._high_water: datetime | None = None
         self._seen: dict[str, datetime] = {}
+        self._pruned_at: datetime | None = None
         # payment id -> (time, class) of its latest decline: what the next retry of that payment is measured from.
         self._last_decline: dict[str, tuple[datetime, DeclineClass]] = {}
 
@@ -205,6 +207,11 @@ class SmartStrategy:
         self.learn(records)
         cutoff = since - self.refresh_every
         self._seen = {k: t for k, t in self._seen.items() if t >= cutoff}
+        if self._pruned_at is None or abs(now - self._pruned_at) >= PRUNE_EVERY:
+            # A payment whose last decline is older than the lookback will not teach anything new.
+            self._pruned_at = now
+            oldest = now - self.lookback
+            self._last_decline = {k: v for k, v in self._last_decline.items() if v[0] >= oldest}
 
     def learn(self, records: Sequence[AttemptRecord]) -> None:
         """Feed settled attempt records (any order); each retry after a decline becomes one observation."""

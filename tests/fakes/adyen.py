@@ -113,7 +113,7 @@ class FakeAdyen(FakeProcessor):
                 "Internal error" if b.status >= 500 else "Required field missing",
                 "internal" if b.status >= 500 else "validation",
             )
-        self.authorizations += 1
+        self.authorized(request.headers.get("Idempotency-Key"))
         answer = self._answer(data, b)
         self._check_answer("PaymentResponse", answer)
         self.payments[answer["pspReference"]] = {"request": data, "answer": answer}

@@ -12,16 +12,34 @@ A fake answers by behaviour, set for everything (`fake.behave(...)`) or per paym
   any of them, delay_ms=...    the same, answered late (a slow processor)
   approve_then_hang           authorizes (and keeps the answer for its idempotency key), then never answers:
                               what a router that crashed mid-call left behind
+  approve, then=reset|drop|malformed
+                              authorizes (and keeps the answer), then loses the answer on the way back: a reset,
+                              a closed connection, or a 200 whose body is cut short (Stripe and Adyen fakes)
+  reset                       aborts the connection with a TCP reset before answering (nothing authorized)
+  slow_loris                  200 and its headers at once, then the body one byte every `interval_ms` (default 50)
+                              until the client gives up or the fake stops: never a whole answer
+
+`authorized_keys` lists the idempotency key of every authorization actually created, in order: the fake's own
+log of what it charged, for tests that reconcile the router's records against it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+
+class _LostAnswer(Exception):
+    def __init__(self, how: str) -> None:
+        super().__init__(how)
+        self.how = how
 
 
 @dataclass(frozen=True)
@@ -51,6 +69,9 @@ class FakeProcessor:
         self.requests: list[Recorded] = []
         self.invalid: list[str] = []  # spec violations found in requests we received
         self.authorizations = 0  # authorizations actually created (replays do not count)
+        self.authorized_keys: list[str | None] = []  # the idempotency key of each, in order
+        self.authorized_one = asyncio.Event()  # set at every authorization; clear it to wait for the next
+        self.received_one = asyncio.Event()  # set at every request logged; clear it to wait for the next
         self._default = Behaviour()
         self._by_payment_method: dict[str, Behaviour] = {}
         self._replays: dict[str, tuple[str, web.Response]] = {}
@@ -116,13 +137,45 @@ class FakeProcessor:
             return web.Response(status=500)
         if b.kind == "malformed":
             return web.Response(status=200, text='{"id": "trunc', content_type="application/json")
+        if b.kind == "reset":
+            self._reset(request)
+            return web.Response(status=500)
+        if b.kind == "slow_loris":
+            return await self._trickle(request, float(b.extra.get("interval_ms", 50)) / 1000)
         return None
+
+    @staticmethod
+    def _reset(request: web.Request) -> None:
+        assert request.transport is not None
+        sock = request.transport.get_extra_info("socket")
+        if sock is not None:  # linger 0: close() sends RST instead of FIN
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        request.transport.abort()
+
+    async def _trickle(self, request: web.Request, interval_s: float) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.content_length = 1_000_000
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            while not self._stopping.is_set():
+                await response.write(b" ")  # leading whitespace: valid JSON so far, never complete
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), interval_s)
+        return response
+
+    def authorized(self, key: str | None) -> None:
+        """Count an authorization the fake really created, under the idempotency key it came with."""
+        self.authorizations += 1
+        self.authorized_keys.append(key)
+        self.authorized_one.set()
 
     async def linger(self, b: Behaviour) -> None:
         """After authorizing, hold the answer back when told to (until the fake stops)."""
         if b.kind == "approve_then_hang":
             self.holding.set()
             await self._stopping.wait()
+        if "then" in b.extra:
+            raise _LostAnswer(str(b.extra["then"]))
 
     # -- idempotency -----------------------------------------------------------------------------------------
     def replay(self, key: str | None, body: str) -> web.Response | bool | None:
@@ -145,7 +198,18 @@ class FakeProcessor:
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
         body = await request.text()
         self.requests.append(Recorded(request.method, request.path, dict(request.headers), body, dict(request.query)))
-        response: web.StreamResponse = await handler(request)
+        self.received_one.set()
+        try:
+            response: web.StreamResponse = await handler(request)
+        except _LostAnswer as lost:  # the work is done; the answer never arrives whole
+            if lost.how == "reset":
+                self._reset(request)
+            elif lost.how == "drop":
+                assert request.transport is not None
+                request.transport.close()
+            else:
+                return web.Response(status=200, text='{"id": "trunc', content_type="application/json")
+            return web.Response(status=500)
         return response
 
     def last(self, path_part: str = "") -> Recorded:

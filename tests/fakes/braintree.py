@@ -160,7 +160,7 @@ class FakeBraintree(FakeProcessor):
                         }
                     ]
                     return {"clientMutationId": input.get("clientMutationId"), "transaction": rejected}
-        self.authorizations += 1
+        self.authorized(tx.get("orderId"))
         if b.kind == "approve":
             txn = self._new(input, "SUBMITTED_FOR_SETTLEMENT" if capture else "AUTHORIZED")
             txn["processorResponse"] = {"legacyCode": "1000", "message": "Approved", "authorizationId": "A1B2C3"}

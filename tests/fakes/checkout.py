@@ -144,7 +144,7 @@ class FakeCheckout(FakeProcessor):
                 "request_invalid" if b.status < 500 else "processing_error",
                 ["processing_key_required"] if b.status < 500 else [],
             )
-        self.authorizations += 1
+        self.authorized(request.headers.get("Cko-Idempotency-Key"))
         status, answer = self._answer(data, b)
         self.payments[answer["id"]] = answer
         return self.remember(request.headers.get("Cko-Idempotency-Key"), body, json_response(answer, status=status))

@@ -66,6 +66,7 @@ class FakeStripe(FakeProcessor):
         super().__init__()
         self.api_key = api_key
         self.intents: dict[str, dict[str, Any]] = {}
+        self.refunds: dict[str, dict[str, Any]] = {}  # refund id -> refund (the intent keeps status succeeded)
         self._template = _template()
         self._ids = itertools.count(1)
 
@@ -76,6 +77,7 @@ class FakeStripe(FakeProcessor):
             web.get("/v1/payment_intents/{id}", self.retrieve),
             web.post("/v1/payment_intents/{id}/capture", self.capture),
             web.post("/v1/payment_intents/{id}/cancel", self.cancel),
+            web.post("/v1/refunds", self.refund),
         ]
 
     # -- checks ----------------------------------------------------------------------------------------------
@@ -129,7 +131,7 @@ class FakeStripe(FakeProcessor):
                 b.code,
                 "An error occurred with our connection to Stripe.",
             )
-        self.authorizations += 1
+        self.authorized(key)
         response = self.remember(key, body, self._authorize(fields, b))
         await self.linger(b)
         return response
@@ -260,8 +262,38 @@ class FakeStripe(FakeProcessor):
                 "invalid_request_error",
                 "payment_intent_unexpected_state",
                 f"This PaymentIntent's status is {pi['status']}.",
+                payment_intent=pi,
             )
         pi["status"] = target
         if target == "succeeded":
             pi["amount_received"] = int(fields.get("amount_to_capture", pi["amount"]))
         return self.remember(key, body, json_response(pi))
+
+    async def refund(self, request: web.Request) -> web.Response:
+        """`POST /v1/refunds` with `payment_intent`: the whole amount back, once per intent."""
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        body = await request.text()
+        key = request.headers.get("Idempotency-Key")
+        replayed = self.replay(key, body)
+        if isinstance(replayed, web.Response):
+            return replayed
+        fields = parse_form(body)
+        pi = self.intents.get(fields.get("payment_intent", ""))
+        if pi is None:
+            return self._error(404, "invalid_request_error", "resource_missing", "No such payment_intent")
+        if pi["status"] != "succeeded" or any(r["payment_intent"] == pi["id"] for r in self.refunds.values()):
+            return self._error(400, "invalid_request_error", "charge_already_refunded", "Nothing left to refund.")
+        refund = {
+            "id": f"re_fake{next(self._ids):08d}",
+            "object": "refund",
+            "amount": pi["amount"],
+            "currency": pi["currency"],
+            "payment_intent": pi["id"],
+            "status": "succeeded",
+        }
+        self.refunds[refund["id"]] = refund
+        return self.remember(key, body, json_response(refund))
+
+    def refunded(self) -> set[str]:
+        return {r["payment_intent"] for r in self.refunds.values()}

@@ -21,8 +21,9 @@ H = timedelta(hours=1)
 
 async def open_router(tmp_path: Path, text: str) -> Router:
     path = tmp_path / "routing.yaml"
+    # No webhook endpoints here; the background webhook loop is left off (these tests drive time themselves).
     path.write_text(text)
-    return await Router.open(path, store=f"sqlite:///{tmp_path / 'payroute.db'}")
+    return await Router.open(path, store=f"sqlite:///{tmp_path / 'payroute.db'}", deliver_webhooks=False)
 
 
 def body(token: str, clock_id: str, currency: str = "usd", **extra: Any) -> dict[str, Any]:
@@ -133,26 +134,74 @@ async def test_mastercard_advice_code_floor_delays_the_next_attempt(tmp_path: Pa
     await router.close()
 
 
-async def test_visa_cap_blocks_the_16th_reattempt_across_processors_and_payments(tmp_path: Path) -> None:
+async def test_visa_cap_blocks_the_16th_reattempt_in_30_days(tmp_path: Path) -> None:
+    router = await open_router(tmp_path, config(scheduled("3h", 50, "20d")))
+    clock = await router.create_test_clock(START)
+    script("pm_card_visa_one", *[soft("do_not_honor", "05")] * 100)
+    created = await router.create_payment(body("pm_card_visa_one", clock["id"]))
+    await run_until(router, clock["id"], 40 * D)
+    assert len(calls_for("pm_card_visa_one")) == 1 + 15
+    p = await router.get_payment(created["id"])
+    assert (p["status"], p["failure_reason"], p["retry_details"]["attempts"]) == ("failed", "exceeded_retry_window", 16)
+    await router.close()
+
+
+async def test_visa_cap_counts_across_processors_and_payments(tmp_path: Path) -> None:
     # One Visa card behind two payments, one routed to proc_a (usd), one to proc_b (eur); both keep declining.
-    policy = scheduled("3h", 50, "20d")
-    router = await open_router(tmp_path, config(policy))
+    router = await open_router(tmp_path, config(scheduled("3h", 50, "20d")))
     clock = await router.create_test_clock(START)
     token = "pm_card_visa_shared"
     script(token, *[soft("do_not_honor", "05")] * 100)
     a = await router.create_payment(body(token, clock["id"], "usd"))
+    await run_until(router, clock["id"], 1 * H)
     b = await router.create_payment(body(token, clock["id"], "eur"))
     await run_until(router, clock["id"], 40 * D)
     calls = calls_for(token)
     assert {c.processor for c in calls} == {"proc_a", "proc_b"}
     times = sorted(c.at for c in calls if c.at is not None)
-    # two first attempts at once, then 15 reattempts; the 16th would break Visa's cap of 15 in 30 days
-    assert len(times) == 17
-    assert times[0] == times[1]
-    assert len([t for t in times if times[0] < t < times[0] + 30 * D]) == 15
+    # the first decline, then 15 reattempts in all (the second payment's first try among them), then no more
+    assert len(times) == 16
+    assert all(t - times[0] < 30 * D for t in times)
+    attempts = [(await router.get_payment(x["id"]))["retry_details"]["attempts"] for x in (a, b)]
+    assert sum(attempts) == 16 and min(attempts) >= 2, "the cap is shared, not used up by one payment"
     for created in (a, b):
         p = await router.get_payment(created["id"])
         assert (p["status"], p["failure_reason"]) == ("failed", "exceeded_retry_window")
+    await router.close()
+
+
+CASCADE = """
+version: 1
+processors:
+  proc_a: {adapter: scripted, timeout_ms: 500}
+  proc_b: {adapter: scripted, timeout_ms: 500}
+routes:
+  - name: default
+    processors: [proc_a, proc_b]
+    cascade_on: [do_not_honor]
+retry_policies:
+  default: {strategy: heuristic}
+"""
+
+
+async def test_cascade_to_the_next_processor_only_when_the_decline_and_caps_allow(tmp_path: Path) -> None:
+    router = await open_router(tmp_path, CASCADE + "network_limits: {visa_reattempts_30d: 1}\n")
+    script("pm_card_visa_dnh", soft("do_not_honor", "05"))
+    await router.create_payment(body("pm_card_visa_dnh", "", test_clock=None))
+    assert [c.processor for c in calls_for("pm_card_visa_dnh")] == ["proc_a", "proc_b"]
+
+    script("pm_card_mastercard_mac", soft("do_not_honor", "05", mac="25"))
+    await router.create_payment(body("pm_card_mastercard_mac", "", test_clock=None))
+    assert [c.processor for c in calls_for("pm_card_mastercard_mac")] == ["proc_a"], "MAC 25: not for 24 hours"
+
+    script("pm_card_visa_hard", soft("do_not_honor", "46"))
+    await router.create_payment(body("pm_card_visa_hard", "", test_clock=None))
+    assert [c.processor for c in calls_for("pm_card_visa_hard")] == ["proc_a"], "closed account: never"
+
+    # The card that cascaded has used its one reattempt: a new decline on it does not cascade.
+    script("pm_card_visa_dnh", soft("do_not_honor", "05"), soft("do_not_honor", "05"))
+    await router.create_payment(body("pm_card_visa_dnh", "", test_clock=None))
+    assert [c.processor for c in calls_for("pm_card_visa_dnh")] == ["proc_a", "proc_b", "proc_a"]
     await router.close()
 
 

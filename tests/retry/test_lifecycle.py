@@ -16,8 +16,9 @@ D = timedelta(days=1)
 
 async def open_router(tmp_path: Path, text: str) -> Router:
     path = tmp_path / "routing.yaml"
+    # No webhook endpoints here; the background webhook loop is left off (these tests drive time themselves).
     path.write_text(text)
-    return await Router.open(path, store=f"sqlite:///{tmp_path / 'payroute.db'}")
+    return await Router.open(path, store=f"sqlite:///{tmp_path / 'payroute.db'}", deliver_webhooks=False)
 
 
 def subscription(token: str, clock_id: str, **extra: Any) -> dict[str, Any]:

@@ -17,8 +17,11 @@ POLICY = "{strategy: scheduled, schedule: [1h, 1h], max_attempts: 3, window: 14d
 
 async def worker(tmp_path: Path, clock: ManualClock, owner: str) -> Router:
     path = tmp_path / "routing.yaml"
+    # No webhook endpoints here; the background webhook loop is left off (these tests drive time themselves).
     path.write_text(config(POLICY))
-    return await Router.open(path, store=f"sqlite:///{tmp_path / 'payroute.db'}", clock=clock, owner=owner)
+    return await Router.open(
+        path, store=f"sqlite:///{tmp_path / 'payroute.db'}", clock=clock, owner=owner, deliver_webhooks=False
+    )
 
 
 def body(token: str) -> dict[str, Any]:

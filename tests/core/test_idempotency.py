@@ -1,0 +1,75 @@
+"""An Idempotency-Key means one payment, whatever happens to the request that first carried it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from datetime import timedelta
+
+import pytest
+
+from router import ManualClock, PayrouteError
+from router.store.base import IdempotencyEntry, to_us
+from tests.conftest import RouterFactory
+from tests.core.test_engine import body, sim
+from tests.core.test_reconcile import HANGING
+
+
+async def test_retry_after_the_first_try_died_mid_attempt_finds_the_same_payment(
+    make_router: RouterFactory, clock: ManualClock
+) -> None:
+    router = await make_router(HANGING.replace("LOOKUP", "true"))
+    first = asyncio.create_task(router.create_payment(body(), idempotency_key="inv-1"))
+    for _ in range(10_000):
+        if sim(router, "sim_a").received:
+            break
+        await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+
+    again = await router.create_payment(body(), idempotency_key="inv-1")
+    items, _, _ = await router.list_payments()
+    assert [p["id"] for p in items] == [again["id"]], "one payment for one key"
+    assert again["status"] == "processing", "the first try's attempt is still out at the processor"
+    assert sim(router, "sim_a").received == [again["latest_payment_attempt_record"]], "nothing sent again"
+
+    clock.advance(timedelta(minutes=5))
+    await router.reconcile_stuck()
+    assert (await router.get_payment(again["id"]))["status"] == "succeeded"
+    assert len(sim(router, "sim_a").received) == 1
+
+
+async def test_a_key_left_in_progress_by_a_dead_process_is_taken_over(
+    make_router: RouterFactory, clock: ManualClock
+) -> None:
+    router = await make_router(HANGING.replace("LOOKUP", "true").replace("timeout_ms: 40000", "timeout_ms: 40"))
+    clock.advance(timedelta(hours=2))  # past sim_a's slow hour
+    params = body()
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":")).encode()
+    digest = hashlib.sha256(b"POST /v2/payments/off_session_payments\n" + canonical).hexdigest()
+    # What a SIGKILLed sidecar leaves behind: the key reserved for this very body, and nothing else.
+    await router.store.reserve_idempotency(IdempotencyEntry("test", "inv-2", digest, to_us(clock.now()), "in_progress"))
+
+    with pytest.raises(PayrouteError) as busy:
+        await router.create_payment(params, idempotency_key="inv-2")
+    assert (busy.value.status, busy.value.type) == (409, "idempotency_error"), "a live request is never overtaken"
+
+    clock.advance(timedelta(minutes=6))
+    made = await router.create_payment(params, idempotency_key="inv-2")
+    assert made["status"] == "succeeded"
+    assert await router.create_payment(params, idempotency_key="inv-2") == made
+    assert len(sim(router, "sim_a").received) == 1
+
+
+async def test_same_key_same_body_reserved_long_ago_runs_once(make_router: RouterFactory, clock: ManualClock) -> None:
+    router = await make_router(HANGING.replace("LOOKUP", "true").replace("timeout_ms: 40000", "timeout_ms: 40"))
+    clock.advance(timedelta(hours=2))  # past sim_a's slow hour
+    made = await router.create_payment(body(), idempotency_key="inv-4")
+    entry = await router.store.reserve_idempotency(
+        IdempotencyEntry("test", "inv-4", "ignored", to_us(clock.now()), "in_progress")
+    )
+    assert entry is not None and entry.state == "done"
+    replay = await router.create_payment(body(), idempotency_key="inv-4")
+    assert replay == made
+    assert len(sim(router, "sim_a").received) == 1

@@ -1,0 +1,84 @@
+"""Network caps as pure functions, and the planner's re-check when a retry falls due."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from router.config import NetworkLimits, RetryPolicyConfig
+from router.retry import RetryPlanner, SmartStrategy
+from router.retry.caps import next_allowed
+from router.store.base import CardActivity
+from tests.retry.planning import APPROVED, GENERIC, T0, TECHNICAL, MemoryHistory, payment
+
+H = timedelta(hours=1)
+D = timedelta(days=1)
+
+
+def test_visa_allows_15_reattempts_then_waits_for_the_oldest_to_age_out() -> None:
+    attempts = [T0 + i * H for i in range(16)]  # a decline, then 15 reattempts
+    activity = CardActivity(attempts, attempts)
+    limits = NetworkLimits()
+    assert next_allowed("visa", CardActivity(attempts[:15], attempts[:15]), T0 + 20 * H, limits) == T0 + 20 * H
+    later = next_allowed("visa", activity, T0 + 20 * H, limits)
+    assert later is not None and later >= T0 + 30 * D
+    assert next_allowed("visa", activity, T0 + 20 * H, NetworkLimits(visa_reattempts_30d=20)) == T0 + 20 * H
+
+
+def test_mastercard_counts_declines_per_day_and_per_month() -> None:
+    declines = [T0 + i * timedelta(minutes=10) for i in range(10)]
+    activity = CardActivity(declines, declines)
+    at = T0 + 2 * H
+    assert next_allowed("mastercard", activity, at, NetworkLimits()) == declines[0] + D
+    month = [T0 + i * 12 * H for i in range(35)]
+    full = next_allowed("mastercard", CardActivity(month, month), T0 + 18 * D, NetworkLimits())
+    assert full == month[0] + 30 * D
+
+
+def test_other_brands_and_unknown_cards_have_no_caps() -> None:
+    busy = [T0 + i * timedelta(minutes=1) for i in range(100)]
+    assert next_allowed("amex", CardActivity(busy, busy), T0 + 2 * H, NetworkLimits()) == T0 + 2 * H
+    assert next_allowed(None, CardActivity(busy, busy), T0 + 2 * H, NetworkLimits()) == T0 + 2 * H
+
+
+def test_a_cap_of_zero_means_never() -> None:
+    one = [T0]
+    assert next_allowed("visa", CardActivity(one, one), T0 + H, NetworkLimits(visa_reattempts_30d=0)) is None
+
+
+async def test_recheck_postpones_a_due_retry_when_other_payments_filled_the_cap() -> None:
+    history = MemoryHistory()
+    for i in range(16):
+        history.add(f"other{i}", T0 + i * H, GENERIC)
+    planner = RetryPlanner(history)
+    due = payment(2, status="pending_retry", first_declined_at=T0, retry_strategy="heuristic")
+    policy = RetryPolicyConfig(window=timedelta(days=40))
+    held = await planner.recheck(due, policy, T0 + D)
+    assert held is not None and held.retry_at is not None and held.retry_at >= T0 + 30 * D
+    short = await planner.recheck(due, RetryPolicyConfig(window=timedelta(days=14)), T0 + D)
+    assert short is not None and (short.retry_at, short.failure_reason) == (None, "exceeded_retry_window")
+    assert await RetryPlanner(MemoryHistory()).recheck(due, policy, T0 + D) is None
+
+
+async def test_recheck_ends_a_retry_whose_window_closed_while_it_waited() -> None:
+    due = payment(2, status="pending_retry", first_declined_at=T0)
+    held = await RetryPlanner().recheck(due, RetryPolicyConfig(window=timedelta(days=14)), T0 + 15 * D)
+    assert held is not None and held.failure_reason == "exceeded_retry_window"
+
+
+async def test_none_on_a_technical_failure_is_retries_exhausted_not_a_decline() -> None:
+    decision = await RetryPlanner().decide(payment(), TECHNICAL, RetryPolicyConfig(strategy="none"), T0)
+    assert decision.failure_reason == "retries_exhausted"
+
+
+async def test_smart_stops_when_no_time_in_the_window_is_worth_an_attempt() -> None:
+    history = MemoryHistory()
+    for i in range(2000):  # generic declines that never recover, whenever retried
+        start = T0 - 80 * D + i * H
+        history.add(f"p{i}", start, GENERIC)
+        history.add(f"p{i}", start + (1 + i % 9) * D + (i % 24) * H, GENERIC, number=2)
+    history.add("lucky", T0 - 2 * D, GENERIC)
+    history.add("lucky", T0 - D, APPROVED, number=2)
+    smart = SmartStrategy(history, exploration=0.0, min_expected_success=0.03)
+    planner = RetryPlanner(history, smart=smart)
+    decision = await planner.decide(payment(2), GENERIC, RetryPolicyConfig(strategy="smart"), T0)
+    assert (decision.retry_at, decision.failure_reason, decision.strategy) == (None, "retries_exhausted", "smart")
