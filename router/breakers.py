@@ -74,6 +74,11 @@ class SharedStorage(Protocol):
         """Hand over what changed here since the last push."""
         ...
 
+    async def claim_trial(self, ttl_s: float) -> bool:
+        """Win the one half-open trial call all replicas share (True when the shared state cannot be reached:
+        the local breaker's own one-trial rule then applies). A claim lapses after `ttl_s`."""
+        ...
+
 
 class _Listener(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
     def __init__(self, on_change: Callable[[str, str, str], None] | None) -> None:
@@ -145,6 +150,18 @@ class Breaker:
         """After `allow()` and `record()`: hand this replica's changes to the others (no-op on local storage)."""
         if self._shared is not None:
             await self._shared.push()
+
+    async def acquire(self) -> bool:
+        """`allow()` for the engine, with the other replicas: take in their state, decide, hand the decision on;
+        while half-open, the trial call is one for all replicas, not one per replica."""
+        await self.sync()
+        allowed = self.allow()
+        await self.share()
+        if allowed and self._shared is not None and self._cb.current_state == HALF_OPEN:
+            if not await self._shared.claim_trial(self._cb.reset_timeout):
+                self._trial_in_flight = False
+                return False
+        return allowed
 
     def allow(self) -> bool:
         """May a call go to this processor now? At most one trial call runs while half-open."""

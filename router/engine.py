@@ -141,10 +141,7 @@ class Engine:
         settled_previous: AttemptRecord | None = None
         for index, cand in enumerate(candidates):
             breaker = self.breakers.get(cand.name, cand.config.breaker.fail_max, cand.config.breaker.reset_timeout_s)
-            await breaker.sync()  # another replica may have opened it (shared breakers, issue 7)
-            allowed = breaker.allow()
-            await breaker.share()
-            if not allowed:
+            if not await breaker.acquire():  # with the other replicas' view when shared (issue 7)
                 SKIPPED.labels(cand.name, "breaker_open").inc()
                 continue
             attempt = self._new_attempt(current, cand, now, attempts_so_far)

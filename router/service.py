@@ -42,6 +42,7 @@ from router.models import (
     render_payment_record,
     render_test_clock,
 )
+from router.redis_stats import RedisStatsStore
 from router.retry import RetryPlanner
 from router.rules import RoutingTable, build_adapters
 from router.scheduler import RetryScheduler
@@ -139,8 +140,8 @@ class Router:
         """Load and check the config, open the store, settle anything a crash left in processing.
         With `deliver_webhooks`, the webhook worker runs in the background until `close()` (else drive
         `router.webhooks.run_once()` yourself, or run it in another process on the same store).
-        `redis` (default: the `PAYROUTE_REDIS_URL` environment variable) shares breaker state with the other
-        replicas; `redis://host:6379/0?prefix=payroute:` names the key prefix."""
+        `redis` (default: the `PAYROUTE_REDIS_URL` environment variable) shares breaker state and success-rate
+        windows with the other replicas; `redis://host:6379/0?prefix=payroute:` names the key prefix."""
         config_path = None
         if isinstance(config, Config):
             table = RoutingTable(config, 1, build_adapters(config))
@@ -153,7 +154,15 @@ class Router:
         redis_url = redis if redis is not None else os.environ.get("PAYROUTE_REDIS_URL")
         shared = SharedState(redis_url, clock or SystemClock()) if redis_url else None
         router = cls(
-            table, st, config_path=config_path, clock=clock, ids=ids, owner=owner, card_info=card_info, shared=shared
+            table,
+            st,
+            config_path=config_path,
+            clock=clock,
+            ids=ids,
+            owner=owner,
+            card_info=card_info,
+            shared=shared,
+            stats=RedisStatsStore(shared) if shared is not None else None,
         )
         log.info("payroute started: config version %d, store %s", table.version, _safe_url(st.url))
         await router.webhooks.register()  # before any event of ours: each configured endpoint gets all of them

@@ -14,7 +14,9 @@ state machine running on local memory instead, and synchronises around each proc
 - pybreaker runs as usual; every change it makes is noted;
 - `push()` after the call (and after a half-open transition) writes the noted changes in one MULTI: counter
   increments as HINCRBY, so failures seen by several replicas add up toward `fail_max`; states and resets
-  as HSET, last writer wins; the merged hash comes back in the same round trip.
+  as HSET, last writer wins; the merged hash comes back in the same round trip;
+- while half-open, one trial call is sent for all replicas: the replica that wins `claim_trial()` (SET NX on
+  `<prefix>breaker:<processor>:trial`, lapsing after the reset timeout in case it dies mid-trial) sends it.
 
 The hash is `<prefix>breaker:<processor>`; times in it are microseconds on the router's clock.
 """
@@ -81,9 +83,12 @@ class SharedState:
         self.url = url
         self.clock = clock
         self.retry_after = retry_after
-        # Short timeouts: a Redis that hangs must cost a payment half a second once, then nothing until retry.
+        # Short timeouts: a Redis that hangs costs one payment one timeout, then nothing until `retry_after`.
         self.redis: Redis = Redis.from_url(
-            redis_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, decode_responses=True
+            redis_url,
+            socket_connect_timeout=timeout_s,
+            socket_timeout=timeout_s,
+            decode_responses=True,
         )
         self.healthy = True
         self.last_error: str | None = None
@@ -144,6 +149,7 @@ class RedisBreakerStorage(ClockedStorage):  # type: ignore[misc]
         self.breaker_name = name
         self.shared = shared
         self.key = shared.key("breaker", name)
+        self.trial_key = shared.key("breaker", name, "trial")
         self._changes: list[_Change] = []
         self._loading = False
 
@@ -199,6 +205,8 @@ class RedisBreakerStorage(ClockedStorage):  # type: ignore[misc]
         if not self._changes:
             return True
         changes, self._changes = self._changes, []
+        # Leaving half-open (the trial answered) frees the trial for the next time the breaker half-opens.
+        trial_over = any(f == "state" and v != _STATE_CODES[pybreaker.STATE_HALF_OPEN] for _, f, v in changes)
 
         async def write(r: Redis) -> list[Any]:
             async with r.pipeline(transaction=True) as pipe:
@@ -207,6 +215,8 @@ class RedisBreakerStorage(ClockedStorage):  # type: ignore[misc]
                         pipe.hincrby(self.key, field, value)
                     else:
                         pipe.hset(self.key, field, value)
+                if trial_over:
+                    pipe.delete(self.trial_key)
                 pipe.hgetall(self.key)
                 result: list[Any] = await pipe.execute()
                 return result
@@ -217,6 +227,14 @@ class RedisBreakerStorage(ClockedStorage):  # type: ignore[misc]
             return False  # the changes stay local; the shared hash catches up with the next change
         self._load(results[-1])
         return True
+
+    async def claim_trial(self, ttl_s: float) -> bool:
+        """SET NX on the trial key: the first replica to half-open sends the one trial call."""
+        try:
+            won = await self.shared.run(lambda r: r.set(self.trial_key, "1", nx=True, px=max(1, int(ttl_s * 1000))))
+        except SharedStateUnavailable:
+            return True
+        return bool(won)
 
     def _load(self, fields: dict[str, str]) -> None:
         if not fields:

@@ -10,9 +10,11 @@ concurrency is kept safe when several processes write at once:
   once its lease expires;
 - an idempotency key is a primary key, so of two replicas given the same key at the same moment one inserts
   and the other finds the first one's entry;
-- a transaction that writes events takes an advisory lock just before inserting them (events go last, so it
-  is held only to the commit): sequence order is commit order, and the webhook worker's cursor over `seq`
-  never passes an event that commits later.
+- the outbox cursor (`list_outbox`) never passes an event that commits later: a transaction that writes events
+  takes a *shared* advisory lock just before inserting them (events go last, so it is held only to the commit;
+  writers do not wait for each other), and a reader of the outbox takes the same lock *exclusively* for its one
+  SELECT, so it waits for every writer that already drew a sequence number, and writers that come after it
+  draw higher ones.
 
 Numbered migrations from `migrations/postgres/` are applied on open, inside one transaction holding an advisory
 lock, so replicas starting together apply each migration once. `?schema=name` in the URL puts every table in
@@ -179,20 +181,16 @@ class PostgresStore:
         )
 
     async def create_payment(self, payment: Payment, record: PaymentRecordState, events: list[Event]) -> None:
-        async with self._tx() as conn:
+        # One statement, so one round trip and its own transaction: payment, record and events land together.
+        async with self._conn() as conn:
             await conn.execute(
-                "INSERT INTO payments (id, livemode, created_us, status, customer, card_fingerprint, test_clock,"
-                " next_attempt_us, capture_before_us, version, data) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+                _CREATE_PAYMENT,
                 payment.id,
                 *self._payment_row(payment),
-            )
-            await conn.execute(
-                "INSERT INTO payment_records (id, payment_id, data) VALUES ($1, $2, $3)",
                 record.id,
-                payment.id,
                 record.model_dump_json(),
+                *self._event_args(events),
             )
-            await self._insert_events(conn, events)
         self._committed(events)
 
     async def get_payment(self, payment_id: str) -> Payment | None:
@@ -252,50 +250,72 @@ class PostgresStore:
         lease_until: datetime | None = None,
     ) -> Payment:
         saved = payment.model_copy(update={"version": expected_version + 1})
-        async with self._tx() as conn:
-            status = await conn.execute(
-                "UPDATE payments SET livemode=$1, created_us=$2, status=$3, customer=$4, card_fingerprint=$5,"
-                " test_clock=$6, next_attempt_us=$7, capture_before_us=$8, version=$9, data=$10,"
-                " lease_owner=$11, lease_until_us=$12 WHERE id = $13 AND version = $14",
+        # One statement: the compare-and-set, then (only if it matched) the record, the attempts and the events.
+        async with self._conn() as conn:
+            updated = await conn.fetchval(
+                _SAVE_PAYMENT,
                 *self._payment_row(saved),
                 lease_owner,
                 _us(lease_until),
                 saved.id,
                 expected_version,
+                record.model_dump_json() if record is not None else None,
+                record.id if record is not None else None,
+                *self._attempt_args(attempts),
+                *self._event_args(events or []),
             )
-            if status != "UPDATE 1":
+            if updated != 1:
                 raise ConcurrentUpdate(payment.id)
-            if record is not None:
-                await conn.execute(
-                    "UPDATE payment_records SET data = $1 WHERE id = $2", record.model_dump_json(), record.id
-                )
-            if attempts:
-                await self._upsert_attempts(conn, attempts)
-            await self._insert_events(conn, events or [])
         self._committed(events or [])
         return saved
 
     @staticmethod
+    def _attempt_args(attempts: Sequence[AttemptRecord]) -> tuple[list[Any], ...]:
+        return (
+            [a.id for a in attempts],
+            [a.payment_id for a in attempts],
+            [a.payment_record for a in attempts],
+            [to_us(a.created) for a in attempts],
+            [a.processor for a in attempts],
+            [a.state for a in attempts],
+            [a.outcome for a in attempts],
+            [a.card.fingerprint for a in attempts],
+            [a.model_dump_json() for a in attempts],
+        )
+
+    def _event_args(self, events: Sequence[Event]) -> tuple[Any, ...]:
+        return (
+            self._events_lock,
+            [e.id for e in events],
+            [e.type for e in events],
+            [to_us(e.created) for e in events],
+            [e.livemode for e in events],
+            [e.object_id for e in events],
+            [e.model_dump_json() for e in events],
+        )
+
+    @staticmethod
     async def _upsert_attempts(conn: asyncpg.Connection, attempts: Sequence[AttemptRecord]) -> None:
-        await conn.executemany(
+        await conn.execute(
             "INSERT INTO attempts (id, payment_id, payment_record, created_us, processor, state, outcome,"
-            " card_fingerprint, data) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (id) DO UPDATE SET"
-            " state = excluded.state, outcome = excluded.outcome,"
+            " card_fingerprint, data)"
+            " SELECT a.id, a.payment_id, a.payment_record, a.created_us, a.processor, a.state, a.outcome,"
+            " a.card_fingerprint, a.data::jsonb"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],"
+            " $8::text[], $9::text[]) WITH ORDINALITY"
+            " AS a (id, payment_id, payment_record, created_us, processor, state, outcome, card_fingerprint, data, n)"
+            " ORDER BY a.n"
+            " ON CONFLICT (id) DO UPDATE SET state = excluded.state, outcome = excluded.outcome,"
             " card_fingerprint = excluded.card_fingerprint, data = excluded.data",
-            [
-                (
-                    a.id,
-                    a.payment_id,
-                    a.payment_record,
-                    to_us(a.created),
-                    a.processor,
-                    a.state,
-                    a.outcome,
-                    a.card.fingerprint,
-                    a.model_dump_json(),
-                )
-                for a in attempts
-            ],
+            [a.id for a in attempts],
+            [a.payment_id for a in attempts],
+            [a.payment_record for a in attempts],
+            [to_us(a.created) for a in attempts],
+            [a.processor for a in attempts],
+            [a.state for a in attempts],
+            [a.outcome for a in attempts],
+            [a.card.fingerprint for a in attempts],
+            [a.model_dump_json() for a in attempts],
         )
 
     async def save_attempt(self, attempt: AttemptRecord) -> None:
@@ -441,29 +461,23 @@ class PostgresStore:
         return int(status.split()[-1])
 
     # -- events ----------------------------------------------------------------------------------------------
-    async def _insert_events(self, conn: asyncpg.Connection, events: list[Event]) -> None:
-        if not events:
-            return
-        # Held until this transaction ends: no two event-writing transactions commit out of seq order.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", self._events_lock)
-        await conn.executemany(
-            "INSERT INTO events (id, type, created_us, livemode, object_id, data) VALUES ($1,$2,$3,$4,$5,$6)",
-            [(e.id, e.type, to_us(e.created), e.livemode, e.object_id, e.model_dump_json()) for e in events],
-        )
-
     async def list_events(
         self, livemode: bool, object_id: str | None, limit: int, after_seq: int | None = None
     ) -> list[tuple[int, Event]]:
         sql = "SELECT seq, data FROM events WHERE livemode = $1 AND seq > $2"
         args: list[Any] = [livemode, after_seq or 0]
-        # No snapshot filter is needed for readers following seq: event writers serialize on an advisory lock held
-        # to commit (_insert_events), so a lower seq can never commit after a higher one has become visible.
         if object_id is not None:
             args.append(object_id)
             sql += f" AND object_id = ${len(args)}"
         args.append(limit)
         sql += f" ORDER BY seq LIMIT ${len(args)}"
-        rows = await self._all(sql, *args)
+        if after_seq is None:
+            rows = await self._all(sql, *args)
+        else:
+            # A reader following seq waits for the writers that drew a lower one, as list_outbox does.
+            async with self._tx() as conn:
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", self._events_lock)
+                rows = await conn.fetch(sql, *args)
         return [(r[0], Event.model_validate_json(r[1])) for r in rows]
 
     async def get_event(self, event_id: str) -> Event | None:
@@ -481,12 +495,19 @@ class PostgresStore:
             listener(events)
 
     async def list_outbox(self, after_seq: int, limit: int) -> list[tuple[int, Event]]:
-        rows = await self._all("SELECT seq, data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2", after_seq, limit)
+        async with self._tx() as conn:
+            # Exclusive: wait for the writers that hold a sequence number to commit or roll back.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", self._events_lock)
+            rows = await conn.fetch(
+                "SELECT seq, data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2", after_seq, limit
+            )
         return [(r[0], Event.model_validate_json(r[1])) for r in rows]
 
     # -- webhook delivery ------------------------------------------------------------------------------------
     async def register_webhook_endpoint(self, url: str, now: datetime) -> WebhookEndpointState:
-        async with self._conn() as conn:
+        async with self._tx() as conn:
+            # The newest event, with no lower one still to commit (the outbox lock, as in list_outbox).
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", self._events_lock)
             await conn.execute(
                 "INSERT INTO webhook_endpoints (url, cursor_seq, created_us)"
                 " SELECT $1, COALESCE(MAX(seq), 0), $2 FROM events ON CONFLICT (url) DO NOTHING",
@@ -649,6 +670,53 @@ class PostgresStore:
     async def get_test_clock(self, clock_id: str) -> TestClock | None:
         row = await self._one("SELECT data FROM test_clocks WHERE id = $1", clock_id)
         return TestClock.model_validate_json(row[0]) if row else None
+
+
+def _sql(template: str, after: str, first: int) -> str:
+    return template.format(after=after, first=first, **{f"first{k}": first + k for k in range(1, 9)})
+
+
+# Statement pieces shared by the one-statement writes. `after` names the CTE that must have a row for them to act
+# (the payment inserted, or the compare-and-set that matched); `first` is the number of their first parameter.
+_ATTEMPTS_CTE = (
+    " a AS (INSERT INTO attempts (id, payment_id, payment_record, created_us, processor, state, outcome,"
+    " card_fingerprint, data) SELECT x.id, x.payment_id, x.payment_record, x.created_us, x.processor, x.state,"
+    " x.outcome, x.card_fingerprint, x.data::jsonb FROM {after}, unnest(${first}::text[], ${first1}::text[],"
+    " ${first2}::text[], ${first3}::bigint[], ${first4}::text[], ${first5}::text[], ${first6}::text[],"
+    " ${first7}::text[], ${first8}::text[]) WITH ORDINALITY"
+    " AS x (id, payment_id, payment_record, created_us, processor, state, outcome, card_fingerprint, data, n)"
+    " ORDER BY x.n ON CONFLICT (id) DO UPDATE SET state = excluded.state, outcome = excluded.outcome,"
+    " card_fingerprint = excluded.card_fingerprint, data = excluded.data)"
+)
+# The shared outbox lock comes first (see list_outbox), and only when there are events to write.
+_EVENTS_CTE = (
+    ", l AS (SELECT pg_advisory_xact_lock_shared(hashtextextended(${first}, 0)) FROM {after}"
+    " WHERE cardinality(${first1}::text[]) > 0),"
+    " e AS (INSERT INTO events (id, type, created_us, livemode, object_id, data)"
+    " SELECT x.id, x.type, x.created_us, x.livemode, x.object_id, x.data::jsonb FROM l,"
+    " unnest(${first1}::text[], ${first2}::text[], ${first3}::bigint[], ${first4}::boolean[], ${first5}::text[],"
+    " ${first6}::text[]) WITH ORDINALITY AS x (id, type, created_us, livemode, object_id, data, n) ORDER BY x.n)"
+)
+
+
+# Built once from the constant pieces above; every value travels as a parameter.
+_CREATE_PAYMENT = (
+    "WITH p AS (INSERT INTO payments (id, livemode, created_us, status, customer, card_fingerprint,"  # noqa: S608
+    " test_clock, next_attempt_us, capture_before_us, version, data)"
+    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) RETURNING id),"
+    " r AS (INSERT INTO payment_records (id, payment_id, data) SELECT $12, p.id, $13 FROM p)"
+    + _sql(_EVENTS_CTE, "p", 14)
+    + " SELECT 1"
+)
+_SAVE_PAYMENT = (
+    "WITH u AS (UPDATE payments SET livemode=$1, created_us=$2, status=$3, customer=$4,"  # noqa: S608
+    " card_fingerprint=$5, test_clock=$6, next_attempt_us=$7, capture_before_us=$8, version=$9, data=$10,"
+    " lease_owner=$11, lease_until_us=$12 WHERE id = $13 AND version = $14 RETURNING id),"
+    " r AS (UPDATE payment_records SET data = $15::jsonb WHERE id = $16 AND EXISTS (SELECT 1 FROM u)),"
+    + _sql(_ATTEMPTS_CTE, "u", 17)
+    + _sql(_EVENTS_CTE, "u", 26)
+    + " SELECT count(*) FROM u"
+)
 
 
 def _dt(us: int | None) -> datetime | None:

@@ -7,6 +7,8 @@ lookup by attempt id for crash reconciliation. Payment methods steer it:
 
 - `pm_fake_hang`: authorized on arrival, but the answer never comes back (until `release` is set): the caller
   is stuck mid-attempt, as a replica is when it dies with the request out;
+- `pm_fake_lost_once`: the first request of a payment is lost on the way in (never recorded, never answered),
+  as when a replica dies before its request reaches the processor; later ones are approved;
 - anything else: approved.
 
 A processor name in `down` answers 503 to every authorization and records nothing.
@@ -34,6 +36,7 @@ from adapters.base import (
 from adapters.scrub import scrub as scrub_text
 
 HANG = "pm_fake_hang"
+LOST_ONCE = "pm_fake_lost_once"
 
 
 @dataclass
@@ -53,6 +56,7 @@ class FakeProcessor:
     received: list[Received] = field(default_factory=list)
     hang_arrived: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    _lost: set[str] = field(default_factory=set)
     _runner: web.AppRunner | None = None
     url: str = ""
 
@@ -85,6 +89,11 @@ class FakeProcessor:
         self.received.append(Received(processor, body["attempt_id"], body["payment_id"]))
         if processor in self.down:
             return web.json_response({"error": "unavailable"}, status=503)
+        if body["payment_method"] == LOST_ONCE and body["payment_id"] not in self._lost:
+            self._lost.add(body["payment_id"])
+            self.hang_arrived.set()
+            await self.release.wait()
+            return web.json_response({"error": "lost"}, status=503)
         known = self.authorizations.get(body["attempt_id"])
         if known is not None:
             return web.json_response(known)  # the same idempotency key: the first answer, no second charge

@@ -16,7 +16,7 @@ from adapters import registry
 from router import ManualClock, Router
 from router.store.postgres import PostgresStore
 from tests.replicas.conftest import STUCK_S, Replica, config_file
-from tests.replicas.fakeproc import HANG, FakeProcessor, FakeProcessorAdapter, config_yaml
+from tests.replicas.fakeproc import HANG, LOST_ONCE, FakeProcessor, FakeProcessorAdapter, config_yaml
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -149,6 +149,42 @@ async def test_a_replica_killed_mid_attempt_is_reconciled_by_another_without_a_s
         assert attempt.processor_reference == fake.authorizations[sent.id]["reference"]
         assert Counter(r.attempt_id for r in fake.received) == {sent.id: 1}, "asked, never sent again"
         assert fake.authorizations_per_payment() == {payment.id: 1}
+    finally:
+        await store.close()
+
+
+async def test_a_request_that_never_reached_the_processor_is_retried_under_a_new_attempt_once(
+    tmp_path: Path, pg_schema_url: str, fake: FakeProcessor, replicas: list[Replica]
+) -> None:
+    config = config_file(tmp_path, config_yaml(fake.url))
+    request = [{"key": "k1", "params": params(payment_method=LOST_ONCE)}]
+    doomed = Replica(job("create", "replica-a", config, pg_schema_url, requests=request))
+    replicas.append(doomed)
+    await doomed.start()
+    doomed.go()
+    await asyncio.wait_for(fake.hang_arrived.wait(), STUCK_S)  # on the wire, not at the processor
+    await doomed.kill()
+    assert fake.authorizations == {}
+
+    survivor = Replica(job("reconcile", "replica-b", config, pg_schema_url, now=NOW + timedelta(minutes=10)))
+    replicas.append(survivor)
+    [out] = await run_together(survivor)
+    assert out["settled"] == 1
+    assert fake.authorizations == {}, "the processor never saw it, so nothing was sent while finding that out"
+
+    drainer = Replica(job("drain", "replica-b", config, pg_schema_url, now=NOW + timedelta(days=2)))
+    replicas.append(drainer)
+    [out] = await run_together(drainer)
+    assert out["handled"] == 1
+    store = PostgresStore(pg_schema_url)
+    await store.open()
+    try:
+        [payment] = (await store.list_payments(False, 10)).payments
+        assert payment.status == "succeeded"
+        lost, retried = await store.list_attempts(payment.payment_record)
+        assert (lost.state, lost.outcome) == ("settled", "processor_error")
+        assert (retried.state, retried.outcome) == ("settled", "approved") and retried.id != lost.id
+        assert fake.authorizations_per_payment() == {payment.id: 1}, "one authorization in all"
     finally:
         await store.close()
 

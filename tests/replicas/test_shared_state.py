@@ -68,9 +68,7 @@ class Replica:
     async def call(self, kind: OutcomeKind) -> bool:
         """What the engine does around one processor call; False when the breaker refused it."""
         b = self.breaker()
-        await b.sync()
-        allowed = b.allow()
-        await b.share()
+        allowed = await b.acquire()
         if allowed:
             b.record(kind)
             await b.share()
@@ -125,6 +123,23 @@ async def test_one_trial_after_the_reset_timeout_closes_it_for_every_replica(
     clock.advance(timedelta(seconds=1))
     assert await b.state() == HALF_OPEN
     assert await b.call(OutcomeKind.APPROVED)  # the trial call succeeds
+    assert await a.state() == CLOSED
+
+
+async def test_half_open_sends_one_trial_for_all_replicas_not_one_each(
+    pair: tuple[Replica, Replica], clock: ManualClock
+) -> None:
+    a, b = pair
+    await a.call(OutcomeKind.PROCESSOR_ERROR)
+    await a.call(OutcomeKind.PROCESSOR_ERROR)
+    clock.advance(timedelta(seconds=30))
+    assert await a.breaker().acquire(), "a wins the trial"
+    assert not await b.breaker().acquire(), "b waits for a's trial instead of sending its own"
+    a.breaker().record(OutcomeKind.TIMEOUT)  # the trial fails: open again, for everyone
+    await a.breaker().share()
+    assert await b.state() == OPEN
+    clock.advance(timedelta(seconds=30))
+    assert await b.call(OutcomeKind.APPROVED), "the next half-open has a trial to give again"
     assert await a.state() == CLOSED
 
 
@@ -247,3 +262,55 @@ async def test_a_replica_returns_to_shared_state_when_redis_comes_back(
     finally:
         await a.shared.close()
         await b.shared.close()
+
+
+async def test_payroute_redis_url_selects_shared_state(
+    tmp_path: Path, redis_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "routing.yaml"
+    config.write_text(SIM_A_DOWN)
+    store = f"sqlite:///{tmp_path / 'a.db'}"
+    monkeypatch.delenv("PAYROUTE_REDIS_URL", raising=False)
+    alone = await Router.open(config, store=store, clock=clock, deliver_webhooks=False)
+    monkeypatch.setenv("PAYROUTE_REDIS_URL", redis_url)
+    shared = await Router.open(config, store=store, clock=clock, deliver_webhooks=False)
+    try:
+        assert alone.shared is None and alone.shared_state_ok
+        assert shared.shared is not None and shared.shared.url == redis_url
+        assert await shared.check_shared_state() and shared.shared_state_ok
+    finally:
+        await alone.close()
+        await shared.close()
+
+
+@pytest.mark.parametrize("behaviour", ["hangs", "hangs_up"])
+async def test_a_broken_redis_costs_one_try_then_is_left_alone_until_retry_after(
+    clock: ManualClock, behaviour: str
+) -> None:
+    connections: list[asyncio.StreamWriter] = []
+
+    async def broken_redis(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        if behaviour == "hangs_up":
+            writer.close()
+
+    server = await asyncio.start_server(broken_redis, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    shared = SharedState(f"redis://127.0.0.1:{port}/0", clock, timeout_s=0.2)
+    replica = Replica.__new__(Replica)
+    replica.shared, replica.board = shared, BreakerBoard(clock, storage_factory=shared.breaker_storage)
+    try:
+        assert await replica.call(OutcomeKind.APPROVED), "the payment goes ahead on local state"
+        assert not shared.healthy and len(connections) == 1, "one try, no client-side retries"
+        for _ in range(3):
+            assert await replica.call(OutcomeKind.APPROVED)
+        assert len(connections) == 1, "not asked again before retry_after"
+        clock.advance(shared.retry_after)
+        await replica.call(OutcomeKind.APPROVED)
+        assert len(connections) == 2
+    finally:
+        for w in connections:
+            w.close()
+        server.close()
+        await server.wait_closed()
+        await shared.close()

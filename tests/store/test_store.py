@@ -401,13 +401,16 @@ async def test_events_list_oldest_first_by_object_and_after_a_sequence(store: St
     q = await created(store)
     live = await created(store, livemode=True)
     saved = await store.save_payment(p, p.version, events=[ev.event_for(ids, ev.ATTEMPT_STARTED, p, T0)])
-    await store.save_payment(saved, saved.version, events=[ev.event_for(ids, ev.SUCCEEDED, p, T0)])
+    await store.save_payment(
+        saved, saved.version, events=[ev.event_for(ids, t, p, T0) for t in (ev.ATTEMPT_FAILED, ev.SUCCEEDED)]
+    )
 
     every = await store.list_events(False, None, 100)
     assert [(e.object_id, e.type) for _, e in every] == [
         (p.id, ev.CREATED),
         (q.id, ev.CREATED),
         (p.id, ev.ATTEMPT_STARTED),
+        (p.id, ev.ATTEMPT_FAILED),
         (p.id, ev.SUCCEEDED),
     ]
     seqs = [s for s, _ in every]
@@ -415,10 +418,12 @@ async def test_events_list_oldest_first_by_object_and_after_a_sequence(store: St
     assert [e.type for _, e in await store.list_events(False, p.id, 100)] == [
         ev.CREATED,
         ev.ATTEMPT_STARTED,
+        ev.ATTEMPT_FAILED,
         ev.SUCCEEDED,
     ]
     assert [e.type for _, e in await store.list_events(False, None, 100, after_seq=seqs[1])] == [
         ev.ATTEMPT_STARTED,
+        ev.ATTEMPT_FAILED,
         ev.SUCCEEDED,
     ]
     assert [e.type for _, e in await store.list_events(False, None, 1, after_seq=seqs[1])] == [ev.ATTEMPT_STARTED]
@@ -567,3 +572,17 @@ async def test_webhook_failures_build_a_streak_that_re_enabling_clears(store: St
         0,
         None,
     )
+
+
+def test_the_store_is_chosen_by_url() -> None:
+    from router.store.postgres import PostgresStore
+    from router.store.sqlite import SQLiteStore
+
+    assert isinstance(open_store("sqlite:///payroute.db"), SQLiteStore)
+    pg = open_store("postgresql://postgres@127.0.0.1:5432/test?schema=tenant_a&sslmode=disable")
+    assert isinstance(pg, PostgresStore) and pg.schema == "tenant_a"
+    assert isinstance(open_store("postgres://postgres@127.0.0.1/test"), PostgresStore)
+    with pytest.raises(ValueError, match="unsupported store URL"):
+        open_store("mysql://localhost/payroute")
+    with pytest.raises(ValueError, match="schema name"):
+        open_store("postgresql://postgres@127.0.0.1/test?schema=Robert');DROP")

@@ -1,0 +1,82 @@
+"""Success-rate windows in Redis keep the in-memory windows' semantics, and are shared by every replica."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from router import ManualClock
+from router.redis_stats import RedisStatsStore
+from router.shared import SharedState
+from router.stats import NOTHING_KNOWN, InMemoryStatsStore, StatsStore, WindowCounts
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def windows(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[StatsStore]:
+    """The same contract on both backends: size 3, max_age 10 minutes."""
+    if request.param == "memory":
+        yield InMemoryStatsStore(size=3, max_age=timedelta(minutes=10))
+        return
+    shared = SharedState(redis_url, ManualClock(T0))
+    yield RedisStatsStore(shared, size=3, max_age=timedelta(minutes=10))
+    await shared.close()
+
+
+async def test_a_window_counts_successes_and_failures_per_route_and_processor(windows: StatsStore) -> None:
+    await windows.record("default", "sim_a", True, T0)
+    await windows.record("default", "sim_a", False, T0 + timedelta(seconds=1))
+    await windows.record("default", "sim_b", True, T0)
+    await windows.record("eur", "sim_a", False, T0)
+    counts = await windows.read("default", ["sim_a", "sim_b", "sim_c"], T0 + timedelta(seconds=2))
+    assert counts == {"sim_a": WindowCounts(1, 1), "sim_b": WindowCounts(1, 0), "sim_c": NOTHING_KNOWN}
+
+
+async def test_a_window_keeps_only_the_most_recent_entries(windows: StatsStore) -> None:
+    for n, success in enumerate([False, False, True, True, True]):
+        await windows.record("default", "sim_a", success, T0 + timedelta(seconds=n))
+    counts = await windows.read("default", ["sim_a"], T0 + timedelta(seconds=5))
+    assert counts["sim_a"] == WindowCounts(3, 0)
+
+
+async def test_entries_older_than_max_age_no_longer_count(windows: StatsStore) -> None:
+    await windows.record("default", "sim_a", False, T0)
+    await windows.record("default", "sim_a", True, T0 + timedelta(minutes=5))
+    assert (await windows.read("default", ["sim_a"], T0 + timedelta(minutes=9)))["sim_a"] == WindowCounts(1, 1)
+    assert (await windows.read("default", ["sim_a"], T0 + timedelta(minutes=10)))["sim_a"] == WindowCounts(1, 0)
+    assert (await windows.read("default", ["sim_a"], T0 + timedelta(minutes=15)))["sim_a"] == NOTHING_KNOWN
+
+
+async def test_every_replica_reads_what_any_replica_recorded(redis_url: str) -> None:
+    a, b = SharedState(redis_url, ManualClock(T0)), SharedState(redis_url, ManualClock(T0))
+    try:
+        mine, theirs = RedisStatsStore(a), RedisStatsStore(b)
+        await mine.record("default", "sim_a", True, T0)
+        await theirs.record("default", "sim_a", False, T0)
+        for store in (mine, theirs):
+            assert (await store.read("default", ["sim_a"], T0))["sim_a"] == WindowCounts(1, 1)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_without_redis_a_replica_reads_its_own_outcomes() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    shared = SharedState(f"redis://127.0.0.1:{port}/0", ManualClock(T0))
+    try:
+        stats = RedisStatsStore(shared)
+        await stats.record("default", "sim_a", True, T0)
+        await stats.record("default", "sim_a", False, T0)
+        assert not shared.healthy
+        assert (await stats.read("default", ["sim_a", "sim_b"], T0)) == {
+            "sim_a": WindowCounts(1, 1),
+            "sim_b": NOTHING_KNOWN,
+        }
+    finally:
+        await shared.close()

@@ -1,0 +1,65 @@
+"""PostgreSQL only: the outbox cursor never passes an event whose transaction is still open.
+
+(One SQLite file has one writer, so there the question does not arise; the shared suite covers the rest.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from router import events as ev
+from router.store.postgres import _CREATE_PAYMENT, PostgresStore, split_url
+from tests.store.test_store import T0, created, ids, payment
+
+STUCK_S = 30  # a safety net, never what is asserted
+
+
+async def _reader_waits(conn: asyncpg.Connection, lock: str) -> bool:
+    """True once a session waits for the outbox lock of this store (polled: the wait is the server's)."""
+    for _ in range(int(STUCK_S / 0.01)):
+        waiting = await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0)",
+            lock,
+        )
+        if waiting:
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+async def test_the_outbox_waits_for_an_event_writer_still_in_flight(pg_schema_url: str) -> None:
+    store = PostgresStore(pg_schema_url)
+    await store.open()
+    dsn, schema, _ = split_url(pg_schema_url)
+    writer = await asyncpg.connect(dsn, server_settings={"search_path": schema or "public"})
+    try:
+        await created(store)
+        # A replica mid-transaction: the store's own create statement has drawn the next sequence number for its
+        # event, and the commit has not happened yet.
+        p, r = payment()
+        in_flight = writer.transaction()
+        await in_flight.start()
+        await writer.execute(
+            _CREATE_PAYMENT,
+            p.id,
+            *store._payment_row(p),
+            r.id,
+            r.model_dump_json(),
+            *store._event_args([ev.event_for(ids, ev.CREATED, p, T0)]),
+        )
+        await created(store)  # another writer is not held up by it, and commits a higher seq
+
+        reader = asyncio.create_task(store.list_outbox(0, 10))
+        assert await _reader_waits(writer, store._events_lock), "the reader must wait for the open transaction"
+        assert not reader.done()
+        await in_flight.commit()
+        outbox = await asyncio.wait_for(reader, STUCK_S)
+        assert len(outbox) == 3, "the event of the transaction that was open is not skipped"
+        assert p.id in {e.object_id for _, e in outbox}
+        assert [s for s, _ in outbox] == sorted(s for s, _ in outbox)
+    finally:
+        await writer.close()
+        await store.close()
