@@ -18,6 +18,8 @@ _FORM_FIELD = re.compile(rf"((?:^|[&?\s])[\w\[\]]*?(?:\[|\b)(?:{_SENSITIVE_FIELD
 _AUTH_HEADER = re.compile(
     r"((?:authorization|x-api-key|proxy-authorization|cko-secret-key)\s*:\s*)([^\r\n]+)", re.IGNORECASE
 )
+# A CVC named in free text ("cvc: 737", "CVV 1234"), as processors' error messages sometimes have it.
+_FREE_CVC = re.compile(r"\b((?:cvc2?|cvv2?|security[ _]?code)(?:\s*[:=]\s*|\s+))[0-9]{3,4}\b", re.IGNORECASE)
 _KEYS = re.compile(r"\b((?:sk|rk|pk|whsec)_(?:test|live)_)[0-9A-Za-z]+")
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 
@@ -41,6 +43,21 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
+def card_numbers(text: str) -> list[str]:
+    """The card numbers in `text`: 13-19 digits (spaces or dashes between them allowed) passing the Luhn check."""
+    found = []
+    for match in _PAN.finditer(text):
+        digits = re.sub(r"[^0-9]", "", match.group(0))
+        if 13 <= len(digits) <= 19 and _luhn(digits):
+            found.append(match.group(0))
+    return found
+
+
+def has_secret_key(text: str) -> bool:
+    """Whether `text` holds something shaped like a Stripe-style secret, restricted or webhook key."""
+    return any(m.group(1)[:2] != "pk" for m in _KEYS.finditer(text))
+
+
 def scrub(text: str) -> str:
     """Mask PANs (first six, last four kept), CVCs, API keys, bearer tokens and auth headers."""
     text = _AUTH_HEADER.sub(r"\1[FILTERED]", text)
@@ -48,4 +65,5 @@ def scrub(text: str) -> str:
     text = _KEYS.sub(r"\1[FILTERED]", text)
     text = _JSON_FIELD.sub(r'\1"[FILTERED]"', text)
     text = _FORM_FIELD.sub(r"\1[FILTERED]", text)
+    text = _FREE_CVC.sub(r"\1[FILTERED]", text)
     return _PAN.sub(_mask_pan, text)
