@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-# 13-19 digits, optionally grouped by spaces or dashes: anything that may be a primary account number.
-_PAN = re.compile(r"(?<![0-9])(?:[0-9][ -]?){12,18}[0-9](?![0-9])")
 _SENSITIVE_FIELDS = (
     r"cvc|cvv|cvv2|cvc2|cid|security_?code|card_?verification(?:_?value)?|"
     r"api_?key|apikey|secret|password|private_?key|access_?token|client_?secret|"
@@ -24,11 +22,43 @@ _KEYS = re.compile(r"\b((?:sk|rk|pk|whsec)_(?:test|live)_)[0-9A-Za-z]+")
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 
 
-def _mask_pan(match: re.Match[str]) -> str:
-    digits = re.sub(r"[^0-9]", "", match.group(0))
-    if not 13 <= len(digits) <= 19 or not _luhn(digits):
-        return match.group(0)
-    return f"{digits[:6]}{'*' * (len(digits) - 10)}{digits[-4:]}"
+# Runs of digits, single spaces or dashes between them: a card number may be any stretch of whole groups in one.
+_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]+(?:[ -][0-9]+)*(?![0-9])")
+_GROUP = re.compile(r"[0-9]+")
+
+
+def _pan_spans(text: str) -> list[tuple[int, int]]:
+    """Where the card numbers are: stretches of whole digit groups, 13-19 digits in all, passing the Luhn check.
+    A card number next to other numbers ("order 12 4111 1111 1111 1111 x 3") is found, not hidden by them."""
+    spans: list[tuple[int, int]] = []
+    for run in _DIGIT_RUN.finditer(text):
+        groups = [(run.start() + g.start(), run.start() + g.end()) for g in _GROUP.finditer(run.group(0))]
+        i = 0
+        while i < len(groups):
+            end: int | None = None
+            total = 0
+            for j in range(i, len(groups)):
+                total += groups[j][1] - groups[j][0]
+                if total > 19:
+                    break
+                if total >= 13 and _luhn(re.sub(r"[^0-9]", "", text[groups[i][0] : groups[j][1]])):
+                    end = j
+            if end is None:
+                i += 1
+            else:
+                spans.append((groups[i][0], groups[end][1]))
+                i = end + 1
+    return spans
+
+
+def _mask_pans(text: str) -> str:
+    out: list[str] = []
+    last = 0
+    for start, end in _pan_spans(text):
+        digits = re.sub(r"[^0-9]", "", text[start:end])
+        out += [text[last:start], f"{digits[:6]}{'*' * (len(digits) - 10)}{digits[-4:]}"]
+        last = end
+    return "".join(out) + text[last:]
 
 
 def _luhn(digits: str) -> bool:
@@ -45,12 +75,7 @@ def _luhn(digits: str) -> bool:
 
 def card_numbers(text: str) -> list[str]:
     """The card numbers in `text`: 13-19 digits (spaces or dashes between them allowed) passing the Luhn check."""
-    found = []
-    for match in _PAN.finditer(text):
-        digits = re.sub(r"[^0-9]", "", match.group(0))
-        if 13 <= len(digits) <= 19 and _luhn(digits):
-            found.append(match.group(0))
-    return found
+    return [text[start:end] for start, end in _pan_spans(text)]
 
 
 def has_secret_key(text: str) -> bool:
@@ -66,4 +91,4 @@ def scrub(text: str) -> str:
     text = _JSON_FIELD.sub(r'\1"[FILTERED]"', text)
     text = _FORM_FIELD.sub(r"\1[FILTERED]", text)
     text = _FREE_CVC.sub(r"\1[FILTERED]", text)
-    return _PAN.sub(_mask_pan, text)
+    return _mask_pans(text)
