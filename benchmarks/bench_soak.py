@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -316,16 +317,17 @@ def main() -> int:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(300):
+            for _ in range(300):  # until /readyz says the core is open (the socket listens before that)
                 try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                        break
+                    with urllib.request.urlopen(f"{url}/readyz", timeout=1) as ready:
+                        if ready.status == 200:
+                            break
                 except OSError:
-                    if proc.poll() is not None:
-                        raise SystemExit(
-                            f"the sidecar exited: {Path(tmp, 'sidecar.log').read_text()[-2000:]}"
-                        ) from None
-                    time.sleep(0.1)
+                    pass
+                if proc.poll() is not None:
+                    tail = Path(tmp, "sidecar.log").read_text()[-2000:]
+                    raise SystemExit(f"the sidecar exited: {tail}")
+                time.sleep(0.1)
             print(f"soak: {minutes:g} min at {args.rate:g} req/s, sidecar pid {proc.pid} on {url}", flush=True)
             out = asyncio.run(drive(url, proc.pid, seconds, args.rate, args.concurrency, sample_s))
         finally:
