@@ -23,7 +23,8 @@ _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 
 
 # Runs of digits, single spaces or dashes between them: a card number may be any stretch of whole groups in one.
-_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]+(?:[ -][0-9]+)*(?![0-9])")
+# Not the fraction of a decimal number ("0.4111111111111111" is a float, not a card).
+_DIGIT_RUN = re.compile(r"(?<![0-9])(?<![0-9]\.)[0-9]+(?:[ -][0-9]+)*(?![0-9])")
 _GROUP = re.compile(r"[0-9]+")
 
 
@@ -73,9 +74,19 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
-def card_numbers(text: str) -> list[str]:
-    """The card numbers in `text`: 13-19 digits (spaces or dashes between them allowed) passing the Luhn check."""
-    return [text[start:end] for start, end in _pan_spans(text)]
+def card_numbers(text: str, *, in_words: bool = False) -> list[str]:
+    """The card numbers in `text`: 13-19 digits (spaces or dashes between them allowed) passing the Luhn check.
+    Digits inside a word (a hex id such as `req_75c6b2931157335618`) count only with `in_words`: scrub() masks
+    them anyway, but refusing input for them would refuse ordinary ids at random."""
+    return [
+        text[start:end]
+        for start, end in _pan_spans(text)
+        if in_words or not (_alnum(text[start - 1 : start]) or _alnum(text[end : end + 1]))
+    ]
+
+
+def _alnum(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
 
 
 def has_secret_key(text: str) -> bool:

@@ -44,6 +44,7 @@ def test_card_numbers_cvcs_and_keys_are_refused_by_field(changes: dict[str, Any]
     [
         {"description": "Order 4242424242424241 (not a Luhn number)"},
         {"metadata": {"order": "123456789012"}},  # twelve digits: too short to be a card
+        {"metadata": {"request": "req_75c68cb0b293115733561882"}},  # a Luhn-valid run inside a hex id
         {"metadata": {"pk": "pk_live_publishable_is_public_000"}},
         {"payment_method_options": {"card": {"network_transaction_id": "583910447125001"}}},
     ],

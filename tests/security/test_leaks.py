@@ -130,8 +130,8 @@ class Session:
             return resp.status, text
 
 
-# Not after a decimal point (a float's fraction) and not followed by one.
-_DIGIT_RUN = re.compile(r"(?<![0-9.])(?:[0-9][ -]?){12,18}[0-9](?![0-9]|\.[0-9])")
+# Standing alone: not inside a word (a hex id) and not a float's fraction.
+_DIGIT_RUN = re.compile(r"(?<![0-9A-Za-z.])(?:[0-9][ -]?){12,18}[0-9](?![0-9A-Za-z]|\.[0-9])")
 # Values that are 13-19 digits by design and not card numbers: the network's transaction id for card-on-file.
 _NOT_CARDS = re.compile(r"network_transaction_id\W{1,6}[0-9]{13,19}")
 
