@@ -1,5 +1,5 @@
 """A fake Braintree GraphQL API that executes each request against Braintree's own schema
-(`shared/specs/braintree/schema.graphql`) with graphql-core: queries and variables are validated as the
+(`tests/specs/braintree/schema.graphql`) with graphql-core: queries and variables are validated as the
 real server would, and answers have exactly the shape the schema gives them.
 
 Braintree has no idempotency header; like Braintree with duplicate transaction checking on, the fake rejects a

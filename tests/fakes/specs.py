@@ -1,5 +1,5 @@
-"""The official API descriptions in shared/specs (beside the repository), as validators the fakes check requests
-and answers with. `PAYROUTE_SPECS` points elsewhere when the specs live somewhere else."""
+"""The official API descriptions in tests/specs (copies of the published documents, licences beside them), as
+validators the fakes check requests and answers with. `PAYROUTE_SPECS` points elsewhere, e.g. at newer copies."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from graphql import GraphQLSchema, build_schema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPECS = Path(os.environ.get("PAYROUTE_SPECS") or Path(__file__).resolve().parents[3] / "shared" / "specs")
+SPECS = Path(os.environ.get("PAYROUTE_SPECS") or Path(__file__).resolve().parents[1] / "specs")
 ADYEN = "urn:adyen-checkout-v71"
 
 

@@ -1,5 +1,5 @@
 """A fake Stripe speaking the PaymentIntents wire format: form-encoded requests, JSON answers shaped like
-Stripe's own fixtures (`shared/specs/stripe/fixtures3.private_preview.json`), `card_error` declines
+Stripe's own fixtures (`tests/specs/stripe/fixtures3.private_preview.json`), `card_error` declines
 with 402, and `Idempotency-Key` replay as Stripe does it (same key and body: the first answer; another body:
 400 `idempotency_error`).
 

@@ -23,7 +23,7 @@ from router.http.app import HANDLERS
 from router.http.endpoints import ENDPOINTS
 from tests.http.conftest import Api, conforms
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "specs" / "stripe" / "fixtures3.private_preview.json"
+FIXTURES = Path(__file__).resolve().parents[1] / "specs" / "stripe" / "fixtures3.private_preview.json"
 PATH = "/v2/payments/off_session_payments"
 
 
