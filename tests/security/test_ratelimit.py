@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from router import ManualClock
@@ -109,3 +114,11 @@ def test_the_default_is_on() -> None:
     assert RateLimit.from_env({}) == RateLimit(DEFAULT_RATE, DEFAULT_BURST)
     assert RateLimit.from_env({"PAYROUTE_RATE_LIMIT": "off"}) is None
     assert RateLimit.from_env({"PAYROUTE_RATE_LIMIT": "5/s:9"}) == RateLimit(5, 9)
+
+
+def test_serve_refuses_a_bad_rate_limit_before_starting(tmp_path: Path) -> None:
+    env = {**os.environ, "PAYROUTE_API_KEYS": TEST_KEY, "PAYROUTE_RATE_LIMIT": "lots"}
+    cmd = [sys.executable, "-m", "router.cli", "serve", "--config", str(tmp_path / "none.yaml"), "--port", "0"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "PAYROUTE_RATE_LIMIT" in done.stderr and "Traceback" not in done.stderr
