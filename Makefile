@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DEV_KEY := sk_test_payroute_dev_0000000000
 
-.PHONY: run test lint bench services clean
+.PHONY: run test lint bench soak services clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: $(STAMP) services lint
 
 bench: $(STAMP) services
 	$(BIN)/python -m benchmarks
+
+# Two minutes of mixed traffic with processor outages; the full soak is `python -m benchmarks.bench_soak --minutes 30`.
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_soak --minutes 2
 
 clean:
 	rm -rf $(VENV) payroute.db payroute.db-wal payroute.db-shm

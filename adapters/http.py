@@ -75,6 +75,13 @@ class HttpTransport:
         self.deadline_s = timeout_ms / 1000 * DEADLINE_SHARE
         self._scrub = scrub
         self._auth = dict(auth_headers or {})
+        # The credentials as sent, and the token after a scheme ("Bearer sk_…"): masked wherever they show up in a
+        # transcript, even when no pattern knows them (a processor echoing its key in an error message).
+        self._secrets = sorted(
+            {part for v in self._auth.values() for part in (v.get_secret_value(), _token(v.get_secret_value()))} - {""},
+            key=len,
+            reverse=True,
+        )
         self._headers = dict(headers or {})
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
@@ -135,7 +142,7 @@ class HttpTransport:
             maybe_sent = not isinstance(exc, aiohttp.ClientConnectorError)
         latency = (time.perf_counter() - started) * 1000
         answer = f"<-- {status if status is not None else failure} ({latency:.0f} ms)\n{_cut(text)}"
-        transcript = self._scrub(f"{request_text}\n\n{answer}")
+        transcript = _unsay(self._scrub(f"{request_text}\n\n{answer}"), self._secrets)
         if failure is not None or (status is not None and status >= 500):
             log.warning("%s %s %s: %s after %.0f ms", self.name, method, path, status or failure, latency)
         else:
@@ -154,6 +161,18 @@ class HttpTransport:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+
+def _token(value: str) -> str:
+    token = value.split(" ", 1)[-1].strip()
+    return token if len(token) >= 8 else ""
+
+
+def _unsay(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if len(secret) >= 8:
+            text = text.replace(secret, "[FILTERED]")
+    return text
 
 
 def _render_request(

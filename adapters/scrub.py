@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-# 13-19 digits, optionally grouped by spaces or dashes: anything that may be a primary account number.
-_PAN = re.compile(r"(?<![0-9])(?:[0-9][ -]?){12,18}[0-9](?![0-9])")
 _SENSITIVE_FIELDS = (
     r"cvc|cvv|cvv2|cvc2|cid|security_?code|card_?verification(?:_?value)?|"
     r"api_?key|apikey|secret|password|private_?key|access_?token|client_?secret|"
@@ -18,15 +16,50 @@ _FORM_FIELD = re.compile(rf"((?:^|[&?\s])[\w\[\]]*?(?:\[|\b)(?:{_SENSITIVE_FIELD
 _AUTH_HEADER = re.compile(
     r"((?:authorization|x-api-key|proxy-authorization|cko-secret-key)\s*:\s*)([^\r\n]+)", re.IGNORECASE
 )
+# A CVC named in free text ("cvc: 737", "CVV 1234"), as processors' error messages sometimes have it.
+_FREE_CVC = re.compile(r"\b((?:cvc2?|cvv2?|security[ _]?code)(?:\s*[:=]\s*|\s+))[0-9]{3,4}\b", re.IGNORECASE)
 _KEYS = re.compile(r"\b((?:sk|rk|pk|whsec)_(?:test|live)_)[0-9A-Za-z]+")
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 
 
-def _mask_pan(match: re.Match[str]) -> str:
-    digits = re.sub(r"[^0-9]", "", match.group(0))
-    if not 13 <= len(digits) <= 19 or not _luhn(digits):
-        return match.group(0)
-    return f"{digits[:6]}{'*' * (len(digits) - 10)}{digits[-4:]}"
+# Runs of digits, single spaces or dashes between them: a card number may be any stretch of whole groups in one.
+# Not the fraction of a decimal number ("0.4111111111111111" is a float, not a card).
+_DIGIT_RUN = re.compile(r"(?<![0-9])(?<![0-9]\.)[0-9]+(?:[ -][0-9]+)*(?![0-9])")
+_GROUP = re.compile(r"[0-9]+")
+
+
+def _pan_spans(text: str) -> list[tuple[int, int]]:
+    """Where the card numbers are: stretches of whole digit groups, 13-19 digits in all, passing the Luhn check.
+    A card number next to other numbers ("order 12 4111 1111 1111 1111 x 3") is found, not hidden by them."""
+    spans: list[tuple[int, int]] = []
+    for run in _DIGIT_RUN.finditer(text):
+        groups = [(run.start() + g.start(), run.start() + g.end()) for g in _GROUP.finditer(run.group(0))]
+        i = 0
+        while i < len(groups):
+            end: int | None = None
+            total = 0
+            for j in range(i, len(groups)):
+                total += groups[j][1] - groups[j][0]
+                if total > 19:
+                    break
+                if total >= 13 and _luhn(re.sub(r"[^0-9]", "", text[groups[i][0] : groups[j][1]])):
+                    end = j
+            if end is None:
+                i += 1
+            else:
+                spans.append((groups[i][0], groups[end][1]))
+                i = end + 1
+    return spans
+
+
+def _mask_pans(text: str) -> str:
+    out: list[str] = []
+    last = 0
+    for start, end in _pan_spans(text):
+        digits = re.sub(r"[^0-9]", "", text[start:end])
+        out += [text[last:start], f"{digits[:6]}{'*' * (len(digits) - 10)}{digits[-4:]}"]
+        last = end
+    return "".join(out) + text[last:]
 
 
 def _luhn(digits: str) -> bool:
@@ -41,6 +74,26 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
+def card_numbers(text: str, *, in_words: bool = False) -> list[str]:
+    """The card numbers in `text`: 13-19 digits (spaces or dashes between them allowed) passing the Luhn check.
+    Digits inside a word (a hex id such as `req_75c6b2931157335618`) count only with `in_words`: scrub() masks
+    them anyway, but refusing input for them would refuse ordinary ids at random."""
+    return [
+        text[start:end]
+        for start, end in _pan_spans(text)
+        if in_words or not (_alnum(text[start - 1 : start]) or _alnum(text[end : end + 1]))
+    ]
+
+
+def _alnum(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
+
+
+def has_secret_key(text: str) -> bool:
+    """Whether `text` holds something shaped like a Stripe-style secret, restricted or webhook key."""
+    return any(m.group(1)[:2] != "pk" for m in _KEYS.finditer(text))
+
+
 def scrub(text: str) -> str:
     """Mask PANs (first six, last four kept), CVCs, API keys, bearer tokens and auth headers."""
     text = _AUTH_HEADER.sub(r"\1[FILTERED]", text)
@@ -48,4 +101,5 @@ def scrub(text: str) -> str:
     text = _KEYS.sub(r"\1[FILTERED]", text)
     text = _JSON_FIELD.sub(r'\1"[FILTERED]"', text)
     text = _FORM_FIELD.sub(r"\1[FILTERED]", text)
-    return _PAN.sub(_mask_pan, text)
+    text = _FREE_CVC.sub(r"\1[FILTERED]", text)
+    return _mask_pans(text)

@@ -44,10 +44,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def _serve(args: argparse.Namespace) -> int:
     from router.http.auth import ENV_VAR, ApiKeys
+    from router.http.ratelimit import RateLimit
     from router.http.server import ServeOptions, serve
 
     try:
         keys = ApiKeys.parse(os.environ.get(ENV_VAR, ""))
+        RateLimit.from_env()  # a bad PAYROUTE_RATE_LIMIT is refused before anything starts
     except ValueError as exc:
         print(f"payroute serve: {exc}", file=sys.stderr)
         return 2

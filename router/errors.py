@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapters.scrub import scrub
+
 
 class PayrouteError(Exception):
     """An error a caller sees: `{"error": {"type", "code", "message", "param"}}` with an HTTP status."""
@@ -25,9 +27,11 @@ class PayrouteError(Exception):
         self.status = status
 
     def to_dict(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"type": self.type, "code": self.code, "message": self.message}
+        # Messages quote what the caller sent (an unknown id, a bad value, a parameter name): a card number or a
+        # key pasted there is masked, so it is neither sent back nor kept with an idempotent response.
+        error: dict[str, Any] = {"type": self.type, "code": self.code, "message": scrub(self.message)}
         if self.param is not None:
-            error["param"] = self.param
+            error["param"] = scrub(self.param)
         return {"error": error}
 
     def __repr__(self) -> str:

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from adapters.scrub import card_numbers, has_secret_key
 from router.clock import rfc3339
 from router.errors import PayrouteError
 from router.money import MAX_AMOUNT, exponent
@@ -212,6 +213,7 @@ class OffSessionPaymentCreateParams(_Params):
                 "payment_method_data",
                 "Raw card data is not accepted: pass a saved payment method id in `payment_method`.",
             )
+        _refuse_card_data(self.model_dump(exclude={"payment_method_options", "payment_method_data"}), "")
         if self.payment_method is None:
             raise _ParamError("payment_method", "Missing required param: payment_method.", "parameter_missing")
         fee = self.application_fee_amount
@@ -223,6 +225,39 @@ class OffSessionPaymentCreateParams(_Params):
         if self.transfer_data and self.transfer_data.amount and self.transfer_data.amount > self.amount.value:
             raise _ParamError("transfer_data.amount", "cannot exceed amount.value.")
         return self
+
+
+# Metadata keys that can only mean card data is being stored (the value would be a CVC or a card number).
+_CARD_FIELD_KEY = re.compile(
+    r"^(?:cvc2?|cvv2?|cid|security_?code|card_?verification(?:_?(?:value|code))?|card_?number|pan)$", re.IGNORECASE
+)
+
+
+def _refuse_card_data(value: Any, param: str) -> None:
+    """Every string in the parameters (keys of maps too) is checked: card data and secret keys never get stored,
+    sent to a processor, or rendered back. The message names the parameter, never the value."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{param}.{key}" if param else str(key)
+            if param == "metadata" and _CARD_FIELD_KEY.match(str(key)):
+                raise _ParamError(
+                    "metadata", "Metadata cannot hold card verification codes or card numbers (by their key)."
+                )
+            if param and (card_numbers(str(key)) or has_secret_key(str(key))):
+                raise _ParamError(param, f"{param} has a key that looks like a card number or a secret key.")
+            _refuse_card_data(item, name)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_card_data(item, f"{param}[{i}]")
+    elif isinstance(value, str):
+        if card_numbers(value):
+            raise _ParamError(
+                param,
+                f"{param} looks like it contains a card number. Card data is not accepted here: pass a saved "
+                "payment method id in `payment_method`.",
+            )
+        if has_secret_key(value):
+            raise _ParamError(param, f"{param} looks like it contains a secret API key; keys are never stored.")
 
 
 class _ParamError(ValueError):

@@ -23,11 +23,12 @@ from aiohttp.typedefs import Handler
 
 from router.config import ConfigError
 from router.errors import PayrouteError, invalid
-from router.http import metrics, schemas
+from router.http import logsafe, metrics, schemas
 from router.http.auth import ApiKeys, Caller
 from router.http.endpoints import ENDPOINTS, Endpoint
 from router.http.openapi import build_openapi
 from router.http.pagination import PageTokens, bad_page
+from router.http.ratelimit import HANDLER_ARGS, RateLimited, RateLimiter, check_headers
 from router.service import Router
 from router.store.base import Cursor
 
@@ -50,6 +51,7 @@ class Sidecar:
     pages: PageTokens
     router: Router | None = None
     draining: bool = False
+    limiter: RateLimiter | None = None  # per-key token buckets; None: no rate limit
     _same_key: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
 
     def core(self) -> Router:
@@ -127,15 +129,21 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         if info.http_exception is not None:
             raise _http_error(info.http_exception, request)
+        check_headers(request.raw_headers, len(request.raw_path))
         endpoint: Endpoint | None = request.app[_ENDPOINTS].get(info.route.name or "")
         if endpoint is not None:
             if endpoint.auth:
-                request[_CALLER] = request.app[SIDECAR].keys.authenticate(request.headers.get("Authorization"))
+                sidecar = request.app[SIDECAR]
+                request[_CALLER] = caller = sidecar.keys.authenticate(request.headers.get("Authorization"))
+                if sidecar.limiter is not None and (wait := sidecar.limiter.take(caller.key_digest)) is not None:
+                    raise RateLimited(wait)
             _check_query(request, endpoint)
             request[_ENDPOINT] = endpoint
         resp = await handler(request)
     except PayrouteError as exc:
         resp = _error_response(exc)
+        if isinstance(exc, RateLimited):
+            resp.headers["Retry-After"] = exc.retry_after
     except web.HTTPException as exc:
         resp = _error_response(_http_error(exc, request))
     except Exception:
@@ -521,7 +529,8 @@ _ENDPOINTS = web.AppKey("endpoints", dict[str, Endpoint])
 
 def create_app(sidecar: Sidecar) -> web.Application:
     """The sidecar application. Set `sidecar.router` (now or later) to an open Router to serve the API."""
-    app = web.Application(middlewares=[edge], client_max_size=MAX_BODY)
+    logsafe.install()
+    app = web.Application(middlewares=[edge], client_max_size=MAX_BODY, handler_args=HANDLER_ARGS)
     app[SIDECAR] = sidecar
     app[_ENDPOINTS] = {e.name: e for e in ENDPOINTS}
     for e in ENDPOINTS:

@@ -24,6 +24,7 @@ class Caller:
     """Who is calling: the mode their key is for."""
 
     livemode: bool
+    key_digest: bytes = b""  # SHA-256 of the key presented: what rate limits are kept by
 
     @property
     def scope(self) -> str:
@@ -83,7 +84,7 @@ class ApiKeys:
         for stored, livemode in self._digests:
             if hmac.compare_digest(digest, stored):
                 found = livemode
-        return None if found is None else Caller(found)
+        return None if found is None else Caller(found, digest)
 
     def authenticate(self, authorization: str | None) -> Caller:
         """Check an `Authorization` header (`Bearer <key>`, or Basic with the key as user name, as Stripe takes)."""

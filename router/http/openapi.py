@@ -73,6 +73,8 @@ def _operation(e: Endpoint) -> dict[str, Any]:
     errors = set(e.errors)
     if e.method == "POST" or e.query:
         errors.add(400)  # unknown query parameters are refused everywhere
+    if e.auth:
+        errors.add(429)  # per-key rate limit
     for status in sorted(errors):
         responses[str(status)] = {"description": _STATUS_TEXT[status], "content": _json(_ref(schemas.Error))}
     envelope = _json(_ref(schemas.Error))

@@ -21,9 +21,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from router.clock import SystemClock
 from router.http.app import Sidecar, create_app
 from router.http.auth import ApiKeys
 from router.http.pagination import PageTokens
+from router.http.ratelimit import RateLimit, RateLimiter
 from router.reload import ConfigWatcher, install_sighup
 from router.service import Router
 
@@ -58,7 +60,8 @@ async def serve(
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until `stop` is set (by SIGTERM or SIGINT when no event is given)."""
-    sidecar = Sidecar(keys=keys, pages=page_tokens(keys))
+    limit = RateLimit.from_env()
+    sidecar = Sidecar(keys=keys, pages=page_tokens(keys), limiter=RateLimiter(limit, SystemClock()) if limit else None)
     app = create_app(sidecar)
     runner = web.AppRunner(app, shutdown_timeout=options.shutdown_timeout, access_log=log)
     await runner.setup()

@@ -9,6 +9,7 @@ the last few. `?synchronous=full` in the URL buys power-cut durability with one 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -34,6 +35,10 @@ from router.store.base import (
     to_us,
 )
 from router.store.schema import migrations
+
+# aiosqlite logs every statement with its parameters at DEBUG: whole payments, and whatever id a caller put in a
+# URL (a pasted card number or key). Running the process at DEBUG must not write those out.
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 _SYNC_MODES = {"off": "OFF", "normal": "NORMAL", "full": "FULL"}
 

@@ -129,11 +129,12 @@ async def api(tmp_path: Path, config_file: Path, clock: ManualClock) -> AsyncIte
     sidecar = Sidecar(keys=keys, pages=PageTokens(keys.derive_secret("page-tokens")), router=router)
     client = TestClient(TestServer(create_app(sidecar)))
     await client.start_server()
+    api = Api(client, router, sidecar, clock, db)
     try:
-        yield Api(client, router, sidecar, clock, db)
+        yield api
     finally:
-        await client.close()
-        await router.close()
+        await api.client.close()
+        await api.router.close()  # the test may have swapped in a reopened router (test_keys_survive_a_restart)
 
 
 def assert_error(status: int, body: Any, expected_status: int, type_: str, code: str, param: str | None) -> None:

@@ -1,0 +1,46 @@
+"""Keeping secrets out of the sidecar's logs, whoever writes the line.
+
+Some log lines quote what a caller sent: aiohttp's access log has the request line (a key or a card number
+pasted into a query string or path), and aiohttp's parser errors quote the offending header line (an oversized
+`Authorization` header, key and all). `ScrubFilter` runs `adapters.scrub.scrub()` over the message and any
+traceback of every record those loggers emit; `install()` attaches it (once) to each of them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from adapters.scrub import scrub
+
+# The loggers that may quote a request: aiohttp's server, access and web loggers, and ours (access log, 500s).
+LOGGERS = ("aiohttp.server", "aiohttp.access", "aiohttp.web", "payroute.http")
+
+
+class ScrubFilter(logging.Filter):
+    """Rewrites a record in place: message scrubbed and args folded in, traceback rendered and scrubbed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            message = str(record.msg)
+        record.msg, record.args = scrub(message), None
+        if record.exc_info:
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
+        return True
+
+
+_FILTER = ScrubFilter()
+
+
+def install() -> None:
+    """Attach the filter to every logger that may quote a request (idempotent)."""
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
