@@ -18,18 +18,19 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
-from router.breakers import CLOSED, HALF_OPEN, OPEN
+from router.breakers import CLOSED, HALF_OPEN, OPEN, BreakerBoard
 from router.cards import card_from_token
 from router.checkcmd import close_adapters
+from router.clock import Clock
 from router.config import ConfigError
 from router.errors import PayrouteError
 from router.models import CardSnapshot, Payment, parse_create_params
 from router.money import format_amount
 from router.reload import build_table
 from router.rules import Route, RoutingTable
-from router.stats import WindowCounts
+from router.stats import StatsStore, WindowCounts
 from router.strategies import LeastCost, SuccessRate
 
 EXPLAIN_PAYMENT_ID = "osp_test_explain"
@@ -154,6 +155,37 @@ def explain(
         routes_skipped=skipped,
         candidates=tuple(reports),
     )
+
+
+class LiveRouter(Protocol):
+    """What a running router offers `explain_live` (router.Router has all of it)."""
+
+    @property
+    def table(self) -> RoutingTable: ...
+
+    @property
+    def breakers(self) -> BreakerBoard: ...
+
+    @property
+    def stats(self) -> StatsStore: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+
+async def explain_live(router: LiveRouter, params: Mapping[str, Any]) -> Explanation:
+    """Explain against a running router: its table, its breakers as they stand, its recent outcomes."""
+    table = router.table
+    payment = payment_from_params(params, now=router.clock.now())
+    route = table.route_for(payment)
+    windows = None
+    if route.strategy.needs_stats:
+        windows = await router.stats.read(route.name, route.processor_names, router.clock.now())
+    states = {}
+    for cand in route.candidates:
+        breaker = router.breakers.get(cand.name, cand.config.breaker.fail_max, cand.config.breaker.reset_timeout_s)
+        states[cand.name] = breaker.state
+    return explain(table, payment, breakers=states, windows=windows)
 
 
 def _has_cost(route: Route, name: str) -> bool:

@@ -163,6 +163,8 @@ class WebhookWorker:
                 raise
             except Exception:
                 log.exception("webhook delivery pass failed; the next pass starts over from the store")
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands as the wake-up
+            # completes, and close() then waits forever on a loop that never stops.
             with suppress(TimeoutError):
                 async with asyncio.timeout(poll_interval):
                     await self._wake.wait()

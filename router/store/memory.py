@@ -366,7 +366,8 @@ class MemoryStore:
         self._webhook_attempts.append(attempt)
         key = (attempt.url, attempt.event_id)
         d = self._deliveries.get(key)
-        if d is not None:
+        # Only a pending delivery moves: a late answer from a worker whose lease lapsed must not undo a delivery.
+        if d is not None and d.status == "pending":
             self._deliveries[key] = replace(
                 d,
                 status=status,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -281,3 +282,19 @@ async def test_every_strategy_fails_over_down_its_order(
         assert called[-1] == "sim_c"
         if strategy == "least_cost":  # cheapest first; once their breakers open the dead ones are skipped
             assert called == [n for n in ["sim_a", "sim_b", "sim_c"] if n in called]
+
+
+class UnreachableStats:
+    """A statistics backend that is down (a Redis outage): every call fails."""
+
+    async def record(self, route: str, processor: str, success: bool, at: datetime) -> None:
+        raise ConnectionError("stats backend unreachable")
+
+    async def read(self, route: str, processors: Sequence[str], now: datetime) -> Mapping[str, WindowCounts]:
+        raise ConnectionError("stats backend unreachable")
+
+
+async def test_a_statistics_outage_never_fails_a_payment(seeded_router: SeededRouterFactory) -> None:
+    router = await seeded_router(SUCCESS_RATE, stats=UnreachableStats())
+    for i in range(10):
+        assert (await router.create_payment({**body(i), "payment_method": "pm_card_visa"}))["status"] == "succeeded"
