@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlencode
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -413,8 +414,8 @@ async def list_events(request: web.Request) -> web.StreamResponse:
     next_url = None
     if has_more and last is not None:
         token = sidecar.pages.encode("events", livemode, {"s": last, "o": object_id})
-        filter_part = f"&object_id={object_id}" if object_id else ""
-        next_url = f"{EVENTS_PATH}?limit={limit}{filter_part}&page={token}"
+        query = {"limit": limit, **({"object_id": object_id} if object_id else {}), "page": token}
+        next_url = f"{EVENTS_PATH}?{urlencode(query)}"
     return _reply(_dumps({"data": data, "next_page_url": next_url, "previous_page_url": None}))
 
 
