@@ -13,10 +13,11 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlencode
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -41,6 +42,7 @@ EVENTS_PATH = "/v2/core/events"
 SAME_KEY_WAIT_S = 60.0
 
 Json = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass
@@ -53,6 +55,22 @@ class Sidecar:
     draining: bool = False
     limiter: RateLimiter | None = None  # per-key token buckets; None: no rate limit
     _same_key: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+    _work: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def detach(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run a state change in a task of its own, so a handler cancelled mid-way (a shutdown past its timeout)
+        cannot cut it between the processor's answer and the write that records it and completes the key."""
+        task = asyncio.create_task(work)
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
+        return task
+
+    async def drain(self, seconds: float) -> int:
+        """Wait up to `seconds` for detached state changes; return how many were still running."""
+        if not self._work:
+            return 0
+        _, pending = await asyncio.wait(set(self._work), timeout=seconds)
+        return len(pending)
 
     def core(self) -> Router:
         if self.router is None:
@@ -222,7 +240,7 @@ def _idempotency_key(request: web.Request, required: bool) -> str | None:
 async def _post(
     request: web.Request,
     body: Any,
-    run: Callable[[], Awaitable[Json]],
+    run: Callable[[], Coroutine[Any, Any, Json]],
 ) -> web.Response:
     """Run a POST, once per idempotency key when one is given: a repeat with the same body gets the first
     response byte for byte; requests with the same key arriving together in this process wait for the first."""
@@ -231,7 +249,7 @@ async def _post(
     endpoint = request[_ENDPOINT]
     key = _idempotency_key(request, endpoint.idempotency == "required")
     if key is None:
-        return _reply(_dumps(await run()))
+        return _reply(_dumps(await asyncio.shield(sidecar.detach(run()))))
     caller = _caller(request)
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     ran = False
@@ -249,12 +267,15 @@ async def _post(
         except TimeoutError:
             break  # the store answers: still in progress (409, retryable)
     done = sidecar._same_key[slot] = asyncio.Event()
-    try:
-        status, out = await router.idempotent(caller.scope, key, f"{request.method} {request.path}", canonical, first)
-    finally:
+
+    def finished(_: object) -> None:
         done.set()
         if sidecar._same_key.get(slot) is done:
             del sidecar._same_key[slot]
+
+    work = sidecar.detach(router.idempotent(caller.scope, key, f"{request.method} {request.path}", canonical, first))
+    work.add_done_callback(finished)
+    status, out = await asyncio.shield(work)
     resp = _reply(out, status)
     if not ran:
         resp.headers["Idempotent-Replayed"] = "true"
@@ -403,8 +424,8 @@ async def list_events(request: web.Request) -> web.StreamResponse:
     next_url = None
     if has_more and last is not None:
         token = sidecar.pages.encode("events", livemode, {"s": last, "o": object_id})
-        filter_part = f"&object_id={object_id}" if object_id else ""
-        next_url = f"{EVENTS_PATH}?limit={limit}{filter_part}&page={token}"
+        query = {"limit": limit, **({"object_id": object_id} if object_id else {}), "page": token}
+        next_url = f"{EVENTS_PATH}?{urlencode(query)}"
     return _reply(_dumps({"data": data, "next_page_url": next_url, "previous_page_url": None}))
 
 

@@ -4,10 +4,11 @@ Alongside the API it runs the retry scheduler, reloads the config on SIGHUP or w
 delivers webhooks (the Router does, from `open()` to `close()`).
 
 Shutdown order: the scheduler stops after its current pass; `/readyz` turns 503 and the listening socket
-closes (no new connections); requests already being handled, each with its authorization attempt, get up to
-`shutdown_timeout` seconds to finish; then webhooks stop, the store is flushed and closed, and the process
-exits 0. An attempt cut off by the timeout stays `processing` under its lease and is reconciled on the next
-start, never re-sent blindly.
+closes (no new connections); requests already being handled get up to `shutdown_timeout` seconds to finish.
+A payment operation whose connection is cut then still runs to its end (up to `drain_timeout` more), so its
+idempotency key is completed and the client's retry replays it rather than charging again. Then webhooks
+stop, the store is flushed and closed, and the process exits 0. An attempt cut off even so stays
+`processing` under its lease and is reconciled on the next start, never re-sent blindly.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8080
     store: str = "sqlite:///payroute.db"
-    shutdown_timeout: float = 30.0
+    shutdown_timeout: float = 30.0  # open connections get this long after SIGTERM, then they are closed
+    drain_timeout: float = 30.0  # payment operations started before then get this long more to finish
     scheduler: bool = True  # run due retries, expiries and reconciliation in this process
     watch_interval_s: float | None = 2.0  # poll the config file for changes; None: SIGHUP and the API only
 
@@ -101,6 +103,9 @@ async def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await runner.cleanup()
+        unfinished = await sidecar.drain(options.drain_timeout)
+        if unfinished:
+            log.warning("%d payment operations still running at shutdown; reconciliation settles them", unfinished)
         if router is not None:
             await router.close()
         log.info("payroute sidecar stopped")

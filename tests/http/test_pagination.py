@@ -109,3 +109,15 @@ async def test_events_page_forward_oldest_first(api: Api) -> None:
         types += [e["type"] for e in page["data"]]
     suffixes = [t.rsplit(".", 1)[1] for t in types]
     assert suffixes == ["created", "paused", "resumed", "canceled"]
+
+
+async def test_an_odd_object_id_filter_survives_the_round_trip(api: Api) -> None:
+    odd = "osp_test_a&limit=100&page=x"
+    _, page = await api.get("/v2/core/events", object_id=odd, limit="1")
+    assert page["data"] == [] and page["next_page_url"] is None
+    created = await api.create()
+    await api.post(f"{PATH}/{created['id']}/cancel")  # not cancelable: no event, but a 409
+    _, page = await api.get("/v2/core/events", object_id=created["id"], limit="1")
+    status, second = await _follow(api, page["next_page_url"])
+    assert status == 200
+    assert {e["related_object"]["id"] for e in second["data"]} == {created["id"]}

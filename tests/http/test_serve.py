@@ -45,7 +45,7 @@ class Served:
     lines: queue.Queue[str]
 
 
-def _start(config: Path, db: Path, env: dict[str, str] | None = None) -> Served:
+def _start(config: Path, db: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Served:
     environ = {**os.environ, "PAYROUTE_API_KEYS": TEST_KEY, **(env or {})}
     process = subprocess.Popen(
         [
@@ -61,6 +61,7 @@ def _start(config: Path, db: Path, env: dict[str, str] | None = None) -> Served:
             f"sqlite:///{db}",
             "--shutdown-timeout",
             "20",
+            *args,
         ],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
@@ -187,3 +188,46 @@ def test_serve_with_a_bad_config_exits_1_naming_the_file(tmp_path: Path) -> None
     )
     assert done.returncode == 1, done.stderr
     assert "bad.yaml" in done.stderr
+
+
+def test_a_shutdown_that_cuts_the_connection_still_finishes_the_payment_and_the_retry_replays_it(
+    slow_config: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "payroute.db"
+    served = _start(slow_config, db, args=("--shutdown-timeout", "0.1"))
+    auth = {"Authorization": f"Bearer {TEST_KEY}", "Idempotency-Key": "cut-1"}
+    outcome: dict[str, Any] = {}
+
+    def create() -> None:
+        try:
+            resp = requests.post(
+                f"{served.url}/v2/payments/off_session_payments", json=payment(), headers=auth, timeout=30
+            )
+            outcome["status"] = resp.status_code
+        except requests.RequestException as exc:
+            outcome["error"] = exc
+
+    client = threading.Thread(target=create)
+    client.start()
+    end = time.monotonic() + DEADLINE_S
+    while _in_flight(served.url) < 2:
+        assert time.monotonic() < end, "the create never reached the server"
+    served.process.send_signal(signal.SIGTERM)
+    client.join(timeout=DEADLINE_S)
+    assert served.process.wait(timeout=DEADLINE_S) == 0
+    assert "error" in outcome or outcome["status"] != 200, "the connection was cut before the 1.5 s answer"
+
+    # The client retries with the same key against the restarted sidecar: one payment, charged once.
+    again = _start(slow_config, db)
+    try:
+        retry = requests.post(f"{again.url}/v2/payments/off_session_payments", json=payment(), headers=auth, timeout=30)
+        assert retry.status_code == 200, retry.text
+        assert retry.json()["status"] == "succeeded"
+        assert retry.headers.get("Idempotent-Replayed") == "true"
+        listed = requests.get(
+            f"{again.url}/v2/payments/off_session_payments", headers={"Authorization": f"Bearer {TEST_KEY}"}, timeout=10
+        ).json()
+        assert [p["id"] for p in listed["data"]] == [retry.json()["id"]]
+    finally:
+        again.process.send_signal(signal.SIGTERM)
+        assert again.process.wait(timeout=DEADLINE_S) == 0
