@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from adapters.base import (
     UNKNOWN,
@@ -35,6 +35,7 @@ from adapters.base import (
     LookupRequest,
     Outcome,
     OutcomeKind,
+    build_options,
 )
 from adapters.declines import AUTH, classify, from_iso, iso_for
 from adapters.http import HttpTransport, http_error, settle
@@ -268,16 +269,14 @@ class AdyenAdapter:
     def __init__(self, settings: AdapterSettings) -> None:
         self.name = settings.name
         creds = settings.credentials
-        try:
-            self.options = AdyenOptions(
-                api_key=creds.get("api_key", ""),
-                merchant_account=creds.get("merchant_account") or settings.options.get("merchant_account", ""),
-                base_url=settings.base_url or DEFAULT_BASE_URL,
-                **{k: v for k, v in settings.options.items() if k != "merchant_account"},
-            )
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            raise AdapterError(f"{settings.name}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        self.options = build_options(
+            AdyenOptions,
+            settings.name,
+            api_key=creds.get("api_key", ""),
+            merchant_account=creds.get("merchant_account") or settings.options.get("merchant_account", ""),
+            base_url=settings.base_url or DEFAULT_BASE_URL,
+            **{k: v for k, v in settings.options.items() if k != "merchant_account"},
+        )
         if not self.options.api_key.get_secret_value():
             raise AdapterError(f"{settings.name}: credentials.api_key is required")
         self.http = HttpTransport(

@@ -10,7 +10,9 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel, ValidationError
 
 
 class OutcomeKind(enum.StrEnum):
@@ -152,6 +154,18 @@ UNKNOWN: Final = LookupAnswer.UNKNOWN
 
 class AdapterError(Exception):
     """Raised for adapter misconfiguration at build time (never for a processor's answer)."""
+
+
+_Options = TypeVar("_Options", bound=BaseModel)
+
+
+def build_options(model: type[_Options], name: str, /, **fields: Any) -> _Options:
+    """An adapter's typed options from its config block, or an AdapterError naming the processor and the field."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise AdapterError(f"{name}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
 @runtime_checkable

@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from iso4217 import Currency
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from adapters.base import (
     UNKNOWN,
@@ -40,6 +40,7 @@ from adapters.base import (
     LookupRequest,
     Outcome,
     OutcomeKind,
+    build_options,
 )
 from adapters.declines import HARD, SOFT, classify, iso_for
 from adapters.http import HttpTransport, http_error, settle
@@ -406,16 +407,14 @@ class BraintreeAdapter:
     def __init__(self, settings: AdapterSettings) -> None:
         self.name = settings.name
         creds = settings.credentials
-        try:
-            self.options = BraintreeOptions(
-                public_key=creds.get("public_key", ""),
-                private_key=creds.get("private_key", ""),
-                base_url=settings.base_url or DEFAULT_BASE_URL,
-                **settings.options,
-            )
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            raise AdapterError(f"{settings.name}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        self.options = build_options(
+            BraintreeOptions,
+            settings.name,
+            public_key=creds.get("public_key", ""),
+            private_key=creds.get("private_key", ""),
+            base_url=settings.base_url or DEFAULT_BASE_URL,
+            **settings.options,
+        )
         public, private = self.options.public_key.get_secret_value(), self.options.private_key.get_secret_value()
         if not (public and private):
             raise AdapterError(f"{settings.name}: credentials.public_key and credentials.private_key are required")

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from adapters.base import (
     UNKNOWN,
@@ -33,6 +33,7 @@ from adapters.base import (
     LookupRequest,
     Outcome,
     OutcomeKind,
+    build_options,
 )
 from adapters.declines import classify, iso_for
 from adapters.http import HttpTransport, http_error, settle
@@ -302,15 +303,13 @@ class CheckoutOptions(BaseModel):
 class CheckoutAdapter:
     def __init__(self, settings: AdapterSettings) -> None:
         self.name = settings.name
-        try:
-            self.options = CheckoutOptions(
-                secret_key=settings.credentials.get("secret_key", ""),
-                base_url=settings.base_url or DEFAULT_BASE_URL,
-                **settings.options,
-            )
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            raise AdapterError(f"{settings.name}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        self.options = build_options(
+            CheckoutOptions,
+            settings.name,
+            secret_key=settings.credentials.get("secret_key", ""),
+            base_url=settings.base_url or DEFAULT_BASE_URL,
+            **settings.options,
+        )
         if not self.options.secret_key.get_secret_value():
             raise AdapterError(f"{settings.name}: credentials.secret_key is required")
         self.http = HttpTransport(

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from adapters.base import (
     UNKNOWN,
@@ -33,6 +33,7 @@ from adapters.base import (
     LookupRequest,
     Outcome,
     OutcomeKind,
+    build_options,
 )
 from adapters.declines import classify, iso_for
 from adapters.http import Exchange, HttpTransport, http_error, settle
@@ -263,14 +264,13 @@ class StripeOptions(BaseModel):
 class StripeAdapter:
     def __init__(self, settings: AdapterSettings) -> None:
         self.name = settings.name
-        try:
-            self.options = StripeOptions(
-                api_key=settings.credentials.get("api_key", ""),
-                base_url=settings.base_url or DEFAULT_BASE_URL,
-                **settings.options,
-            )
-        except ValidationError as exc:
-            raise AdapterError(f"{settings.name}: {exc.errors(include_url=False)[0]['msg']}") from None
+        self.options = build_options(
+            StripeOptions,
+            settings.name,
+            api_key=settings.credentials.get("api_key", ""),
+            base_url=settings.base_url or DEFAULT_BASE_URL,
+            **settings.options,
+        )
         if not self.options.api_key.get_secret_value():
             raise AdapterError(f"{settings.name}: credentials.api_key is required")
         headers = {"Stripe-Version": self.options.api_version} if self.options.api_version else {}
