@@ -224,7 +224,10 @@ class RedisBreakerStorage(ClockedStorage):  # type: ignore[misc]
         try:
             results = await self.shared.run(write)
         except SharedStateUnavailable:
-            return False  # the changes stay local; the shared hash catches up with the next change
+            # Keep the changes for the next push: dropped, the next pull would overwrite this replica's breaker
+            # with the stale shared hash (an open breaker read back as closed).
+            self._changes = changes + self._changes
+            return False
         self._load(results[-1])
         return True
 
