@@ -1,24 +1,24 @@
-"""The embedded store: one SQLite file in WAL mode through aiosqlite.
+"""The embedded store: one SQLite file in WAL mode.
 
-One connection, one writer: every transaction runs under an asyncio lock with `BEGIN IMMEDIATE`, so a
-transaction never interleaves with another task's statements. WAL with `synchronous=NORMAL` (the default
-here) survives a crash of the process without losing a committed transaction; only a power cut may roll back
-the last few. `?synchronous=full` in the URL buys power-cut durability with one fsync per commit.
+Writes go through one connection on a thread of its own with group commit (router.store.groupcommit): all the
+writes that arrive while one commit is on its way to disk share the next transaction, each in a savepoint of its
+own, and none is reported done before its COMMIT returns. Reads use a second connection on the event loop's
+thread: WAL lets it read the last committed state while the writer writes, and a primary-key lookup is a few
+microseconds where a trip to a thread and back is tens. WAL with `synchronous=NORMAL` (the default here)
+survives a crash of the process without losing a committed transaction; only a power cut may roll back the last
+few. `?synchronous=full` in the URL buys power-cut durability with one fsync per commit (per batch, here).
+`sqlite:///:memory:` keeps one private database on the writer's connection, and reads go to its thread too.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, urlparse
-
-import aiosqlite
 
 from router.errors import ConcurrentUpdate, StoreUnavailable
 from router.models import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
@@ -34,13 +34,18 @@ from router.store.base import (
     from_us,
     to_us,
 )
+from router.store.groupcommit import GroupCommitWriter
 from router.store.schema import migrations
 
-# aiosqlite logs every statement with its parameters at DEBUG: whole payments, and whatever id a caller put in a
-# URL (a pasted card number or key). Running the process at DEBUG must not write those out.
-logging.getLogger("aiosqlite").setLevel(logging.INFO)
+log = logging.getLogger("payroute.store")
 
 _SYNC_MODES = {"off": "OFF", "normal": "NORMAL", "full": "FULL"}
+# The writer waits this long for a lock another process holds (the CLI on the same file); the reader, on the
+# event loop's thread, waits much less: WAL readers only meet a lock while the log is being reset.
+_WRITER_BUSY_MS = 5000
+_READER_BUSY_MS = 1000
+T = TypeVar("T")
+Statements = Sequence[tuple[str, tuple[Any, ...]]]
 
 
 def _path_from_url(url: str) -> tuple[str, dict[str, list[str]]]:
@@ -61,88 +66,94 @@ class SQLiteStore:
         self.url = url
         self.path, query = _path_from_url(url)
         self._sync = _SYNC_MODES.get((query.get("synchronous") or ["normal"])[0].lower(), "NORMAL")
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._writer: GroupCommitWriter | None = None
+        self._reader: sqlite3.Connection | None = None
         self._event_listeners: list[EventListener] = []
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     async def open(self) -> None:
-        if self.path != ":memory:":
+        memory = self.path == ":memory:"
+        if not memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute(f"PRAGMA synchronous={self._sync}")
-        await self._db.execute("PRAGMA foreign_keys=ON")
-        await self._db.execute("PRAGMA busy_timeout=5000")
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._sync}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA busy_timeout={_WRITER_BUSY_MS}")
+        self._writer = GroupCommitWriter(
+            conn,
+            commit_in_thread=self._sync == "FULL" and not memory,
+            checkpoint=None if memory else self._connect_checkpointer,
+        )
         await self._migrate()
+        if not memory:
+            reader = sqlite3.connect(self.path, isolation_level=None)
+            reader.execute(f"PRAGMA busy_timeout={_READER_BUSY_MS}")
+            reader.execute("PRAGMA query_only=ON")
+            self._reader = reader
+
+    def _connect_checkpointer(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout={_WRITER_BUSY_MS}")
+        return conn
 
     async def _migrate(self) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL)"
-            )
-            async with db.execute("SELECT number FROM schema_migrations") as cur:
-                applied = {row[0] for row in await cur.fetchall()}
+        def migrate(db: sqlite3.Connection) -> None:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+            applied = {row[0] for row in db.execute("SELECT number FROM schema_migrations")}
             for number, name, sql in migrations("sqlite"):
                 if number in applied:
                     continue
                 for statement in _statements(sql):
-                    await db.execute(statement)
-                await db.execute("INSERT INTO schema_migrations (number, name) VALUES (?, ?)", (number, name))
+                    db.execute(statement)
+                db.execute("INSERT INTO schema_migrations (number, name) VALUES (?, ?)", (number, name))
+
+        await self._tx(migrate)
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await writer.close()
 
     async def ping(self) -> bool:
         try:
-            async with self._conn().execute("SELECT 1") as cur:
-                await cur.fetchone()
+            await self._all("SELECT 1", ())
             return True
-        except (sqlite3.Error, ValueError, StoreUnavailable):
+        except (sqlite3.Error, ValueError, StoreUnavailable, RuntimeError):
             return False
 
-    def _conn(self) -> aiosqlite.Connection:
-        if self._db is None:
+    def _writer_or_fail(self) -> GroupCommitWriter:
+        if self._writer is None:
             raise StoreUnavailable()
-        return self._db
+        return self._writer
 
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
-        db = self._conn()
-        async with self._lock:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-            else:
-                await db.execute("COMMIT")
+    async def _tx(self, work: Callable[[sqlite3.Connection], T], events: Sequence[Event] = ()) -> T:
+        """Run `work` as one transaction (inside the next group commit). If it returns anything but False, hand
+        `events` to the listeners right after that commit, in commit order."""
+        on_commit = (lambda done: self._committed(events) if done is not False else None) if events else None
+        result: T = await self._writer_or_fail().submit(work, on_commit)
+        return result
 
     async def _one(self, sql: str, args: tuple[Any, ...]) -> Any:
         rows = await self._all(sql, args)
         return rows[0] if rows else None
 
     async def _all(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
-        # execute_fetchall: one trip to aiosqlite's thread instead of three (execute, fetch, close)
-        async with self._lock:
-            return list(await self._conn().execute_fetchall(sql, args))
+        # On the loop's thread: a read of committed state, never inside a batch (a batch runs without awaiting,
+        # and only a file database, which reads through its own connection, awaits a COMMIT on a thread).
+        if self._reader is not None:
+            return self._reader.execute(sql, args).fetchall()
+        if self._writer is None:
+            raise StoreUnavailable()
+        return self._writer.connection.execute(sql, args).fetchall()
 
-    async def _write(self, statements: Sequence[tuple[str, tuple[Any, ...]]], guard_first: bool = False) -> bool:
-        """Run a write transaction in one trip to aiosqlite's thread rather than one trip per statement.
-
-        Each trip costs tens of microseconds (a queue, a thread switch, a wake-up of the loop), and a payment
-        makes about twenty statements: per-statement trips were most of create_payment's time on SQLite
-        (benchmarks/bench_overhead.py). With `guard_first`, a first statement that changes no row (a lost
-        compare-and-set) rolls the transaction back and returns False.
-        """
-        db = self._conn()
-        async with self._lock:
-            # aiosqlite runs `fn(*args)` on its connection's thread; `_execute` and `_conn` are its own helpers.
-            done: bool = await db._execute(_run_transaction, db._conn, statements, guard_first)  # type: ignore[no-untyped-call]
-            return done
+    async def _write(self, statements: Statements, events: Sequence[Event] = (), guard_first: bool = False) -> bool:
+        """Run statements as one transaction. With `guard_first`, a first statement that changes no row (a lost
+        compare-and-set) writes nothing and returns False (and its events are not published)."""
+        return await self._tx(lambda db: _run_statements(db, statements, guard_first), events)
 
     # -- payments --------------------------------------------------------------------------------------------
     @staticmethod
@@ -173,9 +184,9 @@ class SQLiteStore:
                     (record.id, payment.id, record.model_dump_json()),
                 ),
                 *_event_rows(events),
-            ]
+            ],
+            events,
         )
-        self._committed(events)
 
     async def get_payment(self, payment_id: str) -> Payment | None:
         row = await self._one("SELECT data FROM payments WHERE id = ?", (payment_id,))
@@ -241,9 +252,8 @@ class SQLiteStore:
             )
         statements.extend(_attempt_row(a) for a in attempts)
         statements.extend(_event_rows(events or []))
-        if not await self._write(statements, guard_first=True):
+        if not await self._write(statements, events or (), guard_first=True):
             raise ConcurrentUpdate(payment.id)
-        self._committed(events or [])
         return saved
 
     async def save_attempt(self, attempt: AttemptRecord) -> None:
@@ -257,25 +267,29 @@ class SQLiteStore:
 
     async def claim_due(self, now: datetime, owner: str, lease_until: datetime, limit: int) -> list[Payment]:
         now_us = to_us(now)
-        async with self._tx() as db:
-            async with db.execute(
-                "SELECT id FROM payments WHERE status IN ('pending', 'pending_retry') AND next_attempt_us <= ?"
-                " AND test_clock IS NULL AND (lease_until_us IS NULL OR lease_until_us < ?)"
-                " ORDER BY next_attempt_us LIMIT ?",
-                (now_us, now_us, limit),
-            ) as cur:
-                ids = [row[0] for row in await cur.fetchall()]
+
+        def claim(db: sqlite3.Connection) -> list[str]:
+            ids = [
+                row[0]
+                for row in db.execute(
+                    "SELECT id FROM payments WHERE status IN ('pending', 'pending_retry') AND next_attempt_us <= ?"
+                    " AND test_clock IS NULL AND (lease_until_us IS NULL OR lease_until_us < ?)"
+                    " ORDER BY next_attempt_us LIMIT ?",
+                    (now_us, now_us, limit),
+                )
+            ]
             claimed = []
             for pid in ids:
-                await db.execute(
+                db.execute(
                     "UPDATE payments SET lease_owner = ?, lease_until_us = ? WHERE id = ?",
                     (owner, to_us(lease_until), pid),
                 )
-                async with db.execute("SELECT data FROM payments WHERE id = ?", (pid,)) as cur:
-                    row = await cur.fetchone()
-                    if row:
-                        claimed.append(Payment.model_validate_json(row[0]))
-        return claimed
+                row = db.execute("SELECT data FROM payments WHERE id = ?", (pid,)).fetchone()
+                if row:
+                    claimed.append(row[0])
+            return claimed
+
+        return [Payment.model_validate_json(data) for data in await self._tx(claim)]
 
     async def list_due_on_clock(self, test_clock: str, now: datetime) -> list[Payment]:
         now_us = to_us(now)
@@ -339,42 +353,46 @@ class SQLiteStore:
 
     # -- idempotency -----------------------------------------------------------------------------------------
     async def reserve_idempotency(self, entry: IdempotencyEntry) -> IdempotencyEntry | None:
-        async with self._tx() as db:
-            async with db.execute(
+        def reserve(db: sqlite3.Connection) -> IdempotencyEntry | None:
+            row = db.execute(
                 "SELECT request_hash, created_us, state, response_status, response_body FROM idempotency_keys"
                 " WHERE scope = ? AND key = ?",
                 (entry.scope, entry.key),
-            ) as cur:
-                row = await cur.fetchone()
+            ).fetchone()
             if row is not None:
                 return IdempotencyEntry(entry.scope, entry.key, row[0], row[1], row[2], row[3], row[4])
-            await db.execute(
+            db.execute(
                 "INSERT INTO idempotency_keys (scope, key, request_hash, created_us, state) VALUES (?,?,?,?,?)",
                 (entry.scope, entry.key, entry.request_hash, entry.created_us, "in_progress"),
             )
-        return None
+            return None
+
+        return await self._tx(reserve)
 
     async def complete_idempotency(self, scope: str, key: str, status: int, body: bytes) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE idempotency_keys SET state = 'done', response_status = ?, response_body = ?"
-                " WHERE scope = ? AND key = ?",
-                (status, body, scope, key),
-            )
+        await self._write(
+            [
+                (
+                    "UPDATE idempotency_keys SET state = 'done', response_status = ?, response_body = ?"
+                    " WHERE scope = ? AND key = ?",
+                    (status, body, scope, key),
+                )
+            ]
+        )
 
     async def release_idempotency(self, scope: str, key: str) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND state = 'in_progress'",
-                (scope, key),
-            )
+        await self._write(
+            [("DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND state = 'in_progress'", (scope, key))]
+        )
 
     async def purge_idempotency(self, older_than: datetime) -> int:
-        async with self._tx() as db:
-            cur = await db.execute(
+        def purge(db: sqlite3.Connection) -> int:
+            cur = db.execute(
                 "DELETE FROM idempotency_keys WHERE created_us < ? AND state = 'done'", (to_us(older_than),)
             )
             return int(cur.rowcount)
+
+        return await self._tx(purge)
 
     # -- events ----------------------------------------------------------------------------------------------
     async def list_events(
@@ -397,7 +415,7 @@ class SQLiteStore:
     def on_events(self, listener: EventListener) -> None:
         self._event_listeners.append(listener)
 
-    def _committed(self, events: list[Event]) -> None:
+    def _committed(self, events: Sequence[Event]) -> None:
         # Called right after COMMIT with no await in between, so listeners see transactions in commit order.
         if not events:
             return
@@ -410,12 +428,15 @@ class SQLiteStore:
 
     # -- webhook delivery ------------------------------------------------------------------------------------
     async def register_webhook_endpoint(self, url: str, now: datetime) -> WebhookEndpointState:
-        async with self._tx() as db:
-            await db.execute(
-                "INSERT INTO webhook_endpoints (url, cursor_seq, created_us)"
-                " SELECT ?, COALESCE(MAX(seq), 0), ? FROM events WHERE true ON CONFLICT (url) DO NOTHING",
-                (url, to_us(now)),
-            )
+        await self._write(
+            [
+                (
+                    "INSERT INTO webhook_endpoints (url, cursor_seq, created_us)"
+                    " SELECT ?, COALESCE(MAX(seq), 0), ? FROM events WHERE true ON CONFLICT (url) DO NOTHING",
+                    (url, to_us(now)),
+                )
+            ]
+        )
         state = await self.get_webhook_endpoint(url)
         assert state is not None
         return state
@@ -433,36 +454,38 @@ class SQLiteStore:
     async def enqueue_webhook_deliveries(
         self, url: str, expected_cursor: int, new_cursor: int, deliveries: Sequence[WebhookDelivery]
     ) -> bool:
-        async with self._tx() as db:
-            cur = await db.execute(
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            (
                 "UPDATE webhook_endpoints SET cursor_seq = ? WHERE url = ? AND cursor_seq = ?",
                 (new_cursor, url, expected_cursor),
             )
-            if cur.rowcount != 1:
-                return False
-            for d in deliveries:
-                await db.execute(
-                    "INSERT INTO webhook_deliveries (url, event_id, event_seq, object_id, status, attempts,"
-                    " created_us, next_attempt_us) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (url, event_id) DO NOTHING",
-                    (
-                        d.url,
-                        d.event_id,
-                        d.event_seq,
-                        d.object_id,
-                        d.status,
-                        d.attempts,
-                        to_us(d.created),
-                        to_us(d.next_attempt_at),
-                    ),
-                )
-        return True
+        ]
+        statements.extend(
+            (
+                "INSERT INTO webhook_deliveries (url, event_id, event_seq, object_id, status, attempts,"
+                " created_us, next_attempt_us) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (url, event_id) DO NOTHING",
+                (
+                    d.url,
+                    d.event_id,
+                    d.event_seq,
+                    d.object_id,
+                    d.status,
+                    d.attempts,
+                    to_us(d.created),
+                    to_us(d.next_attempt_at),
+                ),
+            )
+            for d in deliveries
+        )
+        return await self._write(statements, guard_first=True)
 
     async def claim_webhook_deliveries(
         self, url: str, now: datetime, lease_until: datetime, limit: int
     ) -> list[WebhookDelivery]:
         now_us = to_us(now)
-        async with self._tx() as db:
-            async with db.execute(
+
+        def claim(db: sqlite3.Connection) -> list[Any]:
+            rows = db.execute(
                 "SELECT d.url, d.event_id, d.event_seq, d.object_id, d.created_us, d.next_attempt_us,"
                 " d.status, d.attempts, d.last_error, d.delivered_us"
                 " FROM webhook_deliveries d WHERE d.url = ? AND d.status = 'pending'"
@@ -471,14 +494,15 @@ class SQLiteStore:
                 " AND e.object_id = d.object_id AND e.status = 'pending' AND e.event_seq < d.event_seq)"
                 " ORDER BY d.event_seq LIMIT ?",
                 (url, now_us, now_us, limit),
-            ) as cur:
-                rows = list(await cur.fetchall())
+            ).fetchall()
             for row in rows:
-                await db.execute(
+                db.execute(
                     "UPDATE webhook_deliveries SET lease_until_us = ? WHERE url = ? AND event_id = ?",
                     (to_us(lease_until), url, row[1]),
                 )
-        return [_delivery(r) for r in rows]
+            return rows
+
+        return [_delivery(r) for r in await self._tx(claim)]
 
     async def record_webhook_attempt(
         self,
@@ -487,54 +511,57 @@ class SQLiteStore:
         next_attempt_at: datetime | None,
     ) -> WebhookEndpointState:
         at_us = to_us(attempt.attempted_at)
-        async with self._tx() as db:
-            await db.execute(
-                "INSERT INTO webhook_attempts (url, event_id, attempted_us, http_status, error, latency_ms, succeeded)"
-                " VALUES (?,?,?,?,?,?,?)",
+        streak = (
+            (
+                "UPDATE webhook_endpoints SET consecutive_failures = 0, failing_since_us = NULL WHERE url = ?",
+                (attempt.url,),
+            )
+            if attempt.succeeded
+            else (
+                "UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + 1,"
+                " failing_since_us = COALESCE(failing_since_us, ?) WHERE url = ?",
+                (at_us, attempt.url),
+            )
+        )
+        await self._write(
+            [
                 (
-                    attempt.url,
-                    attempt.event_id,
-                    at_us,
-                    attempt.http_status,
-                    attempt.error,
-                    attempt.latency_ms,
-                    attempt.succeeded,
+                    "INSERT INTO webhook_attempts (url, event_id, attempted_us, http_status, error, latency_ms,"
+                    " succeeded) VALUES (?,?,?,?,?,?,?)",
+                    (
+                        attempt.url,
+                        attempt.event_id,
+                        at_us,
+                        attempt.http_status,
+                        attempt.error,
+                        attempt.latency_ms,
+                        attempt.succeeded,
+                    ),
                 ),
-            )
-            await db.execute(
-                "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, last_error = ?,"
-                " next_attempt_us = COALESCE(?, next_attempt_us), lease_until_us = NULL,"
-                " delivered_us = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_us END"
-                " WHERE url = ? AND event_id = ? AND status = 'pending'",
-                (status, attempt.error, _us(next_attempt_at), status, at_us, attempt.url, attempt.event_id),
-            )
-            if attempt.succeeded:
-                await db.execute(
-                    "UPDATE webhook_endpoints SET consecutive_failures = 0, failing_since_us = NULL WHERE url = ?",
-                    (attempt.url,),
-                )
-            else:
-                await db.execute(
-                    "UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + 1,"
-                    " failing_since_us = COALESCE(failing_since_us, ?) WHERE url = ?",
-                    (at_us, attempt.url),
-                )
+                (
+                    "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, last_error = ?,"
+                    " next_attempt_us = COALESCE(?, next_attempt_us), lease_until_us = NULL,"
+                    " delivered_us = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_us END"
+                    " WHERE url = ? AND event_id = ? AND status = 'pending'",
+                    (status, attempt.error, _us(next_attempt_at), status, at_us, attempt.url, attempt.event_id),
+                ),
+                streak,
+            ]
+        )
         state = await self.get_webhook_endpoint(attempt.url)
         assert state is not None, f"webhook endpoint {attempt.url} is not registered"
         return state
 
     async def set_webhook_endpoint_disabled(self, url: str, disabled_at: datetime | None) -> None:
-        async with self._tx() as db:
-            if disabled_at is None:
-                await db.execute(
-                    "UPDATE webhook_endpoints SET disabled_us = NULL, consecutive_failures = 0,"
-                    " failing_since_us = NULL WHERE url = ?",
-                    (url,),
-                )
-            else:
-                await db.execute(
-                    "UPDATE webhook_endpoints SET disabled_us = ? WHERE url = ?", (to_us(disabled_at), url)
-                )
+        if disabled_at is None:
+            statement: tuple[str, tuple[Any, ...]] = (
+                "UPDATE webhook_endpoints SET disabled_us = NULL, consecutive_failures = 0,"
+                " failing_since_us = NULL WHERE url = ?",
+                (url,),
+            )
+        else:
+            statement = ("UPDATE webhook_endpoints SET disabled_us = ? WHERE url = ?", (to_us(disabled_at), url))
+        await self._write([statement])
 
     async def list_webhook_deliveries(self, event_id: str) -> list[WebhookDelivery]:
         rows = await self._all(
@@ -554,32 +581,27 @@ class SQLiteStore:
 
     # -- test clocks -----------------------------------------------------------------------------------------
     async def save_test_clock(self, clock: TestClock) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "INSERT INTO test_clocks (id, data) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET data = excluded.data",
-                (clock.id, clock.model_dump_json()),
-            )
+        await self._write(
+            [
+                (
+                    "INSERT INTO test_clocks (id, data) VALUES (?, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                    (clock.id, clock.model_dump_json()),
+                )
+            ]
+        )
 
     async def get_test_clock(self, clock_id: str) -> TestClock | None:
         row = await self._one("SELECT data FROM test_clocks WHERE id = ?", (clock_id,))
         return TestClock.model_validate_json(row[0]) if row else None
 
 
-def _run_transaction(
-    conn: sqlite3.Connection, statements: Sequence[tuple[str, tuple[Any, ...]]], guard_first: bool
-) -> bool:
-    """On aiosqlite's thread: BEGIN IMMEDIATE, every statement, COMMIT; any failure rolls back."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for i, (sql, args) in enumerate(statements):
-            cur = conn.execute(sql, args)
-            if i == 0 and guard_first and cur.rowcount != 1:
-                conn.execute("ROLLBACK")
-                return False
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+def _run_statements(db: sqlite3.Connection, statements: Statements, guard_first: bool) -> bool:
+    """Inside the batch's transaction. A guard that changed no row has written nothing: stop there."""
+    for i, (sql, args) in enumerate(statements):
+        cur = db.execute(sql, args)
+        if i == 0 and guard_first and cur.rowcount != 1:
+            return False
     return True
 
 
