@@ -75,5 +75,10 @@ class StoreUnavailable(PayrouteError):
         super().__init__(message, type="api_error", code="service_unavailable", status=503)
 
 
+class NotCreated(Exception):
+    """A new payment's insert failed (most often: its id is taken by an earlier try of the same create).
+    Nothing was sent to a processor; the cause is chained."""
+
+
 class ConcurrentUpdate(Exception):
     """A compare-and-set on a payment lost to another writer; the caller re-reads and decides again."""

@@ -26,8 +26,8 @@ from router.breakers import BreakerBoard
 from router.cards import card_from_token
 from router.clock import Clock, SystemClock, parse_rfc3339
 from router.config import Config, ConfigError
-from router.engine import Engine
-from router.errors import ConcurrentUpdate, PayrouteError, conflict, invalid, not_found
+from router.engine import Engine, NewPayment
+from router.errors import ConcurrentUpdate, NotCreated, PayrouteError, conflict, invalid, not_found
 from router.ids import IdGenerator
 from router.models import (
     AttemptRecord,
@@ -307,10 +307,8 @@ class Router:
 
     async def _create(self, params: Mapping[str, Any], livemode: bool, payment_id: str | None = None) -> dict[str, Any]:
         p = parse_create_params(dict(params))
-        if payment_id is not None:
-            existing = await self.store.get_payment(payment_id)
-            if existing is not None:
-                return await self._carry_on(existing, bool(p.include))
+        # A resend of a create whose first try wrote its payment (the id derives from the key) finds it when its
+        # own insert fails on that id, below: nothing is read first.
         cfg = self.config
         retry = p.retry_details
         if retry and retry.retry_policy and retry.retry_policy not in cfg.retry_policies:
@@ -363,8 +361,8 @@ class Router:
             retry_strategy_requested=retry.retry_strategy if retry else "best_available",
             retry_strategy="none" if retry and retry.retry_strategy == "none" else "heuristic",
             payment_record=record_id,
-            # An immediate payment is attempted right below; should this process die first, the scheduler picks
-            # it up once STRANDED_AFTER has passed, long after any live request would have started it.
+            # An immediate payment is stored by its first attempt's first write, already in processing. (A payment
+            # stored pending by an older version and never attempted falls due STRANDED_AFTER later.)
             next_attempt_at=due if due is not None else now + STRANDED_AFTER,
             mcc=options.mcc if options else None,
             network_transaction_id=options.network_transaction_id if options else None,
@@ -387,16 +385,25 @@ class Router:
             metadata=payment.metadata,
             card=payment.card,
         )
+        created = [ev.event_for(self.ids, ev.CREATED, payment, now)]
         try:
-            await self.store.create_payment(payment, record, [ev.event_for(self.ids, ev.CREATED, payment, now)])
-        except Exception:
-            # Another replica given the same Idempotency-Key wrote this id first: that payment is the answer.
+            if due is None:
+                # Attempted at once: the attempt's first write inserts the payment, already in processing.
+                payment = await self.engine.attempt(payment, new=NewPayment(record, created))
+            else:
+                await self.store.create_payment(payment, record, created)
+        except ConcurrentUpdate:
+            # Another worker took the payment over mid-attempt (this one's lease ran out): show it as it is now.
+            payment = await self._load(payment_id, livemode)
+        except Exception as exc:
+            if due is None and not isinstance(exc, NotCreated):
+                raise  # the payment is stored: whatever failed after that is not a lost race
+            # An earlier try with the same Idempotency-Key (or another replica given it) wrote this id first:
+            # that payment is the answer.
             raced = await self.store.get_payment(payment_id)
             if raced is None:
                 raise
             return await self._carry_on(raced, bool(p.include))
-        if due is None:
-            payment = await self.engine.claim_and_attempt(payment) or await self._load(payment_id, livemode)
         return await self._render(payment, include_details=bool(p.include))
 
     async def _carry_on(self, payment: Payment, include_details: bool) -> dict[str, Any]:

@@ -110,7 +110,19 @@ class Store(Protocol):
     async def ping(self) -> bool: ...
 
     # -- payments --------------------------------------------------------------------------------------------
-    async def create_payment(self, payment: Payment, record: PaymentRecordState, events: list[Event]) -> None: ...
+    async def create_payment(
+        self,
+        payment: Payment,
+        record: PaymentRecordState,
+        events: list[Event],
+        *,
+        attempts: Sequence[AttemptRecord] = (),
+        lease_owner: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> None:
+        """Insert a new payment (at its own `version`) with its record, events and any first attempts, in one
+        transaction, under the given lease. Raise if a payment with that id exists (nothing is written then)."""
+        ...
 
     async def get_payment(self, payment_id: str) -> Payment | None: ...
 

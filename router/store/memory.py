@@ -65,13 +65,24 @@ class MemoryStore:
             raise StoreUnavailable()
 
     # -- payments --------------------------------------------------------------------------------------------
-    async def create_payment(self, payment: Payment, record: PaymentRecordState, events: list[Event]) -> None:
+    async def create_payment(
+        self,
+        payment: Payment,
+        record: PaymentRecordState,
+        events: list[Event],
+        *,
+        attempts: Sequence[AttemptRecord] = (),
+        lease_owner: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> None:
         self._check()
         if payment.id in self._payments:
             raise ValueError(f"payment {payment.id} exists")
         self._payments[payment.id] = payment
-        self._leases[payment.id] = (None, None)
+        self._leases[payment.id] = (lease_owner, lease_until)
         self._records[record.id] = record
+        for attempt in attempts:
+            self._upsert_attempt(attempt)
         self._add_events(events)
         self._committed(events)
 

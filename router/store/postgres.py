@@ -180,15 +180,28 @@ class PostgresStore:
             p.model_dump_json(),
         )
 
-    async def create_payment(self, payment: Payment, record: PaymentRecordState, events: list[Event]) -> None:
-        # One statement, so one round trip and its own transaction: payment, record and events land together.
+    async def create_payment(
+        self,
+        payment: Payment,
+        record: PaymentRecordState,
+        events: list[Event],
+        *,
+        attempts: Sequence[AttemptRecord] = (),
+        lease_owner: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> None:
+        # One statement, so one round trip and its own transaction: payment, record, attempts and events land
+        # together.
         async with self._conn() as conn:
             await conn.execute(
                 _CREATE_PAYMENT,
                 payment.id,
                 *self._payment_row(payment),
+                lease_owner,
+                _us(lease_until),
                 record.id,
                 record.model_dump_json(),
+                *self._attempt_args(attempts),
                 *self._event_args(events),
             )
         self._committed(events)
@@ -702,10 +715,11 @@ _EVENTS_CTE = (
 # Built once from the constant pieces above; every value travels as a parameter.
 _CREATE_PAYMENT = (
     "WITH p AS (INSERT INTO payments (id, livemode, created_us, status, customer, card_fingerprint,"  # noqa: S608
-    " test_clock, next_attempt_us, capture_before_us, version, data)"
-    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) RETURNING id),"
-    " r AS (INSERT INTO payment_records (id, payment_id, data) SELECT $12, p.id, $13 FROM p)"
-    + _sql(_EVENTS_CTE, "p", 14)
+    " test_clock, next_attempt_us, capture_before_us, version, data, lease_owner, lease_until_us)"
+    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) RETURNING id),"
+    " r AS (INSERT INTO payment_records (id, payment_id, data) SELECT $14, p.id, $15 FROM p),"
+    + _sql(_ATTEMPTS_CTE, "p", 16)
+    + _sql(_EVENTS_CTE, "p", 25)
     + " SELECT 1"
 )
 _SAVE_PAYMENT = (

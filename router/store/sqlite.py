@@ -171,18 +171,29 @@ class SQLiteStore:
             p.model_dump_json(),
         )
 
-    async def create_payment(self, payment: Payment, record: PaymentRecordState, events: list[Event]) -> None:
+    async def create_payment(
+        self,
+        payment: Payment,
+        record: PaymentRecordState,
+        events: list[Event],
+        *,
+        attempts: Sequence[AttemptRecord] = (),
+        lease_owner: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> None:
         await self._write(
             [
                 (
                     "INSERT INTO payments (id, livemode, created_us, status, customer, card_fingerprint, test_clock,"
-                    " next_attempt_us, capture_before_us, version, data) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (payment.id, *self._payment_row(payment)),
+                    " next_attempt_us, capture_before_us, version, data, lease_owner, lease_until_us)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (payment.id, *self._payment_row(payment), lease_owner, _us(lease_until)),
                 ),
                 (
                     "INSERT INTO payment_records (id, payment_id, data) VALUES (?,?,?)",
                     (record.id, payment.id, record.model_dump_json()),
                 ),
+                *(_attempt_row(a) for a in attempts),
                 *_event_rows(events),
             ],
             events,

@@ -46,8 +46,11 @@ async def test_the_outbox_waits_for_an_event_writer_still_in_flight(pg_schema_ur
             _CREATE_PAYMENT,
             p.id,
             *store._payment_row(p),
+            None,  # lease owner
+            None,  # lease until
             r.id,
             r.model_dump_json(),
+            *store._attempt_args([]),
             *store._event_args([ev.event_for(ids, ev.CREATED, p, T0)]),
         )
         await created(store)  # another writer is not held up by it, and commits a higher seq
