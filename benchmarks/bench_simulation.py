@@ -30,8 +30,9 @@ from benchmarks.sim.run import BUCKET_MINUTES, STRATEGIES, run_strategy, static_
 from benchmarks.sim.world import World
 
 TARGET_OF_ORACLE = 0.98
-# success_rate with longer windows than the default (200 entries, 30 min): what reaching the target takes.
-VARIANT = "success_rate@2000/360"
+# success_rate with the default windows (2,000 entries, 6 h, 60 s of health) but without demoting a processor
+# whose latest calls failed technically: what the demotion adds on top of keeping outages out of the estimate.
+VARIANT = "success_rate@2000/360/60/0"
 DEFAULT_RUNS = (*STRATEGIES, VARIANT)
 
 
@@ -190,7 +191,8 @@ def main() -> None:
     ap.add_argument(
         "--strategies",
         default=",".join(DEFAULT_RUNS),
-        help="comma-separated; success_rate@SIZE/MINUTES runs success_rate with windows of that size and age",
+        help="comma-separated; success_rate@SIZE/MINUTES[/HEALTH_S/DEMOTE][#N] runs success_rate with approval"
+        " windows of that size and age, that health window and demotion (0: off), and its sampler's seed moved by N",
     )
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     args = ap.parse_args()
