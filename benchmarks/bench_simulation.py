@@ -122,6 +122,35 @@ def per_outage(world: World, runs: dict[str, dict[str, Any]]) -> list[list[Any]]
     return rows
 
 
+def outage_cost(world: World, runs: dict[str, dict[str, Any]]) -> list[list[Any]]:
+    """Per strategy, the approvals it is behind the oracle on payments arriving during outages, split into the
+    payments that met an outage (the failover's cost) and those that did not (routing among healthy ones)."""
+    oracle = runs.get("oracle")
+    if oracle is None:
+        return []
+    first = next(iter(runs.values()))
+    during = [i for i, h in enumerate(first["hours"]) if in_any_outage(world, h)]
+    rows = []
+    for name, r in runs.items():
+        met = [i for i in during if r["met_outage"][i]]
+        clear = [i for i in during if not r["met_outage"][i]]
+        behind_met = sum(oracle["approved"][i] - r["approved"][i] for i in met)
+        behind_clear = sum(oracle["approved"][i] - r["approved"][i] for i in clear)
+        rows.append(
+            [
+                name,
+                len(during),
+                len(met),
+                _rate(sum(r["approved"][i] for i in met), len(met)),
+                _rate(sum(oracle["approved"][i] for i in met), len(met)),
+                behind_met,
+                behind_clear,
+                (behind_met + behind_clear) / len(during) * 100,
+            ]
+        )
+    return rows
+
+
 def per_period(world: World, runs: dict[str, dict[str, Any]], span_h: float = 12.0) -> list[list[Any]]:
     first = next(iter(runs.values()))
     rows = []
@@ -245,6 +274,21 @@ def main() -> None:
         ["outage", "when", "payments", *(f"auth {n}" for n in runs), *(f"met {n}" for n in runs)],
         per_outage(world, runs),
     )
+    cost_table = table(
+        "Where the gap to the oracle during outages comes from: approvals behind it on payments that met an outage"
+        " (failover rescues almost all) and on those that did not (the order among healthy processors)",
+        [
+            "strategy",
+            "payments in outages",
+            "met an outage",
+            "auth when met",
+            "oracle auth, same payments",
+            "approvals behind, met",
+            "approvals behind, not met",
+            "behind oracle (pts)",
+        ],
+        outage_cost(world, runs),
+    )
     period_table = table(
         "Authorization rate by 12-hour period (drift: atlas US -9 pts from h20, borealis mastercard -8 h30-40,"
         " draco BR +6 from h12)",
@@ -264,7 +308,7 @@ def main() -> None:
             for p in world.processors
         ],
     )
-    for t in (main_table, outage_table, period_table, world_table):
+    for t in (main_table, outage_table, cost_table, period_table, world_table):
         print_table(t)
     if verdict:
         print(
@@ -294,7 +338,7 @@ def main() -> None:
             "workers": args.workers,
             "wall_s": wall,
         },
-        [main_table, outage_table, period_table, world_table],
+        [main_table, outage_table, cost_table, period_table, world_table],
         verdict=verdict,
         summary=rows,
         world=world_description(world),
