@@ -12,7 +12,8 @@ Two windows, which every backend keeps the same way (in memory here; Redis for m
 - The *health window*, per processor across all routes (an outage is the processor's, not a route's): its
   last `HEALTH_SIZE` calls, each either answered (any outcome but a technical failure) or failed
   technically; a read counts those of the last `health_window` (the config's `success_rate.health_window`,
-  default 60 s) and the run of technical failures they end with. `success_rate` puts a processor whose latest
+  default 60 s; a read drops older ones, so one store is read with one window) and the run of technical
+  failures they end with. `success_rate` puts a processor whose latest
   calls all failed technically behind the healthy ones (see `router.strategies`): one route's failures warn
   every route at once.
 - Candidates skipped before a call (open breaker, currency) are in neither window.
@@ -117,17 +118,19 @@ class StatsStore(Protocol):
 
 
 class _Window:
-    """Timed boolean entries with a running count of the true ones."""
+    """Timed boolean entries with running counts: how many are true, and how many of the newest in a row are."""
 
-    __slots__ = ("entries", "hits")
+    __slots__ = ("entries", "hits", "run")
 
     def __init__(self) -> None:
         self.entries: deque[tuple[datetime, bool]] = deque()
         self.hits = 0
+        self.run = 0
 
     def add(self, at: datetime, hit: bool, size: int) -> None:
         self.entries.append((at, hit))
         self.hits += hit
+        self.run = self.run + 1 if hit else 0
         while len(self.entries) > size:
             self._drop_oldest()
 
@@ -138,20 +141,11 @@ class _Window:
     def _drop_oldest(self) -> None:
         _, hit = self.entries.popleft()
         self.hits -= hit
+        if self.run > len(self.entries):
+            self.run = len(self.entries)
 
-    def since(self, cutoff: datetime) -> tuple[int, int, int]:
-        """Entries and hits newer than `cutoff`, and the run of hits they end with; older entries stay (another
-        read may look further back)."""
-        entries = hits = streak = 0
-        unbroken = True
-        for at, hit in reversed(self.entries):
-            if at <= cutoff:
-                break
-            entries += 1
-            hits += hit
-            unbroken = unbroken and hit
-            streak += unbroken
-        return entries, hits, streak
+
+_APPROVAL = {Entry.APPROVED: True, Entry.DECLINED: False}
 
 
 class InMemoryStatsStore:
@@ -185,7 +179,7 @@ class InMemoryStatsStore:
         if health is None:
             health = self._health[processor] = _Window()
         health.add(at, entry is Entry.FAILED, HEALTH_SIZE)
-        approval = entry.approval
+        approval = _APPROVAL.get(entry)
         if approval is None:
             return
         window = self._windows.get((route, processor))
@@ -214,7 +208,8 @@ class InMemoryStatsStore:
                 window.prune(cutoff)
                 successes, failures = window.hits, len(window.entries) - window.hits
             if health is not None:
-                calls, errors, streak = health.since(health_cutoff)
+                health.prune(health_cutoff)
+                calls, errors, streak = len(health.entries), health.hits, health.run
             known = successes or failures or calls
             out[name] = WindowCounts(successes, failures, calls, errors, streak) if known else NOTHING_KNOWN
         return out

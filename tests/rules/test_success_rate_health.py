@@ -45,6 +45,18 @@ def test_technical_failures_stay_out_of_the_approval_window(clock: ManualClock) 
     assert stats.read_now("subs", ["a"], clock.now())["a"] == WindowCounts(8, 0)  # the outage has aged out
 
 
+def test_the_run_of_failures_counts_only_calls_inside_the_health_window(clock: ManualClock) -> None:
+    stats = InMemoryStatsStore()
+    start = clock.now()
+    for entry in (Entry.FAILED, Entry.FAILED, Entry.APPROVED, Entry.FAILED, Entry.FAILED, Entry.FAILED):
+        stats.record_now("subs", "a", entry, clock.advance(1))
+    assert stats.read_now("subs", ["a"], clock.now())["a"] == WindowCounts(1, 0, 6, 5, 3)  # the approval broke it
+    later = start + timedelta(seconds=2 + 60)  # the first two calls have aged out
+    assert stats.read_now("subs", ["a"], later)["a"] == WindowCounts(1, 0, 4, 3, 3)
+    later = start + timedelta(seconds=4 + 60)  # and the approval, and one failure of the run
+    assert stats.read_now("subs", ["a"], later)["a"] == WindowCounts(1, 0, 2, 2, 2)
+
+
 # -- the order -------------------------------------------------------------------------------------------------
 
 
