@@ -25,7 +25,7 @@ from typing import Any
 from router.config import parse
 from router.models import CardSnapshot, Payment
 from router.rules import Plan, RoutingTable, build_adapters
-from router.stats import InMemoryStatsStore
+from router.stats import Entry, InMemoryStatsStore
 
 RESULTS = Path(__file__).resolve().parent / "results" / "routing.json"
 CALLS = 10_000
@@ -169,7 +169,7 @@ def main() -> int:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     for name in ("sim_a", "sim_b", "sim_c"):
         for k in range(150):
-            stats.record_now("r3", name, k % 10 != 0, now)
+            stats.record_now("r3", name, Entry.APPROVED if k % 10 else Entry.DECLINED, now)
 
     for routes in (10, 100):
         table = build(routes)

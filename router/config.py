@@ -321,6 +321,33 @@ class WebhookConfig(_Strict):
     enabled: bool = True
 
 
+MAX_HEALTH_WINDOW = timedelta(minutes=10)
+
+
+class SuccessRateConfig(_Strict):
+    """How routes with `strategy: success_rate` treat a processor that stops answering (`router.strategies`).
+
+    A processor whose latest `demote_after_errors` calls, on any route and within the last `health_window`, all
+    failed technically (processor errors, timeouts) is put behind the healthy processors until an answer breaks
+    the run or the failures age out of the window; 0 turns this off (the breaker alone then keeps traffic
+    away)."""
+
+    health_window: timedelta = timedelta(seconds=60)
+    demote_after_errors: Annotated[int, Field(ge=0, le=100)] = 2
+
+    @field_validator("health_window", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_duration(v) if isinstance(v, str | int | float) else v
+
+    @field_validator("health_window")
+    @classmethod
+    def _window_bounds(cls, v: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= v <= MAX_HEALTH_WINDOW:
+            raise ValueError("health_window must lie between 1s and 10m")
+        return v
+
+
 class Config(_Strict):
     version: Literal[1] = 1
     processors: dict[str, ProcessorConfig]
@@ -328,6 +355,7 @@ class Config(_Strict):
     retry_policies: dict[str, RetryPolicyConfig] = Field(default_factory=lambda: {"default": RetryPolicyConfig()})
     network_limits: NetworkLimits = NetworkLimits()
     webhooks: list[WebhookConfig] = Field(default_factory=list)
+    success_rate: SuccessRateConfig = SuccessRateConfig()
 
     @model_validator(mode="after")
     def _references(self) -> Config:

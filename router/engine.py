@@ -41,7 +41,7 @@ from router.models import AttemptRecord, CardSnapshot, Event, Payment, PaymentRe
 from router.retry import RetryDecision, RetryPlanner
 from router.rules import Candidate, Plan, RoutingTable
 from router.states import Status, transition
-from router.stats import InMemoryStatsStore, StatsStore, counts_as_success
+from router.stats import InMemoryStatsStore, StatsStore, window_entry
 from router.store.base import Store
 
 log = logging.getLogger("payroute.engine")
@@ -243,11 +243,8 @@ class Engine:
 
     async def _learn(self, plan: Plan, cand: Candidate, outcome: Outcome) -> None:
         """Feed the outcome into the route's success-rate window; a stats outage never fails a payment."""
-        success = counts_as_success(outcome.kind)
-        if success is None:
-            return
         try:
-            await self.stats.record(plan.route, cand.name, success, self.clock.now())
+            await self.stats.record(plan.route, cand.name, window_entry(outcome.kind), self.clock.now())
         except Exception:
             log.exception("could not record the outcome of %s on route %s", cand.name, plan.route)
 

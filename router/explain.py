@@ -180,7 +180,7 @@ async def explain_live(router: LiveRouter, params: Mapping[str, Any]) -> Explana
     route = table.route_for(payment)
     windows = None
     if route.strategy.needs_stats:
-        windows = await router.stats.read(route.name, route.processor_names, router.clock.now())
+        windows = await router.stats.read(route.name, route.processor_names, router.clock.now(), table.health_window)
     states = {}
     for cand in route.candidates:
         breaker = router.breakers.get(cand.name, cand.config.breaker.fail_max, cand.config.breaker.reset_timeout_s)

@@ -1,9 +1,11 @@
 """Success-rate windows in Redis, shared by every replica, with the semantics of `router.stats`.
 
-Per (route, processor) one list of `<unix_ms>:<0|1>` entries, newest first: a record is LPUSH + LTRIM to
-`size` (+ an expiry of `max_age`, so a window nobody writes to any more disappears); a read fetches the lists of
-all a route's processors in one round trip and counts the entries newer than `now - max_age`. Times are the
-router's clock, as in the in-memory windows.
+Per (route, processor) one approval list of `<unix_ms>:<0|1>` entries (1 approved, 0 soft-declined), newest
+first, and per processor one health list of the same shape (1 a technical failure, 0 an answer): a record is
+LPUSH + LTRIM to `size` (`HEALTH_SIZE` for health) + an expiry (`max_age`; the longest health window the
+config allows for health), so a window nobody writes to any more disappears. A read fetches the lists of all
+a route's processors, both kinds, in one round trip and counts the entries newer than `now - max_age` (health:
+`now - health_window`). Times are the router's clock, as in the in-memory windows.
 
 Every outcome is also kept in this replica's own in-memory windows. While Redis cannot be reached (see
 `router.shared.SharedState`), reads answer from those: the replica routes on what it saw itself instead of on
@@ -18,12 +20,39 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from router.config import MAX_HEALTH_WINDOW
 from router.shared import SharedState, SharedStateUnavailable
-from router.stats import DEFAULT_MAX_AGE, DEFAULT_SIZE, NOTHING_KNOWN, InMemoryStatsStore, WindowCounts
+from router.stats import (
+    DEFAULT_HEALTH_WINDOW,
+    DEFAULT_MAX_AGE,
+    DEFAULT_SIZE,
+    HEALTH_SIZE,
+    NOTHING_KNOWN,
+    Entry,
+    InMemoryStatsStore,
+    WindowCounts,
+)
 
 
 def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
+
+
+def _count(entries: list[Any], cutoff_ms: int) -> tuple[int, int, int]:
+    """Entries (newest first) newer than the cutoff, how many of them are flagged 1, and how many of the newest
+    in a row are."""
+    total = ones = streak = 0
+    unbroken = True
+    for entry in entries:
+        at, _, flag = str(entry).partition(":")
+        if int(at) <= cutoff_ms:
+            continue
+        one = flag == "1"
+        total += 1
+        ones += one
+        unbroken = unbroken and one
+        streak += unbroken
+    return total, ones, streak
 
 
 class RedisStatsStore:
@@ -38,16 +67,25 @@ class RedisStatsStore:
     def _key(self, route: str, processor: str) -> str:
         return self.shared.key("stats", route, processor)
 
-    async def record(self, route: str, processor: str, success: bool, at: datetime) -> None:
-        self.local.record_now(route, processor, success, at)
+    def _health_key(self, processor: str) -> str:
+        return self.shared.key("health", processor)
+
+    async def record(self, route: str, processor: str, entry: Entry, at: datetime) -> None:
+        self.local.record_now(route, processor, entry, at)
+        stamp = _ms(at)
+        health_key = self._health_key(processor)
         key = self._key(route, processor)
-        entry = f"{_ms(at)}:{int(success)}"
+        approval = entry.approval
 
         async def push(r: Redis) -> list[Any]:
             async with r.pipeline(transaction=False) as pipe:
-                pipe.lpush(key, entry)
-                pipe.ltrim(key, 0, self.size - 1)
-                pipe.pexpire(key, int(self.max_age.total_seconds() * 1000))
+                pipe.lpush(health_key, f"{stamp}:{int(entry.technical)}")
+                pipe.ltrim(health_key, 0, HEALTH_SIZE - 1)
+                pipe.pexpire(health_key, int(MAX_HEALTH_WINDOW.total_seconds() * 1000))
+                if approval is not None:
+                    pipe.lpush(key, f"{stamp}:{int(approval)}")
+                    pipe.ltrim(key, 0, self.size - 1)
+                    pipe.pexpire(key, int(self.max_age.total_seconds() * 1000))
                 result: list[Any] = await pipe.execute()
                 return result
 
@@ -56,31 +94,36 @@ class RedisStatsStore:
         except SharedStateUnavailable:
             pass  # kept locally; the shared window misses this one outcome
 
-    async def read(self, route: str, processors: Sequence[str], now: datetime) -> Mapping[str, WindowCounts]:
+    async def read(
+        self,
+        route: str,
+        processors: Sequence[str],
+        now: datetime,
+        health_window: timedelta = DEFAULT_HEALTH_WINDOW,
+    ) -> Mapping[str, WindowCounts]:
         keys = [self._key(route, name) for name in processors]
+        health_keys = [self._health_key(name) for name in processors]
 
         async def fetch(r: Redis) -> list[Any]:
             async with r.pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.lrange(key, 0, self.size - 1)
+                for key in health_keys:
+                    pipe.lrange(key, 0, HEALTH_SIZE - 1)
                 result: list[Any] = await pipe.execute()
                 return result
 
         try:
             lists = await self.shared.run(fetch)
         except SharedStateUnavailable:
-            return await self.local.read(route, processors, now)
+            return await self.local.read(route, processors, now, health_window)
         cutoff = _ms(now - self.max_age)
+        health_cutoff = _ms(now - health_window)
         out: dict[str, WindowCounts] = {}
-        for name, entries in zip(processors, lists, strict=True):
-            successes = failures = 0
-            for entry in entries:
-                at, _, flag = str(entry).partition(":")
-                if int(at) <= cutoff:
-                    continue
-                if flag == "1":
-                    successes += 1
-                else:
-                    failures += 1
-            out[name] = WindowCounts(successes, failures) if successes or failures else NOTHING_KNOWN
+        n = len(processors)
+        for i, name in enumerate(processors):
+            total, successes, _ = _count(lists[i], cutoff)
+            calls, errors, streak = _count(lists[n + i], health_cutoff)
+            counts = WindowCounts(successes, total - successes, calls, errors, streak)
+            out[name] = counts if total or calls else NOTHING_KNOWN
         return out

@@ -247,7 +247,7 @@ def compile_route(
         index=index,
         name=route.name,
         config=route,
-        strategy=for_route(route, rng),
+        strategy=for_route(route, rng, config.success_rate),
         candidates=candidates,
         cascade_on=frozenset(route.cascade_on),
         conditions=conditions,
@@ -313,6 +313,7 @@ class RoutingTable:
         self.version = version
         self.digest = digest
         self.adapters = dict(adapters)
+        self.health_window = config.success_rate.health_window
         shared_rng = rng or random.Random()
         self.routes = tuple(
             compile_route(i, route, self.adapters, config, shared_rng) for i, route in enumerate(config.routes)
@@ -390,7 +391,7 @@ class RoutingTable:
         windows: Mapping[str, WindowCounts] | None = None
         if route.strategy.needs_stats:
             try:
-                windows = await stats.read(route.name, route.processor_names, now)
+                windows = await stats.read(route.name, route.processor_names, now, self.health_window)
             except Exception:
                 log.exception("success-rate statistics unavailable for route %s; ordering from the prior", route.name)
         return route.plan(payment, windows, self.version)

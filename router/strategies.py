@@ -7,10 +7,16 @@ down the list, whatever the strategy.
   Efraimidis-Spirakis: each processor draws u in (0, 1) from the blake2b hash of (route, payment id), eight
   bytes per processor, and the order is by u ** (1 / weight), largest first; P(first = i) = w_i / sum(w).
   A weight of 0 means "failover only": such processors come last, in listed order.
-- `success_rate`: Thompson sampling over each processor's recent window on this route (see `router.stats`):
-  draw from Beta(1 + successes, 1 + failures) per processor and order by the draws, largest first.
-  A processor with little recent data has a wide posterior, so it is tried now and then; one whose failures
-  have aged out of the window is back at the uniform prior and is explored again.
+- `success_rate`: Thompson sampling over each processor's recent approval window on this route (see
+  `router.stats`): draw from Beta(1 + approved, 1 + soft-declined) per processor and order by the draws,
+  largest first. A processor with little recent data has a wide posterior, so it is tried now and then; one
+  whose declines have aged out of the window is back at the uniform prior and is explored again.
+  Technical failures are not declines: they go to the processor's health window instead, and a processor
+  whose latest `success_rate.demote_after_errors` calls (on any route, within the last
+  `success_rate.health_window`) all failed technically goes behind every healthy processor, sampled among
+  the demoted ones, until an answer breaks the run or the failures age out. So an outage moves traffic after
+  a couple of calls on every route at once, the processor is tried again about once a health window, and
+  the outage does not weigh on its approval estimate for hours after it ends.
 - `least_cost`: cheapest first by `cost.percent` of the amount plus the fixed fee in the payment's currency;
   ties keep the listed order.
 """
@@ -24,10 +30,11 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Protocol, TypeVar
 
-from router.config import ProcessorConfig, RouteConfig
+from router.config import ProcessorConfig, RouteConfig, SuccessRateConfig
 from router.money import exponent, format_amount
 from router.stats import NOTHING_KNOWN, WindowCounts
 
+DEFAULT_DEMOTE_AFTER = SuccessRateConfig().demote_after_errors
 _MASK64 = (1 << 64) - 1
 _TWO_TO_MINUS_64 = 2.0**-64
 
@@ -142,21 +149,31 @@ class SuccessRate:
     name = "success_rate"
     needs_stats = True
 
-    def __init__(self, rng: random.Random | None = None) -> None:
+    def __init__(self, rng: random.Random | None = None, demote_after_errors: int = DEFAULT_DEMOTE_AFTER) -> None:
         self.rng = rng or random.Random()
+        self.demote_after_errors = demote_after_errors
+
+    def demoted(self, w: WindowCounts) -> bool:
+        """The processor's latest `demote_after_errors` calls, within the health window, all failed technically."""
+        return 0 < self.demote_after_errors <= w.failing_streak
 
     def order(self, candidates: tuple[C, ...], payment: PaymentFacts, windows: Windows | None) -> tuple[C, ...]:
         betavariate = self.rng.betavariate
-        draws = []
+        keys = []
         for c in candidates:
             w = windows.get(c.name, NOTHING_KNOWN) if windows is not None else NOTHING_KNOWN
-            draws.append(betavariate(1 + w.successes, 1 + w.failures))
-        ranked = sorted(range(len(candidates)), key=lambda i: -draws[i])
+            keys.append((self.demoted(w), -betavariate(1 + w.successes, 1 + w.failures)))
+        ranked = sorted(range(len(candidates)), key=keys.__getitem__)
         return tuple(candidates[i] for i in ranked)
 
     def expected_order(self, candidates: tuple[C, ...], windows: Windows | None) -> tuple[C, ...]:
-        """By posterior mean, without sampling: what the order tends to be (explain shows this)."""
-        return tuple(sorted(candidates, key=lambda c: -posterior_mean(_window(windows, c.name))))
+        """Healthy first, then by posterior mean, without sampling: what the order tends to be (explain shows this)."""
+
+        def key(c: C) -> tuple[bool, float]:
+            w = _window(windows, c.name)
+            return self.demoted(w), -posterior_mean(w)
+
+        return tuple(sorted(candidates, key=key))
 
     def notes(
         self, candidates: Sequence[HasProcessor], payment: PaymentFacts, windows: Windows | None
@@ -165,11 +182,18 @@ class SuccessRate:
         for c in candidates:
             w = _window(windows, c.name)
             if w.total == 0:
-                out[c.name] = "no recent outcomes: uniform prior, explored at random"
+                text = "no recent approvals or declines: uniform prior, explored at random"
             else:
-                out[c.name] = (
-                    f"{w.successes} approved / {w.failures} failed recently, expected approval {posterior_mean(w):.1%}"
+                text = (
+                    f"{w.successes} approved / {w.failures} declined recently,"
+                    f" expected approval {posterior_mean(w):.1%}"
                 )
+            if self.demoted(w):
+                text += (
+                    f"; demoted: its last {w.failing_streak} calls failed technically"
+                    f" ({w.recent_errors} of {w.recent_calls} in the health window)"
+                )
+            out[c.name] = text
         return out
 
 
@@ -215,8 +239,10 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def for_route(route: RouteConfig, rng: random.Random | None = None) -> Strategy:
-    """The strategy a route names, bound to that route's weights."""
+def for_route(
+    route: RouteConfig, rng: random.Random | None = None, success_rate: SuccessRateConfig | None = None
+) -> Strategy:
+    """The strategy a route names, bound to that route's weights (and the config's success_rate settings)."""
     if route.strategy == "weighted":
         if isinstance(route.processors, dict):
             weights: Sequence[float] = list(route.processors.values())
@@ -224,7 +250,8 @@ def for_route(route: RouteConfig, rng: random.Random | None = None) -> Strategy:
             weights = [1.0] * len(route.processors)
         return Weighted(route.name, weights)
     if route.strategy == "success_rate":
-        return SuccessRate(rng)
+        settings = success_rate or SuccessRateConfig()
+        return SuccessRate(rng, settings.demote_after_errors)
     if route.strategy == "least_cost":
         return LeastCost()
     return Priority()

@@ -14,6 +14,7 @@ import math
 import random
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,7 +47,7 @@ def static_order(world: World, country: str, brand: str) -> list[str]:
     return sorted(world.processors, key=lambda p: -world.static_rate(p, brand, country))
 
 
-def config_yaml(world: World, strategy: str) -> str:
+def config_yaml(world: World, strategy: str, success_rate: Mapping[str, Any] | None = None) -> str:
     real = "priority" if strategy == "oracle" else strategy
 
     def processors(order: list[str]) -> list[str] | dict[str, int]:
@@ -75,6 +76,8 @@ def config_yaml(world: World, strategy: str) -> str:
         "routes": routes,
         "retry_policies": {"default": {"strategy": "none"}},
     }
+    if success_rate:
+        doc["success_rate"] = dict(success_rate)
     return yaml.safe_dump(doc, sort_keys=False)
 
 
@@ -101,26 +104,47 @@ def _bucket(hour: float) -> int:
     return int(hour * 60 // BUCKET_MINUTES)
 
 
-def parse_variant(name: str) -> tuple[str, InMemoryStatsStore | None]:
-    """`success_rate@1000/120` is success_rate with windows of 1,000 entries and 120 minutes."""
+@dataclass(frozen=True)
+class Variant:
+    """A run's strategy and its knobs, from a name such as `success_rate@2000/360/30/3#1`.
+
+    `@SIZE/MINUTES` sets success_rate's approval windows; `/HEALTH_S/DEMOTE` its health window and the
+    technical failures that demote a processor (the config's `success_rate` block); `#N` moves the seed of the
+    routing sampler by N, to see how much of a result is the sampler's luck."""
+
+    strategy: str
+    stats: InMemoryStatsStore | None = None
+    success_rate: dict[str, Any] | None = None
+    rng_offset: int = 0
+
+
+def parse_variant(name: str) -> Variant:
+    name, _, offset = name.partition("#")
     base, _, window = name.partition("@")
     if not window:
-        return base, None
-    size, _, minutes = window.partition("/")
-    return base, InMemoryStatsStore(size=int(size), max_age=timedelta(minutes=float(minutes)))
+        return Variant(base, rng_offset=int(offset or 0))
+    parts = window.split("/")
+    stats = InMemoryStatsStore(size=int(parts[0]), max_age=timedelta(minutes=float(parts[1])))
+    settings: dict[str, Any] | None = None
+    if len(parts) > 2:
+        settings = {"health_window": f"{float(parts[2]):g}s"}
+        if len(parts) > 3:
+            settings["demote_after_errors"] = int(parts[3])
+    return Variant(base, stats, settings, int(offset or 0))
 
 
 async def simulate(name: str, n: int, world: World) -> dict[str, Any]:
-    strategy, stats = parse_variant(name)
+    variant = parse_variant(name)
+    strategy, stats = variant.strategy, variant.stats
     ledger = Ledger(n, world.processors)
 
     def factory(settings: AdapterSettings) -> ProcessorAdapter:
         return WorldAdapter(settings, world, ledger)
 
     registry.register("sim_world", factory)
-    cfg = parse(config_yaml(world, strategy), file=f"<simulation {strategy}>")
+    cfg = parse(config_yaml(world, strategy, variant.success_rate), file=f"<simulation {name}>")
     adapters = build_adapters(cfg)
-    rng = random.Random(world.seed)
+    rng = random.Random(world.seed + variant.rng_offset)
     table: RoutingTable
     if strategy == "oracle":
         oracle = OracleTable(cfg, 1, adapters, rng=rng)
@@ -192,6 +216,7 @@ async def simulate(name: str, n: int, world: World) -> dict[str, Any]:
         "failed_latency_ms": ledger.failed_latency_ms,
         "met_outage": ledger.met_outage,
         "approved_by": ledger.approved_by,
+        "first": ledger.first,
         "calls_by_processor": ledger.calls_by_processor,
         "series": {
             "n": series_n,

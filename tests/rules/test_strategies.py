@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from adapters.base import OutcomeKind
 from router import ManualClock
 from router.config import ProcessorConfig
-from router.stats import InMemoryStatsStore, WindowCounts, counts_as_success
+from router.stats import DEFAULT_HEALTH_WINDOW, Entry, InMemoryStatsStore, WindowCounts
 from router.strategies import LeastCost, SuccessRate, Weighted
 from tests.conftest import START, RouterFactory
 from tests.rules.conftest import SeededRouterFactory, payment, routes, table
@@ -126,21 +125,13 @@ routes:
 # -- success_rate ----------------------------------------------------------------------------------------------
 
 
-def test_outcomes_that_count_against_a_processor() -> None:
-    assert counts_as_success(OutcomeKind.APPROVED) is True
-    assert counts_as_success(OutcomeKind.SOFT_DECLINE) is False
-    assert counts_as_success(OutcomeKind.PROCESSOR_ERROR) is False
-    assert counts_as_success(OutcomeKind.TIMEOUT) is False
-    assert counts_as_success(OutcomeKind.HARD_DECLINE) is None  # the card's fault, not the processor's
-    assert counts_as_success(OutcomeKind.AUTHENTICATION_REQUIRED) is None
-
-
 def test_window_keeps_the_latest_entries_and_forgets_old_ones() -> None:
     clock = ManualClock(START)
     stats = InMemoryStatsStore(size=3, max_age=timedelta(minutes=10))
-    for ok in (False, False, True, True):
-        stats.record_now("r", "a", ok, clock.advance(1))
-    assert stats.read_now("r", ["a", "b"], clock.now()) == {"a": WindowCounts(2, 1), "b": WindowCounts()}
+    for entry in (Entry.DECLINED, Entry.DECLINED, Entry.APPROVED, Entry.APPROVED):
+        stats.record_now("r", "a", entry, clock.advance(1))
+    # Four calls of `a` in the last minute: its health window (the size-3 limit is the approval window's).
+    assert stats.read_now("r", ["a", "b"], clock.now()) == {"a": WindowCounts(2, 1, 4, 0), "b": WindowCounts()}
     clock.advance(timedelta(minutes=10) - timedelta(seconds=2))
     assert stats.read_now("r", ["a"], clock.now())["a"] == WindowCounts(2, 0)  # the failure at +2 s aged out
     clock.advance(timedelta(seconds=2))
@@ -164,7 +155,7 @@ def simulate(
         windows = stats.read_now("subs", list(approval), now)
         first = strategy.order(cands, payment(), windows)[0].name
         firsts[first] += 1
-        stats.record_now("subs", first, world.random() < approval[first], now)
+        stats.record_now("subs", first, Entry.APPROVED if world.random() < approval[first] else Entry.DECLINED, now)
     return firsts
 
 
@@ -287,10 +278,16 @@ async def test_every_strategy_fails_over_down_its_order(
 class UnreachableStats:
     """A statistics backend that is down (a Redis outage): every call fails."""
 
-    async def record(self, route: str, processor: str, success: bool, at: datetime) -> None:
+    async def record(self, route: str, processor: str, entry: Entry, at: datetime) -> None:
         raise ConnectionError("stats backend unreachable")
 
-    async def read(self, route: str, processors: Sequence[str], now: datetime) -> Mapping[str, WindowCounts]:
+    async def read(
+        self,
+        route: str,
+        processors: Sequence[str],
+        now: datetime,
+        health_window: timedelta = DEFAULT_HEALTH_WINDOW,
+    ) -> Mapping[str, WindowCounts]:
         raise ConnectionError("stats backend unreachable")
 
 
