@@ -364,9 +364,10 @@ class Engine:
             record = await self.store.get_payment_record(p.payment_record)
         assert record is not None, f"payment {p.id} has no payment record"
         update: dict[str, object] = {}
+        record_update: dict[str, object] = {}  # one copy of the record at the end, however many fields change
         events: list[str] = []
         if attempt is not None:
-            record = record.model_copy(update={"latest_payment_attempt_record": attempt.id})
+            record_update["latest_payment_attempt_record"] = attempt.id
             update["latest_payment_attempt_record"] = attempt.id
             if attempt.card.fingerprint:
                 update["card"] = attempt.card
@@ -379,13 +380,11 @@ class Engine:
                 network_transaction_id=outcome.network_transaction_id or p.network_transaction_id,
                 failure_reason=None,
             )
-            record = record.model_copy(
-                update={
-                    "amount_authorized": p.amount,
-                    "processor": attempt.processor,
-                    "processor_reference": attempt.processor_reference,
-                    "card": attempt.card,
-                }
+            record_update.update(
+                amount_authorized=p.amount,
+                processor=attempt.processor,
+                processor_reference=attempt.processor_reference,
+                card=attempt.card,
             )
             if p.capture_method == "manual":
                 brand = (attempt.card.brand or "").lower()
@@ -395,7 +394,7 @@ class Engine:
                 events.append(ev.REQUIRES_CAPTURE)
             else:
                 update.update(status=transition(p.status, Status.SUCCEEDED), amount_captured=p.amount)
-                record = record.model_copy(update={"amount_captured": p.amount})
+                record_update["amount_captured"] = p.amount
                 events.append(ev.SUCCEEDED)
         else:
             policy = table.config.policy(p.retry_policy)
@@ -421,13 +420,13 @@ class Engine:
             else:
                 reason = decision.failure_reason or "rejected_by_partner"
                 update.update(status=transition(p.status, Status.FAILED, reason), failure_reason=reason)
-                record = record.model_copy(update={"amount_failed": p.amount})
+                record_update["amount_failed"] = p.amount
                 events.append(ev.FAILED)  # one transition, one event (processing -> failed)
         final = p.model_copy(update=update)
         return await self.store.save_payment(
             final,
             p.version,
-            record=record,
+            record=record.model_copy(update=record_update) if record_update else record,
             attempts=[attempt] if attempt is not None else (),
             events=[ev.event_for(self.ids, t, final, now) for t in events],
         )
