@@ -402,7 +402,8 @@ class Router:
             # that payment is the answer.
             raced = await self.store.get_payment(payment_id)
             if raced is None:
-                raise
+                # Not a lost race: the store failed. Its own error (a 503 when it is down) is the answer.
+                raise (exc.__cause__ if isinstance(exc, NotCreated) and exc.__cause__ else exc) from None
             return await self._carry_on(raced, bool(p.include))
         return await self._render(payment, include_details=bool(p.include))
 

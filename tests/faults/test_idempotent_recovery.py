@@ -64,3 +64,33 @@ async def test_a_key_whose_request_died_before_creating_anything_is_freed(
     assert [p.id for p in await all_payments(router)] == [answer["id"]]
     assert fakes.primary.authorizations == 1
     await Books(router, fakes).check(clock)
+
+
+async def test_an_immediate_create_is_on_disk_in_processing_with_its_sent_attempt_before_the_processor_hears_of_it(
+    open_router: Opener, fakes: Fakes, clock: ManualClock
+) -> None:
+    router = await open_router()
+    fakes.primary.behave("approve_then_hang")
+    pending = asyncio.create_task(router.create_payment(PAYMENT, idempotency_key="key-3"))
+    async with asyncio.timeout(10):
+        await fakes.primary.holding.wait()  # the processor has authorized; its answer is not back yet
+    # What a process that died at this moment leaves behind, read by another router on the same file.
+    other = await open_router()
+    [payment] = await all_payments(other)
+    assert payment.status == "processing" and payment.attempts == 1
+    [attempt] = await other.store.list_attempts(payment.payment_record)
+    assert attempt.state == "sent" and attempt.processor == "primary"
+    assert payment.latest_payment_attempt_record == attempt.id
+    events = [e["type"] for e in await other.list_events(object_id=payment.id)]
+    assert events == [
+        "v2.payments.off_session_payment.created",
+        "v2.payments.off_session_payment.attempt_started",
+    ]
+    # It was never stored as pending, so nothing but reconciliation (after the lease) can pick it up: the
+    # scheduler never sends it again.
+    assert await other.store.claim_due(clock.now() + timedelta(days=1), "other", clock.now(), 10) == []
+    assert await other.store.list_stuck(clock.now(), 10) == []
+    clock.advance(timedelta(minutes=5) + LEASE_MARGIN)
+    assert [p.id for p in await other.store.list_stuck(clock.now(), 10)] == [payment.id]
+    pending.cancel()
+    await asyncio.gather(pending, return_exceptions=True)
