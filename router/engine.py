@@ -42,7 +42,11 @@ from router.retry import RetryDecision, RetryPlanner
 from router.rules import Candidate, Plan, RoutingTable
 from router.states import Status, transition
 from router.stats import InMemoryStatsStore, StatsStore, window_entry
-from router.store.base import Store
+from router.store.base import IdempotencyDone, Store
+
+# What a caller answering an idempotent request wants stored with the payment's final write: the response for
+# the settled payment (and its latest attempt), computed before that write so both land in one transaction.
+Respond = Callable[[Payment, AttemptRecord | None], IdempotencyDone]
 
 log = logging.getLogger("payroute.engine")
 
@@ -110,11 +114,14 @@ class Engine:
         self.stats: StatsStore = stats if stats is not None else InMemoryStatsStore()
 
     # -- attempt ---------------------------------------------------------------------------------------------
-    async def attempt(self, payment: Payment, *, new: NewPayment | None = None) -> Payment:
+    async def attempt(
+        self, payment: Payment, *, new: NewPayment | None = None, respond: Respond | None = None
+    ) -> Payment:
         """Run one authorization attempt for a pending or due pending_retry payment; return it afterwards.
 
         With `new`, `payment` is not stored yet and its first write creates it; if that insert fails (the id is
-        taken: a resend of a create whose first try got that far) NotCreated is raised and nothing was sent."""
+        taken: a resend of a create whose first try got that far) NotCreated is raised and nothing was sent.
+        With `respond`, the final write also stores `respond(final payment, its attempt)` for an idempotency key."""
         table = self._table()  # in-flight attempts finish on the table they started with
         now = await self._payment_now(payment)
         if payment.status == Status.PENDING_RETRY:
@@ -147,7 +154,7 @@ class Engine:
                 events=[ev.event_for(self.ids, ev.ATTEMPT_STARTED, processing, now)],
                 lease_until=lease,
             )
-            return await self._finish(processing, None, None, table, now, record)
+            return await self._finish(processing, None, None, table, now, record, respond)
 
         outcome: Outcome | None = None
         attempt: AttemptRecord | None = None
@@ -208,8 +215,8 @@ class Engine:
         if attempt is None:
             # Every breaker was open at the moment of calling: nothing was sent.
             current = await self._first_write(current, expected_version, new, events=pending_events, lease_until=lease)
-            return await self._finish(current, None, None, table, now, record)
-        return await self._finish(current, attempt, outcome, table, now, record)
+            return await self._finish(current, None, None, table, now, record, respond)
+        return await self._finish(current, attempt, outcome, table, now, record, respond)
 
     async def _first_write(
         self,
@@ -357,9 +364,10 @@ class Engine:
         table: RoutingTable,
         now: datetime,
         record: PaymentRecordState | None = None,
+        respond: Respond | None = None,
     ) -> Payment:
         """Settle the attempt and move the payment on. `record`: the payment record as stored, when the caller
-        holds it (it wrote it in this attempt), to spare a read."""
+        holds it (it wrote it in this attempt), to spare a read. `respond`: see `attempt`."""
         if record is None:
             record = await self.store.get_payment_record(p.payment_record)
         assert record is not None, f"payment {p.id} has no payment record"
@@ -429,6 +437,7 @@ class Engine:
             record=record.model_copy(update=record_update) if record_update else record,
             attempts=[attempt] if attempt is not None else (),
             events=[ev.event_for(self.ids, t, final, now) for t in events],
+            idempotency=respond(final, attempt) if respond is not None else None,
         )
 
     async def _may_cascade(self, p: Payment, outcome: Outcome, table: RoutingTable, now: datetime) -> bool:

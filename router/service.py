@@ -14,6 +14,8 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -50,7 +52,7 @@ from router.shared import SharedState
 from router.states import CANCELABLE, PAUSABLE, TERMINAL, Status, transition
 from router.stats import StatsStore
 from router.store import open_store
-from router.store.base import Cursor, IdempotencyEntry, Store, from_us, to_us
+from router.store.base import Cursor, IdempotencyDone, IdempotencyEntry, Store, from_us, to_us
 from router.subscribers import Callback, Subscribers
 from router.webhooks import WebhookWorker
 
@@ -68,6 +70,22 @@ IDEMPOTENCY_TAKEOVER = timedelta(minutes=5)
 # An immediate payment a dead process wrote but never attempted becomes due for the scheduler after this.
 STRANDED_AFTER = timedelta(minutes=2)
 _CAS_RETRIES = 5
+
+
+@dataclass
+class _Answering:
+    """The idempotency key a create is running under. The create stores its response in the same write as the
+    settled payment (one transaction fewer, and no moment where the payment is settled but the key is not);
+    `stored` is that response once the write has committed, so `idempotent()` does not write it again."""
+
+    scope: str
+    key: str
+    stored: bytes | None = None
+
+
+# Set by `idempotent()` around the request it runs; read by `_create`, however the call got there (the embedded
+# API or the sidecar's handler, which runs `idempotent()` itself).
+_ANSWERING: ContextVar[_Answering | None] = ContextVar("payroute_answering", default=None)
 
 
 class Router:
@@ -386,10 +404,26 @@ class Router:
             card=payment.card,
         )
         created = [ev.event_for(self.ids, ev.CREATED, payment, now)]
+        answering = _ANSWERING.get()
+        include = bool(p.include)
+
+        offered: list[bytes] = []
+
+        def respond(final: Payment, attempt: AttemptRecord | None) -> IdempotencyDone:
+            assert answering is not None
+            offered.append(json.dumps(render_payment(final, attempt if include else None)).encode())
+            return IdempotencyDone(answering.scope, answering.key, 200, offered[-1])
+
         try:
             if due is None:
-                # Attempted at once: the attempt's first write inserts the payment, already in processing.
-                payment = await self.engine.attempt(payment, new=NewPayment(record, created))
+                # Attempted at once: the attempt's first write inserts the payment, already in processing, and its
+                # last one stores the response for the key.
+                payment = await self.engine.attempt(
+                    payment, new=NewPayment(record, created), respond=respond if answering is not None else None
+                )
+                if answering is not None and offered:
+                    # The attempt returned, so the write that carried the last response offered has committed.
+                    answering.stored = offered[-1]
             else:
                 await self.store.create_payment(payment, record, created)
         except ConcurrentUpdate:
@@ -820,6 +854,8 @@ class Router:
                     )
                 return recovered
             return existing.response_status or 200, existing.response_body
+        answering = _Answering(scope, key) if route == CREATE_ROUTE else None
+        token = _ANSWERING.set(answering)
         try:
             status, out = await run()
         except PayrouteError as exc:
@@ -831,7 +867,10 @@ class Router:
         except BaseException:
             await self.store.release_idempotency(scope, key)
             raise
-        await self.store.complete_idempotency(scope, key, status, out)
+        finally:
+            _ANSWERING.reset(token)
+        if answering is None or answering.stored != out or status != 200:
+            await self.store.complete_idempotency(scope, key, status, out)
         return status, out
 
     async def _recover_create(self, entry: IdempotencyEntry, route: str) -> tuple[int, bytes] | str | None:

@@ -49,6 +49,18 @@ class IdempotencyEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class IdempotencyDone:
+    """A stored response for an in-progress idempotency key, written in the same transaction as the payment
+    write that produced it: the key is never answered by a state the store does not hold, nor left in progress
+    once the state is stored."""
+
+    scope: str
+    key: str
+    status: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class CardActivity:
     """Network-cap inputs for one card: attempts and declines by time, across processors and payments."""
 
@@ -148,9 +160,11 @@ class Store(Protocol):
         events: list[Event] | None = None,
         lease_owner: str | None = None,
         lease_until: datetime | None = None,
+        idempotency: IdempotencyDone | None = None,
     ) -> Payment:
         """Compare-and-set: write `payment` (version + 1) only if the stored version is `expected_version`,
-        together with the record, new or settled attempts, and events, in one transaction.
+        together with the record, new or settled attempts, events and the completion of an idempotency key
+        (as `complete_idempotency` would), in one transaction.
         Raise ConcurrentUpdate otherwise. The lease columns are set to the given values (None clears them)."""
         ...
 

@@ -19,6 +19,7 @@ from router.store.base import (
     CardActivity,
     Cursor,
     EventListener,
+    IdempotencyDone,
     IdempotencyEntry,
     Page,
     WebhookAttempt,
@@ -132,6 +133,7 @@ class MemoryStore:
         events: list[Event] | None = None,
         lease_owner: str | None = None,
         lease_until: datetime | None = None,
+        idempotency: IdempotencyDone | None = None,
     ) -> Payment:
         self._check()
         stored = self._payments.get(payment.id)
@@ -144,6 +146,8 @@ class MemoryStore:
             self._records[record.id] = record
         for attempt in attempts:
             self._upsert_attempt(attempt)
+        if idempotency is not None:
+            self._complete(idempotency.scope, idempotency.key, idempotency.status, idempotency.body)
         self._add_events(events or [])
         self._committed(events or [])
         return saved
@@ -264,6 +268,9 @@ class MemoryStore:
 
     async def complete_idempotency(self, scope: str, key: str, status: int, body: bytes) -> None:
         self._check()
+        self._complete(scope, key, status, body)
+
+    def _complete(self, scope: str, key: str, status: int, body: bytes) -> None:
         held = self._idempotency.get((scope, key))
         if held is not None:
             self._idempotency[(scope, key)] = IdempotencyEntry(

@@ -38,6 +38,7 @@ from router.store.base import (
     CardActivity,
     Cursor,
     EventListener,
+    IdempotencyDone,
     IdempotencyEntry,
     Page,
     WebhookAttempt,
@@ -261,6 +262,7 @@ class PostgresStore:
         events: list[Event] | None = None,
         lease_owner: str | None = None,
         lease_until: datetime | None = None,
+        idempotency: IdempotencyDone | None = None,
     ) -> Payment:
         saved = payment.model_copy(update={"version": expected_version + 1})
         # One statement: the compare-and-set, then (only if it matched) the record, the attempts and the events.
@@ -276,6 +278,11 @@ class PostgresStore:
                 record.id if record is not None else None,
                 *self._attempt_args(attempts),
                 *self._event_args(events or []),
+                *(
+                    (idempotency.status, idempotency.body, idempotency.scope, idempotency.key)
+                    if idempotency is not None
+                    else (None, None, None, None)
+                ),
             )
             if updated != 1:
                 raise ConcurrentUpdate(payment.id)
@@ -729,7 +736,9 @@ _SAVE_PAYMENT = (
     " r AS (UPDATE payment_records SET data = $15::jsonb WHERE id = $16 AND EXISTS (SELECT 1 FROM u)),"
     + _sql(_ATTEMPTS_CTE, "u", 17)
     + _sql(_EVENTS_CTE, "u", 26)
-    + " SELECT count(*) FROM u"
+    # The idempotency key's response, when given (a NULL scope matches no row).
+    + ", c AS (UPDATE idempotency_keys SET state = 'done', response_status = $33::int, response_body = $34::bytea"
+    " WHERE scope = $35::text AND key = $36::text AND EXISTS (SELECT 1 FROM u))" + " SELECT count(*) FROM u"
 )
 
 

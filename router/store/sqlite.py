@@ -26,6 +26,7 @@ from router.store.base import (
     CardActivity,
     Cursor,
     EventListener,
+    IdempotencyDone,
     IdempotencyEntry,
     Page,
     WebhookAttempt,
@@ -247,6 +248,7 @@ class SQLiteStore:
         events: list[Event] | None = None,
         lease_owner: str | None = None,
         lease_until: datetime | None = None,
+        idempotency: IdempotencyDone | None = None,
     ) -> Payment:
         saved = payment.model_copy(update={"version": expected_version + 1})
         statements: list[tuple[str, tuple[Any, ...]]] = [
@@ -263,6 +265,8 @@ class SQLiteStore:
             )
         statements.extend(_attempt_row(a) for a in attempts)
         statements.extend(_event_rows(events or []))
+        if idempotency is not None:
+            statements.append(_complete_row(idempotency.scope, idempotency.key, idempotency.status, idempotency.body))
         if not await self._write(statements, events or (), guard_first=True):
             raise ConcurrentUpdate(payment.id)
         return saved
@@ -381,15 +385,7 @@ class SQLiteStore:
         return await self._tx(reserve)
 
     async def complete_idempotency(self, scope: str, key: str, status: int, body: bytes) -> None:
-        await self._write(
-            [
-                (
-                    "UPDATE idempotency_keys SET state = 'done', response_status = ?, response_body = ?"
-                    " WHERE scope = ? AND key = ?",
-                    (status, body, scope, key),
-                )
-            ]
-        )
+        await self._write([_complete_row(scope, key, status, body)])
 
     async def release_idempotency(self, scope: str, key: str) -> None:
         await self._write(
@@ -605,6 +601,14 @@ class SQLiteStore:
     async def get_test_clock(self, clock_id: str) -> TestClock | None:
         row = await self._one("SELECT data FROM test_clocks WHERE id = ?", (clock_id,))
         return TestClock.model_validate_json(row[0]) if row else None
+
+
+def _complete_row(scope: str, key: str, status: int, body: bytes) -> tuple[str, tuple[Any, ...]]:
+    return (
+        "UPDATE idempotency_keys SET state = 'done', response_status = ?, response_body = ?"
+        " WHERE scope = ? AND key = ?",
+        (status, body, scope, key),
+    )
 
 
 def _run_statements(db: sqlite3.Connection, statements: Statements, guard_first: bool) -> bool:

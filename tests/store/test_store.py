@@ -14,7 +14,7 @@ from router.models import AttemptRecord, CardSnapshot, Payment, PaymentRecordSta
 from router.models import TestClock as SandboxClock
 from router.states import Status
 from router.store import Store, open_store
-from router.store.base import Cursor, IdempotencyEntry, WebhookAttempt, WebhookDelivery, to_us
+from router.store.base import Cursor, IdempotencyDone, IdempotencyEntry, WebhookAttempt, WebhookDelivery, to_us
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ids = IdGenerator(seed=7)
@@ -373,6 +373,31 @@ async def test_a_released_key_may_be_used_again_but_a_done_one_stays(store: Stor
     await store.complete_idempotency("test", "k-released", 200, b"{}")
     await store.release_idempotency("test", "k-released")
     assert await store.reserve_idempotency(entry("k-released")) is not None
+
+
+async def test_a_payment_write_can_complete_an_idempotency_key_in_the_same_transaction(store: Store) -> None:
+    p, r = payment()
+    a = attempt(p)
+    await store.create_payment(p, r, [], attempts=[a], lease_owner="w1", lease_until=T0 + timedelta(minutes=1))
+    assert [x.id for x in await store.list_attempts(p.payment_record)] == [a.id]
+    assert await store.reserve_idempotency(entry("k-with-write")) is None
+    done = IdempotencyDone("test", "k-with-write", 200, b'{"id": "settled"}')
+    # A lost compare-and-set writes nothing, the key's response included.
+    with pytest.raises(ConcurrentUpdate):
+        await store.save_payment(p, p.version + 7, idempotency=done)
+    held = await store.reserve_idempotency(entry("k-with-write"))
+    assert held is not None and held.state == "in_progress"
+    await store.save_payment(p.model_copy(update={"status": Status.SUCCEEDED}), p.version, idempotency=done)
+    held = await store.reserve_idempotency(entry("k-with-write"))
+    assert held is not None and held.state == "done"
+    assert (held.response_status, held.response_body) == (200, b'{"id": "settled"}')
+    # A write without one leaves other keys alone.
+    stored = await store.get_payment(p.id)
+    assert stored is not None and stored.status == Status.SUCCEEDED
+    assert await store.reserve_idempotency(entry("k-other")) is None
+    await store.save_payment(stored, stored.version)
+    still = await store.reserve_idempotency(entry("k-other"))
+    assert still is not None and still.state == "in_progress"
 
 
 async def test_concurrent_reservations_of_one_key_have_one_winner(store: Store) -> None:
