@@ -88,8 +88,8 @@ async def main(seconds: float, repeat: int, concurrency: int, store: str, bare: 
                     "rps": [r[2] for r in runs],
                 }
                 print(
-                    f"{name:<9} cpu µs/req median {statistics.median(cpu):6.1f}, cpu - gc {statistics.median(no_gc):6.1f}"
-                    f"  runs {out[name]}",
+                    f"{name:<9} cpu µs/req median {statistics.median(cpu):6.1f},"
+                    f" cpu - gc {statistics.median(no_gc):6.1f}  runs {out[name]}",
                     flush=True,
                 )
         finally:
