@@ -352,3 +352,17 @@ def test_record_request_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         metrics.record_request("OPTIONS", "/hotpath-bound", status, 0.001)
     assert len(metrics._REQUEST_CHILDREN) == 2
     assert _count("OPTIONS", "/hotpath-bound", "202") >= 1
+
+
+# -- cards ------------------------------------------------------------------------------------------------------------
+
+TOKENS = st.sampled_from(["pm_card_visa", "pm_card_de", "pm_card_mastercard_debit", "pm_1Abc", "PM_CARD_AMEX"]) | texts
+
+
+@PROPS
+@given(TOKENS)
+def test_card_from_token_answers_from_its_cache_as_it_computes(token: str) -> None:
+    from router.cards import card_from_token
+
+    assert card_from_token(token) == card_from_token.__wrapped__(token)
+    assert card_from_token(token) == card_from_token.__wrapped__(token)  # the second answer is the cached one
