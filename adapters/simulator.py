@@ -163,7 +163,7 @@ class SimulatorAdapter:
         return rate
 
     def _outage(self, at: datetime | None) -> Outage | None:
-        if at is None:
+        if at is None or not self.outages:
             return None
         return next((o for o in self.outages if o.covers(at)), None)
 

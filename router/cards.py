@@ -7,6 +7,7 @@ caps count on. A deployment with a vault plugs in its own resolver.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -17,6 +18,10 @@ _FUNDING = ("debit", "prepaid", "credit")
 _COUNTRY = re.compile(r"^pm_card_([a-z]{2})$")
 
 
+# A token's card never changes and CardInfo is frozen: a customer's recurring payments (and the engine's second
+# look at the same payment) reuse the answer instead of re-splitting and re-hashing the token. Tokens are
+# references, not card data; the cache is bounded.
+@functools.lru_cache(maxsize=4096)
 def card_from_token(token: str) -> CardInfo:
     lowered = token.lower()
     parts = set(re.split(r"[_\W]+", lowered))

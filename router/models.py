@@ -233,31 +233,45 @@ _CARD_FIELD_KEY = re.compile(
 )
 
 
+# The shortest string either check below can flag: a key ("sk_test_" and one character) is 9 long, a card number
+# 13 digits. Most parameters ("usd", "recurring", "pm_card_visa") are shorter and skip both checks.
+_SHORTEST_FLAGGED = 9
+
+
 def _refuse_card_data(value: Any, param: str) -> None:
     """Every string in the parameters (keys of maps too) is checked: card data and secret keys never get stored,
     sent to a processor, or rendered back. The message names the parameter, never the value."""
-    if isinstance(value, dict):
+    if isinstance(value, str):
+        if len(value) >= _SHORTEST_FLAGGED:
+            _refuse_flagged_string(value, param)
+    elif isinstance(value, dict):
         for key, item in value.items():
-            name = f"{param}.{key}" if param else str(key)
-            if param == "metadata" and _CARD_FIELD_KEY.match(str(key)):
-                raise _ParamError(
-                    "metadata", "Metadata cannot hold card verification codes or card numbers (by their key)."
-                )
-            if param and (card_numbers(str(key)) or has_secret_key(str(key))):
-                raise _ParamError(param, f"{param} has a key that looks like a card number or a secret key.")
-            _refuse_card_data(item, name)
+            if param:
+                text = str(key)
+                if param == "metadata" and _CARD_FIELD_KEY.match(text):
+                    raise _ParamError(
+                        "metadata", "Metadata cannot hold card verification codes or card numbers (by their key)."
+                    )
+                if len(text) >= _SHORTEST_FLAGGED and (card_numbers(text) or has_secret_key(text)):
+                    raise _ParamError(param, f"{param} has a key that looks like a card number or a secret key.")
+            # Only strings, maps and lists can hold card data; skip the call (and the dotted name) for the rest.
+            if isinstance(item, str | dict | list):
+                _refuse_card_data(item, f"{param}.{key}" if param else str(key))
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _refuse_card_data(item, f"{param}[{i}]")
-    elif isinstance(value, str):
-        if card_numbers(value):
-            raise _ParamError(
-                param,
-                f"{param} looks like it contains a card number. Card data is not accepted here: pass a saved "
-                "payment method id in `payment_method`.",
-            )
-        if has_secret_key(value):
-            raise _ParamError(param, f"{param} looks like it contains a secret API key; keys are never stored.")
+            if isinstance(item, str | dict | list):
+                _refuse_card_data(item, f"{param}[{i}]")
+
+
+def _refuse_flagged_string(value: str, param: str) -> None:
+    if card_numbers(value):
+        raise _ParamError(
+            param,
+            f"{param} looks like it contains a card number. Card data is not accepted here: pass a saved "
+            "payment method id in `payment_method`.",
+        )
+    if has_secret_key(value):
+        raise _ParamError(param, f"{param} looks like it contains a secret API key; keys are never stored.")
 
 
 class _ParamError(ValueError):

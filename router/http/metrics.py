@@ -28,6 +28,23 @@ HTTP_IN_FLIGHT = Gauge("payroute_http_requests_in_flight", "HTTP requests being 
 PAYMENTS = Gauge("payroute_payments", "Payments by status", ["status", "mode"])
 RETRY_QUEUE = Gauge("payroute_retry_queue_depth", "Payments waiting in pending_retry", ["mode"])
 
+# The labelled children the edge records into, by label values: `labels()` hashes, validates and locks on every
+# call, a measurable share of a request. Bounded, as a client picks the method: past the bound, `labels()` again.
+_CHILDREN_MAX = 4096
+_REQUEST_CHILDREN: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
+def record_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one answered request and observe how long it took."""
+    children = _REQUEST_CHILDREN.get((method, route, status))
+    if children is None:
+        children = HTTP_REQUESTS.labels(method, route, str(status)), HTTP_LATENCY.labels(method, route)
+        if len(_REQUEST_CHILDREN) < _CHILDREN_MAX:
+            _REQUEST_CHILDREN[method, route, status] = children
+    children[0].inc()
+    children[1].observe(seconds)
+
+
 _BREAKER_VALUE = {"closed": 0, "half-open": 1, "open": 2}
 _STATUSES = (
     "canceled",
