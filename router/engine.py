@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from prometheus_client import Counter, Histogram
@@ -193,8 +193,7 @@ class Engine:
             await self._learn(plan, cand, outcome)
             if _undecided(outcome):
                 outcome = await self._after_timeout(cand, attempt, outcome)
-            ATTEMPTS.labels(cand.name, outcome.kind.value).inc()
-            ATTEMPT_LATENCY.labels(cand.name).observe(outcome.latency_ms / 1000)
+            _observe_attempt(cand.name, outcome)
             attempt = _settle(attempt, outcome, cand.adapter.scrub)
             if _undecided(outcome):
                 # The processor may yet have authorized it: `resolve()` keeps asking, and voids what it finds.
@@ -597,9 +596,21 @@ def _snapshot(card: CardInfo) -> CardSnapshot:
     return CardSnapshot(brand=card.brand, country=card.country, funding=card.funding, fingerprint=card.fingerprint)
 
 
-def _with_latency(o: Outcome, latency_ms: float) -> Outcome:
-    from dataclasses import replace
+# Labelled metric children per (processor, outcome kind): `labels()` hashes and locks on every call, a few
+# microseconds an attempt. Both label sets are bounded (configured processors, the outcome taxonomy).
+_ATTEMPT_CHILDREN: dict[tuple[str, OutcomeKind], tuple[Counter, Histogram]] = {}
 
+
+def _observe_attempt(processor: str, outcome: Outcome) -> None:
+    children = _ATTEMPT_CHILDREN.get((processor, outcome.kind))
+    if children is None:
+        children = ATTEMPTS.labels(processor, outcome.kind.value), ATTEMPT_LATENCY.labels(processor)
+        _ATTEMPT_CHILDREN[processor, outcome.kind] = children
+    children[0].inc()
+    children[1].observe(outcome.latency_ms / 1000)
+
+
+def _with_latency(o: Outcome, latency_ms: float) -> Outcome:
     return replace(o, latency_ms=latency_ms)
 
 

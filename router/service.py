@@ -407,12 +407,13 @@ class Router:
         answering = _ANSWERING.get()
         include = bool(p.include)
 
-        offered: list[bytes] = []
+        offered: list[tuple[dict[str, Any], bytes]] = []
 
         def respond(final: Payment, attempt: AttemptRecord | None) -> IdempotencyDone:
             assert answering is not None
-            offered.append(json.dumps(render_payment(final, attempt if include else None)).encode())
-            return IdempotencyDone(answering.scope, answering.key, 200, offered[-1])
+            rendered = render_payment(final, attempt if include else None)
+            offered.append((rendered, json.dumps(rendered).encode()))
+            return IdempotencyDone(answering.scope, answering.key, 200, offered[-1][1])
 
         try:
             if due is None:
@@ -422,8 +423,10 @@ class Router:
                     payment, new=NewPayment(record, created), respond=respond if answering is not None else None
                 )
                 if answering is not None and offered:
-                    # The attempt returned, so the write that carried the last response offered has committed.
-                    answering.stored = offered[-1]
+                    # The attempt returned, so the write that carried the last response offered has committed:
+                    # that response is the answer, rendered once.
+                    rendered, answering.stored = offered[-1]
+                    return rendered
             else:
                 await self.store.create_payment(payment, record, created)
         except ConcurrentUpdate:
