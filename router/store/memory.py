@@ -429,9 +429,7 @@ class MemoryStore:
     async def purge_webhook_deliveries(self, older_than: datetime, limit: int = 1000) -> int:
         self._check()
         settled = [
-            key
-            for key, d in self._deliveries.items()
-            if d.status in ("delivered", "failed") and d.created < older_than
+            key for key, d in self._deliveries.items() if d.status in ("delivered", "failed") and d.created < older_than
         ][:limit]
         for key in settled:
             del self._deliveries[key]

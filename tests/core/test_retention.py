@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from prometheus_client import REGISTRY
 
-from router import ManualClock, Router
+from router import ManualClock, PayrouteError, Router
 from router.store.base import IdempotencyEntry, to_us
 from tests.conftest import RouterFactory
 from tests.core.configs import THREE_SIMULATORS
@@ -101,7 +101,11 @@ async def test_a_key_reused_after_it_was_purged_answers_with_its_old_payment_and
 
     # The payment id derives from the key: the "new" create meets the old payment and answers with it.
     again = await router.create_payment(body(), idempotency_key="inv-2")
-    assert (again["id"], again["status"], again["amount_requested"]) == (made["id"], "succeeded", made["amount_requested"])
+    assert (again["id"], again["status"], again["amount_requested"]) == (
+        made["id"],
+        "succeeded",
+        made["amount_requested"],
+    )
     items, _, _ = await router.list_payments()
     assert [p["id"] for p in items] == [made["id"]], "no second payment"
     assert len(sim(router, "sim_a").received) == 1, "no second charge"
@@ -132,3 +136,22 @@ async def test_retention_set_to_null_keeps_that_kind_forever(make_router: Router
     purged = await router.housekeep()
     assert purged is not None and "events" not in purged.counts
     assert await router.list_events(object_id=made["id"])
+
+
+async def test_a_purged_key_reused_with_another_body_never_charges_twice_nor_fails_with_a_5xx(
+    make_router: RouterFactory, clock: ManualClock
+) -> None:
+    router = await make_router(THREE_SIMULATORS)
+    made = await router.create_payment(body(), idempotency_key="inv-4")
+    clock.advance(timedelta(hours=25))
+    await router.housekeep()
+    other = body(amount={"value": 9999, "currency": "usd"})
+    try:
+        # Today: the key-derived id names the old payment, and that payment is the answer.
+        answer = await router.create_payment(other, idempotency_key="inv-4")
+        assert answer["id"] == made["id"]
+    except PayrouteError as exc:  # a refusal (409) would be as safe; a 5xx would not
+        assert exc.status < 500, exc
+    assert len(sim(router, "sim_a").received) == 1
+    items, _, _ = await router.list_payments()
+    assert [p["id"] for p in items] == [made["id"]]
