@@ -348,6 +348,49 @@ class SuccessRateConfig(_Strict):
         return v
 
 
+class RetentionConfig(_Strict):
+    """How long finished bookkeeping is kept before the scheduler's housekeeping deletes it (`router.retention`).
+
+    `null` keeps that kind forever. Payments, payment records and attempt records are never purged: they are the
+    merchant's records, not bookkeeping."""
+
+    # DESIGN.md promises a key lives at least 24 hours; a shorter setting would break that promise.
+    idempotency_keys: timedelta | None = timedelta(hours=24)
+    # Settled (delivered or given-up) webhook deliveries and their attempts; a pending one is never purged.
+    webhook_deliveries: timedelta | None = timedelta(days=30)
+    # Events, as Stripe keeps them: 30 days. An event no endpoint's cursor has passed, one a pending delivery
+    # still needs, and events of payments on test clocks (sandbox time, not the router's) are kept.
+    events: timedelta | None = timedelta(days=30)
+    # How often the housekeeping runs, on the router's clock.
+    interval: timedelta = timedelta(minutes=10)
+
+    @field_validator("idempotency_keys", "webhook_deliveries", "events", "interval", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_duration(v) if isinstance(v, str | int | float) and not isinstance(v, bool) else v
+
+    @field_validator("idempotency_keys")
+    @classmethod
+    def _keys_live_a_day(cls, v: timedelta | None) -> timedelta | None:
+        if v is not None and v < timedelta(hours=24):
+            raise ValueError("idempotency_keys must be at least 24h: keys are promised to live that long")
+        return v
+
+    @field_validator("webhook_deliveries", "events")
+    @classmethod
+    def _at_least_a_day(cls, v: timedelta | None) -> timedelta | None:
+        if v is not None and v < timedelta(days=1):
+            raise ValueError("must be at least 1d (or null to keep forever)")
+        return v
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_bounds(cls, v: timedelta) -> timedelta:
+        if not timedelta(seconds=10) <= v <= timedelta(days=1):
+            raise ValueError("interval must lie between 10s and 1d")
+        return v
+
+
 class Config(_Strict):
     version: Literal[1] = 1
     processors: dict[str, ProcessorConfig]
@@ -356,6 +399,7 @@ class Config(_Strict):
     network_limits: NetworkLimits = NetworkLimits()
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     success_rate: SuccessRateConfig = SuccessRateConfig()
+    retention: RetentionConfig = RetentionConfig()
 
     @model_validator(mode="after")
     def _references(self) -> Config:

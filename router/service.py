@@ -27,7 +27,7 @@ from router import reload as reloading
 from router.breakers import BreakerBoard
 from router.cards import card_from_token
 from router.clock import Clock, SystemClock, parse_rfc3339
-from router.config import Config, ConfigError
+from router.config import Config, ConfigError, RetentionConfig
 from router.engine import Engine, NewPayment
 from router.errors import ConcurrentUpdate, NotCreated, PayrouteError, conflict, invalid, not_found
 from router.ids import IdGenerator
@@ -45,6 +45,7 @@ from router.models import (
     render_test_clock,
 )
 from router.redis_stats import RedisStatsStore
+from router.retention import Housekeeper, Purged
 from router.retry import RetryPlanner
 from router.rules import RoutingTable, build_adapters
 from router.scheduler import RetryScheduler
@@ -58,7 +59,9 @@ from router.webhooks import WebhookWorker
 
 log = logging.getLogger("payroute")
 
-IDEMPOTENCY_TTL = timedelta(hours=24)
+# The default of `retention.idempotency_keys` (and its floor): how long a done key is replayed before housekeeping
+# may purge it.
+IDEMPOTENCY_TTL = RetentionConfig().idempotency_keys or timedelta(hours=24)
 CREATE_ROUTE = "POST /v2/payments/off_session_payments"
 # The longest a live request sits between reserving its idempotency key and committing its payment (validation
 # and one write, behind SQLite's 5 s busy timeout). A create reservation older than this with no payment was
@@ -139,6 +142,7 @@ class Router:
         self.subscribers = Subscribers()
         self.webhooks = WebhookWorker(store, lambda: self._table.config.webhooks, self.clock)
         store.on_events(self._events_committed)
+        self.housekeeper = Housekeeper(store, lambda: self._table.config.retention, self.clock)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     @classmethod
@@ -787,7 +791,19 @@ class Router:
             if await self.expire_authorization(p) is not None:
                 handled += 1
         handled += await self.reconcile_stuck(limit)
+        # Not counted in `handled`: the scheduler repeats a pass while it is full, and purging is not due work.
+        await self.housekeep()
         return handled
+
+    async def housekeep(self, *, force: bool = False) -> Purged | None:
+        """Purge idempotency keys, settled webhook deliveries and events past their retention (`router.retention`),
+        at most once per `retention.interval` of the router's clock unless `force`; None when it was not time.
+        A failed purge is logged and left for the next interval: it must not stop retries from running."""
+        try:
+            return await self.housekeeper.run(force=force)
+        except Exception:
+            log.exception("retention housekeeping failed; trying again after the next interval")
+            return None
 
     async def reconcile_stuck(self, limit: int = 100) -> int:
         """Settle payments a dead worker left in `processing`, then chase timed-out attempts' answers.

@@ -261,7 +261,7 @@ class WebhookWorker:
         started = time.perf_counter()
         http_status: int | None = None
         error: str | None = None
-        if event is None:  # cannot happen while events are never deleted; settle rather than loop
+        if event is None:  # retention never purges an event a pending delivery needs; settle rather than loop
             error = "event not found"
         else:
             http_status, error = await self._post(endpoint, payload_of(event), attempted_at)

@@ -514,7 +514,11 @@ async def readyz(request: web.Request) -> web.StreamResponse:
         failing = ", ".join(name for name, ok in checks.items() if not ok)
         raise PayrouteError(f"Not ready: {failing}.", type="service_unavailable", code="not_ready", status=503)
     assert router is not None
-    return _reply(_dumps({"status": "ready", "checks": checks, "config_version": router.config_version}))
+    # Redis down is degraded, not down: this replica still serves payments, on breakers of its own.
+    checks["shared_state"] = await router.check_shared_state()
+    degraded = [name for name in ("shared_state",) if not checks[name]]
+    body = {"status": "ready", "checks": checks, "degraded": degraded, "config_version": router.config_version}
+    return _reply(_dumps(body))
 
 
 _OPENAPI: bytes | None = None

@@ -319,4 +319,6 @@ class ConfigVersion(_Object):
 class Health(_Object):
     status: Literal["ok", "ready", "not_ready"]
     checks: dict[str, bool] | None = None
+    # Checks that failed without costing readiness: `shared_state` while Redis is unreachable (local breakers).
+    degraded: list[str] | None = None
     config_version: int | None = None  # the routing table in force (1 at start, +1 per accepted reload)

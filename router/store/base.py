@@ -217,7 +217,10 @@ class Store(Protocol):
         """Forget an in-progress key whose request failed before any side effect (so it may be retried)."""
         ...
 
-    async def purge_idempotency(self, older_than: datetime) -> int: ...
+    async def purge_idempotency(self, older_than: datetime, limit: int = 1000) -> int:
+        """Delete up to `limit` `done` keys reserved before `older_than`; return how many. An `in_progress` key is
+        never deleted: the request holding it, or the recovery of a create whose process died, still needs it."""
+        ...
 
     # -- events ----------------------------------------------------------------------------------------------
     async def list_events(
@@ -282,6 +285,19 @@ class Store(Protocol):
         ...
 
     async def list_webhook_deliveries(self, event_id: str) -> list[WebhookDelivery]: ...
+
+    async def purge_webhook_deliveries(self, older_than: datetime, limit: int = 1000) -> int:
+        """Delete up to `limit` settled (delivered or failed) deliveries queued before `older_than`, with their
+        attempts, in one transaction; return how many deliveries. A pending one (a disabled endpoint's queue, say)
+        is never deleted."""
+        ...
+
+    async def purge_events(self, older_than: datetime, limit: int = 1000) -> int:
+        """Delete up to `limit` events created before `older_than`, lowest sequence first; return how many.
+        Kept whatever their age: an event some registered endpoint's cursor has not passed (it is still to be
+        fanned out), one a pending delivery still has to send, and the events of payments on a test clock (their
+        `created` is sandbox time). Sequence numbers are never reused, so cursors and page tokens stay valid."""
+        ...
 
     async def list_webhook_attempts(self, event_id: str) -> list[WebhookAttempt]:
         """Attempts for an event, in the order they were made."""

@@ -8,6 +8,7 @@ A call never awaits inside, so each one is atomic on the event loop without a lo
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -41,7 +42,11 @@ class MemoryStore:
         self._attempts: dict[str, AttemptRecord] = {}  # insertion order is creation order
         self._attempts_by_record: dict[str, list[str]] = {}
         self._attempts_by_card: dict[str, list[str]] = {}
-        self._events: list[Event] = []
+        # Events by sequence number; `_event_seqs` keeps the numbers in order, for a bisect. Purged events leave
+        # gaps: a number is never given out twice, as in SQLite (AUTOINCREMENT) and PostgreSQL (identity).
+        self._events: dict[int, Event] = {}
+        self._event_seqs: list[int] = []
+        self._last_seq = 0
         self._events_by_id: dict[str, int] = {}
         self._idempotency: dict[tuple[str, str], IdempotencyEntry] = {}
         self._test_clocks: dict[str, TestClock] = {}
@@ -283,10 +288,10 @@ class MemoryStore:
         if held is not None and held.state == "in_progress":
             del self._idempotency[(scope, key)]
 
-    async def purge_idempotency(self, older_than: datetime) -> int:
+    async def purge_idempotency(self, older_than: datetime, limit: int = 1000) -> int:
         self._check()
         cutoff = to_us(older_than)
-        old = [k for k, e in self._idempotency.items() if e.created_us < cutoff and e.state == "done"]
+        old = [k for k, e in self._idempotency.items() if e.created_us < cutoff and e.state == "done"][:limit]
         for k in old:
             del self._idempotency[k]
         return len(old)
@@ -296,16 +301,18 @@ class MemoryStore:
         for e in events:
             if e.id in self._events_by_id:
                 raise ValueError(f"event {e.id} exists")
-            self._events.append(e)
-            self._events_by_id[e.id] = len(self._events)  # seq starts at 1, as in SQLite
+            self._last_seq += 1  # seq starts at 1, as in SQLite
+            self._events[self._last_seq] = e
+            self._event_seqs.append(self._last_seq)
+            self._events_by_id[e.id] = self._last_seq
 
     async def list_events(
         self, livemode: bool, object_id: str | None, limit: int, after_seq: int | None = None
     ) -> list[tuple[int, Event]]:
         self._check()
         out: list[tuple[int, Event]] = []
-        for seq in range((after_seq or 0) + 1, len(self._events) + 1):
-            e = self._events[seq - 1]
+        for seq in self._event_seqs[bisect_right(self._event_seqs, after_seq or 0) :]:
+            e = self._events[seq]
             if e.livemode == livemode and (object_id is None or e.object_id == object_id):
                 out.append((seq, e))
                 if len(out) >= limit:
@@ -315,7 +322,7 @@ class MemoryStore:
     async def get_event(self, event_id: str) -> Event | None:
         self._check()
         seq = self._events_by_id.get(event_id)
-        return self._events[seq - 1] if seq is not None else None
+        return self._events[seq] if seq is not None else None
 
     def on_events(self, listener: EventListener) -> None:
         self._listeners.append(listener)
@@ -327,14 +334,14 @@ class MemoryStore:
 
     async def list_outbox(self, after_seq: int, limit: int) -> list[tuple[int, Event]]:
         self._check()
-        start = max(after_seq, 0)
-        return [(seq, self._events[seq - 1]) for seq in range(start + 1, min(len(self._events), start + limit) + 1)]
+        first = bisect_right(self._event_seqs, after_seq)
+        return [(seq, self._events[seq]) for seq in self._event_seqs[first : first + limit]]
 
     # -- webhook delivery ------------------------------------------------------------------------------------
     async def register_webhook_endpoint(self, url: str, now: datetime) -> WebhookEndpointState:
         self._check()
         if url not in self._endpoints:
-            self._endpoints[url] = WebhookEndpointState(url, len(self._events))
+            self._endpoints[url] = WebhookEndpointState(url, self._event_seqs[-1] if self._event_seqs else 0)
         return self._endpoints[url]
 
     async def get_webhook_endpoint(self, url: str) -> WebhookEndpointState | None:
@@ -425,6 +432,37 @@ class MemoryStore:
     async def list_webhook_attempts(self, event_id: str) -> list[WebhookAttempt]:
         self._check()
         return [a for a in self._webhook_attempts if a.event_id == event_id]
+
+    async def purge_webhook_deliveries(self, older_than: datetime, limit: int = 1000) -> int:
+        self._check()
+        settled = [
+            key for key, d in self._deliveries.items() if d.status in ("delivered", "failed") and d.created < older_than
+        ][:limit]
+        for key in settled:
+            del self._deliveries[key]
+            self._delivery_leases.pop(key, None)
+        gone = set(settled)
+        self._webhook_attempts = [a for a in self._webhook_attempts if (a.url, a.event_id) not in gone]
+        return len(settled)
+
+    async def purge_events(self, older_than: datetime, limit: int = 1000) -> int:
+        self._check()
+        passed = min((e.cursor_seq for e in self._endpoints.values()), default=self._last_seq)
+        wanted = {d.event_id for d in self._deliveries.values() if d.status == "pending"}
+        gone: list[int] = []
+        for seq in self._event_seqs:
+            if seq > passed or len(gone) >= limit:
+                break
+            e = self._events[seq]
+            p = self._payments.get(e.object_id)
+            if e.created < older_than and e.id not in wanted and (p is None or p.test_clock is None):
+                gone.append(seq)
+        for seq in gone:
+            del self._events_by_id[self._events.pop(seq).id]
+        if gone:
+            dropped = set(gone)
+            self._event_seqs = [s for s in self._event_seqs if s not in dropped]
+        return len(gone)
 
     # -- test clocks -----------------------------------------------------------------------------------------
     async def save_test_clock(self, clock: TestClock) -> None:

@@ -473,10 +473,15 @@ class PostgresStore:
                 "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_progress'", scope, key
             )
 
-    async def purge_idempotency(self, older_than: datetime) -> int:
+    async def purge_idempotency(self, older_than: datetime, limit: int = 1000) -> int:
+        # One bounded statement: a first purge of a big table locks a batch of rows, briefly, never the table.
+        # SKIP LOCKED: a key a request is completing right now is left for the next batch.
         async with self._conn() as conn:
             status = await conn.execute(
-                "DELETE FROM idempotency_keys WHERE created_us < $1 AND state = 'done'", to_us(older_than)
+                "DELETE FROM idempotency_keys WHERE (scope, key) IN (SELECT scope, key FROM idempotency_keys"
+                " WHERE created_us < $1 AND state = 'done' LIMIT $2 FOR UPDATE SKIP LOCKED) AND state = 'done'",
+                to_us(older_than),
+                limit,
             )
         return int(status.split()[-1])
 
@@ -676,6 +681,36 @@ class PostgresStore:
             event_id,
         )
         return [WebhookAttempt(r[0], r[1], from_us(r[2]), r[3], r[4], r[5], bool(r[6])) for r in rows]
+
+    async def purge_webhook_deliveries(self, older_than: datetime, limit: int = 1000) -> int:
+        # One statement, so deliveries and their attempts go together; settled rows are never updated again, and
+        # SKIP LOCKED passes over any a late worker is touching.
+        async with self._conn() as conn:
+            purged: int = await conn.fetchval(
+                "WITH d AS (DELETE FROM webhook_deliveries WHERE (url, event_id) IN (SELECT url, event_id"
+                " FROM webhook_deliveries WHERE status IN ('delivered', 'failed') AND created_us < $1 LIMIT $2"
+                " FOR UPDATE SKIP LOCKED) AND status IN ('delivered', 'failed') RETURNING url, event_id),"
+                " a AS (DELETE FROM webhook_attempts w USING d WHERE w.event_id = d.event_id AND w.url = d.url)"
+                " SELECT count(*) FROM d",
+                to_us(older_than),
+                limit,
+            )
+        return purged
+
+    async def purge_events(self, older_than: datetime, limit: int = 1000) -> int:
+        # Only events every cursor has passed: cursors move forward only and fan-out reads above them, so no
+        # reader of the outbox can be looking for a row this deletes (and no delivery can be queued for one).
+        async with self._conn() as conn:
+            status = await conn.execute(
+                "DELETE FROM events WHERE seq IN (SELECT e.seq FROM events e WHERE e.created_us < $1"
+                " AND NOT EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.cursor_seq < e.seq)"
+                " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.status = 'pending')"
+                " AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = e.object_id AND p.test_clock IS NOT NULL)"
+                " ORDER BY e.seq LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                to_us(older_than),
+                limit,
+            )
+        return int(status.split()[-1])
 
     # -- test clocks -----------------------------------------------------------------------------------------
     async def save_test_clock(self, clock: TestClock) -> None:

@@ -392,10 +392,13 @@ class SQLiteStore:
             [("DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND state = 'in_progress'", (scope, key))]
         )
 
-    async def purge_idempotency(self, older_than: datetime) -> int:
+    async def purge_idempotency(self, older_than: datetime, limit: int = 1000) -> int:
         def purge(db: sqlite3.Connection) -> int:
+            # Bounded by rowid, so a first purge of a big table holds the one writer for one short batch.
             cur = db.execute(
-                "DELETE FROM idempotency_keys WHERE created_us < ? AND state = 'done'", (to_us(older_than),)
+                "DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys"
+                " WHERE created_us < ? AND state = 'done' LIMIT ?)",
+                (to_us(older_than), limit),
             )
             return int(cur.rowcount)
 
@@ -585,6 +588,33 @@ class SQLiteStore:
             (event_id,),
         )
         return [WebhookAttempt(r[0], r[1], from_us(r[2]), r[3], r[4], r[5], bool(r[6])) for r in rows]
+
+    async def purge_webhook_deliveries(self, older_than: datetime, limit: int = 1000) -> int:
+        def purge(db: sqlite3.Connection) -> int:
+            settled = db.execute(
+                "SELECT url, event_id FROM webhook_deliveries WHERE status IN ('delivered', 'failed')"
+                " AND created_us < ? LIMIT ?",
+                (to_us(older_than), limit),
+            ).fetchall()
+            db.executemany("DELETE FROM webhook_attempts WHERE event_id = ? AND url = ?", [(e, u) for u, e in settled])
+            db.executemany("DELETE FROM webhook_deliveries WHERE url = ? AND event_id = ?", settled)
+            return len(settled)
+
+        return await self._tx(purge)
+
+    async def purge_events(self, older_than: datetime, limit: int = 1000) -> int:
+        def purge(db: sqlite3.Connection) -> int:
+            cur = db.execute(
+                "DELETE FROM events WHERE seq IN (SELECT e.seq FROM events e WHERE e.created_us < ?"
+                " AND NOT EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.cursor_seq < e.seq)"
+                " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.status = 'pending')"
+                " AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = e.object_id AND p.test_clock IS NOT NULL)"
+                " ORDER BY e.seq LIMIT ?)",
+                (to_us(older_than), limit),
+            )
+            return int(cur.rowcount)
+
+        return await self._tx(purge)
 
     # -- test clocks -----------------------------------------------------------------------------------------
     async def save_test_clock(self, clock: TestClock) -> None:

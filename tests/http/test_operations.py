@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import re
+import socket
+from pathlib import Path
+from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from router import ManualClock, Router
 from router.http import ApiKeys, PageTokens, Sidecar, create_app
-from tests.http.conftest import ALL_KEYS, Api, assert_error
+from tests.backends import redis_url
+from tests.http.conftest import ALL_KEYS, TEST_KEY, Api, assert_error, conforms, payment
+
+__all__ = ["redis_url"]
 
 PATH = "/v2/payments/off_session_payments"
 
@@ -76,7 +83,9 @@ async def test_healthz_is_alive(api: Api) -> None:
 async def test_readyz_is_ready_with_store_and_config(api: Api) -> None:
     resp = await api.client.get("/readyz")
     assert resp.status == 200
-    assert (await resp.json())["checks"] == {"config": True, "store": True, "accepting": True}
+    body = await resp.json()
+    assert body["checks"] == {"config": True, "store": True, "accepting": True, "shared_state": True}
+    assert body["degraded"] == [], "no Redis configured: nothing to fall back from"
 
 
 async def test_readyz_fails_while_the_store_is_unreachable(api: Api) -> None:
@@ -107,3 +116,47 @@ async def test_readyz_fails_while_draining(api: Api) -> None:
     resp = await api.client.get("/readyz")
     assert resp.status == 503
     assert "accepting" in (await resp.json())["error"]["message"]
+
+
+async def test_readyz_stays_ready_but_degraded_while_redis_is_unreachable(
+    tmp_path: Path, config_file: Path, clock: ManualClock, openapi_doc: dict[str, Any]
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on: Redis refuses at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    router = await Router.open(
+        config_file, f"sqlite:///{tmp_path / 'r.db'}", clock=clock, redis=f"redis://127.0.0.1:{port}/0"
+    )
+    keys = ApiKeys.parse(ALL_KEYS)
+    sidecar = Sidecar(keys=keys, pages=PageTokens(keys.derive_secret("page-tokens")), router=router)
+    try:
+        async with TestClient(TestServer(create_app(sidecar))) as client:
+            resp = await client.get("/readyz")
+            body = await resp.json()
+            assert resp.status == 200, "local breakers still serve payments: degraded, not down"
+            assert body["status"] == "ready"
+            assert body["checks"]["shared_state"] is False
+            assert body["degraded"] == ["shared_state"]
+            conforms(openapi_doc, "GET", "/readyz", 200, body)
+            created = await client.post(
+                PATH, json=payment(), headers={"Authorization": f"Bearer {TEST_KEY}", "Idempotency-Key": "r-1"}
+            )
+            assert created.status == 200 and (await created.json())["status"] == "succeeded"
+    finally:
+        await router.close()
+
+
+async def test_readyz_with_redis_up_is_not_degraded(
+    tmp_path: Path, config_file: Path, clock: ManualClock, redis_url: str, openapi_doc: dict[str, Any]
+) -> None:
+    router = await Router.open(config_file, f"sqlite:///{tmp_path / 'r.db'}", clock=clock, redis=redis_url)
+    keys = ApiKeys.parse(ALL_KEYS)
+    sidecar = Sidecar(keys=keys, pages=PageTokens(keys.derive_secret("page-tokens")), router=router)
+    try:
+        async with TestClient(TestServer(create_app(sidecar))) as client:
+            resp = await client.get("/readyz")
+            body = await resp.json()
+            assert resp.status == 200 and body["checks"]["shared_state"] is True and body["degraded"] == []
+            conforms(openapi_doc, "GET", "/readyz", 200, body)
+    finally:
+        await router.close()

@@ -75,6 +75,18 @@ def test_check_bad_file_exits_1_with_every_error_and_its_line(
     assert f"{path}:{ref_line}:5: routes[0].processors: unknown processor 'adyen_us'" in err
 
 
+def test_check_accepts_retention_and_refuses_a_bad_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = GOOD + "retention: {idempotency_keys: 48h, webhook_deliveries: 14d, events: null, interval: 5m}\n"
+    assert main(["check", write(tmp_path, good)]) == 0
+    capsys.readouterr()
+    bad = GOOD + "retention:\n  idempotency_keys: 1h\n"
+    path = write(tmp_path, bad)
+    assert main(["check", path]) == 1
+    line = bad.splitlines().index("  idempotency_keys: 1h") + 1
+    err = capsys.readouterr().err
+    assert f"{path}:{line}:" in err and "retention.idempotency_keys" in err and "at least 24h" in err
+
+
 def test_check_reports_several_errors_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = GOOD.replace("currency: [eur]", "currency: [eur, xyz]").replace("tier: cheap}", "tier: cheap}, colour: red")
     path = write(tmp_path, bad)

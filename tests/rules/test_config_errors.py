@@ -5,6 +5,8 @@ Each case marks the line the error must point at with `# <-`.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from router.config import ConfigError, parse
@@ -138,6 +140,22 @@ CASES = {
         HEAD + "  sim_c:  # <-\n    adapter: simulator\n    approval_rate: 1.5\nroutes:\n" + DEFAULT,
         "approval_rate must be between 0 and 1",
     ),
+    "idempotency keys kept less than a day": (
+        HEAD + "routes:\n" + DEFAULT + "retention:\n  idempotency_keys: 12h  # <-\n",
+        "idempotency_keys must be at least 24h",
+    ),
+    "retention not a duration": (
+        HEAD + "routes:\n" + DEFAULT + "retention:\n  events: forever  # <-\n",
+        "invalid duration 'forever'",
+    ),
+    "unknown retention key": (
+        HEAD + "routes:\n" + DEFAULT + "retention:\n  payments: 90d  # <-\n",
+        "unknown key",
+    ),
+    "housekeeping too often": (
+        HEAD + "routes:\n" + DEFAULT + "retention:\n  interval: 1s  # <-\n",
+        "interval must lie between 10s and 1d",
+    ),
     "duplicate key": (
         HEAD + "routes:\n  - name: default\n    processors: [sim_a]\n    processors: [sim_b]  # <-\n",
         "duplicate key",
@@ -177,3 +195,20 @@ def test_environment_references_resolve_at_load() -> None:
     config = parse(text, "routing.yaml", env={"STRIPE_SECRET_KEY": "sk_test_123"})
     assert config.processors["real"].credentials["api_key"].get_secret_value() == "sk_test_123"
     assert "sk_test_123" not in repr(config)
+
+
+def test_retention_has_documented_defaults_and_null_keeps_forever() -> None:
+    defaults = parse(HEAD + "routes:\n" + DEFAULT, "routing.yaml", env={}).retention
+    assert (defaults.idempotency_keys, defaults.webhook_deliveries, defaults.events, defaults.interval) == (
+        timedelta(hours=24),
+        timedelta(days=30),
+        timedelta(days=30),
+        timedelta(minutes=10),
+    )
+    text = HEAD + "routes:\n" + DEFAULT + "retention: {idempotency_keys: 3d, webhook_deliveries: 7d, events: null}\n"
+    custom = parse(text, "routing.yaml", env={}).retention
+    assert (custom.idempotency_keys, custom.webhook_deliveries, custom.events) == (
+        timedelta(days=3),
+        timedelta(days=7),
+        None,
+    )

@@ -420,6 +420,16 @@ async def test_purge_forgets_only_old_finished_keys(store: Store) -> None:
     assert await store.reserve_idempotency(entry("new-done")) is not None
 
 
+async def test_purge_of_keys_is_bounded_per_call(store: Store) -> None:
+    old = to_us(T0 - timedelta(days=2))
+    for n in range(5):
+        await store.reserve_idempotency(entry(f"old-{n}", created_us=old))
+        await store.complete_idempotency("test", f"old-{n}", 200, b"{}")
+    cutoff = T0 - timedelta(hours=24)
+    assert [await store.purge_idempotency(cutoff, 2) for _ in range(4)] == [2, 2, 1, 0]
+    assert all([await store.reserve_idempotency(entry(f"old-{n}")) is None for n in range(5)])
+
+
 # -- events ----------------------------------------------------------------------------------------------------
 async def test_events_list_oldest_first_by_object_and_after_a_sequence(store: Store) -> None:
     p = await created(store)
@@ -611,3 +621,90 @@ def test_the_store_is_chosen_by_url() -> None:
         open_store("mysql://localhost/payroute")
     with pytest.raises(ValueError, match="schema name"):
         open_store("postgresql://postgres@127.0.0.1/test?schema=Robert');DROP")
+
+
+# -- retention -------------------------------------------------------------------------------------------------
+OLD = T0 - timedelta(days=40)
+CUTOFF = T0 - timedelta(days=30)
+
+
+async def _queued(store: Store, url: str, at: datetime, **kwargs: object) -> WebhookDelivery:
+    """A new payment whose created event is fanned out to `url` as a delivery queued at `at`."""
+    cursor = (await store.register_webhook_endpoint(url, T0)).cursor_seq
+    p = await created(store, **kwargs)
+    [(seq, event)] = await store.list_outbox(cursor, 10)
+    d = delivery(url, event.id, seq, p.id, at)
+    assert await store.enqueue_webhook_deliveries(url, cursor, seq, [d])
+    return d
+
+
+async def test_purge_of_webhook_deliveries_takes_old_settled_ones_with_their_attempts(store: Store) -> None:
+    url = "https://merchant.example/hooks"
+    delivered, failed, pending, recent = [await _queued(store, url, at) for at in (OLD, OLD, OLD, T0)]
+    for d, status in ((delivered, "delivered"), (failed, "failed"), (pending, "pending"), (recent, "delivered")):
+        ok = status == "delivered"
+        attempt = WebhookAttempt(url, d.event_id, d.created, 200 if ok else 500, None if ok else "HTTP 500", 1.0, ok)
+        await store.record_webhook_attempt(attempt, status, d.created + timedelta(hours=1))  # type: ignore[arg-type]
+
+    assert await store.purge_webhook_deliveries(CUTOFF, 1) == 1, "bounded per call"
+    assert await store.purge_webhook_deliveries(CUTOFF) == 1
+    assert await store.purge_webhook_deliveries(CUTOFF) == 0
+    for gone in (delivered, failed):
+        assert await store.list_webhook_deliveries(gone.event_id) == []
+        assert await store.list_webhook_attempts(gone.event_id) == []
+    [still_pending] = await store.list_webhook_deliveries(pending.event_id)
+    assert still_pending.status == "pending", "a pending delivery is never purged, however old"
+    assert len(await store.list_webhook_attempts(pending.event_id)) == 1
+    [kept] = await store.list_webhook_deliveries(recent.event_id)
+    assert kept.status == "delivered" and len(await store.list_webhook_attempts(recent.event_id)) == 1
+
+
+async def test_purge_of_events_takes_only_old_ones_no_endpoint_or_pending_delivery_needs(store: Store) -> None:
+    url = "https://merchant.example/hooks"
+    before = [await created(store, created=OLD) for _ in range(2)]
+    await store.register_webhook_endpoint(url, T0)  # its cursor: after the two events above
+    behind = await created(store, created=OLD)  # not fanned out yet: the cursor has not passed it
+    sandbox = await created(store, created=OLD, test_clock="clock_old")
+    recent = await created(store, created=T0)
+
+    assert await store.purge_events(CUTOFF, 1) == 1, "bounded per call"
+    assert await store.purge_events(CUTOFF) == 1
+    assert await store.purge_events(CUTOFF) == 0
+    left = [e.object_id for _, e in await store.list_outbox(0, 100)]
+    assert left == [behind.id, sandbox.id, recent.id], [p.id for p in before]
+
+    # Fanned out: the cursor passes every event; one delivery pending, the other settled.
+    cursor = (await store.get_webhook_endpoint(url)).cursor_seq  # type: ignore[union-attr]
+    outbox = await store.list_outbox(cursor, 100)
+    [(seq_behind, e_behind)] = [(s, e) for s, e in outbox if e.object_id == behind.id]
+    assert await store.enqueue_webhook_deliveries(
+        url, cursor, outbox[-1][0], [delivery(url, e_behind.id, seq_behind, behind.id, OLD)]
+    )
+    assert await store.purge_events(CUTOFF) == 0, "a pending delivery still has to send it"
+    done = WebhookAttempt(url, e_behind.id, OLD, 200, None, 1.0, True)
+    await store.record_webhook_attempt(done, "delivered", None)
+    assert await store.purge_events(CUTOFF) == 1
+    assert [e.object_id for _, e in await store.list_outbox(0, 100)] == [sandbox.id, recent.id]
+    assert await store.get_event(e_behind.id) is None
+
+    # Sequence numbers are never reused: cursors and page tokens past a purged event stay valid.
+    newest = outbox[-1][0]
+    later = await created(store)
+    [(seq, event)] = await store.list_outbox(newest, 10)
+    assert seq > newest and event.object_id == later.id
+    assert [e.object_id for _, e in await store.list_events(False, None, 10, after_seq=seq_behind)] == [
+        sandbox.id,
+        recent.id,
+        later.id,
+    ]
+
+
+async def test_with_no_webhook_endpoint_old_events_go(store: Store) -> None:
+    old = await created(store, created=OLD)
+    fresh = await created(store, created=T0)
+    assert await store.purge_events(CUTOFF) == 1
+    assert [e.object_id for _, e in await store.list_events(False, None, 10)] == [fresh.id]
+    assert await store.list_events(False, old.id, 10) == []
+    url = "https://merchant.example/late"
+    state = await store.register_webhook_endpoint(url, T0)
+    assert await store.list_outbox(state.cursor_seq, 10) == [], "an endpoint registered now starts at the newest"

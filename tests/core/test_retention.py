@@ -1,0 +1,157 @@
+"""Retention: the scheduler's pass purges bookkeeping past its age, and nothing a request or a delivery needs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prometheus_client import REGISTRY
+
+from router import ManualClock, PayrouteError, Router
+from router.store.base import IdempotencyEntry, to_us
+from tests.conftest import RouterFactory
+from tests.core.configs import THREE_SIMULATORS
+from tests.core.test_engine import body, sim
+
+
+async def _key_is_held(router: Router, key: str) -> bool:
+    """Whether the store still holds `key` (probing by reserving it, and giving back a reservation that took)."""
+    held = await router.store.reserve_idempotency(IdempotencyEntry("test", key, "probe", 0, "in_progress"))
+    if held is None:
+        await router.store.release_idempotency("test", key)
+    return held is not None
+
+
+def _purged(kind: str) -> float:
+    return REGISTRY.get_sample_value("payroute_purged_rows_total", {"kind": kind}) or 0.0
+
+
+async def test_the_scheduler_pass_purges_an_old_done_key_but_not_a_fresh_or_an_in_progress_one(
+    make_router: RouterFactory, clock: ManualClock
+) -> None:
+    router = await make_router(THREE_SIMULATORS)
+    await router.create_payment(body(), idempotency_key="old")
+    # A create whose process died mid-request: in progress for ever, recovered by the next resend of the key.
+    await router.store.reserve_idempotency(IdempotencyEntry("test", "running", "h", to_us(clock.now()), "in_progress"))
+    clock.advance(timedelta(hours=23))
+    await router.create_payment(body(), idempotency_key="fresh")
+    before = _purged("idempotency_keys")
+
+    clock.advance(timedelta(hours=2))
+    await router.run_due()
+    assert not await _key_is_held(router, "old"), "done and 25 h old: purged"
+    assert await _key_is_held(router, "fresh"), "done but 2 h old: kept"
+    assert await _key_is_held(router, "running"), "in progress: never purged, whatever its age"
+    assert _purged("idempotency_keys") - before == 1
+
+
+async def test_housekeeping_runs_at_most_once_per_interval_of_the_router_clock(
+    make_router: RouterFactory, clock: ManualClock
+) -> None:
+    router = await make_router(THREE_SIMULATORS)
+    first = await router.housekeep()
+    assert first is not None and first.total == 0
+    old = to_us(clock.now() - timedelta(days=2))
+    await router.store.reserve_idempotency(IdempotencyEntry("test", "stale", "h", old, "in_progress"))
+    await router.store.complete_idempotency("test", "stale", 200, b"{}")
+
+    await router.run_due()
+    assert await _key_is_held(router, "stale"), "the pass just ran: not again before the interval is up"
+    clock.advance(timedelta(minutes=9))
+    assert await router.housekeep() is None
+    clock.advance(timedelta(minutes=1))
+    await router.run_due()
+    assert not await _key_is_held(router, "stale")
+
+
+async def test_a_big_backlog_is_purged_in_bounded_batches_over_consecutive_passes(
+    make_router: RouterFactory, clock: ManualClock
+) -> None:
+    router = await make_router(THREE_SIMULATORS)
+    router.housekeeper.batch, router.housekeeper.max_batches = 2, 2
+    old = to_us(clock.now() - timedelta(days=2))
+    for n in range(7):
+        await router.store.reserve_idempotency(IdempotencyEntry("test", f"k{n}", "h", old, "in_progress"))
+        await router.store.complete_idempotency("test", f"k{n}", 200, b"{}")
+    passes = [await router.housekeep() for _ in range(3)]  # no clock move: a backlog does not wait an interval
+    assert [(p.counts["idempotency_keys"], p.more) for p in passes if p is not None] == [(4, True), (3, False)]
+    assert passes[2] is None, "backlog cleared: back to once per interval"
+
+
+async def test_a_replay_within_24_hours_still_returns_the_first_response(
+    make_router: RouterFactory, clock: ManualClock
+) -> None:
+    router = await make_router(THREE_SIMULATORS)
+    made = await router.create_payment(body(), idempotency_key="inv-1")
+    clock.advance(timedelta(hours=23, minutes=59))
+    await router.run_due()
+    assert await router.create_payment(body(), idempotency_key="inv-1") == made
+    assert len(sim(router, "sim_a").received) == 1
+
+
+async def test_a_key_reused_after_it_was_purged_answers_with_its_old_payment_and_charges_nothing(
+    make_router: RouterFactory, clock: ManualClock
+) -> None:
+    router = await make_router(THREE_SIMULATORS)
+    made = await router.create_payment(body(), idempotency_key="inv-2")
+    assert made["status"] == "succeeded"
+    clock.advance(timedelta(hours=25))
+    purged = await router.housekeep()
+    assert purged is not None and purged.counts["idempotency_keys"] == 1
+    assert not await _key_is_held(router, "inv-2")
+
+    # The payment id derives from the key: the "new" create meets the old payment and answers with it.
+    again = await router.create_payment(body(), idempotency_key="inv-2")
+    assert (again["id"], again["status"], again["amount_requested"]) == (
+        made["id"],
+        "succeeded",
+        made["amount_requested"],
+    )
+    items, _, _ = await router.list_payments()
+    assert [p["id"] for p in items] == [made["id"]], "no second payment"
+    assert len(sim(router, "sim_a").received) == 1, "no second charge"
+    # The reuse stored its answer for the key: a replay of it is a replay again.
+    assert await router.create_payment(body(), idempotency_key="inv-2") == again
+
+
+async def test_events_past_retention_are_purged_and_the_payment_stays(
+    make_router: RouterFactory, clock: ManualClock
+) -> None:
+    router = await make_router(THREE_SIMULATORS)
+    made = await router.create_payment(body(), idempotency_key="inv-3")
+    assert await router.list_events(object_id=made["id"])
+    clock.advance(timedelta(days=29))
+    purged = await router.housekeep()
+    assert purged is not None and purged.counts["events"] == 0
+    clock.advance(timedelta(days=2))
+    purged = await router.housekeep()
+    assert purged is not None and purged.counts["events"] >= 2
+    assert await router.list_events(object_id=made["id"]) == []
+    assert (await router.get_payment(made["id"]))["status"] == "succeeded", "payments are never purged"
+
+
+async def test_retention_set_to_null_keeps_that_kind_forever(make_router: RouterFactory, clock: ManualClock) -> None:
+    router = await make_router(THREE_SIMULATORS + "retention: {events: null}\n")
+    made = await router.create_payment(body())
+    clock.advance(timedelta(days=400))
+    purged = await router.housekeep()
+    assert purged is not None and "events" not in purged.counts
+    assert await router.list_events(object_id=made["id"])
+
+
+async def test_a_purged_key_reused_with_another_body_never_charges_twice_nor_fails_with_a_5xx(
+    make_router: RouterFactory, clock: ManualClock
+) -> None:
+    router = await make_router(THREE_SIMULATORS)
+    made = await router.create_payment(body(), idempotency_key="inv-4")
+    clock.advance(timedelta(hours=25))
+    await router.housekeep()
+    other = body(amount={"value": 9999, "currency": "usd"})
+    try:
+        # Today: the key-derived id names the old payment, and that payment is the answer.
+        answer = await router.create_payment(other, idempotency_key="inv-4")
+        assert answer["id"] == made["id"]
+    except PayrouteError as exc:  # a refusal (409) would be as safe; a 5xx would not
+        assert exc.status < 500, exc
+    assert len(sim(router, "sim_a").received) == 1
+    items, _, _ = await router.list_payments()
+    assert [p["id"] for p in items] == [made["id"]]
