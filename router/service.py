@@ -445,6 +445,16 @@ class Router:
             if raced is None:
                 # Not a lost race: the store failed. Its own error (a 503 when it is down) is the answer.
                 raise (exc.__cause__ if isinstance(exc, NotCreated) and exc.__cause__ else exc) from None
+            if _other_payment(raced, payment):
+                # Not a resend: the key was used for another payment before (and its stored answer has since
+                # expired). Answering with that payment would tell the caller a charge went through that it
+                # never asked for.
+                raise PayrouteError(
+                    "This Idempotency-Key was used for another payment with other parameters; use a new key.",
+                    type="idempotency_error",
+                    code="idempotency_key_in_use",
+                    status=409,
+                ) from None
             return await self._carry_on(raced, bool(p.include))
         return await self._render(payment, include_details=bool(p.include))
 
@@ -919,6 +929,27 @@ class Router:
         out = json.dumps(await self._render(payment)).encode()
         await self.store.complete_idempotency(entry.scope, entry.key, 200, out)
         return 200, out
+
+
+# What makes two creates the same payment. A resend of one request matches on all of them.
+_SAME_PAYMENT = (
+    "livemode",
+    "amount",
+    "currency",
+    "customer",
+    "payment_method",
+    "cadence",
+    "capture_method",
+    "on_behalf_of",
+    "application_fee_amount",
+    "transfer_data",
+    "target_date",
+    "test_clock",
+)
+
+
+def _other_payment(stored: Payment, asked: Payment) -> bool:
+    return any(getattr(stored, name) != getattr(asked, name) for name in _SAME_PAYMENT)
 
 
 def _scope(livemode: bool) -> str:

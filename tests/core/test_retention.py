@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from prometheus_client import REGISTRY
 
 from router import ManualClock, PayrouteError, Router
@@ -138,7 +139,7 @@ async def test_retention_set_to_null_keeps_that_kind_forever(make_router: Router
     assert await router.list_events(object_id=made["id"])
 
 
-async def test_a_purged_key_reused_with_another_body_never_charges_twice_nor_fails_with_a_5xx(
+async def test_a_purged_key_reused_for_another_payment_is_refused_and_charges_nothing(
     make_router: RouterFactory, clock: ManualClock
 ) -> None:
     router = await make_router(THREE_SIMULATORS)
@@ -146,12 +147,24 @@ async def test_a_purged_key_reused_with_another_body_never_charges_twice_nor_fai
     clock.advance(timedelta(hours=25))
     await router.housekeep()
     other = body(amount={"value": 9999, "currency": "usd"})
-    try:
-        # Today: the key-derived id names the old payment, and that payment is the answer.
-        answer = await router.create_payment(other, idempotency_key="inv-4")
-        assert answer["id"] == made["id"]
-    except PayrouteError as exc:  # a refusal (409) would be as safe; a 5xx would not
-        assert exc.status < 500, exc
+    # The key-derived id names the old payment of 2500: answering with it would report a charge never asked for.
+    with pytest.raises(PayrouteError) as refused:
+        await router.create_payment(other, idempotency_key="inv-4")
+    assert (refused.value.status, refused.value.type) == (409, "idempotency_error")
+    assert len(sim(router, "sim_a").received) == 1
+    items, _, _ = await router.list_payments()
+    assert [p["id"] for p in items] == [made["id"]]
+
+
+async def test_a_purged_key_reused_for_the_same_payment_with_other_metadata_answers_with_it(
+    make_router: RouterFactory, clock: ManualClock
+) -> None:
+    router = await make_router(THREE_SIMULATORS)
+    made = await router.create_payment(body(), idempotency_key="inv-5")
+    clock.advance(timedelta(hours=25))
+    await router.housekeep()
+    again = await router.create_payment(body(metadata={"note": "resent"}), idempotency_key="inv-5")
+    assert (again["id"], again["status"]) == (made["id"], "succeeded")
     assert len(sim(router, "sim_a").received) == 1
     items, _, _ = await router.list_payments()
     assert [p["id"] for p in items] == [made["id"]]
