@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import time
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _LENGTH = 24  # 24 base62 characters: about 143 bits of randomness
@@ -18,6 +19,11 @@ _BYTE_TO_CHAR = bytes(ord(_ALPHABET[b % len(_ALPHABET)]) for b in range(_KEEP_BE
 _DROPPED = bytes(range(_KEEP_BELOW, 256))
 # 32 bytes leave fewer than 24 characters about once in 2.4 million draws; then another 32 are drawn.
 _DRAW = 32
+# Records, attempts and events lead with the time they were made, in milliseconds (8 base-62 characters,
+# sortable as text until the year 8888), then 16 random characters (95 bits). Their primary keys then grow at the
+# end of the index instead of landing on a random page each: a quarter less written to SQLite's log per create
+# (benchmarks/bench_sidecar.py). Payment ids stay wholly random or derived from the Idempotency-Key.
+_TIME_CHARS = 8
 
 PREFIXES = {
     "payment": "osp",
@@ -50,7 +56,19 @@ class IdGenerator:
         return f"osp_{'live' if livemode else 'test'}_{_base62(n)}"
 
     def new(self, kind: str) -> str:
-        return f"{PREFIXES[kind]}_{self._token()}"
+        """A time-led id (see _TIME_CHARS); from a seeded generator, its reproducible random sequence."""
+        if self._rng is not None:
+            return f"{PREFIXES[kind]}_{self._token()}"
+        return f"{PREFIXES[kind]}_{_time_chars(time.time_ns() // 1_000_000)}{_random_token()[_TIME_CHARS:]}"
+
+
+def _time_chars(ms: int) -> str:
+    """`ms` as _TIME_CHARS base-62 characters, most significant first, so that text order is time order."""
+    chars = []
+    for _ in range(_TIME_CHARS):
+        ms, digit = divmod(ms, 62)
+        chars.append(_ALPHABET[digit])
+    return "".join(reversed(chars))
 
 
 def _random_token() -> str:

@@ -366,3 +366,22 @@ def test_card_from_token_answers_from_its_cache_as_it_computes(token: str) -> No
 
     assert card_from_token(token) == card_from_token.__wrapped__(token)
     assert card_from_token(token) == card_from_token.__wrapped__(token)  # the second answer is the cached one
+
+
+def test_record_attempt_and_event_ids_lead_with_their_time_and_sort_by_it() -> None:
+    from router.ids import _ALPHABET, IdGenerator, _time_chars
+
+    assert list(_ALPHABET) == sorted(_ALPHABET), "text order of the alphabet must be numeric order"
+    # Millisecond stamps far apart and adjacent keep their order as text, in fixed width.
+    stamps = [0, 1, 61, 62, 1_700_000_000_000, 1_700_000_000_001, 4_102_444_800_000]
+    texts = [_time_chars(ms) for ms in stamps]
+    assert texts == sorted(texts) and {len(t) for t in texts} == {8}
+    ids = IdGenerator()
+    made = [ids.new(kind) for kind in ("payment_record", "attempt", "event")]
+    for made_id in made:
+        _, token = made_id.split("_", 1)
+        assert len(token) == 24 and set(token) <= set(_ALPHABET)
+    # 16 random characters follow the time: two ids made in the same millisecond still differ.
+    assert len({ids.new("event")[12:] for _ in range(1000)}) == 1000
+    # A seeded generator keeps its reproducible sequence, time or not.
+    assert IdGenerator(seed=3).new("event") == IdGenerator(seed=3).new("event")
