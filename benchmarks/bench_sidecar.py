@@ -6,7 +6,9 @@ Both servers run in this process on loopback; the load generator runs in a separ
 1. peak: a closed loop of `concurrency` connections posting creates as fast as answers come back;
 2. half rate: an open loop at half of payroute's peak rate, latency measured from each request's scheduled send
    time (so a stall shows up as latency rather than as fewer requests sent);
-3. core, no HTTP: the same creates called on `Router` in this process, to show what the HTTP layer adds.
+3. core, no HTTP: the same creates called on `Router` in this process, to show what the HTTP layer adds;
+4. the same sidecar on the in-memory store at peak, to show what durable storage adds.
+Each run also reports the servers' CPU per request (this process's CPU time over the load, which runs elsewhere).
 payroute runs the full path: auth, JSON parsing, validation, idempotency reservation, the store (SQLite, WAL),
 one simulator authorization at zero latency, records and events, the idempotent response. The bare handler parses
 the same JSON and returns a payment-shaped JSON object. Access logs are off for both.
@@ -33,6 +35,7 @@ from aiohttp import web
 
 from router import Router
 from router.http import ApiKeys, PageTokens, Sidecar, create_app
+from router.http.server import settle_heap
 
 KEY = "sk_test_benchmark_0000000000"
 RESULTS = Path(__file__).resolve().parent / "results" / "sidecar.json"
@@ -136,9 +139,13 @@ async def _run_load(job: dict[str, Any]) -> dict[str, Any]:
     out = ctx.Queue()
     proc = ctx.Process(target=_load_process, args=(job, out))
     proc.start()
+    cpu_before = time.process_time()  # this process is the servers': what they spent answering this load
     latencies, errors, elapsed = await asyncio.get_running_loop().run_in_executor(None, out.get)
+    cpu = time.process_time() - cpu_before
     await asyncio.get_running_loop().run_in_executor(None, proc.join)
-    return _summary(latencies, errors, elapsed)
+    summary = _summary(latencies, errors, elapsed)
+    summary["server_cpu_us_per_request"] = round(cpu / len(latencies) * 1e6, 1) if latencies else float("nan")
+    return summary
 
 
 def _summary(latencies: list[float], errors: int, elapsed: float) -> dict[str, Any]:
@@ -210,9 +217,14 @@ async def main(seconds: float, concurrency: int) -> dict[str, Any]:
         keys = ApiKeys.parse(KEY)
         sidecar = Sidecar(keys=keys, pages=PageTokens(keys.derive_secret("page-tokens")), router=router)
         payroute_runner, payroute_url = await _start(create_app(sidecar))
+        # The same sidecar on the in-memory store: what is left is HTTP and the core, without durability.
+        memory_router = await Router.open(config, "memory://")
+        memory_sidecar = Sidecar(keys=keys, pages=sidecar.pages, router=memory_router)
+        memory_runner, memory_url = await _start(create_app(memory_sidecar))
         bare_app = web.Application()
         bare_app.router.add_post(PATH, _bare)
         bare_runner, bare_url = await _start(bare_app)
+        settle_heap()  # as `payroute serve` does once it is ready
         try:
             results: dict[str, Any] = {}
             for name, url in (("bare", bare_url), ("payroute", payroute_url)):
@@ -226,10 +238,16 @@ async def main(seconds: float, concurrency: int) -> dict[str, Any]:
                     {"mode": "open", "url": url, "rate": half, "seconds": seconds}
                 )
             results["core_no_http_peak"] = await _core_direct(router, concurrency, seconds)
+            await _run_load({"mode": "closed", "url": memory_url, "concurrency": concurrency, "seconds": 1.0})
+            results["payroute_memory_store_peak"] = await _run_load(
+                {"mode": "closed", "url": memory_url, "concurrency": concurrency, "seconds": seconds}
+            )
         finally:
             await payroute_runner.cleanup()
+            await memory_runner.cleanup()
             await bare_runner.cleanup()
             await router.close()
+            await memory_router.close()
     ratio = results["payroute_peak"]["throughput_rps"] / results["bare_peak"]["throughput_rps"]
     return {
         "benchmark": "sidecar create-payment",
@@ -245,11 +263,12 @@ async def main(seconds: float, concurrency: int) -> dict[str, Any]:
 
 
 def _table(report: dict[str, Any]) -> str:
-    rows = [f"{'run':<20} {'req':>7} {'err':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"]
+    rows = [f"{'run':<27} {'req':>7} {'err':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'server us/req':>14}"]
     for name, r in report["results"].items():
+        cpu = r.get("server_cpu_us_per_request")
         rows.append(
-            f"{name:<20} {r['requests']:>7} {r['errors']:>4} {r['throughput_rps']:>9.1f}"
-            f" {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}"
+            f"{name:<27} {r['requests']:>7} {r['errors']:>4} {r['throughput_rps']:>9.1f}"
+            f" {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {cpu if cpu is not None else '':>14}"
         )
     rows.append(f"payroute / bare peak throughput: {report['payroute_vs_bare_throughput']:.0%}")
     rows.append(f"half rate: {report['settings']['half_rate_rps']} req/s; targets: {report['targets']}")

@@ -33,9 +33,10 @@ Work = Callable[[sqlite3.Connection], Any]
 
 # One batch holds at most this many writes, so a burst cannot hold the loop (and its callers) for long.
 MAX_BATCH = 256
-# Checkpoint (copy the WAL back into the database file) after this many committed writes (about a thousand
-# creates, some 30 MB of log), on a thread: each checkpoint ends in fsyncs that can stall the disk for a few
-# milliseconds, so fewer, larger ones keep them out of all but the slowest requests.
+# Checkpoint (copy the WAL back into the database file) after this many committed writes (about 300 creates,
+# some 7 MB of log), on a thread of low priority: a checkpoint ends in two fsyncs, and on a busy machine the copy
+# competes for the CPU. Measured at 500, 1,000 and 4,000 (benchmarks/bench_sidecar.py): the p99 at half of peak
+# moved within the run-to-run noise; 1,000 keeps the log, and the work of each checkpoint, small.
 CHECKPOINT_EVERY = 1000
 
 
