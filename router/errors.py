@@ -56,6 +56,19 @@ def conflict(message: str, code: str) -> PayrouteError:
     return PayrouteError(message, type="invalid_request_error", code=code, status=409)
 
 
+class StillProcessing(PayrouteError):
+    """A create's resend found its payment still in `processing`: retry later. Never stored as the key's answer,
+    which must be the payment once it has settled."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A request with this Idempotency-Key is still being processed; retry later.",
+            type="idempotency_error",
+            code="idempotency_key_in_use",
+            status=409,
+        )
+
+
 class IllegalTransition(PayrouteError):
     """A state change the state machine does not allow; never applied."""
 

@@ -29,11 +29,12 @@ from router.cards import card_from_token
 from router.clock import Clock, SystemClock, parse_rfc3339
 from router.config import Config, ConfigError, RetentionConfig
 from router.engine import Engine, NewPayment
-from router.errors import ConcurrentUpdate, NotCreated, PayrouteError, conflict, invalid, not_found
+from router.errors import ConcurrentUpdate, NotCreated, PayrouteError, StillProcessing, conflict, invalid, not_found
 from router.ids import IdGenerator
 from router.models import (
     AttemptRecord,
     Event,
+    OffSessionPaymentCreateParams,
     Payment,
     PaymentRecordState,
     TestClock,
@@ -329,6 +330,22 @@ class Router:
 
     async def _create(self, params: Mapping[str, Any], livemode: bool, payment_id: str | None = None) -> dict[str, Any]:
         p = parse_create_params(dict(params))
+        try:
+            return await self._create_parsed(p, livemode, payment_id)
+        except PayrouteError as exc:
+            if payment_id is None or exc.status >= 500 or isinstance(exc, StillProcessing):
+                raise
+            # Refused by today's config or data (a retry policy since removed, a test clock since deleted)? A
+            # resend of a create that already went through must still be answered with that payment, or its
+            # caller would believe nothing was charged.
+            existing = await self.store.get_payment(payment_id)
+            if existing is None or not _same_request(existing, p, livemode):
+                raise
+            return await self._answer_resend(existing, bool(p.include))
+
+    async def _create_parsed(
+        self, p: OffSessionPaymentCreateParams, livemode: bool, payment_id: str | None
+    ) -> dict[str, Any]:
         # A resend of a create whose first try wrote its payment (the id derives from the key) finds it when its
         # own insert fails on that id, below: nothing is read first.
         cfg = self.config
@@ -455,8 +472,15 @@ class Router:
                     code="idempotency_key_in_use",
                     status=409,
                 ) from None
-            return await self._carry_on(raced, bool(p.include))
+            return await self._answer_resend(raced, bool(p.include))
         return await self._render(payment, include_details=bool(p.include))
+
+    async def _answer_resend(self, payment: Payment, include_details: bool) -> dict[str, Any]:
+        """A resend's answer is the payment once settled; while it is still in processing (its first try's
+        request in flight, or a crash that reconciliation has yet to settle), a retryable refusal."""
+        if payment.status == Status.PROCESSING:
+            raise StillProcessing()
+        return await self._carry_on(payment, include_details)
 
     async def _carry_on(self, payment: Payment, include_details: bool) -> dict[str, Any]:
         """A create retried after its first try died: finish what that try started, never start it twice."""
@@ -888,7 +912,7 @@ class Router:
         try:
             status, out = await run()
         except PayrouteError as exc:
-            if exc.status >= 500:
+            if exc.status >= 500 or isinstance(exc, StillProcessing):
                 # Let the caller retry with the same key; a create's retry finds what this try wrote by its id.
                 await self.store.release_idempotency(scope, key)
                 raise
@@ -950,6 +974,18 @@ _SAME_PAYMENT = (
 
 def _other_payment(stored: Payment, asked: Payment) -> bool:
     return any(getattr(stored, name) != getattr(asked, name) for name in _SAME_PAYMENT)
+
+
+def _same_request(stored: Payment, p: OffSessionPaymentCreateParams, livemode: bool) -> bool:
+    """The money of a create's parameters is the stored payment's: a resend, not another payment."""
+    return (
+        stored.livemode == livemode
+        and stored.amount == p.amount.value
+        and stored.currency == p.amount.currency
+        and stored.customer == p.customer
+        and stored.payment_method == (p.payment_method or "")
+        and stored.cadence == p.cadence
+    )
 
 
 def _scope(livemode: bool) -> str:

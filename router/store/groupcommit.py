@@ -21,6 +21,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,6 +48,10 @@ class _Item:
     on_commit: Callable[[Any], None] | None
 
 
+class WriterClosed(RuntimeError):
+    """The writer closed (or its loop went away) before this write was committed."""
+
+
 class GroupCommitWriter:
     """The one connection that writes. Safe to share across tasks in one event loop."""
 
@@ -56,14 +61,21 @@ class GroupCommitWriter:
         *,
         commit_in_thread: bool = False,
         checkpoint: Callable[[], sqlite3.Connection] | None = None,
+        busy_timeout_s: float = 5.0,
     ) -> None:
-        """`conn` must be opened with isolation_level=None and check_same_thread=False. `checkpoint` opens the
-        connection that checkpoints run on (None: SQLite checkpoints inside COMMIT, as it does by default)."""
+        """`conn` must be opened with isolation_level=None, check_same_thread=False and busy_timeout=0: a lock
+        held by another process is waited for here, by retrying `BEGIN IMMEDIATE` without blocking the loop, for
+        up to `busy_timeout_s`. `checkpoint` opens the connection that checkpoints run on (None: SQLite
+        checkpoints inside COMMIT, as it does by default)."""
         self._conn: sqlite3.Connection | None = conn
         self._commit_in_thread = commit_in_thread
+        self._busy_timeout_s = busy_timeout_s
         self._pending: list[_Item] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="payroute-sqlite")
+        # Commits (with synchronous=FULL) and checkpoints each get a thread: a commit must never queue behind a
+        # checkpoint's fsyncs, nor run at the checkpoint thread's lowered priority.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="payroute-sqlite-commit")
+        self._checkpoint_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="payroute-sqlite-checkpoint")
         self._open_checkpointer = checkpoint
         self._checkpointer: sqlite3.Connection | None = None
         self._checkpointing: asyncio.Future[None] | None = None
@@ -74,79 +86,104 @@ class GroupCommitWriter:
     @property
     def connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            raise RuntimeError("the SQLite writer is closed")
+            raise WriterClosed("the SQLite writer is closed")
         return self._conn
 
     def submit(self, work: Callable[[sqlite3.Connection], T], on_commit: Callable[[T], None] | None = None) -> Any:
         """Queue `work`; the awaitable returned resolves to its result once the batch holding it has committed.
         `on_commit(result)` runs right after that commit, in commit order, before any caller resumes."""
         if self._conn is None:
-            raise RuntimeError("the SQLite writer is closed")
+            raise WriterClosed("the SQLite writer is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._pending.append(_Item(work, future, on_commit))
         if self._flusher is None:
             # Started on the next turn of the loop: every write queued in this turn joins the first batch.
             self._flusher = loop.create_task(self._flush())
+            self._flusher.add_done_callback(self._flusher_done)
         return future
 
-    @property
-    def busy(self) -> bool:
-        """True while a batch is queued or running: a reader on this same connection waits for it."""
-        return self._flusher is not None
-
     async def idle(self) -> None:
+        """Return once nothing is queued or being committed."""
         while self._flusher is not None:
-            await asyncio.shield(self._flusher)
+            flusher = self._flusher
+            await asyncio.wait([flusher])
+            if self._flusher is flusher:  # its done-callback has not run yet
+                await asyncio.sleep(0)
+
+    def _flusher_done(self, task: asyncio.Task[None]) -> None:
+        # Also runs when the task was cancelled before its first step, which no `finally` inside it would see.
+        if self._flusher is task:
+            self._flusher = None
+        if task.cancelled() or task.exception() is not None:
+            self._fail_pending("the store's writer stopped before this write was committed")
+        elif self._pending and self._conn is not None:  # queued after the last batch began: a new flusher
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+            self._flusher.add_done_callback(self._flusher_done)
+
+    def _fail_pending(self, why: str) -> None:
+        pending, self._pending = self._pending, []
+        for item in pending:
+            if not item.future.done():
+                item.future.set_exception(WriterClosed(why))
 
     async def _flush(self) -> None:
-        try:
-            while self._pending and self._conn is not None:
-                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                try:
-                    results = await self._run(self._conn, [item.work for item in batch])
-                except BaseException:
-                    # Cancelled mid-commit (the loop is going away): nobody may be told their write is done.
-                    for item in batch:
-                        if not item.future.done():
-                            item.future.set_exception(RuntimeError("the store closed during the commit"))
-                    raise
-                for item, (ok, value) in zip(batch, results, strict=True):
-                    if ok and item.on_commit is not None:
+        while self._pending and self._conn is not None:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            cancelled = False
+            try:
+                results = await self._run(self._conn, [item.work for item in batch])
+            except asyncio.CancelledError:
+                results, cancelled = [(False, WriterClosed("cancelled before the commit"))] * len(batch), True
+            except BaseException:
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(WriterClosed("the store's writer failed during the commit"))
+                raise
+            if results and results[0][0] is _COMMITTED_THEN_CANCELLED:
+                results, cancelled = results[1:], True
+            for item, (ok, value) in zip(batch, results, strict=True):
+                if ok and item.on_commit is not None:
+                    try:
                         item.on_commit(value)
-                for item, (ok, value) in zip(batch, results, strict=True):
-                    if item.future.done():  # its caller was cancelled; the write stands or fell all the same
-                        continue
-                    if ok:
-                        item.future.set_result(value)
-                    else:
-                        item.future.set_exception(value)
-                self._since_checkpoint += len(batch)
-                if self._since_checkpoint >= CHECKPOINT_EVERY:
-                    self._checkpoint()
-        finally:
-            self._flusher = None
+                    except Exception:  # a listener's fault must not strand the writers of a committed batch
+                        log.exception("an after-commit listener raised")
+            for item, (ok, value) in zip(batch, results, strict=True):
+                if item.future.done():  # its caller was cancelled; the write stands or fell all the same
+                    continue
+                if ok:
+                    item.future.set_result(value)
+                else:
+                    item.future.set_exception(value)
+            if cancelled:
+                raise asyncio.CancelledError
+            self._since_checkpoint += len(batch)
+            if self._since_checkpoint >= CHECKPOINT_EVERY:
+                self._checkpoint()
+            if self._pending:
+                await asyncio.sleep(0)  # a long queue is committed in batches, with the loop let through between
 
-    async def _run(self, conn: sqlite3.Connection, works: list[Work]) -> list[tuple[bool, Any]]:
+    async def _run(self, conn: sqlite3.Connection, works: list[Work]) -> list[tuple[Any, Any]]:
         """One transaction for the whole batch.
 
         Writes almost never fail, so the batch first runs with no savepoints (two statements fewer per write,
         a sixth of a create's statements). If one raises, that transaction is rolled back and the batch runs
         again with a savepoint around each write, so the failure undoes only its own statements. Works are
         functions of the connection's state alone, so running one twice after a rollback is safe."""
+        committed_then_cancelled = False
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            await self._begin(conn)
             try:
-                results: list[tuple[bool, Any]] = [(True, work(conn)) for work in works]
+                results: list[tuple[Any, Any]] = [(True, work(conn)) for work in works]
             except Exception:
                 conn.execute("ROLLBACK")
-                conn.execute("BEGIN IMMEDIATE")
+                await self._begin(conn)
                 results = [_guarded(conn, work) for work in works]
-            await self._commit(conn)
+            committed_then_cancelled = await self._commit(conn)
         except BaseException as exc:
             # BEGIN, a savepoint or COMMIT itself failed (disk full, I/O error, locked past the busy timeout), or
-            # the task was cancelled mid-commit: nothing in this batch is known to be on disk, so every write in
-            # it fails.
+            # the task was cancelled before the commit: nothing in this batch is on disk, so every write in it
+            # fails.
             if conn.in_transaction:
                 try:
                     conn.execute("ROLLBACK")
@@ -155,24 +192,47 @@ class GroupCommitWriter:
             if not isinstance(exc, Exception):
                 raise
             return [(False, exc)] * len(works)
+        if committed_then_cancelled:
+            return [(_COMMITTED_THEN_CANCELLED, None), *results]
         return results
 
-    async def _commit(self, conn: sqlite3.Connection) -> None:
+    async def _begin(self, conn: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE, waiting for another process's write lock by retrying, never by blocking the loop."""
+        deadline = time.monotonic() + self._busy_timeout_s
+        delay = 0.001
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)  # pacing the retry on a lock held elsewhere, not a measurement
+            delay = min(delay * 2, 0.05)
+
+    async def _commit(self, conn: sqlite3.Connection) -> bool:
+        """COMMIT; True when the task was cancelled while a thread committed and the commit went through."""
         if not self._commit_in_thread:
             conn.execute("COMMIT")
-            return
+            return False
         commit = asyncio.get_running_loop().run_in_executor(self._executor, conn.execute, "COMMIT")
         try:
             await asyncio.shield(commit)
         except asyncio.CancelledError:
-            await asyncio.wait([commit])  # never touch the connection while the thread commits on it
-            raise
+            # Never touch the connection while the thread commits on it; then tell the truth about the batch.
+            await asyncio.wait([commit])
+            if commit.exception() is not None:
+                raise
+            return True
+        return False
 
     def _checkpoint(self) -> None:
         if self._open_checkpointer is None or self._checkpointing is not None:
             return
         self._since_checkpoint = 0
-        self._checkpointing = asyncio.get_running_loop().run_in_executor(self._executor, self._checkpoint_now)
+        self._checkpointing = asyncio.get_running_loop().run_in_executor(
+            self._checkpoint_executor, self._checkpoint_now
+        )
         self._checkpointing.add_done_callback(self._checkpoint_done)
 
     def _checkpoint_now(self) -> None:
@@ -189,17 +249,31 @@ class GroupCommitWriter:
             log.warning("SQLite checkpoint failed; the next one retries", exc_info=done.exception())
 
     async def close(self) -> None:
-        """Finish every queued write, then close the connections and the thread."""
+        """Finish every queued write, then close the connections and the threads."""
         await self.idle()
+        self._fail_pending("the store closed")
         if self._checkpointing is not None:
-            await asyncio.shield(self._checkpointing)
+            await asyncio.wait([self._checkpointing])
         conn, self._conn = self._conn, None
         if conn is not None:
-            conn.close()  # the last connection to close checkpoints the whole WAL back into the file
+            conn.close()
         checkpointer, self._checkpointer = self._checkpointer, None
         if checkpointer is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, checkpointer.close)
+            # The last connection to close checkpoints the whole WAL back into the file.
+            await asyncio.get_running_loop().run_in_executor(self._checkpoint_executor, checkpointer.close)
         self._executor.shutdown(wait=True)
+        self._checkpoint_executor.shutdown(wait=True)
+
+
+# Marks a batch whose COMMIT went through in a thread while its task was being cancelled: the callers hear the
+# truth, then the cancellation goes on.
+_COMMITTED_THEN_CANCELLED = object()
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or (
+        "locked" in str(exc)
+    )
 
 
 def _guarded(conn: sqlite3.Connection, work: Work) -> tuple[bool, Any]:

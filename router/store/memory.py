@@ -277,7 +277,7 @@ class MemoryStore:
 
     def _complete(self, scope: str, key: str, status: int, body: bytes) -> None:
         held = self._idempotency.get((scope, key))
-        if held is not None:
+        if held is not None and held.state == "in_progress":  # a lost takeover never overwrites an answer
             self._idempotency[(scope, key)] = IdempotencyEntry(
                 scope, key, held.request_hash, held.created_us, "done", status, body
             )

@@ -460,7 +460,7 @@ class PostgresStore:
         async with self._conn() as conn:
             await conn.execute(
                 "UPDATE idempotency_keys SET state = 'done', response_status = $1, response_body = $2"
-                " WHERE scope = $3 AND key = $4",
+                " WHERE scope = $3 AND key = $4 AND state = 'in_progress'",
                 status,
                 body,
                 scope,
@@ -773,7 +773,8 @@ _SAVE_PAYMENT = (
     + _sql(_EVENTS_CTE, "u", 26)
     # The idempotency key's response, when given (a NULL scope matches no row).
     + ", c AS (UPDATE idempotency_keys SET state = 'done', response_status = $33::int, response_body = $34::bytea"
-    " WHERE scope = $35::text AND key = $36::text AND EXISTS (SELECT 1 FROM u))" + " SELECT count(*) FROM u"
+    " WHERE scope = $35::text AND key = $36::text AND state = 'in_progress' AND EXISTS (SELECT 1 FROM u))"
+    + " SELECT count(*) FROM u"
 )
 
 

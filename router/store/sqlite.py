@@ -80,11 +80,13 @@ class SQLiteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._sync}")
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute(f"PRAGMA busy_timeout={_WRITER_BUSY_MS}")
+        # No busy wait inside SQLite on the loop's thread: the writer retries BEGIN IMMEDIATE itself, asleep.
+        conn.execute("PRAGMA busy_timeout=0")
         self._writer = GroupCommitWriter(
             conn,
             commit_in_thread=self._sync == "FULL" and not memory,
             checkpoint=None if memory else self._connect_checkpointer,
+            busy_timeout_s=_WRITER_BUSY_MS / 1000,
         )
         await self._migrate()
         if not memory:
@@ -112,12 +114,12 @@ class SQLiteStore:
         await self._tx(migrate)
 
     async def close(self) -> None:
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.close()
         writer, self._writer = self._writer, None
         if writer is not None:
             await writer.close()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
 
     async def ping(self) -> bool:
         try:
@@ -147,7 +149,7 @@ class SQLiteStore:
         # and only a file database, which reads through its own connection, awaits a COMMIT on a thread).
         if self._reader is not None:
             return self._reader.execute(sql, args).fetchall()
-        if self._writer is None:
+        if self._writer is None or self.path != ":memory:":  # closed (a file database reads only via its reader)
             raise StoreUnavailable()
         return self._writer.connection.execute(sql, args).fetchall()
 
@@ -635,8 +637,9 @@ class SQLiteStore:
 
 def _complete_row(scope: str, key: str, status: int, body: bytes) -> tuple[str, tuple[Any, ...]]:
     return (
+        # Only a key still in progress: a request that lost a takeover race never overwrites the stored answer.
         "UPDATE idempotency_keys SET state = 'done', response_status = ?, response_body = ?"
-        " WHERE scope = ? AND key = ?",
+        " WHERE scope = ? AND key = ? AND state = 'in_progress'",
         (status, body, scope, key),
     )
 

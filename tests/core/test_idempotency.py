@@ -28,15 +28,21 @@ async def test_retry_after_the_first_try_died_mid_attempt_finds_the_same_payment
     first.cancel()
     await asyncio.gather(first, return_exceptions=True)
 
-    again = await router.create_payment(body(), idempotency_key="inv-1")
+    # The first try's attempt is still out at the processor: the resend is told to retry, and nothing is
+    # stored for the key (its answer must be the payment once settled, not "processing").
+    with pytest.raises(PayrouteError) as busy:
+        await router.create_payment(body(), idempotency_key="inv-1")
+    assert (busy.value.status, busy.value.type) == (409, "idempotency_error")
     items, _, _ = await router.list_payments()
-    assert [p["id"] for p in items] == [again["id"]], "one payment for one key"
-    assert again["status"] == "processing", "the first try's attempt is still out at the processor"
-    assert sim(router, "sim_a").received == [again["latest_payment_attempt_record"]], "nothing sent again"
+    assert len(items) == 1, "one payment for one key"
+    assert items[0]["status"] == "processing"
+    assert sim(router, "sim_a").received == [items[0]["latest_payment_attempt_record"]], "nothing sent again"
 
     clock.advance(timedelta(minutes=5))
     await router.reconcile_stuck()
-    assert (await router.get_payment(again["id"]))["status"] == "succeeded"
+    again = await router.create_payment(body(), idempotency_key="inv-1")
+    assert (again["id"], again["status"]) == (items[0]["id"], "succeeded")
+    assert await router.create_payment(body(), idempotency_key="inv-1") == again
     assert len(sim(router, "sim_a").received) == 1
 
 
