@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
@@ -168,3 +169,25 @@ async def test_a_purged_key_reused_for_the_same_payment_with_other_metadata_answ
     assert len(sim(router, "sim_a").received) == 1
     items, _, _ = await router.list_payments()
     assert [p["id"] for p in items] == [made["id"]]
+
+
+async def test_a_resend_refused_by_todays_config_is_still_answered_with_the_payment_it_made(
+    make_router: RouterFactory, clock: ManualClock, tmp_path: Path
+) -> None:
+    with_policy = THREE_SIMULATORS + "  monthly: {strategy: scheduled, schedule: [1d], max_attempts: 2, window: 30d}\n"
+    router = await make_router(with_policy)
+    params = body(retry_details={"retry_policy": "monthly"})
+    made = await router.create_payment(params, idempotency_key="inv-6")
+    assert made["status"] == "succeeded"
+    clock.advance(timedelta(hours=25))
+    await router.housekeep()
+    (tmp_path / "routing.yaml").write_text(THREE_SIMULATORS)  # the policy is gone from the config
+    await router.reload()
+    # A fresh create naming the policy is refused, as it must be...
+    with pytest.raises(PayrouteError) as refused:
+        await router.create_payment(params, idempotency_key="inv-7")
+    assert refused.value.param == "retry_details.retry_policy"
+    # ...but the resend of the create that went through is told what it did: charged, once.
+    again = await router.create_payment(params, idempotency_key="inv-6")
+    assert (again["id"], again["status"]) == (made["id"], "succeeded")
+    assert len(sim(router, "sim_a").received) == 1

@@ -19,7 +19,8 @@ class Db:
     """A writer on a file, a second connection to see what is on disk, and a count of COMMITs."""
 
     def __init__(self, path: Path, *, commit_in_thread: bool = False) -> None:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # timeout=0: as the store does, so a lock held elsewhere is waited for by the writer, asleep.
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
@@ -162,3 +163,70 @@ async def test_compare_and_set_lost_in_a_shared_batch_fails_only_the_loser(tmp_p
         assert [x.id for x in await store.list_attempts(p.payment_record)] == [a.id]
     finally:
         await store.close()
+
+
+async def test_a_listener_that_raises_strands_no_writer_of_the_committed_batch(db: Db) -> None:
+    def bad_listener(_: int) -> None:
+        raise RuntimeError("listener bug")
+
+    results = await asyncio.gather(
+        db.writer.submit(insert(("a", 1)), on_commit=bad_listener), db.writer.submit(insert(("b", 2)))
+    )
+    assert results == [1, 1]
+    assert db.keys() == {"a", "b"}
+
+
+async def test_a_flusher_cancelled_before_it_ran_fails_its_writes_and_the_next_write_goes_through(db: Db) -> None:
+    doomed = db.writer.submit(insert(("never", 1)))
+    assert db.writer._flusher is not None
+    db.writer._flusher.cancel()  # as at loop shutdown, before the flusher's first step
+    with pytest.raises(RuntimeError):
+        await doomed
+    assert await db.writer.submit(insert(("after", 1))) == 1
+    assert db.keys() == {"after"}
+
+
+async def test_another_process_holding_the_write_lock_is_waited_for_without_blocking_the_loop(
+    tmp_path: Path,
+) -> None:
+    d = Db(tmp_path / "lock.db")
+    other = sqlite3.connect(tmp_path / "lock.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process's writer, mid-transaction
+        write = asyncio.ensure_future(d.writer.submit(insert(("k", 1))))
+        turns = 0
+        while turns < 50:  # the loop keeps turning while the write waits for the lock
+            await asyncio.sleep(0)
+            turns += 1
+        assert not write.done()
+        other.execute("COMMIT")
+        async with asyncio.timeout(5):
+            assert await write == 1
+        assert d.keys() == {"k"}
+    finally:
+        other.close()
+        await d.writer.close()
+        d.disk.close()
+
+
+async def test_a_lock_held_past_the_busy_timeout_fails_the_batch_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "held.db"
+    Db(path).disk.close()
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
+    writer = GroupCommitWriter(conn, busy_timeout_s=0.05)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError):
+            await writer.submit(insert(("k", 1)))
+        other.execute("ROLLBACK")
+        assert await writer.submit(insert(("k", 1))) == 1
+    finally:
+        other.close()
+        await writer.close()
+
+
+async def test_after_close_a_write_is_refused_at_once(db: Db) -> None:
+    await db.writer.close()
+    with pytest.raises(RuntimeError):
+        db.writer.submit(insert(("late", 1)))

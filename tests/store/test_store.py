@@ -400,6 +400,18 @@ async def test_a_payment_write_can_complete_an_idempotency_key_in_the_same_trans
     assert still is not None and still.state == "in_progress"
 
 
+async def test_a_stored_answer_is_never_overwritten(store: Store) -> None:
+    # The loser of a takeover race finishing late must not replace the answer the winner stored.
+    assert await store.reserve_idempotency(entry("k-answered")) is None
+    await store.complete_idempotency("test", "k-answered", 200, b'{"status": "succeeded"}')
+    await store.complete_idempotency("test", "k-answered", 200, b'{"status": "processing"}')
+    p, r = payment()
+    await store.create_payment(p, r, [])
+    await store.save_payment(p, p.version, idempotency=IdempotencyDone("test", "k-answered", 200, b"{}"))
+    held = await store.reserve_idempotency(entry("k-answered"))
+    assert held is not None and held.response_body == b'{"status": "succeeded"}'
+
+
 async def test_concurrent_reservations_of_one_key_have_one_winner(store: Store) -> None:
     results = await asyncio.gather(*(store.reserve_idempotency(entry("k-race", f"h{n}")) for n in range(12)))
     winners = [n for n, r in enumerate(results) if r is None]
