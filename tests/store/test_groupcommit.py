@@ -172,7 +172,7 @@ async def test_a_listener_that_raises_strands_no_writer_of_the_committed_batch(d
     results = await asyncio.gather(
         db.writer.submit(insert(("a", 1)), on_commit=bad_listener), db.writer.submit(insert(("b", 2)))
     )
-    assert results == [1, 1]
+    assert list(results) == [1, 1]
     assert db.keys() == {"a", "b"}
 
 
