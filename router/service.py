@@ -451,8 +451,9 @@ class Router:
             else:
                 await self.store.create_payment(payment, record, created)
         except ConcurrentUpdate:
-            # Another worker took the payment over mid-attempt (this one's lease ran out): show it as it is now.
-            payment = await self._load(payment_id, livemode)
+            # Another worker took the payment over mid-attempt (this one's lease ran out): show it as it is now,
+            # once it has settled.
+            return await self._answer_resend(await self._load(payment_id, livemode), bool(p.include))
         except Exception as exc:
             if due is None and not isinstance(exc, NotCreated):
                 raise  # the payment is stored: whatever failed after that is not a lost race
@@ -480,7 +481,10 @@ class Router:
         request in flight, or a crash that reconciliation has yet to settle), a retryable refusal."""
         if payment.status == Status.PROCESSING:
             raise StillProcessing()
-        return await self._carry_on(payment, include_details)
+        rendered = await self._carry_on(payment, include_details)
+        if rendered["status"] == Status.PROCESSING:  # its attempt was taken by another worker, still running
+            raise StillProcessing()
+        return rendered
 
     async def _carry_on(self, payment: Payment, include_details: bool) -> dict[str, Any]:
         """A create retried after its first try died: finish what that try started, never start it twice."""
