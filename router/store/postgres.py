@@ -44,6 +44,7 @@ from router.store.base import (
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpointState,
+    delivery_row,
     from_us,
     to_us,
 )
@@ -570,19 +571,7 @@ class PostgresStore:
                     "INSERT INTO webhook_deliveries (url, event_id, event_seq, object_id, status, attempts,"
                     " created_us, next_attempt_us) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)"
                     " ON CONFLICT (url, event_id) DO NOTHING",
-                    [
-                        (
-                            d.url,
-                            d.event_id,
-                            d.event_seq,
-                            d.object_id,
-                            d.status,
-                            d.attempts,
-                            to_us(d.created),
-                            to_us(d.next_attempt_at),
-                        )
-                        for d in deliveries
-                    ],
+                    [delivery_row(d) for d in deliveries],
                 )
         return True
 

@@ -32,6 +32,7 @@ from router.store.base import (
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpointState,
+    delivery_row,
     from_us,
     to_us,
 )
@@ -476,16 +477,7 @@ class SQLiteStore:
             (
                 "INSERT INTO webhook_deliveries (url, event_id, event_seq, object_id, status, attempts,"
                 " created_us, next_attempt_us) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (url, event_id) DO NOTHING",
-                (
-                    d.url,
-                    d.event_id,
-                    d.event_seq,
-                    d.object_id,
-                    d.status,
-                    d.attempts,
-                    to_us(d.created),
-                    to_us(d.next_attempt_at),
-                ),
+                delivery_row(d),
             )
             for d in deliveries
         )
