@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -27,10 +28,15 @@ from pydantic import (
 )
 
 from router.money import is_currency
+from router.stats import DEFAULT_HEALTH_WINDOW
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _to_duration(v: Any) -> Any:
+    return parse_duration(v) if isinstance(v, str | int | float) else v
 
 
 def parse_duration(value: str | int | float) -> timedelta:
@@ -41,6 +47,11 @@ def parse_duration(value: str | int | float) -> timedelta:
     if not match:
         raise ValueError(f"invalid duration {value!r}: use a number and a unit (ms, s, m, h, d, w), e.g. '14d'")
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+# A duration field: '14d', '36h', a bare number of seconds, or a timedelta.
+Duration = Annotated[timedelta, BeforeValidator(_to_duration)]
+OptionalDuration = Annotated[timedelta | None, BeforeValidator(_to_duration)]
 
 
 class _Strict(BaseModel):
@@ -284,13 +295,8 @@ RetryStrategy = Literal["none", "scheduled", "heuristic", "smart", "best_availab
 class RetryPolicyConfig(_Strict):
     strategy: RetryStrategy = "best_available"
     max_attempts: Annotated[int, Field(ge=1, le=50)] = 8
-    window: timedelta = timedelta(days=14)
+    window: Duration = timedelta(days=14)
     schedule: list[timedelta] | None = None
-
-    @field_validator("window", mode="before")
-    @classmethod
-    def _window(cls, v: Any) -> Any:
-        return parse_duration(v) if isinstance(v, str | int | float) else v
 
     @field_validator("schedule", mode="before")
     @classmethod
@@ -332,13 +338,8 @@ class SuccessRateConfig(_Strict):
     the run or the failures age out of the window; 0 turns this off (the breaker alone then keeps traffic
     away)."""
 
-    health_window: timedelta = timedelta(seconds=60)
+    health_window: Duration = DEFAULT_HEALTH_WINDOW
     demote_after_errors: Annotated[int, Field(ge=0, le=100)] = 2
-
-    @field_validator("health_window", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> Any:
-        return parse_duration(v) if isinstance(v, str | int | float) else v
 
     @field_validator("health_window")
     @classmethod
@@ -355,19 +356,14 @@ class RetentionConfig(_Strict):
     merchant's records, not bookkeeping."""
 
     # DESIGN.md promises a key lives at least 24 hours; a shorter setting would break that promise.
-    idempotency_keys: timedelta | None = timedelta(hours=24)
+    idempotency_keys: OptionalDuration = timedelta(hours=24)
     # Settled (delivered or given-up) webhook deliveries and their attempts; a pending one is never purged.
-    webhook_deliveries: timedelta | None = timedelta(days=30)
+    webhook_deliveries: OptionalDuration = timedelta(days=30)
     # Events, as Stripe keeps them: 30 days. An event no endpoint's cursor has passed, one a pending delivery
     # still needs, and events of payments on test clocks (sandbox time, not the router's) are kept.
-    events: timedelta | None = timedelta(days=30)
+    events: OptionalDuration = timedelta(days=30)
     # How often the housekeeping runs, on the router's clock.
-    interval: timedelta = timedelta(minutes=10)
-
-    @field_validator("idempotency_keys", "webhook_deliveries", "events", "interval", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> Any:
-        return parse_duration(v) if isinstance(v, str | int | float) and not isinstance(v, bool) else v
+    interval: Duration = timedelta(minutes=10)
 
     @field_validator("idempotency_keys")
     @classmethod

@@ -233,17 +233,12 @@ _CARD_FIELD_KEY = re.compile(
 )
 
 
-# The shortest string either check below can flag: a key ("sk_test_" and one character) is 9 long, a card number
-# 13 digits. Most parameters ("usd", "recurring", "pm_card_visa") are shorter and skip both checks.
-_SHORTEST_FLAGGED = 9
-
-
 def _refuse_card_data(value: Any, param: str) -> None:
     """Every string in the parameters (keys of maps too) is checked: card data and secret keys never get stored,
     sent to a processor, or rendered back. The message names the parameter, never the value."""
+    # card_numbers and has_secret_key each return at once for a text that cannot hold what they look for.
     if isinstance(value, str):
-        if len(value) >= _SHORTEST_FLAGGED:
-            _refuse_flagged_string(value, param)
+        _refuse_flagged_string(value, param)
     elif isinstance(value, dict):
         for key, item in value.items():
             if param:
@@ -252,7 +247,7 @@ def _refuse_card_data(value: Any, param: str) -> None:
                     raise _ParamError(
                         "metadata", "Metadata cannot hold card verification codes or card numbers (by their key)."
                     )
-                if len(text) >= _SHORTEST_FLAGGED and (card_numbers(text) or has_secret_key(text)):
+                if card_numbers(text) or has_secret_key(text):
                     raise _ParamError(param, f"{param} has a key that looks like a card number or a secret key.")
             # Only strings, maps and lists can hold card data; skip the call (and the dotted name) for the rest.
             if isinstance(item, str | dict | list):

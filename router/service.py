@@ -27,7 +27,7 @@ from router import reload as reloading
 from router.breakers import BreakerBoard
 from router.cards import card_from_token
 from router.clock import Clock, SystemClock, parse_rfc3339
-from router.config import Config, ConfigError, RetentionConfig
+from router.config import Config, ConfigError
 from router.engine import Engine, NewPayment
 from router.errors import ConcurrentUpdate, NotCreated, PayrouteError, StillProcessing, conflict, invalid, not_found
 from router.ids import IdGenerator
@@ -60,9 +60,6 @@ from router.webhooks import WebhookWorker
 
 log = logging.getLogger("payroute")
 
-# The default of `retention.idempotency_keys` (and its floor): how long a done key is replayed before housekeeping
-# may purge it.
-IDEMPOTENCY_TTL = RetentionConfig().idempotency_keys or timedelta(hours=24)
 CREATE_ROUTE = "POST /v2/payments/off_session_payments"
 # The longest a live request sits between reserving its idempotency key and committing its payment (validation
 # and one write, behind SQLite's 5 s busy timeout). A create reservation older than this with no payment was

@@ -145,9 +145,6 @@ class _Window:
             self.run = len(self.entries)
 
 
-_APPROVAL = {Entry.APPROVED: True, Entry.DECLINED: False}
-
-
 class InMemoryStatsStore:
     """One process's windows. Counts are kept running, so a read costs O(processors), not O(entries)."""
 
@@ -178,8 +175,8 @@ class InMemoryStatsStore:
         health = self._health.get(processor)
         if health is None:
             health = self._health[processor] = _Window()
-        health.add(at, entry is Entry.FAILED, HEALTH_SIZE)
-        approval = _APPROVAL.get(entry)
+        health.add(at, entry.technical, HEALTH_SIZE)
+        approval = entry.approval
         if approval is None:
             return
         window = self._windows.get((route, processor))

@@ -4,11 +4,11 @@ SQLite has one writer. Committing each request's transaction on its own, through
 concurrent creates queue behind one another's commits, and the thread fought the event loop for the GIL at every
 statement (each wait up to the interpreter's 5 ms switch interval): a few hundred creates a second
 (benchmarks/bench_sidecar.py). Here each write is a function of the connection, queued; one flush runs
-everything queued so far inside one `BEGIN IMMEDIATE … COMMIT` on the event loop's thread, each function inside
-a SAVEPOINT of its own, so a function that raises (a lost compare-and-set, a unique key taken) rolls back only
-its own statements and hands its exception to its own caller. No write is reported done before the COMMIT that
-holds it has returned, so durability is exactly that of one transaction per write; if the COMMIT fails, every
-write in the batch fails with it. (Savepoints are only paid for when a write fails: see `_run`.)
+everything queued so far inside one `BEGIN IMMEDIATE … COMMIT` on the event loop's thread. A function that
+raises (a lost compare-and-set, a unique key taken) rolls back only its own statements and hands its exception
+to its own caller: the batch is then run again with a SAVEPOINT around each write (see `_run`). No write is
+reported done before the COMMIT that holds it has returned, so durability is exactly that of one transaction
+per write; if the COMMIT fails, every write in the batch fails with it.
 
 What could block the loop is kept off it: with `synchronous=FULL` the COMMIT (and its fsync) runs on a thread,
 and checkpoints (which fsync) run on a thread with a connection of their own, never inside a COMMIT.
@@ -130,9 +130,8 @@ class GroupCommitWriter:
     async def _flush(self) -> None:
         while self._pending and self._conn is not None:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            cancelled = False
             try:
-                results = await self._run(self._conn, [item.work for item in batch])
+                results, cancelled = await self._run(self._conn, [item.work for item in batch])
             except asyncio.CancelledError:
                 results, cancelled = [(False, WriterClosed("cancelled before the commit"))] * len(batch), True
             except BaseException:
@@ -140,8 +139,6 @@ class GroupCommitWriter:
                     if not item.future.done():
                         item.future.set_exception(WriterClosed("the store's writer failed during the commit"))
                 raise
-            if results and results[0][0] is _COMMITTED_THEN_CANCELLED:
-                results, cancelled = results[1:], True
             for item, (ok, value) in zip(batch, results, strict=True):
                 if ok and item.on_commit is not None:
                     try:
@@ -163,18 +160,18 @@ class GroupCommitWriter:
             if self._pending:
                 await asyncio.sleep(0)  # a long queue is committed in batches, with the loop let through between
 
-    async def _run(self, conn: sqlite3.Connection, works: list[Work]) -> list[tuple[Any, Any]]:
-        """One transaction for the whole batch.
+    async def _run(self, conn: sqlite3.Connection, works: list[Work]) -> tuple[list[tuple[bool, Any]], bool]:
+        """One transaction for the whole batch: each write's (ok, result or exception), and whether the task was
+        cancelled while a thread committed and the commit went through (the callers hear the truth first).
 
         Writes almost never fail, so the batch first runs with no savepoints (two statements fewer per write,
         a sixth of a create's statements). If one raises, that transaction is rolled back and the batch runs
         again with a savepoint around each write, so the failure undoes only its own statements. Works are
         functions of the connection's state alone, so running one twice after a rollback is safe."""
-        committed_then_cancelled = False
         try:
             await self._begin(conn)
             try:
-                results: list[tuple[Any, Any]] = [(True, work(conn)) for work in works]
+                results: list[tuple[bool, Any]] = [(True, work(conn)) for work in works]
             except Exception:
                 conn.execute("ROLLBACK")
                 await self._begin(conn)
@@ -191,10 +188,8 @@ class GroupCommitWriter:
                     log.exception("rolling back a failed group commit")
             if not isinstance(exc, Exception):
                 raise
-            return [(False, exc)] * len(works)
-        if committed_then_cancelled:
-            return [(_COMMITTED_THEN_CANCELLED, None), *results]
-        return results
+            return [(False, exc)] * len(works), False
+        return results, committed_then_cancelled
 
     async def _begin(self, conn: sqlite3.Connection) -> None:
         """BEGIN IMMEDIATE, waiting for another process's write lock by retrying, never by blocking the loop."""
@@ -265,15 +260,9 @@ class GroupCommitWriter:
         self._checkpoint_executor.shutdown(wait=True)
 
 
-# Marks a batch whose COMMIT went through in a thread while its task was being cancelled: the callers hear the
-# truth, then the cancellation goes on.
-_COMMITTED_THEN_CANCELLED = object()
-
-
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or (
-        "locked" in str(exc)
-    )
+    # The primary result code: extended ones (SQLITE_BUSY_RECOVERY, …) are busy too.
+    return (exc.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _guarded(conn: sqlite3.Connection, work: Work) -> tuple[bool, Any]:

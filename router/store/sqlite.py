@@ -146,8 +146,9 @@ class SQLiteStore:
         return rows[0] if rows else None
 
     async def _all(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
-        # On the loop's thread: a read of committed state, never inside a batch (a batch runs without awaiting,
-        # and only a file database, which reads through its own connection, awaits a COMMIT on a thread).
+        # On the loop's thread: a read of committed state. A file database reads through its own connection; an
+        # in-memory one through the writer's, which holds a transaction open only while a batch runs its writes,
+        # without awaiting (its COMMIT never goes to a thread).
         if self._reader is not None:
             return self._reader.execute(sql, args).fetchall()
         if self._writer is None or self.path != ":memory:":  # closed (a file database reads only via its reader)
@@ -590,7 +591,7 @@ class SQLiteStore:
                 " AND created_us < ? LIMIT ?",
                 (to_us(older_than), limit),
             ).fetchall()
-            db.executemany("DELETE FROM webhook_attempts WHERE event_id = ? AND url = ?", [(e, u) for u, e in settled])
+            db.executemany("DELETE FROM webhook_attempts WHERE url = ? AND event_id = ?", settled)
             db.executemany("DELETE FROM webhook_deliveries WHERE url = ? AND event_id = ?", settled)
             return len(settled)
 

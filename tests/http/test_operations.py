@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from router import ManualClock, Router
@@ -124,39 +127,40 @@ async def test_readyz_stays_ready_but_degraded_while_redis_is_unreachable(
     with socket.socket() as s:  # a port nothing listens on: Redis refuses at once
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    router = await Router.open(
-        config_file, f"sqlite:///{tmp_path / 'r.db'}", clock=clock, redis=f"redis://127.0.0.1:{port}/0"
-    )
-    keys = ApiKeys.parse(ALL_KEYS)
-    sidecar = Sidecar(keys=keys, pages=PageTokens(keys.derive_secret("page-tokens")), router=router)
-    try:
-        async with TestClient(TestServer(create_app(sidecar))) as client:
-            resp = await client.get("/readyz")
-            body = await resp.json()
-            assert resp.status == 200, "local breakers still serve payments: degraded, not down"
-            assert body["status"] == "ready"
-            assert body["checks"]["shared_state"] is False
-            assert body["degraded"] == ["shared_state"]
-            conforms(openapi_doc, "GET", "/readyz", 200, body)
-            created = await client.post(
-                PATH, json=payment(), headers={"Authorization": f"Bearer {TEST_KEY}", "Idempotency-Key": "r-1"}
-            )
-            assert created.status == 200 and (await created.json())["status"] == "succeeded"
-    finally:
-        await router.close()
+    async with _sidecar_with_redis(tmp_path, config_file, clock, f"redis://127.0.0.1:{port}/0") as client:
+        resp = await client.get("/readyz")
+        body = await resp.json()
+        assert resp.status == 200, "local breakers still serve payments: degraded, not down"
+        assert body["status"] == "ready"
+        assert body["checks"]["shared_state"] is False
+        assert body["degraded"] == ["shared_state"]
+        conforms(openapi_doc, "GET", "/readyz", 200, body)
+        created = await client.post(
+            PATH, json=payment(), headers={"Authorization": f"Bearer {TEST_KEY}", "Idempotency-Key": "r-1"}
+        )
+        assert created.status == 200 and (await created.json())["status"] == "succeeded"
 
 
 async def test_readyz_with_redis_up_is_not_degraded(
     tmp_path: Path, config_file: Path, clock: ManualClock, redis_url: str, openapi_doc: dict[str, Any]
 ) -> None:
-    router = await Router.open(config_file, f"sqlite:///{tmp_path / 'r.db'}", clock=clock, redis=redis_url)
+    async with _sidecar_with_redis(tmp_path, config_file, clock, redis_url) as client:
+        resp = await client.get("/readyz")
+        body = await resp.json()
+        assert resp.status == 200 and body["checks"]["shared_state"] is True and body["degraded"] == []
+        conforms(openapi_doc, "GET", "/readyz", 200, body)
+
+
+@asynccontextmanager
+async def _sidecar_with_redis(
+    tmp_path: Path, config_file: Path, clock: ManualClock, redis: str
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    """A sidecar over a router that shares its breakers through `redis`."""
+    router = await Router.open(config_file, f"sqlite:///{tmp_path / 'r.db'}", clock=clock, redis=redis)
     keys = ApiKeys.parse(ALL_KEYS)
     sidecar = Sidecar(keys=keys, pages=PageTokens(keys.derive_secret("page-tokens")), router=router)
     try:
         async with TestClient(TestServer(create_app(sidecar))) as client:
-            resp = await client.get("/readyz")
-            body = await resp.json()
-            assert resp.status == 200 and body["checks"]["shared_state"] is True and body["degraded"] == []
-            conforms(openapi_doc, "GET", "/readyz", 200, body)
+            yield client
     finally:
         await router.close()
