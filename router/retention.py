@@ -8,9 +8,12 @@ than its configured retention (`router.config.RetentionConfig`):
   or the recovery of a create whose process died (`Router._recover_create`), still needs it. A key reused after
   it was purged names the same key-derived payment id, so the create finds the old payment and answers with it:
   nothing is charged twice.
-- settled webhook deliveries and their attempts (30 days);
-- events (30 days), except those a webhook endpoint's cursor has not passed, those a pending delivery still has
-  to send, and those of payments on test clocks (see `Store.purge_events`).
+- settled webhook deliveries and their attempts (30 days), and the pending ones of an endpoint the config no
+  longer names (nothing would ever send them);
+- events (30 days), except those a configured webhook endpoint's cursor has not passed, those a pending
+  delivery to one still has to send, and those of payments on test clocks (see `Store.purge_events`). An
+  endpoint taken out of the config stops holding events back; put back, it resumes after its cursor, and what
+  was purged meanwhile (older than the retention) is not sent to it.
 
 Every delete is bounded (`batch` rows per statement), so a first purge of a big table never holds the SQLite
 writer or PostgreSQL row locks for long. A pass runs at most `max_batches` per kind; what is left is taken up by
@@ -21,7 +24,7 @@ them deleted is simply not found by the others.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -59,11 +62,13 @@ class Housekeeper:
         settings: Callable[[], RetentionConfig],
         clock: Clock,
         *,
+        endpoints: Callable[[], Collection[str]] | None = None,
         batch: int = BATCH,
         max_batches: int = MAX_BATCHES,
     ) -> None:
         self.store = store
         self._settings = settings  # read each pass: a config reload changes retention from the next pass on
+        self._endpoints = endpoints  # the webhook URLs configured now (None: every registered endpoint counts)
         self.clock = clock
         self.batch = batch
         self.max_batches = max_batches
@@ -85,10 +90,18 @@ class Housekeeper:
         settings = self._settings()
         purged = Purged()
         # Each kind on its own: an event is held back only by pending deliveries, which are never purged.
+        endpoints = None if self._endpoints is None else frozenset(self._endpoints())
+
+        def deliveries(older_than: datetime, limit: int) -> Awaitable[int]:
+            return self.store.purge_webhook_deliveries(older_than, limit, endpoints)
+
+        def events(older_than: datetime, limit: int) -> Awaitable[int]:
+            return self.store.purge_events(older_than, limit, endpoints)
+
         kinds: list[tuple[str, timedelta | None, Callable[[datetime, int], Awaitable[int]]]] = [
             ("idempotency_keys", settings.idempotency_keys, self.store.purge_idempotency),
-            ("webhook_deliveries", settings.webhook_deliveries, self.store.purge_webhook_deliveries),
-            ("events", settings.events, self.store.purge_events),
+            ("webhook_deliveries", settings.webhook_deliveries, deliveries),
+            ("events", settings.events, events),
         ]
         for kind, keep, purge in kinds:
             if keep is None:

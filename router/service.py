@@ -140,7 +140,12 @@ class Router:
         self.subscribers = Subscribers()
         self.webhooks = WebhookWorker(store, lambda: self._table.config.webhooks, self.clock)
         store.on_events(self._events_committed)
-        self.housekeeper = Housekeeper(store, lambda: self._table.config.retention, self.clock)
+        self.housekeeper = Housekeeper(
+            store,
+            lambda: self._table.config.retention,
+            self.clock,
+            endpoints=lambda: [e.url for e in self.webhooks.configured()],
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     @classmethod

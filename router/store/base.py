@@ -6,7 +6,7 @@ Every method that changes state commits before it returns. Payments are updated 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, Protocol
@@ -301,17 +301,25 @@ class Store(Protocol):
 
     async def list_webhook_deliveries(self, event_id: str) -> list[WebhookDelivery]: ...
 
-    async def purge_webhook_deliveries(self, older_than: datetime, limit: int = 1000) -> int:
+    async def purge_webhook_deliveries(
+        self, older_than: datetime, limit: int = 1000, endpoints: Collection[str] | None = None
+    ) -> int:
         """Delete up to `limit` settled (delivered or failed) deliveries queued before `older_than`, with their
         attempts, in one transaction; return how many deliveries. A pending one (a disabled endpoint's queue, say)
-        is never deleted."""
+        is kept, unless `endpoints` (the URLs configured now) is given and does not name its endpoint: nothing
+        would ever send it."""
         ...
 
-    async def purge_events(self, older_than: datetime, limit: int = 1000) -> int:
+    async def purge_events(
+        self, older_than: datetime, limit: int = 1000, endpoints: Collection[str] | None = None
+    ) -> int:
         """Delete up to `limit` events created before `older_than`, lowest sequence first; return how many.
-        Kept whatever their age: an event some registered endpoint's cursor has not passed (it is still to be
-        fanned out), one a pending delivery still has to send, and the events of payments on a test clock (their
-        `created` is sandbox time). Sequence numbers are never reused, so cursors and page tokens stay valid."""
+        Kept whatever their age: an event an endpoint's cursor has not passed (it is still to be fanned out), one
+        a pending delivery still has to send, and the events of payments on a test clock (their `created` is
+        sandbox time). `endpoints`, when given, names the endpoints configured now: only their cursors and
+        deliveries hold events back, so an endpoint taken out of the config does not keep every later event
+        forever (None: every registered endpoint counts). Sequence numbers are never reused, so cursors and page
+        tokens stay valid; an endpoint put back later resumes after its cursor, past what was purged."""
         ...
 
     async def list_webhook_attempts(self, event_id: str) -> list[WebhookAttempt]:

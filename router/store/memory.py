@@ -9,7 +9,7 @@ A call never awaits inside, so each one is atomic on the event loop without a lo
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Literal
@@ -433,10 +433,15 @@ class MemoryStore:
         self._check()
         return [a for a in self._webhook_attempts if a.event_id == event_id]
 
-    async def purge_webhook_deliveries(self, older_than: datetime, limit: int = 1000) -> int:
+    async def purge_webhook_deliveries(
+        self, older_than: datetime, limit: int = 1000, endpoints: Collection[str] | None = None
+    ) -> int:
         self._check()
         settled = [
-            key for key, d in self._deliveries.items() if d.status in ("delivered", "failed") and d.created < older_than
+            key
+            for key, d in self._deliveries.items()
+            if d.created < older_than
+            and (d.status in ("delivered", "failed") or (endpoints is not None and d.url not in endpoints))
         ][:limit]
         for key in settled:
             del self._deliveries[key]
@@ -445,10 +450,16 @@ class MemoryStore:
         self._webhook_attempts = [a for a in self._webhook_attempts if (a.url, a.event_id) not in gone]
         return len(settled)
 
-    async def purge_events(self, older_than: datetime, limit: int = 1000) -> int:
+    async def purge_events(
+        self, older_than: datetime, limit: int = 1000, endpoints: Collection[str] | None = None
+    ) -> int:
         self._check()
-        passed = min((e.cursor_seq for e in self._endpoints.values()), default=self._last_seq)
-        wanted = {d.event_id for d in self._deliveries.values() if d.status == "pending"}
+
+        def counts(url: str) -> bool:
+            return endpoints is None or url in endpoints
+
+        passed = min((e.cursor_seq for e in self._endpoints.values() if counts(e.url)), default=self._last_seq)
+        wanted = {d.event_id for d in self._deliveries.values() if d.status == "pending" and counts(d.url)}
         gone: list[int] = []
         for seq in self._event_seqs:
             if seq > passed or len(gone) >= limit:

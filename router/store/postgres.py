@@ -24,7 +24,7 @@ that schema (created if missing): tenants, or test runs sharing one database, st
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Literal
@@ -671,33 +671,45 @@ class PostgresStore:
         )
         return [WebhookAttempt(r[0], r[1], from_us(r[2]), r[3], r[4], r[5], bool(r[6])) for r in rows]
 
-    async def purge_webhook_deliveries(self, older_than: datetime, limit: int = 1000) -> int:
+    async def purge_webhook_deliveries(
+        self, older_than: datetime, limit: int = 1000, endpoints: Collection[str] | None = None
+    ) -> int:
         # One statement, so deliveries and their attempts go together; settled rows are never updated again, and
-        # SKIP LOCKED passes over any a late worker is touching.
+        # SKIP LOCKED passes over any a late worker is touching. A pending delivery goes only when $3 (the URLs
+        # configured now) is given and does not name its endpoint; NULL keeps every pending one.
         async with self._conn() as conn:
             purged: int = await conn.fetchval(
                 "WITH d AS (DELETE FROM webhook_deliveries WHERE (url, event_id) IN (SELECT url, event_id"
-                " FROM webhook_deliveries WHERE status IN ('delivered', 'failed') AND created_us < $1 LIMIT $2"
-                " FOR UPDATE SKIP LOCKED) AND status IN ('delivered', 'failed') RETURNING url, event_id),"
+                " FROM webhook_deliveries WHERE (status IN ('delivered', 'failed')"
+                " OR (status = 'pending' AND NOT url = ANY($3::text[]))) AND created_us < $1 LIMIT $2"
+                " FOR UPDATE SKIP LOCKED) AND (status IN ('delivered', 'failed')"
+                " OR (status = 'pending' AND NOT url = ANY($3::text[]))) RETURNING url, event_id),"
                 " a AS (DELETE FROM webhook_attempts w USING d WHERE w.event_id = d.event_id AND w.url = d.url)"
                 " SELECT count(*) FROM d",
                 to_us(older_than),
                 limit,
+                None if endpoints is None else sorted(endpoints),
             )
         return purged
 
-    async def purge_events(self, older_than: datetime, limit: int = 1000) -> int:
-        # Only events every cursor has passed: cursors move forward only and fan-out reads above them, so no
-        # reader of the outbox can be looking for a row this deletes (and no delivery can be queued for one).
+    async def purge_events(
+        self, older_than: datetime, limit: int = 1000, endpoints: Collection[str] | None = None
+    ) -> int:
+        # Only events every counted cursor has passed: cursors move forward only and fan-out reads above them, so
+        # no reader of the outbox can be looking for a row this deletes (and no delivery can be queued for one).
+        # $3 NULL: every registered endpoint counts.
         async with self._conn() as conn:
             status = await conn.execute(
                 "DELETE FROM events WHERE seq IN (SELECT e.seq FROM events e WHERE e.created_us < $1"
-                " AND NOT EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.cursor_seq < e.seq)"
-                " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.status = 'pending')"
+                " AND NOT EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.cursor_seq < e.seq"
+                " AND ($3::text[] IS NULL OR w.url = ANY($3::text[])))"
+                " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.status = 'pending'"
+                " AND ($3::text[] IS NULL OR d.url = ANY($3::text[])))"
                 " AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = e.object_id AND p.test_clock IS NOT NULL)"
                 " ORDER BY e.seq LIMIT $2 FOR UPDATE SKIP LOCKED)",
                 to_us(older_than),
                 limit,
+                None if endpoints is None else sorted(endpoints),
             )
         return int(status.split()[-1])
 

@@ -12,9 +12,10 @@ few. `?synchronous=full` in the URL buys power-cut durability with one fsync per
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -584,28 +585,43 @@ class SQLiteStore:
         )
         return [WebhookAttempt(r[0], r[1], from_us(r[2]), r[3], r[4], r[5], bool(r[6])) for r in rows]
 
-    async def purge_webhook_deliveries(self, older_than: datetime, limit: int = 1000) -> int:
+    async def purge_webhook_deliveries(
+        self, older_than: datetime, limit: int = 1000, endpoints: Collection[str] | None = None
+    ) -> int:
         def purge(db: sqlite3.Connection) -> int:
             settled = db.execute(
                 "SELECT url, event_id FROM webhook_deliveries WHERE status IN ('delivered', 'failed')"
                 " AND created_us < ? LIMIT ?",
                 (to_us(older_than), limit),
             ).fetchall()
+            if endpoints is not None and len(settled) < limit:
+                settled += db.execute(
+                    "SELECT url, event_id FROM webhook_deliveries WHERE status = 'pending' AND created_us < ?"
+                    " AND url NOT IN (SELECT value FROM json_each(?)) LIMIT ?",
+                    (to_us(older_than), json.dumps(sorted(endpoints)), limit - len(settled)),
+                ).fetchall()
             db.executemany("DELETE FROM webhook_attempts WHERE url = ? AND event_id = ?", settled)
             db.executemany("DELETE FROM webhook_deliveries WHERE url = ? AND event_id = ?", settled)
             return len(settled)
 
         return await self._tx(purge)
 
-    async def purge_events(self, older_than: datetime, limit: int = 1000) -> int:
+    async def purge_events(
+        self, older_than: datetime, limit: int = 1000, endpoints: Collection[str] | None = None
+    ) -> int:
+        # ?2 NULL: every registered endpoint counts; else a JSON array of the URLs that do.
+        urls = None if endpoints is None else json.dumps(sorted(endpoints))
+
         def purge(db: sqlite3.Connection) -> int:
             cur = db.execute(
-                "DELETE FROM events WHERE seq IN (SELECT e.seq FROM events e WHERE e.created_us < ?"
-                " AND NOT EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.cursor_seq < e.seq)"
-                " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.status = 'pending')"
+                "DELETE FROM events WHERE seq IN (SELECT e.seq FROM events e WHERE e.created_us < ?1"
+                " AND NOT EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.cursor_seq < e.seq"
+                " AND (?2 IS NULL OR w.url IN (SELECT value FROM json_each(?2))))"
+                " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.status = 'pending'"
+                " AND (?2 IS NULL OR d.url IN (SELECT value FROM json_each(?2))))"
                 " AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = e.object_id AND p.test_clock IS NOT NULL)"
-                " ORDER BY e.seq LIMIT ?)",
-                (to_us(older_than), limit),
+                " ORDER BY e.seq LIMIT ?3)",
+                (to_us(older_than), urls, limit),
             )
             return int(cur.rowcount)
 

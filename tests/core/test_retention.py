@@ -191,3 +191,25 @@ async def test_a_resend_refused_by_todays_config_is_still_answered_with_the_paym
     again = await router.create_payment(params, idempotency_key="inv-6")
     assert (again["id"], again["status"]) == (made["id"], "succeeded")
     assert len(sim(router, "sim_a").received) == 1
+
+
+async def test_an_endpoint_taken_out_of_the_config_stops_holding_events_back(
+    make_router: RouterFactory, clock: ManualClock, tmp_path: Path
+) -> None:
+    # Nothing listens on port 9: every delivery fails and stays pending, as for an endpoint being retired.
+    hooks = 'webhooks:\n  - {url: "http://127.0.0.1:9/hooks", events: ["*"], secret: whsec_retention_test}\n'
+    router = await make_router(THREE_SIMULATORS + hooks)
+    made = await router.create_payment(body(), idempotency_key="inv-hooks")
+    await router.webhooks.run_once()  # fanned out: a pending delivery per event
+    clock.advance(timedelta(days=31))
+    purged = await router.housekeep()
+    assert purged is not None and purged.counts["events"] == 0, "the configured endpoint still has them to send"
+    assert await router.list_events(object_id=made["id"])
+
+    (tmp_path / "routing.yaml").write_text(THREE_SIMULATORS)
+    await router.reload()
+    clock.advance(timedelta(hours=1))
+    purged = await router.housekeep()
+    assert purged is not None
+    assert purged.counts["events"] >= 2 and purged.counts["webhook_deliveries"] >= 2
+    assert await router.list_events(object_id=made["id"]) == []

@@ -711,6 +711,32 @@ async def test_purge_of_events_takes_only_old_ones_no_endpoint_or_pending_delive
     ]
 
 
+async def test_an_endpoint_taken_out_of_the_config_holds_back_no_event_and_its_queue_goes(store: Store) -> None:
+    kept, gone = "https://merchant.example/hooks", "https://old.example/hooks"
+    for url in (kept, gone):
+        await store.register_webhook_endpoint(url, T0)
+    start = (await store.get_webhook_endpoint(kept)).cursor_seq  # type: ignore[union-attr]
+    a, b = await created(store, created=OLD), await created(store, created=OLD)
+    [(seq_a, ev_a), (seq_b, ev_b)] = await store.list_outbox(start, 10)
+    assert await store.enqueue_webhook_deliveries(
+        kept, start, seq_b, [delivery(kept, ev_a.id, seq_a, a.id, OLD), delivery(kept, ev_b.id, seq_b, b.id, OLD)]
+    )
+    await store.record_webhook_attempt(WebhookAttempt(kept, ev_b.id, OLD, 200, None, 1.0, True), "delivered", None)
+    assert await store.enqueue_webhook_deliveries(gone, start, seq_a, [delivery(gone, ev_a.id, seq_a, a.id, OLD)])
+
+    assert await store.purge_events(CUTOFF) == 0, "every registered endpoint counts unless told which are configured"
+    # `gone`'s cursor (behind b) and its pending delivery of a no longer count; `kept`'s pending a still does.
+    assert await store.purge_events(CUTOFF, endpoints=[kept]) == 1
+    assert await store.get_event(ev_b.id) is None and await store.get_event(ev_a.id) is not None
+
+    assert await store.purge_webhook_deliveries(CUTOFF) == 1, "without the config, only settled ones go"
+    assert await store.purge_webhook_deliveries(CUTOFF, endpoints=[kept]) == 1, "gone's queue: nobody will send it"
+    [left] = await store.list_webhook_deliveries(ev_a.id)
+    assert (left.url, left.status) == (kept, "pending")
+    assert await store.purge_webhook_deliveries(CUTOFF, endpoints=[kept]) == 0
+    assert await store.purge_events(CUTOFF, endpoints=[kept]) == 0, "kept still has a to send"
+
+
 async def test_with_no_webhook_endpoint_old_events_go(store: Store) -> None:
     old = await created(store, created=OLD)
     fresh = await created(store, created=T0)
