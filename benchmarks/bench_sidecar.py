@@ -183,9 +183,8 @@ def _summary(latencies: list[float], errors: int, elapsed: float) -> dict[str, A
 # -- the servers (this process) ----------------------------------------------------------------------------------
 
 
-async def _bare(request: web.Request) -> web.Response:
-    params = await request.json()
-    obj = {
+def _payment_shaped(params: dict[str, Any]) -> dict[str, Any]:
+    return {
         "id": "osp_test_" + uuid.uuid4().hex[:24],
         "object": "v2.payments.off_session_payment",
         "amount_requested": params["amount"],
@@ -196,6 +195,10 @@ async def _bare(request: web.Request) -> web.Response:
         "livemode": False,
         "status": "succeeded",
     }
+
+
+async def _bare(request: web.Request) -> web.Response:
+    obj = _payment_shaped(await request.json())
     return web.Response(body=json.dumps(obj).encode(), content_type="application/json")
 
 
@@ -207,18 +210,7 @@ def _bare_sqlite(path: str) -> web.Application:
     db.execute("CREATE TABLE payments (id TEXT PRIMARY KEY, data TEXT NOT NULL)")
 
     async def handler(request: web.Request) -> web.Response:
-        params = await request.json()
-        obj = {
-            "id": "osp_test_" + uuid.uuid4().hex[:24],
-            "object": "v2.payments.off_session_payment",
-            "amount_requested": params["amount"],
-            "cadence": params["cadence"],
-            "customer": params["customer"],
-            "payment_method": params["payment_method"],
-            "metadata": params.get("metadata", {}),
-            "livemode": False,
-            "status": "succeeded",
-        }
+        obj = _payment_shaped(await request.json())
         body = json.dumps(obj)
         db.execute("INSERT INTO payments (id, data) VALUES (?, ?)", (obj["id"], body))
         return web.Response(body=body.encode(), content_type="application/json")
