@@ -367,6 +367,23 @@ def test_card_from_token_answers_from_its_cache_as_it_computes(token: str) -> No
     assert card_from_token(token) == card_from_token.__wrapped__(token)  # the second answer is the cached one
 
 
+def ref_time_chars(ms: int) -> str:
+    chars = []
+    for _ in range(8):
+        ms, digit = divmod(ms, 62)
+        chars.append(ids._ALPHABET[digit])
+    return "".join(reversed(chars))
+
+
+@PROPS
+@given(st.integers(min_value=0, max_value=62**8 - 1), st.integers(min_value=0, max_value=62**8 - 1))
+def test_time_chars_write_the_same_characters_cached_or_not(ms: int, other: int) -> None:
+    assert ids._time_chars(ms) == ref_time_chars(ms)
+    assert ids._time_chars(ms) == ref_time_chars(ms), "the same millisecond again: from the cache"
+    assert ids._time_chars(other) == ref_time_chars(other), "a new millisecond replaces the cached one"
+    assert ids._time_chars(ms) == ref_time_chars(ms)
+
+
 def test_record_attempt_and_event_ids_lead_with_their_time_and_sort_by_it() -> None:
     from router.ids import _ALPHABET, IdGenerator, _time_chars
 
