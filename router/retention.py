@@ -89,7 +89,8 @@ class Housekeeper:
         self.last_run = now
         settings = self._settings()
         purged = Purged()
-        # Each kind on its own: an event is held back only by pending deliveries, which are never purged.
+        # Each kind on its own: an event is held back only by a configured endpoint's pending deliveries, which are
+        # never purged.
         endpoints = None if self._endpoints is None else frozenset(self._endpoints())
 
         def deliveries(older_than: datetime, limit: int) -> Awaitable[int]:
