@@ -167,7 +167,7 @@ class Engine:
             if not await breaker.acquire():  # with the other replicas' view when shared (issue 7)
                 SKIPPED.labels(cand.name, "breaker_open").inc()
                 continue
-            attempt = self._new_attempt(current, cand, now, attempts_so_far)
+            attempt = self._new_attempt(current, cand, plan.route, now, attempts_so_far)
             current = current.model_copy(update={"latest_payment_attempt_record": attempt.id})
             # The previous settled attempt and this new `sent` one go down in one write, before the call.
             try:
@@ -271,7 +271,7 @@ class Engine:
         total_ms = sum(c.config.timeout_ms for c in candidates)
         return timedelta(milliseconds=total_ms) + LEASE_MARGIN
 
-    def _new_attempt(self, p: Payment, cand: Candidate, now: datetime, number: int) -> AttemptRecord:
+    def _new_attempt(self, p: Payment, cand: Candidate, route: str, now: datetime, number: int) -> AttemptRecord:
         return AttemptRecord(
             id=self.ids.new("attempt"),
             payment_id=p.id,
@@ -279,6 +279,7 @@ class Engine:
             livemode=p.livemode,
             created=now,
             processor=cand.name,
+            route=route,
             adapter=cand.config.adapter,
             amount=p.amount,
             currency=p.currency,

@@ -394,6 +394,9 @@ class AttemptRecord(BaseModel):
     payment_method: str
     description: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    # The route whose plan made this call: a restarted process refills success_rate's windows from it
+    # (`Router.refill_stats`). None on attempts written before it was recorded.
+    route: str | None = None
     # sent: on its way, answer not recorded. unresolved: timed out, the processor's answer still unknown (a
     # sweeper asks until it knows). settled: the answer is recorded.
     state: Literal["sent", "unresolved", "settled"] = "sent"

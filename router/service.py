@@ -20,7 +20,7 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from adapters.base import CancelRequest, CaptureRequest, CardInfo
+from adapters.base import CancelRequest, CaptureRequest, CardInfo, OutcomeKind
 from router import config as config_mod
 from router import events as ev
 from router import reload as reloading
@@ -52,7 +52,7 @@ from router.rules import RoutingTable, build_adapters
 from router.scheduler import RetryScheduler
 from router.shared import SharedState
 from router.states import CANCELABLE, PAUSABLE, TERMINAL, Status, transition
-from router.stats import StatsStore
+from router.stats import InMemoryStatsStore, StatsStore, window_entry
 from router.store import open_store
 from router.store.base import Cursor, IdempotencyDone, IdempotencyEntry, Store, from_us, to_us
 from router.subscribers import Callback, Subscribers
@@ -71,6 +71,10 @@ IDEMPOTENCY_TAKEOVER = timedelta(minutes=5)
 # An immediate payment a dead process wrote but never attempted becomes due for the scheduler after this.
 STRANDED_AFTER = timedelta(minutes=2)
 _CAS_RETRIES = 5
+# Attempts read back into empty success-rate windows on open: a busy route's window holds 2,000 outcomes per
+# processor, so this covers ten such windows whole, and is read in well under a second.
+REFILL_ATTEMPTS = 20_000
+_KINDS = {k.value: k for k in OutcomeKind}
 
 
 @dataclass
@@ -193,9 +197,28 @@ class Router:
         await router.webhooks.register()  # before any event of ours: each configured endpoint gets all of them
         if deliver_webhooks:
             router.webhooks.start()
+        refilled = await router.refill_stats()
+        if refilled:
+            log.info("success-rate windows refilled from %d recent attempts", refilled)
         if reconcile:
             await router.reconcile_stuck()
         return router
+
+    async def refill_stats(self, limit: int = REFILL_ATTEMPTS) -> int:
+        """Refill this process's success-rate windows from the store's attempt records of the last window age;
+        return how many outcomes were taken. Only windows kept in this process, and only while they are still
+        empty: Redis windows outlive the process, and refilling windows in use would count outcomes twice."""
+        stats = self.stats
+        if not isinstance(stats, InMemoryStatsStore) or not stats.empty:
+            return 0
+        now = self.clock.now()
+        recent = await self.store.attempt_stats(now - stats.max_age, limit)
+        return stats.refill(
+            (a.route, a.processor, window_entry(_KINDS[a.outcome]), a.created)
+            for a in reversed(recent)  # newest first from the store; learned oldest first
+            # A test clock's sandbox time may lie ahead of the router's: such an outcome is not recent.
+            if a.route is not None and a.outcome in _KINDS and a.created <= now
+        )
 
     async def close(self) -> None:
         if self._closed:

@@ -18,6 +18,10 @@ Two windows, which every backend keeps the same way (in memory here; Redis for m
   every route at once.
 - Candidates skipped before a call (open breaker, currency) are in neither window.
 - Time is the router's clock, passed in by the caller: tests move it by hand.
+- The in-memory windows die with their process. A router opened on a store refills them from the attempt
+  records of the last `max_age` (`Router.refill_stats`), so a restart or a deploy does not send every route back
+  to the uniform prior to explore its processors again at the cost of approvals (benchmarks/bench_simulation.py
+  measures what a restart costs with and without the refill). Redis windows outlive the process and need none.
 
 A Redis backend keeps, per key, a list of `<unix_ms>:<0|1>` entries trimmed to `size` (LPUSH + LTRIM) and
 counts entries newer than `now - max_age` on read, and the same per processor for health; `read` answers for
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -160,6 +164,18 @@ class InMemoryStatsStore:
 
     async def record(self, route: str, processor: str, entry: Entry, at: datetime) -> None:
         self.record_now(route, processor, entry, at)
+
+    @property
+    def empty(self) -> bool:
+        return not self._windows and not self._health
+
+    def refill(self, entries: Iterable[tuple[str, str, Entry, datetime]]) -> int:
+        """Record past outcomes, oldest first, as (route, processor, entry, at); return how many were taken."""
+        taken = 0
+        for route, processor, entry, at in entries:
+            self.record_now(route, processor, entry, at)
+            taken += 1
+        return taken
 
     async def read(
         self,
