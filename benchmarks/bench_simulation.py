@@ -9,10 +9,13 @@ off so the authorization rate is the first attempt's (with failover).
 
 Compared: `priority` (each route's processors in the order a merchant would set from last month's rates),
 `weighted` (40/30/20/10 in that order), `success_rate` (payroute's Thompson sampling over recent outcomes)
-and an oracle that orders by the world's true current rates and knows the outages.
+and an oracle that orders by the world's true current rates and knows the outages; then success_rate through a
+deploy at hour 24 (a new process on the same store), with its windows left empty and refilled from the store.
 
     python -m benchmarks.bench_simulation                      # 100,000 payments per strategy
     python -m benchmarks.bench_simulation --payments 20000     # quicker
+    # success_rate without demoting a processor whose latest calls failed technically (health window 60 s, 0):
+    python -m benchmarks.bench_simulation --strategies priority,success_rate,oracle,success_rate@2000/360/60/0
 """
 
 from __future__ import annotations
@@ -26,14 +29,14 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from benchmarks.sim.output import print_table, table, write_result
-from benchmarks.sim.run import BUCKET_MINUTES, STRATEGIES, run_strategy, static_order
+from benchmarks.sim.run import BUCKET_MINUTES, STRATEGIES, parse_variant, run_strategy, static_order
 from benchmarks.sim.world import World
 
 TARGET_OF_ORACLE = 0.98
-# success_rate with the default windows (2,000 entries, 6 h, 60 s of health) but without demoting a processor
-# whose latest calls failed technically: what the demotion adds on top of keeping outages out of the estimate.
-VARIANT = "success_rate@2000/360/60/0"
-DEFAULT_RUNS = (*STRATEGIES, VARIANT)
+# success_rate through a deploy at hour 24: a new process with empty windows, as it was before `Router.open`
+# refilled them from the store, and as it is now.
+RESTARTS = ("success_rate!24", "success_rate!24+refill")
+DEFAULT_RUNS = (*STRATEGIES, *RESTARTS)
 
 
 def _rate(ok: int, n: int) -> float:
@@ -151,6 +154,35 @@ def outage_cost(world: World, runs: dict[str, dict[str, Any]]) -> list[list[Any]
     return rows
 
 
+def restart_cost(runs: dict[str, dict[str, Any]]) -> list[list[Any]]:
+    """Per run with a restart: the authorization rate in the 6 and 12 hours after it, against success_rate
+    never restarted on the same payments, and the approvals behind it over those 12 hours."""
+    base = runs.get("success_rate")
+    if base is None:
+        return []
+    hours = base["hours"]
+    rows = []
+    for name, r in runs.items():
+        at = parse_variant(name).restart_h
+        if at is None:
+            continue
+        six = [i for i, h in enumerate(hours) if at <= h < at + 6]
+        twelve = [i for i, h in enumerate(hours) if at <= h < at + 12]
+        rows.append(
+            [
+                name,
+                f"h{at:g}",
+                _rate(sum(r["approved"][i] for i in six), len(six)),
+                _rate(sum(base["approved"][i] for i in six), len(six)),
+                _rate(sum(r["approved"][i] for i in twelve), len(twelve)),
+                _rate(sum(base["approved"][i] for i in twelve), len(twelve)),
+                sum(base["approved"][i] - r["approved"][i] for i in twelve),
+                _rate(sum(r["approved"]), r["n"]),
+            ]
+        )
+    return rows
+
+
 def per_period(world: World, runs: dict[str, dict[str, Any]], span_h: float = 12.0) -> list[list[Any]]:
     first = next(iter(runs.values()))
     rows = []
@@ -221,7 +253,8 @@ def main() -> None:
         "--strategies",
         default=",".join(DEFAULT_RUNS),
         help="comma-separated; success_rate@SIZE/MINUTES[/HEALTH_S/DEMOTE][#N] runs success_rate with approval"
-        " windows of that size and age, that health window and demotion (0: off), and its sampler's seed moved by N",
+        " windows of that size and age, that health window and demotion (0: off), and its sampler's seed moved by N;"
+        " a strategy ending in !H restarts its router at hour H, !H+refill refilling the windows as Router.open does",
     )
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     args = ap.parse_args()
@@ -295,6 +328,22 @@ def main() -> None:
         ["period", "payments", *runs],
         per_period(world, runs),
     )
+    restart_table = table(
+        "A deploy at hour 24 (new process: empty windows, closed breakers, same store), with the windows left"
+        " empty and refilled from the store's recent attempts as `Router.open` does; success_rate never restarted"
+        " beside it",
+        [
+            "run",
+            "restart",
+            "auth 6 h after",
+            "no restart, 6 h",
+            "auth 12 h after",
+            "no restart, 12 h",
+            "approvals behind in 12 h",
+            "auth rate, whole run",
+        ],
+        restart_cost(runs),
+    )
     world_table = table(
         "The world at hour 0: approval rate by processor and card country, plus the brand adjustment"
         f" (then a +/-{world.wave_amplitude * 100:g} pt wave per processor and country, and the steps above)",
@@ -308,7 +357,11 @@ def main() -> None:
             for p in world.processors
         ],
     )
-    for t in (main_table, outage_table, cost_table, period_table, world_table):
+    tables = [main_table, outage_table, cost_table, period_table]
+    if restart_table["rows"]:
+        tables.append(restart_table)
+    tables.append(world_table)
+    for t in tables:
         print_table(t)
     if verdict:
         print(
@@ -338,7 +391,7 @@ def main() -> None:
             "workers": args.workers,
             "wall_s": wall,
         },
-        [main_table, outage_table, cost_table, period_table, world_table],
+        tables,
         verdict=verdict,
         summary=rows,
         world=world_description(world),

@@ -112,7 +112,7 @@ def plot_simulation(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
     world = doc["world"]
     series = doc["series"]
     minutes = doc["parameters"]["bucket_minutes"]
-    names = list(series)
+    names = [n for n in series if "!" not in n]  # a restarted run follows success_rate's line: left out
     buckets = len(next(iter(series.values()))["n"])
     hours = [(b + 0.5) * minutes / 60 for b in range(buckets)]
     processors = world["processors"]

@@ -14,7 +14,7 @@ import math
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -110,15 +110,30 @@ class Variant:
 
     `@SIZE/MINUTES` sets success_rate's approval windows; `/HEALTH_S/DEMOTE` its health window and the
     technical failures that demote a processor (the config's `success_rate` block); `#N` moves the seed of the
-    routing sampler by N, to see how much of a result is the sampler's luck."""
+    routing sampler by N, to see how much of a result is the sampler's luck. `!H` restarts the router at hour H
+    (a deploy: new process, empty windows, closed breakers, same store); `!H+refill` restarts it the way
+    `Router.open` does, refilling the windows from the store's recent attempts."""
 
     strategy: str
     stats: InMemoryStatsStore | None = None
     success_rate: dict[str, Any] | None = None
     rng_offset: int = 0
+    restart_h: float | None = None
+    refill: bool = False
 
 
 def parse_variant(name: str) -> Variant:
+    name, _, restart = name.partition("!")
+    at, _, how = restart.partition("+")
+    if how not in ("", "refill"):
+        raise ValueError(f"unknown restart kind {how!r} in {name!r}")
+    variant = _parse_knobs(name)
+    if not at:
+        return variant
+    return replace(variant, restart_h=float(at), refill=how == "refill")
+
+
+def _parse_knobs(name: str) -> Variant:
     name, _, offset = name.partition("#")
     base, _, window = name.partition("@")
     if not window:
@@ -155,9 +170,13 @@ async def simulate(name: str, n: int, world: World) -> dict[str, Any]:
     store = MemoryStore()
     await store.open()
     clock = ManualClock(START)
-    router = Router(
-        table, store, clock=clock, ids=IdGenerator(seed=world.seed), card_info=card_from_sim_token, stats=stats
-    )
+    ids = IdGenerator(seed=world.seed)
+
+    def start_router(windows: InMemoryStatsStore | None) -> Router:
+        return Router(table, store, clock=clock, ids=ids, card_info=card_from_sim_token, stats=windows)
+
+    router = start_router(stats)
+    restart_at = variant.restart_h
 
     buckets = math.ceil(world.hours * 60 / BUCKET_MINUTES)
     procs = world.processors
@@ -177,6 +196,13 @@ async def simulate(name: str, n: int, world: World) -> dict[str, Any]:
             # would walk them all again (half the run time at 100,000 payments). They are never garbage.
             gc.freeze()
         clock.set(START + timedelta(hours=a.hour))
+        if restart_at is not None and a.hour >= restart_at:
+            # A deploy: the old process's windows and breakers are gone; the store and the processors stay.
+            restart_at = None
+            fresh = InMemoryStatsStore(stats.size, stats.max_age) if stats is not None else InMemoryStatsStore()
+            router = start_router(fresh)
+            if variant.refill:
+                await router.refill_stats()
         b = _bucket(a.hour)
         for name, state in router.breakers.states().items():
             if state == "open":
