@@ -15,6 +15,7 @@ card may have used up a cap in the meantime.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -22,9 +23,9 @@ from typing import Protocol
 from adapters.base import Outcome
 from router.config import NetworkLimits, RetryPolicyConfig
 from router.declines import Decline, DeclineClass, classify
-from router.models import AttemptRecord, Payment
+from router.models import Payment
 from router.retry import caps
-from router.retry.smart import SmartStrategy
+from router.retry.smart import LearnedAttempt, SmartStrategy
 from router.retry.strategies import Heuristic, NoRetry, RetryContext, Scheduled, Strategy
 from router.store.base import CardActivity
 
@@ -34,7 +35,7 @@ class RetryHistory(Protocol):
 
     async def card_activity(self, fingerprint: str, since: datetime) -> CardActivity: ...
 
-    async def attempt_stats(self, since: datetime, limit: int) -> list[AttemptRecord]: ...
+    async def attempt_stats(self, since: datetime, limit: int) -> Sequence[LearnedAttempt]: ...
 
 
 @dataclass(frozen=True, slots=True)

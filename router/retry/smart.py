@@ -18,6 +18,7 @@ The model reads only attempt records (`Store.attempt_stats`), refreshing increme
 
 from __future__ import annotations
 
+import asyncio
 import math
 from bisect import bisect_right
 from collections import defaultdict
@@ -28,7 +29,6 @@ from typing import Protocol
 
 from adapters.base import Outcome, OutcomeKind
 from router.declines import DeclineClass, classify
-from router.models import AttemptRecord
 from router.retry.strategies import RetryContext
 
 H = timedelta(hours=1)
@@ -37,6 +37,8 @@ H = timedelta(hours=1)
 DELAY_EDGES_H: tuple[float, ...] = (1, 4, 12, 24, 48, 72, 96, 120, 168, 240)
 MAX_ATTEMPT_LEVEL = 6
 PRUNE_EVERY = timedelta(days=1)
+# Records learned between two turns of the event loop during a refresh (a few milliseconds of work).
+LEARN_CHUNK = 1000
 # Prior guesses of a retry's success by class, before any data (weak: `class_strength` pseudo-observations).
 PRIOR_RATE: Mapping[DeclineClass, float] = {
     DeclineClass.SOFT_FUNDS: 0.2,
@@ -46,8 +48,33 @@ PRIOR_RATE: Mapping[DeclineClass, float] = {
 DEFAULT_PRIOR_RATE = 0.05
 
 
+class LearnedAttempt(Protocol):
+    """What the model reads of a settled attempt: `Store.attempt_stats`' SettledAttempt, or a whole record."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def payment_id(self) -> str: ...
+    @property
+    def created(self) -> datetime: ...
+    @property
+    def attempt_number(self) -> int: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def outcome(self) -> str | None: ...
+    @property
+    def decline_code(self) -> str | None: ...
+    @property
+    def network_decline_code(self) -> str | None: ...
+    @property
+    def network_advice_code(self) -> str | None: ...
+    @property
+    def advice_code(self) -> str | None: ...
+
+
 class AttemptSource(Protocol):
-    async def attempt_stats(self, since: datetime, limit: int) -> list[AttemptRecord]: ...
+    async def attempt_stats(self, since: datetime, limit: int) -> Sequence[LearnedAttempt]: ...
 
 
 @dataclass(slots=True)
@@ -139,7 +166,7 @@ class Choice:
     expected_success: float
 
 
-def _class_of(record: AttemptRecord) -> DeclineClass | None:
+def _class_of(record: LearnedAttempt) -> DeclineClass | None:
     """Reclassify from the recorded codes, so records written before a table change still count right."""
     if record.outcome is None or record.outcome == OutcomeKind.APPROVED.value:
         return None
@@ -155,6 +182,10 @@ def _class_of(record: AttemptRecord) -> DeclineClass | None:
         advice_code=record.advice_code,
     )
     return classify(outcome).decline_class
+
+
+def _chronological(records: Sequence[LearnedAttempt]) -> list[LearnedAttempt]:
+    return sorted(records, key=lambda r: (r.created, r.attempt_number))
 
 
 class SmartStrategy:
@@ -204,7 +235,10 @@ class SmartStrategy:
             # Re-read a margin: an attempt written before the last refresh may have settled only after it.
             since = max(since, self._high_water - self.refresh_every)
         records = await self.source.attempt_stats(since, self.batch)
-        self.learn(records)
+        ordered = _chronological(records)
+        for start in range(0, len(ordered), LEARN_CHUNK):
+            self._learn_ordered(ordered[start : start + LEARN_CHUNK])
+            await asyncio.sleep(0)  # tens of thousands of records: the loop is let through between chunks
         cutoff = since - self.refresh_every
         self._seen = {k: t for k, t in self._seen.items() if t >= cutoff}
         if self._pruned_at is None or abs(now - self._pruned_at) >= PRUNE_EVERY:
@@ -213,9 +247,12 @@ class SmartStrategy:
             oldest = now - self.lookback
             self._last_decline = {k: v for k, v in self._last_decline.items() if v[0] >= oldest}
 
-    def learn(self, records: Sequence[AttemptRecord]) -> None:
+    def learn(self, records: Sequence[LearnedAttempt]) -> None:
         """Feed settled attempt records (any order); each retry after a decline becomes one observation."""
-        for r in sorted(records, key=lambda r: (r.created, r.attempt_number)):
+        self._learn_ordered(_chronological(records))
+
+    def _learn_ordered(self, records: Sequence[LearnedAttempt]) -> None:
+        for r in records:
             if r.id in self._seen or r.state != "settled":
                 continue
             self._seen[r.id] = r.created

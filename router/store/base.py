@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from router.models import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
 
@@ -58,6 +58,47 @@ class IdempotencyDone:
     key: str
     status: int
     body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SettledAttempt:
+    """What the learners read of a settled attempt (smart retries, success_rate's refill): these fields, not the
+    whole record. Read by the tens of thousands at a time, a full AttemptRecord each cost about 20 µs to parse
+    and 5 KB of heap: a smart-retry refresh of 15,000 stalled the loop for 0.6 s and grew the heap by 77 MB."""
+
+    id: str
+    payment_id: str
+    created: datetime
+    processor: str
+    route: str | None
+    attempt_number: int
+    outcome: str | None
+    decline_code: str | None = None
+    network_decline_code: str | None = None
+    network_advice_code: str | None = None
+    advice_code: str | None = None
+    state: str = "settled"
+
+
+def settled_attempt(
+    attempt_id: str, payment_id: str, created_us: int, processor: str, outcome: str | None, fields: Sequence[Any]
+) -> SettledAttempt:
+    """From the attempts table's columns and, in this order, the record's route, attempt_number, decline_code,
+    network_decline_code, network_advice_code and advice_code (read out of its JSON by the database)."""
+    route, number, decline, network_decline, network_advice, advice = fields
+    return SettledAttempt(
+        attempt_id,
+        payment_id,
+        from_us(created_us),
+        processor,
+        route,
+        int(number) if number is not None else 1,
+        outcome,
+        decline,
+        network_decline,
+        network_advice,
+        advice,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,8 +258,8 @@ class Store(Protocol):
 
     async def card_activity(self, fingerprint: str, since: datetime) -> CardActivity: ...
 
-    async def attempt_stats(self, since: datetime, limit: int) -> list[AttemptRecord]:
-        """Recent settled attempts, newest first, for strategies that learn from outcomes."""
+    async def attempt_stats(self, since: datetime, limit: int) -> list[SettledAttempt]:
+        """Settled attempts created at or after `since`, newest first, at most `limit`: what learners read."""
         ...
 
     # -- idempotency -----------------------------------------------------------------------------------------

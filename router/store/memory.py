@@ -23,6 +23,7 @@ from router.store.base import (
     IdempotencyDone,
     IdempotencyEntry,
     Page,
+    SettledAttempt,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpointState,
@@ -250,15 +251,31 @@ class MemoryStore:
         )
         return CardActivity([a.created for a in found], [a.created for a in found if a.outcome in _DECLINES])
 
-    async def attempt_stats(self, since: datetime, limit: int) -> list[AttemptRecord]:
+    async def attempt_stats(self, since: datetime, limit: int) -> list[SettledAttempt]:
         self._check()
-        out: list[AttemptRecord] = []
-        for a in reversed(self._attempts.values()):
-            if a.state == "settled" and a.created >= since:
-                out.append(a)
-                if len(out) >= limit:
-                    break
-        return sorted(out, key=lambda a: a.created, reverse=True)
+        # Newest by creation, not by insertion: a record is inserted when first written, which need not be in
+        # the order of their creation times (a test clock's sandbox time, a late write).
+        out = sorted(
+            (a for a in self._attempts.values() if a.state == "settled" and a.created >= since),
+            key=lambda a: a.created,
+            reverse=True,
+        )[:limit]
+        return [
+            SettledAttempt(
+                a.id,
+                a.payment_id,
+                a.created,
+                a.processor,
+                a.route,
+                a.attempt_number,
+                a.outcome,
+                a.decline_code,
+                a.network_decline_code,
+                a.network_advice_code,
+                a.advice_code,
+            )
+            for a in out
+        ]
 
     # -- idempotency -----------------------------------------------------------------------------------------
     async def reserve_idempotency(self, entry: IdempotencyEntry) -> IdempotencyEntry | None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+
+import pytest
 
 from router.config import RetryPolicyConfig
 from router.declines import DeclineClass
 from router.retry import RetryPlanner, SmartStrategy
+from router.retry import smart as smart_module
 from tests.retry.planning import APPROVED, FUNDS, GENERIC, T0, TECHNICAL, MemoryHistory, payment, with_mac
 
 H = timedelta(hours=1)
@@ -131,3 +135,32 @@ async def test_smart_learns_incrementally_without_counting_a_record_twice() -> N
     history.add("new", T0 + 2 * H, APPROVED, number=2)
     await smart.refresh(T0 + 3 * H)
     assert smart.model.observations(DeclineClass.SOFT_GENERIC) == 51
+
+
+async def test_a_big_refresh_lets_the_event_loop_through_and_learns_as_in_one_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    history = MemoryHistory()
+    train(history, good_delay=3 * D, n=50)
+    whole = SmartStrategy(history)
+    whole.learn(await history.attempt_stats(T0 - timedelta(days=90), 50_000))
+
+    monkeypatch.setattr(smart_module, "LEARN_CHUNK", 7)
+    chunked = SmartStrategy(history)
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    beside = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    before = turns
+    await chunked.refresh(T0)
+    beside.cancel()
+    assert turns - before >= 50 * 2 // 7, "another task ran between chunks"
+    cls = DeclineClass.SOFT_GENERIC
+    assert chunked.model.observations(cls) == whole.model.observations(cls) == 50
+    assert chunked.model.estimate(cls, 3 * D, 2, T0) == whole.model.estimate(cls, 3 * D, 2, T0)

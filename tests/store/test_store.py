@@ -14,6 +14,7 @@ from router.models import AttemptRecord, CardSnapshot, Payment, PaymentRecordSta
 from router.models import TestClock as SandboxClock
 from router.states import Status
 from router.store import Store, open_store
+from router.store import sqlite as sqlite_module
 from router.store.base import Cursor, IdempotencyDone, IdempotencyEntry, WebhookAttempt, WebhookDelivery, to_us
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -347,6 +348,51 @@ async def test_attempt_stats_are_recent_settled_attempts_newest_first(store: Sto
     await store.save_payment(p, p.version, attempts=[old, a, b, in_flight])
     assert [x.id for x in await store.attempt_stats(T0 - timedelta(days=1), 10)] == [b.id, a.id]
     assert [x.id for x in await store.attempt_stats(T0 - timedelta(days=1), 1)] == [b.id]
+
+
+async def test_attempt_stats_read_in_chunks_return_every_row_in_order(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "_READ_CHUNK", 2)  # a file database reads 2 rows per turn of the loop
+    p = await created(store)
+    made = [attempt(p, created=T0 - timedelta(minutes=m), state="settled", outcome="approved") for m in range(5)]
+    await store.save_payment(p, p.version, attempts=made)
+    assert [x.id for x in await store.attempt_stats(T0 - timedelta(days=1), 10)] == [a.id for a in made]
+    assert [x.id for x in await store.attempt_stats(T0 - timedelta(days=1), 3)] == [a.id for a in made[:3]]
+
+
+async def test_attempt_stats_carry_what_learners_read_as_the_record_holds_it(store: Store) -> None:
+    p = await created(store)
+    declined = attempt(p, created=T0 - timedelta(hours=1), state="settled", outcome="soft_decline").model_copy(
+        update={
+            "route": "eu-cards",
+            "attempt_number": 3,
+            "decline_code": "do_not_honor",
+            "network_decline_code": "05",
+            "network_advice_code": "24",
+            "advice_code": "try_again_later",
+        }
+    )
+    legacy = attempt(p, created=T0 - timedelta(hours=2), state="settled", outcome="approved")  # no route recorded
+    await store.save_payment(p, p.version, attempts=[declined, legacy])
+    got, old = await store.attempt_stats(T0 - timedelta(days=1), 10)
+    assert (got.id, got.payment_id, got.created, got.processor, got.route, got.attempt_number, got.state) == (
+        declined.id,
+        p.id,
+        declined.created,
+        "sim_a",
+        "eu-cards",
+        3,
+        "settled",
+    )
+    assert (got.outcome, got.decline_code, got.network_decline_code, got.network_advice_code, got.advice_code) == (
+        "soft_decline",
+        "do_not_honor",
+        "05",
+        "24",
+        "try_again_later",
+    )
+    assert (old.id, old.route, old.attempt_number, old.decline_code) == (legacy.id, None, 1, None)
 
 
 # -- idempotency -----------------------------------------------------------------------------------------------
