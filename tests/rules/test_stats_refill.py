@@ -5,43 +5,36 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from router import ManualClock
+from router import ManualClock, Router
 from router.stats import DEFAULT_MAX_AGE, InMemoryStatsStore
 from tests.conftest import RouterFactory
+from tests.rules.test_strategies import SUCCESS_RATE, body
 
-LEARNING = """
-version: 1
-processors:
-  sim_a: {adapter: simulator, approval_rate: 0.1, latency_ms: 0, seed: 1}
-  sim_b: {adapter: simulator, approval_rate: 0.9, latency_ms: 0, seed: 2}
-routes:
-  - name: default
-    strategy: success_rate
-    processors: [sim_a, sim_b]
-"""
+# sim_a declines nine cards in ten, sim_b approves nine in ten: the windows have something to remember.
+LEARNING = SUCCESS_RATE.replace(
+    "approval_rate: 0.95, latency_ms: 0, seed: 1", "approval_rate: 0.1, latency_ms: 0, seed: 1"
+)
 ROUTE, PROCESSORS = "default", ["sim_a", "sim_b"]
 
 
-def body(i: int) -> dict[str, Any]:
-    # An opaque token: the simulator answers by its approval rate rather than by a Stripe test card.
-    return {
-        "amount": {"value": 2500, "currency": "usd"},
-        "cadence": "recurring",
-        "customer": f"cus_{i}",
-        "payment_method": f"pm_saved_{i}",
-        "retry_details": {"retry_strategy": "none"},
-    }
+async def _learned(make_router: RouterFactory, clock: ManualClock, payments: int) -> tuple[Router, dict[str, Any]]:
+    """A router that has routed `payments` payments on LEARNING, and the last one it made."""
+    router = await make_router(LEARNING)
+    made: dict[str, Any] = {}
+    for i in range(payments):
+        clock.advance(1)
+        made = await router.create_payment(body(i))
+    return router, made
 
 
 async def test_a_reopened_router_starts_from_the_windows_the_last_one_had(
     make_router: RouterFactory, clock: ManualClock
 ) -> None:
-    first = await make_router(LEARNING)
-    for i in range(80):
-        clock.advance(1)
-        made = await first.create_payment(body(i))
+    assert "approval_rate: 0.1," in LEARNING
+    first, made = await _learned(make_router, clock, 80)
     learned = await first.stats.read(ROUTE, PROCESSORS, clock.now())
     assert sum(w.total for w in learned.values()) == 80
+    assert min(w.total for w in learned.values()) > 0, "both processors were tried"
     [attempt] = await first.list_attempt_records(made["payment_record"])
     assert (await first.store.get_attempt(attempt["id"])).route == ROUTE  # type: ignore[union-attr]
     await first.close()
@@ -58,10 +51,7 @@ async def test_a_reopened_router_starts_from_the_windows_the_last_one_had(
 async def test_outcomes_older_than_the_window_are_not_brought_back(
     make_router: RouterFactory, clock: ManualClock
 ) -> None:
-    first = await make_router(LEARNING)
-    for i in range(20):
-        clock.advance(1)
-        await first.create_payment(body(i))
+    first, _ = await _learned(make_router, clock, 20)
     await first.close()
     clock.advance(DEFAULT_MAX_AGE + timedelta(minutes=1))
     second = await make_router(LEARNING)
