@@ -354,7 +354,7 @@ class Store(Protocol):
     async def purge_events(
         self, older_than: datetime, limit: int = 1000, endpoints: Collection[str] | None = None
     ) -> int:
-        """Delete up to `limit` events created before `older_than`, lowest sequence first; return how many.
+        """Delete up to `limit` events created before `older_than`, oldest first; return how many.
         Kept whatever their age: an event an endpoint's cursor has not passed (it is still to be fanned out), one
         a pending delivery still has to send, and the events of payments on a test clock (their `created` is
         sandbox time). `endpoints`, when given, names the endpoints configured now: only their cursors and

@@ -711,7 +711,7 @@ class PostgresStore:
                 " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.status = 'pending'"
                 " AND ($3::text[] IS NULL OR d.url = ANY($3::text[])))"
                 " AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = e.object_id AND p.test_clock IS NOT NULL)"
-                " ORDER BY e.seq LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                " ORDER BY e.created_us, e.seq LIMIT $2 FOR UPDATE SKIP LOCKED)",
                 to_us(older_than),
                 limit,
                 None if endpoints is None else sorted(endpoints),

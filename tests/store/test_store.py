@@ -16,6 +16,7 @@ from router.states import Status
 from router.store import Store, open_store
 from router.store import sqlite as sqlite_module
 from router.store.base import Cursor, IdempotencyDone, IdempotencyEntry, WebhookAttempt, WebhookDelivery, to_us
+from router.store.sqlite import SQLiteStore
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ids = IdGenerator(seed=7)
@@ -781,6 +782,15 @@ async def test_an_endpoint_taken_out_of_the_config_holds_back_no_event_and_its_q
     assert (left.url, left.status) == (kept, "pending")
     assert await store.purge_webhook_deliveries(CUTOFF, endpoints=[kept]) == 0
     assert await store.purge_events(CUTOFF, endpoints=[kept]) == 0, "kept still has a to send"
+
+
+async def test_the_event_purge_walks_the_age_index_not_the_table(store: Store) -> None:
+    if not isinstance(store, SQLiteStore):
+        pytest.skip("the plan of SQLite's statement: PostgreSQL plans its own from the same index, memory has none")
+    db = store._writer.connection  # type: ignore[union-attr]
+    plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sqlite_module.PURGE_EVENTS, (0, None, 10))]
+    assert any("USING INDEX events_created (created_us<?)" in step for step in plan), plan
+    assert not any(step.startswith("SCAN e") or "TEMP B-TREE" in step for step in plan), plan
 
 
 async def test_with_no_webhook_endpoint_old_events_go(store: Store) -> None:
