@@ -50,6 +50,7 @@ _SYNC_MODES = {"off": "OFF", "normal": "NORMAL", "full": "FULL"}
 # event loop's thread, waits much less: WAL readers only meet a lock while the log is being reset.
 _WRITER_BUSY_MS = 5000
 _READER_BUSY_MS = 1000
+_COUNT_PAYMENTS = "SELECT livemode, status, COUNT(*) FROM payments GROUP BY livemode, status"
 # Old events no endpoint or test clock holds back, oldest first: an index walk of events_created, which stops at
 # once when none is old enough (a full read of the table, in the writer's transaction, before that index).
 PURGE_EVENTS = (
@@ -226,8 +227,22 @@ class SQLiteStore:
         return Payment.model_validate_json(row[0]) if row else None
 
     async def count_payments(self) -> dict[tuple[bool, str], int]:
-        rows = await self._all("SELECT livemode, status, COUNT(*) FROM payments GROUP BY livemode, status", ())
+        if self._reader is None:  # in memory: only the writer's connection sees the database
+            rows = await self._all(_COUNT_PAYMENTS, ())
+        else:
+            # Counting reads every payment (each /metrics scrape asks): in a thread, on a connection of its own,
+            # where SQLite counts without holding the GIL, so the loop keeps serving meanwhile.
+            rows = await asyncio.to_thread(self._count_apart)
         return {(bool(r[0]), str(r[1])): int(r[2]) for r in rows}
+
+    def _count_apart(self) -> list[Any]:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout={_READER_BUSY_MS}")
+            conn.execute("PRAGMA query_only=ON")
+            return conn.execute(_COUNT_PAYMENTS).fetchall()
+        finally:
+            conn.close()
 
     async def list_payments(
         self,

@@ -784,6 +784,28 @@ async def test_an_endpoint_taken_out_of_the_config_holds_back_no_event_and_its_q
     assert await store.purge_events(CUTOFF, endpoints=[kept]) == 0, "kept still has a to send"
 
 
+async def test_payment_counts_are_taken_while_the_loop_keeps_serving(store: Store) -> None:
+    if not isinstance(store, SQLiteStore) or store.path == ":memory:":
+        pytest.skip("a SQLite file counts on a connection of its own, in a thread; the others never block the loop")
+    for status in ("succeeded", "succeeded", "failed"):
+        await created(store, status=status)
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    beside = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    before = turns
+    counts = await store.count_payments()
+    beside.cancel()
+    assert turns > before, "another task ran while the payments were counted"
+    assert counts == {(False, "succeeded"): 2, (False, "failed"): 1}
+
+
 async def test_the_event_purge_walks_the_age_index_not_the_table(store: Store) -> None:
     if not isinstance(store, SQLiteStore):
         pytest.skip("the plan of SQLite's statement: PostgreSQL plans its own from the same index, memory has none")
