@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import pytest
@@ -11,6 +10,7 @@ from router.config import RetryPolicyConfig
 from router.declines import DeclineClass
 from router.retry import RetryPlanner, SmartStrategy
 from router.retry import smart as smart_module
+from tests.loopturns import turns_beside
 from tests.retry.planning import APPROVED, FUNDS, GENERIC, T0, TECHNICAL, MemoryHistory, payment, with_mac
 
 H = timedelta(hours=1)
@@ -147,20 +147,9 @@ async def test_a_big_refresh_lets_the_event_loop_through_and_learns_as_in_one_go
 
     monkeypatch.setattr(smart_module, "LEARN_CHUNK", 7)
     chunked = SmartStrategy(history)
-    turns = 0
-
-    async def other_work() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
-    beside = asyncio.create_task(other_work())
-    await asyncio.sleep(0)
-    before = turns
-    await chunked.refresh(T0)
-    beside.cancel()
-    assert turns - before >= 50 * 2 // 7, "another task ran between chunks"
+    async with turns_beside() as turns:
+        await chunked.refresh(T0)
+        assert turns() >= 50 * 2 // 7, "another task ran between chunks"
     cls = DeclineClass.SOFT_GENERIC
     assert chunked.model.observations(cls) == whole.model.observations(cls) == 50
     assert chunked.model.estimate(cls, 3 * D, 2, T0) == whole.model.estimate(cls, 3 * D, 2, T0)

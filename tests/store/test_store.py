@@ -17,6 +17,7 @@ from router.store import Store, open_store
 from router.store import sqlite as sqlite_module
 from router.store.base import Cursor, IdempotencyDone, IdempotencyEntry, WebhookAttempt, WebhookDelivery, to_us
 from router.store.sqlite import SQLiteStore
+from tests.loopturns import turns_beside
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ids = IdGenerator(seed=7)
@@ -789,20 +790,9 @@ async def test_payment_counts_are_taken_while_the_loop_keeps_serving(store: Stor
         pytest.skip("a SQLite file counts on a connection of its own, in a thread; the others never block the loop")
     for status in ("succeeded", "succeeded", "failed"):
         await created(store, status=status)
-    turns = 0
-
-    async def other_work() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
-    beside = asyncio.create_task(other_work())
-    await asyncio.sleep(0)
-    before = turns
-    counts = await store.count_payments()
-    beside.cancel()
-    assert turns > before, "another task ran while the payments were counted"
+    async with turns_beside() as turns:
+        counts = await store.count_payments()
+        assert turns() > 0, "another task ran while the payments were counted"
     assert counts == {(False, "succeeded"): 2, (False, "failed"): 1}
 
 
