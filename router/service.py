@@ -197,9 +197,13 @@ class Router:
         await router.webhooks.register()  # before any event of ours: each configured endpoint gets all of them
         if deliver_webhooks:
             router.webhooks.start()
-        refilled = await router.refill_stats()
-        if refilled:
-            log.info("success-rate windows refilled from %d recent attempts", refilled)
+        try:
+            refilled = await router.refill_stats()
+        except Exception:  # routing still works from empty windows, as it did before they were refilled
+            log.exception("could not refill the success-rate windows from the store; they start empty")
+        else:
+            if refilled:
+                log.info("success-rate windows refilled from %d recent attempts", refilled)
         if reconcile:
             await router.reconcile_stuck()
         return router

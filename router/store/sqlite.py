@@ -109,10 +109,14 @@ class SQLiteStore:
         )
         await self._migrate()
         if not memory:
-            reader = sqlite3.connect(self.path, isolation_level=None)
-            reader.execute(f"PRAGMA busy_timeout={_READER_BUSY_MS}")
-            reader.execute("PRAGMA query_only=ON")
-            self._reader = reader
+            self._reader = self._connect_reader()
+
+    def _connect_reader(self) -> sqlite3.Connection:
+        """A read-only connection on the file, for use on the thread that opens it."""
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout={_READER_BUSY_MS}")
+        conn.execute("PRAGMA query_only=ON")
+        return conn
 
     def _connect_checkpointer(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None)
@@ -236,10 +240,8 @@ class SQLiteStore:
         return {(bool(r[0]), str(r[1])): int(r[2]) for r in rows}
 
     def _count_apart(self) -> list[Any]:
-        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn = self._connect_reader()
         try:
-            conn.execute(f"PRAGMA busy_timeout={_READER_BUSY_MS}")
-            conn.execute("PRAGMA query_only=ON")
             return conn.execute(_COUNT_PAYMENTS).fetchall()
         finally:
             conn.close()
@@ -408,14 +410,18 @@ class SQLiteStore:
         if self._reader is None:  # in memory: on the writer's connection, which must not hold a read open
             rows = await self._all(sql, args)
             return [settled_attempt(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+        # On a connection of its own: a statement left open across awaits holds its connection's snapshot, and
+        # every other read on the shared reader would see the store as it was when this one began (a payment
+        # committed meanwhile would read as missing).
         out: list[SettledAttempt] = []
-        cursor = self._reader.execute(sql, args)
+        conn = self._connect_reader()
         try:
+            cursor = conn.execute(sql, args)
             while rows := cursor.fetchmany(_READ_CHUNK):
                 out.extend(settled_attempt(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows)
                 await asyncio.sleep(0)  # yielding between chunks of a long read, not waiting
         finally:
-            cursor.close()
+            conn.close()
         return out
 
     # -- idempotency -----------------------------------------------------------------------------------------

@@ -363,6 +363,20 @@ async def test_attempt_stats_read_in_chunks_return_every_row_in_order(
     assert [x.id for x in await store.attempt_stats(T0 - timedelta(days=1), 3)] == [a.id for a in made[:3]]
 
 
+async def test_a_long_attempt_read_does_not_hide_what_commits_meanwhile(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "_READ_CHUNK", 1)  # a file database yields after every row
+    p = await created(store)
+    made = [attempt(p, created=T0 - timedelta(minutes=m), state="settled", outcome="approved") for m in range(4)]
+    await store.save_payment(p, p.version, attempts=made)
+    reading = asyncio.create_task(store.attempt_stats(T0 - timedelta(days=1), 10))
+    await asyncio.sleep(0)  # the read has begun (and, chunked, is waiting for its next turn)
+    later = await created(store)
+    assert await store.get_payment(later.id) is not None, "a read in progress must not hold other reads in the past"
+    assert len(await reading) == 4
+
+
 async def test_attempt_stats_carry_what_learners_read_as_the_record_holds_it(store: Store) -> None:
     p = await created(store)
     declined = attempt(p, created=T0 - timedelta(hours=1), state="settled", outcome="soft_decline").model_copy(
