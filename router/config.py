@@ -357,7 +357,8 @@ class RetentionConfig(_Strict):
 
     # DESIGN.md promises a key lives at least 24 hours; a shorter setting would break that promise.
     idempotency_keys: OptionalDuration = timedelta(hours=24)
-    # Settled (delivered or given-up) webhook deliveries and their attempts; a pending one is never purged.
+    # Settled (delivered or given-up) webhook deliveries and their attempts; a pending one only once its endpoint
+    # is no longer configured (nothing would ever send it).
     webhook_deliveries: OptionalDuration = timedelta(days=30)
     # Events, as Stripe keeps them: 30 days. An event no endpoint's cursor has passed, one a pending delivery
     # still needs, and events of payments on test clocks (sandbox time, not the router's) are kept.

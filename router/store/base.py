@@ -258,8 +258,10 @@ class Store(Protocol):
 
     async def card_activity(self, fingerprint: str, since: datetime) -> CardActivity: ...
 
-    async def attempt_stats(self, since: datetime, limit: int) -> list[SettledAttempt]:
-        """Settled attempts created at or after `since`, newest first, at most `limit`: what learners read."""
+    async def attempt_stats(self, since: datetime, limit: int, until: datetime | None = None) -> list[SettledAttempt]:
+        """Settled attempts created at or after `since` (and at or before `until`), newest first and, among those
+        made in the same microsecond, last written first; at most `limit`: what learners read. `until` keeps a
+        test clock's attempts, dated in sandbox time ahead of the router's, from filling the limit."""
         ...
 
     # -- idempotency -----------------------------------------------------------------------------------------

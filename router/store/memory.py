@@ -251,15 +251,17 @@ class MemoryStore:
         )
         return CardActivity([a.created for a in found], [a.created for a in found if a.outcome in _DECLINES])
 
-    async def attempt_stats(self, since: datetime, limit: int) -> list[SettledAttempt]:
+    async def attempt_stats(self, since: datetime, limit: int, until: datetime | None = None) -> list[SettledAttempt]:
         self._check()
-        # Newest by creation, not by insertion: a record is inserted when first written, which need not be in
-        # the order of their creation times (a test clock's sandbox time, a late write).
-        out = sorted(
-            (a for a in self._attempts.values() if a.state == "settled" and a.created >= since),
-            key=lambda a: a.created,
-            reverse=True,
-        )[:limit]
+        # Newest by creation, not by insertion (a record is inserted when first written, which need not follow
+        # creation times: a test clock's sandbox time, a late write); ties, last written first, as in SQL.
+        picked = [
+            (a.created, i, a)
+            for i, a in enumerate(self._attempts.values())
+            if a.state == "settled" and a.created >= since and (until is None or a.created <= until)
+        ]
+        picked.sort(key=lambda t: (t[0], t[1]), reverse=True)
+        out = [a for _, _, a in picked[:limit]]
         return [
             SettledAttempt(
                 a.id,
@@ -477,14 +479,16 @@ class MemoryStore:
 
         passed = min((e.cursor_seq for e in self._endpoints.values() if counts(e.url)), default=self._last_seq)
         wanted = {d.event_id for d in self._deliveries.values() if d.status == "pending" and counts(d.url)}
-        gone: list[int] = []
+        old: list[tuple[datetime, int]] = []
         for seq in self._event_seqs:
-            if seq > passed or len(gone) >= limit:
+            if seq > passed:
                 break
             e = self._events[seq]
             p = self._payments.get(e.object_id)
             if e.created < older_than and e.id not in wanted and (p is None or p.test_clock is None):
-                gone.append(seq)
+                old.append((e.created, seq))
+        old.sort()  # oldest first, as the SQL stores take them
+        gone = [seq for _, seq in old[:limit]]
         for seq in gone:
             del self._events_by_id[self._events.pop(seq).id]
         if gone:

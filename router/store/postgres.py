@@ -424,15 +424,16 @@ class PostgresStore:
         declines = [from_us(r[0]) for r in rows if r[1] in _DECLINED]
         return CardActivity(attempts, declines)
 
-    async def attempt_stats(self, since: datetime, limit: int) -> list[SettledAttempt]:
+    async def attempt_stats(self, since: datetime, limit: int, until: datetime | None = None) -> list[SettledAttempt]:
         # The few JSON fields learners need (in settled_attempt's order), taken out by PostgreSQL: no record is built.
         rows = await self._all(
             "SELECT id, payment_id, created_us, processor, outcome, data->>'route', data->>'attempt_number',"
             " data->>'decline_code', data->>'network_decline_code', data->>'network_advice_code',"
             " data->>'advice_code' FROM attempts WHERE state = 'settled' AND created_us >= $1"
-            " ORDER BY created_us DESC, seq DESC LIMIT $2",
+            " AND ($3::bigint IS NULL OR created_us <= $3) ORDER BY created_us DESC, seq DESC LIMIT $2",
             to_us(since),
             limit,
+            None if until is None else to_us(until),
         )
         return [settled_attempt(r[0], r[1], r[2], r[3], r[4], tuple(r)[5:]) for r in rows]
 
@@ -680,21 +681,15 @@ class PostgresStore:
         self, older_than: datetime, limit: int = 1000, endpoints: Collection[str] | None = None
     ) -> int:
         # One statement, so deliveries and their attempts go together; settled rows are never updated again, and
-        # SKIP LOCKED passes over any a late worker is touching. A pending delivery goes only when $3 (the URLs
-        # configured now) is given and does not name its endpoint; NULL keeps every pending one.
+        # SKIP LOCKED passes over any a late worker is touching. The settled ones first; then, only when told which
+        # endpoints are configured, the pending queues of the others (a plan with both in one OR would read every
+        # pending delivery on every pass).
         async with self._conn() as conn:
-            purged: int = await conn.fetchval(
-                "WITH d AS (DELETE FROM webhook_deliveries WHERE (url, event_id) IN (SELECT url, event_id"
-                " FROM webhook_deliveries WHERE (status IN ('delivered', 'failed')"
-                " OR (status = 'pending' AND NOT url = ANY($3::text[]))) AND created_us < $1 LIMIT $2"
-                " FOR UPDATE SKIP LOCKED) AND (status IN ('delivered', 'failed')"
-                " OR (status = 'pending' AND NOT url = ANY($3::text[]))) RETURNING url, event_id),"
-                " a AS (DELETE FROM webhook_attempts w USING d WHERE w.event_id = d.event_id AND w.url = d.url)"
-                " SELECT count(*) FROM d",
-                to_us(older_than),
-                limit,
-                None if endpoints is None else sorted(endpoints),
-            )
+            purged: int = await conn.fetchval(_PURGE_SETTLED_DELIVERIES, to_us(older_than), limit)
+            if endpoints is not None and purged < limit:
+                purged += await conn.fetchval(
+                    _PURGE_UNCONFIGURED_DELIVERIES, to_us(older_than), limit - purged, sorted(endpoints)
+                )
         return purged
 
     async def purge_events(
@@ -739,6 +734,21 @@ def _sql(template: str, after: str, first: int) -> str:
 
 # Statement pieces shared by the one-statement writes. `after` names the CTE that must have a row for them to act
 # (the payment inserted, or the compare-and-set that matched); `first` is the number of their first parameter.
+_PURGE_SETTLED_DELIVERIES = (
+    "WITH d AS (DELETE FROM webhook_deliveries WHERE (url, event_id) IN (SELECT url, event_id"
+    " FROM webhook_deliveries WHERE status IN ('delivered', 'failed') AND created_us < $1 LIMIT $2"
+    " FOR UPDATE SKIP LOCKED) AND status IN ('delivered', 'failed') RETURNING url, event_id),"
+    " a AS (DELETE FROM webhook_attempts w USING d WHERE w.event_id = d.event_id AND w.url = d.url)"
+    " SELECT count(*) FROM d"
+)
+# The pending queues of endpoints not among $3, the URLs configured now: nothing will ever send them.
+_PURGE_UNCONFIGURED_DELIVERIES = (
+    "WITH d AS (DELETE FROM webhook_deliveries WHERE (url, event_id) IN (SELECT url, event_id"
+    " FROM webhook_deliveries WHERE status = 'pending' AND NOT url = ANY($3::text[]) AND created_us < $1 LIMIT $2"
+    " FOR UPDATE SKIP LOCKED) AND status = 'pending' AND NOT url = ANY($3::text[]) RETURNING url, event_id),"
+    " a AS (DELETE FROM webhook_attempts w USING d WHERE w.event_id = d.event_id AND w.url = d.url)"
+    " SELECT count(*) FROM d"
+)
 _ATTEMPTS_CTE = (
     " a AS (INSERT INTO attempts (id, payment_id, payment_record, created_us, processor, state, outcome,"
     " card_fingerprint, data) SELECT x.id, x.payment_id, x.payment_record, x.created_us, x.processor, x.state,"

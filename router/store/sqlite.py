@@ -50,6 +50,7 @@ _SYNC_MODES = {"off": "OFF", "normal": "NORMAL", "full": "FULL"}
 # event loop's thread, waits much less: WAL readers only meet a lock while the log is being reset.
 _WRITER_BUSY_MS = 5000
 _READER_BUSY_MS = 1000
+_MAX_US = 2**63 - 1  # no upper bound on a microsecond timestamp column
 _COUNT_PAYMENTS = "SELECT livemode, status, COUNT(*) FROM payments GROUP BY livemode, status"
 # Old events no endpoint or test clock holds back, oldest first: an index walk of events_created, which stops at
 # once when none is old enough (a full read of the table, in the writer's transaction, before that index).
@@ -397,16 +398,16 @@ class SQLiteStore:
         declines = [from_us(r[0]) for r in rows if r[1] in ("soft_decline", "hard_decline", "authentication_required")]
         return CardActivity(attempts, declines)
 
-    async def attempt_stats(self, since: datetime, limit: int) -> list[SettledAttempt]:
+    async def attempt_stats(self, since: datetime, limit: int, until: datetime | None = None) -> list[SettledAttempt]:
         # The JSON fields (in settled_attempt's order) come back as one small array, parsed by SQLite: no record
         # is built. Tens of thousands of rows are read a chunk at a time, the loop let through in between.
         sql = (
             "SELECT id, payment_id, created_us, processor, outcome, json_extract(data, '$.route',"
             " '$.attempt_number', '$.decline_code', '$.network_decline_code', '$.network_advice_code',"
-            " '$.advice_code') FROM attempts WHERE state = 'settled' AND created_us >= ?"
-            " ORDER BY created_us DESC LIMIT ?"
+            " '$.advice_code') FROM attempts WHERE state = 'settled' AND created_us >= ? AND created_us <= ?"
+            " ORDER BY created_us DESC, rowid DESC LIMIT ?"
         )
-        args = (to_us(since), limit)
+        args = (to_us(since), _MAX_US if until is None else to_us(until), limit)
         if self._reader is None:  # in memory: on the writer's connection, which must not hold a read open
             rows = await self._all(sql, args)
             return [settled_attempt(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]

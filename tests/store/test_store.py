@@ -377,6 +377,16 @@ async def test_a_long_attempt_read_does_not_hide_what_commits_meanwhile(
     assert len(await reading) == 4
 
 
+async def test_attempt_stats_stop_at_until_and_put_the_last_written_first_on_a_tie(store: Store) -> None:
+    p = await created(store)
+    first = attempt(p, created=T0 - timedelta(hours=1), state="settled", outcome="processor_error")
+    then = attempt(p, created=T0 - timedelta(hours=1), state="settled", outcome="approved")  # same microsecond
+    ahead = attempt(p, created=T0 + timedelta(days=30), state="settled", outcome="approved")  # sandbox time
+    await store.save_payment(p, p.version, attempts=[first, then, ahead])
+    assert [x.id for x in await store.attempt_stats(T0 - timedelta(days=1), 10, until=T0)] == [then.id, first.id]
+    assert [x.id for x in await store.attempt_stats(T0 - timedelta(days=1), 1)] == [ahead.id], "no bound: all"
+
+
 async def test_attempt_stats_carry_what_learners_read_as_the_record_holds_it(store: Store) -> None:
     p = await created(store)
     declined = attempt(p, created=T0 - timedelta(hours=1), state="settled", outcome="soft_decline").model_copy(
