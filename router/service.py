@@ -211,7 +211,10 @@ class Router:
     async def refill_stats(self, limit: int = REFILL_ATTEMPTS) -> int:
         """Refill this process's success-rate windows from the store's attempt records of the last window age;
         return how many outcomes were taken. Only windows kept in this process, and only while they are still
-        empty: Redis windows outlive the process, and refilling windows in use would count outcomes twice."""
+        empty: Redis windows outlive the process, and refilling windows in use would count outcomes twice.
+        Each attempt counts as it settled: a timeout whose lookup later found an answer counts as that answer, and
+        one still unresolved is not read. So a processor that was timing out when the process stopped can look
+        healthy for the first calls after the restart, until they fail again (its breaker started closed anyway)."""
         stats = self.stats
         if not isinstance(stats, InMemoryStatsStore) or not stats.empty:
             return 0

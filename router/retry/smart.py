@@ -219,6 +219,7 @@ class SmartStrategy:
         self._high_water: datetime | None = None
         self._seen: dict[str, datetime] = {}
         self._pruned_at: datetime | None = None
+        self._partial = False
         # payment id -> (time, class) of its latest decline: what the next retry of that payment is measured from.
         self._last_decline: dict[str, tuple[datetime, DeclineClass]] = {}
 
@@ -236,9 +237,14 @@ class SmartStrategy:
             since = max(since, self._high_water - self.refresh_every)
         records = await self.source.attempt_stats(since, self.batch)
         ordered = _chronological(records)
-        for start in range(0, len(ordered), LEARN_CHUNK):
-            self._learn_ordered(ordered[start : start + LEARN_CHUNK])
-            await asyncio.sleep(0)  # tens of thousands of records: the loop is let through between chunks
+        # Until a first read is learned whole, the model holds only its oldest part: not ready for anyone.
+        self._partial = self._high_water is None
+        try:
+            for start in range(0, len(ordered), LEARN_CHUNK):
+                self._learn_ordered(ordered[start : start + LEARN_CHUNK])
+                await asyncio.sleep(0)  # tens of thousands of records: the loop is let through between chunks
+        finally:
+            self._partial = False
         cutoff = since - self.refresh_every
         self._seen = {k: t for k, t in self._seen.items() if t >= cutoff}
         if self._pruned_at is None or abs(now - self._pruned_at) >= PRUNE_EVERY:
@@ -270,7 +276,7 @@ class SmartStrategy:
 
     def ready(self, cls: DeclineClass) -> bool:
         """Enough retry outcomes of this class to trust the model over the heuristic."""
-        return self.model.observations(cls) >= self.min_observations
+        return not self._partial and self.model.observations(cls) >= self.min_observations
 
     # -- choosing --------------------------------------------------------------------------------------------
     async def propose(self, ctx: RetryContext) -> datetime | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -153,3 +154,25 @@ async def test_a_big_refresh_lets_the_event_loop_through_and_learns_as_in_one_go
     cls = DeclineClass.SOFT_GENERIC
     assert chunked.model.observations(cls) == whole.model.observations(cls) == 50
     assert chunked.model.estimate(cls, 3 * D, 2, T0) == whole.model.estimate(cls, 3 * D, 2, T0)
+
+
+async def test_a_first_refresh_half_learned_is_not_trusted_by_a_decision_made_meanwhile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    history = MemoryHistory()
+    train(history, good_delay=3 * D, n=300)
+    monkeypatch.setattr(smart_module, "LEARN_CHUNK", 50)
+    smart = SmartStrategy(history, min_observations=100)
+    seen: list[bool] = []
+
+    async def meanwhile() -> None:
+        while True:
+            seen.append(smart.ready(DeclineClass.SOFT_GENERIC))
+            await asyncio.sleep(0)
+
+    beside = asyncio.create_task(meanwhile())
+    await asyncio.sleep(0)
+    await smart.refresh(T0)
+    beside.cancel()
+    assert len(seen) > 2 and not any(seen), "not ready while the first read is half learned"
+    assert smart.ready(DeclineClass.SOFT_GENERIC)
