@@ -185,7 +185,9 @@ def _class_of(record: LearnedAttempt) -> DeclineClass | None:
 
 
 def _chronological(records: Sequence[LearnedAttempt]) -> list[LearnedAttempt]:
-    return sorted(records, key=lambda r: (r.created, r.attempt_number))
+    # The store answers newest first, ties (one cascade's calls share their microsecond) last written first:
+    # reversed, the ties come first written first, and the stable sort keeps them so.
+    return sorted(reversed(records), key=lambda r: (r.created, r.attempt_number))
 
 
 class SmartStrategy:
@@ -221,7 +223,8 @@ class SmartStrategy:
         self._pruned_at: datetime | None = None
         self._partial = False
         # payment id -> (time, class) of its latest decline: what the next retry of that payment is measured from.
-        self._last_decline: dict[str, tuple[datetime, DeclineClass]] = {}
+        # Also the attempt number it came in: a later call with the same number is a failover within that attempt.
+        self._last_decline: dict[str, tuple[datetime, DeclineClass, int]] = {}
 
     # -- learning --------------------------------------------------------------------------------------------
     async def refresh(self, now: datetime) -> None:
@@ -266,13 +269,18 @@ class SmartStrategy:
                 self._high_water = r.created
             cls = _class_of(r)
             previous = self._last_decline.get(r.payment_id)
-            if previous is not None and (cls is not DeclineClass.TECHNICAL or previous[1] is DeclineClass.TECHNICAL):
-                prev_at, prev_cls = previous
+            # A call with the previous decline's attempt number is a failover within that attempt, not a retry.
+            if (
+                previous is not None
+                and previous[2] != r.attempt_number
+                and (cls is not DeclineClass.TECHNICAL or previous[1] is DeclineClass.TECHNICAL)
+            ):
+                prev_at, prev_cls, _ = previous
                 self.model.observe(prev_cls, r.created - prev_at, r.attempt_number, r.created, cls is None)
             if cls is None:
                 self._last_decline.pop(r.payment_id, None)
             elif cls is not DeclineClass.TECHNICAL or previous is None:
-                self._last_decline[r.payment_id] = (r.created, cls)
+                self._last_decline[r.payment_id] = (r.created, cls, r.attempt_number)
 
     def ready(self, cls: DeclineClass) -> bool:
         """Enough retry outcomes of this class to trust the model over the heuristic."""

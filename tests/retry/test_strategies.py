@@ -176,3 +176,17 @@ async def test_a_first_refresh_half_learned_is_not_trusted_by_a_decision_made_me
     beside.cancel()
     assert len(seen) > 2 and not any(seen), "not ready while the first read is half learned"
     assert smart.ready(DeclineClass.SOFT_GENERIC)
+
+
+@pytest.mark.parametrize("newest_first", [True, False])
+async def test_a_failover_within_one_attempt_is_not_learned_as_a_retry(newest_first: bool) -> None:
+    history = MemoryHistory()
+    # One attempt: processor A errors, the payment fails over to B, which soft-declines, in the same microsecond.
+    history.add("pay", T0, TECHNICAL, number=1)
+    history.add("pay", T0, GENERIC, number=1)
+    history.add("pay", T0 + 3 * D, APPROVED, number=2)  # the retry, three days later
+    records = list(reversed(history.records)) if newest_first else list(history.records)
+    smart = SmartStrategy(history)
+    smart.learn(records)
+    assert smart.model.observations(DeclineClass.TECHNICAL) == 0, "the failover is not a retry after an error"
+    assert smart.model.observations(DeclineClass.SOFT_GENERIC) == 1, "the retry after the decline is"
