@@ -43,6 +43,11 @@ def _rate(ok: int, n: int) -> float:
     return ok / n if n else float("nan")
 
 
+def _share(run: dict[str, Any], key: str, idx: list[int]) -> float:
+    """The share of the payments at `idx` for which the run's per-payment flag `key` is true."""
+    return _rate(sum(run[key][i] for i in idx), len(idx))
+
+
 def _pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(len(s) * q))] if s else float("nan")
@@ -118,9 +123,9 @@ def per_outage(world: World, runs: dict[str, dict[str, Any]]) -> list[list[Any]]
         idx = [i for i, h in enumerate(first["hours"]) if o.start_h <= h < o.end_h]
         row: list[Any] = [f"{o.processor} {o.mode}", f"h{o.start_h:g} +{o.minutes:g} min", len(idx)]
         for r in runs.values():
-            row.append(_rate(sum(r["approved"][i] for i in idx), len(idx)))
+            row.append(_share(r, "approved", idx))
         for r in runs.values():
-            row.append(_rate(sum(r["met_outage"][i] for i in idx), len(idx)))
+            row.append(_share(r, "met_outage", idx))
         rows.append(row)
     return rows
 
@@ -144,8 +149,8 @@ def outage_cost(world: World, runs: dict[str, dict[str, Any]]) -> list[list[Any]
                 name,
                 len(during),
                 len(met),
-                _rate(sum(r["approved"][i] for i in met), len(met)),
-                _rate(sum(oracle["approved"][i] for i in met), len(met)),
+                _share(r, "approved", met),
+                _share(oracle, "approved", met),
                 behind_met,
                 behind_clear,
                 (behind_met + behind_clear) / len(during) * 100,
@@ -172,10 +177,10 @@ def restart_cost(runs: dict[str, dict[str, Any]]) -> list[list[Any]]:
             [
                 name,
                 f"h{at:g}",
-                _rate(sum(r["approved"][i] for i in six), len(six)),
-                _rate(sum(base["approved"][i] for i in six), len(six)),
-                _rate(sum(r["approved"][i] for i in twelve), len(twelve)),
-                _rate(sum(base["approved"][i] for i in twelve), len(twelve)),
+                _share(r, "approved", six),
+                _share(base, "approved", six),
+                _share(r, "approved", twelve),
+                _share(base, "approved", twelve),
                 sum(base["approved"][i] - r["approved"][i] for i in twelve),
                 _rate(sum(r["approved"]), r["n"]),
             ]
@@ -194,7 +199,7 @@ def per_period(world: World, runs: dict[str, dict[str, Any]], span_h: float = 12
             [
                 f"h{start:g}-{end:g}",
                 len(idx),
-                *(_rate(sum(r["approved"][i] for i in idx), len(idx)) for r in runs.values()),
+                *(_share(r, "approved", idx) for r in runs.values()),
             ]
         )
         start = end
@@ -329,9 +334,9 @@ def main() -> None:
         per_period(world, runs),
     )
     restart_table = table(
-        "A deploy at hour 24 (new process: empty windows, closed breakers, same store), with the windows left"
-        " empty and refilled from the store's recent attempts as `Router.open` does; success_rate never restarted"
-        " beside it",
+        "A deploy at the hour each run names (new process: empty windows, closed breakers, same store), with the"
+        " windows left empty and refilled from the store's recent attempts as `Router.open` does; success_rate never"
+        " restarted beside it",
         [
             "run",
             "restart",

@@ -27,6 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from prometheus_client import Counter
 
@@ -91,18 +92,16 @@ class Housekeeper:
         purged = Purged()
         # Each kind on its own: an event is held back only by a configured endpoint's pending deliveries, which are
         # never purged.
+        store = self.store
         endpoints = None if self._endpoints is None else frozenset(self._endpoints())
-
-        def deliveries(older_than: datetime, limit: int) -> Awaitable[int]:
-            return self.store.purge_webhook_deliveries(older_than, limit, endpoints)
-
-        def events(older_than: datetime, limit: int) -> Awaitable[int]:
-            return self.store.purge_events(older_than, limit, endpoints)
-
         kinds: list[tuple[str, timedelta | None, Callable[[datetime, int], Awaitable[int]]]] = [
-            ("idempotency_keys", settings.idempotency_keys, self.store.purge_idempotency),
-            ("webhook_deliveries", settings.webhook_deliveries, deliveries),
-            ("events", settings.events, events),
+            ("idempotency_keys", settings.idempotency_keys, store.purge_idempotency),
+            (
+                "webhook_deliveries",
+                settings.webhook_deliveries,
+                partial(store.purge_webhook_deliveries, endpoints=endpoints),
+            ),
+            ("events", settings.events, partial(store.purge_events, endpoints=endpoints)),
         ]
         for kind, keep, purge in kinds:
             if keep is None:

@@ -123,11 +123,11 @@ class Variant:
 
 
 def parse_variant(name: str) -> Variant:
-    name, _, restart = name.partition("!")
+    knobs, _, restart = name.partition("!")
     at, _, how = restart.partition("+")
     if how not in ("", "refill"):
         raise ValueError(f"unknown restart kind {how!r} in {name!r}")
-    variant = _parse_knobs(name)
+    variant = _parse_knobs(knobs)
     if not at:
         return variant
     return replace(variant, restart_h=float(at), refill=how == "refill")

@@ -260,7 +260,7 @@ class MemoryStore:
             for i, a in enumerate(self._attempts.values())
             if a.state == "settled" and a.created >= since and (until is None or a.created <= until)
         ]
-        picked.sort(key=lambda t: (t[0], t[1]), reverse=True)
+        picked.sort(key=lambda t: t[:2], reverse=True)
         out = [a for _, _, a in picked[:limit]]
         return [
             SettledAttempt(

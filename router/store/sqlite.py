@@ -409,8 +409,7 @@ class SQLiteStore:
         )
         args = (to_us(since), _MAX_US if until is None else to_us(until), limit)
         if self._reader is None:  # in memory: on the writer's connection, which must not hold a read open
-            rows = await self._all(sql, args)
-            return [settled_attempt(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+            return [_settled(r) for r in await self._all(sql, args)]
         # On a connection of its own: a statement left open across awaits holds its connection's snapshot, and
         # every other read on the shared reader would see the store as it was when this one began (a payment
         # committed meanwhile would read as missing).
@@ -419,7 +418,7 @@ class SQLiteStore:
         try:
             cursor = conn.execute(sql, args)
             while rows := cursor.fetchmany(_READ_CHUNK):
-                out.extend(settled_attempt(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows)
+                out.extend(_settled(r) for r in rows)
                 await asyncio.sleep(0)  # yielding between chunks of a long read, not waiting
         finally:
             conn.close()
@@ -686,6 +685,11 @@ class SQLiteStore:
     async def get_test_clock(self, clock_id: str) -> TestClock | None:
         row = await self._one("SELECT data FROM test_clocks WHERE id = ?", (clock_id,))
         return TestClock.model_validate_json(row[0]) if row else None
+
+
+def _settled(row: Any) -> SettledAttempt:
+    """A row of attempt_stats' query: five columns, then the JSON array SQLite extracted."""
+    return settled_attempt(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]))
 
 
 def _complete_row(scope: str, key: str, status: int, body: bytes) -> tuple[str, tuple[Any, ...]]:
