@@ -33,10 +33,10 @@ from adapters import registry
 from adapters.base import AuthorizationRequest, Cadence, CardInfo, ProcessorAdapter
 from benchmarks.sim.output import print_table, table, write_result
 from router import ManualClock, Router
-from router.cards import card_from_token
-from router.config import parse
+from router.config.schema import parse
 from router.ids import IdGenerator
-from router.rules import adapter_settings
+from router.routing.cards import card_from_token
+from router.routing.rules import adapter_settings
 
 SEED = 20261123
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)

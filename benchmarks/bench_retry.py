@@ -45,11 +45,11 @@ from pathlib import Path
 from typing import Any
 
 from adapters.base import Outcome, OutcomeKind
-from router.config import NetworkLimits, RetryPolicyConfig
-from router.models import AttemptRecord, CardSnapshot, Payment
+from router.config.schema import NetworkLimits, RetryPolicyConfig
+from router.model.records import AttemptRecord, CardSnapshot, Payment
+from router.model.states import Status
 from router.retry import RetryPlanner, SmartStrategy
-from router.states import Status
-from router.store.base import CardActivity
+from router.state.store.base import CardActivity
 
 H = timedelta(hours=1)
 D = timedelta(days=1)

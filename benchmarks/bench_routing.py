@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from router.config import parse
-from router.models import CardSnapshot, Payment
-from router.rules import Plan, RoutingTable, build_adapters
-from router.stats import Entry, InMemoryStatsStore
+from router.config.schema import parse
+from router.model.records import CardSnapshot, Payment
+from router.routing.rules import Plan, RoutingTable, build_adapters
+from router.routing.stats import Entry, InMemoryStatsStore
 
 RESULTS = Path(__file__).resolve().parent / "results" / "routing.json"
 CALLS = 10_000

@@ -311,7 +311,7 @@ def main() -> int:
         db = Path(tmp) / "soak.db"
         port = free_port()
         env = {**os.environ, "PAYROUTE_API_KEYS": KEY, "PAYROUTE_RATE_LIMIT": "off"}
-        cmd = [sys.executable, "-m", "router.cli", "serve", "--config", str(cfg), "--port", str(port)]
+        cmd = [sys.executable, "-m", "router.cli.main", "serve", "--config", str(cfg), "--port", str(port)]
         cmd += ["--store", f"sqlite:///{db}", "--no-watch"]
         log = open(Path(tmp) / "sidecar.log", "w")
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -5,9 +5,9 @@ async with await Router.open("config/routing.yaml", store="sqlite:///payroute.db
     payment = await router.create_payment({...})
 """
 
+from router.api import Router
 from router.clock import ManualClock, SystemClock
-from router.config import Config, ConfigError
+from router.config.schema import Config, ConfigError
 from router.errors import PayrouteError
-from router.service import Router
 
 __all__ = ["Config", "ConfigError", "ManualClock", "PayrouteError", "Router", "SystemClock"]

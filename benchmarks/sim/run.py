@@ -24,12 +24,12 @@ from adapters import registry
 from adapters.base import AdapterSettings, ProcessorAdapter
 from benchmarks.sim.world import START, Ledger, World, WorldAdapter, card_from_sim_token
 from router import ManualClock, Router
-from router.config import parse
+from router.config.schema import parse
 from router.ids import IdGenerator
-from router.models import Payment
-from router.rules import Plan, RoutingTable, build_adapters
-from router.stats import InMemoryStatsStore, StatsStore
-from router.store.memory import MemoryStore
+from router.model.records import Payment
+from router.routing.rules import Plan, RoutingTable, build_adapters
+from router.routing.stats import InMemoryStatsStore, StatsStore
+from router.state.store.memory import MemoryStore
 
 STRATEGIES = ("priority", "weighted", "success_rate", "oracle")
 WEIGHTS = (40, 30, 20, 10)  # weighted: in each route's static order

@@ -22,7 +22,8 @@ from urllib.parse import urlencode
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from router.config import ConfigError
+from router.api import Router
+from router.config.schema import ConfigError
 from router.errors import PayrouteError, invalid
 from router.http import logsafe, metrics, schemas
 from router.http.auth import ApiKeys, Caller
@@ -30,8 +31,7 @@ from router.http.endpoints import ENDPOINTS, Endpoint
 from router.http.openapi import build_openapi
 from router.http.pagination import PageTokens, bad_page
 from router.http.ratelimit import HANDLER_ARGS, RateLimited, RateLimiter, check_headers
-from router.service import Router
-from router.store.base import Cursor
+from router.state.store.base import Cursor
 
 log = logging.getLogger("payroute.http")
 

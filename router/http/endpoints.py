@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from router.http import schemas
-from router.models import OffSessionPaymentCreateParams
+from router.model.records import OffSessionPaymentCreateParams
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,16 +4,16 @@ The engine counts authorization attempts (`payroute_authorization_attempts_total
 their latency (`payroute_attempt_latency_seconds`), the breakers their state (`payroute_breaker_state`).
 The sidecar adds HTTP traffic, and at each scrape reads from the store what only the store knows (payments
 by status, the retry queue), so every replica reports the same truth. `payroute_config_version` belongs to
-`router.reload`; a scrape sets it too, so it is right even before the first reload.
+`router.routing.reload`; a scrape sets it too, so it is right even before the first reload.
 """
 
 from __future__ import annotations
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
 
-from router.breakers import BREAKER_STATE
-from router.reload import CONFIG_VERSION  # one gauge, set on every load and at each scrape
-from router.service import Router
+from router.api import Router
+from router.routing.breakers import BREAKER_STATE
+from router.routing.reload import CONFIG_VERSION  # one gauge, set on every load and at each scrape
 
 HTTP_REQUESTS = Counter(
     "payroute_http_requests_total", "HTTP requests by route and status", ["method", "route", "status"]

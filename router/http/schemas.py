@@ -1,6 +1,6 @@
 """The sidecar's shapes that the core does not already define: small request bodies and the response objects.
 
-The response models document what `router.models.render_*` produce; they are the source of `/openapi.json`,
+The response models document what `router.model.records.render_*` produce; they are the source of `/openapi.json`,
 and the tests validate real responses against that document, so a renderer that drifts from them fails a test.
 They forbid unknown keys on purpose: a field added to a renderer must be added here too.
 """
@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from router.errors import PayrouteError
-from router.models import Cadence, FailureReasonLiteral, RetryStrategyInForce, StatusLiteral, param_error
+from router.model.records import Cadence, FailureReasonLiteral, RetryStrategyInForce, StatusLiteral, param_error
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from router.api import Router
 from router.clock import SystemClock
 from router.http.app import Sidecar, create_app
 from router.http.auth import ApiKeys
 from router.http.pagination import PageTokens
 from router.http.ratelimit import RateLimit, RateLimiter
-from router.reload import ConfigWatcher, install_sighup
-from router.service import Router
+from router.routing.reload import ConfigWatcher, install_sighup
 
 log = logging.getLogger("payroute.http")
 

@@ -1,6 +1,6 @@
 """Retry decisions: after a failed authorization attempt, retry at T or stop, and why.
 
-This package decides; it never runs anything. The scheduler (`router.scheduler`) acts on its answer.
+This package decides; it never runs anything. The scheduler (`router.payments.scheduler`) acts on its answer.
 Strategies: `none`, `scheduled`, `heuristic` (`strategies.py`), `smart` (`smart.py`); `best_available`
 resolves to `smart` once it has enough data for the decline class, else `heuristic`. The guards every
 strategy obeys live in `planner.py`, the network caps in `caps.py`.

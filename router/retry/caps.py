@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from router.config import NetworkLimits
-from router.store.base import CardActivity
+from router.config.schema import NetworkLimits
+from router.state.store.base import CardActivity
 
 DAY = timedelta(days=1)
 _MAX_STEPS = 200

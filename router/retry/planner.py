@@ -1,7 +1,7 @@
 """The retry planner: the guards every strategy obeys, around the strategy the policy puts in force.
 
 After a failed attempt, `decide` answers "retry at T, or stop and why":
-1. the outcome is classified through the decline table (`router.declines`): a hard decline, a data error
+1. the outcome is classified through the decline table (`router.retry.declines`): a hard decline, a data error
    or `authentication_required` is never retried (`rejected_by_partner`);
 2. strategy `none` stops after one attempt;
 3. `max_attempts` reached ends in `retries_exhausted`;
@@ -21,13 +21,13 @@ from datetime import datetime
 from typing import Protocol
 
 from adapters.base import Outcome
-from router.config import NetworkLimits, RetryPolicyConfig
-from router.declines import Decline, DeclineClass, classify
-from router.models import Payment
+from router.config.schema import NetworkLimits, RetryPolicyConfig
+from router.model.records import Payment
 from router.retry import caps
+from router.retry.declines import Decline, DeclineClass, classify
 from router.retry.smart import LearnedAttempt, SmartStrategy
 from router.retry.strategies import Heuristic, NoRetry, RetryContext, Scheduled, Strategy
-from router.store.base import CardActivity
+from router.state.store.base import CardActivity
 
 
 class RetryHistory(Protocol):

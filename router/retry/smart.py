@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from adapters.base import Outcome, OutcomeKind
-from router.declines import DeclineClass, classify
+from router.retry.declines import DeclineClass, classify
 from router.retry.strategies import RetryContext
 
 H = timedelta(hours=1)

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from router.config import RetryPolicyConfig
-from router.declines import Decline, DeclineClass
-from router.models import Payment
+from router.config.schema import RetryPolicyConfig
+from router.model.records import Payment
+from router.retry.declines import Decline, DeclineClass
 
 H = timedelta(hours=1)
 D = timedelta(days=1)

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from router import ManualClock, PayrouteError
-from router.store.base import IdempotencyEntry, to_us
+from router.state.store.base import IdempotencyEntry, to_us
 from tests.conftest import RouterFactory
 from tests.core.test_engine import body, sim
 from tests.core.test_reconcile import HANGING

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 
 from router import ManualClock, Router
-from router.config import parse
+from router.config.schema import parse
 from router.errors import ConcurrentUpdate
 from router.ids import IdGenerator
-from router.store import open_store
-from router.store.memory import MemoryStore
+from router.state.store import open_store
+from router.state.store.memory import MemoryStore
 from tests.conftest import START
 from tests.core.configs import FIRST_DOWN
 

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from router import ManualClock, PayrouteError, Router
-from router.store.base import IdempotencyEntry, to_us
+from router.state.store.base import IdempotencyEntry, to_us
 from tests.conftest import RouterFactory
 from tests.core.configs import THREE_SIMULATORS
 from tests.core.test_engine import body, sim

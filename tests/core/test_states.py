@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from router.errors import IllegalTransition
-from router.states import FailureReason, Status, transition
+from router.model.states import FailureReason, Status, transition
 
 # Written from the DESIGN.md diagram, not copied from router.states, so a drift in either shows up.
 LEGAL = {

@@ -17,9 +17,9 @@ import pytest
 
 from router import Router
 from router.clock import ManualClock
-from router.config import Config, parse
+from router.config.schema import Config, parse
 from router.errors import StoreUnavailable
-from router.store.postgres import create_database, drop_database
+from router.state.store.postgres import create_database, drop_database
 from tests.events.eventkit import CONFIG, ONLY_SUCCEEDED_SECRET, SECRET, OpenRouter, Receiver
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from router import Router
-from router import events as ev
+from router.model import events as ev
 from tests.events.eventkit import params
 
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from router import Router
-from router import events as ev
 from router.clock import ManualClock, parse_rfc3339
 from router.errors import ConcurrentUpdate, PayrouteError
-from router.states import Status
+from router.model import events as ev
+from router.model.states import Status
 from tests.events.eventkit import params
 
 P = "v2.payments.off_session_payment."

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from router import events as ev
 from router.errors import ConcurrentUpdate
 from router.ids import IdGenerator
-from router.models import Event, Payment, PaymentRecordState
-from router.states import Status
-from router.store import Store, open_store
-from router.store.base import WebhookAttempt, WebhookDelivery
+from router.model import events as ev
+from router.model.records import Event, Payment, PaymentRecordState
+from router.model.states import Status
+from router.state.store import Store, open_store
+from router.state.store.base import WebhookAttempt, WebhookDelivery
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 URL = "https://merchant.example/hooks"

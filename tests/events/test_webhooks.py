@@ -15,9 +15,9 @@ from pydantic import SecretStr
 from stripe.events import V2PaymentsOffSessionPaymentSucceededEventNotification
 
 from router import Router
-from router import events as ev
 from router.clock import ManualClock
-from router.webhooks import DeliveryPolicy, WebhookWorker, sign
+from router.model import events as ev
+from router.state.outbox.webhooks import DeliveryPolicy, WebhookWorker, sign
 from tests.events.eventkit import ONLY_SUCCEEDED_SECRET, SECRET, OpenRouter, Receiver, params
 
 P = "v2.payments.off_session_payment."

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from router import ManualClock, Router
-from router.engine import LEASE_MARGIN, UNRESOLVED_GRACE
-from router.models import AttemptRecord, Payment
-from router.states import TERMINAL, Status
+from router.model.records import AttemptRecord, Payment
+from router.model.states import TERMINAL, Status
+from router.payments.engine import LEASE_MARGIN, UNRESOLVED_GRACE
 from tests.adapters.conftest import ADYEN_KEY, ADYEN_MERCHANT, STRIPE_KEY
 from tests.backends import pg_database, pg_schema_url
 from tests.fakes.adyen import FakeAdyen

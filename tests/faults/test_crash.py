@@ -19,8 +19,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from router.states import Status
-from router.store import open_store
+from router.model.states import Status
+from router.state.store import open_store
 from tests.adapters.conftest import STRIPE_KEY
 from tests.backends import ROOT
 from tests.fakes.stripe import FakeStripe
@@ -60,7 +60,7 @@ class Sidecar:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "router.cli",
+            "router.cli.main",
             "serve",
             "--config",
             str(self.config),

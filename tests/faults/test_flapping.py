@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from router import ManualClock
-from router.breakers import CLOSED, HALF_OPEN, OPEN
+from router.routing.breakers import CLOSED, HALF_OPEN, OPEN
 from tests.faults.conftest import (
     CREATE_PATHS,
     FAIL_MAX,

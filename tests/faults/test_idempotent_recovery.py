@@ -13,10 +13,10 @@ from datetime import timedelta
 import pytest
 
 from router import ManualClock
-from router.engine import LEASE_MARGIN
+from router.api import ABANDONED_RESERVATION, CREATE_ROUTE
 from router.errors import PayrouteError
-from router.service import ABANDONED_RESERVATION, CREATE_ROUTE
-from router.store.base import IdempotencyEntry, to_us
+from router.payments.engine import LEASE_MARGIN
+from router.state.store.base import IdempotencyEntry, to_us
 from tests.faults.conftest import PAYMENT, Books, Fakes, Opener, all_payments
 
 

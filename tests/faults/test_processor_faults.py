@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from router import ManualClock
-from router.breakers import CLOSED, HALF_OPEN, OPEN
+from router.routing.breakers import CLOSED, HALF_OPEN, OPEN
 from tests.faults.conftest import (
     CREATE_PATHS,
     FAIL_MAX,

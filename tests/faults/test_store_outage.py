@@ -14,8 +14,8 @@ import asyncpg
 import pytest
 
 from router import ManualClock
-from router.engine import LEASE_MARGIN
-from router.store.postgres import _admin_dsn, create_database, drop_database
+from router.payments.engine import LEASE_MARGIN
+from router.state.store.postgres import _admin_dsn, create_database, drop_database
 from tests.backends import PG_SERVER, start_services
 from tests.faults.conftest import PAYMENT, Books, Fakes, Opener, deadline_s, settle_everything, timed_create
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router.config import Config, ConfigError, parse
-from router.rules import build_adapters
+from router.config.schema import Config, ConfigError, parse
+from router.routing.rules import build_adapters
 
 EXAMPLE = (Path(__file__).resolve().parents[2] / "config" / "routing.yaml").read_text()
 LINES = EXAMPLE.splitlines()

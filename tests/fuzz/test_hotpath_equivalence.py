@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from adapters import scrub as scrub_mod
-from router import clock, ids, models
+from router import clock, ids
 from router.http import metrics
+from router.model import records as models
 
 PROPS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -361,7 +362,7 @@ TOKENS = st.sampled_from(["pm_card_visa", "pm_card_de", "pm_card_mastercard_debi
 @PROPS
 @given(TOKENS)
 def test_card_from_token_answers_from_its_cache_as_it_computes(token: str) -> None:
-    from router.cards import card_from_token
+    from router.routing.cards import card_from_token
 
     assert card_from_token(token) == card_from_token.__wrapped__(token)
     assert card_from_token(token) == card_from_token.__wrapped__(token)  # the second answer is the cached one

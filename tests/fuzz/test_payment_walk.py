@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from adapters.simulator import SimulatorAdapter
 from router import ManualClock, PayrouteError, Router
-from router.states import TERMINAL, Status
+from router.model.states import TERMINAL, Status
 
 CONFIG = """
 version: 1

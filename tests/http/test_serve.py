@@ -51,7 +51,7 @@ def _start(config: Path, db: Path, env: dict[str, str] | None = None, args: tupl
         [
             sys.executable,
             "-m",
-            "router.cli",
+            "router.cli.main",
             "serve",
             "--config",
             str(config),
@@ -154,7 +154,7 @@ def test_sigterm_drains_the_in_flight_payment_and_exits_zero(served: Served, tmp
 def test_serve_without_api_keys_exits_2_and_says_why(slow_config: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PAYROUTE_API_KEYS"}
     done = subprocess.run(
-        [sys.executable, "-m", "router.cli", "serve", "--config", str(slow_config), "--port", "0"],
+        [sys.executable, "-m", "router.cli.main", "serve", "--config", str(slow_config), "--port", "0"],
         capture_output=True,
         text=True,
         env=env,
@@ -172,7 +172,7 @@ def test_serve_with_a_bad_config_exits_1_naming_the_file(tmp_path: Path) -> None
         [
             sys.executable,
             "-m",
-            "router.cli",
+            "router.cli.main",
             "serve",
             "--config",
             str(bad),

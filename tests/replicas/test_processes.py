@@ -14,7 +14,7 @@ from typing import Any
 
 from adapters import registry
 from router import ManualClock, Router
-from router.store.postgres import PostgresStore
+from router.state.store.postgres import PostgresStore
 from tests.replicas.conftest import STUCK_S, Replica, config_file
 from tests.replicas.fakeproc import HANG, LOST_ONCE, FakeProcessor, FakeProcessorAdapter, config_yaml
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from router import ManualClock
-from router.redis_stats import RedisStatsStore
-from router.shared import SharedState
-from router.stats import NOTHING_KNOWN, Entry, InMemoryStatsStore, StatsStore, WindowCounts
+from router.routing.stats import NOTHING_KNOWN, Entry, InMemoryStatsStore, StatsStore, WindowCounts
+from router.state.redis_shared import SharedState
+from router.state.redis_stats import RedisStatsStore
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 

@@ -17,8 +17,8 @@ from redis.exceptions import RedisError
 from adapters.base import OutcomeKind
 from adapters.simulator import SimulatorAdapter
 from router import ManualClock, Router
-from router.breakers import CLOSED, HALF_OPEN, OPEN, Breaker, BreakerBoard
-from router.shared import SharedState
+from router.routing.breakers import CLOSED, HALF_OPEN, OPEN, Breaker, BreakerBoard
+from router.state.redis_shared import SharedState
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 

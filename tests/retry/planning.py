@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.base import Outcome, OutcomeKind
-from router.models import AttemptRecord, CardSnapshot, Payment
-from router.store.base import CardActivity
+from router.model.records import AttemptRecord, CardSnapshot, Payment
+from router.state.store.base import CardActivity
 
 T0 = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)  # a Tuesday, the 3rd: the next likely payday is the 15th
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from router.config import NetworkLimits, RetryPolicyConfig
+from router.config.schema import NetworkLimits, RetryPolicyConfig
 from router.retry import RetryPlanner, SmartStrategy
 from router.retry.caps import next_allowed
-from router.store.base import CardActivity
+from router.state.store.base import CardActivity
 from tests.retry.planning import APPROVED, GENERIC, T0, TECHNICAL, MemoryHistory, payment
 
 H = timedelta(hours=1)

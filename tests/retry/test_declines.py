@@ -8,7 +8,7 @@ import pytest
 
 from adapters.base import Outcome, OutcomeKind
 from adapters.simulator import DECLINES
-from router.declines import RULES, DeclineClass, classify, rule
+from router.retry.declines import RULES, DeclineClass, classify, rule
 
 
 @pytest.mark.parametrize("iso", ["41", "43", "04", "07", "14", "46", "57", "12", "R0", "R1", "R3"])

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from router import ManualClock, Router
-from router.scheduler import RetryScheduler
+from router.payments.scheduler import RetryScheduler
 from tests.conftest import START
 from tests.retry.conftest import CALLS, calls_for, config, script, soft
 

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from router.config import RetryPolicyConfig
-from router.declines import DeclineClass
+from router.config.schema import RetryPolicyConfig
 from router.retry import RetryPlanner, SmartStrategy
 from router.retry import smart as smart_module
+from router.retry.declines import DeclineClass
 from tests.loopturns import turns_beside
 from tests.retry.planning import APPROVED, FUNDS, GENERIC, T0, TECHNICAL, MemoryHistory, payment, with_mac
 

@@ -20,12 +20,12 @@ from adapters.base import (
     OutcomeKind,
 )
 from router import ManualClock, Router
-from router.config import parse
+from router.config.schema import parse
 from router.ids import IdGenerator
-from router.models import CardSnapshot, Payment
-from router.reload import build_table
-from router.rules import RoutingTable, build_adapters
-from router.store import open_store
+from router.model.records import CardSnapshot, Payment
+from router.routing.reload import build_table
+from router.routing.rules import RoutingTable, build_adapters
+from router.state.store import open_store
 from tests.conftest import START
 
 

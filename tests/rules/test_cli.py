@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from router.cli import main
+from router.cli.main import main
 
 GOOD = """version: 1
 processors:
@@ -206,7 +206,7 @@ def test_explain_refuses_a_bad_payment_or_config(tmp_path: Path, capsys: Capture
 def test_payroute_console_script_runs_check(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
     done = subprocess.run(
-        [sys.executable, "-m", "router.cli", "check", path], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "router.cli.main", "check", path], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
     assert f"{path}: OK" in done.stdout

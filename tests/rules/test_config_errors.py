@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from router.config import ConfigError, parse
-from router.rules import build_adapters
+from router.config.schema import ConfigError, parse
+from router.routing.rules import build_adapters
 
 HEAD = """version: 1
 processors:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from router.explain import explain_live
+from router.routing.explain import explain_live
 from tests.rules.conftest import SeededRouterFactory
 
 CONFIG = """

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from router.config import ConfigError
-from router.models import Payment
+from router.config.schema import ConfigError
+from router.model.records import Payment
 from tests.rules.conftest import SIMS, payment, routes, table
 
 

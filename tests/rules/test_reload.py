@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from router import ConfigError, Router
-from router.reload import ConfigWatcher, WatchResult, install_sighup
+from router.routing.reload import ConfigWatcher, WatchResult, install_sighup
 from tests.conftest import RouterFactory
 from tests.rules.conftest import GateAdapter, payment
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from router import ManualClock, Router
-from router.stats import DEFAULT_MAX_AGE, InMemoryStatsStore
+from router.routing.stats import DEFAULT_MAX_AGE, InMemoryStatsStore
 from tests.conftest import RouterFactory
 from tests.rules.test_strategies import SUCCESS_RATE, body
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from router import ManualClock
-from router.config import ProcessorConfig
-from router.stats import DEFAULT_HEALTH_WINDOW, Entry, InMemoryStatsStore, WindowCounts
-from router.strategies import LeastCost, SuccessRate, Weighted
+from router.config.schema import ProcessorConfig
+from router.routing.stats import DEFAULT_HEALTH_WINDOW, Entry, InMemoryStatsStore, WindowCounts
+from router.routing.strategies import LeastCost, SuccessRate, Weighted
 from tests.conftest import START, RouterFactory
 from tests.rules.conftest import SeededRouterFactory, payment, routes, table
 

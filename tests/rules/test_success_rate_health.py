@@ -13,9 +13,9 @@ import pytest
 
 from adapters.base import OutcomeKind
 from router import ManualClock, Router
-from router.config import ConfigError, ProcessorConfig, parse
-from router.stats import Entry, InMemoryStatsStore, WindowCounts, window_entry
-from router.strategies import SuccessRate
+from router.config.schema import ConfigError, ProcessorConfig, parse
+from router.routing.stats import Entry, InMemoryStatsStore, WindowCounts, window_entry
+from router.routing.strategies import SuccessRate
 from tests.rules.conftest import SeededRouterFactory, payment, routes
 
 # -- the windows -----------------------------------------------------------------------------------------------

@@ -118,7 +118,7 @@ def test_the_default_is_on() -> None:
 
 def test_serve_refuses_a_bad_rate_limit_before_starting(tmp_path: Path) -> None:
     env = {**os.environ, "PAYROUTE_API_KEYS": TEST_KEY, "PAYROUTE_RATE_LIMIT": "lots"}
-    cmd = [sys.executable, "-m", "router.cli", "serve", "--config", str(tmp_path / "none.yaml"), "--port", "0"]
+    cmd = [sys.executable, "-m", "router.cli.main", "serve", "--config", str(tmp_path / "none.yaml"), "--port", "0"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert "PAYROUTE_RATE_LIMIT" in done.stderr and "Traceback" not in done.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from router.store import Store, open_store
+from router.state.store import Store, open_store
 from tests.backends import pg_database, pg_schema_url
 
 __all__ = ["pg_database", "pg_schema_url", "store"]

@@ -1,4 +1,4 @@
-"""Group commit (router.store.groupcommit): writes share transactions, and fail or succeed one by one."""
+"""Group commit (router.state.store.groupcommit): writes share transactions, and fail or succeed one by one."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from router.errors import ConcurrentUpdate
-from router.store.groupcommit import GroupCommitWriter
-from router.store.sqlite import SQLiteStore
+from router.state.store.groupcommit import GroupCommitWriter
+from router.state.store.sqlite import SQLiteStore
 from tests.store.test_store import attempt, payment
 
 

@@ -9,8 +9,8 @@ import asyncio
 
 import asyncpg
 
-from router import events as ev
-from router.store.postgres import _CREATE_PAYMENT, PostgresStore, split_url
+from router.model import events as ev
+from router.state.store.postgres import _CREATE_PAYMENT, PostgresStore, split_url
 from tests.store.test_store import T0, created, ids, payment
 
 STUCK_S = 30  # a safety net, never what is asserted

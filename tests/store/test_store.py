@@ -7,16 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from router import events as ev
 from router.errors import ConcurrentUpdate
 from router.ids import IdGenerator
-from router.models import AttemptRecord, CardSnapshot, Payment, PaymentRecordState
-from router.models import TestClock as SandboxClock
-from router.states import Status
-from router.store import Store, open_store
-from router.store import sqlite as sqlite_module
-from router.store.base import Cursor, IdempotencyDone, IdempotencyEntry, WebhookAttempt, WebhookDelivery, to_us
-from router.store.sqlite import SQLiteStore
+from router.model import events as ev
+from router.model.records import AttemptRecord, CardSnapshot, Payment, PaymentRecordState
+from router.model.records import TestClock as SandboxClock
+from router.model.states import Status
+from router.state.store import Store, open_store
+from router.state.store import sqlite as sqlite_module
+from router.state.store.base import Cursor, IdempotencyDone, IdempotencyEntry, WebhookAttempt, WebhookDelivery, to_us
+from router.state.store.sqlite import SQLiteStore
 from tests.loopturns import turns_beside
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -694,8 +694,8 @@ async def test_webhook_failures_build_a_streak_that_re_enabling_clears(store: St
 
 
 def test_the_store_is_chosen_by_url() -> None:
-    from router.store.postgres import PostgresStore
-    from router.store.sqlite import SQLiteStore
+    from router.state.store.postgres import PostgresStore
+    from router.state.store.sqlite import SQLiteStore
 
     assert isinstance(open_store("sqlite:///payroute.db"), SQLiteStore)
     pg = open_store("postgresql://postgres@127.0.0.1:5432/test?schema=tenant_a&sslmode=disable")

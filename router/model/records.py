@@ -28,8 +28,8 @@ from pydantic import (
 from adapters.scrub import card_numbers, has_secret_key
 from router.clock import rfc3339
 from router.errors import PayrouteError
+from router.model.states import Status
 from router.money import MAX_AMOUNT, exponent
-from router.states import Status
 
 Cadence = Literal["recurring", "unscheduled"]
 StatusLiteral = Literal[

@@ -64,7 +64,7 @@ class ClockedStorage(pybreaker.CircuitMemoryStorage):  # type: ignore[misc]
 
 @runtime_checkable
 class SharedStorage(Protocol):
-    """Breaker storage that other replicas also write (`router.shared.RedisBreakerStorage`, issue 7)."""
+    """Breaker storage that other replicas also write (`router.state.redis_shared.RedisBreakerStorage`, issue 7)."""
 
     async def pull(self) -> bool:
         """Take in the shared state; False when it cannot be reached (local state stays in force)."""

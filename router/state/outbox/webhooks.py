@@ -40,10 +40,10 @@ from prometheus_client import Counter
 from pydantic import SecretStr
 
 from router.clock import Clock
-from router.config import WebhookConfig
-from router.events import ALL_TYPES, matches, matches_any
-from router.models import Event, render_event
-from router.store.base import Store, WebhookAttempt, WebhookDelivery, WebhookEndpointState
+from router.config.schema import WebhookConfig
+from router.model.events import ALL_TYPES, matches, matches_any
+from router.model.records import Event, render_event
+from router.state.store.base import Store, WebhookAttempt, WebhookDelivery, WebhookEndpointState
 
 log = logging.getLogger("payroute.webhooks")
 

@@ -31,18 +31,18 @@ from adapters.base import (
     OutcomeKind,
     ProcessorAdapter,
 )
-from router import events as ev
-from router.breakers import BreakerBoard
 from router.clock import Clock
-from router.declines import classify
 from router.errors import ConcurrentUpdate, NotCreated
 from router.ids import IdGenerator
-from router.models import AttemptRecord, CardSnapshot, Event, Payment, PaymentRecordState
+from router.model import events as ev
+from router.model.records import AttemptRecord, CardSnapshot, Event, Payment, PaymentRecordState
+from router.model.states import Status, transition
 from router.retry import RetryDecision, RetryPlanner
-from router.rules import Candidate, Plan, RoutingTable
-from router.states import Status, transition
-from router.stats import InMemoryStatsStore, StatsStore, window_entry
-from router.store.base import IdempotencyDone, Store
+from router.retry.declines import classify
+from router.routing.breakers import BreakerBoard
+from router.routing.rules import Candidate, Plan, RoutingTable
+from router.routing.stats import InMemoryStatsStore, StatsStore, window_entry
+from router.state.store.base import IdempotencyDone, Store
 
 # What a caller answering an idempotent request wants stored with the payment's final write: the response for
 # the settled payment (and its latest attempt), computed before that write so both land in one transaction.

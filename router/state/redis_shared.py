@@ -1,5 +1,5 @@
 """State that every replica shares through Redis: circuit breakers (here) and success-rate windows
-(`router.redis_stats`).
+(`router.state.redis_stats`).
 
 Redis is a help, never a dependency: when it cannot be reached, each replica goes on with its own local state,
 says so (`SharedState.healthy`, the `payroute_shared_state_up` gauge, `Router.shared_state_ok`), and tries
@@ -34,9 +34,9 @@ from prometheus_client import Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from router.breakers import ClockedStorage
 from router.clock import Clock
-from router.store.base import from_us, to_us
+from router.routing.breakers import ClockedStorage
+from router.state.store.base import from_us, to_us
 
 log = logging.getLogger("payroute.shared")
 

@@ -1,4 +1,4 @@
-"""Success-rate windows in Redis, shared by every replica, with the semantics of `router.stats`.
+"""Success-rate windows in Redis, shared by every replica, with the semantics of `router.routing.stats`.
 
 Per (route, processor) one approval list of `<unix_ms>:<0|1>` entries (1 approved, 0 soft-declined), newest
 first, and per processor one health list of the same shape (1 a technical failure, 0 an answer): a record is
@@ -8,8 +8,8 @@ a route's processors, both kinds, in one round trip and counts the entries newer
 `now - health_window`). Times are the router's clock, as in the in-memory windows.
 
 Every outcome is also kept in this replica's own in-memory windows. While Redis cannot be reached (see
-`router.shared.SharedState`), reads answer from those: the replica routes on what it saw itself instead of on
-nothing, and says so through the shared-state health flag and gauge.
+`router.state.redis_shared.SharedState`), reads answer from those: the replica routes on what it saw itself
+instead of on nothing, and says so through the shared-state health flag and gauge.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from router.config import MAX_HEALTH_WINDOW
-from router.shared import SharedState, SharedStateUnavailable
-from router.stats import (
+from router.config.schema import MAX_HEALTH_WINDOW
+from router.routing.stats import (
     DEFAULT_HEALTH_WINDOW,
     DEFAULT_MAX_AGE,
     DEFAULT_SIZE,
@@ -32,6 +31,7 @@ from router.stats import (
     InMemoryStatsStore,
     WindowCounts,
 )
+from router.state.redis_shared import SharedState, SharedStateUnavailable
 
 
 def _ms(at: datetime) -> int:

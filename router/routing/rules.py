@@ -19,10 +19,10 @@ from datetime import datetime
 
 from adapters import registry
 from adapters.base import AdapterError, AdapterSettings, ProcessorAdapter
-from router.config import Config, ConfigError, ConfigIssue, ProcessorConfig, RouteConfig, RouteMatch
-from router.models import Payment
-from router.stats import StatsStore, WindowCounts
-from router.strategies import Strategy, for_route
+from router.config.schema import Config, ConfigError, ConfigIssue, ProcessorConfig, RouteConfig, RouteMatch
+from router.model.records import Payment
+from router.routing.stats import StatsStore, WindowCounts
+from router.routing.strategies import Strategy, for_route
 
 log = logging.getLogger("payroute.rules")
 

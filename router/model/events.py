@@ -2,7 +2,8 @@
 
 Who emits what (DESIGN.md section 3): creating a payment emits `created`; every status change after that emits
 exactly one event, named by `type_for(source, target)`. The outbox is the store's `events` table: the webhook
-worker (`router.webhooks`) delivers from it, in-process subscribers (`router.subscribers`) hear of it after commit.
+worker (`router.state.outbox.webhooks`) delivers from it, in-process subscribers
+(`router.state.outbox.subscribers`) hear of it after commit.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from router.ids import IdGenerator
-from router.models import Event, Payment, render_payment
-from router.states import Status
+from router.model.records import Event, Payment, render_payment
+from router.model.states import Status
 
 PREFIX = "v2.payments.off_session_payment."
 

@@ -26,8 +26,8 @@ from typing import Protocol
 
 from prometheus_client import Counter, Gauge
 
-from router.config import ConfigError, ConfigIssue, parse
-from router.rules import RoutingTable, build_adapters
+from router.config.schema import ConfigError, ConfigIssue, parse
+from router.routing.rules import RoutingTable, build_adapters
 
 log = logging.getLogger("payroute.config")
 

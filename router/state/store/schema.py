@@ -7,7 +7,7 @@ from importlib import resources
 
 def migrations(backend: str) -> list[tuple[int, str, str]]:
     """(number, name, sql) for every `NNNN_name.sql` file of a backend, in order."""
-    folder = resources.files("router.store") / "migrations" / backend
+    folder = resources.files("router.state.store") / "migrations" / backend
     found = []
     for entry in folder.iterdir():
         name = entry.name

@@ -1,6 +1,6 @@
 """The shared store: PostgreSQL through an asyncpg pool, for many replicas on one database.
 
-Same interface and semantics as the SQLite store (`router.store.base.Store`); what changes is how
+Same interface and semantics as the SQLite store (`router.state.store.base.Store`); what changes is how
 concurrency is kept safe when several processes write at once:
 
 - a payment is updated by compare-and-set on `version` (`UPDATE … WHERE id = $ AND version = $`), so of two
@@ -33,8 +33,8 @@ from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 import asyncpg
 
 from router.errors import ConcurrentUpdate, StoreUnavailable
-from router.models import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
-from router.store.base import (
+from router.model.records import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
+from router.state.store.base import (
     CardActivity,
     Cursor,
     EventListener,
@@ -50,7 +50,7 @@ from router.store.base import (
     settled_attempt,
     to_us,
 )
-from router.store.schema import migrations
+from router.state.store.schema import migrations
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # Errors that mean "the database cannot be reached", as opposed to a bug in a statement.

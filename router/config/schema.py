@@ -1,7 +1,7 @@
 """The YAML configuration: schema, `${ENV}` references, and errors that name file, line, column and reason.
 
 A file is validated as a whole; nothing of a bad file is ever applied. Loading returns a `Config`, a frozen
-pydantic model; `router.rules` compiles it into a routing table.
+pydantic model; `router.routing.rules` compiles it into a routing table.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from router.money import is_currency
-from router.stats import DEFAULT_HEALTH_WINDOW
+from router.routing.stats import DEFAULT_HEALTH_WINDOW
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
@@ -331,7 +331,7 @@ MAX_HEALTH_WINDOW = timedelta(minutes=10)
 
 
 class SuccessRateConfig(_Strict):
-    """How routes with `strategy: success_rate` treat a processor that stops answering (`router.strategies`).
+    """How routes with `strategy: success_rate` treat a processor that stops answering (`router.routing.strategies`).
 
     A processor whose latest `demote_after_errors` calls, on any route and within the last `health_window`, all
     failed technically (processor errors, timeouts) is put behind the healthy processors until an answer breaks
@@ -350,7 +350,8 @@ class SuccessRateConfig(_Strict):
 
 
 class RetentionConfig(_Strict):
-    """How long finished bookkeeping is kept before the scheduler's housekeeping deletes it (`router.retention`).
+    """How long finished bookkeeping is kept before the scheduler's housekeeping deletes it
+    (`router.state.outbox.retention`).
 
     `null` keeps that kind forever. Payments, payment records and attempt records are never purged: they are the
     merchant's records, not bookkeeping."""

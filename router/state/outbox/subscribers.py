@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from typing import Any
 
-from router.events import matches
-from router.models import Event, render_event
+from router.model.events import matches
+from router.model.records import Event, render_event
 
 log = logging.getLogger("payroute.subscribers")
 

@@ -8,7 +8,7 @@ down the list, whatever the strategy.
   bytes per processor, and the order is by u ** (1 / weight), largest first; P(first = i) = w_i / sum(w).
   A weight of 0 means "failover only": such processors come last, in listed order.
 - `success_rate`: Thompson sampling over each processor's recent approval window on this route (see
-  `router.stats`): draw from Beta(1 + approved, 1 + soft-declined) per processor and order by the draws,
+  `router.routing.stats`): draw from Beta(1 + approved, 1 + soft-declined) per processor and order by the draws,
   largest first. A processor with little recent data has a wide posterior, so it is tried now and then; one
   whose declines have aged out of the window is back at the uniform prior and is explored again.
   Technical failures are not declines: they go to the processor's health window instead, and a processor
@@ -30,9 +30,9 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Protocol, TypeVar
 
-from router.config import ProcessorConfig, RouteConfig, SuccessRateConfig
+from router.config.schema import ProcessorConfig, RouteConfig, SuccessRateConfig
 from router.money import exponent, format_amount
-from router.stats import NOTHING_KNOWN, WindowCounts
+from router.routing.stats import NOTHING_KNOWN, WindowCounts
 
 DEFAULT_DEMOTE_AFTER = SuccessRateConfig().demote_after_errors
 _MASK64 = (1 << 64) - 1

@@ -1,6 +1,6 @@
 """The embedded store: one SQLite file in WAL mode.
 
-Writes go through one connection on a thread of its own with group commit (router.store.groupcommit): all the
+Writes go through one connection on a thread of its own with group commit (router.state.store.groupcommit): all the
 writes that arrive while one commit is on its way to disk share the next transaction, each in a savepoint of its
 own, and none is reported done before its COMMIT returns. Reads use a second connection on the event loop's
 thread: WAL lets it read the last committed state while the writer writes, and a primary-key lookup is a few
@@ -23,8 +23,8 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, urlparse
 
 from router.errors import ConcurrentUpdate, StoreUnavailable
-from router.models import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
-from router.store.base import (
+from router.model.records import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
+from router.state.store.base import (
     CardActivity,
     Cursor,
     EventListener,
@@ -40,8 +40,8 @@ from router.store.base import (
     settled_attempt,
     to_us,
 )
-from router.store.groupcommit import GroupCommitWriter
-from router.store.schema import migrations
+from router.state.store.groupcommit import GroupCommitWriter
+from router.state.store.schema import migrations
 
 log = logging.getLogger("payroute.store")
 

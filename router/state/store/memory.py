@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Literal
 
 from router.errors import ConcurrentUpdate, StoreUnavailable
-from router.models import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
-from router.store.base import (
+from router.model.records import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
+from router.state.store.base import (
     CardActivity,
     Cursor,
     EventListener,

@@ -14,8 +14,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from router import checkcmd, explain
-from router.config import ConfigError
+from router.cli import check as checkcmd
+from router.config.schema import ConfigError
+from router.routing import explain
 
 Command = Callable[[argparse.Namespace], int]
 

@@ -2,7 +2,7 @@
 
 The retry scheduler's pass (`Router.run_due`) calls `Housekeeper.run()`; it does real work at most once per
 `retention.interval` of the router's clock, so tests drive it with a ManualClock. What it deletes, each older
-than its configured retention (`router.config.RetentionConfig`):
+than its configured retention (`router.config.schema.RetentionConfig`):
 
 - idempotency keys that are `done` (24 h): an `in_progress` key is never touched, because the request holding it,
   or the recovery of a create whose process died (`Router._recover_create`), still needs it. A key reused after
@@ -32,8 +32,8 @@ from functools import partial
 from prometheus_client import Counter
 
 from router.clock import Clock
-from router.config import RetentionConfig
-from router.store.base import Store
+from router.config.schema import RetentionConfig
+from router.state.store.base import Store
 
 log = logging.getLogger("payroute.retention")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from router.models import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
+from router.model.records import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
 
 
 def to_us(at: datetime) -> int:

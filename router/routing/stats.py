@@ -14,7 +14,7 @@ Two windows, which every backend keeps the same way (in memory here; Redis for m
   technically; a read counts those of the last `health_window` (the config's `success_rate.health_window`,
   default 60 s; a read drops older ones, so one store is read with one window) and the run of technical
   failures they end with. `success_rate` puts a processor whose latest
-  calls all failed technically behind the healthy ones (see `router.strategies`): one route's failures warn
+  calls all failed technically behind the healthy ones (see `router.routing.strategies`): one route's failures warn
   every route at once.
 - Candidates skipped before a call (open breaker, currency) are in neither window.
 - Time is the router's clock, passed in by the caller: tests move it by hand.

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from router.store.base import Cursor, IdempotencyEntry, Page, Store
+from router.state.store.base import Cursor, IdempotencyEntry, Page, Store
 
 
 def open_store(url: str) -> Store:
     """`sqlite:///path.db`, `sqlite:///:memory:`, `memory://` (a dict store that dies with the process: for
     benchmarks and simulations), or `postgresql://…` (not opened yet: call `await store.open()`)."""
     if url.startswith("memory:"):
-        from router.store.memory import MemoryStore
+        from router.state.store.memory import MemoryStore
 
         return MemoryStore(url)
     if url.startswith("sqlite:"):
-        from router.store.sqlite import SQLiteStore
+        from router.state.store.sqlite import SQLiteStore
 
         return SQLiteStore(url)
     if url.startswith(("postgresql:", "postgres:")):
         try:
-            from router.store.postgres import PostgresStore
+            from router.state.store.postgres import PostgresStore
         except ImportError as exc:  # pragma: no cover - asyncpg missing from the install
             raise ValueError("the PostgreSQL store is not available in this build") from exc
         store: Store = PostgresStore(url)

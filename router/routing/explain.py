@@ -20,18 +20,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from router.breakers import CLOSED, HALF_OPEN, OPEN, BreakerBoard
-from router.cards import card_from_token
-from router.checkcmd import close_adapters
+from router.cli.check import close_adapters
 from router.clock import Clock
-from router.config import ConfigError
+from router.config.schema import ConfigError
 from router.errors import PayrouteError
-from router.models import CardSnapshot, Payment, parse_create_params
+from router.model.records import CardSnapshot, Payment, parse_create_params
 from router.money import format_amount
-from router.reload import build_table
-from router.rules import Route, RoutingTable
-from router.stats import StatsStore, WindowCounts
-from router.strategies import LeastCost, SuccessRate
+from router.routing.breakers import CLOSED, HALF_OPEN, OPEN, BreakerBoard
+from router.routing.cards import card_from_token
+from router.routing.reload import build_table
+from router.routing.rules import Route, RoutingTable
+from router.routing.stats import StatsStore, WindowCounts
+from router.routing.strategies import LeastCost, SuccessRate
 
 EXPLAIN_PAYMENT_ID = "osp_test_explain"
 

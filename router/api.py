@@ -21,17 +21,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from adapters.base import CancelRequest, CaptureRequest, CardInfo, OutcomeKind
-from router import config as config_mod
-from router import events as ev
-from router import reload as reloading
-from router.breakers import BreakerBoard
-from router.cards import card_from_token
 from router.clock import Clock, SystemClock, parse_rfc3339
-from router.config import Config, ConfigError
-from router.engine import Engine, NewPayment
+from router.config import schema as config_mod
+from router.config.schema import Config, ConfigError
 from router.errors import ConcurrentUpdate, NotCreated, PayrouteError, StillProcessing, conflict, invalid, not_found
 from router.ids import IdGenerator
-from router.models import (
+from router.model import events as ev
+from router.model.records import (
     AttemptRecord,
     Event,
     OffSessionPaymentCreateParams,
@@ -45,18 +41,22 @@ from router.models import (
     render_payment_record,
     render_test_clock,
 )
-from router.redis_stats import RedisStatsStore
-from router.retention import Housekeeper, Purged
+from router.model.states import CANCELABLE, PAUSABLE, TERMINAL, Status, transition
+from router.payments.engine import Engine, NewPayment
+from router.payments.scheduler import RetryScheduler
 from router.retry import RetryPlanner
-from router.rules import RoutingTable, build_adapters
-from router.scheduler import RetryScheduler
-from router.shared import SharedState
-from router.states import CANCELABLE, PAUSABLE, TERMINAL, Status, transition
-from router.stats import InMemoryStatsStore, StatsStore, window_entry
-from router.store import open_store
-from router.store.base import Cursor, IdempotencyDone, IdempotencyEntry, Store, from_us, to_us
-from router.subscribers import Callback, Subscribers
-from router.webhooks import WebhookWorker
+from router.routing import reload as reloading
+from router.routing.breakers import BreakerBoard
+from router.routing.cards import card_from_token
+from router.routing.rules import RoutingTable, build_adapters
+from router.routing.stats import InMemoryStatsStore, StatsStore, window_entry
+from router.state.outbox.retention import Housekeeper, Purged
+from router.state.outbox.subscribers import Callback, Subscribers
+from router.state.outbox.webhooks import WebhookWorker
+from router.state.redis_shared import SharedState
+from router.state.redis_stats import RedisStatsStore
+from router.state.store import open_store
+from router.state.store.base import Cursor, IdempotencyDone, IdempotencyEntry, Store, from_us, to_us
 
 log = logging.getLogger("payroute")
 
@@ -168,7 +168,7 @@ class Router:
     ) -> Router:
         """Load and check the config, open the store, settle anything a crash left in processing.
         With `deliver_webhooks`, the webhook worker runs in the background until `close()` (else drive
-        `router.webhooks.run_once()` yourself, or run it in another process on the same store).
+        `router.state.outbox.webhooks.run_once()` yourself, or run it in another process on the same store).
         `redis` (default: the `PAYROUTE_REDIS_URL` environment variable) shares breaker state and success-rate
         windows with the other replicas; `redis://host:6379/0?prefix=payroute:` names the key prefix."""
         config_path = None
@@ -866,9 +866,10 @@ class Router:
         return handled
 
     async def housekeep(self, *, force: bool = False) -> Purged | None:
-        """Purge idempotency keys, settled webhook deliveries and events past their retention (`router.retention`),
-        at most once per `retention.interval` of the router's clock unless `force`; None when it was not time.
-        A failed purge is logged and left for the next interval: it must not stop retries from running."""
+        """Purge idempotency keys, settled webhook deliveries and events past their retention
+        (`router.state.outbox.retention`), at most once per `retention.interval` of the router's clock unless
+        `force`; None when it was not time. A failed purge is logged and left for the next interval: it must not stop
+        retries from running."""
         try:
             return await self.housekeeper.run(force=force)
         except Exception:

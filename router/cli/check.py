@@ -12,9 +12,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from router.config import Config, ConfigError, ConfigIssue
-from router.reload import build_table
-from router.rules import Route, RoutingTable
+from router.config.schema import Config, ConfigError, ConfigIssue
+from router.routing.reload import build_table
+from router.routing.rules import Route, RoutingTable
 
 
 @dataclass

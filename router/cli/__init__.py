@@ -1,0 +1,1 @@
+"""The `payroute` command: serve, check, explain."""

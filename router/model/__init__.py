@@ -1,0 +1,1 @@
+"""The model: request params, stored records and their rendering, states and transitions, events."""

@@ -1,0 +1,1 @@
+"""Routing: rules, strategies, success-rate statistics, breakers, reload, card facts, explain."""
