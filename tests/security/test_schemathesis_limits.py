@@ -1,11 +1,16 @@
 """schemathesis against the sidecar as `serve()` runs it: rate limiter on (tight, so 429s happen), scrubbed logs.
 tests/http/test_schemathesis.py covers conformance without a limiter; this run adds what the security layer
 changes: every 429 and 431 still conforms to /openapi.json, no 5xx, and no answer ever carries an API key or a
-card number back, whatever schemathesis sends."""
+card number back, whatever schemathesis sends.
+
+The limiter reads a ManualClock that each case moves by `TICK_S`: half a token at 50/s, so the 20-token burst
+runs dry after about 40 cases and every other case after that is refused, however fast or slow the machine
+runs them. On the system clock, a slow run refilled the bucket between cases and never saw a 429."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,16 +22,22 @@ from schemathesis.core.result import Ok
 
 from adapters.scrub import card_numbers
 from router import Router
-from router.clock import SystemClock
+from router.clock import ManualClock
 from router.http import ApiKeys, PageTokens, Sidecar, create_app
 from router.http.ratelimit import RateLimit, RateLimiter
 from tests.http.conftest import ALL_KEYS, CONFIG, LIVE_KEY, TEST_KEY, TEST_KEY_2, LiveSidecar
 from tests.http.test_schemathesis import CHECKS
 
 EXAMPLES_PER_OPERATION = 10
+RATE, BURST = 50.0, 20
+TICK_S = 0.5 / RATE  # half a token back per case: the bucket drains by half a token each time
 
 
 class LimitedSidecar(LiveSidecar):
+    def __init__(self, config: Path, db: str) -> None:
+        super().__init__(config, db)
+        self.clock = ManualClock()
+
     async def _start(self) -> None:
         self.router = await Router.open(self._config, self._db)
         keys = ApiKeys.parse(ALL_KEYS)
@@ -34,7 +45,7 @@ class LimitedSidecar(LiveSidecar):
             keys=keys,
             pages=PageTokens(keys.derive_secret("page-tokens")),
             router=self.router,
-            limiter=RateLimiter(RateLimit(rate=50, burst=20), SystemClock()),
+            limiter=RateLimiter(RateLimit(rate=RATE, burst=BURST), self.clock),
         )
         self._runner = web.AppRunner(create_app(sidecar), access_log=None)
         await self._runner.setup()
@@ -45,11 +56,12 @@ class LimitedSidecar(LiveSidecar):
 
 
 @pytest.fixture(scope="module")
-def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSidecar]:
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LimitedSidecar]:
     tmp = tmp_path_factory.mktemp("limited")
     config = tmp / "routing.yaml"
     config.write_text(CONFIG)
-    server = LimitedSidecar(config, f"sqlite:///{tmp / 'payroute.db'}").start()
+    server = LimitedSidecar(config, f"sqlite:///{tmp / 'payroute.db'}")
+    server.start()
     try:
         yield server
     finally:
@@ -67,7 +79,7 @@ def no_secret_echoed(ctx: schemathesis.CheckContext, response: Any, case: Any) -
     return None
 
 
-def test_the_limited_sidecar_conforms_and_echoes_no_secret(limited: LiveSidecar) -> None:
+def test_the_limited_sidecar_conforms_and_echoes_no_secret(limited: LimitedSidecar) -> None:
     served = requests.get(f"{limited.url}/openapi.json", timeout=10).json()
     schema = schemathesis.openapi.from_dict(served)
     headers = {"Authorization": f"Bearer {TEST_KEY}"}
@@ -82,6 +94,7 @@ def test_the_limited_sidecar_conforms_and_echoes_no_secret(limited: LiveSidecar)
             max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None, suppress_health_check=list(HealthCheck)
         )
         def run(case: Any) -> None:
+            limited.clock.advance(TICK_S)
             response = case.call_and_validate(base_url=limited.url, headers=headers, checks=[*CHECKS, no_secret_echoed])
             statuses.append(response.status_code)
 
