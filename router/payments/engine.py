@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -37,6 +37,7 @@ from router.ids import IdGenerator
 from router.model import events as ev
 from router.model.records import AttemptRecord, CardSnapshot, Event, Payment, PaymentRecordState
 from router.model.states import Status, transition
+from router.payments.context import LiveTable, payment_now
 from router.retry import RetryDecision, RetryPlanner
 from router.retry.declines import classify
 from router.routing.breakers import BreakerBoard
@@ -91,23 +92,21 @@ class Engine:
     def __init__(
         self,
         store: Store,
-        table: Callable[[], RoutingTable],
+        live: LiveTable,
         breakers: BreakerBoard,
         retry: RetryPlanner,
         ids: IdGenerator,
         clock: Clock,
-        payment_now: Callable[[Payment], Awaitable[datetime]],
         owner: str,
         card_info: Callable[[str], CardInfo],
         stats: StatsStore | None = None,
     ) -> None:
         self.store = store
-        self._table = table
+        self._live = live
         self.breakers = breakers
         self.retry = retry
         self.ids = ids
         self.clock = clock
-        self._payment_now = payment_now
         self.owner = owner
         self._card_info = card_info
         # Recent outcomes per route and processor, which success_rate routes order by.
@@ -122,8 +121,8 @@ class Engine:
         With `new`, `payment` is not stored yet and its first write creates it; if that insert fails (the id is
         taken: a resend of a create whose first try got that far) NotCreated is raised and nothing was sent.
         With `respond`, the final write also stores `respond(final payment, its attempt)` for an idempotency key."""
-        table = self._table()  # in-flight attempts finish on the table they started with
-        now = await self._payment_now(payment)
+        table = self._live.current  # in-flight attempts finish on the table they started with
+        now = await payment_now(self.store, self.clock, payment)
         if payment.status == Status.PENDING_RETRY:
             # The retry guards again at send time: another payment on the card may have filled a network cap.
             policy = table.config.policy(payment.retry_policy)
@@ -476,8 +475,8 @@ class Engine:
         had just arrived; an attempt the processor never saw is closed as not sent, and the payment goes back
         to pending_retry for a fresh attempt with a new id. If the processor cannot be asked, nothing moves.
         """
-        table = self._table()
-        now = await self._payment_now(payment)
+        table = self._live.current
+        now = await payment_now(self.store, self.clock, payment)
         attempts = await self.store.list_attempts(payment.payment_record)
         sent = [a for a in attempts if a.state == "sent" and a.payment_id == payment.id]
         if not sent:
@@ -522,7 +521,7 @@ class Engine:
         card is held (or charged) for a payment that went elsewhere or will be retried. It is voided at once. An
         attempt the processor never saw is closed once a late arrival is no longer plausible.
         """
-        table = self._table()
+        table = self._live.current
         adapter = table.adapters.get(attempt.processor)
         if adapter is None:
             log.error("cannot resolve %s: processor %s is no longer configured", attempt.id, attempt.processor)

@@ -13,9 +13,9 @@ from datetime import timedelta
 import pytest
 
 from router import ManualClock
-from router.api import ABANDONED_RESERVATION, CREATE_ROUTE
 from router.errors import PayrouteError
 from router.payments.engine import LEASE_MARGIN
+from router.payments.idempotency import ABANDONED_RESERVATION, CREATE_ROUTE
 from router.state.store.base import IdempotencyEntry, to_us
 from tests.faults.conftest import PAYMENT, Books, Fakes, Opener, all_payments
 

@@ -1,0 +1,99 @@
+"""The work no request waits for, which the retry scheduler drives: due retries, lapsed holds, payments a dead
+worker left in `processing`, timed-out attempts still unanswered, retention; and, once at open, refilling the
+success-rate windows from the store."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from adapters.base import OutcomeKind
+from router.errors import ConcurrentUpdate
+from router.model.states import Status
+from router.payments.context import Context
+from router.payments.operations import Operations
+from router.routing.stats import InMemoryStatsStore, StatsStore, window_entry
+from router.state.outbox.retention import Housekeeper, Purged
+
+log = logging.getLogger("payroute")
+
+# Attempts read back into empty success-rate windows on open: a busy route's window holds 2,000 outcomes per
+# processor, so this covers ten such windows whole, and is read in well under a second.
+REFILL_ATTEMPTS = 20_000
+_KINDS = {k.value: k for k in OutcomeKind}
+
+
+class Background:
+    def __init__(self, ctx: Context, operations: Operations, housekeeper: Housekeeper, stats: StatsStore) -> None:
+        self.ctx = ctx
+        self.operations = operations
+        self.housekeeper = housekeeper
+        self.stats = stats
+
+    async def run_due(self, limit: int = 100) -> int:
+        """Attempt due retries, expire lapsed holds, settle crashed attempts; return how many were handled."""
+        ctx = self.ctx
+        now = ctx.clock.now()
+        handled = 0
+        lease_until = now + timedelta(minutes=5)
+        for p in await ctx.store.claim_due(now, ctx.owner, lease_until, limit):
+            await ctx.engine.claim_and_attempt(p)
+            handled += 1
+        for p in await ctx.store.list_expiring(now, limit):
+            if await self.operations.expire_authorization(p) is not None:
+                handled += 1
+        handled += await self.reconcile_stuck(limit)
+        # Not counted in `handled`: the scheduler repeats a pass while it is full, and purging is not due work.
+        await self.housekeep()
+        return handled
+
+    async def housekeep(self, *, force: bool = False) -> Purged | None:
+        """Purge idempotency keys, settled webhook deliveries and events past their retention
+        (`router.state.outbox.retention`), at most once per `retention.interval` of the router's clock unless
+        `force`; None when it was not time. A failed purge is logged and left for the next interval: it must not
+        stop retries from running."""
+        try:
+            return await self.housekeeper.run(force=force)
+        except Exception:
+            log.exception("retention housekeeping failed; trying again after the next interval")
+            return None
+
+    async def reconcile_stuck(self, limit: int = 100) -> int:
+        """Settle payments a dead worker left in `processing`, then chase timed-out attempts' answers.
+
+        Returns how many stuck payments were settled."""
+        settled = await self._reconcile_payments(limit)
+        for attempt in await self.ctx.store.list_unresolved(limit):
+            await self.ctx.engine.resolve(attempt)
+        return settled
+
+    async def _reconcile_payments(self, limit: int) -> int:
+        settled = 0
+        for p in await self.ctx.store.list_stuck(self.ctx.clock.now(), limit):
+            log.warning("reconciling payment %s left in processing", p.id)
+            try:
+                result = await self.ctx.engine.reconcile(p)
+            except ConcurrentUpdate:
+                continue
+            if result.status != Status.PROCESSING:
+                settled += 1
+        return settled
+
+    async def refill_stats(self, limit: int = REFILL_ATTEMPTS) -> int:
+        """Refill this process's success-rate windows from the store's attempt records of the last window age;
+        return how many outcomes were taken. Only windows kept in this process, and only while they are still
+        empty: Redis windows outlive the process, and refilling windows in use would count outcomes twice.
+        Each attempt counts as it settled: a timeout whose lookup later found an answer counts as that answer, and
+        one still unresolved is not read. So a processor that was timing out when the process stopped can look
+        healthy for the first calls after the restart, until they fail again (its breaker started closed anyway)."""
+        stats = self.stats
+        if not isinstance(stats, InMemoryStatsStore) or not stats.empty:
+            return 0
+        now = self.ctx.clock.now()
+        # Up to now: a test clock's attempts, in sandbox time ahead of the router's, are not recent outcomes.
+        recent = await self.ctx.store.attempt_stats(now - stats.max_age, limit, until=now)
+        return stats.refill(
+            (a.route, a.processor, window_entry(_KINDS[a.outcome]), a.created)
+            for a in reversed(recent)  # newest first from the store; learned oldest first
+            if a.route is not None and a.outcome in _KINDS
+        )

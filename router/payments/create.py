@@ -1,0 +1,268 @@
+"""Create: validate the parameters once, build the payment, and run its first attempt at once unless a test clock
+or a target date defers it. A create under an Idempotency-Key takes the payment id the key determines, so a resend
+after a crash finds what the first try wrote instead of charging again."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from router.errors import ConcurrentUpdate, NotCreated, PayrouteError, StillProcessing, invalid
+from router.ids import IdGenerator
+from router.model import events as ev
+from router.model.records import (
+    AttemptRecord,
+    OffSessionPaymentCreateParams,
+    Payment,
+    PaymentRecordState,
+    parse_create_params,
+    render_payment,
+)
+from router.model.states import Status
+from router.payments.context import Context
+from router.payments.engine import NewPayment
+from router.payments.idempotency import _ANSWERING, CREATE_ROUTE, Idempotency, scope_of
+from router.payments.reads import Reads
+from router.state.store.base import IdempotencyDone
+
+# An immediate payment a dead process wrote but never attempted becomes due for the scheduler after this.
+STRANDED_AFTER = timedelta(minutes=2)
+
+# What makes two creates the same payment. A resend of one request matches on all of them.
+_SAME_PAYMENT = (
+    "livemode",
+    "amount",
+    "currency",
+    "customer",
+    "payment_method",
+    "cadence",
+    "capture_method",
+    "on_behalf_of",
+    "application_fee_amount",
+    "transfer_data",
+    "target_date",
+    "test_clock",
+)
+
+
+class Creator:
+    def __init__(self, ctx: Context, reads: Reads, idempotency: Idempotency) -> None:
+        self.ctx = ctx
+        self.reads = reads
+        self.idempotency = idempotency
+
+    async def create_payment(
+        self, params: Mapping[str, Any], livemode: bool, idempotency_key: str | None, keyed_by: str | None
+    ) -> dict[str, Any]:
+        if idempotency_key is None:
+            payment_id = IdGenerator.payment_for_key(livemode, keyed_by) if keyed_by is not None else None
+            return await self._create(params, livemode, payment_id)
+        body = json.dumps(params, sort_keys=True, separators=(",", ":")).encode()
+        status, out = await self.idempotency.idempotent(
+            scope_of(livemode),
+            idempotency_key,
+            CREATE_ROUTE,
+            body,
+            lambda: self._create_json(params, livemode, IdGenerator.payment_for_key(livemode, idempotency_key)),
+        )
+        result: dict[str, Any] = json.loads(out)
+        if status >= 400:
+            raise PayrouteError(
+                result["error"]["message"],
+                type=result["error"]["type"],
+                code=result["error"]["code"],
+                param=result["error"].get("param"),
+                status=status,
+            )
+        return result
+
+    async def _create_json(self, params: Mapping[str, Any], livemode: bool, payment_id: str) -> tuple[int, bytes]:
+        return 200, json.dumps(await self._create(params, livemode, payment_id)).encode()
+
+    async def _create(self, params: Mapping[str, Any], livemode: bool, payment_id: str | None = None) -> dict[str, Any]:
+        p = parse_create_params(dict(params))
+        try:
+            return await self._create_parsed(p, livemode, payment_id)
+        except PayrouteError as exc:
+            if payment_id is None or exc.status >= 500 or isinstance(exc, StillProcessing):
+                raise
+            # Refused by today's config or data (a retry policy since removed, a test clock since deleted)? A
+            # resend of a create that already went through must still be answered with that payment, or its
+            # caller would believe nothing was charged.
+            existing = await self.ctx.store.get_payment(payment_id)
+            if existing is None or not _same_request(existing, p, livemode):
+                raise
+            return await self._answer_resend(existing, bool(p.include))
+
+    async def _create_parsed(
+        self, p: OffSessionPaymentCreateParams, livemode: bool, payment_id: str | None
+    ) -> dict[str, Any]:
+        # A resend of a create whose first try wrote its payment (the id derives from the key) finds it when its
+        # own insert fails on that id, below: nothing is read first.
+        ctx = self.ctx
+        cfg = ctx.live.current.config
+        retry = p.retry_details
+        if retry and retry.retry_policy and retry.retry_policy not in cfg.retry_policies:
+            raise invalid(f"No such retry policy: '{retry.retry_policy}'.", "retry_details.retry_policy")
+        now = ctx.clock.now()
+        if p.test_clock:
+            if livemode:
+                raise invalid("Test clocks can only be used in test mode.", "test_clock")
+            tc = await ctx.store.get_test_clock(p.test_clock)
+            if tc is None or tc.livemode != livemode:
+                raise PayrouteError(
+                    f"No such test clock: '{p.test_clock}'", code="resource_missing", param="test_clock"
+                )
+            now = tc.frozen_time
+        due: datetime | None = None
+        if p.target_date:
+            target = datetime.combine(datetime.fromisoformat(p.target_date).date(), time(0), tzinfo=UTC)
+            if target > now:
+                due = target
+        if p.test_clock and due is None:
+            due = now  # a test-clock payment waits for its clock to be advanced
+        payment_id = payment_id or ctx.ids.payment(livemode)
+        record_id = ctx.ids.new("payment_record")
+        card = ctx.card_info(p.payment_method or "")
+        options = p.payment_method_options.card if p.payment_method_options else None
+        payment = Payment(
+            id=payment_id,
+            livemode=livemode,
+            created=now,
+            status="pending",
+            amount=p.amount.value,
+            currency=p.amount.currency,
+            cadence=p.cadence,
+            customer=p.customer,
+            payment_method=p.payment_method or "",
+            description=p.description,
+            metadata=dict(p.metadata or {}),
+            on_behalf_of=p.on_behalf_of,
+            amount_details=p.amount_details.model_dump(exclude_none=True) if p.amount_details else None,
+            payment_details=p.payment_details.model_dump(exclude_none=True) if p.payment_details else None,
+            application_fee_amount=p.application_fee_amount.value if p.application_fee_amount else None,
+            statement_descriptor=p.statement_descriptor,
+            statement_descriptor_suffix=p.statement_descriptor_suffix,
+            target_date=p.target_date,
+            test_clock=p.test_clock,
+            transfer_data=p.transfer_data.model_dump(exclude_none=True) if p.transfer_data else None,
+            capture_method=p.capture.capture_method if p.capture else "automatic",
+            orchestration_enabled=p.payments_orchestration.enabled if p.payments_orchestration else True,
+            retry_policy=retry.retry_policy if retry else None,
+            retry_strategy_requested=retry.retry_strategy if retry else "best_available",
+            retry_strategy="none" if retry and retry.retry_strategy == "none" else "heuristic",
+            payment_record=record_id,
+            # An immediate payment is stored by its first attempt's first write, already in processing. (A payment
+            # stored pending by an older version and never attempted falls due STRANDED_AFTER later.)
+            next_attempt_at=due if due is not None else now + STRANDED_AFTER,
+            mcc=options.mcc if options else None,
+            network_transaction_id=options.network_transaction_id if options else None,
+            card={
+                "brand": card.brand,
+                "country": card.country,
+                "funding": card.funding,
+                "fingerprint": card.fingerprint,
+            },
+        )
+        record = PaymentRecordState(
+            id=record_id,
+            payment_id=payment_id,
+            livemode=livemode,
+            created=now,
+            amount=payment.amount,
+            currency=payment.currency,
+            customer=payment.customer,
+            description=payment.description,
+            metadata=payment.metadata,
+            card=payment.card,
+        )
+        created = [ev.event_for(ctx.ids, ev.CREATED, payment, now)]
+        answering = _ANSWERING.get()
+        include = bool(p.include)
+
+        offered: list[tuple[dict[str, Any], bytes]] = []
+
+        def respond(final: Payment, attempt: AttemptRecord | None) -> IdempotencyDone:
+            assert answering is not None
+            rendered = render_payment(final, attempt if include else None)
+            offered.append((rendered, json.dumps(rendered).encode()))
+            return IdempotencyDone(answering.scope, answering.key, 200, offered[-1][1])
+
+        try:
+            if due is None:
+                # Attempted at once: the attempt's first write inserts the payment, already in processing, and its
+                # last one stores the response for the key.
+                payment = await ctx.engine.attempt(
+                    payment, new=NewPayment(record, created), respond=respond if answering is not None else None
+                )
+                if answering is not None and offered:
+                    # The attempt returned, so the write that carried the last response offered has committed:
+                    # that response is the answer, rendered once.
+                    rendered, answering.stored = offered[-1]
+                    return rendered
+            else:
+                await ctx.store.create_payment(payment, record, created)
+        except ConcurrentUpdate:
+            # Another worker took the payment over mid-attempt (this one's lease ran out): show it as it is now,
+            # once it has settled.
+            return await self._answer_resend(await self.reads.load(payment_id, livemode), bool(p.include))
+        except Exception as exc:
+            if due is None and not isinstance(exc, NotCreated):
+                raise  # the payment is stored: whatever failed after that is not a lost race
+            # An earlier try with the same Idempotency-Key (or another replica given it) wrote this id first:
+            # that payment is the answer.
+            raced = await ctx.store.get_payment(payment_id)
+            if raced is None:
+                # Not a lost race: the store failed. Its own error (a 503 when it is down) is the answer.
+                raise (exc.__cause__ if isinstance(exc, NotCreated) and exc.__cause__ else exc) from None
+            if _other_payment(raced, payment):
+                # Not a resend: the key was used for another payment before (and its stored answer has since
+                # expired). Answering with that payment would tell the caller a charge went through that it
+                # never asked for.
+                raise PayrouteError(
+                    "This Idempotency-Key was used for another payment with other parameters; use a new key.",
+                    type="idempotency_error",
+                    code="idempotency_key_in_use",
+                    status=409,
+                ) from None
+            return await self._answer_resend(raced, bool(p.include))
+        return await self.reads.render(payment, include_details=bool(p.include))
+
+    async def _answer_resend(self, payment: Payment, include_details: bool) -> dict[str, Any]:
+        """A resend's answer is the payment once settled; while it is still in processing (its first try's
+        request in flight, or a crash that reconciliation has yet to settle), a retryable refusal."""
+        if payment.status == Status.PROCESSING:
+            raise StillProcessing()
+        rendered = await self._carry_on(payment, include_details)
+        if rendered["status"] == Status.PROCESSING:  # its attempt was taken by another worker, still running
+            raise StillProcessing()
+        return rendered
+
+    async def _carry_on(self, payment: Payment, include_details: bool) -> dict[str, Any]:
+        """A create retried after its first try died: finish what that try started, never start it twice."""
+        immediate = payment.test_clock is None and payment.target_date is None
+        if payment.status == Status.PENDING and immediate:
+            # The first try wrote the payment and died before its attempt. The engine's compare-and-set lets only
+            # one of any racing tries (or the scheduler) move it to processing.
+            payment = await self.ctx.engine.claim_and_attempt(payment) or await self.reads.load(
+                payment.id, payment.livemode
+            )
+        return await self.reads.render(payment, include_details)
+
+
+def _other_payment(stored: Payment, asked: Payment) -> bool:
+    return any(getattr(stored, name) != getattr(asked, name) for name in _SAME_PAYMENT)
+
+
+def _same_request(stored: Payment, p: OffSessionPaymentCreateParams, livemode: bool) -> bool:
+    """The money of a create's parameters is the stored payment's: a resend, not another payment."""
+    return (
+        stored.livemode == livemode
+        and stored.amount == p.amount.value
+        and stored.currency == p.amount.currency
+        and stored.customer == p.customer
+        and stored.payment_method == (p.payment_method or "")
+        and stored.cadence == p.cadence
+    )

@@ -1,0 +1,212 @@
+"""Manual operations on a payment: cancel, pause, resume, capture, and the expiry of an uncaptured hold.
+
+Each reads the payment, decides, and writes the change with a compare-and-set on its version; a lost race
+re-reads and decides again. `processing` blocks them all: the attempt in flight decides first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from adapters.base import CancelRequest, CaptureRequest
+from router.errors import ConcurrentUpdate, PayrouteError, conflict, invalid
+from router.model import events as ev
+from router.model.records import Payment, PaymentRecordState, render_payment
+from router.model.states import CANCELABLE, PAUSABLE, Status, transition
+from router.payments.context import Context
+from router.payments.reads import Reads
+
+_CAS_RETRIES = 5
+
+Change = Callable[[Payment, datetime], Awaitable[tuple[Payment, list[str], PaymentRecordState | None]]]
+
+
+class Operations:
+    def __init__(self, ctx: Context, reads: Reads) -> None:
+        self.ctx = ctx
+        self.reads = reads
+
+    async def _change(self, payment_id: str, livemode: bool, apply: Change) -> dict[str, Any]:
+        """Read, decide, compare-and-set; a lost race re-reads and decides again."""
+        ctx = self.ctx
+        for _ in range(_CAS_RETRIES):
+            p = await self.reads.load(payment_id, livemode)
+            now = await ctx.now_for(p)
+            new, event_types, record = await apply(p, now)
+            try:
+                saved = await ctx.store.save_payment(
+                    new,
+                    p.version,
+                    record=record,
+                    events=[ev.event_for(ctx.ids, t, new, now) for t in event_types],
+                )
+            except ConcurrentUpdate:
+                continue
+            return render_payment(saved)
+        raise conflict("The payment changed while this request ran; try again.", "lock_timeout")
+
+    async def _record(self, p: Payment) -> PaymentRecordState:
+        record = await self.ctx.store.get_payment_record(p.payment_record)
+        if record is None:
+            # Written in the same transaction as the payment: missing means the store lost it.
+            raise PayrouteError(
+                f"The payment record of {p.id} is missing.", type="api_error", code="record_missing", status=500
+            )
+        return record
+
+    async def cancel(self, payment_id: str, livemode: bool) -> dict[str, Any]:
+        async def apply(p: Payment, now: datetime) -> tuple[Payment, list[str], PaymentRecordState | None]:
+            status = Status(p.status)
+            # The v2 error types (not only codes) the SDK maps to AlreadyCanceledError / NotCancelableError.
+            if status is Status.CANCELED:
+                raise PayrouteError(
+                    f"The OffSessionPayment {p.id} is already canceled.",
+                    type="already_canceled",
+                    code="already_canceled",
+                    status=409,
+                )
+            if status is Status.PROCESSING:
+                raise conflict("The payment is being processed; try again shortly.", "payment_processing")
+            if status not in CANCELABLE:
+                raise PayrouteError(
+                    f"An OffSessionPayment in status '{p.status}' cannot be canceled.",
+                    type="not_cancelable",
+                    code="not_cancelable",
+                    status=409,
+                )
+            record = await self._record(p)
+            if status is Status.REQUIRES_CAPTURE:
+                await self._void(p)
+            record = record.model_copy(update={"amount_canceled": p.amount - p.amount_captured})
+            new = p.model_copy(update={"status": transition(status, Status.CANCELED), "next_attempt_at": None})
+            return new, [ev.CANCELED], record
+
+        return await self._change(payment_id, livemode, apply)
+
+    async def _void(self, p: Payment) -> None:
+        adapter = self.ctx.live.current.adapters.get(p.processor or "")
+        if adapter is None or not p.processor_reference:
+            raise PayrouteError(
+                "The processor holding this authorization is not configured.",
+                type="api_error",
+                code="processor_unavailable",
+                status=503,
+            )
+        outcome = await adapter.cancel(
+            CancelRequest(f"{p.latest_payment_attempt_record}_void", p.id, p.processor_reference, self.ctx.clock.now())
+        )
+        if not outcome.approved:
+            raise PayrouteError(
+                f"The processor did not release the authorization: {outcome.raw_message or outcome.kind.value}",
+                type="api_error",
+                code="processor_error",
+                status=502,
+            )
+
+    async def pause(self, payment_id: str, livemode: bool) -> dict[str, Any]:
+        async def apply(p: Payment, now: datetime) -> tuple[Payment, list[str], PaymentRecordState | None]:
+            status = Status(p.status)
+            if status is Status.PROCESSING:
+                raise conflict("The payment is being processed; try again shortly.", "payment_processing")
+            if status not in PAUSABLE:
+                raise conflict(f"An OffSessionPayment in status '{p.status}' cannot be paused.", "not_pausable")
+            new = p.model_copy(update={"status": transition(status, Status.PAUSED), "paused_from": p.status})
+            return new, [ev.PAUSED], None
+
+        return await self._change(payment_id, livemode, apply)
+
+    async def resume(self, payment_id: str, livemode: bool) -> dict[str, Any]:
+        async def apply(p: Payment, now: datetime) -> tuple[Payment, list[str], PaymentRecordState | None]:
+            if p.status != Status.PAUSED:
+                raise conflict(f"An OffSessionPayment in status '{p.status}' cannot be resumed.", "not_resumable")
+            target = Status(p.paused_from or Status.PENDING_RETRY)
+            next_at = max(p.next_attempt_at or now, now)
+            new = p.model_copy(
+                update={
+                    "status": transition(Status.PAUSED, target),
+                    "paused_from": None,
+                    "next_attempt_at": next_at,
+                }
+            )
+            return new, [ev.RESUMED], None
+
+        return await self._change(payment_id, livemode, apply)
+
+    async def capture(self, payment_id: str, amount_to_capture: int | None, livemode: bool) -> dict[str, Any]:
+        async def apply(p: Payment, now: datetime) -> tuple[Payment, list[str], PaymentRecordState | None]:
+            if p.status == Status.PROCESSING:
+                raise conflict("The payment is being processed; try again shortly.", "payment_processing")
+            if p.status != Status.REQUIRES_CAPTURE:
+                raise conflict(
+                    f"An OffSessionPayment in status '{p.status}' cannot be captured.",
+                    "payment_not_capturable",
+                )
+            amount = p.amount if amount_to_capture is None else amount_to_capture
+            if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= p.amount:
+                raise invalid(
+                    f"amount_to_capture must be a positive integer no greater than {p.amount}.",
+                    "amount_to_capture",
+                )
+            if p.capture_before is not None and now >= p.capture_before:
+                raise conflict("The authorization has expired and can no longer be captured.", "authorization_expired")
+            adapter = self.ctx.live.current.adapters.get(p.processor or "")
+            if adapter is None or not p.processor_reference:
+                raise PayrouteError(
+                    "The processor holding this authorization is not configured.",
+                    type="api_error",
+                    code="processor_unavailable",
+                    status=503,
+                )
+            outcome = await adapter.capture(
+                CaptureRequest(
+                    f"{p.latest_payment_attempt_record}_capture",
+                    p.id,
+                    p.processor_reference,
+                    amount,
+                    p.currency,
+                    now,
+                )
+            )
+            if not outcome.approved:
+                raise PayrouteError(
+                    f"The processor refused the capture: {outcome.raw_message or outcome.kind.value}",
+                    type="api_error",
+                    code="processor_error",
+                    status=502,
+                )
+            record = await self._record(p)
+            record = record.model_copy(update={"amount_captured": amount, "amount_canceled": p.amount - amount})
+            new = p.model_copy(
+                update={
+                    "status": transition(Status.REQUIRES_CAPTURE, Status.SUCCEEDED),
+                    "amount_captured": amount,
+                }
+            )
+            return new, [ev.SUCCEEDED], record
+
+        return await self._change(payment_id, livemode, apply)
+
+    async def expire_authorization(self, payment: Payment) -> Payment | None:
+        """A held authorization past capture_before fails as authorization_expired."""
+        ctx = self.ctx
+        now = await ctx.now_for(payment)
+        if payment.status != Status.REQUIRES_CAPTURE or payment.capture_before is None or now < payment.capture_before:
+            return None
+        new = payment.model_copy(
+            update={
+                "status": transition(Status.REQUIRES_CAPTURE, Status.FAILED, "authorization_expired"),
+                "failure_reason": "authorization_expired",
+            }
+        )
+        record = await ctx.store.get_payment_record(payment.payment_record)
+        try:
+            return await ctx.store.save_payment(
+                new,
+                payment.version,
+                record=record.model_copy(update={"amount_canceled": payment.amount}) if record else None,
+                events=[ev.event_for(ctx.ids, ev.FAILED, new, now)],
+            )
+        except ConcurrentUpdate:
+            return None

@@ -1,0 +1,86 @@
+"""Reads: payments, their records and attempts, events. Each object is seen only in its own mode: a test key
+never sees a live object and the other way round."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from router.errors import invalid, not_found
+from router.model.records import (
+    AttemptRecord,
+    Payment,
+    render_attempt_record,
+    render_event,
+    render_payment,
+    render_payment_record,
+)
+from router.state.store.base import Cursor, Store
+
+
+class Reads:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def load(self, payment_id: str, livemode: bool) -> Payment:
+        p = await self.store.get_payment(payment_id)
+        if p is None or p.livemode != livemode:
+            # A test key never sees a live payment and the other way round: to each it does not exist.
+            raise not_found("off_session_payment", payment_id)
+        return p
+
+    async def render(self, payment: Payment, include_details: bool = False) -> dict[str, Any]:
+        attempt = None
+        if include_details and payment.latest_payment_attempt_record:
+            attempt = await self.store.get_attempt(payment.latest_payment_attempt_record)
+        return render_payment(payment, attempt)
+
+    async def get_payment(self, payment_id: str, livemode: bool, include_details: bool) -> dict[str, Any]:
+        return await self.render(await self.load(payment_id, livemode), include_details)
+
+    async def list_payments(
+        self, livemode: bool, limit: int, cursor: Cursor | None, direction: Literal["next", "previous"]
+    ) -> tuple[list[dict[str, Any]], bool, list[Payment]]:
+        if not 1 <= limit <= 100:
+            raise invalid("limit must be between 1 and 100.", "limit")
+        page = await self.store.list_payments(livemode, limit, cursor, direction)
+        return [render_payment(p) for p in page.payments], page.has_more, page.payments
+
+    async def get_payment_record(self, record_id: str, livemode: bool) -> dict[str, Any]:
+        r = await self.store.get_payment_record(record_id)
+        if r is None or r.livemode != livemode:
+            raise not_found("payment_record", record_id)
+        return render_payment_record(r)
+
+    async def list_attempt_records(self, payment_record: str, livemode: bool) -> list[dict[str, Any]]:
+        r = await self.store.get_payment_record(payment_record)
+        if r is None or r.livemode != livemode:
+            raise not_found("payment_record", payment_record, param="payment_record")
+        return [render_attempt_record(a) for a in await self.store.list_attempts(payment_record)]
+
+    async def get_attempt_record(self, attempt_id: str, livemode: bool) -> dict[str, Any]:
+        a = await self.store.get_attempt(attempt_id)
+        if a is None or a.livemode != livemode:
+            raise not_found("payment_attempt_record", attempt_id)
+        return render_attempt_record(a)
+
+    async def attempts_for(self, payment_id: str, livemode: bool) -> list[AttemptRecord]:
+        p = await self.load(payment_id, livemode)
+        return await self.store.list_attempts(p.payment_record)
+
+    async def list_events(self, livemode: bool, object_id: str | None, limit: int) -> list[dict[str, Any]]:
+        return [render_event(e) for _, e in await self.store.list_events(livemode, object_id, limit)]
+
+    async def list_events_page(
+        self, livemode: bool, object_id: str | None, limit: int, after_seq: int | None
+    ) -> tuple[list[dict[str, Any]], bool, int | None]:
+        if not 1 <= limit <= 100:
+            raise invalid("limit must be between 1 and 100.", "limit")
+        rows = await self.store.list_events(livemode, object_id, limit + 1, after_seq)
+        page = rows[:limit]
+        return [render_event(e) for _, e in page], len(rows) > limit, page[-1][0] if page else None
+
+    async def get_event(self, event_id: str, livemode: bool) -> dict[str, Any]:
+        e = await self.store.get_event(event_id)
+        if e is None or e.livemode != livemode:
+            raise not_found("event", event_id)
+        return render_event(e)
