@@ -18,6 +18,7 @@ class PayrouteError(Exception):
         code: str = "parameter_invalid",
         param: str | None = None,
         status: int = 400,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -25,6 +26,7 @@ class PayrouteError(Exception):
         self.code = code
         self.param = param
         self.status = status
+        self.reason = reason
 
     def to_dict(self) -> dict[str, Any]:
         # Messages quote what the caller sent (an unknown id, a bad value, a parameter name): a card number or a
@@ -32,6 +34,8 @@ class PayrouteError(Exception):
         error: dict[str, Any] = {"type": self.type, "code": self.code, "message": scrub(self.message)}
         if self.param is not None:
             error["param"] = scrub(self.param)
+        if self.reason is not None:
+            error["reason"] = self.reason
         return {"error": error}
 
     def __repr__(self) -> str:
@@ -52,8 +56,14 @@ def not_found(kind: str, id: str, param: str = "id") -> PayrouteError:
     )
 
 
+# The v2 error type Stripe's SDK turns into `CannotProceedError` (with `code` and `reason`) whatever the status: a
+# 409 typed `invalid_request_error` reaches a caller as a bare `APIError` with no code at all.
+CANNOT_PROCEED = "cannot_proceed"
+
+
 def conflict(message: str, code: str) -> PayrouteError:
-    return PayrouteError(message, type="invalid_request_error", code=code, status=409)
+    """A request the object's current state refuses (409): `cannot_proceed`, its code also given as `reason`."""
+    return PayrouteError(message, type=CANNOT_PROCEED, code=code, status=409, reason=code)
 
 
 class StillProcessing(PayrouteError):
@@ -75,9 +85,10 @@ class IllegalTransition(PayrouteError):
     def __init__(self, current: str, target: str, code: str = "invalid_state_transition") -> None:
         super().__init__(
             f"An OffSessionPayment in status '{current}' cannot move to '{target}'.",
-            type="invalid_request_error",
+            type=CANNOT_PROCEED,
             code=code,
             status=409,
+            reason=code,
         )
         self.current = current
         self.target = target

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -25,7 +24,10 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser(
         "serve",
         help="run the HTTP sidecar (Stripe v2 Off-Session Payments dialect)",
-        description="Run the HTTP sidecar. API keys come from PAYROUTE_API_KEYS (comma-separated sk_test_…/sk_live_…).",
+        description=(
+            "Run the HTTP sidecar. API keys come from PAYROUTE_API_KEYS (comma-separated sk_test_…/sk_live_…, or "
+            "grouped by account: 'acct_a: sk_test_…; acct_b: sk_test_…'); admin keys from PAYROUTE_ADMIN_KEYS."
+        ),
     )
     p.add_argument("--config", required=True, metavar="FILE", help="routing config (YAML)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -44,12 +46,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from router.http.auth import ENV_VAR, ApiKeys
+    from router.http.auth import ApiKeys
     from router.http.ratelimit import RateLimit
     from router.http.server import ServeOptions, serve
 
     try:
-        keys = ApiKeys.parse(os.environ.get(ENV_VAR, ""))
+        keys = ApiKeys.from_env()
         RateLimit.from_env()  # a bad PAYROUTE_RATE_LIMIT is refused before anything starts
     except ValueError as exc:
         print(f"payroute serve: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from router.http.endpoints import ENDPOINTS, Endpoint
 from router.http.openapi import build_openapi
 from router.http.pagination import PageTokens, bad_page
 from router.http.ratelimit import HANDLER_ARGS, RateLimited, RateLimiter, check_headers
+from router.model import inputs
+from router.model.records import parse_create_params
 from router.state.store.base import Cursor
 
 log = logging.getLogger("payroute.http")
@@ -40,6 +43,10 @@ PAYMENTS_PATH = "/v2/payments/off_session_payments"
 EVENTS_PATH = "/v2/core/events"
 # How long a request waits for another in this process holding the same idempotency key to finish.
 SAME_KEY_WAIT_S = 60.0
+# Stripe's API versions: a date, optionally a release name (`2026-01-28.preview`). Anything else is refused and
+# never echoed: a header value sent back verbatim is a reflection channel.
+_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(?:\.[a-z][a-z0-9_]{0,31})?$")
+_DIGITS = re.compile(r"^[0-9]{1,3}$")  # ASCII only: int() also takes "+5", " 5" and non-ASCII digits
 
 Json = dict[str, Any]
 T = TypeVar("T")
@@ -106,7 +113,7 @@ def _error_response(exc: PayrouteError) -> web.Response:
         resp.headers["WWW-Authenticate"] = 'Bearer realm="payroute"'
     # Tell Stripe's client libraries when a retry cannot help (they retry every 409 and 5xx otherwise).
     retry_helps = exc.status >= 500 or exc.status == 429 or exc.type == "idempotency_error"
-    retry_helps = retry_helps or exc.code == "lock_timeout"
+    retry_helps = retry_helps or exc.code in ("lock_timeout", "payment_processing")
     if not retry_helps:
         resp.headers["Stripe-Should-Retry"] = "false"
     return resp
@@ -152,10 +159,17 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         if endpoint is not None:
             if endpoint.auth:
                 sidecar = request.app[SIDECAR]
-                request[_CALLER] = caller = sidecar.keys.authenticate(request.headers.get("Authorization"))
-                if sidecar.limiter is not None and (wait := sidecar.limiter.take(caller.key_digest)) is not None:
-                    raise RateLimited(wait)
+                authorization = request.headers.get("Authorization")
+                if endpoint.admin:
+                    sidecar.keys.authenticate_admin(authorization)
+                else:
+                    request[_CALLER] = caller = sidecar.keys.authenticate(authorization)
+                    if sidecar.limiter is not None and (wait := sidecar.limiter.take(caller.key_digest)) is not None:
+                        raise RateLimited(wait)
+                _check_version(request.headers.get("Stripe-Version"))
             _check_query(request, endpoint)
+            for name, value in info.items():
+                inputs.check_identifier(value, name)
             request[_ENDPOINT] = endpoint
         resp = await handler(request)
     except PayrouteError as exc:
@@ -173,10 +187,19 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         metrics.HTTP_IN_FLIGHT.dec()
     resp.headers["Request-Id"] = "req_" + os.urandom(12).hex()  # secrets.token_hex(12) without its call layers
     version = request.headers.get("Stripe-Version")
-    if version:
+    if version and _API_VERSION.match(version):
         resp.headers["Stripe-Version"] = version
     metrics.record_request(request.method, route, resp.status, time.perf_counter() - started)
     return resp
+
+
+def _check_version(version: str | None) -> None:
+    if version is not None and not _API_VERSION.match(version):
+        raise PayrouteError(
+            "Invalid Stripe-Version header: send an API version such as 2026-01-28.preview, or none.",
+            param="Stripe-Version",
+            code="api_version_invalid",
+        )
 
 
 def _check_query(request: web.Request, endpoint: Endpoint) -> None:
@@ -184,14 +207,45 @@ def _check_query(request: web.Request, endpoint: Endpoint) -> None:
     query = request.query if request.query_string else None
     if query is not None:
         allowed = {q.name for q in endpoint.query}
-        for name in query:
-            if name not in allowed:
+        for name, value in query.items():
+            if _base_name(name) not in allowed:
                 raise invalid(f"Received unknown parameter: {name}.", name, "parameter_unknown")
+            inputs.check_identifier(value, name)
     for q in endpoint.query:
+        if q.repeated:
+            continue
         if query is not None and len(query.getall(q.name, [])) > 1:
             raise invalid(f"{q.name} was given more than once.", q.name)
         if q.required and (query is None or not query.get(q.name)):
             raise invalid(f"Missing required param: {q.name}.", q.name, "parameter_missing")
+
+
+_INDEXED = re.compile(r"^([a-z_]+)(?:\[[0-9]*\]|\[[a-z_]+\])$")
+
+
+def _base_name(name: str) -> str:
+    """`types[0]`, `types[]` and `created[gte]` (how Stripe's SDKs spell arrays and maps in a query) name `types`
+    and `created`."""
+    match = _INDEXED.match(name)
+    return match.group(1) if match else name
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> Json:
+    # The standard parser keeps the last of two equal keys: `"amount"` twice would charge whichever came last.
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
 
 
 async def _body(request: web.Request) -> Json:
@@ -211,11 +265,22 @@ async def _body(request: web.Request) -> Json:
             status=415,
         )
     try:
-        parsed = json.loads(raw, parse_constant=_no_constants)
+        parsed = json.loads(raw, parse_constant=_no_constants, object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as exc:
+        raise PayrouteError(
+            f"The request body gives the key '{exc.key}' more than once in one object; send each key once.",
+            param=exc.key,
+            code="parameter_duplicate",
+        ) from None
+    except RecursionError:
+        raise PayrouteError(
+            f"The request nests objects and arrays more than {inputs.MAX_DEPTH} deep.", code="parameter_invalid"
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayrouteError(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
     if not isinstance(parsed, dict):
         raise PayrouteError("The request body must be a JSON object.", code="parameter_invalid")
+    inputs.check_params(parsed)
     return parsed
 
 
@@ -290,10 +355,9 @@ def _limit(request: web.Request) -> int:
     text = request.query.get("limit")
     if text is None:
         return 20
-    try:
-        value = int(text)
-    except ValueError:
-        raise invalid("limit must be an integer between 1 and 100.", "limit") from None
+    if not _DIGITS.match(text):
+        raise invalid("limit must be an integer between 1 and 100, in ASCII digits.", "limit")
+    value = int(text)
     if not 1 <= value <= 100:
         raise invalid("limit must be an integer between 1 and 100.", "limit")
     return value
@@ -318,6 +382,9 @@ async def create_off_session_payment(request: web.Request) -> web.StreamResponse
     body = await _body(request)
     router = request.app[SIDECAR].core()
     livemode = _caller(request).livemode
+    # Validated before the Idempotency-Key is reserved: a refused request saves nothing under its key, so the
+    # corrected request may reuse it (as Stripe does; clients retry on that basis).
+    parse_create_params(body)
     # The payment id derives from the Idempotency-Key, so a resend after a crash finds the first try's payment.
     key = request.headers.get("Idempotency-Key")
     return await _post(request, body, lambda: router.create_payment(body, livemode=livemode, keyed_by=key))
@@ -562,4 +629,8 @@ def create_app(sidecar: Sidecar) -> web.Application:
     app[_ENDPOINTS] = {e.name: e for e in ENDPOINTS}
     for e in ENDPOINTS:
         app.router.add_route(e.method, e.path, HANDLERS[e.name], name=e.name)
+        if e.method == "GET":
+            # HEAD answers as GET without the body (load balancers probe /healthz that way).
+            app[_ENDPOINTS][f"{e.name}.head"] = e
+            app.router.add_route("HEAD", e.path, HANDLERS[e.name], name=f"{e.name}.head")
     return app

@@ -1,7 +1,15 @@
 """API keys: `sk_test_…` and `sk_live_…` secret keys from `PAYROUTE_API_KEYS`, held only as SHA-256 digests.
 
+Keys are grouped by account: `acct_shop: sk_test_…, sk_live_…; acct_blog: sk_test_…`. A plain comma-separated
+list is one account, `default`. An account sees only its own payments, records, events and idempotency keys;
+its key's mode sets `livemode` within it.
+
+Admin operations (`POST /v2/admin/config/reload`) take only a key from `PAYROUTE_ADMIN_KEYS` (comma-separated,
+at least 16 characters each); an API key is refused there with a 403, and without admin keys nobody may call them
+(SIGHUP and the file watcher still reload).
+
 A presented key is hashed and compared with every stored digest in constant time, so neither the answer nor
-how long it takes says which key, or how much of one, matched. The key's mode sets `livemode`.
+how long it takes says which key, or how much of one, matched.
 """
 
 from __future__ import annotations
@@ -10,26 +18,42 @@ import base64
 import binascii
 import hashlib
 import hmac
+import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from router.errors import PayrouteError
 
 ENV_VAR = "PAYROUTE_API_KEYS"
+ADMIN_ENV_VAR = "PAYROUTE_ADMIN_KEYS"
+DEFAULT_ACCOUNT = "default"
 _PREFIXES = {"sk_test_": False, "sk_live_": True}
 _MIN_SECRET = 8  # characters after the prefix
+_MIN_ADMIN = 16
+_ACCOUNT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def scope_for(account: str, livemode: bool) -> str:
+    """The idempotency scope of an account in a mode. The default account keeps the scopes keys were stored
+    under before accounts existed (`test`, `live`), so an upgrade keeps answering them."""
+    mode = "live" if livemode else "test"
+    return mode if account == DEFAULT_ACCOUNT else f"{account}/{mode}"
 
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is calling: the mode their key is for."""
+    """Who is calling: the account their key belongs to and the mode it is for."""
 
     livemode: bool
     key_digest: bytes = b""  # SHA-256 of the key presented: what rate limits are kept by
+    account: str = DEFAULT_ACCOUNT
 
     @property
     def scope(self) -> str:
-        """The idempotency scope: one per mode, shared by every key of that mode (keys rotate, callers do not)."""
-        return "live" if self.livemode else "test"
+        """The idempotency scope: one per account and mode, shared by its keys of that mode (keys rotate, callers
+        do not); never shared between accounts."""
+        return scope_for(self.account, self.livemode)
 
 
 def _digest(key: str) -> bytes:
@@ -41,30 +65,77 @@ def unauthorized(message: str, code: str) -> PayrouteError:
 
 
 class ApiKeys:
-    """The keys this sidecar accepts. Build with `ApiKeys.parse(os.environ["PAYROUTE_API_KEYS"])`."""
+    """The keys this sidecar accepts. Build with `ApiKeys.from_env()` (PAYROUTE_API_KEYS, PAYROUTE_ADMIN_KEYS)."""
 
-    def __init__(self, digests: list[tuple[bytes, bool]]) -> None:
+    def __init__(
+        self,
+        digests: list[tuple[bytes, bool]],
+        admin: list[bytes] | None = None,
+        accounts: Mapping[bytes, str] | None = None,
+    ) -> None:
         if not digests:
             raise ValueError(f"no API keys: set {ENV_VAR} to a comma-separated list of sk_test_/sk_live_ keys")
         self._digests = list(digests)
+        self._accounts = dict(accounts or {})  # key digest -> account; absent: the default account
+        self._admin = list(admin or [])
 
     @classmethod
-    def parse(cls, text: str) -> ApiKeys:
+    def parse(cls, text: str, admin: str = "") -> ApiKeys:
+        """`sk_test_…,sk_live_…` (one account) or `acct_a: sk_test_…, sk_live_…; acct_b: sk_test_…`."""
         digests: list[tuple[bytes, bool]] = []
-        for raw in text.split(","):
-            key = raw.strip()
-            if not key:
+        accounts: dict[bytes, str] = {}
+        groups = [g for g in text.split(";") if g.strip()]
+        for group in groups:
+            account, colon, keys = group.partition(":")
+            if colon:
+                account = account.strip()
+                if not _ACCOUNT.match(account):
+                    raise ValueError(
+                        f"{ENV_VAR}: account #{groups.index(group) + 1} needs a name of letters, digits, _ or - "
+                        "before its ':'"
+                    )
+                if account in accounts.values():
+                    raise ValueError(f"{ENV_VAR}: account {account!r} is given twice")
+            elif len(groups) > 1:
+                raise ValueError(f"{ENV_VAR}: with several accounts, name each one: 'acct_a: sk_test_…; acct_b: …'")
+            else:
+                keys, account = group, DEFAULT_ACCOUNT
+            for raw in keys.split(","):
+                key = raw.strip()
+                if not key:
+                    continue
+                mode = next((live for prefix, live in _PREFIXES.items() if key.startswith(prefix)), None)
+                if mode is None or len(key) < len("sk_test_") + _MIN_SECRET:
+                    # Never echo the key itself: say which one by position only.
+                    position = len(digests) + 1
+                    raise ValueError(
+                        f"{ENV_VAR}: key #{position} is not a secret key: use sk_test_… or sk_live_… "
+                        f"with at least {_MIN_SECRET} characters after the prefix"
+                    )
+                digest = _digest(key)
+                if digest in accounts and accounts[digest] != account:
+                    raise ValueError(f"{ENV_VAR}: key #{len(digests) + 1} belongs to two accounts")
+                digests.append((digest, mode))
+                accounts[digest] = account
+        admin_digests: list[bytes] = []
+        for i, raw in enumerate(k.strip() for k in admin.split(",")):
+            if not raw:
                 continue
-            mode = next((live for prefix, live in _PREFIXES.items() if key.startswith(prefix)), None)
-            if mode is None or len(key) < len("sk_test_") + _MIN_SECRET:
-                # Never echo the key itself: say which one by position only.
-                position = len(digests) + 1
-                raise ValueError(
-                    f"{ENV_VAR}: key #{position} is not a secret key: use sk_test_… or sk_live_… "
-                    f"with at least {_MIN_SECRET} characters after the prefix"
-                )
-            digests.append((_digest(key), mode))
-        return cls(digests)
+            if len(raw) < _MIN_ADMIN:
+                raise ValueError(f"{ADMIN_ENV_VAR}: key #{i + 1} must be at least {_MIN_ADMIN} characters")
+            if _digest(raw) in accounts:
+                raise ValueError(f"{ADMIN_ENV_VAR}: key #{i + 1} is also an API key; give admins a key of their own")
+            admin_digests.append(_digest(raw))
+        return cls(digests, admin_digests, accounts)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiKeys:
+        env = os.environ if environ is None else environ
+        return cls.parse(env.get(ENV_VAR, ""), env.get(ADMIN_ENV_VAR, ""))
+
+    @property
+    def accounts(self) -> list[str]:
+        return sorted(set(self._accounts.values()) or {DEFAULT_ACCOUNT})
 
     def __len__(self) -> int:
         return len(self._digests)
@@ -84,7 +155,32 @@ class ApiKeys:
         for stored, livemode in self._digests:
             if hmac.compare_digest(digest, stored):
                 found = livemode
-        return None if found is None else Caller(found, digest)
+        if found is None:
+            return None
+        return Caller(found, digest, self._accounts.get(digest, DEFAULT_ACCOUNT))
+
+    def authenticate_admin(self, authorization: str | None) -> None:
+        """Let an admin key through; anything else is a 401 (no key, an unknown one) or a 403 (an API key)."""
+        key = _key_from_header(authorization)
+        if key is None:
+            raise unauthorized(
+                "You did not provide an admin key. Provide one of PAYROUTE_ADMIN_KEYS as 'Bearer <key>'.",
+                "api_key_missing",
+            )
+        digest = _digest(key)
+        admin = False
+        for stored in self._admin:
+            if hmac.compare_digest(digest, stored):
+                admin = True
+        if admin:
+            return
+        if self.identify(key) is not None:
+            raise PayrouteError(
+                "This operation needs an admin key (PAYROUTE_ADMIN_KEYS); API keys cannot call it.",
+                code="insufficient_permissions",
+                status=403,
+            )
+        raise unauthorized("Invalid admin key provided.", "api_key_invalid")
 
     def authenticate(self, authorization: str | None) -> Caller:
         """Check an `Authorization` header (`Bearer <key>`, or Basic with the key as user name, as Stripe takes)."""

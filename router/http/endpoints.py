@@ -20,6 +20,8 @@ class Query:
     required: bool = False
     minimum: int | None = None
     maximum: int | None = None
+    # Given as Stripe's SDKs spell arrays and maps: `types[0]=…&types[1]=…`, `created[gte]=…`.
+    repeated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,7 @@ class Endpoint:
     query: tuple[Query, ...] = ()
     auth: bool = True
     idempotency: Literal["required", "optional", "none"] = "none"
+    admin: bool = False  # needs a key from PAYROUTE_ADMIN_KEYS; API keys are refused (403)
     errors: tuple[int, ...] = field(default=(400, 401, 404))
 
 
@@ -174,7 +177,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "table in force stays.",
         schemas.ConfigVersion,
         body=schemas.NoParams,
-        errors=(400, 401, 413, 415),
+        admin=True,
+        errors=(400, 401, 403, 413, 415),
     ),
     Endpoint("metrics", "GET", "/metrics", "Prometheus metrics.", None, auth=False, errors=()),
     Endpoint("healthz", "GET", "/healthz", "Liveness.", schemas.Health, auth=False, errors=()),

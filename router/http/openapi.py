@@ -15,8 +15,10 @@ _REF = "#/components/schemas/{model}"
 _STATUS_TEXT = {
     400: "Invalid request: `param` names the field by its dotted path.",
     401: "No API key, or an unknown one.",
+    403: "An API key on an admin operation: it takes a key from PAYROUTE_ADMIN_KEYS.",
     404: "No such object.",
-    409: "Idempotency key reused with another body, or the object's state does not allow this.",
+    409: "Idempotency key reused with another body (`idempotency_error`), or the object's state does not allow this "
+    "(`cannot_proceed`, its `code` also given as `reason`).",
     413: "Request body over 1 MiB.",
     415: "Request body is not application/json.",
     429: "Too many requests.",

@@ -2,7 +2,7 @@
 
 Rate limiting: one token bucket per API key, keyed by the key's SHA-256 digest (the key itself is never held).
 A bucket holds up to `burst` tokens and refills at `rate` tokens per second; each authenticated request takes
-one. An empty bucket answers 429 in the v2 error shape (`type: rate_limit_error`, `code: rate_limit`) with a
+one. An empty bucket answers 429 in the v2 error shape (`type: rate_limit`, `code: rate_limit`) with a
 `Retry-After` header: whole seconds until a token is back. Time comes from a `router.clock.Clock`, so tests
 move it with `ManualClock`. Configure with `PAYROUTE_RATE_LIMIT`: `<rate>/s` or `<rate>/s:<burst>` (default
 `100/s:200`), or `off`.
@@ -111,7 +111,7 @@ class RateLimited(PayrouteError):
         self.retry_after = str(max(1, math.ceil(wait_s)))
         super().__init__(
             f"Too many requests with this API key; retry after {self.retry_after} s.",
-            type="rate_limit_error",
+            type="rate_limit",
             code="rate_limit",
             status=429,
         )

@@ -298,6 +298,7 @@ class ErrorDetail(_Object):
     code: str
     message: str
     param: str | None = None
+    reason: str | None = None  # on `cannot_proceed`: why (Stripe's SDK reads it into CannotProceedError.reason)
 
 
 class Error(_Object):

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from router.api import Router
 from router.clock import SystemClock
+from router.http import logsafe
 from router.http.app import Sidecar, create_app
 from router.http.auth import ApiKeys
 from router.http.pagination import PageTokens
@@ -66,7 +67,9 @@ async def serve(
     limit = RateLimit.from_env()
     sidecar = Sidecar(keys=keys, pages=page_tokens(keys), limiter=RateLimiter(limit, SystemClock()) if limit else None)
     app = create_app(sidecar)
-    runner = web.AppRunner(app, shutdown_timeout=options.shutdown_timeout, access_log=log)
+    runner = web.AppRunner(
+        app, shutdown_timeout=options.shutdown_timeout, access_log=log, access_log_class=logsafe.AccessLogger
+    )
     await runner.setup()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -30,6 +30,7 @@ TEST_KEY_2 = "sk_test_payroute_tests_000000000002"
 # Spelt in two parts so no scanner for committed live keys mistakes this test key for one.
 LIVE_KEY = "sk_" + "live_payroute_tests_000000000003"
 ALL_KEYS = f"{TEST_KEY}, {TEST_KEY_2},{LIVE_KEY}"
+ADMIN_KEY = "payroute_tests_admin_key_000000000004"
 
 CONFIG = """
 version: 1
@@ -126,7 +127,7 @@ class Api:
 async def api(tmp_path: Path, config_file: Path, clock: ManualClock) -> AsyncIterator[Api]:
     db = f"sqlite:///{tmp_path / 'payroute.db'}"
     router = await Router.open(config_file, db, clock=clock)
-    keys = ApiKeys.parse(ALL_KEYS)
+    keys = ApiKeys.parse(ALL_KEYS, ADMIN_KEY)
     sidecar = Sidecar(keys=keys, pages=PageTokens(keys.derive_secret("page-tokens")), router=router)
     client = TestClient(TestServer(create_app(sidecar)))
     await client.start_server()

@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from router.http.auth import ApiKeys
-from tests.http.conftest import LIVE_KEY, TEST_KEY, Api, assert_error
+from tests.http.conftest import LIVE_KEY, TEST_KEY, TEST_KEY_2, Api, assert_error
 
 PATH = "/v2/payments/off_session_payments"
 
@@ -90,3 +90,37 @@ def test_bad_key_lists_are_refused_without_echoing_the_key(text: str) -> None:
         ApiKeys.parse(text)
     if text:
         assert text not in str(caught.value)
+
+
+def test_keys_grouped_by_account_scope_idempotency_per_account() -> None:
+    keys = ApiKeys.parse(f"acct_shop: {TEST_KEY}, {LIVE_KEY}; acct_blog: {TEST_KEY_2}")
+    shop, shop_live, blog = keys.identify(TEST_KEY), keys.identify(LIVE_KEY), keys.identify(TEST_KEY_2)
+    assert shop is not None and shop_live is not None and blog is not None
+    assert (shop.account, shop.livemode, blog.account) == ("acct_shop", False, "acct_blog")
+    assert len({shop.scope, shop_live.scope, blog.scope}) == 3
+    assert keys.accounts == ["acct_blog", "acct_shop"]
+    # A plain list is one account, whose scopes are the ones stored before accounts existed.
+    plain = ApiKeys.parse(f"{TEST_KEY},{LIVE_KEY}")
+    assert [plain.identify(k).scope for k in (TEST_KEY, LIVE_KEY)] == ["test", "live"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"acct_a: {TEST_KEY}; {TEST_KEY_2}",  # a second group without a name
+        f"acct a: {TEST_KEY}",  # not a name
+        f"acct_a: {TEST_KEY}; acct_a: {TEST_KEY_2}",  # the same account twice
+        f"acct_a: {TEST_KEY}; acct_b: {TEST_KEY}",  # one key in two accounts
+    ],
+)
+def test_bad_account_groups_are_refused_without_echoing_a_key(text: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        ApiKeys.parse(text)
+    assert TEST_KEY not in str(caught.value) and TEST_KEY_2 not in str(caught.value)
+
+
+def test_admin_keys_are_long_and_never_api_keys() -> None:
+    with pytest.raises(ValueError):
+        ApiKeys.parse(TEST_KEY, "short")
+    with pytest.raises(ValueError):
+        ApiKeys.parse(TEST_KEY, TEST_KEY)

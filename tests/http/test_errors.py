@@ -184,7 +184,7 @@ async def test_attempt_records_need_a_payment_record(api: Api) -> None:
 async def test_capture_of_an_automatic_payment_is_a_409(api: Api) -> None:
     done = await api.create()
     status, body, _ = await api.post(f"{PATH}/{done['id']}/capture")
-    assert_error(status, body, 409, INVALID, "payment_not_capturable", None)
+    assert_error(status, body, 409, "cannot_proceed", "payment_not_capturable", None)
 
 
 async def test_capture_amount_must_be_a_positive_integer(api: Api) -> None:
@@ -201,9 +201,9 @@ async def test_state_conflicts_are_409s_that_say_do_not_retry(api: Api) -> None:
     assert_error(status, body, 409, "not_cancelable", "not_cancelable", None)
     assert headers["Stripe-Should-Retry"] == "false"
     status, body, _ = await api.post(f"{PATH}/{done['id']}/pause")
-    assert_error(status, body, 409, INVALID, "not_pausable", None)
+    assert_error(status, body, 409, "cannot_proceed", "not_pausable", None)
     status, body, _ = await api.post(f"{PATH}/{done['id']}/resume")
-    assert_error(status, body, 409, INVALID, "not_resumable", None)
+    assert_error(status, body, 409, "cannot_proceed", "not_resumable", None)
 
 
 async def test_test_clock_time_must_be_a_timestamp(api: Api) -> None:

@@ -70,11 +70,18 @@ async def test_concurrent_requests_with_one_key_make_one_payment(api: Api) -> No
     assert api.router.table.adapters["sim_a"].authorizations_sent == 1  # type: ignore[attr-defined]
 
 
-async def test_a_stored_error_is_replayed_too(api: Api) -> None:
+async def test_a_validation_error_is_not_stored_but_a_state_conflict_is_replayed(api: Api) -> None:
     bad = payment(amount={"value": -1, "currency": "usd"})
     status1, first, _ = await _create_raw(api, bad, "bad-1")
     status2, again, headers = await _create_raw(api, bad, "bad-1")
     assert status1 == status2 == 400
+    assert again == first
+    assert "Idempotent-Replayed" not in headers, "a refused request saves nothing under its key (as Stripe)"
+    done = await api.create()
+    pause = f"/v2/payments/off_session_payments/{done['id']}/pause"
+    status1, first, _ = await api.post(pause, idempotency_key="pause-1")
+    status2, again, headers = await api.post(pause, idempotency_key="pause-1")
+    assert status1 == status2 == 409
     assert again == first
     assert headers["Idempotent-Replayed"] == "true"
 

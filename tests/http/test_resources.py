@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.http.conftest import Api, assert_error, conforms
+from tests.http.conftest import ADMIN_KEY, Api, assert_error, conforms
 
 PATH = "/v2/payments/off_session_payments"
 SOFT_DECLINE = "pm_card_visa_chargeDeclinedInsufficientFunds"
@@ -56,7 +56,7 @@ async def test_manual_capture_for_part_of_the_authorization(api: Api, openapi_do
     assert record["amount_guaranteed"]["value"] == 1500
     assert record["amount_canceled"]["value"] == 499
     status, again, _ = await api.post(f"{PATH}/{held['id']}/capture")
-    assert_error(status, again, 409, "invalid_request_error", "payment_not_capturable", None)
+    assert_error(status, again, 409, "cannot_proceed", "payment_not_capturable", None)
 
 
 async def test_include_latest_attempt_details_on_create(api: Api, openapi_doc: dict[str, Any]) -> None:
@@ -104,11 +104,11 @@ async def test_stripe_version_is_echoed_and_every_response_has_a_request_id(api:
 
 
 async def test_admin_reload_swaps_the_table_or_refuses_the_file(api: Api, config_file: Any) -> None:
-    status, body, _ = await api.post("/v2/admin/config/reload")
+    status, body, _ = await api.post("/v2/admin/config/reload", key=ADMIN_KEY)
     assert status == 200, body
     assert body["version"] == 2 and body["processors"] == 2
     config_file.write_text("version: 1\nprocessors: {}\nroutes: nope\n")
-    status, body, _ = await api.post("/v2/admin/config/reload")
+    status, body, _ = await api.post("/v2/admin/config/reload", key=ADMIN_KEY)
     assert_error(status, body, 400, "invalid_request_error", "config_invalid", None)
     assert "routing.yaml" in body["error"]["message"]
     assert api.router.config_version == 2, "the table in force stays"

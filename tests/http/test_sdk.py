@@ -122,3 +122,21 @@ def test_sdk_not_found_for_an_id_of_the_other_mode(live: LiveSidecar, osp: Any) 
     live_payment = live_client.v2.payments.off_session_payments.create(payment())
     assert live_payment.id.startswith("osp_live_")
     assert live_payment.livemode is True
+
+
+@pytest.mark.parametrize(
+    ("operation", "code"),
+    [("pause", "not_pausable"), ("resume", "not_resumable"), ("capture", "payment_not_capturable")],
+)
+def test_sdk_raises_a_typed_cannot_proceed_error_for_state_conflicts(
+    sdk: stripe.StripeClient, osp: Any, operation: str, code: str
+) -> None:
+    done = osp.create(payment())
+    with pytest.raises(stripe.CannotProceedError) as caught:
+        if operation == "capture":  # our extension: the preview SDK has no capture method, only raw requests
+            sdk.raw_request("post", f"{PATH}/{done.id}/capture")
+        else:
+            getattr(osp, operation)(done.id)
+    assert caught.value.http_status == 409
+    assert caught.value.code == code
+    assert caught.value.reason == code

@@ -26,7 +26,7 @@ async def test_a_key_over_its_burst_gets_a_429_with_retry_after_until_tokens_ret
         assert status == 200
     resp = await api.client.get(PATH, headers=api.headers())
     body = await resp.json()
-    assert_error(resp.status, body, 429, "rate_limit_error", "rate_limit", None)
+    assert_error(resp.status, body, 429, "rate_limit", "rate_limit", None)
     assert resp.headers["Retry-After"] == "1"
     assert resp.headers["Content-Type"].startswith("application/json")
     assert "Request-Id" in resp.headers
@@ -48,7 +48,7 @@ async def test_posts_count_and_a_limited_create_has_no_side_effect(make_api: Mak
         PATH,
         {"amount": {"value": 1999, "currency": "usd"}, "cadence": "recurring", "customer": "c", "payment_method": "pm"},
     )
-    assert_error(status, body, 429, "rate_limit_error", "rate_limit", None)
+    assert_error(status, body, 429, "rate_limit", "rate_limit", None)
     assert headers["Retry-After"] == "1"
     assert await api.router.payment_counts() == {}
 
