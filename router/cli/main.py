@@ -1,6 +1,6 @@
 """The `payroute` command: `serve`, `check`, `explain`. Each subcommand registers its own arguments and a `run`.
 
-payroute serve --config FILE [--host 127.0.0.1] [--port 8080] [--store sqlite:///payroute.db]
+payroute serve --config FILE [--host 127.0.0.1] [--port 8080] [--store sqlite:///payroute.db] [--workers N|auto]
 payroute check FILE
 payroute explain --config FILE PAYMENT_JSON
 """
@@ -8,13 +8,11 @@ payroute explain --config FILE PAYMENT_JSON
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
 
 from router.cli import check as checkcmd
-from router.config.schema import ConfigError
 from router.routing import explain
 
 Command = Callable[[argparse.Namespace], int]
@@ -40,19 +38,23 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="SECONDS",
         help="on SIGTERM, how long in-flight requests may take to finish (default 30)",
     )
+    p.add_argument(
+        "--workers",
+        default="1",
+        metavar="N",
+        help="processes serving the one port (SO_REUSEPORT); 'auto': one per core (default 1)",
+    )
     p.add_argument("--no-scheduler", action="store_true", help="do not run due retries in this process")
     p.add_argument("--no-watch", action="store_true", help="do not reload when the config file changes")
     p.set_defaults(run=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from router.http.auth import ApiKeys
-    from router.http.ratelimit import RateLimit
-    from router.http.server import ServeOptions, serve
+    from router.http.server import ServeOptions, run_sidecar
+    from router.http.workers import supervise, worker_count
 
     try:
-        keys = ApiKeys.from_env()
-        RateLimit.from_env()  # a bad PAYROUTE_RATE_LIMIT is refused before anything starts
+        workers = worker_count(args.workers)
     except ValueError as exc:
         print(f"payroute serve: {exc}", file=sys.stderr)
         return 2
@@ -67,17 +69,16 @@ def _serve(args: argparse.Namespace) -> int:
     )
 
     def ready(address: str) -> None:
-        print(f"payroute sidecar listening on {address}", file=sys.stderr, flush=True)
+        more = f" ({workers} workers)" if workers > 1 else ""
+        print(f"payroute sidecar listening on {address}{more}", file=sys.stderr, flush=True)
 
+    if workers == 1:
+        return run_sidecar(options, on_ready=ready)
     try:
-        asyncio.run(serve(options, keys, on_ready=ready))
-    except ConfigError as exc:
-        print(f"payroute serve: {exc}", file=sys.stderr)
-        return 1
+        return supervise(options, workers, on_ready=ready, verbose=args.verbose)
     except OSError as exc:
         print(f"payroute serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 # Subcommands, in the order `payroute --help` lists them.

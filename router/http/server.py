@@ -18,14 +18,17 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from router.api import Router
 from router.clock import SystemClock
 from router.http import logsafe
+from router.config.schema import ConfigError
 from router.http.app import Sidecar, create_app
 from router.http.auth import ApiKeys
 from router.http.pagination import PageTokens
@@ -33,6 +36,8 @@ from router.http.ratelimit import RateLimit, RateLimiter
 from router.routing.reload import ConfigWatcher, install_sighup
 
 log = logging.getLogger("payroute.http")
+
+T = TypeVar("T")
 
 PAGE_SECRET_ENV = "PAYROUTE_PAGE_SECRET"  # noqa: S105 - the variable's name, not a secret
 
@@ -47,6 +52,10 @@ class ServeOptions:
     drain_timeout: float = 30.0  # payment operations started before then get this long more to finish
     scheduler: bool = True  # run due retries, expiries and reconciliation in this process
     watch_interval_s: float | None = 2.0  # poll the config file for changes; None: SIGHUP and the API only
+    # Bind with SO_REUSEPORT so several worker processes listen on one port and the kernel spreads connections
+    # among them (`payroute serve --workers N`, router/http/workers.py). Off for a single process, so a second
+    # `payroute serve` on a taken port is refused instead of silently sharing it.
+    reuse_port: bool = False
 
 
 def page_tokens(keys: ApiKeys, environ: dict[str, str] | None = None) -> PageTokens:
@@ -79,7 +88,13 @@ async def serve(
     remove_sighup: Callable[[], None] | None = None
     watcher: ConfigWatcher | None = None
     try:
-        site = web.TCPSite(runner, options.host, options.port, shutdown_timeout=options.shutdown_timeout)
+        site = web.TCPSite(
+            runner,
+            options.host,
+            options.port,
+            shutdown_timeout=options.shutdown_timeout,
+            reuse_port=options.reuse_port or None,
+        )
         await site.start()
         # Listening before the core is open: /healthz answers and /readyz says not ready while it opens.
         router = await Router.open(options.config, options.store)
@@ -114,6 +129,38 @@ async def serve(
         if router is not None:
             await router.close()
         log.info("payroute sidecar stopped")
+
+
+def run_sidecar(options: ServeOptions, on_ready: Callable[[str], None] | None = None) -> int:
+    """One sidecar process from start to exit: API keys from the environment, serve until SIGTERM; the exit code.
+    A problem found before serving (bad keys, rate limit, config, a port that cannot be bound) is printed on
+    stderr and ends the process with a non-zero code."""
+    try:
+        keys = ApiKeys.from_env()
+        RateLimit.from_env()  # a bad PAYROUTE_RATE_LIMIT is refused before anything starts
+    except ValueError as exc:
+        print(f"payroute serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        run(serve(options, keys, on_ready=on_ready))
+    except ConfigError as exc:
+        print(f"payroute serve: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"payroute serve: cannot listen on {options.host}:{options.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run the sidecar's loop: uvloop where it is installed (its loop and transports run in C: less CPU per
+    request, benchmarks/bench_sidecar.py), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:  # a platform uvloop does not build on (Windows)
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 def settle_heap() -> None:
