@@ -27,8 +27,8 @@ from aiohttp import web
 
 from router.api import Router
 from router.clock import SystemClock
-from router.http import logsafe
 from router.config.schema import ConfigError
+from router.http import logsafe
 from router.http.app import Sidecar, create_app
 from router.http.auth import ApiKeys
 from router.http.pagination import PageTokens
