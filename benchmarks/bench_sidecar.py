@@ -1,51 +1,55 @@
-"""Sidecar create-payment throughput and latency, against a bare aiohttp handler, in the same run.
+"""Sidecar create-payment throughput and latency against a bare aiohttp handler, and workers' scaling, in one run.
 
-    python -m benchmarks.bench_sidecar [--seconds 5] [--concurrency 32]
+    python -m benchmarks.bench_sidecar [--seconds 5] [--concurrency 32] [--before-tree DIR]
 
-Both servers run in this process on loopback; the load generator runs in a separate process. For each server:
-1. peak: a closed loop of `concurrency` connections posting creates as fast as answers come back;
-2. open loops at a quarter, half and three quarters of payroute's peak rate, latency measured from each request's
-   scheduled send time (so a stall shows up as latency rather than as fewer requests sent);
-3. core, no HTTP: the same creates called on `Router` in this process, to show what the HTTP layer adds;
-4. the same sidecar on the in-memory store at peak, to show what durable storage adds;
-5. a third server, the bare handler plus one SQLite insert committed per request (WAL, synchronous=NORMAL, as
-   payroute's store): the floor for a handler that must make each request durable before it answers.
-Each run also reports the servers' CPU per request (this process's CPU time over the load, which runs elsewhere),
-split into user and system time: the sweep shows how much more each request costs when requests arrive apart
-(no batching in the loop, the store or the kernel, and a CPU woken from idle), which is what sets the p99 at half
-of peak.
-payroute runs the full path: auth, JSON parsing, validation, idempotency reservation, the store (SQLite, WAL),
-one simulator authorization at zero latency, records and events, the idempotent response. The bare handler parses
-the same JSON and returns a payment-shaped JSON object. Access logs are off for both.
-Targets (issue 4): payroute at >= 50% of the bare handler's peak throughput; p99 < 10 ms at half its peak rate.
-Results go to benchmarks/results/sidecar.json.
+Every server runs in a process of its own on loopback, and so does the load (benchmarks/loadgen.py: prebuilt
+requests on keep-alive connections, a few tens of microseconds of CPU each, its own CPU reported per run). Each
+server's CPU is read from /proc over the measured load, summed over its processes (a supervisor's workers too).
+
+Servers:
+- `bare`: aiohttp parsing the JSON and answering a payment-shaped object; `bare_sqlite`: the same plus one row
+  INSERTed and committed per request before the answer (WAL, synchronous=NORMAL, as payroute's store): the floor
+  for any handler that makes a request durable before answering it. Both on the loop and JSON library payroute's
+  sidecar uses, so the floor is not inflated by slower parts than ours.
+- `payroute`: the full sidecar on a SQLite file, access log off: auth, JSON, validation, the idempotency
+  reservation, one simulator authorization at zero latency, payment, attempt, events and the idempotency answer
+  committed before the answer (group commit).
+- `payroute serve --workers 1|2` as the CLI runs it, on a SQLite file and on PostgreSQL: the scaling of workers.
+
+Runs: each server's peak (a closed loop of `concurrency` connections), then open loops at fixed 500 and 1,000
+requests a second (latency from each request's due time). Targets (issue 18): payroute peak >= 0.5 x
+bare_sqlite peak; p99 < 10 ms at 500 req/s and < 25 ms at 1,000 req/s.
+
+The two cores are shared by the servers and the load: with two workers, three busy processes share two cores.
+Each row says how many cores the servers and the load used; `capacity_rps` is what the servers' CPU per request
+would allow on the cores the load left them (`cores busy` / `CPU per request`), the figure to compare workers by.
+
+`--before-tree DIR` also runs the single-process payroute server from another checkout (e.g. the commit before a
+change) in the same run and writes its rows to results/sidecar_before.json, which later runs show side by side.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import multiprocessing as mp
-import platform
-import resource
-import sqlite3
-import statistics
+import os
+import re
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-from aiohttp import web
-
-from router import Router
-from router.http import ApiKeys, PageTokens, Sidecar, create_app
-from router.http.server import settle_heap
-
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 KEY = "sk_test_benchmark_0000000000"
-RESULTS = Path(__file__).resolve().parent / "results" / "sidecar.json"
+PG_SERVER = os.environ.get("PAYROUTE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 CONFIG = """
 version: 1
 processors:
@@ -66,278 +70,435 @@ BODY = {
     "metadata": {"order": "bench"},
 }
 PATH = "/v2/payments/off_session_payments"
-# Open-loop rates, as fractions of payroute's peak; the target is set at half.
-SWEEP = ((0.25, "quarter_rate"), (0.5, "half_rate"), (0.75, "three_quarter_rate"))
+RATES = (500, 1000)
+TARGET_RATIO = 0.5
+TARGET_P99_MS = {500: 10.0, 1000: 25.0}
+READY = re.compile(r"listening on (http://\S+)")
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-# -- the load generator (its own process) ------------------------------------------------------------------------
+# -- the servers under test, each in its own process ------------------------------------------------------------
+# `python benchmarks/bench_sidecar.py serve KIND ...` runs as a script, so with PYTHONPATH set to another checkout
+# it serves that checkout's router (the --before-tree run); it imports nothing from this repository's benchmarks.
 
 
-async def _closed_loop(url: str, concurrency: int, seconds: float) -> tuple[list[float], int, float]:
-    latencies: list[float] = []
-    errors = 0
-    body = json.dumps(BODY).encode()
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        start = time.perf_counter()
-        end = start + seconds
+def _serve(kind: str, config: str, store: str) -> None:
+    import uuid as _uuid
 
-        async def worker() -> None:
-            nonlocal errors
-            while time.perf_counter() < end:
-                headers = _headers()
-                t0 = time.perf_counter()
-                async with session.post(url, data=body, headers=headers) as resp:
-                    await resp.read()
-                    if resp.status != 200:
-                        errors += 1
-                latencies.append(time.perf_counter() - t0)
+    from aiohttp import web
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    return latencies, errors, elapsed
+    dumps: Callable[[Any], bytes]
+    loads: Callable[[bytes], Any]
+    try:
+        import orjson
 
+        dumps, loads = orjson.dumps, orjson.loads
+    except ImportError:
+        dumps, loads = (lambda obj: json.dumps(obj).encode()), json.loads
 
-async def _open_loop(url: str, rate: float, seconds: float) -> tuple[list[float], int, float]:
-    latencies: list[float] = []
-    errors = 0
-    body = json.dumps(BODY).encode()
-    total = int(rate * seconds)
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        start = time.perf_counter()
+    def payment_shaped(params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": "osp_test_" + _uuid.uuid4().hex[:24],
+            "object": "v2.payments.off_session_payment",
+            "amount_requested": params["amount"],
+            "cadence": params["cadence"],
+            "customer": params["customer"],
+            "payment_method": params["payment_method"],
+            "metadata": params.get("metadata", {}),
+            "livemode": False,
+            "status": "succeeded",
+        }
 
-        async def one(scheduled: float) -> None:
-            nonlocal errors
-            async with session.post(url, data=body, headers=_headers()) as resp:
-                await resp.read()
-                if resp.status != 200:
-                    errors += 1
-            latencies.append(time.perf_counter() - scheduled)
+    async def main() -> None:
+        cleanup: list[Any] = []
+        settle_heap: Callable[[], None] | None = None
+        if kind == "payroute":
+            from router import Router
+            from router.http import ApiKeys, PageTokens, Sidecar, create_app
+            from router.http.server import settle_heap
 
-        tasks = []
-        for i in range(total):
-            scheduled = start + i / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)  # pacing the open loop, not a measurement
-            tasks.append(asyncio.create_task(one(scheduled)))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
-    return latencies, errors, elapsed
+            router = await Router.open(config, store)
+            keys = ApiKeys.parse(KEY)
+            sidecar = Sidecar(keys=keys, pages=PageTokens(keys.derive_secret("page-tokens")), router=router)
+            app = create_app(sidecar)
+            cleanup.append(router.close)
+        else:
+            import sqlite3
 
+            db = sqlite3.connect(store, isolation_level=None) if kind == "bare_sqlite" else None
+            if db is not None:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("CREATE TABLE IF NOT EXISTS payments (id TEXT PRIMARY KEY, data TEXT NOT NULL)")
 
-def _headers() -> dict[str, str]:
-    return {
-        "Authorization": f"Bearer {KEY}",
-        "Content-Type": "application/json",
-        "Idempotency-Key": uuid.uuid4().hex,
-    }
+            async def handler(request: web.Request) -> web.Response:
+                obj = payment_shaped(loads(await request.read()))
+                body = dumps(obj)
+                if db is not None:
+                    db.execute("INSERT INTO payments (id, data) VALUES (?, ?)", (obj["id"], body))
+                return web.Response(body=body, content_type="application/json")
 
+            app = web.Application()
+            app.router.add_post(PATH, handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        if settle_heap is not None:
+            settle_heap()
+        host, port = runner.addresses[0][:2]
+        print(f"listening on http://{host}:{port}", file=sys.stderr, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the benchmark closes stdin
+        await runner.cleanup()
+        for close in cleanup:
+            await close()
 
-def _load_process(job: dict[str, Any], out: Any) -> None:
-    if job["mode"] == "closed":
-        result = asyncio.run(_closed_loop(job["url"], job["concurrency"], job["seconds"]))
-    else:
-        result = asyncio.run(_open_loop(job["url"], job["rate"], job["seconds"]))
-    out.put(result)
-
-
-async def _run_load(job: dict[str, Any]) -> dict[str, Any]:
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    proc = ctx.Process(target=_load_process, args=(job, out))
-    proc.start()
-    before = resource.getrusage(resource.RUSAGE_SELF)  # this process is the servers': what they spent on this load
-    latencies, errors, elapsed = await asyncio.get_running_loop().run_in_executor(None, out.get)
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    await asyncio.get_running_loop().run_in_executor(None, proc.join)
-    summary = _summary(latencies, errors, elapsed)
-    n = len(latencies)
-    user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
-    summary["server_cpu_us_per_request"] = round((user + system) / n * 1e6, 1) if n else float("nan")
-    summary["server_user_us_per_request"] = round(user / n * 1e6, 1) if n else float("nan")
-    summary["server_system_us_per_request"] = round(system / n * 1e6, 1) if n else float("nan")
-    # Cores' worth of CPU the servers used while this load ran: near 1, the one loop thread is saturated.
-    summary["server_cores_busy"] = round((user + system) / elapsed, 2) if elapsed else float("nan")
-    return summary
+    try:  # the loop the checkout's own `payroute serve` runs on
+        from router.http.server import run
+    except ImportError:
+        run = asyncio.run  # type: ignore[assignment]
+    run(main())
 
 
-def _summary(latencies: list[float], errors: int, elapsed: float) -> dict[str, Any]:
-    ms = sorted(x * 1000 for x in latencies)
-
-    def pct(p: float) -> float:
-        return ms[min(len(ms) - 1, int(p / 100 * len(ms)))] if ms else float("nan")
-
-    return {
-        "requests": len(ms),
-        "errors": errors,
-        "seconds": round(elapsed, 2),
-        "throughput_rps": round(len(ms) / elapsed, 1) if elapsed else 0.0,
-        "p50_ms": round(pct(50), 2),
-        "p99_ms": round(pct(99), 2),
-        "mean_ms": round(statistics.fmean(ms), 2) if ms else float("nan"),
-    }
+# -- orchestration -----------------------------------------------------------------------------------------------
 
 
-# -- the servers (this process) ----------------------------------------------------------------------------------
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[str]
+    url: str
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server's process and its children (a supervisor's workers), from /proc."""
+        total = 0
+        for pid in [self.process.pid, *_children(self.process.pid)]:
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / _TICK
 
-def _payment_shaped(params: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": "osp_test_" + uuid.uuid4().hex[:24],
-        "object": "v2.payments.off_session_payment",
-        "amount_requested": params["amount"],
-        "cadence": params["cadence"],
-        "customer": params["customer"],
-        "payment_method": params["payment_method"],
-        "metadata": params.get("metadata", {}),
-        "livemode": False,
-        "status": "succeeded",
-    }
-
-
-async def _bare(request: web.Request) -> web.Response:
-    obj = _payment_shaped(await request.json())
-    return web.Response(body=json.dumps(obj).encode(), content_type="application/json")
-
-
-def _bare_sqlite(path: str) -> web.Application:
-    """The bare handler, plus the request made durable: one INSERT committed per request before the answer."""
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("CREATE TABLE payments (id TEXT PRIMARY KEY, data TEXT NOT NULL)")
-
-    async def handler(request: web.Request) -> web.Response:
-        obj = _payment_shaped(await request.json())
-        body = json.dumps(obj)
-        db.execute("INSERT INTO payments (id, data) VALUES (?, ?)", (obj["id"], body))
-        return web.Response(body=body.encode(), content_type="application/json")
-
-    async def close(_: web.Application) -> None:
-        db.close()
-
-    app = web.Application()
-    app.router.add_post(PATH, handler)
-    app.on_cleanup.append(close)
-    return app
-
-
-async def _start(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}{PATH}"
-
-
-async def _core_direct(router: Router, concurrency: int, seconds: float) -> dict[str, Any]:
-    """The same creates straight into the core, no HTTP: what the sidecar adds is the difference."""
-    latencies: list[float] = []
-    start = time.perf_counter()
-    end = start + seconds
-
-    async def worker() -> None:
-        while time.perf_counter() < end:
-            t0 = time.perf_counter()
-            await router.create_payment(BODY, idempotency_key=uuid.uuid4().hex)
-            latencies.append(time.perf_counter() - t0)
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return _summary(latencies, 0, time.perf_counter() - start)
-
-
-async def main(seconds: float, concurrency: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "bench.yaml"
-        config.write_text(CONFIG)
-        router = await Router.open(config, f"sqlite:///{tmp}/bench.db")
-        keys = ApiKeys.parse(KEY)
-        sidecar = Sidecar(keys=keys, pages=PageTokens(keys.derive_secret("page-tokens")), router=router)
-        payroute_runner, payroute_url = await _start(create_app(sidecar))
-        # The same sidecar on the in-memory store: what is left is HTTP and the core, without durability.
-        memory_router = await Router.open(config, "memory://")
-        memory_sidecar = Sidecar(keys=keys, pages=sidecar.pages, router=memory_router)
-        memory_runner, memory_url = await _start(create_app(memory_sidecar))
-        bare_app = web.Application()
-        bare_app.router.add_post(PATH, _bare)
-        bare_runner, bare_url = await _start(bare_app)
-        bare_sqlite_runner, bare_sqlite_url = await _start(_bare_sqlite(f"{tmp}/bare.db"))
-        settle_heap()  # as `payroute serve` does once it is ready
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+            self.process.terminate()
         try:
-            results: dict[str, Any] = {}
-            for name, url in (("bare", bare_url), ("bare_sqlite", bare_sqlite_url), ("payroute", payroute_url)):
-                await _run_load({"mode": "closed", "url": url, "concurrency": concurrency, "seconds": 1.0})  # warm
-                results[f"{name}_peak"] = await _run_load(
-                    {"mode": "closed", "url": url, "concurrency": concurrency, "seconds": seconds}
-                )
-            peak = results["payroute_peak"]["throughput_rps"]
-            half = peak / 2
-            for fraction, label in SWEEP:
-                for name, url in (("bare", bare_url), ("payroute", payroute_url)):
-                    results[f"{name}_{label}"] = await _run_load(
-                        {"mode": "open", "url": url, "rate": peak * fraction, "seconds": seconds}
-                    )
-            results["core_no_http_peak"] = await _core_direct(router, concurrency, seconds)
-            await _run_load({"mode": "closed", "url": memory_url, "concurrency": concurrency, "seconds": 1.0})
-            results["payroute_memory_store_peak"] = await _run_load(
-                {"mode": "closed", "url": memory_url, "concurrency": concurrency, "seconds": seconds}
-            )
-        finally:
-            await payroute_runner.cleanup()
-            await memory_runner.cleanup()
-            await bare_runner.cleanup()
-            await bare_sqlite_runner.cleanup()
-            await router.close()
-            await memory_router.close()
-    ratio = results["payroute_peak"]["throughput_rps"] / results["bare_peak"]["throughput_rps"]
-    ratio_sqlite = results["payroute_peak"]["throughput_rps"] / results["bare_sqlite_peak"]["throughput_rps"]
-    return {
-        "benchmark": "sidecar create-payment",
-        "machine": {"python": platform.python_version(), "cpus": mp.cpu_count(), "platform": platform.platform()},
-        "settings": {"seconds": seconds, "concurrency": concurrency, "half_rate_rps": round(half, 1)},
-        "results": results,
-        "payroute_vs_bare_throughput": round(ratio, 3),
-        "payroute_vs_bare_sqlite_throughput": round(ratio_sqlite, 3),
-        "targets": {
-            "throughput_ratio_at_least_0_5": ratio >= 0.5,
-            "p99_under_10ms_at_half_peak": results["payroute_half_rate"]["p99_ms"] < 10,
-        },
-    }
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
-def _table(report: dict[str, Any]) -> str:
-    rows = [
-        f"{'run':<29} {'req':>7} {'err':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
-        f" {'server us/req':>14} {'user':>7} {'system':>7} {'cores busy':>10}"
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+    return out
+
+
+def start(name: str, argv: list[str], env: dict[str, str]) -> Server:
+    process = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PAYROUTE_API_KEYS": KEY, **env},
+        cwd=ROOT,
+    )
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if m := READY.search(line):
+            # Keep reading stderr in the background so a chatty server never blocks on a full pipe.
+            import threading
+
+            threading.Thread(target=lambda: [None for _ in process.stderr or ()], daemon=True).start()
+            return Server(name, process, f"{m.group(1)}{PATH}")
+    process.wait()
+    raise RuntimeError(f"{name} did not start:\n{''.join(seen[-20:])}")
+
+
+def script_server(kind: str, config: Path, store: str) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), "serve", kind, str(config), store]
+
+
+def payroute_serve(config: Path, store: str, workers: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "router.cli.main",
+        "serve",
+        "--config",
+        str(config),
+        "--store",
+        store,
+        "--port",
+        "0",
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--no-watch",
     ]
-    for name, r in report["results"].items():
-        cpu = [r.get(k, "") for k in ("server_cpu_us_per_request", "server_user_us_per_request")]
-        more = [r.get(k, "") for k in ("server_system_us_per_request", "server_cores_busy")]
+
+
+def measure(server: Server, job: dict[str, Any]) -> dict[str, Any]:
+    """One load against one server: the load's summary plus the server's CPU over it."""
+    job = {"url": server.url, "body": json.dumps(BODY), "key": KEY, "warm_s": 1.0, **job}
+    load = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.loadgen", json.dumps(job)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    # The load warms up first and says when the measured part starts: the server's CPU is read around that part.
+    assert load.stdout is not None
+    started = load.stdout.readline()
+    assert started.strip() == "measuring", started
+    before, t0 = server.cpu_seconds(), time.perf_counter()
+    out = load.stdout.read()
+    after, elapsed = server.cpu_seconds(), time.perf_counter() - t0
+    load.wait()
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    n = result["requests"]
+    cpu = after - before
+    result["server_cpu_us_per_request"] = round(cpu / n * 1e6, 1) if n else float("nan")
+    result["server_cores_busy"] = round(cpu / elapsed, 2) if elapsed else float("nan")
+    spare = max(0.0, (os.cpu_count() or 1) - result["load_cores_busy"])
+    result["capacity_rps"] = round(spare / (cpu / n)) if n and cpu else float("nan")
+    return result
+
+
+@contextlib.contextmanager
+def serving(name: str, argv: list[str], env: dict[str, str] | None = None) -> Iterator[Server]:
+    server = start(name, argv, env or {})
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def pg_database() -> Iterator[str]:
+    import asyncpg
+
+    name = f"payroute_bench_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(f"{PG_SERVER}/postgres")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{PG_SERVER}/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def run_payroute_single(
+    tmp: Path, config: Path, seconds: float, concurrency: int, tree: Path | None, label: str
+) -> dict[str, dict[str, Any]]:
+    """payroute's peak and fixed-rate runs against bare_sqlite's, servers restarted on fresh files per run."""
+    env = {"PYTHONPATH": str(tree or ROOT)}
+    results: dict[str, dict[str, Any]] = {}
+    closed = {"mode": "closed", "concurrency": concurrency, "seconds": seconds}
+    with serving("payroute", script_server("payroute", config, f"sqlite:///{tmp}/{label}.db"), env) as s:
+        results["payroute_peak"] = measure(s, closed)
+    for rate in RATES:
+        with serving("payroute", script_server("payroute", config, f"sqlite:///{tmp}/{label}-{rate}.db"), env) as s:
+            results[f"payroute_{rate}rps"] = measure(s, {"mode": "open", "rate": rate, "seconds": seconds})
+    return results
+
+
+def main(seconds: float, concurrency: int, before_tree: Path | None, workers: bool) -> dict[str, Any]:
+    results: dict[str, dict[str, Any]] = {}
+    before: dict[str, dict[str, Any]] = {}
+    closed = {"mode": "closed", "concurrency": concurrency, "seconds": seconds}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        config = tmp / "bench.yaml"
+        config.write_text(CONFIG)
+        env = {"PYTHONPATH": str(ROOT)}
+        with serving("bare", script_server("bare", config, ""), env) as s:
+            results["bare_peak"] = measure(s, closed)
+        with serving("bare_sqlite", script_server("bare_sqlite", config, f"{tmp}/bare.db"), env) as s:
+            results["bare_sqlite_peak"] = measure(s, closed)
+            for rate in RATES:
+                results[f"bare_sqlite_{rate}rps"] = measure(s, {"mode": "open", "rate": rate, "seconds": seconds})
+        results.update(run_payroute_single(tmp, config, seconds, concurrency, None, "after"))
+        if before_tree is not None:
+            before = run_payroute_single(tmp, config, seconds, concurrency, before_tree, "before")
+            before["bare_sqlite_peak"] = results["bare_sqlite_peak"]
+        if workers:
+            for n in (1, 2):
+                with serving(f"sqlite x{n}", payroute_serve(config, f"sqlite:///{tmp}/workers{n}.db", n), env) as s:
+                    results[f"serve_sqlite_workers{n}_peak"] = measure(s, closed)
+            for n in (1, 2):
+                with pg_database() as url, serving(f"pg x{n}", payroute_serve(config, url, n), env) as s:
+                    results[f"serve_postgres_workers{n}_peak"] = measure(s, closed)
+    return {"results": results, "before": before}
+
+
+def verdict(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    ratio = results["payroute_peak"]["throughput_rps"] / results["bare_sqlite_peak"]["throughput_rps"]
+    out: dict[str, Any] = {"payroute_vs_bare_sqlite_throughput": round(ratio, 3), "ratio_met": ratio >= TARGET_RATIO}
+    for rate, limit in TARGET_P99_MS.items():
+        run = results.get(f"payroute_{rate}rps")
+        if run is not None:
+            out[f"p99_ms_at_{rate}rps"] = run["p99_ms"]
+            out[f"p99_at_{rate}rps_under_{limit:g}ms"] = run["p99_ms"] < limit and run["errors"] == 0
+    return out
+
+
+COLUMNS = (
+    "requests",
+    "errors",
+    "throughput_rps",
+    "p50_ms",
+    "p99_ms",
+    "max_ms",
+    "server_cpu_us_per_request",
+    "server_cores_busy",
+    "load_cores_busy",
+    "capacity_rps",
+)
+
+
+def _rows(results: dict[str, dict[str, Any]]) -> list[list[Any]]:
+    return [[name, *(r.get(c) for c in COLUMNS)] for name, r in results.items()]
+
+
+def _scaling(results: dict[str, dict[str, Any]]) -> list[list[Any]]:
+    rows = []
+    for store in ("sqlite", "postgres"):
+        one, two = results.get(f"serve_{store}_workers1_peak"), results.get(f"serve_{store}_workers2_peak")
+        if one and two:
+            rows.append(
+                [
+                    store,
+                    one["throughput_rps"],
+                    two["throughput_rps"],
+                    round(two["throughput_rps"] / one["throughput_rps"], 2),
+                    one["capacity_rps"],
+                    two["capacity_rps"],
+                    round(two["capacity_rps"] / one["capacity_rps"], 2),
+                    two["server_cores_busy"],
+                    two["load_cores_busy"],
+                ]
+            )
+    return rows
+
+
+def _side_by_side(before: dict[str, Any], after: dict[str, dict[str, Any]]) -> list[list[Any]]:
+    rows = []
+    b_results = before.get("results", {})
+    for name in ("payroute_peak", *(f"payroute_{r}rps" for r in RATES)):
+        b, a = b_results.get(name), after.get(name)
+        if b and a:
+            for col in ("throughput_rps", "p99_ms", "server_cpu_us_per_request"):
+                rows.append([f"{name} {col}", b[col], a[col]])
+    if "verdict" in before:
         rows.append(
-            f"{name:<29} {r['requests']:>7} {r['errors']:>4} {r['throughput_rps']:>9.1f}"
-            f" {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {cpu[0]:>14} {cpu[1]:>7} {more[0]:>7} {more[1]:>10}"
+            [
+                "payroute / bare_sqlite peak",
+                before["verdict"]["payroute_vs_bare_sqlite_throughput"],
+                verdict(after)["payroute_vs_bare_sqlite_throughput"],
+            ]
         )
-    rows.append(f"payroute / bare peak throughput: {report['payroute_vs_bare_throughput']:.0%}")
-    rows.append(f"payroute / bare + one SQLite commit: {report['payroute_vs_bare_sqlite_throughput']:.0%}")
-    rows.append(f"half rate: {report['settings']['half_rate_rps']} req/s; targets: {report['targets']}")
-    return "\n".join(rows)
+    return rows
 
 
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each measured run (default 5)")
     parser.add_argument("--concurrency", type=int, default=32, help="connections in the closed loop (default 32)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--before-tree", type=Path, help="also run the payroute server from this checkout")
+    parser.add_argument("--no-workers", action="store_true", help="skip the `payroute serve --workers` runs")
     args = parser.parse_args()
-    report = asyncio.run(main(args.seconds, args.concurrency))
-    print(_table(report))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written to {args.out}")
+
+    from benchmarks.sim.output import RESULTS, print_table, table, write_result
+
+    run = main(args.seconds, args.concurrency, args.before_tree, not args.no_workers)
+    results = run["results"]
+    found = verdict(results)
+    tables = [
+        table(
+            f"Sidecar creates: each server's peak ({args.concurrency} connections) and fixed rates; CPU per request"
+            " from /proc; capacity = (cores - the load's cores) / server CPU per request",
+            ["run", *COLUMNS],
+            _rows(results),
+        ),
+        table("Targets (issue 18)", ["target", "value"], [[k, v] for k, v in found.items()]),
+    ]
+    scaling = _scaling(results)
+    if scaling:
+        tables.append(
+            table(
+                "`payroute serve --workers 2` against 1 (peak; the load shares the 2 cores: capacity counts only the"
+                " cores it left)",
+                [
+                    "store",
+                    "rps x1",
+                    "rps x2",
+                    "measured x2/x1",
+                    "capacity x1",
+                    "capacity x2",
+                    "capacity x2/x1",
+                    "server cores x2",
+                    "load cores x2",
+                ],
+                scaling,
+            )
+        )
+    before_file = RESULTS / "sidecar_before.json"
+    if run["before"]:
+        doc = {
+            "tree": str(args.before_tree),
+            "commit": _commit(args.before_tree),
+            "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "results": run["before"],
+            "verdict": verdict(run["before"]),
+        }
+        before_file.write_text(json.dumps(doc, indent=1) + "\n")
+    if before_file.exists():
+        before = json.loads(before_file.read_text())
+        tables.append(
+            table(
+                f"Before (commit {before.get('commit', '?')}, {before.get('generated_at', '?')}) and after, side by"
+                " side (each against its own run's bare_sqlite)",
+                ["measure", "before", "after"],
+                _side_by_side(before, results),
+            )
+        )
+    for t in tables:
+        print_table(t)
+    write_result(
+        "sidecar",
+        "Sidecar create-payment",
+        {"seconds": args.seconds, "concurrency": args.concurrency, "rates": list(RATES)},
+        tables,
+        results=results,
+        verdict=found,
+    )
+
+
+def _commit(tree: Path | None) -> str:
+    if tree is None:
+        return "?"
+    done = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or "?"
 
 
 if __name__ == "__main__":
-    cli()
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":
+        _serve(sys.argv[2], sys.argv[3], sys.argv[4])
+    else:
+        cli()

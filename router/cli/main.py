@@ -44,6 +44,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="N",
         help="processes serving the one port (SO_REUSEPORT); 'auto': one per core (default 1)",
     )
+    p.add_argument("--no-access-log", action="store_true", help="do not log a line per request")
     p.add_argument("--no-scheduler", action="store_true", help="do not run due retries in this process")
     p.add_argument("--no-watch", action="store_true", help="do not reload when the config file changes")
     p.set_defaults(run=_serve)
@@ -66,6 +67,7 @@ def _serve(args: argparse.Namespace) -> int:
         shutdown_timeout=args.shutdown_timeout,
         scheduler=not args.no_scheduler,
         watch_interval_s=None if args.no_watch else 2.0,
+        access_log=not args.no_access_log,
     )
 
     def ready(address: str) -> None:

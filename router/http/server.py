@@ -56,6 +56,7 @@ class ServeOptions:
     # among them (`payroute serve --workers N`, router/http/workers.py). Off for a single process, so a second
     # `payroute serve` on a taken port is refused instead of silently sharing it.
     reuse_port: bool = False
+    access_log: bool = True  # one INFO line per request (router/http/logsafe.py); off: none
 
 
 def page_tokens(keys: ApiKeys, environ: dict[str, str] | None = None) -> PageTokens:
@@ -77,7 +78,10 @@ async def serve(
     sidecar = Sidecar(keys=keys, pages=page_tokens(keys), limiter=RateLimiter(limit, SystemClock()) if limit else None)
     app = create_app(sidecar)
     runner = web.AppRunner(
-        app, shutdown_timeout=options.shutdown_timeout, access_log=log, access_log_class=logsafe.AccessLogger
+        app,
+        shutdown_timeout=options.shutdown_timeout,
+        access_log=log if options.access_log else None,
+        access_log_class=logsafe.AccessLogger,
     )
     await runner.setup()
     stop = stop or asyncio.Event()
