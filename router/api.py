@@ -296,9 +296,10 @@ class Router:
         limit: int = 20,
         cursor: Cursor | None = None,
         direction: Literal["next", "previous"] = "next",
+        include_details: bool = False,
     ) -> tuple[list[dict[str, Any]], bool, list[Payment]]:
         """A page of payments newest first: (objects, has_more, the payments for cursor-making)."""
-        return await self._reads.list_payments(livemode, limit, cursor, direction)
+        return await self._reads.list_payments(livemode, limit, cursor, direction, include_details)
 
     async def cancel_payment(self, payment_id: str, *, livemode: bool = False) -> dict[str, Any]:
         return await self._operations.cancel(payment_id, livemode)

@@ -9,6 +9,39 @@ from iso4217 import Currency
 # Largest amount one authorization may carry, as Stripe allows: eight digits of minor units.
 MAX_AMOUNT = 99_999_999
 
+# Stripe's published minimum charge per presentment currency, in minor units (docs.stripe.com/currencies,
+# "Minimum and maximum charge amounts"): below it Stripe refuses the charge, and the other processors' floors are
+# at or under it, so a smaller amount could only be refused later, by a processor, as a decline.
+MINIMUM_CHARGE: dict[str, int] = {
+    "usd": 50,
+    "aed": 200,
+    "aud": 50,
+    "bgn": 100,
+    "brl": 50,
+    "cad": 50,
+    "chf": 50,
+    "czk": 1500,
+    "dkk": 250,
+    "eur": 50,
+    "gbp": 30,
+    "hkd": 400,
+    "huf": 17500,
+    "inr": 50,
+    "jpy": 50,
+    "mxn": 1000,
+    "myr": 200,
+    "nok": 300,
+    "nzd": 50,
+    "pln": 200,
+    "ron": 200,
+    "sek": 300,
+    "sgd": 50,
+    "thb": 1000,
+}
+# Card processors charge at most three decimals (BHD, JOD, KWD, OMR, TND): a four-decimal unit of account (CLF,
+# UYW) is not money a card is charged in.
+MAX_EXPONENT = 3
+
 
 @cache
 def exponent(currency: str) -> int | None:
@@ -27,6 +60,24 @@ def exponent(currency: str) -> int | None:
 
 def is_currency(currency: str) -> bool:
     return exponent(currency) is not None
+
+
+def chargeable(currency: str) -> bool:
+    """A currency a card can be charged in: ISO 4217 with minor units, at most three decimals."""
+    exp = exponent(currency)
+    return exp is not None and exp <= MAX_EXPONENT
+
+
+def amount_problem(value: int, currency: str) -> str | None:
+    """Why a processor would refuse this charge amount, or None: under Stripe's minimum for the currency, or a
+    three-decimal amount whose last digit is not 0 (Stripe and Adyen take those only in multiples of 10, as card
+    networks carry two of the three decimals)."""
+    minimum = MINIMUM_CHARGE.get(currency)
+    if minimum is not None and value < minimum:
+        return f"Amount must be at least {minimum} ({format_amount(minimum, currency)}) in {currency}."
+    if exponent(currency) == 3 and value % 10:
+        return f"Amounts in {currency} (three decimals) must be a multiple of 10: the last digit must be 0."
+    return None
 
 
 def format_amount(value: int, currency: str) -> str:

@@ -32,6 +32,7 @@ from router.http.endpoints import ENDPOINTS, Endpoint
 from router.http.openapi import build_openapi
 from router.http.pagination import PageTokens, bad_page
 from router.http.ratelimit import HANDLER_ARGS, RateLimited, RateLimiter, check_headers
+from router.model import events as ev
 from router.model import inputs
 from router.model.records import parse_create_params
 from router.state.store.base import Cursor
@@ -147,6 +148,9 @@ def _too_large() -> PayrouteError:
 async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Metrics, authentication and the error envelope for every request, matched or not."""
     started = time.perf_counter()
+    request_id = "req_" + os.urandom(12).hex()  # secrets.token_hex(12) without its call layers
+    # The events this request causes name it (and its Idempotency-Key) as their `reason`.
+    reason = ev.REQUEST.set(ev.RequestReason(request_id, request.headers.get("Idempotency-Key")))
     metrics.HTTP_IN_FLIGHT.inc()
     info = request.match_info
     route = info.route.resource.canonical if info.http_exception is None and info.route.resource else "unmatched"
@@ -185,7 +189,8 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         )
     finally:
         metrics.HTTP_IN_FLIGHT.dec()
-    resp.headers["Request-Id"] = "req_" + os.urandom(12).hex()  # secrets.token_hex(12) without its call layers
+        ev.REQUEST.reset(reason)
+    resp.headers["Request-Id"] = request_id
     version = request.headers.get("Stripe-Version")
     if version and _API_VERSION.match(version):
         resp.headers["Stripe-Version"] = version
@@ -390,9 +395,38 @@ async def create_off_session_payment(request: web.Request) -> web.StreamResponse
     return await _post(request, body, lambda: router.create_payment(body, livemode=livemode, keyed_by=key))
 
 
+def _repeated(request: web.Request, name: str) -> list[str]:
+    """Every value of an array query parameter, however the client spelt it: `name`, `name[]` or `name[i]` (in
+    index order, as Stripe's SDKs send arrays)."""
+    query = request.query if request.query_string else None
+    if query is None:
+        return []
+    indexed: list[tuple[int, str]] = []
+    plain: list[str] = []
+    for key, value in query.items():
+        if key == name or key == f"{name}[]":
+            plain.append(value)
+        elif key.startswith(f"{name}[") and key.endswith("]") and key[len(name) + 1 : -1].isdigit():
+            indexed.append((int(key[len(name) + 1 : -1]), value))
+    return [v for _, v in sorted(indexed)] + plain
+
+
+_INCLUDABLE = ("latest_payment_attempt_record_details",)
+
+
+def _include_details(request: web.Request) -> bool:
+    asked = _repeated(request, "include")
+    for value in asked:
+        if value not in _INCLUDABLE:
+            raise invalid(f"include takes {', '.join(_INCLUDABLE)}; not '{value}'.", "include")
+    return bool(asked)
+
+
 async def retrieve_off_session_payment(request: web.Request) -> web.StreamResponse:
     router = request.app[SIDECAR].core()
-    payment = await router.get_payment(request.match_info["id"], livemode=_caller(request).livemode)
+    payment = await router.get_payment(
+        request.match_info["id"], livemode=_caller(request).livemode, include_details=_include_details(request)
+    )
     return _reply(_dumps(payment))
 
 
@@ -401,6 +435,7 @@ async def list_off_session_payments(request: web.Request) -> web.StreamResponse:
     router = sidecar.core()
     livemode = _caller(request).livemode
     limit = _limit(request)
+    include = _include_details(request)
     cursor: Cursor | None = None
     direction: Literal["next", "previous"] = "next"
     token = request.query.get("page")
@@ -411,12 +446,13 @@ async def list_off_session_payments(request: web.Request) -> web.StreamResponse:
             raise bad_page()
         cursor, direction = Cursor(created, pid), way
     objects, has_more, payments = await router.list_payments(
-        livemode=livemode, limit=limit, cursor=cursor, direction=direction
+        livemode=livemode, limit=limit, cursor=cursor, direction=direction, include_details=include
     )
+    also = "&include[0]=latest_payment_attempt_record_details" if include else ""
 
     def url(p: Any, way: str) -> str:
         pos = {"c": int(p.created.timestamp() * 1_000_000), "i": p.id, "d": way}
-        return f"{PAYMENTS_PATH}?limit={limit}&page={sidecar.pages.encode('payments', livemode, pos)}"
+        return f"{PAYMENTS_PATH}?limit={limit}&page={sidecar.pages.encode('payments', livemode, pos)}{also}"
 
     more_after = has_more if direction == "next" else cursor is not None
     more_before = cursor is not None if direction == "next" else has_more

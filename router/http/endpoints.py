@@ -40,6 +40,12 @@ class Endpoint:
 
 
 LIMIT = Query("limit", "Page size, 1 to 100 (default 20).", "integer", minimum=1, maximum=100)
+INCLUDE = Query(
+    "include",
+    "Fields to fill that are null unless asked for: `latest_payment_attempt_record_details` "
+    "(as `include[0]=…`, `include[]=…` or `include=…`).",
+    repeated=True,
+)
 PAGE = Query("page", "Opaque page token from next_page_url or previous_page_url.")
 _POST_ERRORS = (400, 401, 404, 409, 413, 415)
 
@@ -60,7 +66,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "/v2/payments/off_session_payments",
         "List OffSessionPayments, newest first.",
         schemas.OffSessionPaymentList,
-        query=(LIMIT, PAGE),
+        query=(LIMIT, PAGE, INCLUDE),
         errors=(400, 401),
     ),
     Endpoint(
@@ -69,6 +75,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "/v2/payments/off_session_payments/{id}",
         "Retrieve an OffSessionPayment.",
         schemas.OffSessionPayment,
+        query=(INCLUDE,),
     ),
     Endpoint(
         "cancel_off_session_payment",

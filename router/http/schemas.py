@@ -261,6 +261,21 @@ class RelatedObject(_Object):
     url: str
 
 
+class EventRequest(_Object):
+    id: str
+    idempotency_key: str | None
+
+
+class EventReason(_Object):
+    type: Literal["request"]
+    request: EventRequest
+
+
+class EventChanges(_Object):
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+
 class Event(_Object):
     """`v2.core.event`, carrying a snapshot of the payment after the change."""
 
@@ -271,6 +286,9 @@ class Event(_Object):
     livemode: bool
     related_object: RelatedObject
     data: dict[str, Any]
+    reason: EventReason | None  # the API request that caused the change; null for the router's own work
+    changes: EventChanges | None  # the fields the change moved; null on `created`
+    context: str | None
 
 
 class EventList(_Object):

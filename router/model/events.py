@@ -9,7 +9,10 @@ worker (`router.state.outbox.webhooks`) delivers from it, in-process subscribers
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from router.ids import IdGenerator
 from router.model.records import Event, Payment, render_payment
@@ -72,21 +75,53 @@ def matches_any(patterns: Iterable[str], type: str) -> bool:
     return any(matches(p, type) for p in patterns)
 
 
-def event_for(ids: IdGenerator, type: str, payment: Payment, at: datetime) -> Event:
-    """An event carrying a snapshot of the payment as it is after the transition."""
+@dataclass(frozen=True, slots=True)
+class RequestReason:
+    """The API request a change is made under (the sidecar sets it for each request it serves)."""
+
+    id: str
+    idempotency_key: str | None = None
+
+
+# Set by the sidecar around each request: the events a request causes say so in `reason`; events of the retry
+# scheduler, expiries and reconciliation (no request) carry none.
+REQUEST: ContextVar[RequestReason | None] = ContextVar("payroute_request", default=None)
+
+
+def event_for(ids: IdGenerator, type: str, payment: Payment, at: datetime, before: Payment | None = None) -> Event:
+    """An event carrying a snapshot of the payment as it is after the transition, what the transition changed
+    (given the payment `before` it), and the request that caused it."""
+    after = render_payment(payment)
+    request = REQUEST.get()
     return Event(
         id=ids.new("event"),
         type=type,
         created=at,
         livemode=payment.livemode,
         object_id=payment.id,
-        data=_data(type, payment),
+        data=_data(type, payment, after),
+        reason=None if request is None else _reason(request),
+        changes=None if before is None else changes(render_payment(before), after),
     )
 
 
-def _data(type: str, payment: Payment) -> dict[str, object]:
-    data: dict[str, object] = {"object": render_payment(payment)}
+def _reason(request: RequestReason) -> dict[str, Any]:
+    return {"type": "request", "request": {"id": request.id, "idempotency_key": request.idempotency_key}}
+
+
+def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Stripe's `changes`: the top-level fields of the object that differ, as they were and as they are."""
+    keys = [k for k in after if before.get(k) != after[k]]
+    return {"before": {k: before.get(k) for k in keys}, "after": {k: after[k] for k in keys}}
+
+
+def _data(type: str, payment: Payment, rendered: dict[str, Any]) -> dict[str, object]:
+    data: dict[str, object] = {"object": rendered}
     if type == ATTEMPT_FAILED and payment.latest_payment_attempt_record:
         # As Stripe's attempt_failed event: the attempt record that failed.
+        data["payment_attempt_record"] = payment.latest_payment_attempt_record
+    elif type == FAILED:
+        # The SDK declares it on `failed` (required): the attempt the payment failed on, as its
+        # latest_payment_attempt_record (null only for a payment that failed before any processor call).
         data["payment_attempt_record"] = payment.latest_payment_attempt_record
     return data

@@ -28,8 +28,9 @@ from pydantic import (
 from adapters.scrub import card_numbers, has_secret_key
 from router.clock import rfc3339
 from router.errors import PayrouteError
+from router.model.inputs import check_params
 from router.model.states import Status
-from router.money import MAX_AMOUNT, exponent
+from router.money import MAX_AMOUNT, amount_problem, chargeable
 
 Cadence = Literal["recurring", "unscheduled"]
 StatusLiteral = Literal[
@@ -45,6 +46,9 @@ FailureReasonLiteral = Literal[
 RetryStrategyInForce = Literal["heuristic", "none", "scheduled", "smart"]
 
 _DESCRIPTOR_FORBIDDEN = re.compile(r"[<>\\'\"*]")
+# A saved payment method's id: a type prefix, an underscore, then letters, digits and underscores (`pm_…`,
+# `card_…`, `pm_card_visa`). Anything else cannot name one, and is refused before routing sees it.
+_PAYMENT_METHOD_ID = re.compile(r"^[a-z]{2,10}_[A-Za-z0-9_]{1,240}$")
 METADATA_MAX_KEYS = 50
 METADATA_MAX_KEY_LEN = 40
 METADATA_MAX_VALUE_LEN = 500
@@ -63,8 +67,11 @@ class AmountParam(_Params):
     @field_validator("currency")
     @classmethod
     def _currency(cls, v: str) -> str:
-        if v != v.lower() or exponent(v) is None:
-            raise ValueError(f"Invalid currency: '{v}'. Use a lowercase three-letter ISO 4217 code, e.g. 'usd'.")
+        if v != v.lower() or not chargeable(v):
+            raise ValueError(
+                f"Invalid currency: '{v}'. Use a lowercase three-letter ISO 4217 code a card can be charged in "
+                "(at most three decimals), e.g. 'usd'."
+            )
         return v
 
     @field_validator("value")
@@ -177,6 +184,13 @@ class OffSessionPaymentCreateParams(_Params):
     def _descriptor(cls, v: str | None) -> str | None:
         return _statement_descriptor(v)
 
+    @field_validator("payment_method")
+    @classmethod
+    def _payment_method(cls, v: str | None) -> str | None:
+        if v is not None and not _PAYMENT_METHOD_ID.match(v):
+            raise ValueError("payment_method must be the id of a saved payment method, such as pm_1Abc… .")
+        return v
+
     @field_validator("metadata")
     @classmethod
     def _metadata(cls, v: dict[str, str] | None) -> dict[str, str] | None:
@@ -186,7 +200,10 @@ class OffSessionPaymentCreateParams(_Params):
             raise ValueError(f"Metadata can have at most {METADATA_MAX_KEYS} keys.")
         for key, value in v.items():
             if not key or len(key) > METADATA_MAX_KEY_LEN:
-                raise _ParamError("metadata", f"Metadata keys must be 1 to {METADATA_MAX_KEY_LEN} characters.")
+                raise _ParamError(
+                    f"metadata.{key}" if key else "metadata",
+                    f"Metadata keys must be 1 to {METADATA_MAX_KEY_LEN} characters.",
+                )
             if len(value) > METADATA_MAX_VALUE_LEN:
                 raise _ParamError(
                     f"metadata.{key}", f"Metadata values must be at most {METADATA_MAX_VALUE_LEN} characters."
@@ -216,6 +233,17 @@ class OffSessionPaymentCreateParams(_Params):
         _refuse_card_data(self.model_dump(exclude={"payment_method_options", "payment_method_data"}), "")
         if self.payment_method is None:
             raise _ParamError("payment_method", "Missing required param: payment_method.", "parameter_missing")
+        problem = amount_problem(self.amount.value, self.amount.currency)
+        if problem is not None:
+            code = "amount_too_small" if problem.startswith("Amount must be at least") else "parameter_invalid"
+            raise _ParamError("amount.value", problem, code)
+        details = self.amount_details
+        if details is not None:
+            _exclusive(details)
+            if details.enforce_arithmetic_validation is not False:
+                error = amount_details_error(details.model_dump(exclude_none=True), self.amount.value)
+                if error is not None:
+                    raise _ParamError("amount_details", error[1], error[0])
         fee = self.application_fee_amount
         if fee is not None:
             if fee.currency != self.amount.currency:
@@ -225,6 +253,51 @@ class OffSessionPaymentCreateParams(_Params):
         if self.transfer_data and self.transfer_data.amount and self.transfer_data.amount > self.amount.value:
             raise _ParamError("transfer_data.amount", "cannot exceed amount.value.")
         return self
+
+
+def _exclusive(details: AmountDetailsParam) -> None:
+    items = details.line_items or []
+    if details.discount_amount is not None and any(i.discount_amount is not None for i in items):
+        raise _ParamError(
+            "amount_details.discount_amount",
+            "amount_details.discount_amount and line_items[].discount_amount are mutually exclusive: give one.",
+        )
+    if details.tax is not None and any(i.tax is not None for i in items):
+        raise _ParamError(
+            "amount_details.tax", "amount_details.tax and line_items[].tax are mutually exclusive: give one."
+        )
+
+
+def amount_details_error(details: dict[str, Any], amount: int) -> tuple[str, str] | None:
+    """Stripe's arithmetic check of line-item data, on the stored (or dumped) `amount_details`: the line items
+    (unit_cost x quantity - discount + tax), plus shipping and tax, less the discount, must make the amount; with no
+    line items, shipping, tax and discount cannot exceed it. Returns (code, message) or None."""
+    shipping = (details.get("shipping") or {}).get("amount") or 0
+    tax = (details.get("tax") or {}).get("total_tax_amount") or 0
+    discount = details.get("discount_amount") or 0
+    items = details.get("line_items") or []
+    if not items:
+        if shipping + tax + discount > amount:
+            return (
+                "amount_details_amount_greater_than_tax_shipping_discount",
+                f"amount_details: shipping, tax and discount ({shipping + tax + discount}) exceed the amount "
+                f"({amount}).",
+            )
+        return None
+    lines = sum(
+        i["unit_cost"] * i["quantity"]
+        - (i.get("discount_amount") or 0)
+        + ((i.get("tax") or {}).get("total_tax_amount") or 0)
+        for i in items
+    )
+    total = lines + shipping + tax - discount
+    if total != amount:
+        return (
+            "amount_details_amount_mismatch",
+            f"amount_details: the line items, shipping and tax less the discount make {total}, not the amount "
+            f"({amount}). Set amount_details.enforce_arithmetic_validation to false to proceed anyway.",
+        )
+    return None
 
 
 # Metadata keys that can only mean card data is being stored (the value would be a CVC or a card number).
@@ -309,6 +382,8 @@ def param_error(exc: ValidationError) -> PayrouteError:
 def parse_create_params(body: Any) -> OffSessionPaymentCreateParams:
     if not isinstance(body, dict):
         raise PayrouteError("The request body must be a JSON object.", code="parameter_invalid")
+    # The embedded library's creates too: no control character and bounded nesting, whichever way in and store.
+    check_params(body)
     try:
         return OffSessionPaymentCreateParams.model_validate(body)
     except ValidationError as exc:
@@ -459,6 +534,8 @@ class Event(BaseModel):
     object_id: str
     object_type: str = "v2.payments.off_session_payment"
     data: dict[str, Any] = Field(default_factory=dict)
+    reason: dict[str, Any] | None = None  # {"type": "request", "request": {id, idempotency_key}}; None: no request
+    changes: dict[str, Any] | None = None  # {"before": {...}, "after": {...}}: the fields the transition changed
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -491,7 +568,7 @@ def render_payment(p: Payment, attempt: AttemptRecord | None = None) -> dict[str
     obj: dict[str, Any] = {
         "id": p.id,
         "object": "v2.payments.off_session_payment",
-        "amount_details": p.amount_details,
+        "amount_details": _render_amount_details(p.amount_details, p.amount),
         "amount_requested": _amount(p.amount, p.currency),
         "application": None,
         "application_fee_amount_requested": (
@@ -527,9 +604,23 @@ def render_payment(p: Payment, attempt: AttemptRecord | None = None) -> dict[str
         "test_clock": p.test_clock,
         "transfer_data": p.transfer_data,
     }
-    if details is not None:
-        obj["latest_payment_attempt_record_details"] = details
+    obj["latest_payment_attempt_record_details"] = details  # null unless asked for (`include`)
     return obj
+
+
+def _render_amount_details(details: dict[str, Any] | None, amount: int) -> dict[str, Any] | None:
+    """The object's `amount_details`: as given, less `enforce_arithmetic_validation` (a request switch, not a fact
+    about the payment), with `error` saying what did not add up when the check was not enforced."""
+    if details is None:
+        return None
+    error = amount_details_error(details, amount)
+    return {
+        "discount_amount": details.get("discount_amount"),
+        "error": None if error is None else {"code": error[0], "message": error[1]},
+        "line_items": details.get("line_items") or [],
+        "shipping": details.get("shipping"),
+        "tax": details.get("tax"),
+    }
 
 
 def _unix(at: datetime) -> int:
@@ -641,6 +732,9 @@ def render_event(e: Event) -> dict[str, Any]:
             "url": f"/v2/payments/off_session_payments/{e.object_id}",
         },
         "data": e.data,
+        "reason": e.reason,
+        "changes": e.changes,
+        "context": None,
     }
 
 

@@ -150,7 +150,7 @@ class Engine:
                 processing,
                 payment.version,
                 new,
-                events=[ev.event_for(self.ids, ev.ATTEMPT_STARTED, processing, now)],
+                events=[ev.event_for(self.ids, ev.ATTEMPT_STARTED, processing, now, before=payment)],
                 lease_until=lease,
             )
             return await self._finish(processing, None, None, table, now, record, respond)
@@ -159,7 +159,7 @@ class Engine:
         attempt: AttemptRecord | None = None
         current = processing
         expected_version = payment.version
-        pending_events = [ev.event_for(self.ids, ev.ATTEMPT_STARTED, processing, now)]
+        pending_events = [ev.event_for(self.ids, ev.ATTEMPT_STARTED, processing, now, before=payment)]
         settled_previous: AttemptRecord | None = None
         for index, cand in enumerate(candidates):
             breaker = self.breakers.get(cand.name, cand.config.breaker.fail_max, cand.config.breaker.reset_timeout_s)
@@ -435,7 +435,7 @@ class Engine:
             p.version,
             record=record.model_copy(update=record_update) if record_update else record,
             attempts=[attempt] if attempt is not None else (),
-            events=[ev.event_for(self.ids, t, final, now) for t in events],
+            events=[ev.event_for(self.ids, t, final, now, before=p) for t in events],
             idempotency=respond(final, attempt) if respond is not None else None,
         )
 
@@ -464,7 +464,7 @@ class Engine:
             final,
             p.version,
             record=record.model_copy(update={"amount_failed": p.amount}) if record else None,
-            events=[ev.event_for(self.ids, ev.FAILED, final, now)],
+            events=[ev.event_for(self.ids, ev.FAILED, final, now, before=p)],
         )
 
     # -- crash reconciliation --------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ class Operations:
                     new,
                     p.version,
                     record=record,
-                    events=[ev.event_for(ctx.ids, t, new, now) for t in event_types],
+                    events=[ev.event_for(ctx.ids, t, new, now, before=p) for t in event_types],
                 )
             except ConcurrentUpdate:
                 continue
@@ -59,22 +59,25 @@ class Operations:
     async def cancel(self, payment_id: str, livemode: bool) -> dict[str, Any]:
         async def apply(p: Payment, now: datetime) -> tuple[Payment, list[str], PaymentRecordState | None]:
             status = Status(p.status)
-            # The v2 error types (not only codes) the SDK maps to AlreadyCanceledError / NotCancelableError.
+            # As the preview spec answers: cancel takes `pending` and `pending_retry`, and any other status is a 400
+            # of a v2 type the SDK maps to AlreadyCanceledError / NotCancelableError. Our extension (documented in
+            # the README): `paused` and `requires_capture` (its hold released at the processor) cancel too.
             if status is Status.CANCELED:
                 raise PayrouteError(
                     f"The OffSessionPayment {p.id} is already canceled.",
                     type="already_canceled",
                     code="already_canceled",
-                    status=409,
+                    status=400,
                 )
-            if status is Status.PROCESSING:
-                raise conflict("The payment is being processed; try again shortly.", "payment_processing")
             if status not in CANCELABLE:
+                message = f"An OffSessionPayment in status '{p.status}' cannot be canceled."
+                if status is Status.PROCESSING:
+                    message += " It is being processed: try again once it settles."
                 raise PayrouteError(
-                    f"An OffSessionPayment in status '{p.status}' cannot be canceled.",
+                    message,
                     type="not_cancelable",
                     code="not_cancelable",
-                    status=409,
+                    status=400,
                 )
             record = await self._record(p)
             if status is Status.REQUIRES_CAPTURE:
@@ -206,7 +209,7 @@ class Operations:
                 new,
                 payment.version,
                 record=record.model_copy(update={"amount_canceled": payment.amount}) if record else None,
-                events=[ev.event_for(ctx.ids, ev.FAILED, new, now)],
+                events=[ev.event_for(ctx.ids, ev.FAILED, new, now, before=payment)],
             )
         except ConcurrentUpdate:
             return None

@@ -38,12 +38,21 @@ class Reads:
         return await self.render(await self.load(payment_id, livemode), include_details)
 
     async def list_payments(
-        self, livemode: bool, limit: int, cursor: Cursor | None, direction: Literal["next", "previous"]
+        self,
+        livemode: bool,
+        limit: int,
+        cursor: Cursor | None,
+        direction: Literal["next", "previous"],
+        include_details: bool = False,
     ) -> tuple[list[dict[str, Any]], bool, list[Payment]]:
         if not 1 <= limit <= 100:
             raise invalid("limit must be between 1 and 100.", "limit")
         page = await self.store.list_payments(livemode, limit, cursor, direction)
-        return [render_payment(p) for p in page.payments], page.has_more, page.payments
+        if include_details:
+            objects = [await self.render(p, include_details=True) for p in page.payments]
+        else:
+            objects = [render_payment(p) for p in page.payments]
+        return objects, page.has_more, page.payments
 
     async def get_payment_record(self, record_id: str, livemode: bool) -> dict[str, Any]:
         r = await self.store.get_payment_record(record_id)

@@ -54,17 +54,17 @@ pans = st.builds(
 valid_bodies = st.fixed_dictionaries(
     {
         "amount": st.fixed_dictionaries(
-            {"value": st.integers(1, 99_999_999), "currency": st.sampled_from(["usd", "eur", "jpy"])}
+            {"value": st.integers(50, 99_999_999), "currency": st.sampled_from(["usd", "eur", "jpy"])}
         ),
         "cadence": st.sampled_from(["recurring", "unscheduled"]),
         "customer": st.from_regex(r"cus_[A-Za-z0-9]{1,20}", fullmatch=True),
         "payment_method": st.from_regex(r"pm_[A-Za-z0-9_]{1,30}", fullmatch=True),
     },
     optional={
-        "description": st.text(st.characters(codec="utf-8", exclude_categories=["Nd"]), max_size=200),
+        "description": st.text(st.characters(codec="utf-8", exclude_categories=["Nd", "Cc"]), max_size=200),
         "metadata": st.dictionaries(
             st.from_regex(r"[a-z_]{1,20}", fullmatch=True).filter(lambda k: k not in ("cvc", "cvv", "pan", "cid")),
-            st.text(max_size=50, alphabet=st.characters(exclude_categories=["Nd", "Cs"])),
+            st.text(max_size=50, alphabet=st.characters(exclude_categories=["Nd", "Cs", "Cc"])),
             max_size=10,
         ),
     },

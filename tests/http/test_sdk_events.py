@@ -1,0 +1,61 @@
+"""Events through Stripe's own SDK (16.1.0a4): every envelope field it declares, and every list filter it sends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import stripe
+
+from tests.http.conftest import TEST_KEY, LiveSidecar, conforms, payment
+
+PREFIX = "v2.payments.off_session_payment."
+
+
+@pytest.fixture
+def sdk(live: LiveSidecar) -> stripe.StripeClient:
+    return stripe.StripeClient(TEST_KEY, base_addresses={"api": live.url}, max_network_retries=0)
+
+
+def _events(sdk: stripe.StripeClient, object_id: str) -> list[Any]:
+    return list(sdk.v2.core.events.list({"object_id": object_id}).auto_paging_iter())
+
+
+def test_every_event_says_what_changed_and_which_request_caused_it(
+    sdk: stripe.StripeClient, openapi_doc: dict[str, Any]
+) -> None:
+    osp = sdk.v2.payments.off_session_payments
+    later = osp.create(payment(target_date="2099-01-01", customer="cus_evt_fields"), {"idempotency_key": "evt-f-1"})
+    paused = osp.pause(later.id, options={"idempotency_key": "evt-f-2"})
+    events = {e.type: e for e in _events(sdk, later.id)}
+    assert set(events) == {PREFIX + "created", PREFIX + "paused"}
+
+    created = events[PREFIX + "created"]
+    assert created.object == "v2.core.event"
+    assert created.reason.type == "request"
+    assert created.reason.request.id.startswith("req_")
+    assert created.reason.request.idempotency_key == "evt-f-1"
+    assert created.changes is None, "nothing existed before"
+    assert created.related_object.id == later.id
+    assert created.related_object.url.endswith(later.id)
+
+    pause = events[PREFIX + "paused"]
+    assert pause.reason.request.idempotency_key == "evt-f-2"
+    assert pause.reason.request.id == paused.last_response.headers["Request-Id"]
+    assert pause.changes["before"]["status"] == "pending"
+    assert pause.changes["after"]["status"] == "paused"
+    assert "customer" not in pause.changes["after"], "only what changed"
+    conforms(openapi_doc, "GET", "/v2/core/events/{id}", 200, sdk.v2.core.events.retrieve(pause.id).last_response.data)
+
+
+def test_a_failed_event_names_the_attempt_record_it_failed_on(sdk: stripe.StripeClient) -> None:
+    osp = sdk.v2.payments.off_session_payments
+    failed = osp.create(payment(payment_method="pm_card_visa_chargeDeclinedStolenCard", customer="cus_evt_fail"))
+    assert failed.status == "failed"
+    (event,) = [e for e in _events(sdk, failed.id) if e.type == PREFIX + "failed"]
+    fetched = sdk.v2.core.events.retrieve(event.id)
+    assert isinstance(fetched, stripe.events.V2PaymentsOffSessionPaymentFailedEvent)
+    assert fetched.data.payment_attempt_record == failed.latest_payment_attempt_record
+    assert fetched.data.payment_attempt_record.startswith("par_")
+    assert fetched.changes["before"]["status"] == "processing"
+    assert fetched.changes["after"]["status"] == "failed"
