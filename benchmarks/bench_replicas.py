@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from router import Router
-from router.state.store.postgres import create_database, drop_database
+from tests.pgadmin import create_database, drop_database
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

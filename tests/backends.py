@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from router.state.store.postgres import create_database, drop_database
+from tests.pgadmin import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_SERVER = os.environ.get("PAYROUTE_TEST_PG", "postgresql://postgres@127.0.0.1:5432")

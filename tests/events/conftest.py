@@ -19,8 +19,8 @@ from router import Router
 from router.clock import ManualClock
 from router.config.schema import Config, parse
 from router.errors import StoreUnavailable
-from router.state.store.postgres import create_database, drop_database
 from tests.events.eventkit import CONFIG, ONLY_SUCCEEDED_SECRET, SECRET, OpenRouter, Receiver
+from tests.pgadmin import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_SERVER = os.environ.get("PAYROUTE_TEST_PG", "postgresql://postgres@127.0.0.1:5432")

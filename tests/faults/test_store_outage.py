@@ -15,9 +15,9 @@ import pytest
 
 from router import ManualClock
 from router.payments.engine import LEASE_MARGIN
-from router.state.store.postgres import _admin_dsn, create_database, drop_database
 from tests.backends import PG_SERVER, start_services
 from tests.faults.conftest import PAYMENT, Books, Fakes, Opener, deadline_s, settle_everything, timed_create
+from tests.pgadmin import admin_dsn, create_database, drop_database
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ async def outage_db() -> AsyncIterator[str]:
 
 async def cut_off(url: str, *, refuse_new: bool) -> int:
     """Terminate every connection to the database; with `refuse_new`, refuse new ones until `restore`."""
-    admin, name = _admin_dsn(url)
+    admin, name = admin_dsn(url)
     conn = await asyncpg.connect(admin)
     try:
         if refuse_new:
@@ -48,7 +48,7 @@ async def cut_off(url: str, *, refuse_new: bool) -> int:
 
 
 async def restore(url: str) -> None:
-    admin, name = _admin_dsn(url)
+    admin, name = admin_dsn(url)
     conn = await asyncpg.connect(admin)
     try:
         await conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')

@@ -10,7 +10,9 @@ import asyncio
 import asyncpg
 
 from router.model import events as ev
-from router.state.store.postgres import _CREATE_PAYMENT, PostgresStore, split_url
+from router.state.store import statements as s
+from router.state.store.dialect import POSTGRES, Q
+from router.state.store.postgres import PostgresStore, split_url
 from tests.store.test_store import T0, created, ids, payment
 
 STUCK_S = 30  # a safety net, never what is asserted
@@ -30,6 +32,11 @@ async def _reader_waits(conn: asyncpg.Connection, lock: str) -> bool:
     return False
 
 
+async def _execute(conn: asyncpg.Connection, q: Q, params: dict[str, object]) -> None:
+    text, names = q.compile(POSTGRES)
+    await conn.execute(text, *[params[n] for n in names])
+
+
 async def test_the_outbox_waits_for_an_event_writer_still_in_flight(pg_schema_url: str) -> None:
     store = PostgresStore(pg_schema_url)
     await store.open()
@@ -42,21 +49,18 @@ async def test_the_outbox_waits_for_an_event_writer_still_in_flight(pg_schema_ur
         p, r = payment()
         in_flight = writer.transaction()
         await in_flight.start()
-        await writer.execute(
-            _CREATE_PAYMENT,
-            p.id,
-            *store._payment_row(p),
-            None,  # lease owner
-            None,  # lease until
-            r.id,
-            r.model_dump_json(),
-            *store._attempt_args([]),
-            *store._event_args([ev.event_for(ids, ev.CREATED, p, T0)]),
-        )
+        event = ev.event_for(ids, ev.CREATED, p, T0)
+        payment_row = {c: read(p) for c, read in s.PAYMENT_COLUMNS.items()}
+        for step in [
+            (s.INSERT_PAYMENT, {**payment_row, "id": p.id, "lease_owner": None, "lease_until_us": None}),
+            (s.INSERT_RECORD, {"id": r.id, "payment_id": p.id, "data": r.model_dump_json()}),
+            *((x.q, x.params) for x in store._event_steps([event])),
+        ]:
+            await _execute(writer, *step)
         await created(store)  # another writer is not held up by it, and commits a higher seq
 
         reader = asyncio.create_task(store.list_outbox(0, 10))
-        assert await _reader_waits(writer, store._events_lock), "the reader must wait for the open transaction"
+        assert await _reader_waits(writer, store.events_lock_name), "the reader must wait for the open transaction"
         assert not reader.done()
         await in_flight.commit()
         outbox = await asyncio.wait_for(reader, STUCK_S)

@@ -13,9 +13,10 @@ from router.model import events as ev
 from router.model.records import AttemptRecord, CardSnapshot, Payment, PaymentRecordState
 from router.model.records import TestClock as SandboxClock
 from router.model.states import Status
-from router.state.store import Store, open_store
+from router.state.store import Store, open_store, statements
 from router.state.store import sqlite as sqlite_module
 from router.state.store.base import Cursor, IdempotencyDone, IdempotencyEntry, WebhookAttempt, WebhookDelivery, to_us
+from router.state.store.dialect import SQLITE
 from router.state.store.sqlite import SQLiteStore
 from tests.loopturns import turns_beside
 
@@ -824,7 +825,8 @@ async def test_the_event_purge_walks_the_age_index_not_the_table(store: Store) -
     if not isinstance(store, SQLiteStore):
         pytest.skip("the plan of SQLite's statement: PostgreSQL plans its own from the same index, memory has none")
     db = store._writer.connection  # type: ignore[union-attr]
-    plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sqlite_module.PURGE_EVENTS, (0, None, 10))]
+    sql, _ = statements.PURGE_EVENTS_FOR.compile(SQLITE)
+    plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, {"before_us": 0, "urls": "[]", "limit": 10})]
     assert any("USING INDEX events_created (created_us<?)" in step for step in plan), plan
     assert not any(step.startswith("SCAN e") or "TEMP B-TREE" in step for step in plan), plan
 

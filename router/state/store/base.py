@@ -137,21 +137,6 @@ class WebhookDelivery:
     delivered_at: datetime | None = None
 
 
-def delivery_row(d: WebhookDelivery) -> tuple[object, ...]:
-    """A new delivery's columns (url, event_id, event_seq, object_id, status, attempts, created_us,
-    next_attempt_us), in that order, for the SQL stores' inserts."""
-    return (
-        d.url,
-        d.event_id,
-        d.event_seq,
-        d.object_id,
-        d.status,
-        d.attempts,
-        to_us(d.created),
-        to_us(d.next_attempt_at),
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class WebhookAttempt:
     """One HTTP POST of one event to one endpoint."""

@@ -1,0 +1,249 @@
+"""Every SQL statement of the store, written once for SQLite and PostgreSQL (see router.state.store.dialect).
+
+Tables whose rows come from records (payments, attempts) are described by a column map, `column -> how to read
+it from the record`: the INSERT, the UPSERT and the UPDATE are generated from it, so a new column is one line in
+the map (and a migration). Every other statement is a `Q` below, named for what it does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from router.model.records import AttemptRecord, Event, Payment
+from router.state.store.base import to_us
+from router.state.store.dialect import Q
+
+
+def _us(at: Any) -> int | None:
+    return to_us(at) if at is not None else None
+
+
+# -- payments ----------------------------------------------------------------------------------------------------
+# Everything but `id`, which the payment keeps for life; `data` is the whole payment as JSON, the other columns
+# are what queries filter and sort on.
+PAYMENT_COLUMNS: Mapping[str, Callable[[Payment], Any]] = {
+    "livemode": lambda p: p.livemode,
+    "created_us": lambda p: to_us(p.created),
+    "status": lambda p: str(p.status),
+    "customer": lambda p: p.customer,
+    "card_fingerprint": lambda p: p.card.fingerprint,
+    "test_clock": lambda p: p.test_clock,
+    "next_attempt_us": lambda p: _us(p.next_attempt_at),
+    "capture_before_us": lambda p: _us(p.capture_before),
+    "version": lambda p: p.version,
+    "data": lambda p: p.model_dump_json(),
+}
+_P = (*PAYMENT_COLUMNS, "lease_owner", "lease_until_us")
+INSERT_PAYMENT = Q(f"INSERT INTO payments (id, {', '.join(_P)}) VALUES (:id, {', '.join(':' + c for c in _P)})")
+# The compare-and-set: of two writers holding the same version, one changes the row and the other none.
+UPDATE_PAYMENT = Q(
+    f"UPDATE payments SET {', '.join(f'{c} = :{c}' for c in _P)} WHERE id = :id AND version = :expected_version"
+)
+GET_PAYMENT = Q("SELECT data FROM payments WHERE id = :id")
+COUNT_PAYMENTS = Q("SELECT livemode, status, COUNT(*) FROM payments GROUP BY livemode, status")
+LIST_PAYMENTS = Q("SELECT data FROM payments WHERE livemode = :livemode ORDER BY created_us DESC, id DESC LIMIT :limit")
+LIST_PAYMENTS_OLDER = Q(
+    "SELECT data FROM payments WHERE livemode = :livemode AND (created_us, id) < (:created_us, :id)"
+    " ORDER BY created_us DESC, id DESC LIMIT :limit"
+)
+LIST_PAYMENTS_NEWER = Q(
+    "SELECT data FROM payments WHERE livemode = :livemode AND (created_us, id) > (:created_us, :id)"
+    " ORDER BY created_us ASC, id ASC LIMIT :limit"
+)
+# The retry queue: replicas polling at once take disjoint payments (SKIP LOCKED), and the lease keeps a claimed
+# payment from being claimed again until it expires (a replica that died gives its claims back that way).
+CLAIM_DUE = Q(
+    "UPDATE payments SET lease_owner = :owner, lease_until_us = :lease_until_us WHERE id IN ("
+    "SELECT id FROM payments WHERE status IN ('pending', 'pending_retry') AND next_attempt_us <= :now_us"
+    " AND test_clock IS NULL AND (lease_until_us IS NULL OR lease_until_us < :now_us)"
+    " ORDER BY next_attempt_us LIMIT :limit{skip_locked}) RETURNING next_attempt_us, id, data"
+)
+LIST_DUE_ON_CLOCK = Q(
+    "SELECT data FROM payments WHERE test_clock = :test_clock AND ("
+    " (status IN ('pending', 'pending_retry') AND next_attempt_us <= :now_us) OR"
+    " (status = 'requires_capture' AND capture_before_us <= :now_us))"
+    " ORDER BY COALESCE(next_attempt_us, capture_before_us), id"
+)
+LIST_STUCK = Q(
+    "SELECT data FROM payments WHERE status = 'processing' AND (lease_until_us IS NULL OR lease_until_us < :now_us)"
+    " ORDER BY created_us LIMIT :limit"
+)
+LIST_EXPIRING = Q(
+    "SELECT data FROM payments WHERE status = 'requires_capture' AND capture_before_us <= :now_us"
+    " AND test_clock IS NULL ORDER BY capture_before_us LIMIT :limit"
+)
+
+# -- payment records ---------------------------------------------------------------------------------------------
+INSERT_RECORD = Q("INSERT INTO payment_records (id, payment_id, data) VALUES (:id, :payment_id, :data)")
+UPDATE_RECORD = Q("UPDATE payment_records SET data = :data WHERE id = :id")
+GET_RECORD = Q("SELECT data FROM payment_records WHERE id = :id")
+
+# -- attempts ----------------------------------------------------------------------------------------------------
+ATTEMPT_COLUMNS: Mapping[str, Callable[[AttemptRecord], Any]] = {
+    "id": lambda a: a.id,
+    "payment_id": lambda a: a.payment_id,
+    "payment_record": lambda a: a.payment_record,
+    "created_us": lambda a: to_us(a.created),
+    "processor": lambda a: a.processor,
+    "state": lambda a: a.state,
+    "outcome": lambda a: a.outcome,
+    "card_fingerprint": lambda a: a.card.fingerprint,
+    "data": lambda a: a.model_dump_json(),
+}
+# What a later write of the same attempt (settling it) may change.
+_ATTEMPT_SETTLES = ("state", "outcome", "card_fingerprint", "data")
+UPSERT_ATTEMPT = Q(
+    f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES ({', '.join(':' + c for c in ATTEMPT_COLUMNS)})"
+    f" ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _ATTEMPT_SETTLES)}"
+)
+GET_ATTEMPT = Q("SELECT data FROM attempts WHERE id = :id")
+LIST_ATTEMPTS = Q("SELECT data FROM attempts WHERE payment_record = :payment_record ORDER BY created_us, {seq}")
+LIST_UNRESOLVED = Q("SELECT data FROM attempts WHERE state = 'unresolved' ORDER BY created_us, {seq} LIMIT :limit")
+CARD_ACTIVITY = Q(
+    "SELECT created_us, outcome FROM attempts WHERE card_fingerprint = :fingerprint AND created_us >= :since_us"
+    " ORDER BY created_us, {seq}"
+)
+# The record fields learners read (base.settled_attempt's order), taken out of the JSON by the database as one
+# small array: no record is built.
+ATTEMPT_STATS = Q(
+    "SELECT id, payment_id, created_us, processor, outcome,"
+    " {json:data:route,attempt_number,decline_code,network_decline_code,network_advice_code,advice_code}"
+    " FROM attempts WHERE state = 'settled' AND created_us >= :since_us AND created_us <= :until_us"
+    " ORDER BY created_us DESC, {seq} DESC LIMIT :limit"
+)
+
+# -- events (the outbox) -----------------------------------------------------------------------------------------
+EVENT_COLUMNS: Mapping[str, Callable[[Event], Any]] = {
+    "id": lambda e: e.id,
+    "type": lambda e: e.type,
+    "created_us": lambda e: to_us(e.created),
+    "livemode": lambda e: e.livemode,
+    "object_id": lambda e: e.object_id,
+    "data": lambda e: e.model_dump_json(),
+}
+INSERT_EVENT = Q(
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join(':' + c for c in EVENT_COLUMNS)})"
+)
+GET_EVENT = Q("SELECT data FROM events WHERE id = :id")
+LIST_EVENTS = Q("SELECT seq, data FROM events WHERE livemode = :livemode AND seq > :after ORDER BY seq LIMIT :limit")
+LIST_OBJECT_EVENTS = Q(
+    "SELECT seq, data FROM events WHERE livemode = :livemode AND seq > :after AND object_id = :object_id"
+    " ORDER BY seq LIMIT :limit"
+)
+LIST_OUTBOX = Q("SELECT seq, data FROM events WHERE seq > :after ORDER BY seq LIMIT :limit")
+# Old events nothing holds back, oldest first: an endpoint's cursor not past them, a pending delivery, a payment
+# on a test clock (its `created` is sandbox time). An index walk of events_created, which stops at once when none
+# is old enough. With `_FOR`: only the endpoints named in :urls count.
+_PURGE_EVENTS = (
+    "DELETE FROM events WHERE seq IN (SELECT e.seq FROM events e WHERE e.created_us < :before_us"
+    " AND NOT EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.cursor_seq < e.seq{w})"
+    " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.status = 'pending'{d})"
+    " AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = e.object_id AND p.test_clock IS NOT NULL)"
+    " ORDER BY e.created_us, e.seq LIMIT :limit{{skip_locked}})"
+)
+PURGE_EVENTS = Q(_PURGE_EVENTS.format(w="", d=""))
+PURGE_EVENTS_FOR = Q(_PURGE_EVENTS.format(w=" AND w.url {in_list:urls}", d=" AND d.url {in_list:urls}"))
+
+# -- idempotency keys --------------------------------------------------------------------------------------------
+RESERVE_KEY = Q(
+    "INSERT INTO idempotency_keys (scope, key, request_hash, created_us, state)"
+    " VALUES (:scope, :key, :request_hash, :created_us, 'in_progress') ON CONFLICT (scope, key) DO NOTHING"
+)
+GET_KEY = Q(
+    "SELECT request_hash, created_us, state, response_status, response_body FROM idempotency_keys"
+    " WHERE scope = :scope AND key = :key"
+)
+# Only a key still in progress: a request that lost a takeover race never overwrites the stored answer.
+COMPLETE_KEY = Q(
+    "UPDATE idempotency_keys SET state = 'done', response_status = :status, response_body = :body"
+    " WHERE scope = :scope AND key = :key AND state = 'in_progress'"
+)
+RELEASE_KEY = Q("DELETE FROM idempotency_keys WHERE scope = :scope AND key = :key AND state = 'in_progress'")
+# Bounded, so a first purge of a big table holds the writer (or a batch of rows) briefly.
+PURGE_KEYS = Q(
+    "DELETE FROM idempotency_keys WHERE (scope, key) IN (SELECT scope, key FROM idempotency_keys"
+    " WHERE created_us < :before_us AND state = 'done' LIMIT :limit{skip_locked}) AND state = 'done'"
+)
+
+# -- webhook endpoints, deliveries, attempts ---------------------------------------------------------------------
+REGISTER_ENDPOINT = Q(
+    "INSERT INTO webhook_endpoints (url, cursor_seq, created_us)"
+    " SELECT :url, COALESCE(MAX(seq), 0), :created_us FROM events WHERE true ON CONFLICT (url) DO NOTHING"
+)
+GET_ENDPOINT = Q(
+    "SELECT url, cursor_seq, consecutive_failures, failing_since_us, disabled_us FROM webhook_endpoints"
+    " WHERE url = :url"
+)
+MOVE_CURSOR = Q("UPDATE webhook_endpoints SET cursor_seq = :new WHERE url = :url AND cursor_seq = :expected")
+ENDPOINT_SUCCEEDED = Q(
+    "UPDATE webhook_endpoints SET consecutive_failures = 0, failing_since_us = NULL WHERE url = :url"
+)
+ENDPOINT_FAILED = Q(
+    "UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + 1,"
+    " failing_since_us = COALESCE(failing_since_us, :at_us) WHERE url = :url"
+)
+DISABLE_ENDPOINT = Q("UPDATE webhook_endpoints SET disabled_us = :at_us WHERE url = :url")
+ENABLE_ENDPOINT = Q(
+    "UPDATE webhook_endpoints SET disabled_us = NULL, consecutive_failures = 0, failing_since_us = NULL"
+    " WHERE url = :url"
+)
+_DELIVERY = (
+    "url, event_id, event_seq, object_id, created_us, next_attempt_us, status, attempts, last_error, delivered_us"
+)
+QUEUE_DELIVERY = Q(
+    "INSERT INTO webhook_deliveries (url, event_id, event_seq, object_id, status, attempts, created_us,"
+    " next_attempt_us) VALUES (:url, :event_id, :event_seq, :object_id, :status, :attempts, :created_us,"
+    " :next_attempt_us) ON CONFLICT (url, event_id) DO NOTHING"
+)
+# Due, not leased, and no earlier pending delivery for the same object on that url (events of one payment go
+# out in order).
+CLAIM_DELIVERIES = Q(
+    "UPDATE webhook_deliveries SET lease_until_us = :lease_until_us WHERE (url, event_id) IN ("
+    "SELECT c.url, c.event_id FROM webhook_deliveries c WHERE c.url = :url AND c.status = 'pending'"
+    " AND c.next_attempt_us <= :now_us AND (c.lease_until_us IS NULL OR c.lease_until_us <= :now_us)"
+    " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.url = c.url"
+    " AND e.object_id = c.object_id AND e.status = 'pending' AND e.event_seq < c.event_seq)"
+    f" ORDER BY c.event_seq LIMIT :limit{{skip_locked}}) RETURNING {_DELIVERY}"
+)
+# Only while still pending: a delivery another worker settled meanwhile is left as it is.
+SETTLE_DELIVERY = Q(
+    "UPDATE webhook_deliveries SET status = :status, attempts = attempts + 1, last_error = :error,"
+    " next_attempt_us = COALESCE(:next_attempt_us, next_attempt_us), lease_until_us = NULL,"
+    " delivered_us = CASE WHEN :status = 'delivered' THEN :at_us ELSE delivered_us END"
+    " WHERE url = :url AND event_id = :event_id AND status = 'pending'"
+)
+LIST_DELIVERIES = Q(f"SELECT {_DELIVERY} FROM webhook_deliveries WHERE event_id = :event_id ORDER BY url")
+# Settled rows are never updated again; SKIP LOCKED passes over any a late worker is touching.
+PURGE_SETTLED_DELIVERIES = Q(
+    "DELETE FROM webhook_deliveries WHERE (url, event_id) IN (SELECT url, event_id FROM webhook_deliveries"
+    " WHERE status IN ('delivered', 'failed') AND created_us < :before_us LIMIT :limit{skip_locked})"
+    " AND status IN ('delivered', 'failed') RETURNING url, event_id"
+)
+# The pending queues of endpoints not among :urls, the ones configured now: nothing will ever send them. Apart
+# from the settled ones: one plan with both in an OR would read every pending delivery on every pass.
+PURGE_UNCONFIGURED_DELIVERIES = Q(
+    "DELETE FROM webhook_deliveries WHERE (url, event_id) IN (SELECT url, event_id FROM webhook_deliveries"
+    " WHERE status = 'pending' AND NOT (url {in_list:urls}) AND created_us < :before_us LIMIT :limit{skip_locked})"
+    " AND status = 'pending' RETURNING url, event_id"
+)
+INSERT_WEBHOOK_ATTEMPT = Q(
+    "INSERT INTO webhook_attempts (url, event_id, attempted_us, http_status, error, latency_ms, succeeded)"
+    " VALUES (:url, :event_id, :at_us, :http_status, :error, :latency_ms, :ok)"
+)
+LIST_WEBHOOK_ATTEMPTS = Q(
+    "SELECT url, event_id, attempted_us, http_status, error, latency_ms, succeeded FROM webhook_attempts"
+    " WHERE event_id = :event_id ORDER BY id"
+)
+DELETE_WEBHOOK_ATTEMPTS = Q("DELETE FROM webhook_attempts WHERE url = :url AND event_id = :event_id")
+
+# -- test clocks -------------------------------------------------------------------------------------------------
+SAVE_TEST_CLOCK = Q(
+    "INSERT INTO test_clocks (id, data) VALUES (:id, :data) ON CONFLICT (id) DO UPDATE SET data = excluded.data"
+)
+GET_TEST_CLOCK = Q("SELECT data FROM test_clocks WHERE id = :id")
+
+# -- migrations --------------------------------------------------------------------------------------------------
+CREATE_MIGRATIONS = Q("CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+APPLIED_MIGRATIONS = Q("SELECT number FROM schema_migrations")
+RECORD_MIGRATION = Q("INSERT INTO schema_migrations (number, name) VALUES (:number, :name)")
