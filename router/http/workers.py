@@ -9,7 +9,8 @@ due retries and webhook deliveries are claimed under leases; a payment left in `
 once its lease has lapsed, so a worker starting up never takes over another's live attempt. On SQLite the
 workers' writes take turns on the file's one write lock (WAL: reads never wait); each worker's group commit
 batches what its own requests wrote. Breakers and success-rate windows are per worker unless Redis is
-configured (`PAYROUTE_REDIS_URL`), as for replicas.
+configured (`PAYROUTE_REDIS_URL`), as for replicas. The rate limit (`PAYROUTE_RATE_LIMIT`) is kept by each worker
+for the connections it serves: a client whose connections land on two workers may get up to twice its rate.
 
 The supervisor (this module, in the process `payroute serve` started) reserves the port, starts the first worker
 and waits until it is ready (it applies the store's migrations alone), then starts the rest. It prints
