@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +29,7 @@ from router.payments.background import REFILL_ATTEMPTS, Background
 from router.payments.context import Context, LiveTable
 from router.payments.create import Creator
 from router.payments.engine import Engine
-from router.payments.idempotency import Idempotency
+from router.payments.idempotency import CREATE_ROUTE, Idempotency, Keyed, Reply, Work
 from router.payments.operations import Operations
 from router.payments.reads import Reads
 from router.payments.scheduler import RetryScheduler
@@ -110,8 +110,8 @@ class Router:
         ctx = Context(store, self.clock, self.ids, self._live, self.engine, self.owner, card_info)
         self._ctx = ctx
         self._reads = Reads(store)
-        self._idempotency = Idempotency(ctx, self._reads)
-        self._creator = Creator(ctx, self._reads, self._idempotency)
+        self._idempotency = Idempotency(ctx)
+        self._creator = Creator(ctx, self._reads)
         self._operations = Operations(ctx, self._reads)
         self._clocks = TestClocks(ctx, self._operations)
         self._background = Background(ctx, self._operations, self.housekeeper, self.stats)
@@ -270,19 +270,20 @@ class Router:
 
     # -- payments --------------------------------------------------------------------------------------------
     async def create_payment(
-        self,
-        params: Mapping[str, Any],
-        *,
-        livemode: bool = False,
-        idempotency_key: str | None = None,
-        keyed_by: str | None = None,
+        self, params: Mapping[str, Any], *, livemode: bool = False, idempotency_key: str | None = None
     ) -> dict[str, Any]:
         """Create an off-session payment and, unless deferred, run its first authorization attempt.
 
         With an `idempotency_key`, a repeat of the same request returns the first result and does nothing
-        else; the same key with other parameters is refused (409 idempotency_error). `keyed_by` is for a caller
-        that runs `idempotent()` itself (the sidecar): the key whose derived payment id this create takes."""
-        return await self._creator.create_payment(params, livemode, idempotency_key, keyed_by)
+        else; the same key with other parameters is refused (409 idempotency_error)."""
+        if idempotency_key is None:
+            return (await self._creator.create(params, livemode)).object()
+        keyed = Keyed.of(livemode, idempotency_key, CREATE_ROUTE, params)
+        return (await self.idempotent(keyed, lambda k: self._creator.reply(params, livemode, k))).json()
+
+    async def create_reply(self, params: Mapping[str, Any], *, livemode: bool, keyed: Keyed | None) -> Reply:
+        """A create as the work of `idempotent()`, answered as the bytes a key stores (the sidecar's create)."""
+        return await self._creator.reply(params, livemode, keyed)
 
     async def get_payment(
         self, payment_id: str, *, livemode: bool = False, include_details: bool = False
@@ -394,17 +395,10 @@ class Router:
         return await self._background.reconcile_stuck(limit)
 
     # -- idempotency -----------------------------------------------------------------------------------------
-    async def idempotent(
-        self,
-        scope: str,
-        key: str,
-        route: str,
-        body: bytes,
-        run: Callable[[], Awaitable[tuple[int, bytes]]],
-        retakes: int = 1,
-    ) -> tuple[int, bytes]:
-        """Run a POST once per (scope, key); a repeat with the same body gets the stored response byte for byte."""
-        return await self._idempotency.idempotent(scope, key, route, body, run, retakes)
+    async def idempotent(self, keyed: Keyed | None, work: Work) -> Reply:
+        """The one way a POST runs, in the sidecar and here: once per key (`router.payments.idempotency`); a
+        repeat with the same body gets the stored answer byte for byte."""
+        return await self._idempotency.run(keyed, work)
 
 
 def _safe_url(url: str) -> str:

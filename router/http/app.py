@@ -35,6 +35,7 @@ from router.http.ratelimit import HANDLER_ARGS, RateLimited, RateLimiter, check_
 from router.model import events as ev
 from router.model import inputs
 from router.model.records import parse_create_params
+from router.payments.idempotency import Keyed, Reply, Work
 from router.state.store.base import Cursor
 
 log = logging.getLogger("payroute.http")
@@ -42,8 +43,6 @@ log = logging.getLogger("payroute.http")
 MAX_BODY = 1024 * 1024  # 1 MiB
 PAYMENTS_PATH = "/v2/payments/off_session_payments"
 EVENTS_PATH = "/v2/core/events"
-# How long a request waits for another in this process holding the same idempotency key to finish.
-SAME_KEY_WAIT_S = 60.0
 # Stripe's API versions: a date, optionally a release name (`2026-01-28.preview`). Anything else is refused and
 # never echoed: a header value sent back verbatim is a reflection channel.
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(?:\.[a-z][a-z0-9_]{0,31})?$")
@@ -62,7 +61,6 @@ class Sidecar:
     router: Router | None = None
     draining: bool = False
     limiter: RateLimiter | None = None  # per-key token buckets; None: no rate limit
-    _same_key: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     _work: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def detach(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
@@ -309,49 +307,30 @@ def _idempotency_key(request: web.Request, required: bool) -> str | None:
     return key
 
 
-async def _post(
-    request: web.Request,
-    body: Any,
-    run: Callable[[], Coroutine[Any, Any, Json]],
-) -> web.Response:
-    """Run a POST, once per idempotency key when one is given: a repeat with the same body gets the first
-    response byte for byte; requests with the same key arriving together in this process wait for the first."""
+def _answering(run: Callable[[], Awaitable[Json]]) -> Work:
+    """A POST whose answer is the object `run` returns."""
+
+    async def work(_: Keyed | None) -> Reply:
+        return Reply(200, _dumps(await run()))
+
+    return work
+
+
+async def _post(request: web.Request, body: Any, work: Work) -> web.Response:
+    """Run a POST through the router's one idempotency layer, once per Idempotency-Key when one is given: a
+    repeat with the same body gets the first response byte for byte."""
     sidecar = request.app[SIDECAR]
     router = sidecar.core()
     endpoint = request[_ENDPOINT]
     key = _idempotency_key(request, endpoint.idempotency == "required")
-    if key is None:
-        return _reply(_dumps(await asyncio.shield(sidecar.detach(run()))))
     caller = _caller(request)
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    ran = False
-
-    async def first() -> tuple[int, bytes]:
-        nonlocal ran
-        ran = True
-        return 200, _dumps(await run())
-
-    slot = (caller.scope, key)
-    while (busy := sidecar._same_key.get(slot)) is not None:
-        try:
-            async with asyncio.timeout(SAME_KEY_WAIT_S):
-                await busy.wait()
-        except TimeoutError:
-            break  # the store answers: still in progress (409, retryable)
-    done = sidecar._same_key[slot] = asyncio.Event()
-
-    def finished(_: object) -> None:
-        done.set()
-        if sidecar._same_key.get(slot) is done:
-            del sidecar._same_key[slot]
-
-    work = sidecar.detach(router.idempotent(caller.scope, key, f"{request.method} {request.path}", canonical, first))
-    work.add_done_callback(finished)
-    status, out = await asyncio.shield(work)
-    resp = _reply(out, status)
-    if not ran:
+    route = f"{request.method} {request.path}"
+    keyed = None if key is None else Keyed.of(caller.livemode, key, route, body, scope=caller.scope)
+    reply = await asyncio.shield(sidecar.detach(router.idempotent(keyed, work)))
+    resp = _reply(reply.body, reply.status)
+    if reply.replayed:
         resp.headers["Idempotent-Replayed"] = "true"
-    if status >= 400:
+    if reply.status >= 400:
         resp.headers["Stripe-Should-Retry"] = "false"
     return resp
 
@@ -390,9 +369,9 @@ async def create_off_session_payment(request: web.Request) -> web.StreamResponse
     # Validated before the Idempotency-Key is reserved: a refused request saves nothing under its key, so the
     # corrected request may reuse it (as Stripe does; clients retry on that basis).
     parse_create_params(body)
-    # The payment id derives from the Idempotency-Key, so a resend after a crash finds the first try's payment.
-    key = request.headers.get("Idempotency-Key")
-    return await _post(request, body, lambda: router.create_payment(body, livemode=livemode, keyed_by=key))
+    # Under an Idempotency-Key the payment id derives from the key, so a resend after a crash finds the first try's
+    # payment.
+    return await _post(request, body, lambda keyed: router.create_reply(body, livemode=livemode, keyed=keyed))
 
 
 def _repeated(request: web.Request, name: str) -> list[str]:
@@ -476,7 +455,7 @@ def _state_change(
         router = request.app[SIDECAR].core()
         pid, livemode = request.match_info["id"], _caller(request).livemode
         action = {"cancel": router.cancel_payment, "pause": router.pause_payment, "resume": router.resume_payment}
-        return await _post(request, body, lambda: action[name](pid, livemode=livemode))
+        return await _post(request, body, _answering(lambda: action[name](pid, livemode=livemode)))
 
     handle.__name__ = f"{name}_off_session_payment"
     return handle
@@ -490,7 +469,7 @@ async def capture_off_session_payment(request: web.Request) -> web.StreamRespons
     return await _post(
         request,
         body,
-        lambda: router.capture_payment(pid, amount_to_capture=params.amount_to_capture, livemode=livemode),
+        _answering(lambda: router.capture_payment(pid, amount_to_capture=params.amount_to_capture, livemode=livemode)),
     )
 
 
@@ -545,7 +524,9 @@ async def create_test_clock(request: web.Request) -> web.StreamResponse:
     router = request.app[SIDECAR].core()
     livemode = _caller(request).livemode
     at = _timestamp(params.frozen_time, "frozen_time") if params.frozen_time is not None else None
-    return await _post(request, body, lambda: router.create_test_clock(at, name=params.name, livemode=livemode))
+    return await _post(
+        request, body, _answering(lambda: router.create_test_clock(at, name=params.name, livemode=livemode))
+    )
 
 
 async def retrieve_test_clock(request: web.Request) -> web.StreamResponse:
@@ -559,7 +540,7 @@ async def advance_test_clock(request: web.Request) -> web.StreamResponse:
     router = request.app[SIDECAR].core()
     at = _timestamp(params.frozen_time, "frozen_time")
     pid, livemode = request.match_info["id"], _caller(request).livemode
-    return await _post(request, body, lambda: router.advance_test_clock(pid, at, livemode=livemode))
+    return await _post(request, body, _answering(lambda: router.advance_test_clock(pid, at, livemode=livemode)))
 
 
 async def reload_config(request: web.Request) -> web.StreamResponse:

@@ -9,6 +9,7 @@ Inside, a payment is a `Payment` (what the store keeps); `render_payment()` turn
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
@@ -621,6 +622,11 @@ def _render_amount_details(details: dict[str, Any] | None, amount: int) -> dict[
         "shipping": details.get("shipping"),
         "tax": details.get("tax"),
     }
+
+
+def payment_json(p: Payment, attempt: AttemptRecord | None = None) -> bytes:
+    """The OffSessionPayment as the bytes the sidecar sends and an idempotency key stores."""
+    return json.dumps(render_payment(p, attempt)).encode()
 
 
 def _unix(at: datetime) -> int:

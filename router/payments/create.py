@@ -6,26 +6,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from router.errors import ConcurrentUpdate, NotCreated, PayrouteError, StillProcessing, invalid
-from router.ids import IdGenerator
 from router.model import events as ev
 from router.model.records import (
-    AttemptRecord,
     OffSessionPaymentCreateParams,
     Payment,
     PaymentRecordState,
     parse_create_params,
-    render_payment,
 )
 from router.model.states import Status
 from router.payments.context import Context
-from router.payments.engine import NewPayment
-from router.payments.idempotency import _ANSWERING, CREATE_ROUTE, Idempotency, scope_of
+from router.payments.engine import Answer, NewPayment
+from router.payments.idempotency import Keyed, Reply
 from router.payments.reads import Reads
-from router.state.store.base import IdempotencyDone
 
 # An immediate payment a dead process wrote but never attempted becomes due for the scheduler after this.
 STRANDED_AFTER = timedelta(minutes=2)
@@ -47,58 +44,49 @@ _SAME_PAYMENT = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Created:
+    """A create's answer: the payment object, or (under a key) the bytes its own commit stored for the key."""
+
+    payment: dict[str, Any] | None
+    stored: bytes | None = None
+
+    def object(self) -> dict[str, Any]:
+        if self.payment is not None:
+            return self.payment
+        out: dict[str, Any] = json.loads(self.stored or b"null")
+        return out
+
+
 class Creator:
-    def __init__(self, ctx: Context, reads: Reads, idempotency: Idempotency) -> None:
+    def __init__(self, ctx: Context, reads: Reads) -> None:
         self.ctx = ctx
         self.reads = reads
-        self.idempotency = idempotency
 
-    async def create_payment(
-        self, params: Mapping[str, Any], livemode: bool, idempotency_key: str | None, keyed_by: str | None
-    ) -> dict[str, Any]:
-        if idempotency_key is None:
-            payment_id = IdGenerator.payment_for_key(livemode, keyed_by) if keyed_by is not None else None
-            return await self._create(params, livemode, payment_id)
-        body = json.dumps(params, sort_keys=True, separators=(",", ":")).encode()
-        status, out = await self.idempotency.idempotent(
-            scope_of(livemode),
-            idempotency_key,
-            CREATE_ROUTE,
-            body,
-            lambda: self._create_json(params, livemode, IdGenerator.payment_for_key(livemode, idempotency_key)),
-        )
-        result: dict[str, Any] = json.loads(out)
-        if status >= 400:
-            raise PayrouteError(
-                result["error"]["message"],
-                type=result["error"]["type"],
-                code=result["error"]["code"],
-                param=result["error"].get("param"),
-                status=status,
-            )
-        return result
-
-    async def _create_json(self, params: Mapping[str, Any], livemode: bool, payment_id: str) -> tuple[int, bytes]:
-        return 200, json.dumps(await self._create(params, livemode, payment_id)).encode()
-
-    async def _create(self, params: Mapping[str, Any], livemode: bool, payment_id: str | None = None) -> dict[str, Any]:
+    async def create(self, params: Mapping[str, Any], livemode: bool, keyed: Keyed | None = None) -> Created:
+        """Create a payment; under `keyed`, with the id its key determines, its response stored for the key."""
         p = parse_create_params(dict(params))
         try:
-            return await self._create_parsed(p, livemode, payment_id)
+            return await self._create_parsed(p, livemode, keyed)
         except PayrouteError as exc:
-            if payment_id is None or exc.status >= 500 or isinstance(exc, StillProcessing):
+            if keyed is None or exc.status >= 500 or isinstance(exc, StillProcessing):
                 raise
             # Refused by today's config or data (a retry policy since removed, a test clock since deleted)? A
             # resend of a create that already went through must still be answered with that payment, or its
             # caller would believe nothing was charged.
-            existing = await self.ctx.store.get_payment(payment_id)
+            existing = await self.ctx.store.get_payment(keyed.payment_id)
             if existing is None or not _same_request(existing, p, livemode):
                 raise
-            return await self._answer_resend(existing, bool(p.include))
+            return Created(await self._answer_resend(existing, bool(p.include)))
 
-    async def _create_parsed(
-        self, p: OffSessionPaymentCreateParams, livemode: bool, payment_id: str | None
-    ) -> dict[str, Any]:
+    async def reply(self, params: Mapping[str, Any], livemode: bool, keyed: Keyed | None) -> Reply:
+        """`create` as the idempotency layer's work: the response as stored for the key."""
+        created = await self.create(params, livemode, keyed)
+        if created.stored is not None:
+            return Reply(200, created.stored, stored=True)
+        return Reply.of(created.object())
+
+    async def _create_parsed(self, p: OffSessionPaymentCreateParams, livemode: bool, keyed: Keyed | None) -> Created:
         # A resend of a create whose first try wrote its payment (the id derives from the key) finds it when its
         # own insert fails on that id, below: nothing is read first.
         ctx = self.ctx
@@ -123,7 +111,7 @@ class Creator:
                 due = target
         if p.test_clock and due is None:
             due = now  # a test-clock payment waits for its clock to be advanced
-        payment_id = payment_id or ctx.ids.payment(livemode)
+        payment_id = keyed.payment_id if keyed is not None else ctx.ids.payment(livemode)
         record_id = ctx.ids.new("payment_record")
         card = ctx.card_info(p.payment_method or "")
         options = p.payment_method_options.card if p.payment_method_options else None
@@ -179,35 +167,23 @@ class Creator:
             card=payment.card,
         )
         created = [ev.event_for(ctx.ids, ev.CREATED, payment, now)]
-        answering = _ANSWERING.get()
         include = bool(p.include)
-
-        offered: list[tuple[dict[str, Any], bytes]] = []
-
-        def respond(final: Payment, attempt: AttemptRecord | None) -> IdempotencyDone:
-            assert answering is not None
-            rendered = render_payment(final, attempt if include else None)
-            offered.append((rendered, json.dumps(rendered).encode()))
-            return IdempotencyDone(answering.scope, answering.key, 200, offered[-1][1])
-
+        answer = Answer(keyed.scope, keyed.key, include) if keyed is not None else None
         try:
             if due is None:
                 # Attempted at once: the attempt's first write inserts the payment, already in processing, and its
                 # last one stores the response for the key.
-                payment = await ctx.engine.attempt(
-                    payment, new=NewPayment(record, created), respond=respond if answering is not None else None
-                )
-                if answering is not None and offered:
-                    # The attempt returned, so the write that carried the last response offered has committed:
-                    # that response is the answer, rendered once.
-                    rendered, answering.stored = offered[-1]
-                    return rendered
+                attempted = await ctx.engine.attempt(payment, new=NewPayment(record, created, answer))
+                payment = attempted.payment
+                if attempted.response is not None:
+                    # Committed with the payment: that response is the answer, rendered once.
+                    return Created(None, attempted.response)
             else:
                 await ctx.store.create_payment(payment, record, created)
         except ConcurrentUpdate:
             # Another worker took the payment over mid-attempt (this one's lease ran out): show it as it is now,
             # once it has settled.
-            return await self._answer_resend(await self.reads.load(payment_id, livemode), bool(p.include))
+            return Created(await self._answer_resend(await self.reads.load(payment_id, livemode), include))
         except Exception as exc:
             if due is None and not isinstance(exc, NotCreated):
                 raise  # the payment is stored: whatever failed after that is not a lost race
@@ -227,8 +203,8 @@ class Creator:
                     code="idempotency_key_in_use",
                     status=409,
                 ) from None
-            return await self._answer_resend(raced, bool(p.include))
-        return await self.reads.render(payment, include_details=bool(p.include))
+            return Created(await self._answer_resend(raced, include))
+        return Created(await self.reads.render(payment, include_details=include))
 
     async def _answer_resend(self, payment: Payment, include_details: bool) -> dict[str, Any]:
         """A resend's answer is the payment once settled; while it is still in processing (its first try's

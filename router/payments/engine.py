@@ -35,7 +35,7 @@ from router.clock import Clock
 from router.errors import ConcurrentUpdate, NotCreated
 from router.ids import IdGenerator
 from router.model import events as ev
-from router.model.records import AttemptRecord, CardSnapshot, Event, Payment, PaymentRecordState
+from router.model.records import AttemptRecord, CardSnapshot, Event, Payment, PaymentRecordState, payment_json
 from router.model.states import Status, transition
 from router.payments.context import LiveTable, payment_now
 from router.retry import RetryDecision, RetryPlanner
@@ -44,10 +44,6 @@ from router.routing.breakers import BreakerBoard
 from router.routing.rules import Candidate, Plan, RoutingTable
 from router.routing.stats import InMemoryStatsStore, StatsStore, window_entry
 from router.state.store.base import IdempotencyDone, Store
-
-# What a caller answering an idempotent request wants stored with the payment's final write: the response for
-# the settled payment (and its latest attempt), computed before that write so both land in one transaction.
-Respond = Callable[[Payment, AttemptRecord | None], IdempotencyDone]
 
 log = logging.getLogger("payroute.engine")
 
@@ -78,6 +74,16 @@ LOOKUP_TIMEOUT = timedelta(seconds=10)
 
 
 @dataclass(frozen=True, slots=True)
+class Answer:
+    """A create run under an Idempotency-Key: its response (the payment as settled) is stored for the key in the
+    payment's final write, so the key and the payment settle in one commit and no crash can part them."""
+
+    scope: str
+    key: str
+    include_details: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class NewPayment:
     """A payment's first attempt, run before the payment is stored: the attempt's first write inserts the payment
     (already in processing, with its record, these events and the `sent` attempt) instead of a create and then
@@ -86,6 +92,15 @@ class NewPayment:
 
     record: PaymentRecordState
     events: list[Event] = field(default_factory=list)
+    answer: Answer | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempted:
+    """What an attempt left: the payment as stored, and the response stored for its create's key, if any."""
+
+    payment: Payment
+    response: bytes | None = None
 
 
 class Engine:
@@ -113,14 +128,12 @@ class Engine:
         self.stats: StatsStore = stats if stats is not None else InMemoryStatsStore()
 
     # -- attempt ---------------------------------------------------------------------------------------------
-    async def attempt(
-        self, payment: Payment, *, new: NewPayment | None = None, respond: Respond | None = None
-    ) -> Payment:
+    async def attempt(self, payment: Payment, *, new: NewPayment | None = None) -> Attempted:
         """Run one authorization attempt for a pending or due pending_retry payment; return it afterwards.
 
         With `new`, `payment` is not stored yet and its first write creates it; if that insert fails (the id is
         taken: a resend of a create whose first try got that far) NotCreated is raised and nothing was sent.
-        With `respond`, the final write also stores `respond(final payment, its attempt)` for an idempotency key."""
+        With `new.answer`, the final write also stores the response for that idempotency key."""
         table = self._live.current  # in-flight attempts finish on the table they started with
         now = await payment_now(self.store, self.clock, payment)
         if payment.status == Status.PENDING_RETRY:
@@ -128,7 +141,7 @@ class Engine:
             policy = table.config.policy(payment.retry_policy)
             held = await self.retry.recheck(payment, policy, now, table.config.network_limits)
             if held is not None:
-                return await self._hold(payment, held, now)
+                return Attempted(await self._hold(payment, held, now))
         plan = await table.decide(payment, self.stats, self.clock.now())
         candidates = self._usable(plan, payment)
         transition(payment.status, Status.PROCESSING)
@@ -144,6 +157,7 @@ class Engine:
             }
         )
         record = new.record if new is not None else None
+        answer = new.answer if new is not None else None
         if not candidates:
             log.warning("payment %s: no processor available on route %s", payment.id, plan.route)
             processing = await self._first_write(
@@ -153,7 +167,7 @@ class Engine:
                 events=[ev.event_for(self.ids, ev.ATTEMPT_STARTED, processing, now, before=payment)],
                 lease_until=lease,
             )
-            return await self._finish(processing, None, None, table, now, record, respond)
+            return await self._finish(processing, None, None, table, now, record, answer)
 
         outcome: Outcome | None = None
         attempt: AttemptRecord | None = None
@@ -213,8 +227,8 @@ class Engine:
         if attempt is None:
             # Every breaker was open at the moment of calling: nothing was sent.
             current = await self._first_write(current, expected_version, new, events=pending_events, lease_until=lease)
-            return await self._finish(current, None, None, table, now, record, respond)
-        return await self._finish(current, attempt, outcome, table, now, record, respond)
+            return await self._finish(current, None, None, table, now, record, answer)
+        return await self._finish(current, attempt, outcome, table, now, record, answer)
 
     async def _first_write(
         self,
@@ -363,10 +377,10 @@ class Engine:
         table: RoutingTable,
         now: datetime,
         record: PaymentRecordState | None = None,
-        respond: Respond | None = None,
-    ) -> Payment:
+        answer: Answer | None = None,
+    ) -> Attempted:
         """Settle the attempt and move the payment on. `record`: the payment record as stored, when the caller
-        holds it (it wrote it in this attempt), to spare a read. `respond`: see `attempt`."""
+        holds it (it wrote it in this attempt), to spare a read. `answer`: see `attempt`."""
         if record is None:
             record = await self.store.get_payment_record(p.payment_record)
         assert record is not None, f"payment {p.id} has no payment record"
@@ -430,14 +444,19 @@ class Engine:
                 record_update["amount_failed"] = p.amount
                 events.append(ev.FAILED)  # one transition, one event (processing -> failed)
         final = p.model_copy(update=update)
-        return await self.store.save_payment(
+        response = done = None
+        if answer is not None:
+            response = payment_json(final, attempt if answer.include_details else None)
+            done = IdempotencyDone(answer.scope, answer.key, 200, response)
+        saved = await self.store.save_payment(
             final,
             p.version,
             record=record.model_copy(update=record_update) if record_update else record,
             attempts=[attempt] if attempt is not None else (),
             events=[ev.event_for(self.ids, t, final, now, before=p) for t in events],
-            idempotency=respond(final, attempt) if respond is not None else None,
+            idempotency=done,
         )
+        return Attempted(saved, response)
 
     async def _may_cascade(self, p: Payment, outcome: Outcome, table: RoutingTable, now: datetime) -> bool:
         """A cascade is a reattempt on the same card at once: only for a decline the table lets us retry,
@@ -481,7 +500,7 @@ class Engine:
         sent = [a for a in attempts if a.state == "sent" and a.payment_id == payment.id]
         if not sent:
             # The worker died after the processing transition but before writing any attempt.
-            return await self._finish(payment, None, None, table, now)
+            return (await self._finish(payment, None, None, table, now)).payment
         last = sent[-1]
         adapter = table.adapters.get(last.processor)
         if adapter is None:
@@ -509,9 +528,9 @@ class Engine:
                     "decline_class": "technical",
                 }
             )
-            return await self._finish(payment, closed, None, table, now)
+            return (await self._finish(payment, closed, None, table, now)).payment
         settled = _settle(last, found, adapter.scrub)
-        return await self._finish(payment, settled, found, table, now)
+        return (await self._finish(payment, settled, found, table, now)).payment
 
     # -- timed-out attempts ----------------------------------------------------------------------------------
     async def resolve(self, attempt: AttemptRecord) -> AttemptRecord:
@@ -570,7 +589,7 @@ class Engine:
     async def claim_and_attempt(self, payment: Payment) -> Payment | None:
         """Attempt a payment unless another worker got there first."""
         try:
-            return await self.attempt(payment)
+            return (await self.attempt(payment)).payment
         except ConcurrentUpdate:
             log.info("payment %s was taken by another worker", payment.id)
             return None

@@ -1,21 +1,28 @@
-"""Idempotency: a POST runs once per (scope, key); a repeat with the same body gets the stored response byte for
-byte, another body a 409. Keys survive a restart (they live in the store)."""
+"""Idempotency: the one layer every POST passes through, from the sidecar and the embedded library alike.
+
+`Idempotency.run(keyed, work)` runs `work` once per (scope, key): a repeat with the same body gets the stored
+response byte for byte, another body a 409; requests with the same key arriving together in one process wait for
+the first. Keys live in the store, so they survive a restart. The work is told its key (`Keyed`) as an argument:
+a create takes the payment id the key determines and stores its response in the payment's own final write
+(`router.payments.engine.Answer`), which it says with `Reply.stored`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from router.errors import PayrouteError, StillProcessing, invalid
 from router.ids import IdGenerator
+from router.model.records import payment_json
 from router.model.states import Status
 from router.payments.context import Context
-from router.payments.reads import Reads
 from router.state.store.base import IdempotencyEntry, from_us, to_us
 
 log = logging.getLogger("payroute")
@@ -28,22 +35,65 @@ ABANDONED_RESERVATION = timedelta(seconds=30)
 # Any other POST's key still "in progress" after this long belongs to a request whose process died. Longer than any
 # request can take (every candidate's timeout in turn), so a live request is never overtaken.
 IDEMPOTENCY_TAKEOVER = timedelta(minutes=5)
+# How long a request waits for another in this process holding the same key to finish; then the store answers
+# (still in progress: a retryable 409).
+SAME_KEY_WAIT_S = 60.0
 
 
-@dataclass
-class _Answering:
-    """The idempotency key a create is running under. The create stores its response in the same write as the
-    settled payment (one transaction fewer, and no moment where the payment is settled but the key is not);
-    `stored` is that response once the write has committed, so `idempotent()` does not write it again."""
+@dataclass(frozen=True, slots=True)
+class Keyed:
+    """A POST under an Idempotency-Key: the scope the key lives in (one per account and mode: keys of two scopes
+    never meet), the mode, the key, and the route and canonical body it is bound to."""
 
     scope: str
+    livemode: bool
     key: str
-    stored: bytes | None = None
+    route: str
+    body: bytes
+
+    @classmethod
+    def of(cls, livemode: bool, key: str, route: str, params: Any, *, scope: str | None = None) -> Keyed:
+        """`scope` defaults to the mode's own (`test`, `live`): the embedded library's, and the default account's."""
+        if not key or len(key) > 255:
+            raise invalid("Idempotency-Key must be 1 to 255 characters.", "Idempotency-Key")
+        body = json.dumps(params, sort_keys=True, separators=(",", ":")).encode()
+        return cls(scope or scope_of(livemode), livemode, key, route, body)
+
+    @property
+    def payment_id(self) -> str:
+        """The one id a create under this key can have: a resend after a crash finds what the first try wrote.
+        Another account's scope is part of it, so two accounts' equal keys name two payments (the mode's own
+        scope keeps the ids keys were given before accounts existed)."""
+        if self.scope == scope_of(self.livemode):
+            return IdGenerator.payment_for_key(self.livemode, self.key)
+        return IdGenerator.payment_for_key(self.livemode, f"{self.scope}\0{self.key}")
 
 
-# Set by `idempotent()` around the request it runs; read by the create, however the call got there (the embedded
-# API or the sidecar's handler, which runs `idempotent()` itself).
-_ANSWERING: ContextVar[_Answering | None] = ContextVar("payroute_answering", default=None)
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A POST's answer as the caller gets it: the status and the JSON bytes, the same ones a repeat replays."""
+
+    status: int
+    body: bytes
+    replayed: bool = False  # an earlier request's answer, not a new run
+    stored: bool = False  # the work stored this answer for its key in its own commit
+
+    @classmethod
+    def of(cls, obj: Any, *, stored: bool = False) -> Reply:
+        return cls(200, json.dumps(obj).encode(), stored=stored)
+
+    def json(self) -> dict[str, Any]:
+        """The object; an error answer is raised as the error it records."""
+        out: dict[str, Any] = json.loads(self.body)
+        if self.status >= 400:
+            err: Mapping[str, Any] = out["error"]
+            raise PayrouteError(
+                err["message"], type=err["type"], code=err["code"], param=err.get("param"), status=self.status
+            )
+        return out
+
+
+Work = Callable[[Keyed | None], Awaitable[Reply]]
 
 
 def scope_of(livemode: bool) -> str:
@@ -51,27 +101,35 @@ def scope_of(livemode: bool) -> str:
 
 
 class Idempotency:
-    def __init__(self, ctx: Context, reads: Reads) -> None:
+    def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.reads = reads
+        self._busy: dict[tuple[str, str], asyncio.Event] = {}
 
-    async def idempotent(
-        self,
-        scope: str,
-        key: str,
-        route: str,
-        body: bytes,
-        run: Callable[[], Awaitable[tuple[int, bytes]]],
-        retakes: int = 1,
-    ) -> tuple[int, bytes]:
-        """Run a POST once per (scope, key); a repeat with the same body gets the stored response byte for byte."""
-        if not key or len(key) > 255:
-            raise invalid("Idempotency-Key must be 1 to 255 characters.", "Idempotency-Key")
+    async def run(self, keyed: Keyed | None, work: Work) -> Reply:
+        """Run `work` once per key; without a key, just run it (errors are raised, not answered)."""
+        if keyed is None:
+            return await work(None)
+        slot = (keyed.scope, keyed.key)
+        while (busy := self._busy.get(slot)) is not None:
+            try:
+                async with asyncio.timeout(SAME_KEY_WAIT_S):
+                    await busy.wait()
+            except TimeoutError:
+                break  # the store answers: still in progress (409, retryable)
+        done = self._busy[slot] = asyncio.Event()
+        try:
+            return await self._once(keyed, work, retakes=1)
+        finally:
+            done.set()
+            if self._busy.get(slot) is done:
+                del self._busy[slot]
+
+    async def _once(self, keyed: Keyed, work: Work, retakes: int) -> Reply:
         store = self.ctx.store
-        digest = hashlib.sha256(route.encode() + b"\n" + body).hexdigest()
+        scope, key = keyed.scope, keyed.key
+        digest = hashlib.sha256(keyed.route.encode() + b"\n" + keyed.body).hexdigest()
         now = self.ctx.clock.now()
-        entry = IdempotencyEntry(scope, key, digest, to_us(now), "in_progress")
-        existing = await store.reserve_idempotency(entry)
+        existing = await store.reserve_idempotency(IdempotencyEntry(scope, key, digest, to_us(now), "in_progress"))
         if existing is not None:
             if existing.request_hash != digest:
                 raise PayrouteError(
@@ -81,57 +139,47 @@ class Idempotency:
                     code="idempotency_key_in_use",
                     status=409,
                 )
-            if existing.state != "done" or existing.response_body is None:
-                # Still in progress: a live request, or one whose process died (a killed process never releases
-                # its key). A create is answered by the payment its key-derived id names once that has settled.
-                recovered = await self._recover_create(existing) if route == CREATE_ROUTE else None
-                stale = now - from_us(existing.created_us) > IDEMPOTENCY_TAKEOVER
-                takeover = recovered == "abandoned" or (recovered is None and stale and route != CREATE_ROUTE)
-                if takeover and retakes > 0:
-                    log.warning(
-                        "taking over an Idempotency-Key reserved at %s and never completed", existing.created_us
-                    )
-                    await store.release_idempotency(scope, key)
-                    return await self.idempotent(scope, key, route, body, run, retakes=retakes - 1)
-                if not isinstance(recovered, tuple):
-                    raise PayrouteError(
-                        "A request with this Idempotency-Key is still being processed; retry later.",
-                        type="idempotency_error",
-                        code="idempotency_key_in_use",
-                        status=409,
-                    )
-                return recovered
-            return existing.response_status or 200, existing.response_body
-        answering = _Answering(scope, key) if route == CREATE_ROUTE else None
-        token = _ANSWERING.set(answering)
+            if existing.state == "done" and existing.response_body is not None:
+                return Reply(existing.response_status or 200, existing.response_body, replayed=True)
+            # Still in progress: a live request, or one whose process died (a killed process never releases its
+            # key). A create is answered by the payment its key-derived id names once that has settled.
+            create = keyed.route == CREATE_ROUTE
+            recovered = await self._recover_create(keyed, existing) if create else None
+            stale = now - from_us(existing.created_us) > IDEMPOTENCY_TAKEOVER
+            takeover = recovered == "abandoned" or (recovered is None and stale and not create)
+            if takeover and retakes > 0:
+                log.warning("taking over an Idempotency-Key reserved at %s and never completed", existing.created_us)
+                await store.release_idempotency(scope, key)
+                return await self._once(keyed, work, retakes - 1)
+            if not isinstance(recovered, Reply):
+                raise StillProcessing()
+            return recovered
         try:
-            status, out = await run()
+            reply = await work(keyed)
         except PayrouteError as exc:
             if exc.status >= 500 or isinstance(exc, StillProcessing):
                 # Let the caller retry with the same key; a create's retry finds what this try wrote by its id.
                 await store.release_idempotency(scope, key)
                 raise
-            status, out = exc.status, json.dumps(exc.to_dict()).encode()
+            reply = Reply(exc.status, json.dumps(exc.to_dict()).encode())
         except BaseException:
             await store.release_idempotency(scope, key)
             raise
-        finally:
-            _ANSWERING.reset(token)
-        if answering is None or answering.stored != out or status != 200:
-            await store.complete_idempotency(scope, key, status, out)
-        return status, out
+        if not reply.stored:
+            await store.complete_idempotency(scope, key, reply.status, reply.body)
+        return reply
 
-    async def _recover_create(self, entry: IdempotencyEntry) -> tuple[int, bytes] | str | None:
+    async def _recover_create(self, keyed: Keyed, entry: IdempotencyEntry) -> Reply | str | None:
         """The answer to a create whose key is still `in_progress`, when the request that reserved it is gone.
 
         A process killed mid-request leaves its key reserved forever, and every resend would be told "still in
-        progress". The payment it created carries the id its reservation determines: once that payment has left
+        progress". The payment it created carries the id its key determines: once that payment has left
         `processing` (settled by its own request or by reconciliation) it is the answer, stored for the key.
         No payment long after the reservation means the request died before creating one: "abandoned".
         None: the request may still be running (or its payment is still being reconciled); ask again later.
         """
         ctx = self.ctx
-        payment = await ctx.store.get_payment(IdGenerator.payment_for_key(entry.scope == "live", entry.key))
+        payment = await ctx.store.get_payment(keyed.payment_id)
         abandoned = to_us(ctx.clock.now()) - entry.created_us > ABANDONED_RESERVATION.total_seconds() * 1_000_000
         if payment is None:
             return "abandoned" if abandoned else None
@@ -146,6 +194,6 @@ class Idempotency:
             payment = attempted
         if payment.status == Status.PROCESSING:
             return None
-        out = json.dumps(await self.reads.render(payment)).encode()
+        out = payment_json(payment)
         await ctx.store.complete_idempotency(entry.scope, entry.key, 200, out)
-        return 200, out
+        return Reply(200, out, replayed=True)
