@@ -1,8 +1,8 @@
 """Events: one for every transition, written in the same store transaction as the transition (an outbox).
 
 Who emits what (DESIGN.md section 3): creating a payment emits `created`; every status change after that emits
-exactly one event, named by `type_for(source, target)`. The outbox is the store's `events` table: the webhook
-worker (`router.state.outbox.webhooks`) delivers from it, in-process subscribers
+exactly one event, the one its transition names (`router.model.states.TRANSITIONS`). The outbox is the store's
+`events` table: the webhook worker (`router.state.outbox.webhooks`) delivers from it, in-process subscribers
 (`router.state.outbox.subscribers`) hear of it after commit.
 """
 
@@ -16,51 +16,22 @@ from typing import Any
 
 from router.ids import IdGenerator
 from router.model.records import Event, Payment, render_payment
-from router.model.states import Status
-
-PREFIX = "v2.payments.off_session_payment."
-
-CREATED = PREFIX + "created"
-ATTEMPT_STARTED = PREFIX + "attempt_started"
-ATTEMPT_FAILED = PREFIX + "attempt_failed"
-SUCCEEDED = PREFIX + "succeeded"
-FAILED = PREFIX + "failed"
-CANCELED = PREFIX + "canceled"
-PAUSED = PREFIX + "paused"
-RESUMED = PREFIX + "resumed"
-REQUIRES_CAPTURE = PREFIX + "requires_capture"
-
-ALL_TYPES = (
-    CREATED,
-    ATTEMPT_STARTED,
+from router.model.states import (
     ATTEMPT_FAILED,
-    SUCCEEDED,
-    FAILED,
+    ATTEMPT_STARTED,
     CANCELED,
+    CREATED,
+    EVENT_TYPES,
+    FAILED,
     PAUSED,
-    RESUMED,
+    PREFIX,
     REQUIRES_CAPTURE,
+    RESUMED,
+    SUCCEEDED,
 )
 
-# The event a move into each status emits; pending_retry is reached by a failed attempt.
-BY_STATUS: dict[Status, str] = {
-    Status.PROCESSING: ATTEMPT_STARTED,
-    Status.PENDING_RETRY: ATTEMPT_FAILED,
-    Status.SUCCEEDED: SUCCEEDED,
-    Status.FAILED: FAILED,
-    Status.CANCELED: CANCELED,
-    Status.PAUSED: PAUSED,
-    Status.REQUIRES_CAPTURE: REQUIRES_CAPTURE,
-}
-
-
-def type_for(source: Status | str, target: Status | str) -> str:
-    """The one event type a status change emits: leaving `paused` is `resumed`, any other change is named by
-    the status it reaches (a declined attempt that will be retried is `attempt_failed`; one that ends the
-    payment is `failed`, whose snapshot carries `last_authorization_attempt_error`)."""
-    if Status(source) is Status.PAUSED and Status(target) in (Status.PENDING, Status.PENDING_RETRY):
-        return RESUMED
-    return BY_STATUS[Status(target)]
+# Every type an event can have, in the order a payment meets them; `states.TRANSITIONS` names which move emits which.
+ALL_TYPES = EVENT_TYPES
 
 
 def matches(pattern: str, type: str) -> bool:
@@ -125,3 +96,21 @@ def _data(type: str, payment: Payment, rendered: dict[str, Any]) -> dict[str, ob
         # latest_payment_attempt_record (null only for a payment that failed before any processor call).
         data["payment_attempt_record"] = payment.latest_payment_attempt_record
     return data
+
+
+__all__ = [
+    "ALL_TYPES",
+    "ATTEMPT_FAILED",
+    "ATTEMPT_STARTED",
+    "CANCELED",
+    "CREATED",
+    "FAILED",
+    "PAUSED",
+    "PREFIX",
+    "REQUIRES_CAPTURE",
+    "RESUMED",
+    "SUCCEEDED",
+    "event_for",
+    "matches",
+    "matches_any",
+]

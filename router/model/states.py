@@ -1,13 +1,14 @@
 """The OffSessionPayment state machine (DESIGN.md section 3) as one transition table.
 
-Every status change in the code goes through `transition()`; a change the table does not list raises
-`IllegalTransition` and is never applied.
+Every status change in the code goes through `transition()`, which returns the new status with the one event the
+table names for that move; a change the table does not list raises `IllegalTransition` and is never applied.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from router.errors import IllegalTransition
 
@@ -33,16 +34,37 @@ class FailureReason(enum.StrEnum):
 
 S = Status
 
-TRANSITIONS: Mapping[Status, frozenset[Status]] = {
-    S.PENDING: frozenset({S.PROCESSING, S.CANCELED, S.PAUSED}),
-    S.PROCESSING: frozenset({S.SUCCEEDED, S.REQUIRES_CAPTURE, S.PENDING_RETRY, S.FAILED}),
-    S.PENDING_RETRY: frozenset({S.PROCESSING, S.CANCELED, S.PAUSED, S.FAILED}),
-    S.PAUSED: frozenset({S.PENDING_RETRY, S.PENDING, S.CANCELED}),
-    S.REQUIRES_CAPTURE: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELED}),
-    S.SUCCEEDED: frozenset(),
-    S.FAILED: frozenset(),
-    S.CANCELED: frozenset(),
+# Event types. A payment's life starts with CREATED; every status change after that emits exactly the one event its
+# transition names below.
+PREFIX = "v2.payments.off_session_payment."
+CREATED = PREFIX + "created"
+ATTEMPT_STARTED = PREFIX + "attempt_started"
+ATTEMPT_FAILED = PREFIX + "attempt_failed"  # a declined attempt that will be retried
+SUCCEEDED = PREFIX + "succeeded"
+FAILED = PREFIX + "failed"  # the payment is over; its snapshot carries last_authorization_attempt_error
+CANCELED = PREFIX + "canceled"
+PAUSED = PREFIX + "paused"
+RESUMED = PREFIX + "resumed"
+REQUIRES_CAPTURE = PREFIX + "requires_capture"
+
+# source -> {target: the event that move emits}
+TRANSITIONS: Mapping[Status, Mapping[Status, str]] = {
+    S.PENDING: {S.PROCESSING: ATTEMPT_STARTED, S.CANCELED: CANCELED, S.PAUSED: PAUSED},
+    S.PROCESSING: {
+        S.SUCCEEDED: SUCCEEDED,
+        S.REQUIRES_CAPTURE: REQUIRES_CAPTURE,
+        S.PENDING_RETRY: ATTEMPT_FAILED,
+        S.FAILED: FAILED,
+    },
+    S.PENDING_RETRY: {S.PROCESSING: ATTEMPT_STARTED, S.CANCELED: CANCELED, S.PAUSED: PAUSED, S.FAILED: FAILED},
+    S.PAUSED: {S.PENDING_RETRY: RESUMED, S.PENDING: RESUMED, S.CANCELED: CANCELED},
+    S.REQUIRES_CAPTURE: {S.SUCCEEDED: SUCCEEDED, S.FAILED: FAILED, S.CANCELED: CANCELED},
+    S.SUCCEEDED: {},
+    S.FAILED: {},
+    S.CANCELED: {},
 }
+
+EVENT_TYPES: tuple[str, ...] = tuple(dict.fromkeys([CREATED, *(e for m in TRANSITIONS.values() for e in m.values())]))
 
 # Failure reasons each source state may fail with. A pending_retry payment fails without a new attempt when
 # its window closes while it waits; a held authorization fails only by expiring.
@@ -57,18 +79,23 @@ CANCELABLE: frozenset[Status] = frozenset(s for s, targets in TRANSITIONS.items(
 PAUSABLE: frozenset[Status] = frozenset({S.PENDING, S.PENDING_RETRY})
 
 
-def can_transition(current: Status | str, target: Status | str) -> bool:
-    return Status(target) in TRANSITIONS[Status(current)]
+@dataclass(frozen=True, slots=True)
+class Move:
+    """An allowed status change: the status reached and the event it emits."""
+
+    status: Status
+    event: str
 
 
-def transition(current: Status | str, target: Status | str, reason: FailureReason | str | None = None) -> Status:
-    """Check one status change; return the new status or raise IllegalTransition."""
+def transition(current: Status | str, target: Status | str, reason: FailureReason | str | None = None) -> Move:
+    """Check one status change; return it with its event, or raise IllegalTransition."""
     cur, tgt = Status(current), Status(target)
-    if tgt not in TRANSITIONS[cur]:
+    event = TRANSITIONS[cur].get(tgt)
+    if event is None:
         raise IllegalTransition(cur.value, tgt.value)
     if tgt is S.FAILED:
         if reason is None or FailureReason(reason) not in FAILURES.get(cur, frozenset()):
             raise IllegalTransition(cur.value, f"failed ({reason})")
     elif reason is not None:
         raise IllegalTransition(cur.value, f"{tgt.value} ({reason})")
-    return tgt
+    return Move(tgt, event)

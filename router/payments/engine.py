@@ -144,7 +144,7 @@ class Engine:
                 return Attempted(await self._hold(payment, held, now))
         plan = await table.decide(payment, self.stats, self.clock.now())
         candidates = self._usable(plan, payment)
-        transition(payment.status, Status.PROCESSING)
+        started = transition(payment.status, Status.PROCESSING)
         attempts_so_far = payment.attempts + 1
         card = payment.card if payment.card.fingerprint else _snapshot(self._card_info(payment.payment_method))
         lease = self.clock.now() + self._lease_length(candidates)
@@ -164,7 +164,7 @@ class Engine:
                 processing,
                 payment.version,
                 new,
-                events=[ev.event_for(self.ids, ev.ATTEMPT_STARTED, processing, now, before=payment)],
+                events=[ev.event_for(self.ids, started.event, processing, now, before=payment)],
                 lease_until=lease,
             )
             return await self._finish(processing, None, None, table, now, record, answer)
@@ -173,7 +173,7 @@ class Engine:
         attempt: AttemptRecord | None = None
         current = processing
         expected_version = payment.version
-        pending_events = [ev.event_for(self.ids, ev.ATTEMPT_STARTED, processing, now, before=payment)]
+        pending_events = [ev.event_for(self.ids, started.event, processing, now, before=payment)]
         settled_previous: AttemptRecord | None = None
         for index, cand in enumerate(candidates):
             breaker = self.breakers.get(cand.name, cand.config.breaker.fail_max, cand.config.breaker.reset_timeout_s)
@@ -386,7 +386,6 @@ class Engine:
         assert record is not None, f"payment {p.id} has no payment record"
         update: dict[str, object] = {}
         record_update: dict[str, object] = {}  # one copy of the record at the end, however many fields change
-        events: list[str] = []
         if attempt is not None:
             record_update["latest_payment_attempt_record"] = attempt.id
             update["latest_payment_attempt_record"] = attempt.id
@@ -410,13 +409,13 @@ class Engine:
             if p.capture_method == "manual":
                 brand = (attempt.card.brand or "").lower()
                 hold = timedelta(days=HOLD_DAYS.get(brand, DEFAULT_HOLD_DAYS))
-                update.update(status=transition(p.status, Status.REQUIRES_CAPTURE), capture_before=now + hold)
+                move = transition(p.status, Status.REQUIRES_CAPTURE)
+                update.update(status=move.status, capture_before=now + hold)
                 attempt = attempt.model_copy(update={"capture_before": now + hold})
-                events.append(ev.REQUIRES_CAPTURE)
             else:
-                update.update(status=transition(p.status, Status.SUCCEEDED), amount_captured=p.amount)
+                move = transition(p.status, Status.SUCCEEDED)
+                update.update(status=move.status, amount_captured=p.amount)
                 record_update["amount_captured"] = p.amount
-                events.append(ev.SUCCEEDED)
         else:
             policy = table.config.policy(p.retry_policy)
             if outcome is not None:
@@ -436,13 +435,13 @@ class Engine:
                 retry_at = (
                     decision.retry_at if outcome is not None else max(decision.retry_at, now + NO_CANDIDATE_DELAY)
                 )
-                update.update(status=transition(p.status, Status.PENDING_RETRY), next_attempt_at=retry_at)
-                events.append(ev.ATTEMPT_FAILED)
+                move = transition(p.status, Status.PENDING_RETRY)
+                update.update(status=move.status, next_attempt_at=retry_at)
             else:
                 reason = decision.failure_reason or "rejected_by_partner"
-                update.update(status=transition(p.status, Status.FAILED, reason), failure_reason=reason)
+                move = transition(p.status, Status.FAILED, reason)
+                update.update(status=move.status, failure_reason=reason)
                 record_update["amount_failed"] = p.amount
-                events.append(ev.FAILED)  # one transition, one event (processing -> failed)
         final = p.model_copy(update=update)
         response = done = None
         if answer is not None:
@@ -453,7 +452,7 @@ class Engine:
             p.version,
             record=record.model_copy(update=record_update) if record_update else record,
             attempts=[attempt] if attempt is not None else (),
-            events=[ev.event_for(self.ids, t, final, now, before=p) for t in events],
+            events=[ev.event_for(self.ids, move.event, final, now, before=p)],
             idempotency=done,
         )
         return Attempted(saved, response)
@@ -471,9 +470,10 @@ class Engine:
         if decision.retry_at is not None:
             return await self.store.save_payment(p.model_copy(update={"next_attempt_at": decision.retry_at}), p.version)
         reason = decision.failure_reason or "exceeded_retry_window"
+        move = transition(p.status, Status.FAILED, reason)
         final = p.model_copy(
             update={
-                "status": transition(p.status, Status.FAILED, reason),
+                "status": move.status,
                 "failure_reason": reason,
                 "next_attempt_at": None,
             }
@@ -483,7 +483,7 @@ class Engine:
             final,
             p.version,
             record=record.model_copy(update={"amount_failed": p.amount}) if record else None,
-            events=[ev.event_for(self.ids, ev.FAILED, final, now, before=p)],
+            events=[ev.event_for(self.ids, move.event, final, now, before=p)],
         )
 
     # -- crash reconciliation --------------------------------------------------------------------------------

@@ -14,13 +14,14 @@ from adapters.base import CancelRequest, CaptureRequest
 from router.errors import ConcurrentUpdate, PayrouteError, conflict, invalid
 from router.model import events as ev
 from router.model.records import Payment, PaymentRecordState, render_payment
-from router.model.states import CANCELABLE, PAUSABLE, Status, transition
+from router.model.states import CANCELABLE, PAUSABLE, Move, Status, transition
 from router.payments.context import Context
 from router.payments.reads import Reads
 
 _CAS_RETRIES = 5
 
-Change = Callable[[Payment, datetime], Awaitable[tuple[Payment, list[str], PaymentRecordState | None]]]
+# Decides a change: the payment after it, the transition made (its event is written with it), the record if changed.
+Change = Callable[[Payment, datetime], Awaitable[tuple[Payment, Move, PaymentRecordState | None]]]
 
 
 class Operations:
@@ -34,13 +35,13 @@ class Operations:
         for _ in range(_CAS_RETRIES):
             p = await self.reads.load(payment_id, livemode)
             now = await ctx.now_for(p)
-            new, event_types, record = await apply(p, now)
+            new, move, record = await apply(p, now)
             try:
                 saved = await ctx.store.save_payment(
                     new,
                     p.version,
                     record=record,
-                    events=[ev.event_for(ctx.ids, t, new, now, before=p) for t in event_types],
+                    events=[ev.event_for(ctx.ids, move.event, new, now, before=p)],
                 )
             except ConcurrentUpdate:
                 continue
@@ -57,7 +58,7 @@ class Operations:
         return record
 
     async def cancel(self, payment_id: str, livemode: bool) -> dict[str, Any]:
-        async def apply(p: Payment, now: datetime) -> tuple[Payment, list[str], PaymentRecordState | None]:
+        async def apply(p: Payment, now: datetime) -> tuple[Payment, Move, PaymentRecordState | None]:
             status = Status(p.status)
             # As the preview spec answers: cancel takes `pending` and `pending_retry`, and any other status is a 400
             # of a v2 type the SDK maps to AlreadyCanceledError / NotCancelableError. Our extension (documented in
@@ -83,8 +84,8 @@ class Operations:
             if status is Status.REQUIRES_CAPTURE:
                 await self._void(p)
             record = record.model_copy(update={"amount_canceled": p.amount - p.amount_captured})
-            new = p.model_copy(update={"status": transition(status, Status.CANCELED), "next_attempt_at": None})
-            return new, [ev.CANCELED], record
+            move = transition(status, Status.CANCELED)
+            return p.model_copy(update={"status": move.status, "next_attempt_at": None}), move, record
 
         return await self._change(payment_id, livemode, apply)
 
@@ -109,36 +110,31 @@ class Operations:
             )
 
     async def pause(self, payment_id: str, livemode: bool) -> dict[str, Any]:
-        async def apply(p: Payment, now: datetime) -> tuple[Payment, list[str], PaymentRecordState | None]:
+        async def apply(p: Payment, now: datetime) -> tuple[Payment, Move, PaymentRecordState | None]:
             status = Status(p.status)
             if status is Status.PROCESSING:
                 raise conflict("The payment is being processed; try again shortly.", "payment_processing")
             if status not in PAUSABLE:
                 raise conflict(f"An OffSessionPayment in status '{p.status}' cannot be paused.", "not_pausable")
-            new = p.model_copy(update={"status": transition(status, Status.PAUSED), "paused_from": p.status})
-            return new, [ev.PAUSED], None
+            move = transition(status, Status.PAUSED)
+            return p.model_copy(update={"status": move.status, "paused_from": p.status}), move, None
 
         return await self._change(payment_id, livemode, apply)
 
     async def resume(self, payment_id: str, livemode: bool) -> dict[str, Any]:
-        async def apply(p: Payment, now: datetime) -> tuple[Payment, list[str], PaymentRecordState | None]:
+        async def apply(p: Payment, now: datetime) -> tuple[Payment, Move, PaymentRecordState | None]:
             if p.status != Status.PAUSED:
                 raise conflict(f"An OffSessionPayment in status '{p.status}' cannot be resumed.", "not_resumable")
             target = Status(p.paused_from or Status.PENDING_RETRY)
+            move = transition(Status.PAUSED, target)
             next_at = max(p.next_attempt_at or now, now)
-            new = p.model_copy(
-                update={
-                    "status": transition(Status.PAUSED, target),
-                    "paused_from": None,
-                    "next_attempt_at": next_at,
-                }
-            )
-            return new, [ev.RESUMED], None
+            new = p.model_copy(update={"status": move.status, "paused_from": None, "next_attempt_at": next_at})
+            return new, move, None
 
         return await self._change(payment_id, livemode, apply)
 
     async def capture(self, payment_id: str, amount_to_capture: int | None, livemode: bool) -> dict[str, Any]:
-        async def apply(p: Payment, now: datetime) -> tuple[Payment, list[str], PaymentRecordState | None]:
+        async def apply(p: Payment, now: datetime) -> tuple[Payment, Move, PaymentRecordState | None]:
             if p.status == Status.PROCESSING:
                 raise conflict("The payment is being processed; try again shortly.", "payment_processing")
             if p.status != Status.REQUIRES_CAPTURE:
@@ -181,13 +177,8 @@ class Operations:
                 )
             record = await self._record(p)
             record = record.model_copy(update={"amount_captured": amount, "amount_canceled": p.amount - amount})
-            new = p.model_copy(
-                update={
-                    "status": transition(Status.REQUIRES_CAPTURE, Status.SUCCEEDED),
-                    "amount_captured": amount,
-                }
-            )
-            return new, [ev.SUCCEEDED], record
+            move = transition(Status.REQUIRES_CAPTURE, Status.SUCCEEDED)
+            return p.model_copy(update={"status": move.status, "amount_captured": amount}), move, record
 
         return await self._change(payment_id, livemode, apply)
 
@@ -197,19 +188,15 @@ class Operations:
         now = await ctx.now_for(payment)
         if payment.status != Status.REQUIRES_CAPTURE or payment.capture_before is None or now < payment.capture_before:
             return None
-        new = payment.model_copy(
-            update={
-                "status": transition(Status.REQUIRES_CAPTURE, Status.FAILED, "authorization_expired"),
-                "failure_reason": "authorization_expired",
-            }
-        )
+        move = transition(Status.REQUIRES_CAPTURE, Status.FAILED, "authorization_expired")
+        new = payment.model_copy(update={"status": move.status, "failure_reason": "authorization_expired"})
         record = await ctx.store.get_payment_record(payment.payment_record)
         try:
             return await ctx.store.save_payment(
                 new,
                 payment.version,
                 record=record.model_copy(update={"amount_canceled": payment.amount}) if record else None,
-                events=[ev.event_for(ctx.ids, ev.FAILED, new, now, before=payment)],
+                events=[ev.event_for(ctx.ids, move.event, new, now, before=payment)],
             )
         except ConcurrentUpdate:
             return None

@@ -40,7 +40,7 @@ ALL_PAIRS = list(itertools.product([s.value for s in Status], repeat=2))
 @pytest.mark.parametrize(("source", "target"), sorted(LEGAL))
 def test_legal_transition_is_applied(source: str, target: str) -> None:
     reason = REASON_FOR[source] if target == "failed" else None
-    assert transition(source, target, reason) is Status(target)
+    assert transition(source, target, reason).status is Status(target)
 
 
 @pytest.mark.parametrize(("source", "target"), [p for p in ALL_PAIRS if p not in LEGAL])
@@ -64,7 +64,7 @@ def test_failure_needs_a_reason_the_source_allows() -> None:
         transition("requires_capture", "failed", FailureReason.REJECTED_BY_PARTNER)
     with pytest.raises(IllegalTransition):
         transition("pending_retry", "failed", FailureReason.AUTHORIZATION_EXPIRED)
-    assert transition("processing", "failed", "no_valid_payment_method") is Status.FAILED
+    assert transition("processing", "failed", "no_valid_payment_method").status is Status.FAILED
 
 
 def test_reason_on_a_non_failure_is_refused() -> None:

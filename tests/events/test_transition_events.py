@@ -22,14 +22,33 @@ async def events_of(router: Router, payment_id: str) -> list[dict[str, Any]]:
     return await router.list_events(object_id=payment_id)
 
 
+# What each move is called, written out here from Stripe's event types rather than read from the code under test:
+# leaving `paused` for a schedule is `resumed`; any other move is named by the status it reaches.
+_BY_TARGET = {
+    "processing": P + "attempt_started",
+    "pending_retry": P + "attempt_failed",
+    "succeeded": P + "succeeded",
+    "failed": P + "failed",
+    "canceled": P + "canceled",
+    "paused": P + "paused",
+    "requires_capture": P + "requires_capture",
+}
+
+
+def expected_type(source: str, target: str) -> str:
+    if source == "paused" and target in ("pending", "pending_retry"):
+        return P + "resumed"
+    return _BY_TARGET[target]
+
+
 def check_one_event_per_transition(events: list[dict[str, Any]]) -> list[str]:
-    """Each event after `created` marks one status change, named by type_for; return the status path."""
+    """Each event after `created` marks one status change, the event its transition names; return the status path."""
     assert events[0]["type"] == ev.CREATED
     path = [events[0]["data"]["object"]["status"]]
     for event in events[1:]:
         status = event["data"]["object"]["status"]
         assert status != path[-1], f"{event['type']} was emitted without a status change"
-        assert event["type"] == ev.type_for(path[-1], status)
+        assert event["type"] == expected_type(path[-1], status)
         path.append(status)
     return path
 
