@@ -10,8 +10,11 @@ from datetime import timedelta
 import pytest
 
 from router import ManualClock, PayrouteError
+from router.ids import IdGenerator
+from router.payments.idempotency import CREATE_ROUTE, Keyed
 from router.state.store.base import IdempotencyEntry, to_us
 from tests.conftest import RouterFactory
+from tests.core.configs import THREE_SIMULATORS
 from tests.core.test_engine import body, sim
 from tests.core.test_reconcile import HANGING
 
@@ -79,3 +82,20 @@ async def test_same_key_same_body_reserved_long_ago_runs_once(make_router: Route
     replay = await router.create_payment(body(), idempotency_key="inv-4")
     assert replay == made
     assert len(sim(router, "sim_a").received) == 1
+
+
+async def test_two_accounts_with_the_same_key_get_two_payments(make_router: RouterFactory) -> None:
+    router = await make_router(THREE_SIMULATORS)
+    params = body()
+    answers = []
+    for scope in ("acct_shop/test", "acct_blog/test"):
+        keyed = Keyed.of(False, "inv-shared", CREATE_ROUTE, params, scope=scope)
+        reply = await router.idempotent(keyed, lambda k: router.create_reply(params, livemode=False, keyed=k))
+        assert (reply.status, reply.replayed) == (200, False), "another account's key is not this one's"
+        answers.append(reply.json())
+    assert answers[0]["id"] != answers[1]["id"]
+    assert [a["status"] for a in answers] == ["succeeded", "succeeded"]
+    # The mode's own scope keeps the id the key has always had.
+    default = await router.create_payment(params, idempotency_key="inv-shared")
+    assert default["id"] == IdGenerator.payment_for_key(False, "inv-shared")
+    assert default["id"] not in {a["id"] for a in answers}
