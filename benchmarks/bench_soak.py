@@ -13,8 +13,14 @@ At the end every payment the load generator created must be in the store, none l
 create that got no answer is retried with its idempotency key until it does (so "lost" means: answered 200 and
 then missing, or never answerable). The run fails (exit 1) on any lost payment or a 5xx.
 
+It also fails when memory or file descriptors grow with the work done: after the first quarter (warm-up), the
+least-squares slope of RSS against payments created must stay under `--max-rss-slope` MB per 1,000 payments
+(default 3: a leak of 3 KB per payment), and that of open descriptors under `--max-fd-slope` per 1,000 payments
+(default 1). The verdict is printed and kept in the results.
+
 Duration: `--minutes`, else `PAYROUTE_SOAK_MINUTES`, else 2 when run by `python -m benchmarks` (so `make bench`
-stays short) and 30 when run on its own. `make soak` runs 2 minutes. Results: benchmarks/results/soak.json.
+stays short) and 30 when run on its own. `make soak` runs 2 minutes. Results: benchmarks/results/soak.json under
+`make bench` (tracked, the published figures); otherwise a temporary file (printed), or `--out PATH`.
 """
 
 from __future__ import annotations
@@ -44,6 +50,11 @@ import aiohttp
 
 KEY = "sk_test_soak_000000000000000"
 RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"
+# MB per 1,000 payments. A leak that keeps what one payment renders (a few KB) shows above it; the SQLite page
+# caches filling as the database grows (2 MB per connection) do not: a 90-s run measured +1.8, a 15-min one
+# flattens after about 10 minutes.
+MAX_RSS_SLOPE = 3.0
+MAX_FD_SLOPE = 1.0  # descriptors per 1,000 payments
 PATH = "/v2/payments/off_session_payments"
 PAYMENT_METHODS = [
     ("pm_card_visa", 70),
@@ -54,16 +65,72 @@ PAYMENT_METHODS = [
 ]
 
 
-def default_minutes() -> float:
-    env = os.environ.get("PAYROUTE_SOAK_MINUTES")
-    if env:
-        return float(env)
+def under_runner() -> bool:
+    """Run by `python -m benchmarks` (make bench), not on its own."""
     try:
         parent = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().split(b"\0")
     except OSError:
         parent = []
-    under_runner = b"benchmarks" in parent and not any(b"bench_soak" in a for a in parent)
-    return 2.0 if under_runner else 30.0
+    return b"benchmarks" in parent and not any(b"bench_soak" in a for a in parent)
+
+
+def default_minutes() -> float:
+    env = os.environ.get("PAYROUTE_SOAK_MINUTES")
+    if env:
+        return float(env)
+    return 2.0 if under_runner() else 30.0
+
+
+def default_out() -> Path:
+    """The tracked results file only for `make bench`; any other run must not rewrite it."""
+    return RESULTS if under_runner() else Path(tempfile.gettempdir()) / "payroute-soak" / "soak.json"
+
+
+def slope_per_1000(samples: list[Sample], attr: str) -> float:
+    """Least-squares slope of `attr` against payments created, per 1,000 payments, after the first quarter of
+    the samples (warm-up: imports, caches and pools filling). 0 when the payments did not move."""
+    k = len(samples) // 4
+    kept = samples[k:] if len(samples) - k >= 3 else samples
+    xs = [s.payments / 1000 for s in kept]
+    ys = [float(getattr(s, attr)) for s in kept]
+    if len(kept) < 2:
+        return 0.0
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    if var == 0:
+        return 0.0
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var
+
+
+@dataclass(frozen=True)
+class Verdict:
+    rss_slope: float  # MB per 1,000 payments
+    fd_slope: float  # descriptors per 1,000 payments
+    max_rss_slope: float
+    max_fd_slope: float
+
+    @property
+    def memory_flat(self) -> bool:
+        return self.rss_slope <= self.max_rss_slope
+
+    @property
+    def fds_flat(self) -> bool:
+        return self.fd_slope <= self.max_fd_slope
+
+    def lines(self) -> list[str]:
+        def word(ok: bool) -> str:
+            return "flat" if ok else "GROWING"
+
+        return [
+            f"memory: {word(self.memory_flat)} ({self.rss_slope:+.2f} MB per 1000 payments; bound "
+            f"{self.max_rss_slope:g})",
+            f"file descriptors: {word(self.fds_flat)} ({self.fd_slope:+.2f} per 1000 payments; bound "
+            f"{self.max_fd_slope:g})",
+        ]
+
+
+def verdict(samples: list[Sample], max_rss_slope: float, max_fd_slope: float) -> Verdict:
+    return Verdict(slope_per_1000(samples, "rss_mb"), slope_per_1000(samples, "fds"), max_rss_slope, max_fd_slope)
 
 
 def config(minutes: float) -> str:
@@ -300,7 +367,11 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=40.0, help="requests per second (default 40)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--sample", type=float, default=None, help="seconds between samples (default run/40)")
+    parser.add_argument("--out", type=Path, default=None, help="results JSON (default: see above)")
+    parser.add_argument("--max-rss-slope", type=float, default=MAX_RSS_SLOPE, help="MB per 1000 payments")
+    parser.add_argument("--max-fd-slope", type=float, default=MAX_FD_SLOPE, help="descriptors per 1000 payments")
     args = parser.parse_args()
+    out_path: Path = args.out or default_out()
     minutes = args.minutes if args.minutes is not None else default_minutes()
     seconds = minutes * 60
     sample_s = args.sample or max(1.0, seconds / 40)
@@ -355,6 +426,7 @@ def main() -> int:
         return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else 0.0
 
     lost = len(books["missing"]) + len(load.unanswered)
+    flat = verdict(samples, args.max_rss_slope, args.max_fd_slope)
     summary = {
         "minutes": minutes,
         "rate_per_s": args.rate,
@@ -368,6 +440,14 @@ def main() -> int:
         "rss_mb": {"early": rss0, "late": rss1, "growth_per_1000_payments": per_k},
         "fds": {"early": fd0, "late": fd1},
         "sockets": {"early": sock0, "late": sock1},
+        "verdict": {
+            "rss_mb_per_1000_payments": flat.rss_slope,
+            "fds_per_1000_payments": flat.fd_slope,
+            "max_rss_slope": flat.max_rss_slope,
+            "max_fd_slope": flat.max_fd_slope,
+            "memory_flat": flat.memory_flat,
+            "fds_flat": flat.fds_flat,
+        },
         "samples": [s.__dict__ for s in samples],
         "python": platform.python_version(),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -381,10 +461,13 @@ def main() -> int:
         f"\nRSS {rss0:.1f} -> {rss1:.1f} MB ({per_k:+.2f} MB per 1000 payments)  fds {fd0:.0f} -> {fd1:.0f}"
         f"  sockets {sock0:.0f} -> {sock1:.0f}"
     )
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    for line in flat.lines():
+        print(line)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {out_path}")
     ok = lost == 0 and not load.server_errors and books["stuck_processing"] == 0
+    ok = ok and flat.memory_flat and flat.fds_flat
     return 0 if ok else 1
 
 

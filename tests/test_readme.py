@@ -27,4 +27,5 @@ def test_embedded_example_runs_as_written(tmp_path: Path) -> None:
     first, *attempts = done.stdout.splitlines()
     assert re.fullmatch(r"osp_test_\w+ succeeded", first)
     assert attempts and attempts[-1].endswith(" approved")
-    assert (tmp_path / "payroute.db").exists()
+    assert (tmp_path / "embedded.db").exists(), "its own database"
+    assert not (tmp_path / "payroute.db").exists(), "not the one make run keeps"

@@ -210,3 +210,20 @@ def test_payroute_console_script_runs_check(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert f"{path}: OK" in done.stdout
+
+
+def test_check_reports_adapter_option_errors_with_the_schema_errors_in_one_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = GOOD.replace("sim_a: {adapter: simulator, latency_ms: 0,", "sim_a: {adapter: simulator, approval_rate: 7,")
+    bad = bad.replace("strategy: least_cost", "strategy: cheapest")
+    path = write(tmp_path, bad)
+    assert main(["check", path]) == 1
+    err = capsys.readouterr().err
+    lines = bad.splitlines()
+    sim_line = next(i for i, line in enumerate(lines, 1) if "approval_rate: 7" in line)
+    strategy_line = lines.index("    strategy: cheapest") + 1
+    assert f"{path}:{sim_line}:3: processors.sim_a: sim_a: approval_rate must be between 0 and 1" in err
+    assert f"{path}:{strategy_line}:5: routes[1].strategy:" in err
+    assert err.index("processors.sim_a") < err.index("routes[1].strategy"), "in file order"
+    assert f"{path}: refused (2 errors)" in err
