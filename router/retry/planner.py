@@ -9,23 +9,30 @@ After a failed attempt, `decide` answers "retry at T, or stop and why":
 5. the network caps for the card (counted across processors and payments) push it later if full;
 6. a time past the window (first decline + policy window) ends in `exceeded_retry_window`.
 
+`best_available` resolves, per decline class and card, to the strategy the evidence supports: `smart` when its
+population model has enough retries of the class or the card's own history settles a payday rhythm, else
+`heuristic`; the decision says which and why. `smart` retries of payments sharing a card go as a group
+(`router.retry.groups`): one probe, the others just after it and only if it found the money.
+
 `recheck` runs the time-dependent guards again when a retry falls due, because other payments on the same
-card may have used up a cap in the meantime.
+card may have used up a cap in the meantime, or a probe on the card may have found no money.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
 
 from adapters.base import Outcome
 from router.config.schema import NetworkLimits, RetryPolicyConfig
 from router.model.records import Payment
 from router.retry import caps
 from router.retry.declines import Decline, DeclineClass, classify
-from router.retry.smart import LearnedAttempt, SmartStrategy
+from router.retry.groups import CardAttempt, CardGroups, ProbeResult
+from router.retry.rhythm import Observation
+from router.retry.smart import CardEvidence, LearnedAttempt, SmartStrategy, class_of
 from router.retry.strategies import Heuristic, NoRetry, RetryContext, Scheduled, Strategy
 from router.state.store.base import CardActivity
 
@@ -38,6 +45,20 @@ class RetryHistory(Protocol):
     async def attempt_stats(self, since: datetime, limit: int) -> Sequence[LearnedAttempt]: ...
 
 
+@runtime_checkable
+class EvidenceSource(Protocol):
+    """The card's and customer's settled attempts across all their payments (newest first), for smart."""
+
+    async def card_history(
+        self, fingerprint: str | None, customer: str | None, since: datetime, limit: int
+    ) -> Sequence[LearnedAttempt]: ...
+
+
+# How far back a card's own history is read (within retention), and how much of it.
+EVIDENCE_LOOKBACK = timedelta(days=120)
+EVIDENCE_LIMIT = 80
+
+
 @dataclass(frozen=True, slots=True)
 class RetryDecision:
     retry_at: datetime | None  # None: stop
@@ -45,6 +66,7 @@ class RetryDecision:
     strategy: str  # the strategy in force: none, scheduled, heuristic, smart
     decline_class: str | None = None
     expected_success: float | None = None  # smart's estimate for the chosen time
+    reason: str | None = None  # when and why (which rhythm or feature), or why it stops
 
 
 class RetryPlanner:
@@ -54,24 +76,47 @@ class RetryPlanner:
         *,
         limits: NetworkLimits | None = None,
         smart: SmartStrategy | None = None,
+        evidence: EvidenceSource | None = None,
+        groups: CardGroups | None = None,
     ) -> None:
         self.history = history
         self.limits = limits or NetworkLimits()
         self.smart = smart or SmartStrategy(history)
+        self.evidence = evidence if evidence is not None else _evidence_of(history)
+        self.groups = groups or CardGroups()
         self.heuristic = Heuristic()
         self.scheduled = Scheduled()
         self.none = NoRetry()
 
-    def strategy_for(self, payment: Payment, policy: RetryPolicyConfig, decline: Decline) -> Strategy:
+    def strategy_for(
+        self,
+        payment: Payment,
+        policy: RetryPolicyConfig,
+        decline: Decline,
+        card: CardEvidence | None = None,
+        now: datetime | None = None,
+    ) -> tuple[Strategy, str | None]:
+        """The strategy in force, and for `best_available` why it resolved so."""
         if payment.retry_strategy_requested == "none" or policy.strategy == "none":
-            return self.none
+            return self.none, None
         if policy.strategy == "scheduled":
-            return self.scheduled
+            return self.scheduled, None
         if policy.strategy == "heuristic":
-            return self.heuristic
+            return self.heuristic, None
         if policy.strategy == "smart":
-            return self.smart
-        return self.smart if self.smart.ready(decline.decline_class) else self.heuristic
+            return self.smart, None
+        cls = decline.decline_class
+        learned = self.smart.model.observations(cls)
+        if self.smart.ready(cls):
+            return self.smart, f"best_available: smart ({learned} {cls.value} retries learned)"
+        if cls is DeclineClass.SOFT_FUNDS and now is not None:
+            # The rhythm model starts from the heuristic's own paydays (business-day-adjusted 1st and 15th, and
+            # Fridays) and adds this card's and customer's history: never less informed than the heuristic.
+            rhythm, weight = self.smart.card_rhythm(card, now)
+            return self.smart, f"best_available: smart (payday rhythm {rhythm.describe()}, {weight:.0%})"
+        return self.heuristic, (
+            f"best_available: heuristic ({learned} of {self.smart.min_observations} {cls.value} retries learned)"
+        )
 
     async def decide(
         self,
@@ -83,37 +128,55 @@ class RetryPlanner:
     ) -> RetryDecision:
         decline = classify(outcome)
         cls = decline.decline_class
-        if policy.strategy in ("smart", "best_available") and payment.retry_strategy_requested != "none":
+        learning = policy.strategy in ("smart", "best_available") and payment.retry_strategy_requested != "none"
+        card: CardEvidence | None = None
+        if learning and decline.retry:
             await self.smart.refresh(now)
-        strategy = self.strategy_for(payment, policy, decline)
+            card = await self.card_evidence(payment, now)
+        strategy, resolved = self.strategy_for(payment, policy, decline, card, now)
 
-        def stop(reason: str) -> RetryDecision:
-            return RetryDecision(None, reason, strategy.name, cls.value)
+        def stop(reason: str, why: str | None = None) -> RetryDecision:
+            return RetryDecision(None, reason, strategy.name, cls.value, reason=_join(resolved, why))
 
         if not decline.retry:
-            return stop("rejected_by_partner")
+            return stop("rejected_by_partner", f"{cls.value} decline: never retried")
         if strategy.name == "none":
             return stop("retries_exhausted" if cls is DeclineClass.TECHNICAL else "rejected_by_partner")
         if payment.attempts >= policy.max_attempts:
-            return stop("retries_exhausted")
+            return stop("retries_exhausted", f"{policy.max_attempts} attempts made")
         window_end = (payment.first_declined_at or now) + policy.window
         ctx = RetryContext(payment, decline, policy, now, now + decline.min_delay, window_end)
         if ctx.earliest > window_end:
-            return stop("exceeded_retry_window")
+            return stop("exceeded_retry_window", "the advice-code wait ends after the retry window")
         expected = None
+        why: str | None = None
         if isinstance(strategy, SmartStrategy):
-            choice = strategy.choose(ctx)
+            choice = strategy.choose(ctx, card)
             proposed: datetime | None = choice.at
             expected = choice.expected_success
+            why = choice.reason
         else:
             proposed = await strategy.propose(ctx)
+            if proposed is not None:
+                why = f"{strategy.name}: {cls.value} decline, retry {_ago(proposed - now)} later"
         if proposed is None:
-            return stop("retries_exhausted")
+            return stop("retries_exhausted", why)
+        if decline.min_delay and proposed <= ctx.earliest:
+            why = _join(why, f"Mastercard advice code {decline.mac}: not before {_ago(decline.min_delay)}")
         declined_at = now if outcome is not None and outcome.kind.is_decline else None
         at = await self._within_caps(payment, max(proposed, ctx.earliest), limits, declined_at)
         if at is None or at > window_end:
-            return stop("exceeded_retry_window")
-        return RetryDecision(at, None, strategy.name, cls.value, expected)
+            return stop("exceeded_retry_window", _join(why, "the network caps leave no slot inside the window"))
+        if at > max(proposed, ctx.earliest):
+            why = _join(why, f"moved to {at:%Y-%m-%d %H:%M} UTC by the card's network caps")
+        if isinstance(strategy, SmartStrategy) and payment.card.fingerprint:
+            placed, probe = self.groups.place(payment.card.fingerprint, payment.id, at, now)
+            if probe is not None:
+                later = await self._within_caps(payment, placed, limits, declined_at)
+                if later is not None and later <= window_end:
+                    why = _join(why, f"follows {probe}, this card's probe, by {_ago(later - at)}")
+                    at = later
+        return RetryDecision(at, None, strategy.name, cls.value, expected, _join(resolved, why))
 
     async def recheck(
         self, payment: Payment, policy: RetryPolicyConfig, now: datetime, limits: NetworkLimits | None = None
@@ -123,12 +186,61 @@ class RetryPlanner:
         window_end = (payment.first_declined_at or now) + policy.window
         if now > window_end:
             return RetryDecision(None, "exceeded_retry_window", strategy, payment.last_decline_class)
+        replanned = await self._after_probe(payment, policy, now, window_end)
+        if replanned is not None:
+            return replanned
         at = await self._within_caps(payment, now, limits)
         if at == now:
             return None
         if at is None or at > window_end:
             return RetryDecision(None, "exceeded_retry_window", strategy, payment.last_decline_class)
-        return RetryDecision(at, None, strategy, payment.last_decline_class)
+        return RetryDecision(at, None, strategy, payment.last_decline_class, reason="held by the card's network caps")
+
+    async def _after_probe(
+        self, payment: Payment, policy: RetryPolicyConfig, now: datetime, window_end: datetime
+    ) -> RetryDecision | None:
+        """A smart follower whose card's probe just found no money is planned again, that decline as evidence."""
+        fingerprint = payment.card.fingerprint
+        if payment.retry_strategy != "smart" or self.evidence is None or not fingerprint:
+            return None
+        since = now - 2 * self.groups.gap
+        rows = await self.evidence.card_history(fingerprint, None, since, EVIDENCE_LIMIT)
+        attempts = [_card_attempt(r) for r in rows if r.outcome is not None]
+        if self.groups.result(payment.id, attempts, since) is not ProbeResult.DECLINED:
+            return None
+        cls = DeclineClass(payment.last_decline_class or DeclineClass.SOFT_GENERIC.value)
+        decline = Decline(cls, True, timedelta(0))
+        await self.smart.refresh(now)
+        card = await self.card_evidence(payment, now)
+        ctx = RetryContext(payment, decline, policy, now, now, window_end)
+        choice = self.smart.choose(ctx, card)
+        if choice.at is None:
+            return RetryDecision(None, "retries_exhausted", "smart", cls.value, reason=choice.reason)
+        at, probe = self.groups.place(fingerprint, payment.id, choice.at, now)
+        why = _join("the card's probe found no money", choice.reason)
+        if probe is not None:
+            why = _join(why, f"follows {probe}")
+        # The caps are checked again when this new time falls due.
+        return RetryDecision(at, None, "smart", cls.value, choice.expected_success, why)
+
+    async def card_evidence(self, payment: Payment, now: datetime) -> CardEvidence | None:
+        """The card's and customer's money evidence across their payments, for smart."""
+        fingerprint = payment.card.fingerprint
+        if self.evidence is None or not (fingerprint or payment.customer):
+            return None
+        rows = await self.evidence.card_history(fingerprint, payment.customer, now - EVIDENCE_LOOKBACK, EVIDENCE_LIMIT)
+        observations: list[Observation] = []
+        last_approval: datetime | None = None
+        for r in rows:
+            if r.outcome is None or r.state != "settled" or r.created > now:
+                continue
+            cls = class_of(r)
+            if cls is None:
+                observations.append(Observation(r.created, True))
+                last_approval = r.created if last_approval is None else max(last_approval, r.created)
+            elif cls is DeclineClass.SOFT_FUNDS:
+                observations.append(Observation(r.created, False))
+        return CardEvidence(fingerprint or payment.customer, tuple(observations), last_approval)
 
     async def allows_now(
         self,
@@ -157,3 +269,22 @@ class RetryPlanner:
             # The attempt just declined is settled in the same write as this decision: count it now.
             activity = caps.with_decline(activity, declined_at)
         return caps.next_allowed(payment.card.brand, activity, at, limits or self.limits)
+
+
+def _evidence_of(history: object) -> EvidenceSource | None:
+    return history if isinstance(history, EvidenceSource) else None
+
+
+def _card_attempt(r: LearnedAttempt) -> CardAttempt:
+    cls = class_of(r)
+    return CardAttempt(r.payment_id, r.created, cls is None, cls is not None and cls is not DeclineClass.TECHNICAL)
+
+
+def _join(*parts: str | None) -> str | None:
+    found = [p for p in parts if p]
+    return "; ".join(found) if found else None
+
+
+def _ago(delta: timedelta) -> str:
+    hours = delta / timedelta(hours=1)
+    return f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.1f} days"

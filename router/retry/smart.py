@@ -1,51 +1,69 @@
-"""`smart`: learn from recorded attempts when a retry is most likely to succeed, and retry then.
+"""`smart`: learn when a retry is most likely to succeed, for the population and for this card, and retry then.
 
-The estimator is Bayesian counting with shrinkage. For each decline class it keeps Beta-Binomial counts of
-retry outcomes, overall and by each factor: delay since the last decline (buckets), attempt number, day of
-month and hour of day of the retry. A factor level's rate is its counts shrunk toward the class rate (a
-Beta prior of `factor_strength` pseudo-observations centred there), and the class rate is shrunk toward a
-prior guess. The factors are combined on the log-odds scale (each adds its lift over the class rate), which
-stays sensible when a combination of levels was never seen.
+Two sources of evidence, blended by Bayes' rule:
+- the population model (`router.retry.outcomes`): retry outcomes of every payment, by decline class, delay,
+  attempt number, hour, weekday, business-day-adjusted paydays and days since the card's last approval;
+- for insufficient funds, the card's and its customer's own history (`router.retry.rhythm`): the dates and hours
+  they were approved and declined, across all their payments, from which a payday rhythm is inferred (weekly,
+  fortnightly, semi-monthly, monthly, month end, with weekend paydays paid the business day before). The
+  "no rhythm" hypothesis takes the population model's estimate, so a card without evidence is the population.
 
 To choose, every hour from the earliest allowed moment to the end of the retry window is scored by its
-estimated success, plus an exploration bonus (upper confidence on the delay bucket, so unseen delays get
-tried), discounted a little per day waited (a payment recovered sooner is worth more, and a wait leaves less
-window for the attempts after it). The best-scoring hour wins, unless even its optimistic estimate is below
-`min_expected_success`: then the attempt is not worth its network fee and the payment stops retrying.
+estimated success, plus an exploration bonus on the population part (upper confidence on the delay bucket, so
+unseen delays get tried), discounted a little per day waited (a payment recovered sooner is worth more, and a
+wait leaves less window for the attempts after it). The best-scoring hour wins.
 
-The model reads only attempt records (`Store.attempt_stats`), refreshing incrementally.
+The stop rule: when no hour left in the window has an estimated success of at least the policy's `stop_below`,
+a further retry is not worth its network fee and the card's caps: the payment stops (`retries_exhausted`).
+
+The population model reads only attempt records (`Store.attempt_stats`), refreshing incrementally; the card's
+evidence is read by the planner for each decision.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-from bisect import bisect_right
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from adapters.base import Outcome, OutcomeKind
+from router.retry.calendar import AGE_EDGES_DAYS
 from router.retry.declines import DeclineClass, classify
+from router.retry.outcomes import (
+    DELAY_EDGES_H,
+    Features,
+    OutcomeModel,
+    attempt_level,
+    day_levels,
+    logit,
+)
+from router.retry.rhythm import NO_RHYTHM, RHYTHMS, Observation, Posterior, Rhythm, RhythmModel
 from router.retry.strategies import RetryContext
 
 H = timedelta(hours=1)
-
-# Delay buckets in hours since the last decline: [0,1), [1,4), [4,12), [12,24), [24,48), ... [240, inf).
-DELAY_EDGES_H: tuple[float, ...] = (1, 4, 12, 24, 48, 72, 96, 120, 168, 240)
-MAX_ATTEMPT_LEVEL = 6
+D = timedelta(days=1)
 PRUNE_EVERY = timedelta(days=1)
 # Records learned between two turns of the event loop during a refresh (a few milliseconds of work).
 LEARN_CHUNK = 1000
-# Prior guesses of a retry's success by class, before any data (weak: `class_strength` pseudo-observations).
-PRIOR_RATE: Mapping[DeclineClass, float] = {
-    DeclineClass.SOFT_FUNDS: 0.2,
-    DeclineClass.SOFT_GENERIC: 0.15,
-    DeclineClass.TECHNICAL: 0.5,
+DELAY_EDGES = np.array(DELAY_EDGES_H)
+FUNDS_EXPLORE_AFTER_H = 12.0
+AGE_EDGES = np.array(AGE_EDGES_DAYS)
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_FACTOR_WORDS = {
+    "delay": "delay since the decline",
+    "attempt": "attempt number",
+    "hour": "hour",
+    "weekday": "weekday",
+    "semi": "days after a 1st/15th payday",
+    "eom": "days after month end",
+    "age": "days since the card's last approval",
 }
-DEFAULT_PRIOR_RATE = 0.05
 
 
 class LearnedAttempt(Protocol):
@@ -77,111 +95,52 @@ class AttemptSource(Protocol):
     async def attempt_stats(self, since: datetime, limit: int) -> Sequence[LearnedAttempt]: ...
 
 
-@dataclass(slots=True)
-class Counts:
-    successes: float = 0.0
-    trials: float = 0.0
+@dataclass(frozen=True, slots=True)
+class CardEvidence:
+    """What the card and its customer showed before: money observations and the last approval."""
 
-    def add(self, success: bool) -> None:
-        self.trials += 1
-        self.successes += 1.0 if success else 0.0
-
-    def posterior(self, prior_mean: float, strength: float) -> tuple[float, float]:
-        """Beta posterior (alpha, beta) with a prior of `strength` pseudo-trials at `prior_mean`."""
-        return (
-            self.successes + strength * prior_mean,
-            self.trials - self.successes + strength * (1 - prior_mean),
-        )
-
-
-def delay_bucket(delay: timedelta) -> int:
-    return bisect_right(DELAY_EDGES_H, delay / H)
-
-
-def attempt_level(attempt_number: int) -> int:
-    return min(attempt_number, MAX_ATTEMPT_LEVEL)
-
-
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
-
-
-def _sigmoid(x: float) -> float:
-    return 1 / (1 + math.exp(-x))
-
-
-@dataclass(slots=True)
-class OutcomeModel:
-    """Beta-Binomial counts of retry outcomes by decline class and factor level."""
-
-    class_strength: float = 10.0
-    factor_strength: float = 20.0
-    classes: dict[DeclineClass, Counts] = field(default_factory=lambda: defaultdict(Counts))
-    factors: dict[tuple[DeclineClass, str, int], Counts] = field(default_factory=lambda: defaultdict(Counts))
-
-    def observe(self, cls: DeclineClass, delay: timedelta, attempt_number: int, at: datetime, success: bool) -> None:
-        self.classes[cls].add(success)
-        for key in self._keys(cls, delay, attempt_number, at):
-            self.factors[key].add(success)
-
-    @staticmethod
-    def _keys(
-        cls: DeclineClass, delay: timedelta, attempt_number: int, at: datetime
-    ) -> tuple[tuple[DeclineClass, str, int], ...]:
-        return (
-            (cls, "delay", delay_bucket(delay)),
-            (cls, "attempt", attempt_level(attempt_number)),
-            (cls, "day", at.day),
-            (cls, "hour", at.hour),
-        )
-
-    def observations(self, cls: DeclineClass) -> int:
-        counts = self.classes.get(cls)
-        return int(counts.trials) if counts else 0
-
-    def class_rate(self, cls: DeclineClass) -> float:
-        a, b = self.classes.get(cls, Counts()).posterior(PRIOR_RATE.get(cls, DEFAULT_PRIOR_RATE), self.class_strength)
-        return a / (a + b)
-
-    def lift(self, cls: DeclineClass, factor: str, level: int, base: float) -> tuple[float, float]:
-        """(log-odds lift of this level over the class rate, posterior standard deviation of its rate)."""
-        a, b = self.factors.get((cls, factor, level), Counts()).posterior(base, self.factor_strength)
-        n = a + b
-        mean = a / n
-        sd = math.sqrt(a * b / (n * n * (n + 1)))
-        return _logit(mean) - _logit(base), sd
-
-    def estimate(self, cls: DeclineClass, delay: timedelta, attempt_number: int, at: datetime) -> float:
-        base = self.class_rate(cls)
-        x = _logit(base)
-        for _, factor, level in self._keys(cls, delay, attempt_number, at):
-            x += self.lift(cls, factor, level, base)[0]
-        return _sigmoid(x)
+    key: str  # the card fingerprint (or the customer when the card has none)
+    observations: tuple[Observation, ...] = ()
+    last_approval: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Choice:
     at: datetime | None  # None: no time in the window is worth an attempt
     expected_success: float
+    reason: str = ""
+    basis: str = "population"  # population | rhythm
 
 
-def _class_of(record: LearnedAttempt) -> DeclineClass | None:
+def class_of(record: LearnedAttempt) -> DeclineClass | None:
     """Reclassify from the recorded codes, so records written before a table change still count right."""
-    if record.outcome is None or record.outcome == OutcomeKind.APPROVED.value:
+    return _class_of_codes(
+        record.outcome, record.decline_code, record.network_decline_code, record.network_advice_code, record.advice_code
+    )
+
+
+@lru_cache(maxsize=4096)
+def _class_of_codes(
+    outcome: str | None, decline: str | None, network: str | None, advice: str | None, stripe_advice: str | None
+) -> DeclineClass | None:
+    if outcome is None or outcome == OutcomeKind.APPROVED.value:
         return None
     try:
-        kind = OutcomeKind(record.outcome)
+        kind = OutcomeKind(outcome)
     except ValueError:
         return None
-    outcome = Outcome(
-        kind,
-        decline_code=record.decline_code,
-        network_decline_code=record.network_decline_code,
-        network_advice_code=record.network_advice_code,
-        advice_code=record.advice_code,
+    found = Outcome(
+        kind, decline_code=decline, network_decline_code=network, network_advice_code=advice, advice_code=stripe_advice
     )
-    return classify(outcome).decline_class
+    return classify(found).decline_class
+
+
+def _fingerprint(record: LearnedAttempt) -> str | None:
+    """The card of a record when the source carries it (a whole record, or a settled row that names it)."""
+    found = getattr(record, "card_fingerprint", None)
+    if found is None:
+        found = getattr(getattr(record, "card", None), "fingerprint", None)
+    return found if isinstance(found, str) and found else None
 
 
 def _chronological(records: Sequence[LearnedAttempt]) -> list[LearnedAttempt]:
@@ -190,8 +149,64 @@ def _chronological(records: Sequence[LearnedAttempt]) -> list[LearnedAttempt]:
     return sorted(reversed(records), key=lambda r: (r.created, r.attempt_number))
 
 
+@dataclass(slots=True)
+class _Learner:
+    """Turns settled attempts, in time order, into retry observations for the model."""
+
+    model: OutcomeModel
+    # payment id -> (time, class, attempt number) of its latest decline: what its next retry is measured from.
+    last_decline: dict[str, tuple[datetime, DeclineClass, int]] = field(default_factory=dict)
+    last_approval: dict[str, datetime] = field(default_factory=dict)  # card fingerprint -> latest approval
+    seen: dict[str, datetime] = field(default_factory=dict)
+    high_water: datetime | None = None
+
+    def feed(self, records: Sequence[LearnedAttempt]) -> None:
+        for r in records:
+            if r.id in self.seen or r.state != "settled":
+                continue
+            self.seen[r.id] = r.created
+            if self.high_water is None or r.created > self.high_water:
+                self.high_water = r.created
+            cls = class_of(r)
+            card = _fingerprint(r)
+            previous = self.last_decline.get(r.payment_id)
+            # A call with the previous decline's attempt number is a failover within that attempt, not a retry.
+            if (
+                previous is not None
+                and previous[2] != r.attempt_number
+                and (cls is not DeclineClass.TECHNICAL or previous[1] is DeclineClass.TECHNICAL)
+            ):
+                prev_at, prev_cls, _ = previous
+                approved_before = self.last_approval.get(card) if card else None
+                self.model.observe(
+                    prev_cls, r.created - prev_at, r.attempt_number, r.created, cls is None, approved_before
+                )
+            if cls is None:
+                self.last_decline.pop(r.payment_id, None)
+                if card:
+                    self.last_approval[card] = r.created
+            elif cls is not DeclineClass.TECHNICAL or previous is None:
+                self.last_decline[r.payment_id] = (r.created, cls, r.attempt_number)
+
+    def prune(self, oldest: datetime, seen_cutoff: datetime) -> None:
+        self.seen = {k: t for k, t in self.seen.items() if t >= seen_cutoff}
+        self.last_decline = {k: v for k, v in self.last_decline.items() if v[0] >= oldest}
+        self.last_approval = {k: t for k, t in self.last_approval.items() if t >= oldest}
+
+
+@dataclass(frozen=True, slots=True)
+class _Lifts:
+    base: float
+    hour: npt.NDArray[np.float64]
+    weekday: npt.NDArray[np.float64]
+    semi: npt.NDArray[np.float64]
+    eom: npt.NDArray[np.float64]
+    age: npt.NDArray[np.float64]
+    delay: npt.NDArray[np.float64]  # rows: bucket; columns: lift, standard deviation
+
+
 class SmartStrategy:
-    """Learns retry timing from attempt records; see the module docstring for the estimator."""
+    """Learns retry timing from attempt records and card rhythms; see the module docstring."""
 
     name = "smart"
 
@@ -202,11 +217,12 @@ class SmartStrategy:
         min_observations: int = 200,
         lookback: timedelta = timedelta(days=90),
         refresh_every: timedelta = timedelta(minutes=10),
-        exploration: float = 1.0,
+        exploration: float = 0.5,
         daily_discount: float = 0.97,
-        min_expected_success: float = 0.03,
+        stop_below: float | None = None,
         batch: int = 50_000,
         model: OutcomeModel | None = None,
+        rhythm: RhythmModel | None = None,
     ) -> None:
         self.source = source
         self.min_observations = min_observations
@@ -214,17 +230,16 @@ class SmartStrategy:
         self.refresh_every = refresh_every
         self.exploration = exploration
         self.daily_discount = daily_discount
-        self.min_expected_success = min_expected_success
+        self.stop_below = stop_below  # None: the policy's floor
         self.batch = batch
         self.model = model or OutcomeModel()
+        self.rhythm = rhythm or RhythmModel()
+        self._learner = _Learner(self.model)
         self._refreshed_at: datetime | None = None
-        self._high_water: datetime | None = None
-        self._seen: dict[str, datetime] = {}
         self._pruned_at: datetime | None = None
         self._partial = False
-        # payment id -> (time, class) of its latest decline: what the next retry of that payment is measured from.
-        # Also the attempt number it came in: a later call with the same number is a failover within that attempt.
-        self._last_decline: dict[str, tuple[datetime, DeclineClass, int]] = {}
+        self._lift_cache: dict[tuple[DeclineClass, int], _Lifts] = {}
+        self._last_posterior: tuple[tuple[datetime, tuple[Observation, ...]], Posterior] | None = None
 
     # -- learning --------------------------------------------------------------------------------------------
     async def refresh(self, now: datetime) -> None:
@@ -235,91 +250,211 @@ class SmartStrategy:
             return
         self._refreshed_at = now
         since = now - self.lookback
-        if self._high_water is not None:
+        high_water = self._learner.high_water
+        if high_water is not None:
             # Re-read a margin: an attempt written before the last refresh may have settled only after it.
-            since = max(since, self._high_water - self.refresh_every)
+            since = max(since, high_water - self.refresh_every)
         records = await self.source.attempt_stats(since, self.batch)
         ordered = _chronological(records)
         # Until a first read is learned whole, the model holds only its oldest part: not ready for anyone.
-        self._partial = self._high_water is None
+        self._partial = high_water is None
         try:
             for start in range(0, len(ordered), LEARN_CHUNK):
-                self._learn_ordered(ordered[start : start + LEARN_CHUNK])
+                self._learner.feed(ordered[start : start + LEARN_CHUNK])
                 await asyncio.sleep(0)  # tens of thousands of records: the loop is let through between chunks
         finally:
             self._partial = False
-        cutoff = since - self.refresh_every
-        self._seen = {k: t for k, t in self._seen.items() if t >= cutoff}
         if self._pruned_at is None or abs(now - self._pruned_at) >= PRUNE_EVERY:
             # A payment whose last decline is older than the lookback will not teach anything new.
             self._pruned_at = now
-            oldest = now - self.lookback
-            self._last_decline = {k: v for k, v in self._last_decline.items() if v[0] >= oldest}
+            self._learner.prune(now - self.lookback, since - self.refresh_every)
 
     def learn(self, records: Sequence[LearnedAttempt]) -> None:
         """Feed settled attempt records (any order); each retry after a decline becomes one observation."""
-        self._learn_ordered(_chronological(records))
-
-    def _learn_ordered(self, records: Sequence[LearnedAttempt]) -> None:
-        for r in records:
-            if r.id in self._seen or r.state != "settled":
-                continue
-            self._seen[r.id] = r.created
-            if self._high_water is None or r.created > self._high_water:
-                self._high_water = r.created
-            cls = _class_of(r)
-            previous = self._last_decline.get(r.payment_id)
-            # A call with the previous decline's attempt number is a failover within that attempt, not a retry.
-            if (
-                previous is not None
-                and previous[2] != r.attempt_number
-                and (cls is not DeclineClass.TECHNICAL or previous[1] is DeclineClass.TECHNICAL)
-            ):
-                prev_at, prev_cls, _ = previous
-                self.model.observe(prev_cls, r.created - prev_at, r.attempt_number, r.created, cls is None)
-            if cls is None:
-                self._last_decline.pop(r.payment_id, None)
-            elif cls is not DeclineClass.TECHNICAL or previous is None:
-                self._last_decline[r.payment_id] = (r.created, cls, r.attempt_number)
+        self._learner.feed(_chronological(records))
 
     def ready(self, cls: DeclineClass) -> bool:
-        """Enough retry outcomes of this class to trust the model over the heuristic."""
+        """Enough retry outcomes of this class to trust the population model over the heuristic."""
         return not self._partial and self.model.observations(cls) >= self.min_observations
+
+    def card_ready(self, cls: DeclineClass, card: CardEvidence | None, now: datetime) -> bool:
+        """The card's own evidence settles a payday rhythm (insufficient funds only)."""
+        if cls is not DeclineClass.SOFT_FUNDS or card is None or not card.observations:
+            return False
+        return self.card_rhythm(card, now)[1] >= 0.5
+
+    def card_rhythm(self, card: CardEvidence | None, now: datetime) -> tuple[Rhythm, float]:
+        """The likeliest payday rhythm of the card after an insufficient-funds decline now, and its weight."""
+        return self._posterior(_with_decline(card, now), now).best()
+
+    def _posterior(self, evidence: Sequence[Observation], now: datetime) -> Posterior:
+        """The rhythm posterior, kept for the decision's second ask (best_available asks, then smart chooses)."""
+        key = (now, tuple(evidence))
+        if self._last_posterior is not None and self._last_posterior[0] == key:
+            return self._last_posterior[1]
+        found = self.rhythm.posterior(evidence, now)
+        self._last_posterior = (key, found)
+        return found
 
     # -- choosing --------------------------------------------------------------------------------------------
     async def propose(self, ctx: RetryContext) -> datetime | None:
         return self.choose(ctx).at
 
-    def choose(self, ctx: RetryContext) -> Choice:
+    def choose(self, ctx: RetryContext, card: CardEvidence | None = None) -> Choice:
         cls = ctx.decline.decline_class
-        model = self.model
-        base = model.class_rate(cls)
-        attempt_lift = model.lift(cls, "attempt", attempt_level(ctx.next_attempt), base)[0]
-        day_lift = {d: model.lift(cls, "day", d, base)[0] for d in range(1, 32)}
-        hour_lift = {h: model.lift(cls, "hour", h, base)[0] for h in range(24)}
-        delay_lift = {k: model.lift(cls, "delay", k, base) for k in range(len(DELAY_EDGES_H) + 1)}
         start = max(ctx.earliest, ctx.now + H)
         # Whole hours on the payment's clock: candidates are comparable across payments and easy to read.
         first = start.replace(minute=0, second=0, microsecond=0)
         if first < start:
             first += H
-        best: Choice | None = None
-        best_score = -1.0
-        best_optimistic = 0.0
-        at = first
-        while at <= ctx.window_end:
-            bucket = delay_bucket(at - ctx.now)
-            lift, sd = delay_lift[bucket]
-            p = _sigmoid(_logit(base) + lift + attempt_lift + day_lift[at.day] + hour_lift[at.hour])
-            days = (at - ctx.now) / timedelta(days=1)
-            optimistic = p + self.exploration * sd
-            score = optimistic * self.daily_discount**days
-            if score > best_score:
-                best, best_score, best_optimistic = Choice(at, p), score, optimistic
-            at += H
-        if best is None:
-            return Choice(start, model.class_rate(cls))
-        if best_optimistic < self.min_expected_success:
-            # Even the optimistic estimate says this retry would almost surely fail: spare the card the attempt.
-            return Choice(None, best.expected_success)
-        return best
+        if first > ctx.window_end:
+            return Choice(start, self.model.class_rate(cls), "no whole hour left in the window")
+        count = int((ctx.window_end - first) / H) + 1
+        last_approval = card.last_approval if card is not None else None
+        estimates, bonus = self._population(ctx, first, count, last_approval)
+        posterior: Posterior | None = None
+        by_rhythm: npt.NDArray[np.float64] | None = None
+        if cls is DeclineClass.SOFT_FUNDS:
+            posterior = self._posterior(_with_decline(card, ctx.now), ctx.now)
+            share = posterior.none_weight
+            by_rhythm = self.rhythm.chances(posterior, first, count)
+            estimates = share * estimates + by_rhythm.sum(axis=0)
+            bonus = share * bonus
+            if card is not None:
+                self.rhythm.teach(card.key, posterior, ctx.now)
+        waited = (first - ctx.now) / D + np.arange(count) / 24.0
+        best_i = int(np.argmax((estimates + bonus) * self.daily_discount**waited))
+        chosen, p = first + best_i * H, float(estimates[best_i])
+        floor = self.stop_below if self.stop_below is not None else _policy_floor(ctx)
+        best_p = float(estimates.max())
+        if best_p < floor:
+            # No hour left in the window is likely enough: spare the card the attempt and the network its fee.
+            return Choice(None, best_p, f"no hour left in the window reaches {floor:.0%} (best {best_p:.1%})")
+        leading = RHYTHMS[int(np.argmax(by_rhythm[:, best_i]))] if by_rhythm is not None else NO_RHYTHM
+        reason, basis = self._explain(ctx, chosen, p, posterior, leading, last_approval)
+        return Choice(chosen, p, reason, basis)
+
+    def _population(
+        self, ctx: RetryContext, first: datetime, count: int, last_approval: datetime | None
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """The population model's estimate and exploration bonus for `count` candidate hours from `first`."""
+        cls = ctx.decline.decline_class
+        lifts = self._lifts(cls)
+        fixed = logit(lifts.base) + self.model.lift(cls, "attempt", attempt_level(ctx.next_attempt), lifts.base)[0]
+        steps = np.arange(count)
+        delay_h = (first - ctx.now) / H + steps
+        buckets = np.searchsorted(DELAY_EDGES, delay_h, side="right")
+        x = fixed + lifts.delay[buckets, 0] + lifts.hour[(first.hour + steps) % 24]
+        day_index = (first.hour + steps) // 24
+        day_lift = np.empty(int(day_index[-1]) + 1)
+        for k in range(len(day_lift)):
+            weekday, semi, eom = day_levels((first + k * D).date())
+            day_lift[k] = lifts.weekday[weekday] + lifts.semi[semi] + lifts.eom[eom]
+        x = x + day_lift[day_index]
+        if last_approval is None:
+            x = x + lifts.age[0]
+        else:
+            since = (first - last_approval) / D + steps / 24.0
+            x = x + lifts.age[np.searchsorted(AGE_EDGES, since, side="right") + 1]
+        estimates: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-x))
+        bonus: npt.NDArray[np.float64] = self.exploration * lifts.delay[buckets, 1]
+        if cls is DeclineClass.SOFT_FUNDS:
+            # Money that was not there does not arrive within hours but on a payday, which the rhythms cover:
+            # exploring hours right after the decline would only spend the card's caps.
+            bonus = np.where(delay_h < FUNDS_EXPLORE_AFTER_H, 0.0, bonus)
+        return estimates, bonus
+
+    def _lifts(self, cls: DeclineClass) -> _Lifts:
+        """The model's lifts for a class, computed once per model version (decisions far outnumber refreshes)."""
+        key = (cls, self.model.version)
+        found = self._lift_cache.get(key)
+        if found is None:
+            model = self.model
+            base = model.class_rate(cls)
+
+            def levels(factor: str, n: int) -> npt.NDArray[np.float64]:
+                return np.array([model.lift(cls, factor, level, base)[0] for level in range(n)])
+
+            found = _Lifts(
+                base,
+                levels("hour", 24),
+                levels("weekday", 7),
+                levels("semi", 5),
+                levels("eom", 3),
+                levels("age", 10),
+                np.array([model.lift(cls, "delay", k, base) for k in range(len(DELAY_EDGES_H) + 1)]),
+            )
+            self._lift_cache = {k: v for k, v in self._lift_cache.items() if k[1] == self.model.version}
+            self._lift_cache[key] = found
+        return found
+
+    def _explain(
+        self,
+        ctx: RetryContext,
+        at: datetime,
+        p: float,
+        posterior: Posterior | None,
+        rhythm: Rhythm,
+        last_approval: datetime | None,
+    ) -> tuple[str, str]:
+        """Why this moment: the rhythm that carries most of its estimate, or the population factors."""
+        when = f"{WEEKDAYS[at.weekday()]} {at:%Y-%m-%d %H:%M} UTC"
+        if posterior is not None and posterior.none_weight < 0.5 and rhythm != NO_RHYTHM:
+            weight = posterior.weights[rhythm]
+            start = self.rhythm.period_start(rhythm, at)
+            return (
+                f"{when}: payday rhythm {rhythm.describe()} ({weight:.0%} likely from {posterior.observations} "
+                f"observations of this card and customer); payday {start:%a %Y-%m-%d}, money from "
+                f"{start:%H:%M} UTC; estimated success {p:.0%}",
+                "rhythm",
+            )
+        cls = ctx.decline.decline_class
+        features = Features.of(at - ctx.now, ctx.next_attempt, at, last_approval)
+        strongest = self.model.strongest(cls, features)
+        why = ", ".join(f"{_FACTOR_WORDS[f]} {_level_word(f, lv)} (+{lift:.2f} log-odds)" for f, lv, lift in strongest)
+        learned = self.model.observations(cls)
+        rhythm_note = ""
+        if posterior is not None:
+            rhythm, weight = posterior.best()
+            rhythm_note = f"; no payday rhythm settled yet (best guess {rhythm.describe()}, {weight:.0%})"
+            if rhythm == NO_RHYTHM:
+                rhythm_note = ""
+        return (
+            f"{when}: population model for {cls.value} ({learned} retries learned){': ' + why if why else ''}"
+            f"{rhythm_note}; estimated success {p:.0%}",
+            "population",
+        )
+
+
+def _with_decline(card: CardEvidence | None, now: datetime) -> tuple[Observation, ...]:
+    """The card's evidence with the insufficient-funds decline just now, which says the money is not there."""
+    evidence = card.observations if card is not None else ()
+    if any(o.at == now for o in evidence):
+        return evidence
+    return (*evidence, Observation(now, False))
+
+
+def _policy_floor(ctx: RetryContext) -> float:
+    return ctx.policy.stop_below
+
+
+def _level_word(factor: str, level: int) -> str:
+    if factor == "weekday":
+        return WEEKDAYS[level]
+    if factor == "hour":
+        return f"{level:02d}:00"
+    if factor == "delay":
+        edges = (0, *DELAY_EDGES_H)
+        low = edges[level]
+        return f"{low:g}h+" if level >= len(DELAY_EDGES_H) else f"{low:g}-{DELAY_EDGES_H[level]:g}h"
+    return str(level)
+
+
+__all__ = [
+    "AttemptSource",
+    "CardEvidence",
+    "Choice",
+    "LearnedAttempt",
+    "OutcomeModel",
+    "SmartStrategy",
+]

@@ -1,4 +1,5 @@
-"""Helpers for planner tests without a store: payments, outcomes and an in-memory attempt history."""
+"""Helpers for planner tests without a store: payments, outcomes and an in-memory attempt history (the store's
+reads the planner makes: card_activity, attempt_stats, card_history)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,16 @@ class MemoryHistory:
 
     records: list[AttemptRecord] = field(default_factory=list)
 
-    def add(self, payment_id: str, at: datetime, outcome: Outcome, *, number: int = 1, card: str = "fp_1") -> None:
+    def add(
+        self,
+        payment_id: str,
+        at: datetime,
+        outcome: Outcome,
+        *,
+        number: int = 1,
+        card: str = "fp_1",
+        customer: str = "cus_1",
+    ) -> None:
         self.records.append(
             AttemptRecord(
                 id=f"att_{len(self.records)}",
@@ -63,7 +73,7 @@ class MemoryHistory:
                 adapter="scripted",
                 amount=1999,
                 currency="usd",
-                customer="cus_1",
+                customer=customer,
                 payment_method="pm_1",
                 state="settled",
                 outcome=outcome.kind.value,
@@ -82,4 +92,15 @@ class MemoryHistory:
 
     async def attempt_stats(self, since: datetime, limit: int) -> list[AttemptRecord]:
         mine = [r for r in self.records if r.created >= since]
+        return sorted(mine, key=lambda r: r.created, reverse=True)[:limit]
+
+    async def card_history(
+        self, fingerprint: str | None, customer: str | None, since: datetime, limit: int
+    ) -> list[AttemptRecord]:
+        mine = [
+            r
+            for r in self.records
+            if r.created >= since
+            and ((fingerprint and r.card.fingerprint == fingerprint) or (customer and r.customer == customer))
+        ]
         return sorted(mine, key=lambda r: r.created, reverse=True)[:limit]

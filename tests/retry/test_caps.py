@@ -78,7 +78,7 @@ async def test_smart_stops_when_no_time_in_the_window_is_worth_an_attempt() -> N
         history.add(f"p{i}", start + (1 + i % 9) * D + (i % 24) * H, GENERIC, number=2)
     history.add("lucky", T0 - 2 * D, GENERIC)
     history.add("lucky", T0 - D, APPROVED, number=2)
-    smart = SmartStrategy(history, exploration=0.0, min_expected_success=0.03)
+    smart = SmartStrategy(history, exploration=0.0, stop_below=0.03)
     planner = RetryPlanner(history, smart=smart)
     decision = await planner.decide(payment(2), GENERIC, RetryPolicyConfig(strategy="smart"), T0)
     assert (decision.retry_at, decision.failure_reason, decision.strategy) == (None, "retries_exhausted", "smart")

@@ -118,9 +118,9 @@ async def test_best_available_is_heuristic_until_smart_has_data_for_the_class() 
     warm = await warm_planner.decide(payment(1), GENERIC, policy("best_available"), T0)
     assert warm.strategy == "smart"
     assert warm_planner.smart.ready(DeclineClass.SOFT_GENERIC)
-    # no data about funds declines yet: those still go to the heuristic
-    funds = await warm_planner.decide(payment(1), FUNDS, policy("best_available"), T0)
-    assert funds.strategy == "heuristic"
+    # no data about technical failures yet: those still go to the heuristic
+    technical = await warm_planner.decide(payment(1), TECHNICAL, policy("best_available"), T0)
+    assert technical.strategy == "heuristic"
 
 
 async def test_smart_learns_incrementally_without_counting_a_record_twice() -> None:
