@@ -386,12 +386,7 @@ async def main_async(args: argparse.Namespace) -> int:
         rows_n = [per_seed[s][name] for s in seeds]
         pairs = list(zip(seeds, rows_n, strict=True))
         summary[name] = {
-            "vs_oracle": spread(
-                [
-                    r["recovered"] / max(per_seed[s]["oracle"]["recovered"], 1)
-                    for s, r in zip(seeds, rows_n, strict=True)
-                ]
-            ),
+            "vs_oracle": spread([r["recovered"] / max(per_seed[s]["oracle"]["recovered"], 1) for s, r in pairs]),
             "recovery_rate": spread([r["recovery_rate"] for r in rows_n]),
             "retries_per_recovery": spread([r["retries_per_recovery"] for r in rows_n]),
             "violations": sum(
