@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 from router.errors import ConcurrentUpdate
+from router.jsonbytes import record_json
 from router.model.records import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
 from router.state.store import statements as s
 from router.state.store.base import (
@@ -164,7 +165,7 @@ class SQLStore:
         await self._run(
             [
                 Step(s.INSERT_PAYMENT, row),
-                Step(s.INSERT_RECORD, {"id": record.id, "payment_id": payment.id, "data": record.model_dump_json()}),
+                Step(s.INSERT_RECORD, {"id": record.id, "payment_id": payment.id, "data": record_json(record)}),
                 *_attempt_steps(attempts),
                 *self._event_steps(events),
             ],
@@ -217,7 +218,7 @@ class SQLStore:
         )
         steps = [Step(s.UPDATE_PAYMENT, row)]
         if record is not None:
-            steps.append(Step(s.UPDATE_RECORD, {"id": record.id, "data": record.model_dump_json()}))
+            steps.append(Step(s.UPDATE_RECORD, {"id": record.id, "data": record_json(record)}))
         steps.extend(_attempt_steps(attempts))
         steps.extend(self._event_steps(events or ()))
         if idempotency is not None:

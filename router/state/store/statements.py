@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from router.jsonbytes import record_json
 from router.model.records import AttemptRecord, Event, Payment
 from router.state.store.base import to_us
 from router.state.store.dialect import Q
@@ -32,7 +33,7 @@ PAYMENT_COLUMNS: Mapping[str, Callable[[Payment], Any]] = {
     "next_attempt_us": lambda p: _us(p.next_attempt_at),
     "capture_before_us": lambda p: _us(p.capture_before),
     "version": lambda p: p.version,
-    "data": lambda p: p.model_dump_json(),
+    "data": record_json,
 }
 _P = (*PAYMENT_COLUMNS, "lease_owner", "lease_until_us")
 INSERT_PAYMENT = Q(f"INSERT INTO payments (id, {', '.join(_P)}) VALUES (:id, {', '.join(':' + c for c in _P)})")
@@ -89,7 +90,7 @@ ATTEMPT_COLUMNS: Mapping[str, Callable[[AttemptRecord], Any]] = {
     "state": lambda a: a.state,
     "outcome": lambda a: a.outcome,
     "card_fingerprint": lambda a: a.card.fingerprint,
-    "data": lambda a: a.model_dump_json(),
+    "data": record_json,
 }
 # What a later write of the same attempt (settling it) may change.
 _ATTEMPT_SETTLES = ("state", "outcome", "card_fingerprint", "data")
@@ -120,7 +121,7 @@ EVENT_COLUMNS: Mapping[str, Callable[[Event], Any]] = {
     "created_us": lambda e: to_us(e.created),
     "livemode": lambda e: e.livemode,
     "object_id": lambda e: e.object_id,
-    "data": lambda e: e.model_dump_json(),
+    "data": record_json,
 }
 INSERT_EVENT = Q(
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join(':' + c for c in EVENT_COLUMNS)})"
