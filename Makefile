@@ -14,7 +14,7 @@ DEV_ADMIN_KEY := payroute_dev_admin_key_0000000000
 # What `make explain` routes (override: make explain PAYMENT='{"amount": ...}').
 PAYMENT ?= {"amount":{"value":1999,"currency":"eur"},"cadence":"recurring","customer":"cus_demo","payment_method":"pm_card_visa"}
 
-.PHONY: run check explain test lint bench soak services clean
+.PHONY: run check explain test lint bench soak services browser clean
 
 $(RUNTIME): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,8 +49,13 @@ lint: $(DEV)
 	$(BIN)/ruff format --check router adapters tests benchmarks
 	$(BIN)/mypy
 
-test: $(DEV) services lint
+test: $(DEV) services browser lint
 	$(BIN)/python -m pytest -q
+
+# Debian's Chromium for the ops console's browser test (Playwright drives it; it downloads no browser of its own).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; }
 
 bench: $(DEV) services
 	$(BIN)/python -m benchmarks

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
+from router import logformat
 from router.cli import check as checkcmd
 from router.routing import explain
 
@@ -94,6 +96,13 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="payroute", description="Multiprocessor payments orchestration router.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=os.environ.get(logformat.ENV_VAR, "text"),
+        help="text lines, or one JSON object per line with the trace id when tracing is on "
+        f"(default text, or ${logformat.ENV_VAR})",
+    )
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
     for add in SUBCOMMANDS:
         add(sub)
@@ -102,10 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logformat.configure(logging.DEBUG if args.verbose else logging.INFO, args.log_format)
+    os.environ[logformat.ENV_VAR] = args.log_format  # `serve --workers N` starts processes that log the same way
     command: Command = args.run
     return command(args)
 

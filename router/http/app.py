@@ -23,11 +23,12 @@ from urllib.parse import urlencode
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from router import tracing
 from router.api import Router
 from router.config.schema import ConfigError
 from router.errors import PayrouteError, invalid
 from router.http import logsafe, metrics, schemas
-from router.http.auth import ApiKeys, Caller
+from router.http.auth import ApiKeys, Caller, read_only_refused
 from router.http.endpoints import ENDPOINTS, Endpoint
 from router.http.openapi import build_openapi
 from router.http.pagination import PageTokens, bad_page
@@ -144,14 +145,29 @@ def _too_large() -> PayrouteError:
 
 @web.middleware
 async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Metrics, authentication and the error envelope for every request, matched or not."""
+    """Metrics, authentication and the error envelope for every request, matched or not; a trace span around
+    it all when tracing is on."""
+    info = request.match_info
+    route = info.route.resource.canonical if info.http_exception is None and info.route.resource else "unmatched"
+    if not tracing.enabled():
+        return await _edge(request, handler, route)
+    # The route template, never the path itself: a caller may paste a key or a card number into a path.
+    attributes = {"http.request.method": request.method, "http.route": route}
+    with tracing.server_span(f"{request.method} {route}", request.headers, attributes) as span:
+        resp = await _edge(request, handler, route)
+        tracing.set_attributes(span, {"http.response.status_code": resp.status})
+        if resp.status >= 500:
+            tracing.mark_error(span, f"HTTP {resp.status}")
+        return resp
+
+
+async def _edge(request: web.Request, handler: Handler, route: str) -> web.StreamResponse:
     started = time.perf_counter()
     request_id = "req_" + os.urandom(12).hex()  # secrets.token_hex(12) without its call layers
     # The events this request causes name it (and its Idempotency-Key) as their `reason`.
     reason = ev.REQUEST.set(ev.RequestReason(request_id, request.headers.get("Idempotency-Key")))
     metrics.HTTP_IN_FLIGHT.inc()
     info = request.match_info
-    route = info.route.resource.canonical if info.http_exception is None and info.route.resource else "unmatched"
     resp: web.StreamResponse
     try:
         if info.http_exception is not None:
@@ -166,6 +182,8 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
                     sidecar.keys.authenticate_admin(authorization)
                 else:
                     request[_CALLER] = caller = sidecar.keys.authenticate(authorization)
+                    if caller.read_only and endpoint.method != "GET":
+                        raise read_only_refused()
                     if sidecar.limiter is not None and (wait := sidecar.limiter.take(caller.key_digest)) is not None:
                         raise RateLimited(wait)
                 _check_version(request.headers.get("Stripe-Version"))

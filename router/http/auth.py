@@ -8,6 +8,9 @@ Admin operations (`POST /v2/admin/config/reload`) take only a key from `PAYROUTE
 at least 16 characters each); an API key is refused there with a 403, and without admin keys nobody may call them
 (SIGHUP and the file watcher still reload).
 
+Restricted keys, `rk_test_…` and `rk_live_…` (read-only, as Stripe calls them), read the API and open the ops
+console like a secret key of their account; any write with one is refused with a 403.
+
 A presented key is hashed and compared with every stored digest in constant time, so neither the answer nor
 how long it takes says which key, or how much of one, matched.
 """
@@ -28,7 +31,7 @@ from router.errors import PayrouteError
 ENV_VAR = "PAYROUTE_API_KEYS"
 ADMIN_ENV_VAR = "PAYROUTE_ADMIN_KEYS"
 DEFAULT_ACCOUNT = "default"
-_PREFIXES = {"sk_test_": False, "sk_live_": True}
+_PREFIXES = {"sk_test_": False, "sk_live_": True, "rk_test_": False, "rk_live_": True}
 _MIN_SECRET = 8  # characters after the prefix
 _MIN_ADMIN = 16
 _ACCOUNT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -48,6 +51,7 @@ class Caller:
     livemode: bool
     key_digest: bytes = b""  # SHA-256 of the key presented: what rate limits are kept by
     account: str = DEFAULT_ACCOUNT
+    read_only: bool = False  # a restricted (rk_) key
 
     @property
     def scope(self) -> str:
@@ -64,6 +68,15 @@ def unauthorized(message: str, code: str) -> PayrouteError:
     return PayrouteError(message, type="invalid_request_error", code=code, status=401)
 
 
+def read_only_refused() -> PayrouteError:
+    return PayrouteError(
+        "This API key is restricted (rk_…): it can read payments and open the console, not change anything. "
+        "Use a secret key (sk_…) for writes.",
+        code="insufficient_permissions",
+        status=403,
+    )
+
+
 class ApiKeys:
     """The keys this sidecar accepts. Build with `ApiKeys.from_env()` (PAYROUTE_API_KEYS, PAYROUTE_ADMIN_KEYS)."""
 
@@ -72,18 +85,21 @@ class ApiKeys:
         digests: list[tuple[bytes, bool]],
         admin: list[bytes] | None = None,
         accounts: Mapping[bytes, str] | None = None,
+        read_only: frozenset[bytes] = frozenset(),
     ) -> None:
         if not digests:
             raise ValueError(f"no API keys: set {ENV_VAR} to a comma-separated list of sk_test_/sk_live_ keys")
         self._digests = list(digests)
         self._accounts = dict(accounts or {})  # key digest -> account; absent: the default account
         self._admin = list(admin or [])
+        self._read_only = read_only
 
     @classmethod
     def parse(cls, text: str, admin: str = "") -> ApiKeys:
         """`sk_test_…,sk_live_…` (one account) or `acct_a: sk_test_…, sk_live_…; acct_b: sk_test_…`."""
         digests: list[tuple[bytes, bool]] = []
         accounts: dict[bytes, str] = {}
+        read_only: set[bytes] = set()
         groups = [g for g in text.split(";") if g.strip()]
         for group in groups:
             account, colon, keys = group.partition(":")
@@ -109,14 +125,16 @@ class ApiKeys:
                     # Never echo the key itself: say which one by position only.
                     position = len(digests) + 1
                     raise ValueError(
-                        f"{ENV_VAR}: key #{position} is not a secret key: use sk_test_… or sk_live_… "
-                        f"with at least {_MIN_SECRET} characters after the prefix"
+                        f"{ENV_VAR}: key #{position} is not an API key: use sk_test_…, sk_live_… (or rk_test_…, "
+                        f"rk_live_… for read-only) with at least {_MIN_SECRET} characters after the prefix"
                     )
                 digest = _digest(key)
                 if digest in accounts and accounts[digest] != account:
                     raise ValueError(f"{ENV_VAR}: key #{len(digests) + 1} belongs to two accounts")
                 digests.append((digest, mode))
                 accounts[digest] = account
+                if key.startswith("rk_"):
+                    read_only.add(digest)
         admin_digests: list[bytes] = []
         for i, raw in enumerate(k.strip() for k in admin.split(",")):
             if not raw:
@@ -126,7 +144,7 @@ class ApiKeys:
             if _digest(raw) in accounts:
                 raise ValueError(f"{ADMIN_ENV_VAR}: key #{i + 1} is also an API key; give admins a key of their own")
             admin_digests.append(_digest(raw))
-        return cls(digests, admin_digests, accounts)
+        return cls(digests, admin_digests, accounts, frozenset(read_only))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiKeys:
@@ -157,7 +175,7 @@ class ApiKeys:
                 found = livemode
         if found is None:
             return None
-        return Caller(found, digest, self._accounts.get(digest, DEFAULT_ACCOUNT))
+        return Caller(found, digest, self._accounts.get(digest, DEFAULT_ACCOUNT), digest in self._read_only)
 
     def authenticate_admin(self, authorization: str | None) -> None:
         """Let an admin key through; anything else is a 401 (no key, an unknown one) or a 403 (an API key)."""

@@ -15,7 +15,8 @@ _REF = "#/components/schemas/{model}"
 _STATUS_TEXT = {
     400: "Invalid request: `param` names the field by its dotted path.",
     401: "No API key, or an unknown one.",
-    403: "An API key on an admin operation: it takes a key from PAYROUTE_ADMIN_KEYS.",
+    403: "An API key on an admin operation (it takes a key from PAYROUTE_ADMIN_KEYS), or a restricted (rk_) key on "
+    "a write.",
     404: "No such object.",
     409: "Idempotency key reused with another body (`idempotency_error`), or the object's state does not allow this "
     "(`cannot_proceed`, its `code` also given as `reason`).",
@@ -77,6 +78,8 @@ def _operation(e: Endpoint) -> dict[str, Any]:
         errors.add(400)  # unknown query parameters are refused everywhere
     if e.auth:
         errors.add(429)  # per-key rate limit
+        if e.method == "POST":
+            errors.add(403)  # a restricted (read-only) key
     for status in sorted(errors):
         responses[str(status)] = {"description": _STATUS_TEXT[status], "content": _json(_ref(schemas.Error))}
     envelope = _json(_ref(schemas.Error))

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from router import tracing
 from router.api import Router
 from router.clock import SystemClock
 from router.config.schema import ConfigError
@@ -132,6 +133,7 @@ async def serve(
             log.warning("%d payment operations still running at shutdown; reconciliation settles them", unfinished)
         if router is not None:
             await router.close()
+        tracing.shutdown()  # the last batch of spans goes out before the process does
         log.info("payroute sidecar stopped")
 
 
@@ -142,7 +144,8 @@ def run_sidecar(options: ServeOptions, on_ready: Callable[[str], None] | None = 
     try:
         keys = ApiKeys.from_env()
         RateLimit.from_env()  # a bad PAYROUTE_RATE_LIMIT is refused before anything starts
-    except ValueError as exc:
+        tracing.configure_from_env()  # OTEL_* asking for traces without payroute[otel] installed is refused
+    except (ValueError, tracing.TracingUnavailable) as exc:
         print(f"payroute serve: {exc}", file=sys.stderr)
         return 2
     try:

@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from types import FrameType
 
+from router import logformat
 from router.http.server import ServeOptions
 
 log = logging.getLogger("payroute.http")
@@ -239,9 +240,10 @@ def _worker_main(argv: Sequence[str]) -> int:
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("options")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format=f"%(asctime)s %(levelname)s %(name)s[w{args.index}]: %(message)s",
+    logformat.configure(
+        logging.DEBUG if args.verbose else logging.INFO,
+        os.environ.get(logformat.ENV_VAR, "text"),
+        f"%(asctime)s %(levelname)s %(name)s[w{args.index}]: %(message)s",
     )
     options = ServeOptions(**json.loads(args.options))
 

@@ -8,6 +8,7 @@ import logging
 from datetime import timedelta
 
 from adapters.base import OutcomeKind
+from router import tracing
 from router.errors import ConcurrentUpdate
 from router.model.states import Status
 from router.payments.context import Context
@@ -37,7 +38,8 @@ class Background:
         handled = 0
         lease_until = now + timedelta(minutes=5)
         for p in await ctx.store.claim_due(now, ctx.owner, lease_until, limit):
-            await ctx.engine.claim_and_attempt(p)
+            with tracing.span("payroute.retry.run", attributes=tracing.retry_attributes(p.id, p.attempts + 1)):
+                await ctx.engine.claim_and_attempt(p)
             handled += 1
         for p in await ctx.store.list_expiring(now, limit):
             if await self.operations.expire_authorization(p) is not None:

@@ -31,6 +31,7 @@ from adapters.base import (
     OutcomeKind,
     ProcessorAdapter,
 )
+from router import tracing
 from router.clock import Clock
 from router.errors import ConcurrentUpdate, NotCreated
 from router.ids import IdGenerator
@@ -142,8 +143,11 @@ class Engine:
             held = await self.retry.recheck(payment, policy, now, table.config.network_limits)
             if held is not None:
                 return Attempted(await self._hold(payment, held, now))
-        plan = await table.decide(payment, self.stats, self.clock.now())
-        candidates = self._usable(plan, payment)
+        with tracing.span("payroute.routing.decide") as decision:
+            plan = await table.decide(payment, self.stats, self.clock.now())
+            candidates = self._usable(plan, payment)
+            if decision is not None:
+                tracing.set_attributes(decision, _decision_attributes(payment, plan, candidates))
         started = transition(payment.status, Status.PROCESSING)
         attempts_so_far = payment.attempts + 1
         card = payment.card if payment.card.fingerprint else _snapshot(self._card_info(payment.payment_method))
@@ -325,6 +329,21 @@ class Engine:
         )
 
     async def _call(self, cand: Candidate, attempt: AttemptRecord, p: Payment, now: datetime) -> Outcome:
+        if not tracing.enabled():
+            return await self._authorize(cand, attempt, p, now)
+        attributes = tracing.call_attributes(cand.name, cand.config.adapter, attempt.id, p.id)
+        with tracing.span("payroute.processor.authorize", kind="client", attributes=attributes) as span:
+            outcome = await self._authorize(cand, attempt, p, now)
+            kind = outcome.kind.value
+            found = tracing.outcome_attributes(
+                kind, outcome.decline_code, outcome.network_decline_code, outcome.latency_ms
+            )
+            tracing.set_attributes(span, found)
+            if outcome.kind.is_technical:
+                tracing.mark_error(span, kind)
+            return outcome
+
+    async def _authorize(self, cand: Candidate, attempt: AttemptRecord, p: Payment, now: datetime) -> Outcome:
         req = self._request(attempt, p, now)
         started = time.perf_counter()
         try:
@@ -609,6 +628,14 @@ def _undecided(outcome: Outcome) -> bool:
     """No answer, and no certainty that the processor did nothing: a timeout, a connection lost after the request
     went out, an unreadable success. Failing over blindly then could charge the card twice."""
     return outcome.kind is OutcomeKind.TIMEOUT or (outcome.kind.is_technical and outcome.ambiguous)
+
+
+def _decision_attributes(
+    payment: Payment, plan: Plan, candidates: list[Candidate]
+) -> dict[str, tracing.AttrValue | None]:
+    names = [c.name for c in plan.candidates]
+    order = [c.name for c in candidates]
+    return tracing.decision_attributes(payment.id, payment.attempts + 1, plan.route, plan.strategy, names, order)
 
 
 def _snapshot(card: CardInfo) -> CardSnapshot:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from router import tracing
 from router.clock import parse_rfc3339
 from router.errors import invalid, not_found
 from router.model.records import Payment, TestClock, render_test_clock
@@ -62,7 +63,10 @@ class TestClocks:
         if p.status == Status.REQUIRES_CAPTURE:
             await self.operations.expire_authorization(p)
         elif p.status in (Status.PENDING, Status.PENDING_RETRY):
-            await self.ctx.engine.claim_and_attempt(p)
+            with tracing.span(
+                "payroute.retry.run", attributes=tracing.retry_attributes(p.id, p.attempts + 1, p.test_clock)
+            ):
+                await self.ctx.engine.claim_and_attempt(p)
 
 
 def _due_time(p: Payment) -> datetime:

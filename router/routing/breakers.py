@@ -12,7 +12,9 @@ ManualClock instead of sleeping.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -209,8 +211,21 @@ def _raise_failure() -> None:
     raise ProcessorFailure()
 
 
+@dataclass(frozen=True, slots=True)
+class BreakerChange:
+    """One state change, as this process saw it (the ops console's breaker history)."""
+
+    at: datetime
+    processor: str
+    old: str
+    new: str
+
+
 class BreakerBoard:
-    """Every processor's breaker, kept across config reloads while a processor's breaker settings stay the same."""
+    """Every processor's breaker, kept across config reloads while a processor's breaker settings stay the same.
+    `history` holds the last `HISTORY` state changes this process saw, oldest first."""
+
+    HISTORY = 200
 
     def __init__(
         self,
@@ -220,6 +235,10 @@ class BreakerBoard:
         self._clock = clock
         self._storage_factory = storage_factory
         self._breakers: dict[str, tuple[tuple[int, float], Breaker]] = {}
+        self.history: deque[BreakerChange] = deque(maxlen=self.HISTORY)
+
+    def _changed(self, name: str, old: str, new: str) -> None:
+        self.history.append(BreakerChange(self._clock.now(), name, old, new))
 
     def get(self, name: str, fail_max: int, reset_timeout_s: float) -> Breaker:
         settings = (fail_max, reset_timeout_s)
@@ -227,7 +246,7 @@ class BreakerBoard:
         if held is not None and held[0] == settings:
             return held[1]
         storage = self._storage_factory(name) if self._storage_factory else None
-        breaker = Breaker(name, fail_max, reset_timeout_s, self._clock, storage)
+        breaker = Breaker(name, fail_max, reset_timeout_s, self._clock, storage, on_change=self._changed)
         self._breakers[name] = (settings, breaker)
         return breaker
 

@@ -175,8 +175,12 @@ class LiveRouter(Protocol):
 
 async def explain_live(router: LiveRouter, params: Mapping[str, Any]) -> Explanation:
     """Explain against a running router: its table, its breakers as they stand, its recent outcomes."""
+    return await explain_payment(router, payment_from_params(params, now=router.clock.now()))
+
+
+async def explain_payment(router: LiveRouter, payment: Payment) -> Explanation:
+    """Explain a payment as it is (a stored one, for the ops console) against a running router."""
     table = router.table
-    payment = payment_from_params(params, now=router.clock.now())
     route = table.route_for(payment)
     windows = None
     if route.strategy.needs_stats:

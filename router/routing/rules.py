@@ -15,7 +15,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from adapters import registry
 from adapters.base import AdapterError, AdapterSettings, ProcessorAdapter
@@ -312,6 +312,7 @@ class RoutingTable:
         self.config = config
         self.version = version
         self.digest = digest
+        self.loaded_at = datetime.now(UTC)  # when this version came into force (wall time: the ops console shows it)
         self.adapters = dict(adapters)
         self.health_window = config.success_rate.health_window
         shared_rng = rng or random.Random()

@@ -39,6 +39,7 @@ import aiohttp
 from prometheus_client import Counter
 from pydantic import SecretStr
 
+from router import tracing
 from router.clock import Clock
 from router.config.schema import WebhookConfig
 from router.model.events import ALL_TYPES, matches, matches_any
@@ -264,7 +265,12 @@ class WebhookWorker:
         if event is None:  # retention never purges an event a pending delivery needs; settle rather than loop
             error = "event not found"
         else:
-            http_status, error = await self._post(endpoint, payload_of(event), attempted_at)
+            attributes = tracing.delivery_attributes(redact_url(d.url), event.id, event.type, d.attempts + 1)
+            with tracing.span("payroute.webhook.deliver", kind="client", attributes=attributes) as span:
+                http_status, error = await self._post(endpoint, payload_of(event), attempted_at)
+                tracing.set_attributes(span, {"http.response.status_code": http_status})
+                if error is not None:
+                    tracing.mark_error(span, "delivery failed")
         ok = error is None
         attempt = WebhookAttempt(
             url=d.url,
