@@ -25,9 +25,11 @@ try:
     import orjson
 
     _orjson_dumps = orjson.dumps
+    _loads: Callable[[bytes | str], Any] = orjson.loads
     _UTC_Z = orjson.OPT_UTC_Z
 except ImportError:  # a platform without an orjson wheel
     _orjson_dumps = None
+    _loads = json.loads
     _UTC_Z = 0
 
 
@@ -38,6 +40,10 @@ def dumps(obj: Any) -> bytes:
         except TypeError:  # orjson.JSONEncodeError: an int past 64 bits, a non-str key
             pass
     return _std_dumps(obj)
+
+
+def loads(data: bytes | str) -> Any:
+    return _loads(data)
 
 
 def _fields(value: Any) -> Any:

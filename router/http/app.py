@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from router import tracing
+from router import jsonbytes, tracing
 from router.api import Router
 from router.config.schema import ConfigError
 from router.errors import PayrouteError, invalid
@@ -100,7 +100,7 @@ _ENDPOINT = web.RequestKey("endpoint", Endpoint)
 
 def _dumps(obj: Any) -> bytes:
     # The same serialization the embedded library stores for idempotent replays.
-    return json.dumps(obj).encode()
+    return jsonbytes.dumps(obj)
 
 
 def _reply(body: bytes, status: int = 200) -> web.Response:

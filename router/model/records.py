@@ -9,7 +9,6 @@ Inside, a payment is a `Payment` (what the store keeps); `render_payment()` turn
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
@@ -27,6 +26,7 @@ from pydantic import (
 )
 
 from adapters.scrub import card_numbers, has_secret_key
+from router import jsonbytes
 from router.clock import rfc3339
 from router.errors import PayrouteError
 from router.model.inputs import check_params
@@ -626,7 +626,7 @@ def _render_amount_details(details: dict[str, Any] | None, amount: int) -> dict[
 
 def payment_json(p: Payment, attempt: AttemptRecord | None = None) -> bytes:
     """The OffSessionPayment as the bytes the sidecar sends and an idempotency key stores."""
-    return json.dumps(render_payment(p, attempt)).encode()
+    return jsonbytes.dumps(render_payment(p, attempt))
 
 
 def _unix(at: datetime) -> int:

@@ -4,12 +4,12 @@ after a crash finds what the first try wrote instead of charging again."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+from router import jsonbytes
 from router.errors import ConcurrentUpdate, NotCreated, PayrouteError, StillProcessing, invalid
 from router.model import events as ev
 from router.model.records import (
@@ -54,7 +54,7 @@ class Created:
     def object(self) -> dict[str, Any]:
         if self.payment is not None:
             return self.payment
-        out: dict[str, Any] = json.loads(self.stored or b"null")
+        out: dict[str, Any] = jsonbytes.loads(self.stored or b"null")
         return out
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from router import jsonbytes
 from router.errors import PayrouteError, StillProcessing, invalid
 from router.ids import IdGenerator
 from router.model.records import payment_json
@@ -80,11 +81,11 @@ class Reply:
 
     @classmethod
     def of(cls, obj: Any, *, stored: bool = False) -> Reply:
-        return cls(200, json.dumps(obj).encode(), stored=stored)
+        return cls(200, jsonbytes.dumps(obj), stored=stored)
 
     def json(self) -> dict[str, Any]:
         """The object; an error answer is raised as the error it records."""
-        out: dict[str, Any] = json.loads(self.body)
+        out: dict[str, Any] = jsonbytes.loads(self.body)
         if self.status >= 400:
             err: Mapping[str, Any] = out["error"]
             raise PayrouteError(
@@ -161,7 +162,7 @@ class Idempotency:
                 # Let the caller retry with the same key; a create's retry finds what this try wrote by its id.
                 await store.release_idempotency(scope, key)
                 raise
-            reply = Reply(exc.status, json.dumps(exc.to_dict()).encode())
+            reply = Reply(exc.status, jsonbytes.dumps(exc.to_dict()))
         except BaseException:
             await store.release_idempotency(scope, key)
             raise
