@@ -167,16 +167,8 @@ async def through_router(label: str, store: str, n: int, n_concurrent: int) -> t
     return summary(label, latencies, elapsed), conc
 
 
-def _has_memory_store() -> bool:
-    try:
-        from router.state.store import memory  # noqa: F401
-    except ImportError:  # retired: the in-memory path is SQLite's :memory:
-        return False
-    return True
-
-
 def _memory_url() -> str:
-    return "memory://" if _has_memory_store() else "sqlite:///:memory:"
+    return "sqlite:///:memory:"
 
 
 async def profiled(n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], float]:
@@ -220,7 +212,7 @@ def _short(file: str) -> str:
 
 
 async def main(quick: bool) -> None:
-    n_direct, n_router, n_sqlite, n_profile = (2000, 300, 200, 300) if quick else (20_000, 5_000, 2_000, 3_000)
+    n_direct, n_sqlite, n_profile = (2000, 200, 300) if quick else (20_000, 2_000, 3_000)
     gc.collect()
     runs: list[tuple[dict[str, Any], float]] = [await direct(n_direct, n_direct)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -228,8 +220,6 @@ async def main(quick: bool) -> None:
             ("router, SQLite :memory:", "sqlite:///:memory:", n_sqlite),
             ("router, SQLite file (WAL, synchronous=normal)", f"sqlite:///{tmp}/bench.db", n_sqlite),
         ]
-        if _has_memory_store():
-            paths.insert(0, ("router, in-memory store (memory://)", "memory://", n_router))
         for label, store, n in paths:
             gc.collect()
             runs.append(await through_router(label, store, n, n))
@@ -308,7 +298,7 @@ async def main(quick: bool) -> None:
             "seed": SEED,
             "simulator_latency_ms": 0,
             "concurrency": CONCURRENCY,
-            "payments": {"direct": n_direct, "memory": n_router, "sqlite": n_sqlite, "profile": n_profile},
+            "payments": {"direct": n_direct, "sqlite": n_sqlite, "profile": n_profile},
             "quick": quick,
             "loop": _loop_name(),
         },

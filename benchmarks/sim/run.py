@@ -29,7 +29,7 @@ from router.ids import IdGenerator
 from router.model.records import Payment
 from router.routing.rules import Plan, RoutingTable, build_adapters
 from router.routing.stats import InMemoryStatsStore, StatsStore
-from router.state.store.memory import MemoryStore
+from router.state.store import open_store
 
 STRATEGIES = ("priority", "weighted", "success_rate", "oracle")
 WEIGHTS = (40, 30, 20, 10)  # weighted: in each route's static order
@@ -167,7 +167,7 @@ async def simulate(name: str, n: int, world: World) -> dict[str, Any]:
         table = oracle
     else:
         table = RoutingTable(cfg, 1, adapters, rng=rng)
-    store = MemoryStore()
+    store = open_store("memory://")
     await store.open()
     clock = ManualClock(START)
     ids = IdGenerator(seed=world.seed)

@@ -1,4 +1,4 @@
-"""The store's side of events and webhooks, the same contract on SQLite, PostgreSQL and the memory store."""
+"""The store's side of events and webhooks, the same contract on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -22,13 +22,11 @@ URL = "https://merchant.example/hooks"
 ids = IdGenerator(seed=8)
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "memory"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
-    if request.param == "postgresql":
-        return f"{request.getfixturevalue('pg_database')}?schema=t_{uuid.uuid4().hex[:12]}"
-    return "memory://"
+    return f"{request.getfixturevalue('pg_database')}?schema=t_{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

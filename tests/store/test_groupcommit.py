@@ -12,6 +12,7 @@ import pytest
 from router.errors import ConcurrentUpdate
 from router.state.store.groupcommit import GroupCommitWriter
 from router.state.store.sqlite import SQLiteStore
+from tests.loopturns import turns_beside
 from tests.store.test_store import attempt, payment
 
 
@@ -230,3 +231,31 @@ async def test_after_close_a_write_is_refused_at_once(db: Db) -> None:
     await db.writer.close()
     with pytest.raises(RuntimeError):
         db.writer.submit(insert(("late", 1)))
+
+
+async def test_in_memory_each_write_commits_at_once_and_a_failure_undoes_only_itself() -> None:
+    # No disk to wait for: a batch would only cost each write a turn of the loop.
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
+    writer = GroupCommitWriter(conn, immediate=True)
+    committed: list[int] = []
+    try:
+        async with turns_beside() as turns:
+            assert await writer.submit(
+                lambda db: db.execute("INSERT INTO t VALUES ('a', 1)").rowcount, committed.append
+            )
+            assert turns() == 0, "the write did not wait for the loop"
+        assert committed == [1]
+        with pytest.raises(sqlite3.IntegrityError):
+            await writer.submit(
+                lambda db: (
+                    db.execute("INSERT INTO t VALUES ('b', 2)").rowcount
+                    + db.execute("INSERT INTO t VALUES ('a', 3)").rowcount
+                ),
+                committed.append,
+            )
+        assert conn.execute("SELECT k, v FROM t").fetchall() == [("a", 1)]
+        assert committed == [1], "a rolled-back write tells no listener"
+        assert not conn.in_transaction
+    finally:
+        await writer.close()

@@ -89,8 +89,6 @@ async def test_ping_answers_while_open(store: Store) -> None:
 
 
 async def test_reopening_applies_no_migration_twice(store: Store) -> None:
-    if store.url.startswith("memory"):
-        pytest.skip("an in-memory store has nothing to reopen or share")
     p = await created(store)
     again = open_store(store.url)
     await again.open()
@@ -101,8 +99,6 @@ async def test_reopening_applies_no_migration_twice(store: Store) -> None:
 
 
 async def test_replicas_opening_at_once_migrate_once(store: Store) -> None:
-    if store.url.startswith("memory"):
-        pytest.skip("an in-memory store has nothing to reopen or share")
     fresh = ids.new("event")[-10:].lower()
     if store.url.startswith("sqlite"):
         url = store.url.replace("store.db", f"fresh_{fresh}.db")
@@ -699,6 +695,8 @@ def test_the_store_is_chosen_by_url() -> None:
     from router.state.store.sqlite import SQLiteStore
 
     assert isinstance(open_store("sqlite:///payroute.db"), SQLiteStore)
+    memory = open_store("memory://")
+    assert isinstance(memory, SQLiteStore) and memory.path == ":memory:", "memory:// is SQLite in memory"
     pg = open_store("postgresql://postgres@127.0.0.1:5432/test?schema=tenant_a&sslmode=disable")
     assert isinstance(pg, PostgresStore) and pg.schema == "tenant_a"
     assert isinstance(open_store("postgres://postgres@127.0.0.1/test"), PostgresStore)
@@ -810,9 +808,9 @@ async def test_an_endpoint_taken_out_of_the_config_holds_back_no_event_and_its_q
     assert await store.purge_events(CUTOFF, endpoints=[kept]) == 0, "kept still has a to send"
 
 
-async def test_payment_counts_are_taken_while_the_loop_keeps_serving(store: Store) -> None:
-    if not isinstance(store, SQLiteStore) or store.path == ":memory:":
-        pytest.skip("a SQLite file counts on a connection of its own, in a thread; the others never block the loop")
+async def test_payment_counts_are_taken_while_the_loop_keeps_serving(sqlite_store: SQLiteStore) -> None:
+    # A SQLite file counts on a connection of its own, in a thread; PostgreSQL never blocks the loop.
+    store = sqlite_store
     for status in ("succeeded", "succeeded", "failed"):
         await created(store, status=status)
     async with turns_beside() as turns:
@@ -821,10 +819,9 @@ async def test_payment_counts_are_taken_while_the_loop_keeps_serving(store: Stor
     assert counts == {(False, "succeeded"): 2, (False, "failed"): 1}
 
 
-async def test_the_event_purge_walks_the_age_index_not_the_table(store: Store) -> None:
-    if not isinstance(store, SQLiteStore):
-        pytest.skip("the plan of SQLite's statement: PostgreSQL plans its own from the same index, memory has none")
-    db = store._writer.connection  # type: ignore[union-attr]
+async def test_the_event_purge_walks_the_age_index_not_the_table(sqlite_store: SQLiteStore) -> None:
+    # SQLite's plan of the statement: PostgreSQL plans its own from the same index.
+    db = sqlite_store._writer.connection  # type: ignore[union-attr]
     sql, _ = statements.PURGE_EVENTS_FOR.compile(SQLITE)
     plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, {"before_us": 0, "urls": "[]", "limit": 10})]
     assert any("USING INDEX events_created (created_us<?)" in step for step in plan), plan

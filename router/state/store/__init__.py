@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from router.state.store.base import Cursor, IdempotencyEntry, Page, Store
 
+MEMORY = "sqlite:///:memory:"
+
 
 def open_store(url: str) -> Store:
-    """`sqlite:///path.db`, `sqlite:///:memory:`, `memory://` (a dict store that dies with the process: for
-    benchmarks and simulations), or `postgresql://…` (not opened yet: call `await store.open()`)."""
+    """`sqlite:///path.db`, `sqlite:///:memory:` (or `memory://`, its short name: a database that dies with the
+    process, for benchmarks, simulations and tests), or `postgresql://…` (not opened yet: call `await store.open()`)."""
     if url.startswith("memory:"):
-        from router.state.store.memory import MemoryStore
-
-        return MemoryStore(url)
+        url = MEMORY
     if url.startswith("sqlite:"):
         from router.state.store.sqlite import SQLiteStore
 

@@ -62,12 +62,15 @@ class GroupCommitWriter:
         commit_in_thread: bool = False,
         checkpoint: Callable[[], sqlite3.Connection] | None = None,
         busy_timeout_s: float = 5.0,
+        immediate: bool = False,
     ) -> None:
         """`conn` must be opened with isolation_level=None, check_same_thread=False and busy_timeout=0: a lock
         held by another process is waited for here, by retrying `BEGIN IMMEDIATE` without blocking the loop, for
         up to `busy_timeout_s`. `checkpoint` opens the connection that checkpoints run on (None: SQLite
-        checkpoints inside COMMIT, as it does by default)."""
+        checkpoints inside COMMIT, as it does by default). `immediate`: no batches, each write commits at once
+        (an in-memory database, whose COMMIT does no I/O: a batch would only add a turn of the loop per write)."""
         self._conn: sqlite3.Connection | None = conn
+        self._immediate = immediate
         self._commit_in_thread = commit_in_thread
         self._busy_timeout_s = busy_timeout_s
         self._pending: list[_Item] = []
@@ -96,12 +99,35 @@ class GroupCommitWriter:
             raise WriterClosed("the SQLite writer is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        if self._immediate:
+            self._commit_now(work, future, on_commit)
+            return future
         self._pending.append(_Item(work, future, on_commit))
         if self._flusher is None:
             # Started on the next turn of the loop: every write queued in this turn joins the first batch.
             self._flusher = loop.create_task(self._flush())
             self._flusher.add_done_callback(self._flusher_done)
         return future
+
+    def _commit_now(
+        self, work: Callable[[sqlite3.Connection], T], future: asyncio.Future[T], on_commit: Callable[[T], None] | None
+    ) -> None:
+        conn = self.connection
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(conn)
+            conn.execute("COMMIT")
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            future.set_exception(exc)
+            return
+        if on_commit is not None:
+            try:
+                on_commit(result)
+            except Exception:  # as in a batch: a listener's fault does not fail a committed write
+                log.exception("an after-commit listener raised")
+        future.set_result(result)
 
     async def idle(self) -> None:
         """Return once nothing is queued or being committed."""

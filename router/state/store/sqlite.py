@@ -71,6 +71,7 @@ class SQLiteStore(SQLStore):
             commit_in_thread=self._sync == "FULL" and not memory,
             checkpoint=None if memory else self._connect_checkpointer,
             busy_timeout_s=_WRITER_BUSY_MS / 1000,
+            immediate=memory,
         )
         await self._migrate()
         if not memory:
