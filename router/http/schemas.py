@@ -79,6 +79,8 @@ class RetryDetails(_Object):
     attempts: int
     retry_policy: str | None
     retry_strategy: RetryStrategyInForce
+    next_attempt_at: str | None = Field(None, description="when the next retry is due (pending_retry)")
+    reason: str | None = Field(None, description="why the retry planner chose that time, or why it stopped")
 
 
 class FailureDetails(_Object):

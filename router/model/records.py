@@ -440,6 +440,7 @@ class Payment(BaseModel):
     latest_payment_attempt_record: str | None = None
     payment_record: str
     next_attempt_at: datetime | None = None
+    retry_reason: str | None = None  # the retry planner's latest decision: when and why, or why it stopped
     first_declined_at: datetime | None = None
     last_decline_class: str | None = None
     mcc: str | None = None
@@ -597,6 +598,9 @@ def render_payment(p: Payment, attempt: AttemptRecord | None = None) -> dict[str
             "attempts": p.attempts,
             "retry_policy": p.retry_policy,
             "retry_strategy": p.retry_strategy,
+            # Our extension: when the next retry is due and why then (which rhythm or feature), or why none.
+            "next_attempt_at": rfc3339(p.next_attempt_at) if p.next_attempt_at else None,
+            "reason": p.retry_reason,
         },
         "statement_descriptor": p.statement_descriptor,
         "statement_descriptor_suffix": p.statement_descriptor_suffix,

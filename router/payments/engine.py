@@ -450,6 +450,7 @@ class Engine:
             )
             update["retry_strategy"] = decision.strategy
             update["last_decline_class"] = decision.decline_class
+            update["retry_reason"] = decision.reason
             if decision.retry_at is not None:
                 retry_at = (
                     decision.retry_at if outcome is not None else max(decision.retry_at, now + NO_CANDIDATE_DELAY)
@@ -486,8 +487,10 @@ class Engine:
 
     async def _hold(self, p: Payment, decision: RetryDecision, now: datetime) -> Payment:
         """A due retry the guards stopped before any call: move it later, or fail it."""
+        why = decision.reason or p.retry_reason
         if decision.retry_at is not None:
-            return await self.store.save_payment(p.model_copy(update={"next_attempt_at": decision.retry_at}), p.version)
+            later = p.model_copy(update={"next_attempt_at": decision.retry_at, "retry_reason": why})
+            return await self.store.save_payment(later, p.version)
         reason = decision.failure_reason or "exceeded_retry_window"
         move = transition(p.status, Status.FAILED, reason)
         final = p.model_copy(
@@ -495,6 +498,7 @@ class Engine:
                 "status": move.status,
                 "failure_reason": reason,
                 "next_attempt_at": None,
+                "retry_reason": why,
             }
         )
         record = await self.store.get_payment_record(p.payment_record)

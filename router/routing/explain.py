@@ -7,6 +7,11 @@ The payment is the body of a create request (the v2 OffSessionPayment create par
 or `-` for stdin. Two extra keys are accepted: `id` (a weighted route orders by payment id, so pass a real one
 to see its order) and `card: {brand, country, funding}` for a token the router cannot read those from.
 `--breaker-open NAME` asks what happens while a processor's breaker is open.
+
+    payroute explain --store sqlite:///payroute.db osp_test_…
+
+With `--store`, a stored payment's retries instead: each attempt, and when the next retry is and why (the payday
+rhythm or calendar feature the retry planner used), or why it stopped (`router.retry.explain`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from router.config.schema import ConfigError
 from router.errors import PayrouteError
 from router.model.records import CardSnapshot, Payment, parse_create_params
 from router.money import format_amount
+from router.retry.explain import run_stored
 from router.routing.breakers import CLOSED, HALF_OPEN, OPEN, BreakerBoard
 from router.routing.cards import card_from_token
 from router.routing.reload import build_table
@@ -268,7 +274,8 @@ def add_parser(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", required=True, help="the routing YAML file")
+    p.add_argument("--config", help="the routing YAML file (required unless --store)")
+    p.add_argument("--store", help="with a payment id (osp_…) for PAYMENT_JSON: its retries and why each is when it is")
     p.add_argument("payment", metavar="PAYMENT_JSON", help="create parameters: a file, inline JSON, or - for stdin")
     p.add_argument(
         "--breaker-open", action="append", default=[], metavar="PROCESSOR", help="treat this breaker as open"
@@ -280,6 +287,11 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
+    if args.store:
+        return run_stored(args.store, args.payment, args.json, out, err)
+    if not args.config:
+        print("explain: --config is required (or --store with a stored payment's id)", file=err)
+        return 2
     try:
         table = build_table(args.config)
     except ConfigError as exc:

@@ -47,7 +47,14 @@ async def test_soft_declined_subscription_recovers_days_later_with_a_record_per_
     await advance(router, clock["id"], timedelta(0))  # the first attempt runs at the clock's time
     first = await router.get_payment(created["id"])
     assert first["status"] == "pending_retry"
-    assert first["retry_details"] == {"attempts": 1, "retry_policy": None, "retry_strategy": "heuristic"}
+    details = first["retry_details"]
+    assert {k: details[k] for k in ("attempts", "retry_policy", "retry_strategy")} == {
+        "attempts": 1,
+        "retry_policy": None,
+        "retry_strategy": "heuristic",
+    }
+    assert details["next_attempt_at"] == "2026-11-15T09:00:00.000Z"  # the heuristic's next payday
+    assert details["reason"].startswith("heuristic: soft_funds decline, retry 13.0 days later")
 
     await advance(router, clock["id"], 12 * D)  # past the 15th (payday: retry 2 declines) ...
     await advance(router, clock["id"], 20 * D)  # ... and the 1st of December (retry 3 approves)
@@ -84,7 +91,11 @@ async def test_retry_policy_named_on_the_payment_is_used(tmp_path: Path) -> None
     await advance(router, clock["id"], 3 * timedelta(hours=1))
     p = await router.get_payment(created["id"])
     assert p["status"] == "succeeded"
-    assert p["retry_details"] == {"attempts": 2, "retry_policy": "quick", "retry_strategy": "scheduled"}
+    assert {k: p["retry_details"][k] for k in ("attempts", "retry_policy", "retry_strategy")} == {
+        "attempts": 2,
+        "retry_policy": "quick",
+        "retry_strategy": "scheduled",
+    }
     calls = calls_for("pm_card_visa_q")
     assert calls[1].at is not None and calls[0].at is not None and calls[1].at - calls[0].at == timedelta(hours=2)
     await router.close()
