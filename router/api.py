@@ -23,7 +23,7 @@ from router.clock import Clock, SystemClock
 from router.config import schema as config_mod
 from router.config.schema import Config, ConfigError
 from router.ids import IdGenerator
-from router.model.records import AttemptRecord, Event, Payment
+from router.model.records import AttemptRecord, Event, OffSessionPaymentCreateParams, Payment
 from router.model.states import TERMINAL
 from router.payments.background import REFILL_ATTEMPTS, Background
 from router.payments.context import Context, LiveTable
@@ -281,8 +281,11 @@ class Router:
         keyed = Keyed.of(livemode, idempotency_key, CREATE_ROUTE, params)
         return (await self.idempotent(keyed, lambda k: self._creator.reply(params, livemode, k))).json()
 
-    async def create_reply(self, params: Mapping[str, Any], *, livemode: bool, keyed: Keyed | None) -> Reply:
-        """A create as the work of `idempotent()`, answered as the bytes a key stores (the sidecar's create)."""
+    async def create_reply(
+        self, params: Mapping[str, Any] | OffSessionPaymentCreateParams, *, livemode: bool, keyed: Keyed | None
+    ) -> Reply:
+        """A create as the work of `idempotent()`, answered as the bytes a key stores (the sidecar's create, which
+        hands over the parameters it validated)."""
         return await self._creator.reply(params, livemode, keyed)
 
     async def get_payment(

@@ -386,10 +386,10 @@ async def create_off_session_payment(request: web.Request) -> web.StreamResponse
     livemode = _caller(request).livemode
     # Validated before the Idempotency-Key is reserved: a refused request saves nothing under its key, so the
     # corrected request may reuse it (as Stripe does; clients retry on that basis).
-    parse_create_params(body)
+    params = parse_create_params(body, checked=True)  # `_body` checked it
     # Under an Idempotency-Key the payment id derives from the key, so a resend after a crash finds the first try's
     # payment.
-    return await _post(request, body, lambda keyed: router.create_reply(body, livemode=livemode, keyed=keyed))
+    return await _post(request, body, lambda keyed: router.create_reply(params, livemode=livemode, keyed=keyed))
 
 
 def _repeated(request: web.Request, name: str) -> list[str]:

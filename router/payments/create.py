@@ -63,9 +63,12 @@ class Creator:
         self.ctx = ctx
         self.reads = reads
 
-    async def create(self, params: Mapping[str, Any], livemode: bool, keyed: Keyed | None = None) -> Created:
-        """Create a payment; under `keyed`, with the id its key determines, its response stored for the key."""
-        p = parse_create_params(dict(params))
+    async def create(
+        self, params: Mapping[str, Any] | OffSessionPaymentCreateParams, livemode: bool, keyed: Keyed | None = None
+    ) -> Created:
+        """Create a payment; under `keyed`, with the id its key determines, its response stored for the key.
+        `params` already validated (the sidecar validates before it reserves the key) are not validated again."""
+        p = params if isinstance(params, OffSessionPaymentCreateParams) else parse_create_params(dict(params))
         try:
             return await self._create_parsed(p, livemode, keyed)
         except PayrouteError as exc:
@@ -79,7 +82,9 @@ class Creator:
                 raise
             return Created(await self._answer_resend(existing, bool(p.include)))
 
-    async def reply(self, params: Mapping[str, Any], livemode: bool, keyed: Keyed | None) -> Reply:
+    async def reply(
+        self, params: Mapping[str, Any] | OffSessionPaymentCreateParams, livemode: bool, keyed: Keyed | None
+    ) -> Reply:
         """`create` as the idempotency layer's work: the response as stored for the key."""
         created = await self.create(params, livemode, keyed)
         if created.stored is not None:
