@@ -59,10 +59,18 @@ class RequestReason:
 REQUEST: ContextVar[RequestReason | None] = ContextVar("payroute_request", default=None)
 
 
-def event_for(ids: IdGenerator, type: str, payment: Payment, at: datetime, before: Payment | None = None) -> Event:
+def event_for(
+    ids: IdGenerator,
+    type: str,
+    payment: Payment,
+    at: datetime,
+    before: Payment | None = None,
+    rendered: dict[str, Any] | None = None,
+) -> Event:
     """An event carrying a snapshot of the payment as it is after the transition, what the transition changed
-    (given the payment `before` it), and the request that caused it."""
-    after = render_payment(payment)
+    (given the payment `before` it), and the request that caused it. `rendered`: `render_payment(payment)`, when
+    the caller made it already (for its response), so the snapshot is not rendered twice."""
+    after = rendered if rendered is not None else render_payment(payment)
     request = REQUEST.get()
     return Event(
         id=ids.new("event"),

@@ -31,12 +31,20 @@ from adapters.base import (
     OutcomeKind,
     ProcessorAdapter,
 )
-from router import tracing
+from router import jsonbytes, tracing
 from router.clock import Clock
 from router.errors import ConcurrentUpdate, NotCreated
 from router.ids import IdGenerator
 from router.model import events as ev
-from router.model.records import AttemptRecord, CardSnapshot, Event, Payment, PaymentRecordState, payment_json
+from router.model.records import (
+    AttemptRecord,
+    CardSnapshot,
+    Event,
+    Payment,
+    PaymentRecordState,
+    payment_json,
+    render_payment,
+)
 from router.model.states import Status, transition
 from router.payments.context import LiveTable, payment_now
 from router.retry import RetryDecision, RetryPlanner
@@ -463,16 +471,17 @@ class Engine:
                 update.update(status=move.status, failure_reason=reason)
                 record_update["amount_failed"] = p.amount
         final = p.model_copy(update=update)
+        rendered = render_payment(final)  # the event's snapshot, and the response unless it includes details
         response = done = None
         if answer is not None:
-            response = payment_json(final, attempt if answer.include_details else None)
+            response = payment_json(final, attempt) if answer.include_details and attempt else jsonbytes.dumps(rendered)
             done = IdempotencyDone(answer.scope, answer.key, 200, response)
         saved = await self.store.save_payment(
             final,
             p.version,
             record=record.model_copy(update=record_update) if record_update else record,
             attempts=[attempt] if attempt is not None else (),
-            events=[ev.event_for(self.ids, move.event, final, now, before=p)],
+            events=[ev.event_for(self.ids, move.event, final, now, before=p, rendered=rendered)],
             idempotency=done,
         )
         return Attempted(saved, response)
