@@ -27,7 +27,7 @@ from router import jsonbytes, tracing
 from router.api import Router
 from router.config.schema import ConfigError
 from router.errors import PayrouteError, invalid
-from router.http import logsafe, metrics, schemas
+from router.http import console, logsafe, metrics, schemas
 from router.http.auth import ApiKeys, Caller, read_only_refused
 from router.http.endpoints import ENDPOINTS, Endpoint
 from router.http.openapi import build_openapi
@@ -668,4 +668,5 @@ def create_app(sidecar: Sidecar) -> web.Application:
             # HEAD answers as GET without the body (load balancers probe /healthz that way).
             app[_ENDPOINTS][f"{e.name}.head"] = e
             app.router.add_route("HEAD", e.path, HANDLERS[e.name], name=f"{e.name}.head")
+    console.setup(app, sidecar)  # HTML for people, outside the API's endpoint table and /openapi.json
     return app

@@ -102,6 +102,20 @@ def settled_attempt(
 
 
 @dataclass(frozen=True, slots=True)
+class ApprovalBucket:
+    """Settled attempts in one time bucket for one processor, route and card segment (the ops console's charts)."""
+
+    start: int  # epoch seconds
+    processor: str
+    route: str | None
+    brand: str | None
+    funding: str | None
+    country: str | None
+    attempts: int
+    approved: int
+
+
+@dataclass(frozen=True, slots=True)
 class CardActivity:
     """Network-cap inputs for one card: attempts and declines by time, across processors and payments."""
 
@@ -247,6 +261,20 @@ class Store(Protocol):
         """Settled attempts created at or after `since` (and at or before `until`), newest first and, among those
         made in the same microsecond, last written first; at most `limit`: what learners read. `until` keeps a
         test clock's attempts, dated in sandbox time ahead of the router's, from filling the limit."""
+        ...
+
+    # -- the ops console -------------------------------------------------------------------------------------
+    async def approval_buckets(self, livemode: bool, since_s: int, until_s: int, step_s: int) -> list[ApprovalBucket]:
+        """Settled attempts of one mode created in [since_s, until_s) (epoch seconds), counted per bucket of
+        `step_s` seconds (aligned to the epoch), processor, route and card segment."""
+        ...
+
+    async def retry_queue(self, livemode: bool, limit: int) -> list[Payment]:
+        """Payments waiting in pending_retry, soonest due first."""
+        ...
+
+    async def latest_failures(self, livemode: bool, limit: int) -> list[AttemptRecord]:
+        """Attempts with an answer other than approved (declines, errors, timeouts), newest first."""
         ...
 
     # -- idempotency -----------------------------------------------------------------------------------------

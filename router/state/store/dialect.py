@@ -11,7 +11,8 @@ driver runs, once per statement and dialect:
   SQLite, whose one writer never meets a locked row;
 - `{in_list:name}`: membership in a list given as one parameter (a JSON array read by `json_each` in SQLite, a
   text array in PostgreSQL); the value goes through `Dialect.list_value`;
-- `{json:column:key1,key2}`: those keys of a JSON column as one JSON array, parsed once by the database.
+- `{json:column:key1,key2}`: those keys of a JSON column as one JSON array, parsed once by the database; a
+  dotted key (`card.brand`) reaches into a nested object.
 
 Both accept `RETURNING`, `ON CONFLICT … DO NOTHING / DO UPDATE SET … = excluded.…` and row values
 (`(a, b) < (:x, :y)`), so those are written once, in the statements.
@@ -42,6 +43,10 @@ class Dialect:
     ddl: Mapping[str, str] = field(default_factory=dict)
 
 
+def _pg_path(column: str, key: str) -> str:
+    return column + "".join(f"->{part!r}" for part in key.split("."))
+
+
 SQLITE = Dialect(
     name="sqlite",
     numbered=False,
@@ -58,7 +63,7 @@ POSTGRES = Dialect(
     seq="seq",
     skip_locked=" FOR UPDATE SKIP LOCKED",
     in_list=lambda name: f"= ANY(CAST(:{name} AS text[]))",
-    json_array=lambda column, keys: f"jsonb_build_array({', '.join(f'{column}->{k!r}' for k in keys)})::text",
+    json_array=lambda column, keys: f"jsonb_build_array({', '.join(_pg_path(column, k) for k in keys)})::text",
     list_value=list,
     ddl={"json": "JSONB", "bytes": "BYTEA", "autoincrement": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"},
 )

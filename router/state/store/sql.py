@@ -33,6 +33,7 @@ from router.jsonbytes import record_json
 from router.model.records import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
 from router.state.store import statements as s
 from router.state.store.base import (
+    ApprovalBucket,
     CardActivity,
     Cursor,
     EventListener,
@@ -269,6 +270,25 @@ class SQLStore:
         async for rows in self._fetch_chunks(s.ATTEMPT_STATS, params):
             out.extend(settled_attempt(r[0], r[1], r[2], r[3], r[4], _json_list(r[5])) for r in rows)
         return out
+
+    # -- the ops console -------------------------------------------------------------------------------------
+    async def approval_buckets(self, livemode: bool, since_s: int, until_s: int, step_s: int) -> list[ApprovalBucket]:
+        second = 1_000_000
+        params = {"livemode": livemode, "since_us": since_s * second, "until_us": until_s * second}
+        rows = await self._fetch_apart(s.APPROVAL_BUCKETS, {**params, "step_us": step_s * second})
+        out = []
+        for start_us, processor, segment, attempts, approved in rows:
+            route, brand, funding, country = _json_list(segment)
+            out.append(
+                ApprovalBucket(start_us // second, processor, route, brand, funding, country, attempts, approved)
+            )
+        return out
+
+    async def retry_queue(self, livemode: bool, limit: int) -> list[Payment]:
+        return _payments(await self._fetch(s.RETRY_QUEUE, {"livemode": livemode, "limit": limit}))
+
+    async def latest_failures(self, livemode: bool, limit: int) -> list[AttemptRecord]:
+        return _attempts(await self._fetch(s.LATEST_FAILURES, {"livemode": livemode, "limit": limit}))
 
     # -- idempotency -----------------------------------------------------------------------------------------
     async def reserve_idempotency(self, entry: IdempotencyEntry) -> IdempotencyEntry | None:
