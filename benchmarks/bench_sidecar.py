@@ -304,22 +304,33 @@ def pg_database() -> Iterator[str]:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def run_payroute_single(
-    tmp: Path, config: Path, seconds: float, concurrency: int, tree: Path | None, label: str
-) -> dict[str, dict[str, Any]]:
-    """payroute's peak and fixed-rate runs against bare_sqlite's, servers restarted on fresh files per run."""
+def _keep_best(results: dict[str, dict[str, Any]], name: str, run: dict[str, Any]) -> None:
+    """The machine is shared: of a peak measured more than once, the run that got the most done is kept (the
+    least disturbed by others' load), and every try's throughput is listed beside it."""
+    tries = [*results.get(name, {}).get("tries", []), run["throughput_rps"]]
+    if name not in results or run["throughput_rps"] > results[name]["throughput_rps"]:
+        results[name] = run
+    results[name]["tries"] = tries
+
+
+def _payroute_peak(tmp: Path, config: Path, closed: dict[str, Any], tree: Path | None, label: str) -> dict[str, Any]:
     env = {"PYTHONPATH": str(tree or ROOT)}
-    results: dict[str, dict[str, Any]] = {}
-    closed = {"mode": "closed", "concurrency": concurrency, "seconds": seconds}
-    with serving("payroute", script_server("payroute", config, f"sqlite:///{tmp}/{label}.db"), env) as s:
-        results["payroute_peak"] = measure(s, closed)
+    with serving(
+        "payroute", script_server("payroute", config, f"sqlite:///{tmp}/{label}-{uuid.uuid4().hex}.db"), env
+    ) as s:
+        return measure(s, closed)
+
+
+def _payroute_rates(tmp: Path, config: Path, seconds: float, tree: Path | None, label: str) -> dict[str, Any]:
+    env = {"PYTHONPATH": str(tree or ROOT)}
+    results: dict[str, Any] = {}
     for rate in RATES:
         with serving("payroute", script_server("payroute", config, f"sqlite:///{tmp}/{label}-{rate}.db"), env) as s:
             results[f"payroute_{rate}rps"] = measure(s, {"mode": "open", "rate": rate, "seconds": seconds})
     return results
 
 
-def main(seconds: float, concurrency: int, before_tree: Path | None, workers: bool) -> dict[str, Any]:
+def main(seconds: float, concurrency: int, before_tree: Path | None, workers: bool, repeat: int) -> dict[str, Any]:
     results: dict[str, dict[str, Any]] = {}
     before: dict[str, dict[str, Any]] = {}
     closed = {"mode": "closed", "concurrency": concurrency, "seconds": seconds}
@@ -330,13 +341,19 @@ def main(seconds: float, concurrency: int, before_tree: Path | None, workers: bo
         env = {"PYTHONPATH": str(ROOT)}
         with serving("bare", script_server("bare", config, ""), env) as s:
             results["bare_peak"] = measure(s, closed)
-        with serving("bare_sqlite", script_server("bare_sqlite", config, f"{tmp}/bare.db"), env) as s:
-            results["bare_sqlite_peak"] = measure(s, closed)
+        # The peaks the targets compare, taken in turns so that the machine's other load falls on each alike.
+        for _ in range(repeat):
+            with serving("bare_sqlite", script_server("bare_sqlite", config, f"{tmp}/bare.db"), env) as s:
+                _keep_best(results, "bare_sqlite_peak", measure(s, closed))
+            _keep_best(results, "payroute_peak", _payroute_peak(tmp, config, closed, None, "after"))
+            if before_tree is not None:
+                _keep_best(before, "payroute_peak", _payroute_peak(tmp, config, closed, before_tree, "before"))
+        with serving("bare_sqlite", script_server("bare_sqlite", config, f"{tmp}/bare-rates.db"), env) as s:
             for rate in RATES:
                 results[f"bare_sqlite_{rate}rps"] = measure(s, {"mode": "open", "rate": rate, "seconds": seconds})
-        results.update(run_payroute_single(tmp, config, seconds, concurrency, None, "after"))
+        results.update(_payroute_rates(tmp, config, seconds, None, "after"))
         if before_tree is not None:
-            before = run_payroute_single(tmp, config, seconds, concurrency, before_tree, "before")
+            before.update(_payroute_rates(tmp, config, seconds, before_tree, "before"))
             before["bare_sqlite_peak"] = results["bare_sqlite_peak"]
         if workers:
             for n in (1, 2):
@@ -349,8 +366,18 @@ def main(seconds: float, concurrency: int, before_tree: Path | None, workers: bo
 
 
 def verdict(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    ratio = results["payroute_peak"]["throughput_rps"] / results["bare_sqlite_peak"]["throughput_rps"]
-    out: dict[str, Any] = {"payroute_vs_bare_sqlite_throughput": round(ratio, 3), "ratio_met": ratio >= TARGET_RATIO}
+    mine, floor = results["payroute_peak"], results["bare_sqlite_peak"]
+    ratio = mine["throughput_rps"] / floor["throughput_rps"]
+    # CPU per request is what a server's peak is made of once it has a core to itself: the same ratio, read
+    # from what each request cost rather than from how much CPU the machine's other load left each server.
+    cpu_ratio = floor["server_cpu_us_per_request"] / mine["server_cpu_us_per_request"]
+    out: dict[str, Any] = {
+        "payroute_vs_bare_sqlite_throughput": round(ratio, 3),
+        "payroute_vs_bare_sqlite_by_cpu_per_request": round(cpu_ratio, 3),
+        "ratio_met": ratio >= TARGET_RATIO and cpu_ratio >= TARGET_RATIO,
+        # A peak whose server had less than 80% of a core was held back by the machine, not by itself.
+        "peaks_starved": [n for n, r in results.items() if n.endswith("_peak") and r["server_cores_busy"] < 0.8],
+    }
     for rate, limit in TARGET_P99_MS.items():
         run = results.get(f"payroute_{rate}rps")
         if run is not None:
@@ -370,11 +397,16 @@ COLUMNS = (
     "server_cores_busy",
     "load_cores_busy",
     "capacity_rps",
+    "tries",
 )
 
 
 def _rows(results: dict[str, dict[str, Any]]) -> list[list[Any]]:
-    return [[name, *(r.get(c) for c in COLUMNS)] for name, r in results.items()]
+    def cell(r: dict[str, Any], c: str) -> Any:
+        value = r.get(c)
+        return " / ".join(f"{x:,.0f}" for x in value) if isinstance(value, list) else value
+
+    return [[name, *(cell(r, c) for c in COLUMNS)] for name, r in results.items()]
 
 
 def _scaling(results: dict[str, dict[str, Any]]) -> list[list[Any]]:
@@ -407,13 +439,10 @@ def _side_by_side(before: dict[str, Any], after: dict[str, dict[str, Any]]) -> l
             for col in ("throughput_rps", "p99_ms", "server_cpu_us_per_request"):
                 rows.append([f"{name} {col}", b[col], a[col]])
     if "verdict" in before:
-        rows.append(
-            [
-                "payroute / bare_sqlite peak",
-                before["verdict"]["payroute_vs_bare_sqlite_throughput"],
-                verdict(after)["payroute_vs_bare_sqlite_throughput"],
-            ]
-        )
+        now = verdict(after)
+        for key in ("payroute_vs_bare_sqlite_throughput", "payroute_vs_bare_sqlite_by_cpu_per_request"):
+            if key in before["verdict"]:
+                rows.append([key, before["verdict"][key], now[key]])
     return rows
 
 
@@ -423,11 +452,12 @@ def cli() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="connections in the closed loop (default 32)")
     parser.add_argument("--before-tree", type=Path, help="also run the payroute server from this checkout")
     parser.add_argument("--no-workers", action="store_true", help="skip the `payroute serve --workers` runs")
+    parser.add_argument("--repeat", type=int, default=2, help="peaks of bare_sqlite and payroute, in turns (default 2)")
     args = parser.parse_args()
 
     from benchmarks.sim.output import RESULTS, print_table, table, write_result
 
-    run = main(args.seconds, args.concurrency, args.before_tree, not args.no_workers)
+    run = main(args.seconds, args.concurrency, args.before_tree, not args.no_workers, args.repeat)
     results = run["results"]
     found = verdict(results)
     tables = [
@@ -437,7 +467,7 @@ def cli() -> None:
             ["run", *COLUMNS],
             _rows(results),
         ),
-        table("Targets (issue 18)", ["target", "value"], [[k, v] for k, v in found.items()]),
+        table("Targets (issue 18)", ["target", "value"], [[k, _text(v)] for k, v in found.items()]),
     ]
     scaling = _scaling(results)
     if scaling:
@@ -489,6 +519,10 @@ def cli() -> None:
         results=results,
         verdict=found,
     )
+
+
+def _text(value: Any) -> Any:
+    return ", ".join(value) or "none" if isinstance(value, list) else value
 
 
 def _commit(tree: Path | None) -> str:
