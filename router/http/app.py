@@ -154,6 +154,9 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     # The route template, never the path itself: a caller may paste a key or a card number into a path.
     attributes = {"http.request.method": request.method, "http.route": route}
     with tracing.server_span(f"{request.method} {route}", request.headers, attributes) as span:
+        ids = tracing.current_ids()
+        if ids is not None:
+            request[logsafe.TRACE_IDS] = ids  # the access log line is written after the span has ended
         resp = await _edge(request, handler, route)
         tracing.set_attributes(span, {"http.response.status_code": resp.status})
         if resp.status >= 500:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
@@ -54,6 +55,10 @@ def install() -> None:
 MAX_LOGGED_PATH = 256
 
 
+# The trace and span id of a request's server span, kept for its access log line (router.logformat writes them).
+TRACE_IDS = web.RequestKey("trace_ids", tuple[str, str])
+
+
 class AccessLogger(AbstractAccessLogger):
     """The sidecar's access log: method, path, status, size, time. Never the query string (keys and card numbers
     get pasted there), never a refused URL (a 414's 10 KB URL is what the 414 was for), and a long path cut."""
@@ -66,6 +71,7 @@ class AccessLogger(AbstractAccessLogger):
             path = f"<{len(request.raw_path)}-byte URL not logged>"
         elif len(path) > MAX_LOGGED_PATH:
             path = path[:MAX_LOGGED_PATH] + "…"
+        ids = request.get(TRACE_IDS)
         self.logger.info(
             '%s "%s %s" %d %d %.1fms',
             request.remote,
@@ -74,4 +80,5 @@ class AccessLogger(AbstractAccessLogger):
             response.status,
             response.body_length,
             time * 1000,
+            extra={"trace_id": ids[0], "span_id": ids[1]} if ids is not None else None,
         )

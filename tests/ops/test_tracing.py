@@ -11,6 +11,8 @@ import sys
 from datetime import timedelta
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -18,6 +20,7 @@ from opentelemetry.trace import SpanKind
 from adapters.scrub import card_numbers
 from router import logformat, tracing
 from router.clock import parse_rfc3339, rfc3339
+from router.http import logsafe
 from tests.adapters.conftest import ADYEN_KEY, STRIPE_KEY
 from tests.http.conftest import TEST_KEY
 from tests.ops.conftest import Ops
@@ -215,3 +218,25 @@ def test_asking_for_traces_without_the_extra_names_it(monkeypatch: pytest.Monkey
     with pytest.raises(tracing.TracingUnavailable, match="unknown exporter"):
         monkeypatch.delitem(sys.modules, "opentelemetry.sdk.trace")
         tracing.configure_from_env({"OTEL_TRACES_EXPORTER": "zipkin-ish"})
+
+
+def test_the_access_log_line_carries_the_requests_trace_id() -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logformat.JsonFormatter())
+    log = logging.getLogger("payroute.test.access")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        request = make_mocked_request("GET", "/v2/payments/off_session_payments")
+        request[logsafe.TRACE_IDS] = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
+        logsafe.AccessLogger(log, "").log(request, web.Response(status=200), 0.002)
+        logsafe.AccessLogger(log, "").log(make_mocked_request("GET", "/healthz"), web.Response(status=200), 0.001)
+    finally:
+        log.removeHandler(handler)
+        log.propagate = True
+    traced, untraced = (json.loads(line) for line in out.getvalue().splitlines())
+    assert (traced["trace_id"], traced["span_id"]) == ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
+    assert '"GET /v2/payments/off_session_payments" 200' in traced["message"]
+    assert "trace_id" not in untraced
