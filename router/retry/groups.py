@@ -4,8 +4,8 @@ A business card carrying several subscriptions that all declined for want of mon
 own, spend one network-cap slot per payment at every moment tried. Instead the first payment to pick a moment
 is the card's probe; another payment of the card aiming at about the same moment follows it `gap` later. When a
 follower falls due, the card's attempts since the probe say what happened: an approval means the money is there
-(go), a decline by another payment means it is not (plan again, with that decline as evidence), nothing means
-the probe has not run (go: it is the probe now).
+(go), a decline of the follower's own class by another payment means its reason still holds (plan again, with
+that decline as evidence), anything else means the probe has not told (go: it is the probe now).
 
 The probes are kept in this process only: across replicas, followers still go after the probe when the store
 shows its outcome, and without that they behave as payments of their own. Nothing here can break a guard.
@@ -32,7 +32,7 @@ class CardAttempt:
     payment_id: str
     at: datetime
     approved: bool
-    informative: bool  # a decline that says something about the card (not a technical error)
+    decline_class: str | None  # None when approved
 
 
 @dataclass(slots=True)
@@ -56,12 +56,15 @@ class CardGroups:
         if probe is not None and probe[0] == payment_id:
             del self._probes[card]
 
-    def result(self, payment_id: str, attempts: Sequence[CardAttempt], since: datetime) -> ProbeResult:
-        """What other payments' attempts on the card since `since` say about retrying now."""
+    def result(
+        self, payment_id: str, decline_class: str | None, attempts: Sequence[CardAttempt], since: datetime
+    ) -> ProbeResult:
+        """What other payments' attempts on the card since `since` say about retrying this one (last declined
+        for `decline_class`) now: only a decline of the same class says its reason still holds."""
         others = [a for a in attempts if a.payment_id != payment_id and a.at >= since]
         if any(a.approved for a in others):
             return ProbeResult.APPROVED
-        if any(a.informative for a in others):
+        if decline_class is not None and any(a.decline_class == decline_class for a in others):
             return ProbeResult.DECLINED
         return ProbeResult.NONE
 

@@ -206,7 +206,7 @@ class RetryPlanner:
         since = now - 2 * self.groups.gap
         rows = await self.evidence.card_history(fingerprint, None, since, EVIDENCE_LIMIT)
         attempts = [_card_attempt(r) for r in rows if r.outcome is not None]
-        if self.groups.result(payment.id, attempts, since) is not ProbeResult.DECLINED:
+        if self.groups.result(payment.id, payment.last_decline_class, attempts, since) is not ProbeResult.DECLINED:
             return None
         cls = DeclineClass(payment.last_decline_class or DeclineClass.SOFT_GENERIC.value)
         decline = Decline(cls, True, timedelta(0))
@@ -277,7 +277,7 @@ def _evidence_of(history: object) -> EvidenceSource | None:
 
 def _card_attempt(r: LearnedAttempt) -> CardAttempt:
     cls = class_of(r)
-    return CardAttempt(r.payment_id, r.created, cls is None, cls is not None and cls is not DeclineClass.TECHNICAL)
+    return CardAttempt(r.payment_id, r.created, cls is None, cls.value if cls is not None else None)
 
 
 def _join(*parts: str | None) -> str | None:

@@ -130,8 +130,8 @@ def _last_payday(kind: str, param: int, d: date) -> date:
     else:  # month_end
         days = [31]
     best = date.min
-    y, m = d.year, d.month
-    for _ in range(3):  # this month and the two before (an adjusted payday may move back across a month)
+    y, m = (d.year + 1, 1) if d.month == 12 else (d.year, d.month + 1)
+    for _ in range(4):  # next month (its 1st may be paid at the end of this one), this month, the two before
         for day in days:
             p = _adjusted(y, m, day, kind.endswith("_after"))
             if best < p <= d:
@@ -164,6 +164,8 @@ class RhythmParams:
     evidence_weight: float = 0.6
     # Observations with the same answer this close together (several subscriptions billed at once) are one.
     merge_hours: float = 6.0
+    # The population prior over rhythms holds at most this many cards' worth of evidence (older counts fade).
+    prior_mass: float = 500.0
 
 
 @dataclass(slots=True)
@@ -193,6 +195,7 @@ def from_epoch_days(x: float) -> datetime:
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_EPSILON = 1e-6  # days: about 0.1 s
 
 
 class _PaydayTable:
@@ -231,14 +234,15 @@ class RhythmModel:
     params: RhythmParams = field(default_factory=RhythmParams)
     # Population prior over rhythms: pseudo-counts, grown by the posteriors of cards whose rhythm got clear.
     prior_counts: dict[Rhythm, float] = field(default_factory=lambda: dict(_PRIOR_COUNTS))
-    taught: dict[str, datetime] = field(default_factory=dict)  # card key -> when it last taught the prior
 
     # -- periods -----------------------------------------------------------------------------------------------
     def starts(self, xs: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """(rhythms x len(xs)) start of the pay period holding each time (epoch days) under each rhythm: the
         latest payday's posting time at or before it."""
         post = self.params.post_hour / 24.0
-        starts: npt.NDArray[np.float64] = _TABLE.lookup(np.floor(xs - post).astype(np.int64)).astype(np.float64)
+        # A time exactly at a posting hour belongs to the period it starts (the epsilon absorbs float rounding).
+        days = np.floor(xs - post + _EPSILON).astype(np.int64)
+        starts: npt.NDArray[np.float64] = _TABLE.lookup(days).astype(np.float64)
         return starts + post
 
     def period_start(self, rhythm: Rhythm, at: datetime) -> datetime:
@@ -315,15 +319,19 @@ class RhythmModel:
         total = sum(self.prior_counts.values())
         return {r: c / total for r, c in self.prior_counts.items()}
 
-    def teach(self, key: str, posterior: Posterior, now: datetime, *, min_weight: float = 0.6) -> None:
-        """Grow the population prior with a card whose evidence settled its rhythm (at most once a month)."""
-        weight = posterior.best()[1]
-        last = self.taught.get(key)
-        if weight < min_weight or (last is not None and now - last < 30 * DAY):
+    def learn_prior(self, story: Sequence[Observation]) -> None:
+        """One recovered payment (its insufficient-funds declines, then its approval) moves the population prior
+        toward the rhythms that explain it: the mixture weights' expectation step, one payment at a time. The
+        prior's mass is capped so it keeps following the population rather than its past."""
+        if len(story) < 2:
             return
-        self.taught[key] = now
-        for r, w in posterior.weights.items():
+        now = max(o.at for o in story)
+        for r, w in self.posterior(story, now).weights.items():
             self.prior_counts[r] = self.prior_counts.get(r, 0.0) + w
+        total = sum(self.prior_counts.values())
+        if total > self.params.prior_mass:
+            scale = self.params.prior_mass / total
+            self.prior_counts = {r: c * scale for r, c in self.prior_counts.items()}
 
     # -- prediction --------------------------------------------------------------------------------------------
     def chances(self, posterior: Posterior, first: datetime, count: int) -> npt.NDArray[np.float64]:

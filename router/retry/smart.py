@@ -159,6 +159,10 @@ class _Learner:
     last_approval: dict[str, datetime] = field(default_factory=dict)  # card fingerprint -> latest approval
     seen: dict[str, datetime] = field(default_factory=dict)
     high_water: datetime | None = None
+    # payment id -> its insufficient-funds declines so far; once it is approved, the whole story is a recovery
+    # whose timing teaches the population which paydays are common (`recoveries`, drained by the strategy).
+    funds_declines: dict[str, list[datetime]] = field(default_factory=dict)
+    recoveries: list[tuple[Observation, ...]] = field(default_factory=list)
 
     def feed(self, records: Sequence[LearnedAttempt]) -> None:
         for r in records:
@@ -185,10 +189,17 @@ class _Learner:
                 self.last_decline.pop(r.payment_id, None)
                 if card:
                     self.last_approval[card] = r.created
+                declines = self.funds_declines.pop(r.payment_id, None)
+                if declines:
+                    story = tuple(Observation(at, False) for at in declines)
+                    self.recoveries.append((*story, Observation(r.created, True)))
             elif cls is not DeclineClass.TECHNICAL or previous is None:
                 self.last_decline[r.payment_id] = (r.created, cls, r.attempt_number)
+                if cls is DeclineClass.SOFT_FUNDS:
+                    self.funds_declines.setdefault(r.payment_id, []).append(r.created)
 
     def prune(self, oldest: datetime, seen_cutoff: datetime) -> None:
+        self.funds_declines = {k: v for k, v in self.funds_declines.items() if v[-1] >= oldest}
         self.seen = {k: t for k, t in self.seen.items() if t >= seen_cutoff}
         self.last_decline = {k: v for k, v in self.last_decline.items() if v[0] >= oldest}
         self.last_approval = {k: t for k, t in self.last_approval.items() if t >= oldest}
@@ -261,6 +272,7 @@ class SmartStrategy:
         try:
             for start in range(0, len(ordered), LEARN_CHUNK):
                 self._learner.feed(ordered[start : start + LEARN_CHUNK])
+                self._teach_recoveries()
                 await asyncio.sleep(0)  # tens of thousands of records: the loop is let through between chunks
         finally:
             self._partial = False
@@ -272,6 +284,12 @@ class SmartStrategy:
     def learn(self, records: Sequence[LearnedAttempt]) -> None:
         """Feed settled attempt records (any order); each retry after a decline becomes one observation."""
         self._learner.feed(_chronological(records))
+        self._teach_recoveries()
+
+    def _teach_recoveries(self) -> None:
+        for story in self._learner.recoveries:
+            self.rhythm.learn_prior(story)
+        self._learner.recoveries.clear()
 
     def ready(self, cls: DeclineClass) -> bool:
         """Enough retry outcomes of this class to trust the population model over the heuristic."""
@@ -320,8 +338,6 @@ class SmartStrategy:
             by_rhythm = self.rhythm.chances(posterior, first, count)
             estimates = share * estimates + by_rhythm.sum(axis=0)
             bonus = share * bonus
-            if card is not None:
-                self.rhythm.teach(card.key, posterior, ctx.now)
         waited = (first - ctx.now) / D + np.arange(count) / 24.0
         best_i = int(np.argmax((estimates + bonus) * self.daily_discount**waited))
         chosen, p = first + best_i * H, float(estimates[best_i])
@@ -340,7 +356,8 @@ class SmartStrategy:
         """The population model's estimate and exploration bonus for `count` candidate hours from `first`."""
         cls = ctx.decline.decline_class
         lifts = self._lifts(cls)
-        fixed = logit(lifts.base) + self.model.lift(cls, "attempt", attempt_level(ctx.next_attempt), lifts.base)[0]
+        attempt = self.model.lift(cls, "attempt", attempt_level(ctx.next_attempt), lifts.base)[0]
+        fixed = logit(lifts.base) + attempt
         steps = np.arange(count)
         delay_h = (first - ctx.now) / H + steps
         buckets = np.searchsorted(DELAY_EDGES, delay_h, side="right")
