@@ -154,3 +154,21 @@ def test_the_readme_shows_the_console_screenshots() -> None:
     assert len(shown) == 2
     for path in shown:
         assert (root / path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_the_charts_narrow_to_one_card_segment(ops: Ops) -> None:
+    ops.stripe.behave("error", status=429, payment_method="pm_card_mastercard")  # fails over to Adyen
+    ops.stripe.behave("decline", "insufficient_funds", payment_method="pm_card_visa_debit")
+    await create(ops, "s-1", payment_method="pm_card_mastercard")
+    await create(ops, "s-2", payment_method="pm_card_visa_debit")
+    await create(ops, "s-3", payment_method="pm_card_visa_debit")
+    narrowed = await ops.client.get("/console", params={"segment": "visa · debit"}, headers=basic(TEST_KEY))
+    html = await narrowed.text()
+    by_processor = chart_data(html, "by-processor")
+    assert by_processor["title"] == "Approval rate by processor, visa · debit cards"
+    assert [(s["label"], sum(s["attempts"])) for s in by_processor["series"]] == [("stripe_us", 2)]
+    assert "segment=visa+%C2%B7+debit" in html and "segment=mastercard+%C2%B7+credit" in html
+    # A segment nobody has seen shows every segment rather than nothing.
+    unknown = await (await ops.client.get("/console", params={"segment": "nope"}, headers=basic(TEST_KEY))).text()
+    everything = chart_data(unknown, "by-processor")
+    assert {s["label"] for s in everything["series"]} == {"stripe_us", "adyen_eu"}

@@ -60,7 +60,10 @@ def setup(app: web.Application, host: Host) -> None:
 
     async def overview(request: web.Request) -> web.StreamResponse:
         caller, router = _enter(request, host)
-        view = await data.overview(router, caller.livemode, request.query.get("window", data.DEFAULT_WINDOW))
+        query = request.query
+        view = await data.overview(
+            router, caller.livemode, query.get("window", data.DEFAULT_WINDOW), query.get("segment")
+        )
         return _html(pages.overview_page(view))
 
     async def find_payment(request: web.Request) -> web.StreamResponse:

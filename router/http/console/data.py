@@ -105,6 +105,8 @@ class Overview:
     failures: list[AttemptRecord]
     recent: list[Payment]
     counts: dict[str, int] = field(default_factory=dict)
+    segment: str | None = None  # the card segment the charts are narrowed to; None: every segment
+    segments_seen: list[str] = field(default_factory=list)  # busiest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +142,7 @@ def config_in_force(router: Router) -> ConfigInForce:
     )
 
 
-async def overview(router: Router, livemode: bool, window: str) -> Overview:
+async def overview(router: Router, livemode: bool, window: str, segment: str | None = None) -> Overview:
     span, width = WINDOWS.get(window, WINDOWS[DEFAULT_WINDOW])
     now = router.clock.now()
     buckets = max(1, round(span / width))
@@ -150,6 +152,12 @@ async def overview(router: Router, livemode: bool, window: str) -> Overview:
     end = (epoch // step + 1) * step
     start = end - buckets * step
     rows = await router.store.approval_buckets(livemode, start, end, step)
+    volume: dict[str, int] = {}
+    for r in rows:
+        volume[segment_of(r)] = volume.get(segment_of(r), 0) + r.attempts
+    if segment not in volume:
+        segment = None
+    charted = rows if segment is None else [r for r in rows if segment_of(r) == segment]
     counts = await router.payment_counts()
     depth = counts.get((livemode, "pending_retry"), 0)
     queue = await router.store.retry_queue(livemode, DUE_SHOWN)
@@ -161,7 +169,7 @@ async def overview(router: Router, livemode: bool, window: str) -> Overview:
         now=now,
         window=window if window in WINDOWS else DEFAULT_WINDOW,
         config=config_in_force(router),
-        charts=charts(rows, start, step, buckets),
+        charts=charts(charted, start, step, buckets, segment),
         segments=segment_table(rows),
         breakers=breaker_rows(router),
         breaker_history=list(reversed(router.breakers.history)),
@@ -171,10 +179,14 @@ async def overview(router: Router, livemode: bool, window: str) -> Overview:
         failures=failures,
         recent=recent,
         counts={status: n for (mode, status), n in counts.items() if mode == livemode},
+        segment=segment,
+        segments_seen=sorted(volume, key=lambda s: -volume[s]),
     )
 
 
-def charts(rows: Iterable[ApprovalBucket], start: int, step: int, buckets: int) -> list[Chart]:
+def charts(
+    rows: Iterable[ApprovalBucket], start: int, step: int, buckets: int, segment: str | None = None
+) -> list[Chart]:
     rows = list(rows)
     x = [start + i * step for i in range(buckets)]
     out = []
@@ -196,7 +208,7 @@ def charts(rows: Iterable[ApprovalBucket], start: int, step: int, buckets: int) 
             Series(label, [100.0 * ok / n if n else None for n, ok in zip(att, app, strict=True)], att)
             for label, (att, app) in sorted(acc.items(), key=lambda kv: -sum(kv[1][0]))
         ]
-        out.append(Chart(chart_id, title, x, series))
+        out.append(Chart(chart_id, f"{title}, {segment} cards" if segment else title, x, series))
     return out
 
 

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from html import escape
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from router.clock import rfc3339
 from router.http.console.data import WINDOWS, Cell, Chart, EventRow, Overview, PaymentPage, SegmentTable
@@ -90,9 +90,18 @@ def segments_block(seg: SegmentTable) -> str:
     return table(["card segment", *seg.processors], rows, empty="No attempts in the window.", cls="segments")
 
 
+def _overview_link(label: str, window: str, segment: str | None, on: bool) -> str:
+    query = urlencode({"window": window, **({"segment": segment} if segment else {})})
+    return f'<a class="{"on" if on else ""}" href="{PREFIX}?{esc(query)}">{esc(label)}</a>'
+
+
 def overview_page(o: Overview) -> str:
-    windows = " ".join(
-        f'<a class="{"on" if name == o.window else ""}" href="{PREFIX}?window={name}">{name}</a>' for name in WINDOWS
+    windows = " ".join(_overview_link(name, name, o.segment, name == o.window) for name in WINDOWS)
+    segments = " ".join(
+        [
+            _overview_link("all", o.window, None, o.segment is None),
+            *(_overview_link(s, o.window, s, s == o.segment) for s in o.segments_seen),
+        ]
     )
     cfg = o.config
     config = (
@@ -164,6 +173,7 @@ def overview_page(o: Overview) -> str:
     statuses = " ".join(f"{badge(s)} {n}" for s, n in sorted(o.counts.items()) if n)
     body = f"""
 <section><h2>Approval rate <span class="windows">{windows}</span></h2>
+<p class="windows" id="segments">card segment: {segments}</p>
 <div class="charts">{"".join(chart_block(c) for c in o.charts)}</div>
 <h3>By processor and card segment</h3>{segments_block(o.segments)}</section>
 <section class="two"><div><h2>Breakers</h2>{breakers}<h3>History</h3>{history}</div>
