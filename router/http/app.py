@@ -35,7 +35,6 @@ from router.http.pagination import PageTokens, bad_page
 from router.http.ratelimit import HANDLER_ARGS, RateLimited, RateLimiter, check_headers
 from router.model import events as ev
 from router.model import inputs
-from router.model.records import parse_create_params
 from router.payments.idempotency import Keyed, Reply, Work
 from router.state.store.base import Cursor
 

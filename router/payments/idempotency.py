@@ -97,6 +97,10 @@ class Reply:
 Work = Callable[[Keyed | None], Awaitable[Reply]]
 
 
+# Refusals that are not kept as a key's answer (see `_once`).
+_NOT_SAVED = frozenset({400, 404})
+
+
 def scope_of(livemode: bool) -> str:
     return "live" if livemode else "test"
 
@@ -158,8 +162,10 @@ class Idempotency:
         try:
             reply = await work(keyed)
         except PayrouteError as exc:
-            if exc.status >= 500 or isinstance(exc, StillProcessing):
-                # Let the caller retry with the same key; a create's retry finds what this try wrote by its id.
+            if exc.status >= 500 or exc.status in _NOT_SAVED or isinstance(exc, StillProcessing):
+                # Let the caller retry with the same key; a create's retry finds what this try wrote by its id. A
+                # refused request (400: a parameter, 404: an object it names) did nothing, and Stripe saves no
+                # result for it either: the corrected request may use the same key.
                 await store.release_idempotency(scope, key)
                 raise
             reply = Reply(exc.status, jsonbytes.dumps(exc.to_dict()))

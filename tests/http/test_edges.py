@@ -148,3 +148,18 @@ async def test_admin_reload_takes_an_admin_key_only(api: Api) -> None:
     # An admin key is no API key: it reads no payments.
     status, body = await api.get(PATH, key=ADMIN_KEY)
     assert_error(status, body, 401, INVALID, "api_key_invalid", None)
+
+
+async def test_a_request_refused_inside_its_run_does_not_use_up_its_key(api: Api) -> None:
+    # Valid as parameters, refused by the config (no such retry policy) once the create runs.
+    unknown = payment(retry_details={"retry_policy": "nope"})
+    status, body, _ = await api.post(PATH, unknown, idempotency_key="fix-the-policy")
+    assert_error(status, body, 400, INVALID, "parameter_invalid", "retry_details.retry_policy")
+    status, body, headers = await api.post(PATH, payment(), idempotency_key="fix-the-policy")
+    assert status == 200, body
+    assert "Idempotent-Replayed" not in headers
+    # A state conflict is an answer, kept: the same request replays it.
+    status, first, _ = await api.post(f"{PATH}/{body['id']}/pause", idempotency_key="pause-done")
+    status2, again, headers = await api.post(f"{PATH}/{body['id']}/pause", idempotency_key="pause-done")
+    assert status == status2 == 409 and again == first
+    assert headers["Idempotent-Replayed"] == "true"
