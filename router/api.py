@@ -23,13 +23,13 @@ from router.clock import Clock, SystemClock
 from router.config import schema as config_mod
 from router.config.schema import Config, ConfigError
 from router.ids import IdGenerator
-from router.model.records import AttemptRecord, Event, OffSessionPaymentCreateParams, Payment
+from router.model.records import DEFAULT_ACCOUNT, AttemptRecord, Event, OffSessionPaymentCreateParams, Payment
 from router.model.states import TERMINAL
 from router.payments.background import REFILL_ATTEMPTS, Background
 from router.payments.context import Context, LiveTable
 from router.payments.create import Creator
 from router.payments.engine import Engine
-from router.payments.idempotency import CREATE_ROUTE, Idempotency, Keyed, Reply, Work
+from router.payments.idempotency import CREATE_ROUTE, Idempotency, Keyed, Reply, Work, scope_for
 from router.payments.operations import Operations
 from router.payments.reads import Reads
 from router.payments.scheduler import RetryScheduler
@@ -46,7 +46,7 @@ from router.state.outbox.webhooks import WebhookWorker
 from router.state.redis_shared import SharedState
 from router.state.redis_stats import RedisStatsStore
 from router.state.store import open_store
-from router.state.store.base import Cursor, Store
+from router.state.store.base import Cursor, EventQuery, Store
 
 log = logging.getLogger("payroute")
 
@@ -145,6 +145,9 @@ class Router:
         reloading.accepted(table, config_path or "<config>")
         st = open_store(store) if isinstance(store, str) else store
         await st.open()
+        ids = ids or IdGenerator()
+        # Payment ids derived from Idempotency-Keys are keyed with this install's secret (the same on every replica).
+        ids.secret = await st.install_secret()
         redis_url = redis if redis is not None else os.environ.get("PAYROUTE_REDIS_URL")
         shared = SharedState(redis_url, clock or SystemClock()) if redis_url else None
         router = cls(
@@ -270,28 +273,38 @@ class Router:
 
     # -- payments --------------------------------------------------------------------------------------------
     async def create_payment(
-        self, params: Mapping[str, Any], *, livemode: bool = False, idempotency_key: str | None = None
+        self,
+        params: Mapping[str, Any],
+        *,
+        livemode: bool = False,
+        idempotency_key: str | None = None,
+        account: str = DEFAULT_ACCOUNT,
     ) -> dict[str, Any]:
         """Create an off-session payment and, unless deferred, run its first authorization attempt.
 
         With an `idempotency_key`, a repeat of the same request returns the first result and does nothing
         else; the same key with other parameters is refused (409 idempotency_error)."""
         if idempotency_key is None:
-            return (await self._creator.create(params, livemode)).object()
-        keyed = Keyed.of(livemode, idempotency_key, CREATE_ROUTE, params)
-        return (await self.idempotent(keyed, lambda k: self._creator.reply(params, livemode, k))).json()
+            return (await self._creator.create(params, livemode, account=account)).object()
+        keyed = Keyed.of(livemode, idempotency_key, CREATE_ROUTE, params, scope=scope_for(account, livemode))
+        return (await self.idempotent(keyed, lambda k: self._creator.reply(params, livemode, k, account))).json()
 
     async def create_reply(
-        self, params: Mapping[str, Any] | OffSessionPaymentCreateParams, *, livemode: bool, keyed: Keyed | None
+        self,
+        params: Mapping[str, Any] | OffSessionPaymentCreateParams,
+        *,
+        livemode: bool,
+        keyed: Keyed | None,
+        account: str = DEFAULT_ACCOUNT,
     ) -> Reply:
         """A create as the work of `idempotent()`, answered as the bytes a key stores (the sidecar's create, which
         hands over the parameters it validated)."""
-        return await self._creator.reply(params, livemode, keyed)
+        return await self._creator.reply(params, livemode, keyed, account)
 
     async def get_payment(
-        self, payment_id: str, *, livemode: bool = False, include_details: bool = False
+        self, payment_id: str, *, livemode: bool = False, include_details: bool = False, account: str = DEFAULT_ACCOUNT
     ) -> dict[str, Any]:
-        return await self._reads.get_payment(payment_id, livemode, include_details)
+        return await self._reads.get_payment(payment_id, livemode, include_details, account)
 
     async def list_payments(
         self,
@@ -301,54 +314,75 @@ class Router:
         cursor: Cursor | None = None,
         direction: Literal["next", "previous"] = "next",
         include_details: bool = False,
+        account: str = DEFAULT_ACCOUNT,
     ) -> tuple[list[dict[str, Any]], bool, list[Payment]]:
         """A page of payments newest first: (objects, has_more, the payments for cursor-making)."""
-        return await self._reads.list_payments(livemode, limit, cursor, direction, include_details)
+        return await self._reads.list_payments(livemode, limit, cursor, direction, include_details, account)
 
-    async def cancel_payment(self, payment_id: str, *, livemode: bool = False) -> dict[str, Any]:
-        return await self._operations.cancel(payment_id, livemode)
+    async def cancel_payment(
+        self, payment_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
+    ) -> dict[str, Any]:
+        return await self._operations.cancel(payment_id, livemode, account)
 
-    async def pause_payment(self, payment_id: str, *, livemode: bool = False) -> dict[str, Any]:
-        return await self._operations.pause(payment_id, livemode)
+    async def pause_payment(
+        self, payment_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
+    ) -> dict[str, Any]:
+        return await self._operations.pause(payment_id, livemode, account)
 
-    async def resume_payment(self, payment_id: str, *, livemode: bool = False) -> dict[str, Any]:
-        return await self._operations.resume(payment_id, livemode)
+    async def resume_payment(
+        self, payment_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
+    ) -> dict[str, Any]:
+        return await self._operations.resume(payment_id, livemode, account)
 
     async def capture_payment(
-        self, payment_id: str, *, amount_to_capture: int | None = None, livemode: bool = False
+        self,
+        payment_id: str,
+        *,
+        amount_to_capture: int | None = None,
+        livemode: bool = False,
+        account: str = DEFAULT_ACCOUNT,
     ) -> dict[str, Any]:
-        return await self._operations.capture(payment_id, amount_to_capture, livemode)
+        return await self._operations.capture(payment_id, amount_to_capture, livemode, account)
 
     async def expire_authorization(self, payment: Payment) -> Payment | None:
         """A held authorization past capture_before fails as authorization_expired."""
         return await self._operations.expire_authorization(payment)
 
     # -- records and events ----------------------------------------------------------------------------------
-    async def get_payment_record(self, record_id: str, *, livemode: bool = False) -> dict[str, Any]:
-        return await self._reads.get_payment_record(record_id, livemode)
+    async def get_payment_record(
+        self, record_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
+    ) -> dict[str, Any]:
+        return await self._reads.get_payment_record(record_id, livemode, account)
 
-    async def list_attempt_records(self, payment_record: str, *, livemode: bool = False) -> list[dict[str, Any]]:
-        return await self._reads.list_attempt_records(payment_record, livemode)
+    async def list_attempt_records(
+        self, payment_record: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
+    ) -> list[dict[str, Any]]:
+        return await self._reads.list_attempt_records(payment_record, livemode, account)
 
-    async def get_attempt_record(self, attempt_id: str, *, livemode: bool = False) -> dict[str, Any]:
-        return await self._reads.get_attempt_record(attempt_id, livemode)
+    async def get_attempt_record(
+        self, attempt_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
+    ) -> dict[str, Any]:
+        return await self._reads.get_attempt_record(attempt_id, livemode, account)
 
-    async def attempts_for(self, payment_id: str, *, livemode: bool = False) -> list[AttemptRecord]:
-        return await self._reads.attempts_for(payment_id, livemode)
+    async def attempts_for(
+        self, payment_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
+    ) -> list[AttemptRecord]:
+        return await self._reads.attempts_for(payment_id, livemode, account)
 
     async def list_events(
         self, *, livemode: bool = False, object_id: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         return await self._reads.list_events(livemode, object_id, limit)
 
-    async def list_events_page(
-        self, *, livemode: bool = False, object_id: str | None = None, limit: int = 20, after_seq: int | None = None
-    ) -> tuple[list[dict[str, Any]], bool, int | None]:
-        """A page of events oldest first: (objects, has_more, the sequence number to continue after)."""
-        return await self._reads.list_events_page(livemode, object_id, limit, after_seq)
+    async def page_events(self, query: EventQuery) -> tuple[list[dict[str, Any]], bool, int | None]:
+        """A page of one account's events, newest first, filtered as `GET /v2/core/events` is: (objects,
+        has_more, the sequence number the next page continues before)."""
+        return await self._reads.page_events(query)
 
-    async def get_event(self, event_id: str, *, livemode: bool = False) -> dict[str, Any]:
-        return await self._reads.get_event(event_id, livemode)
+    async def get_event(
+        self, event_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
+    ) -> dict[str, Any]:
+        return await self._reads.get_event(event_id, livemode, account)
 
     async def payment_counts(self) -> dict[tuple[bool, str], int]:
         """How many payments are in each (livemode, status): the gauges /metrics reports."""
@@ -356,19 +390,26 @@ class Router:
 
     # -- test clocks -----------------------------------------------------------------------------------------
     async def create_test_clock(
-        self, frozen_time: datetime | str | None = None, *, name: str | None = None, livemode: bool = False
+        self,
+        frozen_time: datetime | str | None = None,
+        *,
+        name: str | None = None,
+        livemode: bool = False,
+        account: str = DEFAULT_ACCOUNT,
     ) -> dict[str, Any]:
-        return await self._clocks.create(frozen_time, name, livemode)
+        return await self._clocks.create(frozen_time, name, livemode, account)
 
-    async def get_test_clock(self, clock_id: str, *, livemode: bool = False) -> dict[str, Any]:
-        return await self._clocks.get(clock_id, livemode)
+    async def get_test_clock(
+        self, clock_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
+    ) -> dict[str, Any]:
+        return await self._clocks.get(clock_id, livemode, account)
 
     async def advance_test_clock(
-        self, clock_id: str, frozen_time: datetime | str, *, livemode: bool = False
+        self, clock_id: str, frozen_time: datetime | str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
     ) -> dict[str, Any]:
         """Move a test clock forward, running every attempt and expiry that falls due, in time order, at its
         own due time, before returning."""
-        return await self._clocks.advance(clock_id, frozen_time, livemode)
+        return await self._clocks.advance(clock_id, frozen_time, livemode, account)
 
     # -- background work (the scheduler drives these) --------------------------------------------------------
     def start_scheduler(self, *, interval: float = 1.0, batch: int = 100) -> RetryScheduler:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import random
 import time
@@ -38,8 +39,11 @@ PREFIXES = {
 class IdGenerator:
     """Random ids by default; a seeded generator gives reproducible ids for simulations."""
 
-    def __init__(self, seed: int | None = None) -> None:
+    def __init__(self, seed: int | None = None, secret: bytes | None = None) -> None:
         self._rng: random.Random | None = random.Random(seed) if seed is not None else None
+        # This installation's secret (Router.open reads it from the store): it keys the ids derived from
+        # Idempotency-Keys. None: the unkeyed derivation (a router built without a store's secret).
+        self.secret = secret
 
     def _token(self) -> str:
         # A seeded generator keeps its exact sequence (simulations and their reports depend on it).
@@ -47,6 +51,15 @@ class IdGenerator:
 
     def payment(self, livemode: bool) -> str:
         return f"osp_{'live' if livemode else 'test'}_{self._token()}"
+
+    def payment_for(self, livemode: bool, material: str) -> str:
+        """The one id a create under an Idempotency-Key can have (`material`: the key, with its account's scope): a
+        retry after a crash finds the payment the first try wrote. Keyed with this install's secret, so the same
+        key names another id on every install: an id cannot be guessed from what a client sends."""
+        if self.secret is None:
+            return self.payment_for_key(livemode, material)
+        mac = hmac.new(self.secret, f"osp\0{livemode}\0{material}".encode(), hashlib.sha256).digest()
+        return f"osp_{'live' if livemode else 'test'}_{_base62(int.from_bytes(mac, 'big') % _SPACE)}"
 
     @staticmethod
     def payment_for_key(livemode: bool, idempotency_key: str) -> str:

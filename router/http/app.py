@@ -35,8 +35,9 @@ from router.http.pagination import PageTokens, bad_page
 from router.http.ratelimit import HANDLER_ARGS, RateLimited, RateLimiter, check_headers
 from router.model import events as ev
 from router.model import inputs
+from router.model.records import parse_create_params
 from router.payments.idempotency import Keyed, Reply, Work
-from router.state.store.base import Cursor
+from router.state.store.base import Cursor, EventQuery, to_us
 
 log = logging.getLogger("payroute.http")
 
@@ -385,13 +386,17 @@ def _timestamp(value: str | int, param: str) -> datetime:
 async def create_off_session_payment(request: web.Request) -> web.StreamResponse:
     body = await _body(request)
     router = request.app[SIDECAR].core()
-    livemode = _caller(request).livemode
+    caller = _caller(request)
     # Validated before the Idempotency-Key is reserved: a refused request saves nothing under its key, so the
     # corrected request may reuse it (as Stripe does; clients retry on that basis).
     params = parse_create_params(body, checked=True)  # `_body` checked it
     # Under an Idempotency-Key the payment id derives from the key, so a resend after a crash finds the first try's
     # payment.
-    return await _post(request, body, lambda keyed: router.create_reply(params, livemode=livemode, keyed=keyed))
+    return await _post(
+        request,
+        body,
+        lambda keyed: router.create_reply(params, livemode=caller.livemode, keyed=keyed, account=caller.account),
+    )
 
 
 def _repeated(request: web.Request, name: str) -> list[str]:
@@ -424,7 +429,10 @@ def _include_details(request: web.Request) -> bool:
 async def retrieve_off_session_payment(request: web.Request) -> web.StreamResponse:
     router = request.app[SIDECAR].core()
     payment = await router.get_payment(
-        request.match_info["id"], livemode=_caller(request).livemode, include_details=_include_details(request)
+        request.match_info["id"],
+        livemode=_caller(request).livemode,
+        include_details=_include_details(request),
+        account=_caller(request).account,
     )
     return _reply(_dumps(payment))
 
@@ -432,26 +440,32 @@ async def retrieve_off_session_payment(request: web.Request) -> web.StreamRespon
 async def list_off_session_payments(request: web.Request) -> web.StreamResponse:
     sidecar = request.app[SIDECAR]
     router = sidecar.core()
-    livemode = _caller(request).livemode
+    livemode, account = _caller(request).livemode, _caller(request).account
+    kind = f"payments:{account}"  # a page token names one account's list
     limit = _limit(request)
     include = _include_details(request)
     cursor: Cursor | None = None
     direction: Literal["next", "previous"] = "next"
     token = request.query.get("page")
     if token is not None:
-        pos = sidecar.pages.decode(token, "payments", livemode)
+        pos = sidecar.pages.decode(token, kind, livemode)
         created, pid, way = pos.get("c"), pos.get("i"), pos.get("d")
         if not isinstance(created, int) or not isinstance(pid, str) or way not in ("next", "previous"):
             raise bad_page()
         cursor, direction = Cursor(created, pid), way
     objects, has_more, payments = await router.list_payments(
-        livemode=livemode, limit=limit, cursor=cursor, direction=direction, include_details=include
+        livemode=livemode,
+        limit=limit,
+        cursor=cursor,
+        direction=direction,
+        include_details=include,
+        account=account,
     )
     also = "&include[0]=latest_payment_attempt_record_details" if include else ""
 
     def url(p: Any, way: str) -> str:
         pos = {"c": int(p.created.timestamp() * 1_000_000), "i": p.id, "d": way}
-        return f"{PAYMENTS_PATH}?limit={limit}&page={sidecar.pages.encode('payments', livemode, pos)}{also}"
+        return f"{PAYMENTS_PATH}?limit={limit}&page={sidecar.pages.encode(kind, livemode, pos)}{also}"
 
     more_after = has_more if direction == "next" else cursor is not None
     more_before = cursor is not None if direction == "next" else has_more
@@ -473,9 +487,11 @@ def _state_change(
         body = await _body(request)
         schemas.parse_params(schemas.NoParams, body)
         router = request.app[SIDECAR].core()
-        pid, livemode = request.match_info["id"], _caller(request).livemode
+        pid, caller = request.match_info["id"], _caller(request)
         action = {"cancel": router.cancel_payment, "pause": router.pause_payment, "resume": router.resume_payment}
-        return await _post(request, body, _answering(lambda: action[name](pid, livemode=livemode)))
+        return await _post(
+            request, body, _answering(lambda: action[name](pid, livemode=caller.livemode, account=caller.account))
+        )
 
     handle.__name__ = f"{name}_off_session_payment"
     return handle
@@ -485,73 +501,145 @@ async def capture_off_session_payment(request: web.Request) -> web.StreamRespons
     body = await _body(request)
     params = schemas.parse_params(schemas.CaptureParams, body)
     router = request.app[SIDECAR].core()
-    pid, livemode = request.match_info["id"], _caller(request).livemode
+    pid, caller = request.match_info["id"], _caller(request)
     return await _post(
         request,
         body,
-        _answering(lambda: router.capture_payment(pid, amount_to_capture=params.amount_to_capture, livemode=livemode)),
+        _answering(
+            lambda: router.capture_payment(
+                pid, amount_to_capture=params.amount_to_capture, livemode=caller.livemode, account=caller.account
+            )
+        ),
     )
 
 
 async def retrieve_payment_record(request: web.Request) -> web.StreamResponse:
     router = request.app[SIDECAR].core()
-    return _reply(_dumps(await router.get_payment_record(request.match_info["id"], livemode=_caller(request).livemode)))
+    caller = _caller(request)
+    record = await router.get_payment_record(request.match_info["id"], livemode=caller.livemode, account=caller.account)
+    return _reply(_dumps(record))
 
 
 async def list_payment_attempt_records(request: web.Request) -> web.StreamResponse:
     router = request.app[SIDECAR].core()
-    data = await router.list_attempt_records(request.query["payment_record"], livemode=_caller(request).livemode)
+    caller = _caller(request)
+    data = await router.list_attempt_records(
+        request.query["payment_record"], livemode=caller.livemode, account=caller.account
+    )
     return _reply(_dumps({"object": "list", "data": data, "has_more": False, "url": "/v1/payment_attempt_records"}))
 
 
 async def retrieve_payment_attempt_record(request: web.Request) -> web.StreamResponse:
     router = request.app[SIDECAR].core()
-    return _reply(_dumps(await router.get_attempt_record(request.match_info["id"], livemode=_caller(request).livemode)))
+    caller = _caller(request)
+    attempt = await router.get_attempt_record(
+        request.match_info["id"], livemode=caller.livemode, account=caller.account
+    )
+    return _reply(_dumps(attempt))
+
+
+_EVENT_INCLUDES = ("reason.request.client",)
+_CREATED_OPS = ("gte", "gt", "lte", "lt")
+MAX_EVENT_TYPES = 20
+
+
+def _event_filters(request: web.Request) -> dict[str, Any]:
+    """The filters of an events list as Stripe's SDK sends them: `object_id`, `types[i]`, `created[op]`."""
+    types = _repeated(request, "types")
+    if len(types) > MAX_EVENT_TYPES:
+        raise invalid(f"types takes at most {MAX_EVENT_TYPES} event types.", "types")
+    for t in types:
+        if not t or len(t) > 100:
+            raise invalid("Each of types must be an event type, e.g. v2.payments.off_session_payment.failed.", "types")
+    created: dict[str, int] = {}
+    for key in request.query if request.query_string else ():
+        if key.startswith("created"):
+            op = key.removeprefix("created[").removesuffix("]")
+            if op not in _CREATED_OPS or key != f"created[{op}]":
+                raise invalid("created takes created[gte], created[gt], created[lte] and created[lt].", key)
+            at = _timestamp(request.query[key], f"created.{op}")
+            # Compared at the millisecond events are shown with: `gt` an event's own `created` leaves it out,
+            # `lte` it keeps it in, whatever microseconds are stored behind it.
+            us = to_us(at)
+            ms_us = us - us % 1000
+            created[op] = ms_us + 999 if op in ("gt", "lte") else ms_us
+    for value in _repeated(request, "include"):
+        if value not in _EVENT_INCLUDES:
+            raise invalid(f"include takes {', '.join(_EVENT_INCLUDES)}; not '{value}'.", "include")
+    return {"o": request.query.get("object_id"), "t": sorted(set(types)), "c": created}
 
 
 async def list_events(request: web.Request) -> web.StreamResponse:
+    """One account's events, newest first, filtered as Stripe's SDK asks. The next page's token carries the
+    filters, so its URL is only `limit` and `page`."""
     sidecar = request.app[SIDECAR]
     router = sidecar.core()
-    livemode = _caller(request).livemode
+    caller = _caller(request)
+    kind = f"events:{caller.account}"
     limit = _limit(request)
-    object_id = request.query.get("object_id")
-    after: int | None = None
+    filters = _event_filters(request)
+    before: int | None = None
     token = request.query.get("page")
     if token is not None:
-        pos = sidecar.pages.decode(token, "events", livemode)
-        after = pos.get("s")
-        if not isinstance(after, int) or pos.get("o") != object_id:
+        pos = sidecar.pages.decode(token, kind, caller.livemode)
+        before = pos.get("s")
+        given = {"o": filters["o"], "t": filters["t"], "c": filters["c"]}
+        carried = {"o": pos.get("o"), "t": pos.get("t"), "c": pos.get("c")}
+        if not isinstance(before, int) or not isinstance(carried["c"], dict) or not isinstance(carried["t"], list):
             raise bad_page()
-    data, has_more, last = await router.list_events_page(
-        livemode=livemode, object_id=object_id, limit=limit, after_seq=after
+        if given != {"o": None, "t": [], "c": {}} and given != carried:
+            raise bad_page()
+        filters = carried
+    created = filters["c"]
+    query = EventQuery(
+        livemode=caller.livemode,
+        limit=limit,
+        account=caller.account,
+        object_id=filters["o"],
+        types=tuple(filters["t"]),
+        created_gte_us=created.get("gte"),
+        created_gt_us=created.get("gt"),
+        created_lte_us=created.get("lte"),
+        created_lt_us=created.get("lt"),
+        before_seq=before,
     )
+    data, has_more, last = await router.page_events(query)
     next_url = None
     if has_more and last is not None:
-        token = sidecar.pages.encode("events", livemode, {"s": last, "o": object_id})
-        query = {"limit": limit, **({"object_id": object_id} if object_id else {}), "page": token}
-        next_url = f"{EVENTS_PATH}?{urlencode(query)}"
+        token = sidecar.pages.encode(kind, caller.livemode, {"s": last, **filters})
+        next_url = f"{EVENTS_PATH}?{urlencode({'limit': limit, 'page': token})}"
     return _reply(_dumps({"data": data, "next_page_url": next_url, "previous_page_url": None}))
 
 
 async def retrieve_event(request: web.Request) -> web.StreamResponse:
     router = request.app[SIDECAR].core()
-    return _reply(_dumps(await router.get_event(request.match_info["id"], livemode=_caller(request).livemode)))
+    caller = _caller(request)
+    return _reply(
+        _dumps(await router.get_event(request.match_info["id"], livemode=caller.livemode, account=caller.account))
+    )
 
 
 async def create_test_clock(request: web.Request) -> web.StreamResponse:
     body = await _body(request)
     params = schemas.parse_params(schemas.TestClockCreateParams, body)
     router = request.app[SIDECAR].core()
-    livemode = _caller(request).livemode
+    caller = _caller(request)
     at = _timestamp(params.frozen_time, "frozen_time") if params.frozen_time is not None else None
     return await _post(
-        request, body, _answering(lambda: router.create_test_clock(at, name=params.name, livemode=livemode))
+        request,
+        body,
+        _answering(
+            lambda: router.create_test_clock(at, name=params.name, livemode=caller.livemode, account=caller.account)
+        ),
     )
 
 
 async def retrieve_test_clock(request: web.Request) -> web.StreamResponse:
     router = request.app[SIDECAR].core()
-    return _reply(_dumps(await router.get_test_clock(request.match_info["id"], livemode=_caller(request).livemode)))
+    caller = _caller(request)
+    return _reply(
+        _dumps(await router.get_test_clock(request.match_info["id"], livemode=caller.livemode, account=caller.account))
+    )
 
 
 async def advance_test_clock(request: web.Request) -> web.StreamResponse:
@@ -559,8 +647,12 @@ async def advance_test_clock(request: web.Request) -> web.StreamResponse:
     params = schemas.parse_params(schemas.TestClockAdvanceParams, body)
     router = request.app[SIDECAR].core()
     at = _timestamp(params.frozen_time, "frozen_time")
-    pid, livemode = request.match_info["id"], _caller(request).livemode
-    return await _post(request, body, _answering(lambda: router.advance_test_clock(pid, at, livemode=livemode)))
+    pid, caller = request.match_info["id"], _caller(request)
+    return await _post(
+        request,
+        body,
+        _answering(lambda: router.advance_test_clock(pid, at, livemode=caller.livemode, account=caller.account)),
+    )
 
 
 async def reload_config(request: web.Request) -> web.StreamResponse:

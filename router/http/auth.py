@@ -27,21 +27,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from router.errors import PayrouteError
+from router.model.records import DEFAULT_ACCOUNT
+from router.payments.idempotency import scope_for
 
 ENV_VAR = "PAYROUTE_API_KEYS"
 ADMIN_ENV_VAR = "PAYROUTE_ADMIN_KEYS"
-DEFAULT_ACCOUNT = "default"
 _PREFIXES = {"sk_test_": False, "sk_live_": True, "rk_test_": False, "rk_live_": True}
 _MIN_SECRET = 8  # characters after the prefix
 _MIN_ADMIN = 16
 _ACCOUNT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def scope_for(account: str, livemode: bool) -> str:
-    """The idempotency scope of an account in a mode. The default account keeps the scopes keys were stored
-    under before accounts existed (`test`, `live`), so an upgrade keeps answering them."""
-    mode = "live" if livemode else "test"
-    return mode if account == DEFAULT_ACCOUNT else f"{account}/{mode}"
 
 
 @dataclass(frozen=True, slots=True)

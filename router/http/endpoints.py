@@ -143,9 +143,21 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "list_events",
         "GET",
         "/v2/core/events",
-        "List the events the router emitted, oldest first.",
+        "List the events the router emitted, newest first.",
         schemas.EventList,
-        query=(Query("object_id", "Only the events of this object."), LIMIT, PAGE),
+        query=(
+            Query("object_id", "Only the events of this object."),
+            Query("types", "Only events of these types (`types[0]=…`, up to 20).", repeated=True),
+            Query(
+                "created",
+                "Only events created in a range: `created[gte]`, `created[gt]`, `created[lte]`, `created[lt]` "
+                "(RFC 3339).",
+                repeated=True,
+            ),
+            Query("include", "`reason.request.client` (accepted; requests carry no client details).", repeated=True),
+            LIMIT,
+            PAGE,
+        ),
         errors=(400, 401),
     ),
     Endpoint("retrieve_event", "GET", "/v2/core/events/{id}", "Retrieve an event.", schemas.Event),

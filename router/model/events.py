@@ -78,6 +78,7 @@ def event_for(
         created=at,
         livemode=payment.livemode,
         object_id=payment.id,
+        account=payment.account,
         data=_data(type, payment, after),
         reason=None if request is None else _reason(request),
         changes=None if before is None else changes(render_payment(before), after),

@@ -50,6 +50,8 @@ _DESCRIPTOR_FORBIDDEN = re.compile(r"[<>\\'\"*]")
 # A saved payment method's id: a type prefix, an underscore, then letters, digits and underscores (`pm_…`,
 # `card_…`, `pm_card_visa`). Anything else cannot name one, and is refused before routing sees it.
 _PAYMENT_METHOD_ID = re.compile(r"^[a-z]{2,10}_[A-Za-z0-9_]{1,240}$")
+# The account of a caller whose keys are not grouped (and of everything written before accounts existed).
+DEFAULT_ACCOUNT = "default"
 METADATA_MAX_KEYS = 50
 METADATA_MAX_KEY_LEN = 40
 METADATA_MAX_VALUE_LEN = 500
@@ -412,6 +414,8 @@ class Payment(BaseModel):
     id: str
     livemode: bool
     created: datetime
+    # The account whose key created it (PAYROUTE_API_KEYS groups keys by account); only that account sees it.
+    account: str = "default"
     status: Status = Status.PENDING
     amount: int
     currency: str
@@ -524,6 +528,7 @@ class PaymentRecordState(BaseModel):
 class TestClock(BaseModel):
     id: str
     livemode: bool = False
+    account: str = "default"
     created: datetime
     frozen_time: datetime
     name: str | None = None
@@ -537,6 +542,7 @@ class Event(BaseModel):
     livemode: bool
     object_id: str
     object_type: str = "v2.payments.off_session_payment"
+    account: str = "default"  # the account of the object it is about: only that account lists it
     data: dict[str, Any] = Field(default_factory=dict)
     reason: dict[str, Any] | None = None  # {"type": "request", "request": {id, idempotency_key}}; None: no request
     changes: dict[str, Any] | None = None  # {"before": {...}, "after": {...}}: the fields the transition changed

@@ -13,6 +13,7 @@ from router import jsonbytes
 from router.errors import ConcurrentUpdate, NotCreated, PayrouteError, StillProcessing, invalid
 from router.model import events as ev
 from router.model.records import (
+    DEFAULT_ACCOUNT,
     OffSessionPaymentCreateParams,
     Payment,
     PaymentRecordState,
@@ -30,6 +31,7 @@ STRANDED_AFTER = timedelta(minutes=2)
 # What makes two creates the same payment. A resend of one request matches on all of them.
 _SAME_PAYMENT = (
     "livemode",
+    "account",
     "amount",
     "currency",
     "customer",
@@ -64,34 +66,45 @@ class Creator:
         self.reads = reads
 
     async def create(
-        self, params: Mapping[str, Any] | OffSessionPaymentCreateParams, livemode: bool, keyed: Keyed | None = None
+        self,
+        params: Mapping[str, Any] | OffSessionPaymentCreateParams,
+        livemode: bool,
+        keyed: Keyed | None = None,
+        account: str = DEFAULT_ACCOUNT,
     ) -> Created:
-        """Create a payment; under `keyed`, with the id its key determines, its response stored for the key.
-        `params` already validated (the sidecar validates before it reserves the key) are not validated again."""
+        """Create a payment for `account`; under `keyed`, with the id its key determines, its response stored for
+        the key. `params` already validated (the sidecar validates before it reserves the key) are not validated
+        again."""
         p = params if isinstance(params, OffSessionPaymentCreateParams) else parse_create_params(dict(params))
         try:
-            return await self._create_parsed(p, livemode, keyed)
+            return await self._create_parsed(p, livemode, keyed, account)
         except PayrouteError as exc:
             if keyed is None or exc.status >= 500 or isinstance(exc, StillProcessing):
                 raise
             # Refused by today's config or data (a retry policy since removed, a test clock since deleted)? A
             # resend of a create that already went through must still be answered with that payment, or its
             # caller would believe nothing was charged.
-            existing = await self.ctx.store.get_payment(keyed.payment_id)
-            if existing is None or not _same_request(existing, p, livemode):
+            existing = await self.ctx.store.get_payment(self.ctx.ids.payment_for(keyed.livemode, keyed.material))
+            if existing is None or existing.account != account or not _same_request(existing, p, livemode):
                 raise
             return Created(await self._answer_resend(existing, bool(p.include)))
 
     async def reply(
-        self, params: Mapping[str, Any] | OffSessionPaymentCreateParams, livemode: bool, keyed: Keyed | None
+        self,
+        params: Mapping[str, Any] | OffSessionPaymentCreateParams,
+        livemode: bool,
+        keyed: Keyed | None,
+        account: str = DEFAULT_ACCOUNT,
     ) -> Reply:
         """`create` as the idempotency layer's work: the response as stored for the key."""
-        created = await self.create(params, livemode, keyed)
+        created = await self.create(params, livemode, keyed, account)
         if created.stored is not None:
             return Reply(200, created.stored, stored=True)
         return Reply.of(created.object())
 
-    async def _create_parsed(self, p: OffSessionPaymentCreateParams, livemode: bool, keyed: Keyed | None) -> Created:
+    async def _create_parsed(
+        self, p: OffSessionPaymentCreateParams, livemode: bool, keyed: Keyed | None, account: str
+    ) -> Created:
         # A resend of a create whose first try wrote its payment (the id derives from the key) finds it when its
         # own insert fails on that id, below: nothing is read first.
         ctx = self.ctx
@@ -104,7 +117,7 @@ class Creator:
             if livemode:
                 raise invalid("Test clocks can only be used in test mode.", "test_clock")
             tc = await ctx.store.get_test_clock(p.test_clock)
-            if tc is None or tc.livemode != livemode:
+            if tc is None or tc.livemode != livemode or tc.account != account:
                 raise PayrouteError(
                     f"No such test clock: '{p.test_clock}'", code="resource_missing", param="test_clock"
                 )
@@ -116,13 +129,14 @@ class Creator:
                 due = target
         if p.test_clock and due is None:
             due = now  # a test-clock payment waits for its clock to be advanced
-        payment_id = keyed.payment_id if keyed is not None else ctx.ids.payment(livemode)
+        payment_id = ctx.ids.payment_for(livemode, keyed.material) if keyed is not None else ctx.ids.payment(livemode)
         record_id = ctx.ids.new("payment_record")
         card = ctx.card_info(p.payment_method or "")
         options = p.payment_method_options.card if p.payment_method_options else None
         payment = Payment(
             id=payment_id,
             livemode=livemode,
+            account=account,
             created=now,
             status="pending",
             amount=p.amount.value,
@@ -188,7 +202,7 @@ class Creator:
         except ConcurrentUpdate:
             # Another worker took the payment over mid-attempt (this one's lease ran out): show it as it is now,
             # once it has settled.
-            return Created(await self._answer_resend(await self.reads.load(payment_id, livemode), include))
+            return Created(await self._answer_resend(await self.reads.load(payment_id, livemode, account), include))
         except Exception as exc:
             if due is None and not isinstance(exc, NotCreated):
                 raise  # the payment is stored: whatever failed after that is not a lost race
@@ -228,7 +242,7 @@ class Creator:
             # The first try wrote the payment and died before its attempt. The engine's compare-and-set lets only
             # one of any racing tries (or the scheduler) move it to processing.
             payment = await self.ctx.engine.claim_and_attempt(payment) or await self.reads.load(
-                payment.id, payment.livemode
+                payment.id, payment.livemode, payment.account
             )
         return await self.reads.render(payment, include_details)
 

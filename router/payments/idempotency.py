@@ -21,7 +21,7 @@ from typing import Any
 from router import jsonbytes
 from router.errors import PayrouteError, StillProcessing, invalid
 from router.ids import IdGenerator
-from router.model.records import payment_json
+from router.model.records import DEFAULT_ACCOUNT, payment_json
 from router.model.states import Status
 from router.payments.context import Context
 from router.state.store.base import IdempotencyEntry, from_us, to_us
@@ -61,13 +61,16 @@ class Keyed:
         return cls(scope or scope_of(livemode), livemode, key, route, body)
 
     @property
-    def payment_id(self) -> str:
-        """The one id a create under this key can have: a resend after a crash finds what the first try wrote.
-        Another account's scope is part of it, so two accounts' equal keys name two payments (the mode's own
-        scope keeps the ids keys were given before accounts existed)."""
-        if self.scope == scope_of(self.livemode):
-            return IdGenerator.payment_for_key(self.livemode, self.key)
-        return IdGenerator.payment_for_key(self.livemode, f"{self.scope}\0{self.key}")
+    def material(self) -> str:
+        """What the payment id of a create under this key derives from (`IdGenerator.payment_for`). Another
+        account's scope is part of it, so two accounts' equal keys name two payments."""
+        return self.key if self.scope == scope_of(self.livemode) else f"{self.scope}\0{self.key}"
+
+    @property
+    def unkeyed_payment_id(self) -> str:
+        """The id this key named before ids were keyed with the install's secret: a create in flight across that
+        upgrade is found by it."""
+        return IdGenerator.payment_for_key(self.livemode, self.material)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,12 @@ _NOT_SAVED = frozenset({400, 404})
 
 def scope_of(livemode: bool) -> str:
     return "live" if livemode else "test"
+
+
+def scope_for(account: str, livemode: bool) -> str:
+    """The idempotency scope of an account in a mode: keys of two scopes never meet. The default account keeps the
+    scopes keys were stored under before accounts existed (`test`, `live`), so an upgrade keeps answering them."""
+    return scope_of(livemode) if account == DEFAULT_ACCOUNT else f"{account}/{scope_of(livemode)}"
 
 
 class Idempotency:
@@ -186,7 +195,9 @@ class Idempotency:
         None: the request may still be running (or its payment is still being reconciled); ask again later.
         """
         ctx = self.ctx
-        payment = await ctx.store.get_payment(keyed.payment_id)
+        payment = await ctx.store.get_payment(ctx.ids.payment_for(keyed.livemode, keyed.material))
+        if payment is None and ctx.ids.secret is not None:
+            payment = await ctx.store.get_payment(keyed.unkeyed_payment_id)
         abandoned = to_us(ctx.clock.now()) - entry.created_us > ABANDONED_RESERVATION.total_seconds() * 1_000_000
         if payment is None:
             return "abandoned" if abandoned else None

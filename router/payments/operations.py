@@ -13,7 +13,7 @@ from typing import Any
 from adapters.base import CancelRequest, CaptureRequest
 from router.errors import ConcurrentUpdate, PayrouteError, conflict, invalid
 from router.model import events as ev
-from router.model.records import Payment, PaymentRecordState, render_payment
+from router.model.records import DEFAULT_ACCOUNT, Payment, PaymentRecordState, render_payment
 from router.model.states import CANCELABLE, PAUSABLE, Move, Status, transition
 from router.payments.context import Context
 from router.payments.reads import Reads
@@ -29,11 +29,11 @@ class Operations:
         self.ctx = ctx
         self.reads = reads
 
-    async def _change(self, payment_id: str, livemode: bool, apply: Change) -> dict[str, Any]:
+    async def _change(self, payment_id: str, livemode: bool, apply: Change, account: str) -> dict[str, Any]:
         """Read, decide, compare-and-set; a lost race re-reads and decides again."""
         ctx = self.ctx
         for _ in range(_CAS_RETRIES):
-            p = await self.reads.load(payment_id, livemode)
+            p = await self.reads.load(payment_id, livemode, account)
             now = await ctx.now_for(p)
             new, move, record = await apply(p, now)
             try:
@@ -57,7 +57,7 @@ class Operations:
             )
         return record
 
-    async def cancel(self, payment_id: str, livemode: bool) -> dict[str, Any]:
+    async def cancel(self, payment_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
         async def apply(p: Payment, now: datetime) -> tuple[Payment, Move, PaymentRecordState | None]:
             status = Status(p.status)
             # As the preview spec answers: cancel takes `pending` and `pending_retry`, and any other status is a 400
@@ -87,7 +87,7 @@ class Operations:
             move = transition(status, Status.CANCELED)
             return p.model_copy(update={"status": move.status, "next_attempt_at": None}), move, record
 
-        return await self._change(payment_id, livemode, apply)
+        return await self._change(payment_id, livemode, apply, account)
 
     async def _void(self, p: Payment) -> None:
         adapter = self.ctx.live.current.adapters.get(p.processor or "")
@@ -109,7 +109,7 @@ class Operations:
                 status=502,
             )
 
-    async def pause(self, payment_id: str, livemode: bool) -> dict[str, Any]:
+    async def pause(self, payment_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
         async def apply(p: Payment, now: datetime) -> tuple[Payment, Move, PaymentRecordState | None]:
             status = Status(p.status)
             if status is Status.PROCESSING:
@@ -119,9 +119,9 @@ class Operations:
             move = transition(status, Status.PAUSED)
             return p.model_copy(update={"status": move.status, "paused_from": p.status}), move, None
 
-        return await self._change(payment_id, livemode, apply)
+        return await self._change(payment_id, livemode, apply, account)
 
-    async def resume(self, payment_id: str, livemode: bool) -> dict[str, Any]:
+    async def resume(self, payment_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
         async def apply(p: Payment, now: datetime) -> tuple[Payment, Move, PaymentRecordState | None]:
             if p.status != Status.PAUSED:
                 raise conflict(f"An OffSessionPayment in status '{p.status}' cannot be resumed.", "not_resumable")
@@ -131,9 +131,11 @@ class Operations:
             new = p.model_copy(update={"status": move.status, "paused_from": None, "next_attempt_at": next_at})
             return new, move, None
 
-        return await self._change(payment_id, livemode, apply)
+        return await self._change(payment_id, livemode, apply, account)
 
-    async def capture(self, payment_id: str, amount_to_capture: int | None, livemode: bool) -> dict[str, Any]:
+    async def capture(
+        self, payment_id: str, amount_to_capture: int | None, livemode: bool, account: str = DEFAULT_ACCOUNT
+    ) -> dict[str, Any]:
         async def apply(p: Payment, now: datetime) -> tuple[Payment, Move, PaymentRecordState | None]:
             if p.status == Status.PROCESSING:
                 raise conflict("The payment is being processed; try again shortly.", "payment_processing")
@@ -180,7 +182,7 @@ class Operations:
             move = transition(Status.REQUIRES_CAPTURE, Status.SUCCEEDED)
             return p.model_copy(update={"status": move.status, "amount_captured": amount}), move, record
 
-        return await self._change(payment_id, livemode, apply)
+        return await self._change(payment_id, livemode, apply, account)
 
     async def expire_authorization(self, payment: Payment) -> Payment | None:
         """A held authorization past capture_before fails as authorization_expired."""

@@ -9,7 +9,7 @@ from typing import Any
 from router import tracing
 from router.clock import parse_rfc3339
 from router.errors import invalid, not_found
-from router.model.records import Payment, TestClock, render_test_clock
+from router.model.records import DEFAULT_ACCOUNT, Payment, TestClock, render_test_clock
 from router.model.states import Status
 from router.payments.context import Context
 from router.payments.operations import Operations
@@ -22,25 +22,31 @@ class TestClocks:
         self.ctx = ctx
         self.operations = operations
 
-    async def create(self, frozen_time: datetime | str | None, name: str | None, livemode: bool) -> dict[str, Any]:
+    async def create(
+        self, frozen_time: datetime | str | None, name: str | None, livemode: bool, account: str = DEFAULT_ACCOUNT
+    ) -> dict[str, Any]:
         if livemode:
             raise invalid("Test clocks can only be created in test mode.", "livemode")
         clock = self.ctx.clock
         at = as_time(frozen_time, "frozen_time") if frozen_time is not None else clock.now()
-        tc = TestClock(id=self.ctx.ids.new("test_clock"), created=clock.now(), frozen_time=at, name=name)
+        tc = TestClock(
+            id=self.ctx.ids.new("test_clock"), created=clock.now(), frozen_time=at, name=name, account=account
+        )
         await self.ctx.store.save_test_clock(tc)
         return render_test_clock(tc)
 
-    async def get(self, clock_id: str, livemode: bool) -> dict[str, Any]:
+    async def get(self, clock_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
         tc = await self.ctx.store.get_test_clock(clock_id)
-        if tc is None or livemode:
+        if tc is None or livemode or tc.account != account:
             raise not_found("test_clock", clock_id)
         return render_test_clock(tc)
 
-    async def advance(self, clock_id: str, frozen_time: datetime | str, livemode: bool) -> dict[str, Any]:
+    async def advance(
+        self, clock_id: str, frozen_time: datetime | str, livemode: bool, account: str = DEFAULT_ACCOUNT
+    ) -> dict[str, Any]:
         store = self.ctx.store
         tc = await store.get_test_clock(clock_id)
-        if tc is None or livemode:
+        if tc is None or livemode or tc.account != account:
             raise not_found("test_clock", clock_id)
         target = as_time(frozen_time, "frozen_time")
         if target < tc.frozen_time:

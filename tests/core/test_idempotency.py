@@ -10,7 +10,6 @@ from datetime import timedelta
 import pytest
 
 from router import ManualClock, PayrouteError
-from router.ids import IdGenerator
 from router.payments.idempotency import CREATE_ROUTE, Keyed
 from router.state.store.base import IdempotencyEntry, to_us
 from tests.conftest import RouterFactory
@@ -97,5 +96,5 @@ async def test_two_accounts_with_the_same_key_get_two_payments(make_router: Rout
     assert [a["status"] for a in answers] == ["succeeded", "succeeded"]
     # The mode's own scope keeps the id the key has always had.
     default = await router.create_payment(params, idempotency_key="inv-shared")
-    assert default["id"] == IdGenerator.payment_for_key(False, "inv-shared")
+    assert default["id"] == router.ids.payment_for(False, "inv-shared")
     assert default["id"] not in {a["id"] for a in answers}

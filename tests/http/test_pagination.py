@@ -96,7 +96,7 @@ async def test_an_events_token_is_not_a_payments_token(api: Api) -> None:
     assert_error(status, err, 400, "invalid_request_error", "parameter_invalid", "page")
 
 
-async def test_events_page_forward_oldest_first(api: Api) -> None:
+async def test_events_page_newest_first_like_payments(api: Api) -> None:
     created = await api.create(target_date="2099-01-01")
     await api.post(f"{PATH}/{created['id']}/pause")
     await api.post(f"{PATH}/{created['id']}/resume")
@@ -108,7 +108,7 @@ async def test_events_page_forward_oldest_first(api: Api) -> None:
         _, page = await _follow(api, page["next_page_url"])
         types += [e["type"] for e in page["data"]]
     suffixes = [t.rsplit(".", 1)[1] for t in types]
-    assert suffixes == ["created", "paused", "resumed", "canceled"]
+    assert suffixes == ["canceled", "resumed", "paused", "created"]
 
 
 async def test_an_odd_object_id_filter_survives_the_round_trip(api: Api) -> None:
@@ -116,7 +116,7 @@ async def test_an_odd_object_id_filter_survives_the_round_trip(api: Api) -> None
     _, page = await api.get("/v2/core/events", object_id=odd, limit="1")
     assert page["data"] == [] and page["next_page_url"] is None
     created = await api.create()
-    await api.post(f"{PATH}/{created['id']}/cancel")  # not cancelable: no event, but a 409
+    await api.post(f"{PATH}/{created['id']}/cancel")  # not cancelable: no event, but a 400
     _, page = await api.get("/v2/core/events", object_id=created["id"], limit="1")
     status, second = await _follow(api, page["next_page_url"])
     assert status == 200

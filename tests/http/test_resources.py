@@ -37,8 +37,8 @@ async def test_events_list_and_retrieve(api: Api, openapi_doc: dict[str, Any]) -
     assert status == 200
     conforms(openapi_doc, "GET", "/v2/core/events", 200, events)
     types = [e["type"].rsplit(".", 1)[1] for e in events["data"]]
-    assert types == ["created", "attempt_started", "succeeded"]
-    status, one = await api.get(f"/v2/core/events/{events['data'][-1]['id']}")
+    assert types == ["succeeded", "attempt_started", "created"]  # newest first
+    status, one = await api.get(f"/v2/core/events/{events['data'][0]['id']}")
     assert status == 200
     conforms(openapi_doc, "GET", "/v2/core/events/{id}", 200, one)
     assert one["data"]["object"]["status"] == "succeeded"

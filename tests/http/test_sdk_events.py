@@ -58,3 +58,53 @@ def test_a_failed_event_names_the_attempt_record_it_failed_on(sdk: Any) -> None:
     changes: Any = fetched.changes
     assert changes["before"]["status"] == "processing"
     assert changes["after"]["status"] == "failed"
+
+
+def test_the_sdk_filters_events_by_type_and_time_newest_first(sdk: Any, live: LiveSidecar) -> None:
+    osp = sdk.v2.payments.off_session_payments
+    mine = [osp.create(payment(customer=f"cus_evt_filter_{i}", target_date="2099-01-01")) for i in range(3)]
+    for p in mine:
+        osp.pause(p.id)
+    every = list(sdk.v2.core.events.list({"limit": 100}).auto_paging_iter())
+    created_at = [e.created for e in every]
+    assert created_at == sorted(created_at, reverse=True), "newest first"
+    seqs = [e.id for e in every]
+    assert len(seqs) == len(set(seqs))
+
+    paused = list(sdk.v2.core.events.list({"types": [PREFIX + "paused"], "limit": 2}).auto_paging_iter())
+    ours = [e.related_object.id for e in paused if e.related_object.id in {p.id for p in mine}]
+    assert ours == [p.id for p in reversed(mine)], "every paused event, newest first, across pages"
+    assert {e.type for e in paused} == {PREFIX + "paused"}
+
+    both = sdk.v2.core.events.list({"types": [PREFIX + "paused", PREFIX + "created"], "object_id": mine[0].id})
+    assert [e.type for e in both.data] == [PREFIX + "paused", PREFIX + "created"]
+
+    # created[...]: a window around the middle payment's events (every event carries its payment's created time
+    # for a deferred create, or the request's).
+    middle = [e for e in every if e.related_object.id == mine[1].id]
+    first_at = min(e.created for e in middle)
+    since = list(sdk.v2.core.events.list({"created": {"gte": first_at}, "limit": 100}).auto_paging_iter())
+    assert all(e.created >= first_at for e in since) and {e.id for e in middle} <= {e.id for e in since}
+    after = list(sdk.v2.core.events.list({"created": {"gt": first_at}, "limit": 100}).auto_paging_iter())
+    assert all(e.created > first_at for e in after)
+    before = list(sdk.v2.core.events.list({"created": {"lt": first_at}, "limit": 100}).auto_paging_iter())
+    assert all(e.created < first_at for e in before) and len(before) + len(since) == len(every)
+    upto = list(sdk.v2.core.events.list({"created": {"lte": first_at}, "limit": 100}).auto_paging_iter())
+    assert all(e.created <= first_at for e in upto)
+
+    # `include` is accepted as the SDK sends it; an unknown type filter is an empty list, not an error.
+    included = sdk.v2.core.events.list({"include": ["reason.request.client"], "object_id": mine[2].id})
+    assert {e.type for e in included.data} == {PREFIX + "created", PREFIX + "paused"}
+    assert sdk.v2.core.events.list({"types": ["v2.nothing.we.emit"]}).data == []
+
+
+def test_bad_event_filters_are_400s_naming_the_parameter(sdk: Any) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        sdk.v2.core.events.list({"created": {"gte": "yesterday"}})
+    assert (caught.value.http_status, caught.value.param) == (400, "created.gte")
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        sdk.v2.core.events.list({"include": ["everything"]})
+    assert caught.value.param == "include"
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        sdk.v2.core.events.list({"types": [f"t{i}" for i in range(21)]})
+    assert caught.value.param == "types"

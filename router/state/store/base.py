@@ -32,6 +32,22 @@ class Cursor:
 
 
 @dataclass(frozen=True, slots=True)
+class EventQuery:
+    """A page of one account's events in one mode, newest first, as `GET /v2/core/events` filters them."""
+
+    livemode: bool
+    limit: int
+    account: str = "default"
+    object_id: str | None = None
+    types: tuple[str, ...] = ()  # any of these types; empty: every type
+    created_gte_us: int | None = None
+    created_gt_us: int | None = None
+    created_lte_us: int | None = None
+    created_lt_us: int | None = None
+    before_seq: int | None = None  # the next page: events older than this one
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     payments: list[Payment]
     has_more: bool
@@ -203,6 +219,7 @@ class Store(Protocol):
         limit: int,
         cursor: Cursor | None = None,
         direction: Literal["next", "previous"] = "next",
+        account: str = "default",
     ) -> Page: ...
 
     async def save_payment(
@@ -301,6 +318,15 @@ class Store(Protocol):
         ...
 
     async def get_event(self, event_id: str) -> Event | None: ...
+
+    async def page_events(self, query: EventQuery) -> list[tuple[int, Event]]:
+        """One account's events matching `query`, newest first, with their sequence numbers."""
+        ...
+
+    async def install_secret(self) -> bytes:
+        """This installation's random secret (made on first use, the same for every replica on the store): it keys
+        the payment ids derived from Idempotency-Keys, so a key does not predict an id on another install."""
+        ...
 
     def on_events(self, listener: EventListener) -> None:
         """Call `listener` (synchronously, in this process) with the events of every create_payment /

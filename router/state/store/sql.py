@@ -23,6 +23,7 @@ How to add to the store:
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +38,7 @@ from router.state.store.base import (
     CardActivity,
     Cursor,
     EventListener,
+    EventQuery,
     IdempotencyDone,
     IdempotencyEntry,
     Page,
@@ -187,8 +189,9 @@ class SQLStore:
         limit: int,
         cursor: Cursor | None = None,
         direction: Literal["next", "previous"] = "next",
+        account: str = "default",
     ) -> Page:
-        params: Params = {"livemode": livemode, "limit": limit + 1}
+        params: Params = {"account": account, "livemode": livemode, "limit": limit + 1}
         if cursor is None:
             q = s.LIST_PAYMENTS
         else:
@@ -332,6 +335,30 @@ class SQLStore:
     async def get_event(self, event_id: str) -> Event | None:
         row = await self._one(s.GET_EVENT, {"id": event_id})
         return Event.model_validate_json(row[0]) if row else None
+
+    async def page_events(self, query: EventQuery) -> list[tuple[int, Event]]:
+        params: Params = {"account": query.account, "livemode": query.livemode, "limit": query.limit}
+        filters: list[str] = []
+        for name in ("object_id", "created_gte_us", "created_gt_us", "created_lte_us", "created_lt_us", "before_seq"):
+            value = getattr(query, name)
+            if value is not None:
+                filters.append(name)
+                params[name] = value
+        if query.types:
+            filters.append("types")
+            params["types"] = self.dialect.list_value(list(query.types))
+        rows = await self._fetch(s.page_events(tuple(sorted(filters))), params)
+        return [(r[0], Event.model_validate_json(r[1])) for r in rows]
+
+    async def install_secret(self) -> bytes:
+        name = "payment_ids"
+        row = await self._one(s.GET_SECRET, {"name": name})
+        if row is None:
+            # Whichever replica writes first wins; every one reads that row back.
+            await self._run([Step(s.MAKE_SECRET, {"name": name, "secret": secrets.token_hex(32)})])
+            row = await self._one(s.GET_SECRET, {"name": name})
+        assert row is not None
+        return bytes.fromhex(row[0])
 
     async def list_outbox(self, after_seq: int, limit: int) -> list[tuple[int, Event]]:
         rows = await self._fetch_in_commit_order(s.LIST_OUTBOX, {"after": after_seq, "limit": limit})

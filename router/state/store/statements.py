@@ -25,6 +25,7 @@ def _us(at: Any) -> int | None:
 # are what queries filter and sort on.
 PAYMENT_COLUMNS: Mapping[str, Callable[[Payment], Any]] = {
     "livemode": lambda p: p.livemode,
+    "account": lambda p: p.account,
     "created_us": lambda p: to_us(p.created),
     "status": lambda p: str(p.status),
     "customer": lambda p: p.customer,
@@ -43,14 +44,17 @@ UPDATE_PAYMENT = Q(
 )
 GET_PAYMENT = Q("SELECT data FROM payments WHERE id = :id")
 COUNT_PAYMENTS = Q("SELECT livemode, status, COUNT(*) FROM payments GROUP BY livemode, status")
-LIST_PAYMENTS = Q("SELECT data FROM payments WHERE livemode = :livemode ORDER BY created_us DESC, id DESC LIMIT :limit")
-LIST_PAYMENTS_OLDER = Q(
-    "SELECT data FROM payments WHERE livemode = :livemode AND (created_us, id) < (:created_us, :id)"
+LIST_PAYMENTS = Q(
+    "SELECT data FROM payments WHERE account = :account AND livemode = :livemode"
     " ORDER BY created_us DESC, id DESC LIMIT :limit"
 )
+LIST_PAYMENTS_OLDER = Q(
+    "SELECT data FROM payments WHERE account = :account AND livemode = :livemode"
+    " AND (created_us, id) < (:created_us, :id) ORDER BY created_us DESC, id DESC LIMIT :limit"
+)
 LIST_PAYMENTS_NEWER = Q(
-    "SELECT data FROM payments WHERE livemode = :livemode AND (created_us, id) > (:created_us, :id)"
-    " ORDER BY created_us ASC, id ASC LIMIT :limit"
+    "SELECT data FROM payments WHERE account = :account AND livemode = :livemode"
+    " AND (created_us, id) > (:created_us, :id) ORDER BY created_us ASC, id ASC LIMIT :limit"
 )
 # The retry queue: replicas polling at once take disjoint payments (SKIP LOCKED), and the lease keeps a claimed
 # payment from being claimed again until it expires (a replica that died gives its claims back that way).
@@ -143,6 +147,7 @@ EVENT_COLUMNS: Mapping[str, Callable[[Event], Any]] = {
     "created_us": lambda e: to_us(e.created),
     "livemode": lambda e: e.livemode,
     "object_id": lambda e: e.object_id,
+    "account": lambda e: e.account,
     "data": record_json,
 }
 INSERT_EVENT = Q(
@@ -155,6 +160,35 @@ LIST_OBJECT_EVENTS = Q(
     " ORDER BY seq LIMIT :limit"
 )
 LIST_OUTBOX = Q("SELECT seq, data FROM events WHERE seq > :after ORDER BY seq LIMIT :limit")
+# `GET /v2/core/events`: one account's events in one mode, newest first, with whichever filters the request set
+# (each combination is one statement, compiled once).
+_EVENT_FILTERS = {
+    "object_id": "object_id = :object_id",
+    "types": "type {in_list:types}",
+    "created_gte_us": "created_us >= :created_gte_us",
+    "created_gt_us": "created_us > :created_gt_us",
+    "created_lte_us": "created_us <= :created_lte_us",
+    "created_lt_us": "created_us < :created_lt_us",
+    "before_seq": "seq < :before_seq",
+}
+_PAGE_EVENTS: dict[tuple[str, ...], Q] = {}
+
+
+def page_events(filters: tuple[str, ...]) -> Q:
+    """The statement for a page of events with these filters (names from _EVENT_FILTERS)."""
+    q = _PAGE_EVENTS.get(filters)
+    if q is None:
+        where = "".join(f" AND {_EVENT_FILTERS[f]}" for f in filters)
+        q = _PAGE_EVENTS[filters] = Q(
+            "SELECT seq, data FROM events WHERE account = :account AND livemode = :livemode"
+            f"{where} ORDER BY seq DESC LIMIT :limit"
+        )
+    return q
+
+
+# -- this installation -------------------------------------------------------------------------------------------
+MAKE_SECRET = Q("INSERT INTO install_secrets (name, secret) VALUES (:name, :secret) ON CONFLICT (name) DO NOTHING")
+GET_SECRET = Q("SELECT secret FROM install_secrets WHERE name = :name")
 # Old events nothing holds back, oldest first: an endpoint's cursor not past them, a pending delivery, a payment
 # on a test clock (its `created` is sandbox time). An index walk of events_created, which stops at once when none
 # is old enough. With `_FOR`: only the endpoints named in :urls count.
