@@ -16,7 +16,7 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from adapters.base import CardInfo
 from router.clock import Clock, SystemClock
@@ -40,13 +40,15 @@ from router.routing.breakers import BreakerBoard
 from router.routing.cards import card_from_token
 from router.routing.rules import RoutingTable, build_adapters
 from router.routing.stats import StatsStore
+from router.state import redis as shared_redis
 from router.state.outbox.retention import Housekeeper, Purged
 from router.state.outbox.subscribers import Callback, Subscribers
 from router.state.outbox.webhooks import WebhookWorker
-from router.state.redis_shared import SharedState
-from router.state.redis_stats import RedisStatsStore
 from router.state.store import open_store
 from router.state.store.base import Cursor, EventQuery, Store
+
+if TYPE_CHECKING:
+    from router.state.redis.client import SharedState
 
 log = logging.getLogger("payroute")
 
@@ -149,7 +151,7 @@ class Router:
         # Payment ids derived from Idempotency-Keys are keyed with this install's secret (the same on every replica).
         ids.secret = await st.install_secret()
         redis_url = redis if redis is not None else os.environ.get("PAYROUTE_REDIS_URL")
-        shared = SharedState(redis_url, clock or SystemClock()) if redis_url else None
+        shared, shared_stats = shared_redis.connect(redis_url, clock or SystemClock()) if redis_url else (None, None)
         router = cls(
             table,
             st,
@@ -159,7 +161,7 @@ class Router:
             owner=owner,
             card_info=card_info,
             shared=shared,
-            stats=RedisStatsStore(shared) if shared is not None else None,
+            stats=shared_stats,
         )
         log.info("payroute started: config version %d, store %s", table.version, _safe_url(st.url))
         await router.webhooks.register()  # before any event of ours: each configured endpoint gets all of them

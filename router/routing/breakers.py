@@ -1,12 +1,19 @@
-"""One pybreaker circuit breaker per processor, driven from asyncio.
+"""One circuit breaker per processor, on the router's clock; replicas share it through a state of ours.
 
-pybreaker's own async path is built on Tornado, and its lock must not be held across an await. So the engine
-asks `allow()` before the call, awaits the adapter itself, and reports `record(outcome)` after it; pybreaker
-keeps the state machine, the counters, the listeners and the (possibly shared, see issue 7) storage.
+Closed: calls go through; `fail_max` technical failures in a row open it. Open: no call, until `reset_timeout_s`
+has passed on the router's clock. Half-open: one trial call; its success closes the breaker, its failure opens it
+again. Declines are answers from a healthy processor: they count as successes.
 
-pybreaker reads wall-clock time to decide when an open breaker may half-open. `ClockedStorage` translates
-the stored opening time into the router's clock, so tests move a breaker through its reset timeout with a
-ManualClock instead of sleeping.
+This is not pybreaker, on purpose: what the design needs, pybreaker cannot express through its public API.
+- The router's clock (tests move a breaker through its reset timeout with a ManualClock): pybreaker compares
+  `datetime.now()` with its storage's `opened_at`, so our clock took a storage that lied about that time.
+- Allow before an awaited call, record after it: pybreaker decides and records inside `call(func)` (its async
+  path is Tornado's), so every outcome had to be fed to it as a fake call.
+- One trial call while half-open, for all replicas (`claim_trial`, a Redis SET NX): pybreaker lets every call
+  through while half-open, and has no notion of a trial to claim.
+- A state taken in from other replicas before each decision: pybreaker notices a state changed under it only as
+  a side effect of reading `CircuitBreaker.state`.
+What remains is the state machine above.
 """
 
 from __future__ import annotations
@@ -15,10 +22,8 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from datetime import datetime
 
-import pybreaker
 from prometheus_client import Counter, Gauge
 
 from adapters.base import OutcomeKind
@@ -26,78 +31,56 @@ from router.clock import Clock
 
 log = logging.getLogger("payroute.breakers")
 
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 BREAKER_STATE = Gauge(
     "payroute_breaker_state", "Breaker state per processor: 0 closed, 1 half-open, 2 open", ["processor"]
 )
 BREAKER_TRANSITIONS = Counter(
     "payroute_breaker_transitions_total", "Breaker state changes", ["processor", "from_state", "to_state"]
 )
-_STATE_VALUE = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_HALF_OPEN: 1, pybreaker.STATE_OPEN: 2}
-
-CLOSED, OPEN, HALF_OPEN = pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN
+STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 
 
-class ProcessorFailure(Exception):
-    """What a technical failure looks like to pybreaker: only these count toward opening a breaker."""
+class BreakerState:
+    """Where one breaker's state lives: here, in this process. `router.state.redis.breakers` keeps the same state
+    in Redis for every replica, overriding the changes (to note them) and the three sharing hooks."""
 
+    shared = False
 
-class ClockedStorage(pybreaker.CircuitMemoryStorage):  # type: ignore[misc]
-    """In-memory breaker state whose `opened_at` lives on the router's clock.
+    def __init__(self) -> None:
+        self.state = CLOSED
+        self.fails = 0  # technical failures in a row
+        self.opened_at: datetime | None = None  # on the router's clock
 
-    pybreaker compares `datetime.now(UTC)` with `opened_at + reset_timeout`; we hand it back
-    `now_wall - (clock.now() - opened_on_clock)`, so the comparison measures elapsed time on our clock.
-    """
+    def set_state(self, state: str, at: datetime) -> None:
+        if state == OPEN:
+            self.opened_at = at
+        elif state == CLOSED:
+            self.fails = 0
+        self.state = state
 
-    def __init__(self, clock: Clock) -> None:
-        super().__init__(pybreaker.STATE_CLOSED)
-        self._clock = clock
-        self._opened_on_clock: datetime | None = None
+    def add_failure(self) -> int:
+        self.fails += 1
+        return self.fails
 
-    @property
-    def opened_at(self) -> datetime | None:
-        if self._opened_on_clock is None:
-            return None
-        return datetime.now(UTC) - (self._clock.now() - self._opened_on_clock)
-
-    @opened_at.setter
-    def opened_at(self, _wall: datetime) -> None:
-        self._opened_on_clock = self._clock.now()
-
-
-@runtime_checkable
-class SharedStorage(Protocol):
-    """Breaker storage that other replicas also write (`router.state.redis_shared.RedisBreakerStorage`, issue 7)."""
+    def reset_failures(self) -> None:
+        self.fails = 0
 
     async def pull(self) -> bool:
-        """Take in the shared state; False when it cannot be reached (local state stays in force)."""
-        ...
+        """Take in what other replicas changed; False when they cannot be reached (this state stays in force)."""
+        return False
 
     async def push(self) -> bool:
         """Hand over what changed here since the last push."""
-        ...
+        return True
 
     async def claim_trial(self, ttl_s: float) -> bool:
-        """Win the one half-open trial call all replicas share (True when the shared state cannot be reached:
-        the local breaker's own one-trial rule then applies). A claim lapses after `ttl_s`."""
-        ...
-
-
-class _Listener(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
-    def __init__(self, on_change: Callable[[str, str, str], None] | None) -> None:
-        self._on_change = on_change
-
-    def state_change(self, cb: pybreaker.CircuitBreaker, old: Any, new: Any) -> None:
-        old_name = old.name if old is not None else "none"
-        name = str(cb.name)
-        log.warning("breaker %s: %s -> %s", name, old_name, new.name)
-        BREAKER_STATE.labels(name).set(_STATE_VALUE.get(new.name, 0))
-        BREAKER_TRANSITIONS.labels(name, old_name, new.name).inc()
-        if self._on_change is not None:
-            self._on_change(name, old_name, new.name)
+        """Win the one half-open trial all replicas share (a claim lapses after `ttl_s`)."""
+        return True
 
 
 class Breaker:
-    """A processor's breaker as the engine uses it: allow, then record."""
+    """A processor's breaker as the engine uses it: `acquire()` before the call, `record(outcome)` after it."""
 
     def __init__(
         self,
@@ -105,75 +88,78 @@ class Breaker:
         fail_max: int,
         reset_timeout_s: float,
         clock: Clock,
-        storage: pybreaker.CircuitBreakerStorage | None = None,
+        state: BreakerState | None = None,
         on_change: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.name = name
+        self._on_change = on_change
+        self.fail_max = fail_max
+        self.reset_timeout_s = reset_timeout_s
         self._clock = clock
-        self._cb = pybreaker.CircuitBreaker(
-            fail_max=fail_max,
-            reset_timeout=reset_timeout_s,
-            state_storage=storage if storage is not None else ClockedStorage(clock),
-            listeners=[_Listener(on_change)],
-            name=name,
-            throw_new_error_on_trip=False,
-        )
+        self._s = state if state is not None else BreakerState()
         self._trial_in_flight = False
-        # Asked once: isinstance() against a runtime-checkable Protocol costs ~14 us, three times per call
-        # (benchmarks/bench_simulation.py profile).
-        self._shared: SharedStorage | None = storage if isinstance(storage, SharedStorage) else None
-        BREAKER_STATE.labels(name).set(0)
+        BREAKER_STATE.labels(name).set(STATE_VALUE[self._s.state])
 
     @property
     def state(self) -> str:
         """closed, open or half-open; an open breaker whose timeout has passed reads as half-open."""
-        state: str = self._cb.current_state
-        if state == OPEN and self._timeout_elapsed():
+        if self._s.state == OPEN and self._timeout_elapsed():
             return HALF_OPEN
-        return state
+        return self._s.state
 
     @property
     def fail_counter(self) -> int:
-        counter: int = self._cb.fail_counter
-        return counter
+        return self._s.fails
 
     def _timeout_elapsed(self) -> bool:
-        opened_at = self._cb._state_storage.opened_at
-        if opened_at is None:
-            return True
-        return bool((datetime.now(UTC) - opened_at).total_seconds() >= self._cb.reset_timeout)
+        opened = self._s.opened_at
+        return opened is None or (self._clock.now() - opened).total_seconds() >= self.reset_timeout_s
+
+    def _move(self, new: str) -> None:
+        old = self._s.state
+        self._s.set_state(new, self._clock.now())
+        self._changed(old, new)
+
+    def _changed(self, old: str, new: str) -> None:
+        if old == new:
+            return
+        log.warning("breaker %s: %s -> %s", self.name, old, new)
+        BREAKER_STATE.labels(self.name).set(STATE_VALUE[new])
+        BREAKER_TRANSITIONS.labels(self.name, old, new).inc()
+        if self._on_change is not None:
+            self._on_change(self.name, old, new)
 
     async def sync(self) -> None:
-        """Before `allow()`: take in what other replicas did to this breaker (no-op on local storage)."""
-        if self._shared is not None and await self._shared.pull():
-            self._cb.state  # noqa: B018 - pybreaker notices a change made elsewhere and tells the listeners
+        """Take in what other replicas did to this breaker (nothing to do on local state)."""
+        if self._s.shared:
+            before = self._s.state
+            if await self._s.pull():
+                self._changed(before, self._s.state)
 
     async def share(self) -> None:
-        """After `allow()` and `record()`: hand this replica's changes to the others (no-op on local storage)."""
-        if self._shared is not None:
-            await self._shared.push()
+        """Hand this replica's changes to the others (nothing to do on local state)."""
+        if self._s.shared:
+            await self._s.push()
 
     async def acquire(self) -> bool:
-        """`allow()` for the engine, with the other replicas: take in their state, decide, hand the decision on;
-        while half-open, the trial call is one for all replicas, not one per replica."""
+        """`allow()` with the other replicas: take in their state, decide, hand the decision on; while half-open,
+        the trial call is one for all replicas, not one per replica."""
         await self.sync()
         allowed = self.allow()
         await self.share()
-        if allowed and self._shared is not None and self._cb.current_state == HALF_OPEN:
-            if not await self._shared.claim_trial(self._cb.reset_timeout):
-                self._trial_in_flight = False
-                return False
+        if allowed and self._s.state == HALF_OPEN and not await self._s.claim_trial(self.reset_timeout_s):
+            self._trial_in_flight = False
+            return False
         return allowed
 
     def allow(self) -> bool:
         """May a call go to this processor now? At most one trial call runs while half-open."""
-        state = self._cb.current_state
-        if state == CLOSED:
+        if self._s.state == CLOSED:
             return True
-        if state == OPEN:
+        if self._s.state == OPEN:
             if not self._timeout_elapsed():
                 return False
-            self._cb.half_open()
+            self._move(HALF_OPEN)
         if self._trial_in_flight:
             return False
         self._trial_in_flight = True
@@ -182,33 +168,20 @@ class Breaker:
     def record(self, kind: OutcomeKind) -> None:
         """Feed an outcome back. Declines are answers from a healthy processor: they count as successes."""
         self._trial_in_flight = False
-        if self._cb.current_state == OPEN:
+        state = self._s.state
+        if state == OPEN:
             return  # another call already opened it while this one was in flight
         if kind.is_technical:
-            try:
-                self._cb.call(_raise_failure)
-            except (ProcessorFailure, pybreaker.CircuitBreakerError):
-                pass
-        else:
-            self._cb.call(_noop)
+            if self._s.add_failure() >= self.fail_max or state == HALF_OPEN:
+                self._move(OPEN)
+        elif state == HALF_OPEN:
+            self._move(CLOSED)
+        elif self._s.fails:
+            self._s.reset_failures()
 
     def release(self) -> None:
-        """The call never happened (cancelled before sending): free the half-open trial slot."""
+        """The call never happened (cancelled before sending): free the half-open trial."""
         self._trial_in_flight = False
-
-    def force_open(self) -> None:
-        self._cb.open()
-
-    def reset(self) -> None:
-        self._cb.close()
-
-
-def _noop() -> None:
-    return None
-
-
-def _raise_failure() -> None:
-    raise ProcessorFailure()
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,11 +200,7 @@ class BreakerBoard:
 
     HISTORY = 200
 
-    def __init__(
-        self,
-        clock: Clock,
-        storage_factory: Callable[[str], pybreaker.CircuitBreakerStorage] | None = None,
-    ) -> None:
+    def __init__(self, clock: Clock, storage_factory: Callable[[str], BreakerState] | None = None) -> None:
         self._clock = clock
         self._storage_factory = storage_factory
         self._breakers: dict[str, tuple[tuple[int, float], Breaker]] = {}
@@ -245,8 +214,8 @@ class BreakerBoard:
         held = self._breakers.get(name)
         if held is not None and held[0] == settings:
             return held[1]
-        storage = self._storage_factory(name) if self._storage_factory else None
-        breaker = Breaker(name, fail_max, reset_timeout_s, self._clock, storage, on_change=self._changed)
+        state = self._storage_factory(name) if self._storage_factory else None
+        breaker = Breaker(name, fail_max, reset_timeout_s, self._clock, state, on_change=self._changed)
         self._breakers[name] = (settings, breaker)
         return breaker
 

@@ -10,8 +10,8 @@ import pytest
 
 from router import ManualClock
 from router.routing.stats import NOTHING_KNOWN, Entry, InMemoryStatsStore, StatsStore, WindowCounts
-from router.state.redis_shared import SharedState
-from router.state.redis_stats import RedisStatsStore
+from router.state.redis.client import SharedState
+from router.state.redis.stats import RedisStatsStore
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 

@@ -18,7 +18,7 @@ from adapters.base import OutcomeKind
 from adapters.simulator import SimulatorAdapter
 from router import ManualClock, Router
 from router.routing.breakers import CLOSED, HALF_OPEN, OPEN, Breaker, BreakerBoard
-from router.state.redis_shared import SharedState
+from router.state.redis.client import SharedState
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 

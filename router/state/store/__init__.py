@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from router.extras import require
 from router.state.store.base import Cursor, IdempotencyEntry, Page, Store
 
 MEMORY = "sqlite:///:memory:"
@@ -17,10 +18,9 @@ def open_store(url: str) -> Store:
 
         return SQLiteStore(url)
     if url.startswith(("postgresql:", "postgres:")):
-        try:
-            from router.state.store.postgres import PostgresStore
-        except ImportError as exc:  # pragma: no cover - asyncpg missing from the install
-            raise ValueError("the PostgreSQL store is not available in this build") from exc
+        require("postgres", "asyncpg", url)  # `pip install 'payroute[postgres]'`
+        from router.state.store.postgres import PostgresStore
+
         store: Store = PostgresStore(url)
         return store
     raise ValueError(f"unsupported store URL {url!r}: use sqlite:///path.db, memory:// or postgresql://…")

@@ -8,7 +8,7 @@ a route's processors, both kinds, in one round trip and counts the entries newer
 `now - health_window`). Times are the router's clock, as in the in-memory windows.
 
 Every outcome is also kept in this replica's own in-memory windows. While Redis cannot be reached (see
-`router.state.redis_shared.SharedState`), reads answer from those: the replica routes on what it saw itself
+`router.state.redis.client.SharedState`), reads answer from those: the replica routes on what it saw itself
 instead of on nothing, and says so through the shared-state health flag and gauge.
 """
 
@@ -31,7 +31,7 @@ from router.routing.stats import (
     InMemoryStatsStore,
     WindowCounts,
 )
-from router.state.redis_shared import SharedState, SharedStateUnavailable
+from router.state.redis.client import SharedState, SharedStateUnavailable
 
 
 def _ms(at: datetime) -> int:

@@ -1,0 +1,28 @@
+"""What every replica shares through Redis: breaker state (`breakers`) and success-rate windows (`stats`), over
+one connection per replica that knows whether Redis is there (`client`). Without Redis a router keeps both in
+its own memory; with `redis://…` they are shared.
+
+Needs the `redis` package: `pip install 'payroute[redis]'`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from router.clock import Clock
+from router.extras import require
+
+if TYPE_CHECKING:
+    from router.state.redis.client import SharedState
+    from router.state.redis.stats import RedisStatsStore
+
+
+def connect(url: str, clock: Clock) -> tuple[SharedState, RedisStatsStore]:
+    """The shared state of a router given `url`: its connection (whose `breaker_storage` a BreakerBoard takes)
+    and its success-rate windows. Raises MissingExtra, naming `payroute[redis]`, when redis is not installed."""
+    require("redis", "redis", url)
+    from router.state.redis.client import SharedState
+    from router.state.redis.stats import RedisStatsStore
+
+    shared = SharedState(url, clock)
+    return shared, RedisStatsStore(shared)
