@@ -192,7 +192,7 @@ async def run(name: str, seed: int, n: int, days: int, burn_in: int, *, caps: bo
     world = World(seed, days, LIMITS)
     cards, subs = population(world, n, seed)
     history = MemoryHistory()
-    smart = SmartStrategy(history, min_observations=300)
+    smart = SmartStrategy(history)
     limits = LIMITS if caps else NO_CAPS
     planner = RetryPlanner(history, limits=limits, smart=smart)
     policy = POLICIES.get(name, POLICIES["heuristic"])

@@ -225,7 +225,7 @@ class SmartStrategy:
         self,
         source: AttemptSource | None,
         *,
-        min_observations: int = 200,
+        min_observations: int = 50,
         lookback: timedelta = timedelta(days=90),
         refresh_every: timedelta = timedelta(minutes=10),
         exploration: float = 0.5,
