@@ -33,6 +33,7 @@ def payment(
     test_clock: str | None = None,
     capture_before: datetime | None = None,
     fingerprint: str | None = "fp_1",
+    customer: str = "cus_1",
 ) -> tuple[Payment, PaymentRecordState]:
     pid = ids.payment(livemode)
     rid = ids.new("payment_record")
@@ -44,7 +45,7 @@ def payment(
         amount=1999,
         currency="usd",
         cadence="recurring",
-        customer="cus_1",
+        customer=customer,
         payment_method="pm_card_visa",
         payment_record=rid,
         next_attempt_at=next_attempt_at,
@@ -53,7 +54,7 @@ def payment(
         card=CardSnapshot(brand="visa", fingerprint=fingerprint),
     )
     r = PaymentRecordState(
-        id=rid, payment_id=pid, livemode=livemode, created=created, amount=1999, currency="usd", customer="cus_1"
+        id=rid, payment_id=pid, livemode=livemode, created=created, amount=1999, currency="usd", customer=customer
     )
     return p, r
 
@@ -336,6 +337,43 @@ async def test_card_activity_counts_attempts_and_declines_across_payments(store:
     activity = await store.card_activity("fp_card", T0 - timedelta(days=30))
     assert activity.attempts == [T0 - timedelta(days=2), T0 - timedelta(days=1)]
     assert activity.declines == [T0 - timedelta(days=2)]
+
+
+async def test_card_history_is_the_cards_and_its_customers_settled_attempts_newest_first(store: Store) -> None:
+    mine = await created(store, fingerprint="fp_card", customer="cus_a")
+    old_card = await created(store, fingerprint="fp_old", customer="cus_a")
+    shared = await created(store, fingerprint="fp_card", customer="cus_b")  # the same card, another customer
+    stranger = await created(store, fingerprint="fp_x", customer="cus_c")
+    declined = attempt(mine, created=T0 - timedelta(days=2), state="settled", outcome="soft_decline")
+    declined = declined.model_copy(update={"decline_code": "insufficient_funds", "network_decline_code": "51"})
+    approved = attempt(mine, created=T0 - timedelta(days=1), state="settled", outcome="approved")
+    in_flight = attempt(mine, created=T0, state="sent")
+    await store.save_payment(mine, mine.version, attempts=[declined, approved, in_flight])
+    before = attempt(old_card, created=T0 - timedelta(days=45), state="settled", outcome="approved")
+    other = attempt(old_card, created=T0 - timedelta(days=3), state="settled", outcome="approved")
+    await store.save_payment(old_card, old_card.version, attempts=[before, other])
+    on_card = attempt(shared, created=T0 - timedelta(days=4), state="settled", outcome="soft_decline")
+    await store.save_payment(shared, shared.version, attempts=[on_card])
+    await store.save_payment(
+        stranger, stranger.version, attempts=[attempt(stranger, state="settled", outcome="approved")]
+    )
+
+    found = await store.card_history("fp_card", "cus_a", T0 - timedelta(days=30), 10)
+    assert [a.id for a in found] == [approved.id, declined.id, other.id, on_card.id]
+    assert (found[1].outcome, found[1].decline_code, found[1].network_decline_code) == (
+        "soft_decline",
+        "insufficient_funds",
+        "51",
+    )
+    assert [a.id for a in await store.card_history("fp_card", "cus_a", T0 - timedelta(days=30), 2)] == [
+        approved.id,
+        declined.id,
+    ]
+    assert [a.id for a in await store.card_history(None, "cus_a", T0 - timedelta(days=30), 10)] == [
+        approved.id,
+        declined.id,
+        other.id,
+    ]
 
 
 async def test_attempt_stats_are_recent_settled_attempts_newest_first(store: Store) -> None:

@@ -280,6 +280,13 @@ class Store(Protocol):
         test clock's attempts, dated in sandbox time ahead of the router's, from filling the limit."""
         ...
 
+    async def card_history(
+        self, fingerprint: str | None, customer: str | None, since: datetime, limit: int
+    ) -> list[SettledAttempt]:
+        """Settled attempts created at or after `since` on this card or on any payment of this customer, newest
+        first, at most `limit`: the evidence smart retries read a payday rhythm from."""
+        ...
+
     # -- the ops console -------------------------------------------------------------------------------------
     async def approval_buckets(self, livemode: bool, since_s: int, until_s: int, step_s: int) -> list[ApprovalBucket]:
         """Settled attempts of one mode created in [since_s, until_s) (epoch seconds), counted per bucket of

@@ -26,7 +26,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 from router.errors import ConcurrentUpdate
@@ -57,6 +57,9 @@ T = TypeVar("T")
 Params = dict[str, Any]
 _MAX_US = 2**63 - 1  # no upper bound on a microsecond timestamp column
 _DECLINED = ("soft_decline", "hard_decline", "authentication_required")
+# A payment's attempts fall within its retry window of its creation: a customer's payments older than the card
+# history's start by more than the longest window have no attempt inside it.
+CARD_HISTORY_PAYMENT_MARGIN = timedelta(days=60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +276,19 @@ class SQLStore:
         async for rows in self._fetch_chunks(s.ATTEMPT_STATS, params):
             out.extend(settled_attempt(r[0], r[1], r[2], r[3], r[4], _json_list(r[5])) for r in rows)
         return out
+
+    async def card_history(
+        self, fingerprint: str | None, customer: str | None, since: datetime, limit: int
+    ) -> list[SettledAttempt]:
+        params = {
+            "fingerprint": fingerprint or "",
+            "customer": customer or "",
+            "since_us": to_us(since),
+            "payments_since_us": to_us(since - CARD_HISTORY_PAYMENT_MARGIN),
+            "limit": limit,
+        }
+        rows = await self._fetch(s.CARD_HISTORY, params)
+        return [settled_attempt(r[0], r[1], r[2], r[3], r[4], _json_list(r[5])) for r in rows]
 
     # -- the ops console -------------------------------------------------------------------------------------
     async def approval_buckets(self, livemode: bool, since_s: int, until_s: int, step_s: int) -> list[ApprovalBucket]:

@@ -117,6 +117,17 @@ ATTEMPT_STATS = Q(
     " FROM attempts WHERE state = 'settled' AND created_us >= :since_us AND created_us <= :until_us"
     " ORDER BY created_us DESC, {seq} DESC LIMIT :limit"
 )
+# A card's and its customer's settled attempts across all their payments (newest first), in ATTEMPT_STATS' shape:
+# the evidence smart retries infer a payday rhythm from. Both ways in are indexed (attempts_card,
+# payments_customer); the customer's payments are those created since a little before the window, which is
+# every payment whose attempts can fall inside it (a payment lives at most its retry window).
+CARD_HISTORY = Q(
+    "SELECT id, payment_id, created_us, processor, outcome,"
+    " {json:data:route,attempt_number,decline_code,network_decline_code,network_advice_code,advice_code}"
+    " FROM attempts WHERE state = 'settled' AND created_us >= :since_us AND (card_fingerprint = :fingerprint"
+    " OR payment_id IN (SELECT id FROM payments WHERE customer = :customer AND created_us >= :payments_since_us))"
+    " ORDER BY created_us DESC, {seq} DESC LIMIT :limit"
+)
 
 # -- the ops console ---------------------------------------------------------------------------------------------
 # Settled attempts of one mode counted per time bucket, processor, route and card segment: a few hundred rows for
