@@ -38,6 +38,12 @@ class PayrouteError(Exception):
             error["reason"] = self.reason
         return {"error": error}
 
+    @property
+    def retryable(self) -> bool:
+        """The same request may succeed later: a server-side failure, a rate limit, or a conflict with work in
+        flight. Such an answer is never stored under an Idempotency-Key (a retry must run again, not replay it)."""
+        return self.status >= 500 or self.status == 429 or self.code in RETRYABLE_CODES
+
     def __repr__(self) -> str:
         return f"PayrouteError({self.status}, {self.code!r}, {self.message!r}, param={self.param!r})"
 
@@ -55,6 +61,9 @@ def not_found(kind: str, id: str, param: str = "id") -> PayrouteError:
         status=404,
     )
 
+
+# Conflicts that end by themselves: an attempt in flight settles, a concurrent write finishes.
+RETRYABLE_CODES = frozenset({"lock_timeout", "payment_processing"})
 
 # The v2 error type Stripe's SDK turns into `CannotProceedError` (with `code` and `reason`) whatever the status: a
 # 409 typed `invalid_request_error` reaches a caller as a bare `APIError` with no code at all.

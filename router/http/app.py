@@ -112,8 +112,7 @@ def _error_response(exc: PayrouteError) -> web.Response:
     if exc.status == 401:
         resp.headers["WWW-Authenticate"] = 'Bearer realm="payroute"'
     # Tell Stripe's client libraries when a retry cannot help (they retry every 409 and 5xx otherwise).
-    retry_helps = exc.status >= 500 or exc.status == 429 or exc.type == "idempotency_error"
-    retry_helps = retry_helps or exc.code in ("lock_timeout", "payment_processing")
+    retry_helps = exc.retryable or exc.type == "idempotency_error"
     if not retry_helps:
         resp.headers["Stripe-Should-Retry"] = "false"
     return resp

@@ -171,7 +171,7 @@ class Idempotency:
         try:
             reply = await work(keyed)
         except PayrouteError as exc:
-            if exc.status >= 500 or exc.status in _NOT_SAVED or isinstance(exc, StillProcessing):
+            if exc.retryable or exc.status in _NOT_SAVED or isinstance(exc, StillProcessing):
                 # Let the caller retry with the same key; a create's retry finds what this try wrote by its id. A
                 # refused request (400: a parameter, 404: an object it names) did nothing, and Stripe saves no
                 # result for it either: the corrected request may use the same key.

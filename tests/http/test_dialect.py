@@ -3,6 +3,7 @@ amount_details arithmetic, currency rules, metadata key errors."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -167,3 +168,30 @@ async def test_a_metadata_key_too_long_names_its_dotted_path(api: Api) -> None:
     key = "k" * 41
     status, body, _ = await api.post(PATH, payment(metadata={key: "v"}))
     assert_error(status, body, 400, INVALID, "parameter_invalid", f"metadata.{key}")
+
+
+async def test_operations_on_a_payment_being_processed(api: Api) -> None:
+    later = await api.create(target_date="2099-01-01")
+    # As an attempt in flight leaves it: processing, under another worker's lease.
+    stored = await api.router.store.get_payment(later["id"])
+    assert stored is not None
+    processing = stored.model_copy(update={"status": "processing"})
+    await api.router.store.save_payment(
+        processing, stored.version, lease_owner="other-worker", lease_until=api.clock.now() + timedelta(minutes=5)
+    )
+    for op in ("pause", "capture"):
+        status, body, headers = await api.post(f"{PATH}/{later['id']}/{op}")
+        assert_error(status, body, 409, "cannot_proceed", "payment_processing", None)
+        assert body["error"]["reason"] == "payment_processing"
+        assert "Stripe-Should-Retry" not in headers, "retrying helps once the attempt settles"
+    status, body, _ = await api.post(f"{PATH}/{later['id']}/cancel")
+    assert_error(status, body, 400, "not_cancelable", "not_cancelable", None)
+    # Not kept under the key: once the attempt settles, the same request runs (it would replay the 409 forever).
+    status, _, _ = await api.post(f"{PATH}/{later['id']}/pause", idempotency_key="pause-when-settled")
+    assert status == 409
+    busy = await api.router.store.get_payment(later["id"])
+    assert busy is not None
+    await api.router.store.save_payment(busy.model_copy(update={"status": "pending"}), busy.version)
+    status, body, headers = await api.post(f"{PATH}/{later['id']}/pause", idempotency_key="pause-when-settled")
+    assert (status, body["status"]) == (200, "paused")
+    assert "Idempotent-Replayed" not in headers
