@@ -22,9 +22,13 @@ import asyncio
 import cProfile
 import gc
 import io
+import json
+import os
 import pstats
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -34,7 +38,7 @@ from typing import Any
 
 from adapters import registry
 from adapters.base import AuthorizationRequest, Cadence, CardInfo, ProcessorAdapter
-from benchmarks.sim.output import print_table, table, write_result
+from benchmarks.sim.output import RESULTS, print_table, table, write_result
 from router import ManualClock, Router
 from router.config.schema import parse
 from router.ids import IdGenerator
@@ -277,6 +281,9 @@ async def main(quick: bool) -> None:
         ],
     )
     print_table(targets)
+    compared = side_by_side(runs)
+    if compared:
+        print_table(compared)
     by_own, ours, total_us = await profiled(n_profile)
     prof_own = table(
         f"cProfile, {_memory_url()}, {n_profile:,} payments: top functions by own time"
@@ -302,7 +309,7 @@ async def main(quick: bool) -> None:
             "quick": quick,
             "loop": _loop_name(),
         },
-        [overhead, targets, prof_own, prof_ours],
+        [overhead, targets, *([compared] if compared else []), prof_own, prof_ours],
         runs=[{**s, "throughput_concurrent_per_s": c} for s, c in runs],
         profile={"total_us_per_payment": total_us, "by_own_time": by_own, "ours_by_cumulative": ours},
     )
@@ -316,9 +323,63 @@ def _loop_name() -> str:
     return "uvloop"
 
 
+BEFORE = RESULTS / "overhead_before.json"
+
+
+def run_before(tree: Path, quick: bool) -> None:
+    """This benchmark as another checkout has it (e.g. the commit before a change), its runs kept in
+    results/overhead_before.json for the side-by-side table. Run just before this checkout's own run."""
+    argv = [sys.executable, "-m", "benchmarks.bench_overhead", *(["--quick"] if quick else [])]
+    subprocess.run(argv, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, check=True, stdout=subprocess.DEVNULL)
+    doc = json.loads((tree / "benchmarks" / "results" / "overhead.json").read_text())
+    commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    kept = {"commit": commit.stdout.strip(), "generated_at": doc.get("generated_at"), "runs": doc["runs"]}
+    BEFORE.write_text(json.dumps(kept, indent=1) + "\n")
+
+
+def side_by_side(runs: list[tuple[dict[str, Any], float]]) -> dict[str, Any] | None:
+    if not BEFORE.exists():
+        return None
+    before = json.loads(BEFORE.read_text())
+    base_before = before["runs"][0]["mean_us"]
+    base_after = runs[0][0]["mean_us"]
+    old = {r["label"]: r for r in before["runs"]}
+    new = {s["label"]: (s, c) for s, c in runs}
+    rows = []
+    for label in dict.fromkeys([*old, *new]):
+        b, a = old.get(label), new.get(label)
+        rows.append(
+            [
+                label,
+                b["throughput_concurrent_per_s"] if b else None,
+                a[1] if a else None,
+                b["mean_us"] - base_before if b else None,
+                a[0]["mean_us"] - base_after if a else None,
+            ]
+        )
+    return table(
+        f"Before (commit {before['commit']}, {before['generated_at']}) and after: per second with {CONCURRENCY} in"
+        " flight, and router us per payment (mean latency one at a time, less the adapter's); each run's own process",
+        [
+            "path",
+            f"before per s ({CONCURRENCY})",
+            f"after per s ({CONCURRENCY})",
+            "before router us",
+            "after router us",
+        ],
+        rows,
+    )
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a few hundred payments per path: a smoke run")
+    ap.add_argument(
+        "--before-tree", type=Path, help="first run this benchmark from another checkout, for a before/after"
+    )
+    args = ap.parse_args()
+    if args.before_tree is not None:
+        run_before(args.before_tree, args.quick)
     from router.http.server import run
 
-    run(main(ap.parse_args().quick))
+    run(main(args.quick))
