@@ -24,6 +24,7 @@ from router.payments.context import Context
 from router.payments.engine import Answer, NewPayment
 from router.payments.idempotency import Keyed, Reply
 from router.payments.reads import Reads
+from router.state.store.base import KeyTaken
 
 # An immediate payment a dead process wrote but never attempted becomes due for the scheduler after this.
 STRANDED_AFTER = timedelta(minutes=2)
@@ -187,7 +188,8 @@ class Creator:
         )
         created = [ev.event_for(ctx.ids, ev.CREATED, payment, now)]
         include = bool(p.include)
-        answer = Answer(keyed.scope, keyed.key, include) if keyed is not None else None
+        reservation = keyed.reservation if keyed is not None else None
+        answer = Answer(keyed.scope, keyed.key, include, reservation) if keyed is not None else None
         try:
             if due is None:
                 # Attempted at once: the attempt's first write inserts the payment, already in processing, and its
@@ -198,11 +200,13 @@ class Creator:
                     # Committed with the payment: that response is the answer, rendered once.
                     return Created(None, attempted.response)
             else:
-                await ctx.store.create_payment(payment, record, created)
+                await ctx.store.create_payment(payment, record, created, reserve=reservation)
         except ConcurrentUpdate:
             # Another worker took the payment over mid-attempt (this one's lease ran out): show it as it is now,
             # once it has settled.
             return Created(await self._answer_resend(await self.reads.load(payment_id, livemode, account), include))
+        except KeyTaken:
+            raise  # the key's holder answers this request (router.payments.idempotency)
         except Exception as exc:
             if due is None and not isinstance(exc, NotCreated):
                 raise  # the payment is stored: whatever failed after that is not a lost race

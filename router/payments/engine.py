@@ -52,7 +52,7 @@ from router.retry.declines import classify
 from router.routing.breakers import BreakerBoard
 from router.routing.rules import Candidate, Plan, RoutingTable
 from router.routing.stats import InMemoryStatsStore, StatsStore, window_entry
-from router.state.store.base import IdempotencyDone, Store
+from router.state.store.base import IdempotencyDone, IdempotencyEntry, KeyTaken, Store
 
 log = logging.getLogger("payroute.engine")
 
@@ -90,6 +90,8 @@ class Answer:
     scope: str
     key: str
     include_details: bool = False
+    # The key's reservation, which the payment's first write makes (router.payments.idempotency).
+    reservation: IdempotencyEntry | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +269,10 @@ class Engine:
                 attempts=attempts,
                 lease_owner=self.owner,
                 lease_until=lease_until,
+                reserve=new.answer.reservation if new.answer is not None else None,
             )
+        except KeyTaken:
+            raise  # the key's holder answers this request, not a lost race on the payment's id
         except Exception as exc:
             raise NotCreated(p.id) from exc
         return inserted

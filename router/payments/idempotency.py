@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -24,7 +24,7 @@ from router.ids import IdGenerator
 from router.model.records import DEFAULT_ACCOUNT, payment_json
 from router.model.states import Status
 from router.payments.context import Context
-from router.state.store.base import IdempotencyEntry, from_us, to_us
+from router.state.store.base import IdempotencyEntry, KeyTaken, from_us, to_us
 
 log = logging.getLogger("payroute")
 
@@ -51,6 +51,8 @@ class Keyed:
     key: str
     route: str
     body: bytes
+    # A create's reservation of its key, which its payment's first write makes (see Idempotency._once).
+    reservation: IdempotencyEntry | None = None
 
     @classmethod
     def of(cls, livemode: bool, key: str, route: str, params: Any, *, scope: str | None = None) -> Keyed:
@@ -143,7 +145,16 @@ class Idempotency:
         scope, key = keyed.scope, keyed.key
         digest = hashlib.sha256(keyed.route.encode() + b"\n" + keyed.body).hexdigest()
         now = self.ctx.clock.now()
-        existing = await store.reserve_idempotency(IdempotencyEntry(scope, key, digest, to_us(now), "in_progress"))
+        entry = IdempotencyEntry(scope, key, digest, to_us(now), "in_progress")
+        if keyed.route == CREATE_ROUTE:
+            # A create reserves its key in its payment's first write (one commit fewer per create, and never a
+            # reservation without its payment). A key taken already is found by that write, which then writes
+            # nothing, and is answered below as a reservation that found it.
+            try:
+                return await self._work(replace(keyed, reservation=entry), work, entry, deferred=True)
+            except KeyTaken:
+                pass
+        existing = await store.reserve_idempotency(entry)
         if existing is not None:
             if existing.request_hash != digest:
                 raise PayrouteError(
@@ -168,20 +179,37 @@ class Idempotency:
             if not isinstance(recovered, Reply):
                 raise StillProcessing()
             return recovered
+        return await self._work(keyed, work, entry, deferred=False)
+
+    async def _work(self, keyed: Keyed, work: Work, entry: IdempotencyEntry, *, deferred: bool) -> Reply:
+        """Run the work under the key; `deferred`: the work's first write reserves the key (a create)."""
+        store = self.ctx.store
+        scope, key = entry.scope, entry.key
+        # A deferred reservation may not have been written when the work fails: release only our own, never
+        # another request's that took the key meanwhile.
+        own = entry.created_us if deferred else None
         try:
             reply = await work(keyed)
+        except KeyTaken:
+            raise
         except PayrouteError as exc:
             if exc.retryable or exc.status in _NOT_SAVED or isinstance(exc, StillProcessing):
                 # Let the caller retry with the same key; a create's retry finds what this try wrote by its id. A
                 # refused request (400: a parameter, 404: an object it names) did nothing, and Stripe saves no
                 # result for it either: the corrected request may use the same key.
-                await store.release_idempotency(scope, key)
+                await store.release_idempotency(scope, key, own)
                 raise
             reply = Reply(exc.status, jsonbytes.dumps(exc.to_dict()))
         except BaseException:
-            await store.release_idempotency(scope, key)
+            await store.release_idempotency(scope, key, own)
             raise
         if not reply.stored:
+            if deferred:
+                # Answered without the final write that stores the answer (refused before its first write, or a
+                # deferred create): the key is reserved now if it was not, and the answer stored for it.
+                found = await store.reserve_idempotency(entry)
+                if found is not None and found.created_us != entry.created_us:
+                    return reply  # another request took the key meanwhile: its answer is the one kept
             await store.complete_idempotency(scope, key, reply.status, reply.body)
         return reply
 

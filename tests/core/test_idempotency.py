@@ -98,3 +98,34 @@ async def test_two_accounts_with_the_same_key_get_two_payments(make_router: Rout
     default = await router.create_payment(params, idempotency_key="inv-shared")
     assert default["id"] == router.ids.payment_for(False, "inv-shared")
     assert default["id"] not in {a["id"] for a in answers}
+
+
+async def test_a_create_reserves_its_key_in_its_payments_first_write_and_writes_nothing_if_the_key_is_held(
+    make_router: RouterFactory, clock: ManualClock
+) -> None:
+    router = await make_router(THREE_SIMULATORS)
+    params = body()
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":")).encode()
+    digest = hashlib.sha256(b"POST /v2/payments/off_session_payments\n" + canonical).hexdigest()
+    # Another process (a second worker) holds this key: its request for this very body is still running.
+    held = IdempotencyEntry("test", "held-1", digest, to_us(clock.now()), "in_progress")
+    assert await router.store.reserve_idempotency(held) is None
+
+    with pytest.raises(PayrouteError) as busy:
+        await router.create_payment(params, idempotency_key="held-1")
+    assert (busy.value.status, busy.value.type) == (409, "idempotency_error")
+    # The guarded first write stopped at the key: no payment, no event, nothing sent to any processor.
+    payment_id = Keyed.of(False, "held-1", CREATE_ROUTE, params).payment_id
+    assert await router.store.get_payment(payment_id) is None
+    assert await router.list_events() == []
+    assert all(not sim(router, name).received for name in ("sim_a", "sim_b", "sim_c"))
+    # The holder's reservation is untouched.
+    assert await router.store.reserve_idempotency(held) == held
+
+    # A key nobody holds is reserved by the create's own write, and ends done with the create's answer.
+    created = await router.create_payment(params, idempotency_key="free-1")
+    entry = await router.store.reserve_idempotency(
+        IdempotencyEntry("test", "free-1", digest, to_us(clock.now()), "in_progress")
+    )
+    assert entry is not None and entry.state == "done"
+    assert entry.response_body is not None and json.loads(entry.response_body) == created

@@ -64,6 +64,10 @@ class IdempotencyEntry:
     response_body: bytes | None = None
 
 
+class KeyTaken(Exception):
+    """A write that was to reserve an Idempotency-Key found it already taken, and wrote nothing."""
+
+
 @dataclass(frozen=True, slots=True)
 class IdempotencyDone:
     """A stored response for an in-progress idempotency key, written in the same transaction as the payment
@@ -202,9 +206,12 @@ class Store(Protocol):
         attempts: Sequence[AttemptRecord] = (),
         lease_owner: str | None = None,
         lease_until: datetime | None = None,
+        reserve: IdempotencyEntry | None = None,
     ) -> None:
         """Insert a new payment (at its own `version`) with its record, events and any first attempts, in one
-        transaction, under the given lease. Raise if a payment with that id exists (nothing is written then)."""
+        transaction, under the given lease. Raise if a payment with that id exists (nothing is written then).
+        With `reserve`, the same transaction first reserves that Idempotency-Key; if the key is taken, raise
+        KeyTaken and write nothing."""
         ...
 
     async def get_payment(self, payment_id: str) -> Payment | None: ...
@@ -308,8 +315,9 @@ class Store(Protocol):
 
     async def complete_idempotency(self, scope: str, key: str, status: int, body: bytes) -> None: ...
 
-    async def release_idempotency(self, scope: str, key: str) -> None:
-        """Forget an in-progress key whose request failed before any side effect (so it may be retried)."""
+    async def release_idempotency(self, scope: str, key: str, created_us: int | None = None) -> None:
+        """Forget an in-progress key whose request failed before any side effect (so it may be retried). With
+        `created_us`, only the reservation made then (a request releasing what it may not have reserved)."""
         ...
 
     async def purge_idempotency(self, older_than: datetime, limit: int = 1000) -> int:

@@ -228,6 +228,10 @@ COMPLETE_KEY = Q(
     " WHERE scope = :scope AND key = :key AND state = 'in_progress'"
 )
 RELEASE_KEY = Q("DELETE FROM idempotency_keys WHERE scope = :scope AND key = :key AND state = 'in_progress'")
+RELEASE_OWN_KEY = Q(
+    "DELETE FROM idempotency_keys WHERE scope = :scope AND key = :key AND state = 'in_progress'"
+    " AND created_us = :created_us"
+)
 # Bounded, so a first purge of a big table holds the writer (or a batch of rows) briefly.
 PURGE_KEYS = Q(
     "DELETE FROM idempotency_keys WHERE (scope, key) IN (SELECT scope, key FROM idempotency_keys"
