@@ -21,6 +21,7 @@ from adapters.scrub import card_numbers
 from router import logformat, tracing
 from router.clock import parse_rfc3339, rfc3339
 from router.http import logsafe
+from router.http.server import ServeOptions, run_sidecar
 from tests.adapters.conftest import ADYEN_KEY, STRIPE_KEY
 from tests.http.conftest import TEST_KEY
 from tests.ops.conftest import Ops
@@ -240,3 +241,14 @@ def test_the_access_log_line_carries_the_requests_trace_id() -> None:
     assert (traced["trace_id"], traced["span_id"]) == ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
     assert '"GET /v2/payments/off_session_payments" 200' in traced["message"]
     assert "trace_id" not in untraced
+
+
+def test_serve_refuses_to_start_when_traces_are_asked_for_without_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PAYROUTE_API_KEYS", TEST_KEY)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)
+    assert run_sidecar(ServeOptions(config="config/routing.yaml", port=0)) == 2
+    assert "pip install 'payroute[otel]'" in capsys.readouterr().err
+    assert not tracing.enabled()
