@@ -9,6 +9,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from aiohttp.test_utils import TestClient, TestServer
+
+from router.http import ApiKeys, PageTokens, Sidecar, create_app
 from router.routing.explain import explain_payment
 from tests.http.conftest import LIVE_KEY, TEST_KEY
 from tests.ops.conftest import READ_ONLY_KEY, Ops
@@ -172,3 +175,24 @@ async def test_the_charts_narrow_to_one_card_segment(ops: Ops) -> None:
     unknown = await (await ops.client.get("/console", params={"segment": "nope"}, headers=basic(TEST_KEY))).text()
     everything = chart_data(unknown, "by-processor")
     assert {s["label"] for s in everything["series"]} == {"stripe_us", "adyen_eu"}
+
+
+async def test_an_accounts_console_shows_its_own_payments_only(ops: Ops) -> None:
+    other_key = "sk_test_payroute_acct_b_000000001"
+    keys = ApiKeys.parse(f"acct_a: {TEST_KEY}; acct_b: {other_key}")
+    sidecar = Sidecar(keys=keys, pages=PageTokens(keys.derive_secret("page-tokens")), router=ops.router)
+    async with TestClient(TestServer(create_app(sidecar))) as client:
+        made = await client.post(
+            "/v2/payments/off_session_payments",
+            json=CREATE,
+            headers={"Authorization": f"Bearer {other_key}", "Idempotency-Key": "acct-b-1"},
+        )
+        theirs = await made.json()
+        assert made.status == 200, theirs
+        page = f"/console/payments/{theirs['id']}"
+        assert (await client.get(page, headers=basic(other_key))).status == 200
+        assert (await client.get(page, headers=basic(TEST_KEY))).status == 404
+        mine = await (await client.get("/console", headers=basic(TEST_KEY))).text()
+        assert theirs["id"] not in mine and chart_data(mine, "by-processor")["series"] == []
+        own = await (await client.get("/console", headers=basic(other_key))).text()
+        assert theirs["id"] in own and chart_data(own, "by-processor")["series"]

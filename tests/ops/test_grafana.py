@@ -1,15 +1,25 @@
 """The Grafana dashboard in config/grafana/ queries only metrics the sidecar exports, under the names (and the
-_total / _bucket suffixes) its /metrics page shows: a renamed metric fails here, not on a team's wall screen."""
+_total / _bucket suffixes) its /metrics page shows: a renamed metric fails here, not on a team's wall screen.
+The sidecar scraped is a replica's (Redis shared state on), as the dashboard covers that deployment too."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.ops.conftest import Ops
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from router import Router
+from router.http import ApiKeys, PageTokens, Sidecar, create_app
+from tests.backends import redis_url
+from tests.http.conftest import CONFIG, TEST_KEY
+
+__all__ = ["redis_url"]
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "config" / "grafana" / "payroute.json"
 METRIC = re.compile(r"\bpayroute_[a-z0-9_]+")
@@ -47,9 +57,27 @@ def exported(exposition: str) -> set[str]:
     return names
 
 
-async def test_every_metric_the_dashboard_queries_is_exported(ops: Ops) -> None:
+@pytest.fixture
+async def replica(tmp_path: Path, redis_url: str) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    config = tmp_path / "routing.yaml"
+    config.write_text(CONFIG)
+    router = await Router.open(config, f"sqlite:///{tmp_path / 'payroute.db'}", redis=redis_url)
+    keys = ApiKeys.parse(TEST_KEY)
+    sidecar = Sidecar(keys=keys, pages=PageTokens(keys.derive_secret("page-tokens")), router=router)
+    client = TestClient(TestServer(create_app(sidecar)))
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        await client.close()
+        await router.close()
+
+
+async def test_every_metric_the_dashboard_queries_is_exported(
+    replica: TestClient[web.Request, web.Application],
+) -> None:
     dashboard = json.loads(DASHBOARD.read_text())
-    resp = await ops.client.get("/metrics")
+    resp = await replica.get("/metrics")
     assert resp.status == 200
     available = exported(await resp.text())
     referenced = {m for q in queries(dashboard) for m in METRIC.findall(q)}

@@ -9,7 +9,7 @@ from router.model.records import CardSnapshot
 from router.model.states import Status
 from router.state.store import Store
 from router.state.store.base import ApprovalBucket
-from tests.store.test_store import T0, attempt, created
+from tests.store.test_store import T0, attempt, created, payment
 
 HOUR = 3600
 
@@ -39,14 +39,14 @@ async def test_approvals_are_counted_per_bucket_processor_route_and_segment_of_o
 
     t0 = bucket_of(int(T0.timestamp()))
     start = t0 - 22 * HOUR  # a day of hours up to the end of T0's next hour: the one 30 hours back is out
-    rows = await store.approval_buckets(False, start, start + 24 * HOUR, HOUR)
+    rows = await store.approval_buckets("default", False, start, start + 24 * HOUR, HOUR)
     assert sorted(rows, key=lambda r: (r.start, r.processor, r.route or "", r.funding or "")) == [
         ApprovalBucket(t0, "sim_a", None, "visa", None, None, 1, 1),
         ApprovalBucket(t0, "sim_a", "eu", "visa", "debit", "DE", 1, 1),
         ApprovalBucket(t0, "sim_b", "eu", "visa", None, None, 1, 0),
         ApprovalBucket(t0 + HOUR, "sim_a", None, "visa", None, None, 1, 0),
     ]
-    [live_row] = await store.approval_buckets(True, start, start + 24 * HOUR, HOUR)
+    [live_row] = await store.approval_buckets("default", True, start, start + 24 * HOUR, HOUR)
     assert (live_row.attempts, live_row.approved) == (1, 1)
 
 
@@ -55,8 +55,8 @@ async def test_the_retry_queue_lists_one_modes_waiting_payments_soonest_first(st
     sooner = await created(store, status=Status.PENDING_RETRY, next_attempt_at=T0 + timedelta(hours=3))
     await created(store, status=Status.PENDING, next_attempt_at=T0)
     await created(store, status=Status.PENDING_RETRY, next_attempt_at=T0, livemode=True)
-    assert [p.id for p in await store.retry_queue(False, 10)] == [sooner.id, later.id]
-    assert [p.id for p in await store.retry_queue(False, 1)] == [sooner.id]
+    assert [p.id for p in await store.retry_queue("default", False, 10)] == [sooner.id, later.id]
+    assert [p.id for p in await store.retry_queue("default", False, 1)] == [sooner.id]
 
 
 async def test_latest_failures_are_answered_non_approvals_newest_first(store: Store) -> None:
@@ -66,5 +66,23 @@ async def test_latest_failures_are_answered_non_approvals_newest_first(store: St
     timed_out = attempt(p, created=T0 + timedelta(minutes=2), state="unresolved", outcome="timeout")
     in_flight = attempt(p, created=T0 + timedelta(minutes=3))
     await store.save_payment(p, p.version, attempts=[declined, approved, timed_out, in_flight])
-    assert [a.id for a in await store.latest_failures(False, 10)] == [timed_out.id, declined.id]
-    assert await store.latest_failures(True, 10) == []
+    assert [a.id for a in await store.latest_failures("default", False, 10)] == [timed_out.id, declined.id]
+    assert await store.latest_failures("default", True, 10) == []
+
+
+async def test_each_read_sees_one_accounts_payments_only(store: Store) -> None:
+    mine = await created(store, status=Status.PENDING_RETRY, next_attempt_at=T0 + timedelta(hours=1))
+    theirs, record = payment(status=Status.PENDING_RETRY, next_attempt_at=T0)
+    theirs = theirs.model_copy(update={"account": "acct_other"})
+    await store.create_payment(theirs, record, [])
+    for p in (mine, theirs):
+        declined = attempt(p, created=T0, state="settled", outcome="soft_decline")
+        await store.save_payment(p, p.version, attempts=[declined])
+    start = bucket_of(int(T0.timestamp()))
+    for account, who in (("default", mine), ("acct_other", theirs)):
+        [row] = await store.approval_buckets(account, False, start, start + HOUR, HOUR)
+        assert (row.attempts, row.approved) == (1, 0)
+        assert [p.id for p in await store.retry_queue(account, False, 10)] == [who.id]
+        assert [a.payment_id for a in await store.latest_failures(account, False, 10)] == [who.id]
+        assert await store.account_payment_counts(account, False) == {"pending_retry": 1}
+    assert await store.account_payment_counts("acct_nobody", False) == {}

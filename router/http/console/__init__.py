@@ -10,7 +10,7 @@
 Plain HTML rendered on the server; the charts are drawn by uPlot (MIT, vendored in `static/`, nothing fetched at
 run time, no build step). Behind the API keys: a browser sends the key as the Basic-auth user name (the
 browser asks for it), a script as `Authorization: Bearer`. A read-only `rk_test_`/`rk_live_` key is enough,
-and the key's mode picks the data shown, as on the API.
+and the key's account and mode pick the data shown, as on the API.
 """
 
 from __future__ import annotations
@@ -60,10 +60,8 @@ def setup(app: web.Application, host: Host) -> None:
 
     async def overview(request: web.Request) -> web.StreamResponse:
         caller, router = _enter(request, host)
-        query = request.query
-        view = await data.overview(
-            router, caller.livemode, query.get("window", data.DEFAULT_WINDOW), query.get("segment")
-        )
+        window, segment = request.query.get("window", data.DEFAULT_WINDOW), request.query.get("segment")
+        view = await data.overview(router, caller.account, caller.livemode, window, segment)
         return _html(pages.overview_page(view))
 
     async def find_payment(request: web.Request) -> web.StreamResponse:
@@ -76,7 +74,7 @@ def setup(app: web.Application, host: Host) -> None:
     async def payment(request: web.Request) -> web.StreamResponse:
         caller, router = _enter(request, host)
         found = await router.store.get_payment(request.match_info["id"])
-        if found is None or found.livemode != caller.livemode:
+        if found is None or found.livemode != caller.livemode or found.account != caller.account:
             page = pages.message_page(
                 "No such payment",
                 f"No {'live' if caller.livemode else 'test'}-mode payment has the id {request.match_info['id']}.",

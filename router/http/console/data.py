@@ -142,7 +142,8 @@ def config_in_force(router: Router) -> ConfigInForce:
     )
 
 
-async def overview(router: Router, livemode: bool, window: str, segment: str | None = None) -> Overview:
+async def overview(router: Router, account: str, livemode: bool, window: str, segment: str | None = None) -> Overview:
+    """What one account sees in one mode."""
     span, width = WINDOWS.get(window, WINDOWS[DEFAULT_WINDOW])
     now = router.clock.now()
     buckets = max(1, round(span / width))
@@ -151,19 +152,19 @@ async def overview(router: Router, livemode: bool, window: str, segment: str | N
     step = int(width.total_seconds())
     end = (epoch // step + 1) * step
     start = end - buckets * step
-    rows = await router.store.approval_buckets(livemode, start, end, step)
+    store = router.store
+    rows = await store.approval_buckets(account, livemode, start, end, step)
     volume: dict[str, int] = {}
     for r in rows:
         volume[segment_of(r)] = volume.get(segment_of(r), 0) + r.attempts
     if segment not in volume:
         segment = None
     charted = rows if segment is None else [r for r in rows if segment_of(r) == segment]
-    counts = await router.payment_counts()
-    depth = counts.get((livemode, "pending_retry"), 0)
-    queue = await router.store.retry_queue(livemode, DUE_SHOWN)
+    counts = await store.account_payment_counts(account, livemode)
+    queue = await store.retry_queue(account, livemode, DUE_SHOWN)
     due_now = sum(1 for p in queue if p.next_attempt_at is not None and p.next_attempt_at <= now)
-    failures = await router.store.latest_failures(livemode, FAILURES_SHOWN)
-    recent = (await router.store.list_payments(livemode, RECENT_SHOWN)).payments
+    failures = await store.latest_failures(account, livemode, FAILURES_SHOWN)
+    recent = (await store.list_payments(livemode, RECENT_SHOWN, account=account)).payments
     return Overview(
         livemode=livemode,
         now=now,
@@ -173,12 +174,12 @@ async def overview(router: Router, livemode: bool, window: str, segment: str | N
         segments=segment_table(rows),
         breakers=breaker_rows(router),
         breaker_history=list(reversed(router.breakers.history)),
-        queue_depth=depth,
+        queue_depth=counts.get("pending_retry", 0),
         due_now=due_now,
         due=queue,
         failures=failures,
         recent=recent,
-        counts={status: n for (mode, status), n in counts.items() if mode == livemode},
+        counts=counts,
         segment=segment,
         segments_seen=sorted(volume, key=lambda s: -volume[s]),
     )

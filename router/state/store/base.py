@@ -295,17 +295,24 @@ class Store(Protocol):
         ...
 
     # -- the ops console -------------------------------------------------------------------------------------
-    async def approval_buckets(self, livemode: bool, since_s: int, until_s: int, step_s: int) -> list[ApprovalBucket]:
-        """Settled attempts of one mode created in [since_s, until_s) (epoch seconds), counted per bucket of
-        `step_s` seconds (aligned to the epoch), processor, route and card segment."""
+    async def approval_buckets(
+        self, account: str, livemode: bool, since_s: int, until_s: int, step_s: int
+    ) -> list[ApprovalBucket]:
+        """Settled attempts on one account's payments in one mode, created in [since_s, until_s) (epoch seconds),
+        counted per bucket of `step_s` seconds (aligned to the epoch), processor, route and card segment."""
         ...
 
-    async def retry_queue(self, livemode: bool, limit: int) -> list[Payment]:
-        """Payments waiting in pending_retry, soonest due first."""
+    async def retry_queue(self, account: str, livemode: bool, limit: int) -> list[Payment]:
+        """One account's payments waiting in pending_retry, soonest due first."""
         ...
 
-    async def latest_failures(self, livemode: bool, limit: int) -> list[AttemptRecord]:
-        """Attempts with an answer other than approved (declines, errors, timeouts), newest first."""
+    async def latest_failures(self, account: str, livemode: bool, limit: int) -> list[AttemptRecord]:
+        """Attempts on one account's payments with an answer other than approved (declines, errors, timeouts),
+        newest first."""
+        ...
+
+    async def account_payment_counts(self, account: str, livemode: bool) -> dict[str, int]:
+        """One account's payments in one mode per status."""
         ...
 
     # -- idempotency -----------------------------------------------------------------------------------------

@@ -300,9 +300,11 @@ class SQLStore:
         return [settled_attempt(r[0], r[1], r[2], r[3], r[4], _json_list(r[5])) for r in rows]
 
     # -- the ops console -------------------------------------------------------------------------------------
-    async def approval_buckets(self, livemode: bool, since_s: int, until_s: int, step_s: int) -> list[ApprovalBucket]:
+    async def approval_buckets(
+        self, account: str, livemode: bool, since_s: int, until_s: int, step_s: int
+    ) -> list[ApprovalBucket]:
         second = 1_000_000
-        params = {"livemode": livemode, "since_us": since_s * second, "until_us": until_s * second}
+        params = {"account": account, "livemode": livemode, "since_us": since_s * second, "until_us": until_s * second}
         rows = await self._fetch_apart(s.APPROVAL_BUCKETS, {**params, "step_us": step_s * second})
         out = []
         for start_us, processor, segment, attempts, approved in rows:
@@ -312,11 +314,17 @@ class SQLStore:
             )
         return out
 
-    async def retry_queue(self, livemode: bool, limit: int) -> list[Payment]:
-        return _payments(await self._fetch(s.RETRY_QUEUE, {"livemode": livemode, "limit": limit}))
+    async def retry_queue(self, account: str, livemode: bool, limit: int) -> list[Payment]:
+        params = {"account": account, "livemode": livemode, "limit": limit}
+        return _payments(await self._fetch(s.RETRY_QUEUE, params))
 
-    async def latest_failures(self, livemode: bool, limit: int) -> list[AttemptRecord]:
-        return _attempts(await self._fetch(s.LATEST_FAILURES, {"livemode": livemode, "limit": limit}))
+    async def latest_failures(self, account: str, livemode: bool, limit: int) -> list[AttemptRecord]:
+        params = {"account": account, "livemode": livemode, "limit": limit}
+        return _attempts(await self._fetch(s.LATEST_FAILURES, params))
+
+    async def account_payment_counts(self, account: str, livemode: bool) -> dict[str, int]:
+        rows = await self._fetch_apart(s.COUNT_ACCOUNT_PAYMENTS, {"account": account, "livemode": livemode})
+        return {str(r[0]): int(r[1]) for r in rows}
 
     # -- idempotency -----------------------------------------------------------------------------------------
     async def reserve_idempotency(self, entry: IdempotencyEntry) -> IdempotencyEntry | None:

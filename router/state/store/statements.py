@@ -130,24 +130,28 @@ CARD_HISTORY = Q(
 )
 
 # -- the ops console ---------------------------------------------------------------------------------------------
-# Settled attempts of one mode counted per time bucket, processor, route and card segment: a few hundred rows for
-# a day, however many attempts it held. Attempts carry no mode column; their payment does.
+# Settled attempts of one account and mode counted per time bucket, processor, route and card segment: a few
+# hundred rows for a day, however many attempts it held. Attempts carry no account or mode column; their payment
+# does.
 APPROVAL_BUCKETS = Q(
     "SELECT (a.created_us / :step_us) * :step_us, a.processor,"
     " {json:a.data:route,card.brand,card.funding,card.country}, COUNT(*),"
     " SUM(CASE WHEN a.outcome = 'approved' THEN 1 ELSE 0 END)"
     " FROM attempts a JOIN payments p ON p.id = a.payment_id"
-    " WHERE a.state = 'settled' AND a.created_us >= :since_us AND a.created_us < :until_us AND p.livemode = :livemode"
-    " GROUP BY 1, 2, 3"
+    " WHERE a.state = 'settled' AND a.created_us >= :since_us AND a.created_us < :until_us"
+    " AND p.account = :account AND p.livemode = :livemode GROUP BY 1, 2, 3"
 )
 RETRY_QUEUE = Q(
-    "SELECT data FROM payments WHERE status = 'pending_retry' AND livemode = :livemode"
+    "SELECT data FROM payments WHERE status = 'pending_retry' AND account = :account AND livemode = :livemode"
     " ORDER BY next_attempt_us, id LIMIT :limit"
+)
+COUNT_ACCOUNT_PAYMENTS = Q(
+    "SELECT status, COUNT(*) FROM payments WHERE account = :account AND livemode = :livemode GROUP BY status"
 )
 # Answered attempts other than approvals (declines, errors, timeouts still being chased), newest first.
 LATEST_FAILURES = Q(
     "SELECT a.data FROM attempts a JOIN payments p ON p.id = a.payment_id"
-    " WHERE a.state <> 'sent' AND a.outcome <> 'approved' AND p.livemode = :livemode"
+    " WHERE a.state <> 'sent' AND a.outcome <> 'approved' AND p.account = :account AND p.livemode = :livemode"
     " ORDER BY a.created_us DESC LIMIT :limit"
 )
 
