@@ -36,29 +36,41 @@ from adapters.base import (
     Outcome,
     OutcomeKind,
 )
+from adapters.declines import DECLINE_CODES
 from adapters.scrub import scrub as scrub_text
 
-# Stripe decline code -> (outcome kind, ISO 8583 response code the network would have sent).
-DECLINES: Mapping[str, tuple[OutcomeKind, str]] = {
-    "insufficient_funds": (OutcomeKind.SOFT_DECLINE, "51"),
-    "do_not_honor": (OutcomeKind.SOFT_DECLINE, "05"),
-    "generic_decline": (OutcomeKind.SOFT_DECLINE, "05"),
-    "card_velocity_exceeded": (OutcomeKind.SOFT_DECLINE, "61"),
-    "withdrawal_count_limit_exceeded": (OutcomeKind.SOFT_DECLINE, "65"),
-    "try_again_later": (OutcomeKind.SOFT_DECLINE, "19"),
-    "issuer_not_available": (OutcomeKind.SOFT_DECLINE, "91"),
-    "reenter_transaction": (OutcomeKind.SOFT_DECLINE, "96"),
-    "expired_card": (OutcomeKind.HARD_DECLINE, "54"),
-    "stolen_card": (OutcomeKind.HARD_DECLINE, "43"),
-    "lost_card": (OutcomeKind.HARD_DECLINE, "41"),
-    "pickup_card": (OutcomeKind.HARD_DECLINE, "04"),
-    "restricted_card": (OutcomeKind.HARD_DECLINE, "62"),
-    "incorrect_number": (OutcomeKind.HARD_DECLINE, "14"),
-    "invalid_account": (OutcomeKind.HARD_DECLINE, "14"),
-    "transaction_not_allowed": (OutcomeKind.HARD_DECLINE, "57"),
-    "revocation_of_authorization": (OutcomeKind.HARD_DECLINE, "R1"),
-    "authentication_required": (OutcomeKind.AUTHENTICATION_REQUIRED, "1A"),
-}
+
+def _simulated(*codes: str) -> Mapping[str, tuple[OutcomeKind, str]]:
+    """The outcome kind and ISO code of each decline the simulator can send, from the one decline table."""
+    out = {}
+    for code in codes:
+        rule = DECLINE_CODES[code]
+        if rule.iso is None:
+            raise ValueError(f"simulated decline {code} needs an ISO 8583 response code in adapters/declines.py")
+        out[code] = (rule.kind, rule.iso)
+    return out
+
+
+DECLINES: Mapping[str, tuple[OutcomeKind, str]] = _simulated(
+    "insufficient_funds",
+    "do_not_honor",
+    "generic_decline",
+    "card_velocity_exceeded",
+    "withdrawal_count_limit_exceeded",
+    "try_again_later",
+    "issuer_not_available",
+    "reenter_transaction",
+    "expired_card",
+    "stolen_card",
+    "lost_card",
+    "pickup_card",
+    "restricted_card",
+    "incorrect_number",
+    "invalid_account",
+    "transaction_not_allowed",
+    "revocation_of_authorization",
+    "authentication_required",
+)
 
 # Stripe's documented test payment methods -> forced outcome.
 _FORCED: Mapping[str, tuple[OutcomeKind, str | None, str | None]] = {

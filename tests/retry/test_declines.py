@@ -7,6 +7,8 @@ from datetime import timedelta
 import pytest
 
 from adapters.base import Outcome, OutcomeKind
+from adapters.declines import DECLINE_CODES, iso_for
+from adapters.declines import classify as outcome_kind
 from adapters.simulator import DECLINES
 from router.retry.declines import RULES, DeclineClass, classify, rule
 
@@ -122,3 +124,14 @@ def test_every_simulator_code_is_in_the_table_and_agrees_with_its_kind(code: str
 def test_the_table_is_data_with_a_meaning_for_every_code() -> None:
     assert all(r.meaning for r in RULES.values())
     assert {r.decline_class for r in RULES.values()} == set(DeclineClass)
+
+
+@pytest.mark.parametrize("code", sorted(DECLINE_CODES))
+def test_an_adapters_outcome_and_the_retry_decision_read_the_same_row(code: str) -> None:
+    row = DECLINE_CODES[code]
+    kind = outcome_kind(code)
+    assert kind is row.kind
+    decline = classify(Outcome(kind, decline_code=code, network_decline_code=iso_for(code)))
+    assert (decline.decline_class, decline.retry) == (row.decline_class, row.retry)
+    if kind is OutcomeKind.HARD_DECLINE:
+        assert not decline.retry, "a hard decline is never retried"
