@@ -40,7 +40,7 @@ from adapters import registry
 from adapters.base import AuthorizationRequest, Cadence, CardInfo, ProcessorAdapter
 from benchmarks.sim.output import RESULTS, print_table, table, write_result
 from router import ManualClock, Router
-from router.config.schema import parse
+from router.config.loader import parse
 from router.ids import IdGenerator
 from router.routing.cards import card_from_token
 from router.routing.rules import adapter_settings

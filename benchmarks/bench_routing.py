@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from router.config.schema import parse
+from router.config.loader import parse
 from router.model.records import CardSnapshot, Payment
 from router.routing.rules import Plan, RoutingTable, build_adapters
 from router.routing.stats import Entry, InMemoryStatsStore

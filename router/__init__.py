@@ -7,7 +7,8 @@ async with await Router.open("config/routing.yaml", store="sqlite:///payroute.db
 
 from router.api import Router
 from router.clock import ManualClock, SystemClock
-from router.config.schema import Config, ConfigError
+from router.config.loader import ConfigError
+from router.config.schema import Config
 from router.errors import PayrouteError
 
 __all__ = ["Config", "ConfigError", "ManualClock", "PayrouteError", "Router", "SystemClock"]

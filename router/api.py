@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from adapters.base import CardInfo
 from router.clock import Clock, SystemClock
-from router.config import schema as config_mod
-from router.config.schema import Config, ConfigError
+from router.config.loader import ConfigError, ConfigIssue
+from router.config.schema import Config
 from router.ids import IdGenerator
 from router.model.records import DEFAULT_ACCOUNT, AttemptRecord, Event, OffSessionPaymentCreateParams, Payment
 from router.model.states import TERMINAL
@@ -231,7 +231,7 @@ class Router:
         """Build a new routing table from the file and swap it in whole; a bad file changes nothing."""
         target = str(path or self.config_path or "")
         if not target:
-            raise ConfigError([config_mod.ConfigIssue("<config>", 0, 0, "", "no config file to reload")])
+            raise ConfigError([ConfigIssue("<config>", 0, 0, "", "no config file to reload")])
         old = self._live.current
         try:
             # Built whole, adapters and all, before anything changes; no await between here and the swap.

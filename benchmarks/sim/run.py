@@ -24,7 +24,7 @@ from adapters import registry
 from adapters.base import AdapterSettings, ProcessorAdapter
 from benchmarks.sim.world import START, Ledger, World, WorldAdapter, card_from_sim_token
 from router import ManualClock, Router
-from router.config.schema import parse
+from router.config.loader import parse
 from router.ids import IdGenerator
 from router.model.records import Payment
 from router.routing.rules import Plan, RoutingTable, build_adapters

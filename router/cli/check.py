@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from adapters import registry
 from adapters.base import AdapterError, ProcessorAdapter
-from router.config.schema import Config, ConfigError, ConfigIssue, ProcessorConfig, _Loader
+from router.config.loader import ConfigError, ConfigIssue, _Loader
+from router.config.schema import Config, ProcessorConfig
 from router.routing.reload import build_table
 from router.routing.rules import Route, RoutingTable, adapter_settings
 

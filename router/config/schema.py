@@ -1,20 +1,15 @@
-"""The YAML configuration: schema, `${ENV}` references, and errors that name file, line, column and reason.
+"""The configuration's schema: what a routing file may say, as frozen pydantic models.
 
-A file is validated as a whole; nothing of a bad file is ever applied. Loading returns a `Config`, a frozen
-pydantic model; `router.routing.rules` compiles it into a routing table.
+`router.config.loader` reads a YAML file into a `Config` (with `${ENV}` references and errors that name file,
+line, column and reason); `router.routing.rules` compiles it into a routing table.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -22,7 +17,6 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -30,7 +24,6 @@ from pydantic import (
 from router.money import is_currency
 from router.routing.stats import DEFAULT_HEALTH_WINDOW
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -407,22 +400,22 @@ class Config(_Strict):
             raise ValueError("at least one processor is required")
         names = [r.name for r in self.routes]
         if "default" not in names:
-            raise _LocatedError(("routes",), "a route named 'default' is required (it catches every payment)")
+            raise LocatedError(("routes",), "a route named 'default' is required (it catches every payment)")
         for i, route in enumerate(self.routes):
             if route.name in names[:i]:
                 first = names.index(route.name)
-                raise _LocatedError(
+                raise LocatedError(
                     ("routes", i, "name"), f"duplicate route name {route.name!r} (first at routes[{first}])"
                 )
             if route.name == "default" and route.match is not None:
-                raise _LocatedError(
+                raise LocatedError(
                     ("routes", i, "match"), "the default route takes every payment no other route took: no match"
                 )
             for p in route.processor_names:
                 if p not in self.processors:
-                    raise _LocatedError(("routes", i, "processors"), f"unknown processor {p!r}")
+                    raise LocatedError(("routes", i, "processors"), f"unknown processor {p!r}")
         if "default" not in self.retry_policies:
-            raise _LocatedError(("retry_policies",), "a retry policy named 'default' is required")
+            raise LocatedError(("retry_policies",), "a retry policy named 'default' is required")
         return self
 
     def policy(self, name: str | None) -> RetryPolicyConfig:
@@ -436,6 +429,12 @@ class Config(_Strict):
     def file(self) -> str:
         return self._file
 
+    def placed(self, file: str, marks: dict[tuple[str | int, ...], tuple[int, int]]) -> Config:
+        """This config, knowing the file it was read from and where each of its parts sits in it."""
+        self._file = file
+        self._marks = marks
+        return self
+
     def locate(self, *loc: str | int) -> tuple[int, int]:
         """(line, column) of the nearest located part of `loc` in the file; (0, 0) for a config built in code."""
         while loc:
@@ -445,167 +444,10 @@ class Config(_Strict):
         return self._marks.get((), (0, 0))
 
 
-class _LocatedError(ValueError):
+class LocatedError(ValueError):
     """A whole-file check that knows which part of the file it is about."""
 
     def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
         super().__init__(message)
         self.loc = loc
         self.message = message
-
-
-@dataclass(frozen=True)
-class ConfigIssue:
-    file: str
-    line: int
-    column: int
-    path: str
-    reason: str
-
-    def __str__(self) -> str:
-        where = f"{self.path}: " if self.path else ""
-        return f"{self.file}:{self.line}:{self.column}: {where}{self.reason}"
-
-
-class ConfigError(Exception):
-    """A refused file: every problem found, each with file, line, column and reason."""
-
-    def __init__(self, issues: list[ConfigIssue]) -> None:
-        self.issues = issues
-        super().__init__("\n".join(str(i) for i in issues))
-
-
-_MAX_DEPTH = 32
-
-Marks = dict[tuple[str | int, ...], tuple[int, int]]
-
-
-def _dotted(loc: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-class _Loader:
-    """Turns a YAML node tree into plain data, remembering where every value came from."""
-
-    def __init__(self, file: str, env: Mapping[str, str]) -> None:
-        self.file = file
-        self.env = env
-        self.marks: Marks = {}
-        self.issues: list[ConfigIssue] = []
-
-    def convert(self, node: yaml.Node, path: tuple[str | int, ...]) -> Any:
-        self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-        if len(path) > _MAX_DEPTH:
-            # Only an alias that contains itself nests this deep; a real config is a handful of levels.
-            line, col = self.marks[path]
-            reason = "nested too deeply (recursive alias?)"
-            self.issues.append(ConfigIssue(self.file, line, col, _dotted(path[:4]), reason))
-            return None
-        if isinstance(node, yaml.MappingNode):
-            out: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.start_mark)
-                if key in out:
-                    line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
-                    self.issues.append(ConfigIssue(self.file, line, col, _dotted((*path, key)), "duplicate key"))
-                child = (*path, key)
-                out[key] = self.convert(value_node, child)
-                # An error about a value points at its key, which is where an operator looks.
-                self.marks[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
-        try:
-            value = yaml.constructor.SafeConstructor().construct_object(node)
-        except yaml.YAMLError as exc:
-            line, col = node.start_mark.line + 1, node.start_mark.column + 1
-            reason = getattr(exc, "problem", None) or str(exc)
-            self.issues.append(ConfigIssue(self.file, line, col, _dotted(path), f"unreadable value: {reason}"))
-            return None
-        if isinstance(value, str) and "${" in value:
-            value = self._resolve(value, node, path)
-        return value
-
-    def _resolve(self, value: str, node: yaml.Node, path: tuple[str | int, ...]) -> str:
-        def sub(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in self.env:
-                line, col = node.start_mark.line + 1, node.start_mark.column + 1
-                self.issues.append(
-                    ConfigIssue(self.file, line, col, _dotted(path), f"environment variable {name} is not set")
-                )
-                return ""
-            return self.env[name]
-
-        return _ENV_REF.sub(sub, value)
-
-    def locate(self, loc: tuple[str | int, ...]) -> tuple[int, int]:
-        while loc:
-            if loc in self.marks:
-                return self.marks[loc]
-            loc = loc[:-1]
-        return self.marks.get((), (1, 1))
-
-
-def parse(text: str, file: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
-    """Validate a whole config text; raise ConfigError listing every problem with its line."""
-    loader = _Loader(file, os.environ if env is None else env)
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        reason = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([ConfigIssue(file, line, col, "", f"YAML syntax: {reason}")]) from None
-    if node is None:
-        raise ConfigError([ConfigIssue(file, 1, 1, "", "the file is empty")])
-    data = loader.convert(node, ())
-    if not isinstance(data, dict):
-        raise ConfigError([ConfigIssue(file, 1, 1, "", "the top level must be a mapping")])
-    if loader.issues:
-        raise ConfigError(loader.issues)
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        issues = []
-        for err in exc.errors(include_url=False):
-            located = (err.get("ctx") or {}).get("error")
-            if isinstance(located, _LocatedError):
-                loc: tuple[str | int, ...] = located.loc
-                reason = located.message
-            else:
-                loc = tuple(err["loc"])
-                reason = _reason(err)
-            loc = _clean_loc(loc)
-            line, col = loader.locate(loc)
-            issues.append(ConfigIssue(file, line, col, _dotted(loc), reason))
-        raise ConfigError(issues) from None
-    config._file = file
-    config._marks = loader.marks
-    return config
-
-
-def _clean_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
-    # pydantic adds union-member names (list[str], dict[str,...]) to locations; they mean nothing to an operator.
-    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
-
-
-def _reason(err: Mapping[str, Any]) -> str:
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required key is missing"
-    return str(err["msg"]).removeprefix("Value error, ")
-
-
-def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([ConfigIssue(str(path), 0, 0, "", f"cannot read: {exc.strerror}")]) from None
-    return parse(text, str(path), env)

@@ -25,7 +25,7 @@ from aiohttp.typedefs import Handler
 
 from router import jsonbytes, tracing
 from router.api import Router
-from router.config.schema import ConfigError
+from router.config.loader import ConfigError
 from router.errors import PayrouteError, invalid
 from router.http import console, logsafe, metrics, schemas
 from router.http.auth import ApiKeys, Caller, read_only_refused

@@ -28,7 +28,7 @@ from aiohttp import web
 from router import tracing
 from router.api import Router
 from router.clock import SystemClock
-from router.config.schema import ConfigError
+from router.config.loader import ConfigError
 from router.http import logsafe
 from router.http.app import Sidecar, create_app
 from router.http.auth import ApiKeys

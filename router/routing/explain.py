@@ -27,7 +27,7 @@ from typing import Any, Protocol, TextIO
 
 from router.cli.check import close_adapters
 from router.clock import Clock
-from router.config.schema import ConfigError
+from router.config.loader import ConfigError
 from router.errors import PayrouteError
 from router.model.records import CardSnapshot, Payment, parse_create_params
 from router.money import format_amount

@@ -26,7 +26,7 @@ from typing import Protocol
 
 from prometheus_client import Counter, Gauge
 
-from router.config.schema import ConfigError, ConfigIssue, parse
+from router.config.loader import ConfigError, ConfigIssue, parse
 from router.routing.rules import RoutingTable, build_adapters
 
 log = logging.getLogger("payroute.config")

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 
 from adapters import registry
 from adapters.base import AdapterError, AdapterSettings, ProcessorAdapter
-from router.config.schema import Config, ConfigError, ConfigIssue, ProcessorConfig, RouteConfig, RouteMatch
+from router.config.loader import ConfigError, ConfigIssue
+from router.config.schema import Config, ProcessorConfig, RouteConfig, RouteMatch
 from router.model.records import Payment
 from router.routing.stats import StatsStore, WindowCounts
 from router.routing.strategies import Strategy, for_route

@@ -14,7 +14,7 @@ from adapters.braintree import BraintreeAdapter
 from adapters.checkout import CheckoutAdapter
 from adapters.stripe import StripeAdapter
 from router import Router
-from router.config.schema import load
+from router.config.loader import load
 from router.routing.rules import build_adapters
 from tests.adapters.conftest import ADYEN_KEY, ADYEN_MERCHANT, BRAINTREE_CREDENTIALS, CHECKOUT_KEY, STRIPE_KEY
 from tests.fakes.adyen import FakeAdyen

@@ -17,7 +17,8 @@ import pytest
 
 from router import Router
 from router.clock import ManualClock
-from router.config.schema import Config, parse
+from router.config.loader import parse
+from router.config.schema import Config
 from router.errors import StoreUnavailable
 from tests.events.eventkit import CONFIG, ONLY_SUCCEEDED_SECRET, SECRET, OpenRouter, Receiver
 from tests.pgadmin import create_database, drop_database

@@ -7,7 +7,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router.config.schema import Config, ConfigError, parse
+from router.config.loader import ConfigError, parse
+from router.config.schema import Config
 from router.routing.rules import build_adapters
 
 EXAMPLE = (Path(__file__).resolve().parents[2] / "config" / "routing.yaml").read_text()

@@ -20,7 +20,7 @@ from adapters.base import (
     OutcomeKind,
 )
 from router import ManualClock, Router
-from router.config.schema import parse
+from router.config.loader import parse
 from router.ids import IdGenerator
 from router.model.records import CardSnapshot, Payment
 from router.routing.reload import build_table

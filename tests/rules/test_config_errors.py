@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from router.config.schema import ConfigError, parse
+from router.config.loader import ConfigError, parse
 from router.routing.rules import build_adapters
 
 HEAD = """version: 1

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from router.config.schema import ConfigError
+from router.config.loader import ConfigError
 from router.model.records import Payment
 from tests.rules.conftest import SIMS, payment, routes, table
 

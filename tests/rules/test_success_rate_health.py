@@ -13,7 +13,8 @@ import pytest
 
 from adapters.base import OutcomeKind
 from router import ManualClock, Router
-from router.config.schema import ConfigError, ProcessorConfig, parse
+from router.config.loader import ConfigError, parse
+from router.config.schema import ProcessorConfig
 from router.routing.stats import Entry, InMemoryStatsStore, WindowCounts, window_entry
 from router.routing.strategies import SuccessRate
 from tests.rules.conftest import SeededRouterFactory, payment, routes
