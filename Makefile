@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-stamp
 DEV := $(VENV)/.dev-stamp
+BENCH := $(VENV)/.bench-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8080
 CONFIG ?= config/routing.yaml
@@ -25,6 +26,10 @@ $(RUNTIME): pyproject.toml
 $(DEV): $(RUNTIME)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(DEV)
+
+$(BENCH): $(DEV)
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	touch $(BENCH)
 
 # `exec`: the server replaces the recipe's shell, so Ctrl-C, or `kill` of make's pid (make passes SIGTERM on to its
 # child), stops the server itself instead of leaving it holding the port.
@@ -57,7 +62,7 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; }
 
-bench: $(DEV) services
+bench: $(BENCH) services
 	$(BIN)/python -m benchmarks
 
 # Two minutes of mixed traffic with processor outages; fails on a lost payment, a 5xx, or memory or descriptors

@@ -145,13 +145,14 @@ class Router:
             config_path = str(config)
             table = reloading.build_table(config_path)
         reloading.accepted(table, config_path or "<config>")
+        # Redis first: a URL that needs a missing extra is refused before the store is opened.
+        redis_url = redis if redis is not None else os.environ.get("PAYROUTE_REDIS_URL")
+        shared, shared_stats = shared_redis.connect(redis_url, clock or SystemClock()) if redis_url else (None, None)
         st = open_store(store) if isinstance(store, str) else store
         await st.open()
         ids = ids or IdGenerator()
         # Payment ids derived from Idempotency-Keys are keyed with this install's secret (the same on every replica).
         ids.secret = await st.install_secret()
-        redis_url = redis if redis is not None else os.environ.get("PAYROUTE_REDIS_URL")
-        shared, shared_stats = shared_redis.connect(redis_url, clock or SystemClock()) if redis_url else (None, None)
         router = cls(
             table,
             st,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 
 
 class MissingExtra(RuntimeError):
@@ -20,5 +20,7 @@ class MissingExtra(RuntimeError):
 
 def require(extra: str, module: str, url: str) -> None:
     """Raise MissingExtra unless `module` can be imported."""
-    if importlib.util.find_spec(module) is None:
-        raise MissingExtra(extra, module, url)
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtra(extra, module, url) from exc

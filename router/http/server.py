@@ -29,6 +29,7 @@ from router import tracing
 from router.api import Router
 from router.clock import SystemClock
 from router.config.loader import ConfigError
+from router.extras import MissingExtra
 from router.http import logsafe
 from router.http.app import Sidecar, create_app
 from router.http.auth import ApiKeys
@@ -150,7 +151,7 @@ def run_sidecar(options: ServeOptions, on_ready: Callable[[str], None] | None = 
         return 2
     try:
         run(serve(options, keys, on_ready=on_ready))
-    except ConfigError as exc:
+    except (ConfigError, MissingExtra) as exc:
         print(f"payroute serve: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
