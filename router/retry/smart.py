@@ -14,7 +14,9 @@ unseen delays get tried), discounted a little per day waited (a payment recovere
 wait leaves less window for the attempts after it). The best-scoring hour wins.
 
 The stop rule: when no hour left in the window has an estimated success of at least the policy's `stop_below`,
-a further retry is not worth its network fee and the card's caps: the payment stops (`retries_exhausted`).
+a further retry is not worth its network fee and the card's caps: the payment stops (`retries_exhausted`). The
+estimates it compares are calibrated against the outcomes of the retries smart scheduled, by decline class and
+attempt number (`router.retry.calibration`): the best of many candidates runs high, most for late attempts.
 
 The population model reads only attempt records (`Store.attempt_stats`), refreshing incrementally; the card's
 evidence is read by the planner for each decision.
@@ -34,6 +36,7 @@ import numpy.typing as npt
 
 from adapters.base import Outcome, OutcomeKind
 from router.retry.calendar import AGE_EDGES_DAYS
+from router.retry.calibration import Calibration
 from router.retry.declines import DeclineClass, classify
 from router.retry.outcomes import (
     DELAY_EDGES_H,
@@ -163,6 +166,7 @@ class _Learner:
     # whose timing teaches the population which paydays are common (`recoveries`, drained by the strategy).
     funds_declines: dict[str, list[datetime]] = field(default_factory=dict)
     recoveries: list[tuple[Observation, ...]] = field(default_factory=list)
+    calibration: Calibration = field(default_factory=Calibration)
 
     def feed(self, records: Sequence[LearnedAttempt]) -> None:
         for r in records:
@@ -185,6 +189,7 @@ class _Learner:
                 self.model.observe(
                     prev_cls, r.created - prev_at, r.attempt_number, r.created, cls is None, approved_before
                 )
+                self.calibration.outcome(r.payment_id, r.attempt_number, cls is None)
             if cls is None:
                 self.last_decline.pop(r.payment_id, None)
                 if card:
@@ -245,7 +250,8 @@ class SmartStrategy:
         self.batch = batch
         self.model = model or OutcomeModel()
         self.rhythm = rhythm or RhythmModel()
-        self._learner = _Learner(self.model)
+        self.calibration = Calibration()
+        self._learner = _Learner(self.model, calibration=self.calibration)
         self._refreshed_at: datetime | None = None
         self._pruned_at: datetime | None = None
         self._partial = False
@@ -280,6 +286,7 @@ class SmartStrategy:
             # A payment whose last decline is older than the lookback will not teach anything new.
             self._pruned_at = now
             self._learner.prune(now - self.lookback, since - self.refresh_every)
+            self.calibration.prune(now)
 
     def learn(self, records: Sequence[LearnedAttempt]) -> None:
         """Feed settled attempt records (any order); each retry after a decline becomes one observation."""
@@ -340,12 +347,16 @@ class SmartStrategy:
             bonus = share * bonus
         waited = (first - ctx.now) / D + np.arange(count) / 24.0
         best_i = int(np.argmax((estimates + bonus) * self.daily_discount**waited))
-        chosen, p = first + best_i * H, float(estimates[best_i])
+        raw = float(estimates[best_i])
+        # Scaled by how this class's estimates at this attempt have fared: the stop rule needs honest chances.
+        scale = self.calibration.factor(cls, ctx.next_attempt)
+        chosen, p = first + best_i * H, min(raw * scale, 0.99)
         floor = self.stop_below if self.stop_below is not None else _policy_floor(ctx)
-        best_p = float(estimates.max())
+        best_p = min(float(estimates.max()) * scale, 0.99)
         if best_p < floor:
             # No hour left in the window is likely enough: spare the card the attempt and the network its fee.
             return Choice(None, best_p, f"no hour left in the window reaches {floor:.0%} (best {best_p:.1%})")
+        self.calibration.scheduled(ctx.payment.id, ctx.now, cls, ctx.next_attempt, raw)
         leading = RHYTHMS[int(np.argmax(by_rhythm[:, best_i]))] if by_rhythm is not None else NO_RHYTHM
         reason, basis = self._explain(ctx, chosen, p, posterior, leading, last_approval)
         return Choice(chosen, p, reason, basis)
