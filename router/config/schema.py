@@ -290,8 +290,8 @@ class RetryPolicyConfig(_Strict):
     max_attempts: Annotated[int, Field(ge=1, le=50)] = 8
     window: Duration = timedelta(days=14)
     schedule: list[timedelta] | None = None
-    # smart's stop rule: no retry when no moment left in the window has at least this estimated success.
-    stop_below: Annotated[float, Field(ge=0, lt=1)] = 0.04
+    # smart's stop rule: no retry when no moment left in the window has at least this (calibrated) chance.
+    stop_below: Annotated[float, Field(ge=0, lt=1)] = 0.025
 
     @field_validator("schedule", mode="before")
     @classmethod
