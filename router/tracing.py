@@ -65,10 +65,11 @@ def wanted(environ: Mapping[str, str] | None = None) -> bool:
     return bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 
 
-def configure_from_env(environ: Mapping[str, str] | None = None) -> bool:
-    """Set up tracing as the environment says; return whether traces are on. Raises TracingUnavailable, naming
-    the extra to install, when they are asked for and the packages are missing."""
-    env = os.environ if environ is None else environ
+def configure_from_env() -> bool:
+    """Set up tracing as the process environment says; return whether traces are on. Raises TracingUnavailable,
+    naming the extra to install, when they are asked for and the packages are missing. The process environment,
+    not a mapping passed in: the SDK's exporters and sampler read their own OTEL_* settings from it."""
+    env = os.environ
     if not wanted(env):
         return False
     try:

@@ -201,24 +201,28 @@ def test_the_standard_variables_turn_tracing_on(env: dict[str, str], wanted: boo
     assert tracing.wanted(env) is wanted
 
 
-def test_tracing_configured_from_the_environment_exports_and_shuts_down() -> None:
-    assert tracing.configure_from_env({"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "payroute-test"})
+def test_tracing_configured_from_the_environment_exports_and_shuts_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    assert tracing.configure_from_env()
     try:
         assert tracing.enabled()
     finally:
         tracing.shutdown()
     assert not tracing.enabled()
-    assert tracing.configure_from_env({}) is False
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    assert tracing.configure_from_env() is False
 
 
 def test_asking_for_traces_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)  # as if payroute[otel] were not installed
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
     with pytest.raises(tracing.TracingUnavailable, match=r"payroute\[otel\]"):
-        tracing.configure_from_env({"OTEL_TRACES_EXPORTER": "otlp"})
+        tracing.configure_from_env()
     assert not tracing.enabled()
+    monkeypatch.delitem(sys.modules, "opentelemetry.sdk.trace")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin-ish")
     with pytest.raises(tracing.TracingUnavailable, match="unknown exporter"):
-        monkeypatch.delitem(sys.modules, "opentelemetry.sdk.trace")
-        tracing.configure_from_env({"OTEL_TRACES_EXPORTER": "zipkin-ish"})
+        tracing.configure_from_env()
 
 
 def test_the_access_log_line_carries_the_requests_trace_id() -> None:
