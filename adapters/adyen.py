@@ -7,16 +7,29 @@ Options (the processor's block in the config):
   return_url: https://merchant.example/return   required by the API even for merchant-initiated payments
   pool_size: 100
 
+  hmac_key: ${ADYEN_HMAC_KEY}                   optional (credentials): checks the signature of webhooks
+
+Credentials per card: the shopperReference and storedPaymentMethodId Adyen gave the card (`AdyenCredentials`).
+The network transaction id of the first payment goes as `additionalData.networkTxReference`.
+
 Idempotency: the attempt id is the `Idempotency-Key` header (captures and cancels carry their own ids).
-Lookup: the Checkout API cannot find a payment by our key, so `lookup` answers `UNKNOWN`. That is safe:
-Adyen keeps idempotency keys for at least 7 days and answers a resend of the same key with the first result,
-so the engine completes the interrupted attempt by resending it under the same id, never charging twice.
+Lookup: the Checkout API cannot find a payment by our key. Adyen tells what became of a payment by webhook
+(AUTHORISATION, with our attempt id as merchantReference): `accept_notification` takes them in, and `lookup`
+answers from them. Without one it answers `UNKNOWN`, which is safe: Adyen keeps idempotency keys for at least
+31 days and answers a resend of the same key with the first result, so the engine completes an interrupted attempt
+by resending it under the same id, never charging twice. A payment answered `Received` or `Pending` settles
+when its webhook arrives.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -26,16 +39,22 @@ from adapters.base import (
     UNKNOWN,
     AdapterError,
     AdapterSettings,
+    Answer,
     AuthorizationRequest,
     Cadence,
     CancelRequest,
+    Capabilities,
     CaptureRequest,
+    CardCredentials,
     CardInfo,
     LookupAnswer,
     LookupRequest,
+    MetadataLimits,
     Outcome,
     OutcomeKind,
     build_options,
+    credentials_for,
+    no_credentials,
 )
 from adapters.declines import AUTH, classify, from_iso, iso_for
 from adapters.http import HttpTransport, http_error, settle
@@ -92,8 +111,45 @@ REFUSAL_REASONS: Mapping[str, str | None] = {
     "46": "do_not_try_again",  # Transaction blocked by Adyen to prevent excessive retry fees
 }
 
-_APPROVED = {"Authorised"}
-_NEEDS_SHOPPER = {"ChallengeShopper", "IdentifyShopper", "RedirectShopper", "PresentToShopper"}
+# What each of Adyen's answers means for the money. `resultCode` (docs.adyen.com/online-payments/payment-result-codes):
+# Received and Pending are not final (a webhook says how it ended); Cancelled and Error are final with nothing
+# charged; the shopper-facing codes mean authentication is needed, which an off-session payment cannot get.
+RESULT_ANSWERS: Mapping[str, Answer] = {
+    "Authorised": Answer.APPROVED,
+    "Refused": Answer.DECLINED,
+    "ChallengeShopper": Answer.DECLINED,
+    "IdentifyShopper": Answer.DECLINED,
+    "RedirectShopper": Answer.DECLINED,
+    "PresentToShopper": Answer.DECLINED,
+    "Cancelled": Answer.REFUSED,
+    "Error": Answer.REFUSED,
+    "Received": Answer.UNKNOWN,
+    "Pending": Answer.UNKNOWN,
+    "PartiallyAuthorised": Answer.UNKNOWN,  # never asked for: money may be held, a person must look
+}
+# HTTP status of an error (docs.adyen.com/development-resources/response-handling): 400/401/403/422 are refused
+# before processing, 429 too; a 5xx may come after Adyen acted. `errorCode` 704 on a 422: the same key is still
+# being processed, so the first request may yet charge.
+HTTP_ANSWERS: Mapping[int, Answer] = {
+    400: Answer.REFUSED,
+    401: Answer.REFUSED,
+    403: Answer.REFUSED,
+    422: Answer.REFUSED,
+    429: Answer.REFUSED,
+}
+IN_PROGRESS_CODE = "704"
+_NEEDS_SHOPPER = {code for code, answer in RESULT_ANSWERS.items() if answer is Answer.DECLINED} - {"Refused"}
+# PaymentRequest.metadata in the v71 spec: at most 20 pairs, keys of 20 characters, values of 80.
+METADATA = MetadataLimits(max_keys=20, max_key_length=20, max_value_length=80)
+
+
+class AdyenCredentials(CardCredentials):
+    """A card at Adyen: the shopper it was stored for and Adyen's token for it."""
+
+    shopper_reference: str = Field(min_length=3, max_length=256)
+    stored_payment_method_id: SecretStr
+
+
 _LEADING_CODE = re.compile(r"^\s*([0-9A-Z]{1,3})\b")
 
 
@@ -155,21 +211,92 @@ class ServiceError(_Wire):
     psp_reference: str | None = Field(default=None, alias="pspReference")
 
 
+class NotificationItem(_Wire):
+    """`NotificationRequestItem` of Adyen's standard webhook."""
+
+    additional_data: dict[str, str] = Field(default_factory=dict, alias="additionalData")
+    amount: Amount
+    event_code: str = Field(alias="eventCode")
+    merchant_account_code: str = Field(alias="merchantAccountCode")
+    merchant_reference: str = Field(alias="merchantReference")
+    original_reference: str | None = Field(default=None, alias="originalReference")
+    psp_reference: str = Field(alias="pspReference")
+    reason: str | None = None
+    success: Literal["true", "false"]
+
+    def signed_with(self, hex_key: str) -> bool:
+        """Adyen's HMAC-SHA256 over the eight fields, base64, in `additionalData.hmacSignature`."""
+        fields = (
+            self.psp_reference,
+            self.original_reference or "",
+            self.merchant_account_code,
+            self.merchant_reference,
+            str(self.amount.value),
+            self.amount.currency,
+            self.event_code,
+            self.success,
+        )
+        try:
+            key = binascii.unhexlify(hex_key)
+        except (binascii.Error, ValueError):
+            return False
+        digest = hmac.new(key, ":".join(fields).encode(), hashlib.sha256).digest()
+        expected = base64.b64encode(digest).decode()
+        return hmac.compare_digest(expected, self.additional_data.get("hmacSignature", ""))
+
+    def outcome(self) -> Outcome:
+        if self.success == "true":
+            return Outcome(
+                OutcomeKind.APPROVED,
+                processor_reference=self.psp_reference,
+                authorization_code=self.additional_data.get("authCode"),
+                network_transaction_id=self.additional_data.get("networkTxReference"),
+                raw_code="AUTHORISATION",
+                raw_message="approved (webhook)",
+            )
+        raw_iso = _leading(self.reason)
+        decline = from_iso(raw_iso)
+        return Outcome(
+            classify(decline),
+            processor_reference=self.psp_reference,
+            decline_code=decline,
+            network_decline_code=raw_iso or iso_for(decline),
+            raw_code="AUTHORISATION",
+            raw_message=self.reason,
+        )
+
+
+class NotificationWrapper(_Wire):
+    item: NotificationItem = Field(alias="NotificationRequestItem")
+
+
+class Notification(_Wire):
+    live: str | None = None
+    notification_items: list[NotificationWrapper] = Field(alias="notificationItems")
+
+
 # -- pure mapping ------------------------------------------------------------------------------------------------
-def to_wire(req: AuthorizationRequest, merchant_account: str, return_url: str) -> PaymentRequest:
+def to_wire(
+    req: AuthorizationRequest, creds: AdyenCredentials, merchant_account: str, return_url: str
+) -> PaymentRequest:
     descriptor = " ".join(p for p in (req.statement_descriptor, req.statement_descriptor_suffix) if p) or None
+    additional: dict[str, str] = {}
+    if req.capture_manual:
+        additional["manualCapture"] = "true"
+    if req.network_transaction_id:
+        additional["networkTxReference"] = req.network_transaction_id
     return PaymentRequest(
         amount=Amount(value=req.amount, currency=req.currency.upper()),
         merchant_account=merchant_account,
-        payment_method=StoredCard(stored_payment_method_id=req.payment_method),
+        payment_method=StoredCard(stored_payment_method_id=creds.stored_payment_method_id.get_secret_value()),
         reference=req.attempt_id,
         return_url=return_url,
         recurring_processing_model=RECURRING_MODEL[req.cadence],
-        shopper_reference=req.customer,
+        shopper_reference=creds.shopper_reference,
         merchant_order_reference=req.payment_id,
         shopper_statement=descriptor,
         metadata=dict(req.metadata) or None,
-        additional_data={"manualCapture": "true"} if req.capture_manual else None,
+        additional_data=additional or None,
     )
 
 
@@ -210,11 +337,15 @@ def _refused(resp: PaymentResponse) -> Outcome:
 def from_wire(status: int, body: Any) -> Outcome:
     """Adyen's answer to `/payments`, as an Outcome."""
     if status != 200:
-        err = ServiceError.model_validate(body)
-        return http_error(status, err.message, err.error_code)
+        err = ServiceError.model_validate(body if isinstance(body, dict) else {})
+        outcome = http_error(status, err.message, err.error_code, HTTP_ANSWERS)
+        if err.error_code == IN_PROGRESS_CODE:
+            return replace(outcome, ambiguous=True, request_invalid=False)
+        return outcome
     resp = PaymentResponse.model_validate(body)
     extra = resp.additional_data
-    if resp.result_code in _APPROVED:
+    answer = RESULT_ANSWERS.get(resp.result_code, Answer.UNKNOWN)
+    if answer is Answer.APPROVED:
         return Outcome(
             OutcomeKind.APPROVED,
             processor_reference=resp.psp_reference,
@@ -235,20 +366,22 @@ def from_wire(status: int, body: Any) -> Outcome:
             raw_code=resp.result_code,
             raw_message="the shopper must authenticate this payment",
         )
-    # Error, Cancelled, Pending, PartiallyAuthorised and anything new: not an answer about the card.
+    # Error and Cancelled (nothing charged), Received and Pending (not known yet), anything new (unknown): not an
+    # answer about the card.
     return Outcome(
         OutcomeKind.PROCESSOR_ERROR,
         processor_reference=resp.psp_reference,
         raw_code=resp.result_code,
         raw_message=resp.refusal_reason or f"result code {resp.result_code}",
+        ambiguous=answer is Answer.UNKNOWN,
     )
 
 
 def from_modification(status: int, body: Any) -> Outcome:
     """Adyen's 201 to a capture or cancel: received, to be confirmed by webhook."""
     if status != 201:
-        err = ServiceError.model_validate(body)
-        return http_error(status, err.message, err.error_code)
+        err = ServiceError.model_validate(body if isinstance(body, dict) else {})
+        return http_error(status, err.message, err.error_code, HTTP_ANSWERS)
     resp = ModificationResponse.model_validate(body)
     kind = OutcomeKind.APPROVED if resp.status == "received" else OutcomeKind.PROCESSOR_ERROR
     return Outcome(kind, processor_reference=resp.payment_psp_reference, raw_code=resp.status)
@@ -259,6 +392,7 @@ class AdyenOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     api_key: SecretStr
+    hmac_key: SecretStr | None = None
     merchant_account: str = Field(min_length=1)
     base_url: str = DEFAULT_BASE_URL
     return_url: str = DEFAULT_RETURN_URL
@@ -266,14 +400,17 @@ class AdyenOptions(BaseModel):
 
 
 class AdyenAdapter:
+    credentials_model = AdyenCredentials
+    capabilities = Capabilities(metadata=METADATA, network_transaction_id=True)
+
     def __init__(self, settings: AdapterSettings) -> None:
         self.name = settings.name
-        creds = settings.credentials
         self.options = build_options(
             AdyenOptions,
             settings.name,
-            api_key=creds.get("api_key", ""),
-            merchant_account=creds.get("merchant_account") or settings.options.get("merchant_account", ""),
+            api_key=settings.secret("api_key"),
+            hmac_key=settings.secret("hmac_key") or None,
+            merchant_account=settings.secret("merchant_account") or settings.options.get("merchant_account", ""),
             base_url=settings.base_url or DEFAULT_BASE_URL,
             **{k: v for k, v in settings.options.items() if k != "merchant_account"},
         )
@@ -287,16 +424,21 @@ class AdyenAdapter:
             auth_headers={"X-API-Key": self.options.api_key},
             pool_size=self.options.pool_size,
         )
+        # What Adyen's webhooks told us, by merchantReference (our attempt id): how Received/Pending ended.
+        self._notified: dict[str, Outcome] = {}
 
     async def authorize(self, req: AuthorizationRequest) -> Outcome:
-        wire = to_wire(req, self.options.merchant_account, self.options.return_url)
+        creds = credentials_for(req, AdyenCredentials)
+        if creds is None:
+            return no_credentials(self.name)
+        wire = to_wire(req, creds, self.options.merchant_account, self.options.return_url)
         exchange = await self.http.send(
             "POST",
             "/payments",
             json_body=wire.model_dump(by_alias=True, exclude_none=True),
             headers={"Idempotency-Key": req.attempt_id},
         )
-        return settle(exchange, from_wire)
+        return settle(exchange, from_wire, HTTP_ANSWERS)
 
     async def capture(self, req: CaptureRequest) -> Outcome:
         body = {
@@ -306,17 +448,35 @@ class AdyenAdapter:
         }
         path = f"/payments/{quote(req.processor_reference, safe='')}/captures"
         exchange = await self.http.send("POST", path, json_body=body, headers={"Idempotency-Key": req.attempt_id})
-        return settle(exchange, from_modification)
+        return settle(exchange, from_modification, HTTP_ANSWERS)
 
     async def cancel(self, req: CancelRequest) -> Outcome:
         body = {"merchantAccount": self.options.merchant_account, "reference": req.attempt_id}
         path = f"/payments/{quote(req.processor_reference, safe='')}/cancels"
         exchange = await self.http.send("POST", path, json_body=body, headers={"Idempotency-Key": req.attempt_id})
-        return settle(exchange, from_modification)
+        return settle(exchange, from_modification, HTTP_ANSWERS)
 
     async def lookup(self, req: LookupRequest) -> Outcome | LookupAnswer | None:
-        # The Checkout API has no search by reference or key; a resend under the same key is deduplicated.
-        return UNKNOWN
+        # The Checkout API has no search by reference or key: a webhook may have told us; if not, a resend under
+        # the same key is deduplicated.
+        return self._notified.get(req.attempt_id, UNKNOWN)
+
+    def accept_notification(self, body: Mapping[str, Any]) -> list[str]:
+        """Take in one of Adyen's standard webhooks; return the merchantReferences (attempt ids) it settled.
+
+        Raises ValueError for a body that is not a notification or whose HMAC signature does not check out (with
+        `hmac_key` configured): an unsigned claim that a payment was authorised must not move money records.
+        """
+        settled: list[str] = []
+        for wrapper in Notification.model_validate(body).notification_items:
+            item = wrapper.item
+            if self.options.hmac_key is not None and not item.signed_with(self.options.hmac_key.get_secret_value()):
+                raise ValueError(f"{self.name}: notification for {item.merchant_reference} has a bad signature")
+            if item.event_code != "AUTHORISATION" or item.merchant_account_code != self.options.merchant_account:
+                continue
+            self._notified[item.merchant_reference] = item.outcome()
+            settled.append(item.merchant_reference)
+        return settled
 
     def scrub(self, transcript: str) -> str:
         return scrub_text(transcript)

@@ -10,6 +10,11 @@ Options (the processor's block in the config):
   merchant_accounts: {usd: acct_usd, eur: acct_eur}          merchant account per currency (else the default one)
   pool_size: 100
 
+Credentials per card: the vaulted payment method id (and its customer) Braintree gave the card
+(`BraintreeCredentials`). Braintree keeps the network transaction id of a card it vaults itself: the schema takes
+one only for cards vaulted elsewhere (`externalVault`), so none is sent. Metadata is not sent: Braintree's custom
+fields must be set up in its control panel first; it stays with the router.
+
 Idempotency: Braintree has no idempotency header. The attempt id is the transaction's `orderId` and the
 mutation's `clientMutationId`; with duplicate transaction checking on (as it should be), a resend of the same
 payment is rejected as DUPLICATE and points at the original (`duplicateOf`), whose result we return.
@@ -31,16 +36,22 @@ from adapters.base import (
     UNKNOWN,
     AdapterError,
     AdapterSettings,
+    Answer,
     AuthorizationRequest,
     Cadence,
     CancelRequest,
+    Capabilities,
     CaptureRequest,
+    CardCredentials,
     CardInfo,
     LookupAnswer,
     LookupRequest,
+    MetadataLimits,
     Outcome,
     OutcomeKind,
     build_options,
+    credentials_for,
+    no_credentials,
 )
 from adapters.declines import HARD, SOFT, classify, iso_for
 from adapters.http import HttpTransport, http_error, settle
@@ -154,9 +165,44 @@ GATEWAY_REJECTIONS: Mapping[str, str] = {
     "TOKEN_ISSUANCE": "processing_error",
     "DUPLICATE": "duplicate_transaction",
 }
-APPROVED_STATUSES = frozenset(
-    {"AUTHORIZED", "SUBMITTED_FOR_SETTLEMENT", "SETTLING", "SETTLED", "SETTLEMENT_PENDING", "SETTLEMENT_CONFIRMED"}
-)
+# What each of Braintree's answers means for the money. Transaction `status`: AUTHORIZING has no answer yet;
+# FAILED (an error at the processor) and VOIDED charged nothing; a status not listed is treated as unknown.
+STATUS_ANSWERS: Mapping[str, Answer] = {
+    "AUTHORIZED": Answer.APPROVED,
+    "SUBMITTED_FOR_SETTLEMENT": Answer.APPROVED,
+    "SETTLING": Answer.APPROVED,
+    "SETTLED": Answer.APPROVED,
+    "SETTLEMENT_PENDING": Answer.APPROVED,
+    "SETTLEMENT_CONFIRMED": Answer.APPROVED,
+    "PROCESSOR_DECLINED": Answer.DECLINED,
+    "GATEWAY_REJECTED": Answer.DECLINED,
+    "SETTLEMENT_DECLINED": Answer.DECLINED,
+    "AUTHORIZING": Answer.UNKNOWN,
+    "FAILED": Answer.REFUSED,
+    "VOIDED": Answer.REFUSED,
+    "AUTHORIZATION_EXPIRED": Answer.REFUSED,
+}
+APPROVED_STATUSES = frozenset(s for s, answer in STATUS_ANSWERS.items() if answer is Answer.APPROVED)
+# HTTP status: 4xx refused before processing (429 too); a 5xx may come after Braintree acted. A 200 carrying
+# GraphQL errors of a class in `_OUR_FAULT` is refused; any other class is unknown.
+HTTP_ANSWERS: Mapping[int, Answer] = {
+    400: Answer.REFUSED,
+    401: Answer.REFUSED,
+    403: Answer.REFUSED,
+    404: Answer.REFUSED,
+    422: Answer.REFUSED,
+    429: Answer.REFUSED,
+}
+METADATA = MetadataLimits(max_keys=0, sent=False)
+
+
+class BraintreeCredentials(CardCredentials):
+    """A card in Braintree's vault: its payment method id (and the customer it belongs to)."""
+
+    payment_method_id: SecretStr
+    customer_id: str | None = None
+
+
 _BRANDS = {
     "AMERICAN_EXPRESS": "amex",
     "MASTERCARD": "mastercard",
@@ -258,11 +304,13 @@ def decimal_amount(amount: int, currency: str) -> str:
     return str(Decimal(amount).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent)))
 
 
-def to_wire(req: AuthorizationRequest, merchant_account_id: str | None = None) -> PaymentMethodInput:
+def to_wire(
+    req: AuthorizationRequest, creds: BraintreeCredentials, merchant_account_id: str | None = None
+) -> PaymentMethodInput:
     descriptor = req.statement_descriptor_suffix or req.statement_descriptor
     return PaymentMethodInput(
         client_mutation_id=req.attempt_id,
-        payment_method_id=req.payment_method,
+        payment_method_id=creds.payment_method_id.get_secret_value(),
         transaction=TransactionInput(
             amount=decimal_amount(req.amount, req.currency),
             merchant_account_id=merchant_account_id,
@@ -356,13 +404,14 @@ def from_transaction(txn: Transaction) -> Outcome:
         processor_reference=txn.id,
         raw_code=txn.status,
         raw_message=response.message or f"transaction {txn.status}",
+        ambiguous=STATUS_ANSWERS.get(txn.status, Answer.UNKNOWN) is Answer.UNKNOWN,
     )
 
 
 def _payload(field: str, status: int, body: Any) -> Transaction | Outcome:
     """The transaction in `data.<field>.transaction`, or the Outcome that explains why there is none."""
     if status != 200 and not isinstance(body, dict):
-        return http_error(status, f"HTTP {status}")
+        return http_error(status, f"HTTP {status}", answers=HTTP_ANSWERS)
     parsed = GraphQLResponse.model_validate(body)
     payload = (parsed.data or {}).get(field) or {}
     if payload.get("transaction"):
@@ -374,9 +423,13 @@ def _payload(field: str, status: int, body: Any) -> Transaction | Outcome:
             status if status != 200 else 400,
             first.message,
             str(first.extensions.get("legacyCode") or error_class or status),
+            HTTP_ANSWERS,
         )
         if status == 200 and error_class not in _OUR_FAULT:
-            outcome = Outcome(OutcomeKind.PROCESSOR_ERROR, raw_code=error_class or None, raw_message=first.message)
+            # INTERNAL, SERVICE_AVAILABILITY, ...: Braintree may have acted before it failed.
+            outcome = Outcome(
+                OutcomeKind.PROCESSOR_ERROR, raw_code=error_class or None, raw_message=first.message, ambiguous=True
+            )
         return outcome
     raise ValueError(f"no {field}.transaction and no errors in the answer")
 
@@ -404,14 +457,16 @@ class BraintreeOptions(BaseModel):
 
 
 class BraintreeAdapter:
+    credentials_model = BraintreeCredentials
+    capabilities = Capabilities(metadata=METADATA)
+
     def __init__(self, settings: AdapterSettings) -> None:
         self.name = settings.name
-        creds = settings.credentials
         self.options = build_options(
             BraintreeOptions,
             settings.name,
-            public_key=creds.get("public_key", ""),
-            private_key=creds.get("private_key", ""),
+            public_key=settings.secret("public_key"),
+            private_key=settings.secret("private_key"),
             base_url=settings.base_url or DEFAULT_BASE_URL,
             **settings.options,
         )
@@ -434,10 +489,14 @@ class BraintreeAdapter:
 
     async def _graphql(self, query: str, variables: Mapping[str, Any], field: str) -> Outcome:
         exchange = await self.http.send("POST", "/graphql", json_body={"query": query, "variables": variables})
-        return settle(exchange, from_wire(field))
+        return settle(exchange, from_wire(field), HTTP_ANSWERS)
 
     async def authorize(self, req: AuthorizationRequest) -> Outcome:
-        wire = to_wire(req, self._merchant_account(req.currency)).model_dump(by_alias=True, exclude_none=True)
+        creds = credentials_for(req, BraintreeCredentials)
+        if creds is None:
+            return no_credentials(self.name)
+        merchant_account = self._merchant_account(req.currency)
+        wire = to_wire(req, creds, merchant_account).model_dump(by_alias=True, exclude_none=True)
         if req.capture_manual:
             return await self._graphql(AUTHORIZE, {"input": wire}, "authorizePaymentMethod")
         return await self._graphql(CHARGE, {"input": wire}, "chargePaymentMethod")
@@ -455,7 +514,7 @@ class BraintreeAdapter:
     async def cancel(self, req: CancelRequest) -> Outcome:
         variables = {"input": {"clientMutationId": req.attempt_id, "transactionId": req.processor_reference}}
         exchange = await self.http.send("POST", "/graphql", json_body={"query": REVERSE, "variables": variables})
-        return settle(exchange, _from_reverse)
+        return settle(exchange, _from_reverse, HTTP_ANSWERS)
 
     async def lookup(self, req: LookupRequest) -> Outcome | LookupAnswer | None:
         variables = {"input": {"orderId": {"is": req.attempt_id}}}

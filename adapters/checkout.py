@@ -7,33 +7,45 @@ Options (the processor's block in the config):
   processing_channel_id: pc_...                   optional, required on multi-channel accounts
   pool_size: 100
 
-Idempotency: the attempt id is the `Cko-Idempotency-Key` header and the payment `reference`.
-Lookup: `GET /payments?reference=<attempt id>` finds the payment; when nothing is found the answer is
-`UNKNOWN`, and a resend under the same key is deduplicated by Checkout.com.
+Credentials per card: the stored source (instrument) id and Checkout.com's customer id (`CheckoutCredentials`).
+The network transaction id of the first payment goes as `previous_payment_id`, which takes a scheme id.
+
+Idempotency: the attempt id is the `Cko-Idempotency-Key` header and the payment `reference`. Checkout.com keeps
+the answer to a key only when it was a 2xx: after a 5xx a resend is processed again, so after an unknown answer
+the engine must ask, never resend.
+Lookup: `GET /payments/{id}` when the payment id is known (a `Pending` answer), else
+`GET /payments?reference=<attempt id>`. Not found means "not yet" until `LIST_LAG` has passed, then "never charged".
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from adapters.base import (
-    UNKNOWN,
+    NOT_YET,
     AdapterError,
     AdapterSettings,
+    Answer,
     AuthorizationRequest,
     Cadence,
     CancelRequest,
+    Capabilities,
     CaptureRequest,
+    CardCredentials,
     CardInfo,
     LookupAnswer,
     LookupRequest,
+    MetadataLimits,
     Outcome,
     OutcomeKind,
     build_options,
+    credentials_for,
+    no_credentials,
 )
 from adapters.declines import classify, iso_for
 from adapters.http import HttpTransport, http_error, settle
@@ -117,7 +129,43 @@ RESPONSE_CODES: Mapping[str, str] = {
 }
 # 20xxx soft decline, 30xxx hard decline, 40xxx Checkout.com's risk engine, 50xxx Checkout.com itself.
 _BY_RANGE: Mapping[str, str] = {"2": "generic_decline", "3": "do_not_try_again", "4": "fraudulent"}
-_APPROVED_STATUSES = {"Authorized", "Captured", "Partially Captured", "Card Verified"}
+
+# What each of Checkout.com's answers means for the money. Payment `status` after `POST /payments`: Pending is not
+# final (an MIT payment still being processed); a status not listed is treated as unknown.
+STATUS_ANSWERS: Mapping[str, Answer] = {
+    "Authorized": Answer.APPROVED,
+    "Captured": Answer.APPROVED,
+    "Partially Captured": Answer.APPROVED,
+    "Card Verified": Answer.APPROVED,
+    "Declined": Answer.DECLINED,
+    "Pending": Answer.UNKNOWN,
+    "Retry Scheduled": Answer.UNKNOWN,
+    "Canceled": Answer.REFUSED,
+    "Voided": Answer.REFUSED,
+    "Expired": Answer.REFUSED,
+}
+# HTTP status of an error: 401/403/404/422 are refused before processing (422: invalid data), 429 too; 409 is a
+# concurrent request under the same key (the first may yet charge); any 5xx may come after the payment was made.
+HTTP_ANSWERS: Mapping[int, Answer] = {
+    401: Answer.REFUSED,
+    403: Answer.REFUSED,
+    404: Answer.REFUSED,
+    409: Answer.UNKNOWN,
+    422: Answer.REFUSED,
+    429: Answer.REFUSED,
+}
+# The payment list by reference may trail a payment just made; after this, not found means never made.
+LIST_LAG = timedelta(minutes=2)
+PAYMENT_METADATA_KEY = "payroute_payment_id"
+# `metadata` of a payment request: at most 18 pairs, values up to 255 characters (our payment id counts).
+METADATA = MetadataLimits(max_keys=18, max_value_length=255, reserved_keys=frozenset({PAYMENT_METADATA_KEY}))
+
+
+class CheckoutCredentials(CardCredentials):
+    """A card at Checkout.com: its stored source (instrument) id and the customer it belongs to."""
+
+    source_id: SecretStr
+    customer_id: str | None = None
 
 
 # -- wire models ---------------------------------------------------------------------------------------------------
@@ -150,7 +198,7 @@ class PaymentRequest(_Wire):
     reference: str
     description: str | None = None
     capture: bool = True
-    customer: Customer
+    customer: Customer | None = None
     billing_descriptor: BillingDescriptor | None = None
     previous_payment_id: str | None = None
     processing_channel_id: str | None = None
@@ -197,24 +245,26 @@ class ErrorBody(_Wire):
 
 
 # -- pure mapping ------------------------------------------------------------------------------------------------
-def to_wire(req: AuthorizationRequest, processing_channel_id: str | None = None) -> PaymentRequest:
+def to_wire(
+    req: AuthorizationRequest, creds: CheckoutCredentials, processing_channel_id: str | None = None
+) -> PaymentRequest:
     previous = req.network_transaction_id
     if previous is None and (req.previous_processor_reference or "").startswith("pay_"):
         previous = req.previous_processor_reference
     descriptor = req.statement_descriptor_suffix or req.statement_descriptor
     return PaymentRequest(
-        source=IdSource(id=req.payment_method),
+        source=IdSource(id=creds.source_id.get_secret_value()),
         amount=req.amount,
         currency=req.currency.upper(),
         payment_type="Recurring" if req.cadence is Cadence.RECURRING else "Unscheduled",
         reference=req.attempt_id,
         description=req.description,
         capture=not req.capture_manual,
-        customer=Customer(id=req.customer),
+        customer=Customer(id=creds.customer_id) if creds.customer_id else None,
         billing_descriptor=BillingDescriptor(name=descriptor[:25], city="Online") if descriptor else None,
         previous_payment_id=previous,
         processing_channel_id=processing_channel_id,
-        metadata={**req.metadata, "payroute_payment_id": req.payment_id},
+        metadata={**req.metadata, PAYMENT_METADATA_KEY: req.payment_id},
     )
 
 
@@ -233,7 +283,8 @@ def _card(source: SourceDetails | None) -> CardInfo | None:
 
 def _from_payment(pay: PaymentResponse) -> Outcome:
     processing = pay.processing or Processing()
-    if pay.approved and pay.status in _APPROVED_STATUSES:
+    answer = STATUS_ANSWERS.get(pay.status, Answer.UNKNOWN)
+    if pay.approved and answer is Answer.APPROVED:
         return Outcome(
             OutcomeKind.APPROVED,
             processor_reference=pay.id,
@@ -243,21 +294,14 @@ def _from_payment(pay: PaymentResponse) -> Outcome:
             raw_message=pay.response_summary or "approved",
             card=_card(pay.source),
         )
-    if pay.status == "Pending":
-        return Outcome(
-            OutcomeKind.AUTHENTICATION_REQUIRED,
-            processor_reference=pay.id,
-            decline_code="authentication_required",
-            network_decline_code="1A",
-            raw_code=pay.response_code or pay.status,
-            raw_message="the customer must authenticate this payment",
-        )
-    if pay.status != "Declined":
+    if answer is not Answer.DECLINED:
+        # Pending: the payment exists and may still be authorized; ask for it by id before anything else.
         return Outcome(
             OutcomeKind.PROCESSOR_ERROR,
             processor_reference=pay.id,
             raw_code=pay.status,
             raw_message=pay.response_summary or f"payment in status {pay.status}",
+            ambiguous=answer is not Answer.REFUSED,
         )
     decline = decline_for(pay.response_code)
     raw = processing.partner_response_code
@@ -279,7 +323,7 @@ def from_wire(status: int, body: Any) -> Outcome:
     if status in (201, 202):
         return _from_payment(PaymentResponse.model_validate(body))
     err = ErrorBody.model_validate(body if isinstance(body, dict) else {})
-    return http_error(status, ", ".join(err.error_codes) or err.error_type, err.error_type)
+    return http_error(status, ", ".join(err.error_codes) or err.error_type, err.error_type, HTTP_ANSWERS)
 
 
 def from_action(status: int, body: Any) -> Outcome:
@@ -301,12 +345,15 @@ class CheckoutOptions(BaseModel):
 
 
 class CheckoutAdapter:
+    credentials_model = CheckoutCredentials
+    capabilities = Capabilities(metadata=METADATA, network_transaction_id=True)
+
     def __init__(self, settings: AdapterSettings) -> None:
         self.name = settings.name
         self.options = build_options(
             CheckoutOptions,
             settings.name,
-            secret_key=settings.credentials.get("secret_key", ""),
+            secret_key=settings.secret("secret_key"),
             base_url=settings.base_url or DEFAULT_BASE_URL,
             **settings.options,
         )
@@ -322,33 +369,45 @@ class CheckoutAdapter:
         )
 
     async def authorize(self, req: AuthorizationRequest) -> Outcome:
-        wire = to_wire(req, self.options.processing_channel_id).model_dump(exclude_none=True)
+        creds = credentials_for(req, CheckoutCredentials)
+        if creds is None:
+            return no_credentials(self.name)
+        wire = to_wire(req, creds, self.options.processing_channel_id).model_dump(exclude_none=True)
         exchange = await self.http.send(
             "POST", "/payments", json_body=wire, headers={"Cko-Idempotency-Key": req.attempt_id}
         )
-        return settle(exchange, from_wire)
+        return settle(exchange, from_wire, HTTP_ANSWERS)
 
     async def capture(self, req: CaptureRequest) -> Outcome:
         path = f"/payments/{quote(req.processor_reference, safe='')}/captures"
         body = {"amount": req.amount, "reference": req.attempt_id}
         exchange = await self.http.send("POST", path, json_body=body, headers={"Cko-Idempotency-Key": req.attempt_id})
-        return settle(exchange, from_action)
+        return settle(exchange, from_action, HTTP_ANSWERS)
 
     async def cancel(self, req: CancelRequest) -> Outcome:
         path = f"/payments/{quote(req.processor_reference, safe='')}/voids"
         body = {"reference": req.attempt_id}
         exchange = await self.http.send("POST", path, json_body=body, headers={"Cko-Idempotency-Key": req.attempt_id})
-        return settle(exchange, from_action)
+        return settle(exchange, from_action, HTTP_ANSWERS)
 
     async def lookup(self, req: LookupRequest) -> Outcome | LookupAnswer | None:
-        exchange = await self.http.send("GET", "/payments", params={"reference": req.attempt_id, "limit": "10"})
-        if exchange.status != 200:
+        if req.processor_reference:
+            exchange = await self.http.send("GET", f"/payments/{quote(req.processor_reference, safe='')}")
+            if exchange.status == 200:
+                found = [PaymentResponse.model_validate(exchange.json())]
+            else:
+                found = []
+        else:
+            exchange = await self.http.send("GET", "/payments", params={"reference": req.attempt_id, "limit": "10"})
+            found = PaymentList.model_validate(exchange.json()).data if exchange.status == 200 else []
+        if exchange.status not in (200, 404):
             raise LookupError(f"{self.name}: lookup of {req.attempt_id} failed: {exchange.status or exchange.failure}")
-        found = PaymentList.model_validate(exchange.json()).data
         if not found:
-            return UNKNOWN
+            lagged = req.sent_at is not None and req.asked_at is not None and req.asked_at - req.sent_at >= LIST_LAG
+            # A resend is not deduplicated after a 5xx: until the lag has passed, only asking again is safe.
+            return None if lagged else NOT_YET
         outcome = settle(exchange, lambda _status, _body: _from_payment(found[0]))
-        return UNKNOWN if outcome.kind.is_technical else outcome
+        return NOT_YET if outcome.kind.is_technical else outcome
 
     def scrub(self, transcript: str) -> str:
         return scrub_text(transcript)

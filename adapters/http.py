@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 import aiohttp
 from pydantic import SecretStr
 
-from adapters.base import Outcome, OutcomeKind
+from adapters.base import Answer, Outcome, OutcomeKind
 
 log = logging.getLogger("payroute.adapters.http")
 
@@ -198,9 +198,13 @@ def _cut(text: str) -> str:
     return f"{text[:MAX_TRANSCRIPT_BODY]}... [{len(text) - MAX_TRANSCRIPT_BODY} more characters]"
 
 
-def settle(exchange: Exchange, from_wire: Callable[[int, Any], Outcome]) -> Outcome:
+def settle(
+    exchange: Exchange, from_wire: Callable[[int, Any], Outcome], answers: Mapping[int, Answer] | None = None
+) -> Outcome:
     """An exchange as an Outcome: transport failures and unreadable answers become technical outcomes, the rest
     is the adapter's pure `from_wire(status, body)`. The outcome carries the latency and the scrubbed transcript.
+    `answers` is the adapter's table of what each HTTP status means (see `status_answer`): a body we cannot read
+    is judged by its status alone. A timeout, or a connection lost after the request left, is unknown.
     """
     if exchange.failure == "timeout":
         outcome = Outcome(OutcomeKind.TIMEOUT, raw_message=f"no answer within {exchange.latency_ms:.0f} ms")
@@ -216,22 +220,35 @@ def settle(exchange: Exchange, from_wire: Callable[[int, Any], Outcome]) -> Outc
             outcome = from_wire(exchange.status, exchange.json() if exchange.body.strip() else None)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:  # pydantic's ValidationError is a ValueError
             log.error("%s answered HTTP %s with a body we cannot read: %s", exchange.processor, exchange.status, exc)
-            outcome = Outcome(
-                OutcomeKind.PROCESSOR_ERROR,
-                raw_code=str(exchange.status),
+            outcome = replace(
+                http_error(exchange.status, None, answers=answers),
                 raw_message=f"unreadable answer (HTTP {exchange.status}): {exchange.body[:500]}",
-                request_invalid=400 <= exchange.status < 500 and exchange.status not in (408, 429),
-                # A success we cannot read may be an authorization: find out before anyone else is asked.
-                ambiguous=200 <= exchange.status < 300,
             )
+            if 200 <= exchange.status < 300:
+                # A success we cannot read may be an authorization: find out before anyone else is asked.
+                outcome = replace(outcome, ambiguous=True, request_invalid=False)
     return replace(outcome, latency_ms=exchange.latency_ms, transcript=exchange.transcript)
 
 
-def http_error(status: int, message: str | None, code: str | None = None) -> Outcome:
-    """A processor's error answer that is not a card decline: 4xx says our request was wrong, 5xx is theirs."""
+# A status an adapter's table does not name: a 5xx may come after the processor acted (a gateway or proxy lost its
+# answer), so it is unknown; a 4xx says the processor refused our request before processing it.
+def status_answer(status: int, answers: Mapping[int, Answer]) -> Answer:
+    found = answers.get(status)
+    if found is not None:
+        return found
+    return Answer.UNKNOWN if status >= 500 else Answer.REFUSED
+
+
+def http_error(
+    status: int, message: str | None, code: str | None = None, answers: Mapping[int, Answer] | None = None
+) -> Outcome:
+    """A processor's error answer that is not a card decline, read through the adapter's table of answers:
+    refused (nothing charged; a 4xx other than 408/429 also says our request was wrong) or unknown (ask first)."""
+    answer = status_answer(status, answers or {})
     return Outcome(
         OutcomeKind.PROCESSOR_ERROR,
         raw_code=code or str(status),
         raw_message=message or f"HTTP {status}",
-        request_invalid=400 <= status < 500 and status not in (408, 429),
+        request_invalid=answer is Answer.REFUSED and 400 <= status < 500 and status not in (408, 429),
+        ambiguous=answer is Answer.UNKNOWN,
     )

@@ -113,11 +113,31 @@ def has_secret_key(text: str) -> bool:
     return any(m.group(1)[:2] != "pk" for m in _KEYS.finditer(text))
 
 
+# Every configured credential value this process holds (AdapterSettings registers them): masked wherever it shows
+# up, even where no pattern knows its shape (an Adyen key in an exception message, a Braintree private key).
+_KNOWN: set[str] = set()
+_KNOWN_ORDER: list[str] = []
+_KNOWN_MIN_LEN = 8
+
+
+def remember_secret(value: str) -> None:
+    """Mask `value` in everything scrub() sees from now on (short values are left alone: too many false hits)."""
+    if len(value) < _KNOWN_MIN_LEN or value in _KNOWN:
+        return
+    _KNOWN.add(value)
+    _KNOWN_ORDER.append(value)
+    _KNOWN_ORDER.sort(key=len, reverse=True)  # the longest first, so a key inside another is not half-masked
+    _CLEAN.clear()
+
+
 def scrub(text: str) -> str:
-    """Mask PANs (first six, last four kept), CVCs, API keys, bearer tokens and auth headers."""
+    """Mask PANs (first six, last four kept), CVCs, API keys, bearer tokens, auth headers and known credentials."""
     if len(text) <= _CLEAN_MAX_LEN and text in _CLEAN:
         return text
     out = _scrub(text)
+    for secret in _KNOWN_ORDER:
+        if secret in out:
+            out = out.replace(secret, "[FILTERED]")
     if out == text and len(text) <= _CLEAN_MAX_LEN:
         if len(_CLEAN) >= _CLEAN_MAX_ENTRIES:
             _CLEAN.clear()

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from adapters.base import (
+    CARRIES_ANYTHING,
     UNKNOWN,
     AdapterError,
     AdapterSettings,
@@ -35,6 +36,7 @@ from adapters.base import (
     LookupRequest,
     Outcome,
     OutcomeKind,
+    TokenCredentials,
 )
 from adapters.declines import DECLINE_CODES
 from adapters.scrub import scrub as scrub_text
@@ -135,8 +137,20 @@ def _parse_outages(raw: Sequence[Mapping[str, Any]]) -> list[Outage]:
     return outages
 
 
+# A card at the simulator: any token; a bare token on a payment is taken as the simulator's own.
+SimulatorCredentials = TokenCredentials
+
+
 class SimulatorAdapter:
-    """A processor that lives in this process. Its `log` is the processor's own ledger of authorizations."""
+    """A processor that lives in this process. Its `log` is the processor's own ledger of authorizations.
+
+    It stands in for any processor, so it carries what any of them can: Connect fields, a network transaction id,
+    metadata up to the router's own limit. Its errors are decided on arrival and charge nothing (its lookup says
+    so), so they fail over at once.
+    """
+
+    credentials_model = TokenCredentials
+    capabilities = CARRIES_ANYTHING
 
     def __init__(self, settings: AdapterSettings) -> None:
         opts = settings.options
@@ -161,6 +175,8 @@ class SimulatorAdapter:
         self.log: dict[str, Outcome] = {}
         # Every authorization request that reached us, repeats included: what the processor would have logged.
         self.received: list[str] = []
+        # The token each request carried, by attempt id: which of the card's credentials reached this processor.
+        self.tokens: dict[str, str] = {}
         self.authorizations_sent = 0
         self.captures: dict[str, int] = {}
         self.voids: set[str] = set()
@@ -181,6 +197,7 @@ class SimulatorAdapter:
 
     async def authorize(self, req: AuthorizationRequest) -> Outcome:
         self.received.append(req.attempt_id)
+        self.tokens[req.attempt_id] = self._token(req)
         if req.attempt_id in self.log:
             return self.log[req.attempt_id]
         self.authorizations_sent += 1
@@ -213,8 +230,13 @@ class SimulatorAdapter:
             await asyncio.sleep(latency / 1000)
         return outcome
 
+    @staticmethod
+    def _token(req: AuthorizationRequest) -> str:
+        creds = req.credentials
+        return creds.payment_method if isinstance(creds, TokenCredentials) else ""
+
     def _decide(self, req: AuthorizationRequest) -> Outcome:
-        forced = _FORCED.get(req.payment_method)
+        forced = _FORCED.get(self._token(req))
         if forced is not None:
             kind, decline, iso = forced
             return self._outcome(kind, decline, iso)
@@ -249,13 +271,17 @@ class SimulatorAdapter:
         return Outcome(OutcomeKind.APPROVED, processor_reference=req.processor_reference, raw_code="00")
 
     async def cancel(self, req: CancelRequest) -> Outcome:
+        if req.processor_reference in self.captures:
+            return Outcome(OutcomeKind.PROCESSOR_ERROR, raw_code="409", raw_message="already captured")
         self.voids.add(req.processor_reference)
         return Outcome(OutcomeKind.APPROVED, processor_reference=req.processor_reference, raw_code="00")
 
     async def lookup(self, req: LookupRequest) -> Outcome | LookupAnswer | None:
         if not self.supports_lookup:
             return UNKNOWN
-        return self.log.get(req.attempt_id)
+        found = self.log.get(req.attempt_id)
+        # An error decided on arrival charged nothing: as good as never received.
+        return None if found is None or found.kind.is_technical else found
 
     def scrub(self, transcript: str) -> str:
         return scrub_text(transcript)

@@ -6,16 +6,22 @@ Options (the processor's block in the config):
   api_version: 2025-09-30.clover           optional Stripe-Version header
   pool_size: 100                           connections kept open to Stripe
 
+Credentials per card: the Stripe customer and payment method (`StripeCredentials`); a bare `pm_…` token given on a
+payment is taken as Stripe's own, and only Stripe receives it.
+Cadence: `off_session=recurring` or `one_off`. Connect: `transfer_data`, `application_fee_amount` and `on_behalf_of`
+go as they are (destination charges). Stripe takes no network transaction id for a card it vaults: it keeps the
+chain itself.
+
 Idempotency: the attempt id is the `Idempotency-Key` header; Stripe replays the first answer for 24 hours.
-Lookup: a PaymentIntent carries `metadata[payroute_attempt_id]`; reconciliation retrieves it by id when we
-have one, else searches for it. Search is eventually consistent (about a minute), so "not found" answers
-`UNKNOWN`: a resend under the same key is deduplicated by Stripe within 24 hours, and after that the search
-index is complete, so a resend then is the first and only charge.
+Lookup: a PaymentIntent carries `metadata[payroute_attempt_id]`; the engine retrieves it by id when we have one,
+else searches for it. Search lags about a minute, so "not found" answers `UNKNOWN` until the attempt is older than
+`SEARCH_LAG` (a resend under the same key is deduplicated by Stripe within 24 hours) and "never charged" after.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -25,15 +31,22 @@ from adapters.base import (
     UNKNOWN,
     AdapterError,
     AdapterSettings,
+    Answer,
     AuthorizationRequest,
+    Cadence,
     CancelRequest,
+    Capabilities,
     CaptureRequest,
+    CardCredentials,
     CardInfo,
     LookupAnswer,
     LookupRequest,
+    MetadataLimits,
     Outcome,
     OutcomeKind,
     build_options,
+    credentials_for,
+    no_credentials,
 )
 from adapters.declines import classify, iso_for
 from adapters.http import Exchange, HttpTransport, http_error, settle
@@ -42,6 +55,57 @@ from adapters.scrub import scrub as scrub_text
 DEFAULT_BASE_URL = "https://api.stripe.com"
 ATTEMPT_METADATA_KEY = "payroute_attempt_id"
 PAYMENT_METADATA_KEY = "payroute_payment_id"
+# Stripe search answers from an index about a minute behind; after this an intent not found was never created.
+SEARCH_LAG = timedelta(minutes=2)
+
+# What each of Stripe's answers means for the money. HTTP status of an error (docs.stripe.com/error-handling):
+# 402 is a card decline; other 4xx are refused before processing (409: another request with the same key is still
+# running, so the first may yet charge); any 5xx may come after Stripe acted.
+HTTP_ANSWERS: Mapping[int, Answer] = {
+    400: Answer.REFUSED,
+    401: Answer.REFUSED,
+    402: Answer.DECLINED,
+    403: Answer.REFUSED,
+    404: Answer.REFUSED,
+    409: Answer.UNKNOWN,
+    429: Answer.REFUSED,
+}
+# A PaymentIntent's status after a confirm.
+INTENT_ANSWERS: Mapping[str, Answer] = {
+    "succeeded": Answer.APPROVED,
+    "requires_capture": Answer.APPROVED,
+    "requires_payment_method": Answer.DECLINED,
+    "requires_action": Answer.DECLINED,  # authentication_required: the customer must act
+    "processing": Answer.UNKNOWN,
+    "requires_confirmation": Answer.REFUSED,
+    "canceled": Answer.REFUSED,
+}
+OFF_SESSION: Mapping[Cadence, Literal["recurring", "one_off"]] = {
+    Cadence.RECURRING: "recurring",
+    Cadence.UNSCHEDULED: "one_off",
+}
+# docs.stripe.com/metadata: 50 keys of 40 characters, values of 500; our two keys count.
+METADATA = MetadataLimits(
+    max_keys=50,
+    max_key_length=40,
+    max_value_length=500,
+    reserved_keys=frozenset({ATTEMPT_METADATA_KEY, PAYMENT_METADATA_KEY}),
+)
+_OWN_TOKENS = ("pm_", "card_", "src_")
+
+
+class StripeCredentials(CardCredentials):
+    """A card at Stripe: the Customer it is attached to and its PaymentMethod."""
+
+    customer: str = Field(pattern=r"^cus_[A-Za-z0-9_]+$")
+    payment_method: SecretStr
+
+    @classmethod
+    def from_token(cls, customer: str | None, token: str) -> StripeCredentials | None:
+        if customer and customer.startswith("cus_") and token.startswith(_OWN_TOKENS):
+            return cls(customer=customer, payment_method=SecretStr(token))
+        return None
+
 
 # Stripe error `code` (when no decline_code comes with it) -> Stripe decline code.
 CODE_TO_DECLINE: Mapping[str, str] = {
@@ -65,6 +129,11 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+class TransferDataWire(_Wire):
+    destination: str
+    amount: int | None = None
+
+
 class PaymentIntentCreate(_Wire):
     """The form fields of `POST /v1/payment_intents` we send (stripe `PaymentIntentCreateParams`)."""
 
@@ -73,12 +142,15 @@ class PaymentIntentCreate(_Wire):
     customer: str
     payment_method: str
     confirm: bool = True
-    off_session: bool = True
+    off_session: Literal["one_off", "recurring"]
     capture_method: Literal["automatic", "manual"] = "automatic"
     description: str | None = None
     # Stripe refuses `statement_descriptor` on card payments: only the suffix to the account's prefix goes.
     statement_descriptor_suffix: str | None = Field(default=None, max_length=22)
     metadata: dict[str, str] = Field(default_factory=dict)
+    transfer_data: TransferDataWire | None = None
+    application_fee_amount: int | None = None
+    on_behalf_of: str | None = None
     expand: list[str] = Field(default_factory=lambda: ["latest_charge"])
 
 
@@ -147,13 +219,18 @@ class SearchResult(_Wire):
 
 
 # -- pure mapping ------------------------------------------------------------------------------------------------
-def to_wire(req: AuthorizationRequest) -> PaymentIntentCreate:
+def to_wire(req: AuthorizationRequest, creds: StripeCredentials) -> PaymentIntentCreate:
     metadata = {**req.metadata, ATTEMPT_METADATA_KEY: req.attempt_id, PAYMENT_METADATA_KEY: req.payment_id}
+    transfer = req.transfer_data
     return PaymentIntentCreate(
         amount=req.amount,
         currency=req.currency.lower(),
-        customer=req.customer,
-        payment_method=req.payment_method,
+        customer=creds.customer,
+        payment_method=creds.payment_method.get_secret_value(),
+        off_session=OFF_SESSION[req.cadence],
+        transfer_data=TransferDataWire(destination=transfer.destination, amount=transfer.amount) if transfer else None,
+        application_fee_amount=req.application_fee_amount,
+        on_behalf_of=req.on_behalf_of,
         capture_method="manual" if req.capture_manual else "automatic",
         description=req.description,
         statement_descriptor_suffix=req.statement_descriptor_suffix[:22] if req.statement_descriptor_suffix else None,
@@ -232,12 +309,14 @@ def _from_intent(pi: PaymentIntent) -> Outcome:
         )
     if pi.last_payment_error is not None and pi.last_payment_error.type == "card_error":
         return _decline(pi.last_payment_error, pi.id)
-    # processing, canceled, requires_payment_method without a card error: not an answer about the card.
+    # processing (the network has not answered Stripe yet), canceled, or a status new to us: not an answer about
+    # the card. Only a status the table calls refused is certain to have charged nothing.
     return Outcome(
         OutcomeKind.PROCESSOR_ERROR,
         processor_reference=pi.id,
         raw_code=pi.status,
         raw_message=f"payment intent in status {pi.status}",
+        ambiguous=INTENT_ANSWERS.get(pi.status, Answer.UNKNOWN) is not Answer.REFUSED,
     )
 
 
@@ -248,7 +327,7 @@ def from_wire(status: int, body: Any) -> Outcome:
     err = ErrorEnvelope.model_validate(body).error
     if err.type == "card_error":
         return _decline(err, err.payment_intent.id if err.payment_intent else None)
-    return http_error(status, err.message, err.code or err.type)
+    return http_error(status, err.message, err.code or err.type, HTTP_ANSWERS)
 
 
 # -- the adapter -------------------------------------------------------------------------------------------------
@@ -262,12 +341,15 @@ class StripeOptions(BaseModel):
 
 
 class StripeAdapter:
+    credentials_model = StripeCredentials
+    capabilities = Capabilities(metadata=METADATA, connect=True)
+
     def __init__(self, settings: AdapterSettings) -> None:
         self.name = settings.name
         self.options = build_options(
             StripeOptions,
             settings.name,
-            api_key=settings.credentials.get("api_key", ""),
+            api_key=settings.secret("api_key"),
             base_url=settings.base_url or DEFAULT_BASE_URL,
             **settings.options,
         )
@@ -288,13 +370,16 @@ class StripeAdapter:
         return await self.http.send("POST", path, form=form_encode(fields), headers={"Idempotency-Key": key})
 
     async def authorize(self, req: AuthorizationRequest) -> Outcome:
-        wire = to_wire(req).model_dump(exclude_none=True)
-        return settle(await self._post("/v1/payment_intents", wire, req.attempt_id), from_wire)
+        creds = credentials_for(req, StripeCredentials)
+        if creds is None:
+            return no_credentials(self.name)
+        wire = to_wire(req, creds).model_dump(exclude_none=True)
+        return settle(await self._post("/v1/payment_intents", wire, req.attempt_id), from_wire, HTTP_ANSWERS)
 
     async def capture(self, req: CaptureRequest) -> Outcome:
         path = f"/v1/payment_intents/{quote(req.processor_reference, safe='')}/capture"
         fields = {"amount_to_capture": req.amount, "expand": ["latest_charge"]}
-        return settle(await self._post(path, fields, req.attempt_id), from_wire)
+        return settle(await self._post(path, fields, req.attempt_id), from_wire, HTTP_ANSWERS)
 
     async def cancel(self, req: CancelRequest) -> Outcome:
         path = f"/v1/payment_intents/{quote(req.processor_reference, safe='')}/cancel"
@@ -304,7 +389,7 @@ class StripeAdapter:
             # (This is how an orphan approval, found after its payment went elsewhere, is released.)
             fields = {"payment_intent": req.processor_reference}
             return settle(await self._post("/v1/refunds", fields, f"{req.attempt_id}_refund"), _from_refund)
-        return settle(exchange, _from_cancel)
+        return settle(exchange, _from_cancel, HTTP_ANSWERS)
 
     async def lookup(self, req: LookupRequest) -> Outcome | LookupAnswer | None:
         if req.processor_reference:
@@ -322,7 +407,8 @@ class StripeAdapter:
             [PaymentIntent.model_validate(body)] if req.processor_reference else SearchResult.model_validate(body).data
         )
         if not found:
-            return UNKNOWN
+            lagged = req.sent_at is not None and req.asked_at is not None and req.asked_at - req.sent_at >= SEARCH_LAG
+            return None if lagged else UNKNOWN
         outcome = settle(exchange, lambda _status, _body: _from_intent(found[0]))
         # An intent still processing has no answer yet: a resend under the same key returns it when it has one.
         return UNKNOWN if outcome.kind.is_technical else outcome

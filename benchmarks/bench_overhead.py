@@ -38,6 +38,7 @@ from typing import Any
 
 from adapters import registry
 from adapters.base import AuthorizationRequest, Cadence, CardInfo, ProcessorAdapter
+from adapters.simulator import SimulatorCredentials
 from benchmarks.sim.output import RESULTS, print_table, table, write_result
 from router import ManualClock, Router
 from router.config.loader import parse
@@ -83,9 +84,8 @@ def request_for(i: int, body: dict[str, Any]) -> AuthorizationRequest:
         payment_id=f"osp_test_direct_{i:08d}",
         amount=body["amount"]["value"],
         currency=body["amount"]["currency"],
-        customer=body["customer"],
-        payment_method=body["payment_method"],
         cadence=Cadence(body["cadence"]),
+        credentials=SimulatorCredentials(payment_method=body["payment_method"], customer=body["customer"]),
         metadata=body["metadata"],
         card=CardInfo(card.brand, card.country, card.funding, card.fingerprint),
         requested_at=START,

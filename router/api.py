@@ -30,6 +30,7 @@ from router.payments.context import Context, LiveTable
 from router.payments.create import Creator
 from router.payments.engine import Engine
 from router.payments.idempotency import CREATE_ROUTE, Idempotency, Keyed, Reply, Work, scope_for
+from router.payments.methods import PaymentMethodResolver, PaymentMethods, StoredMethods, from_card_info
 from router.payments.operations import Operations
 from router.payments.reads import Reads
 from router.payments.scheduler import RetryScheduler
@@ -66,6 +67,7 @@ class Router:
         ids: IdGenerator | None = None,
         owner: str | None = None,
         card_info: Callable[[str], CardInfo] = card_from_token,
+        payment_methods: PaymentMethodResolver | None = None,
         retry: RetryPlanner | None = None,
         breakers: BreakerBoard | None = None,
         stats: StatsStore | None = None,
@@ -84,6 +86,13 @@ class Router:
         )
         self.retry = retry or RetryPlanner(store)
         self.card_info = card_info
+        # Each processor's credentials for a card: stored payment methods first, then the deployment's own resolver
+        # (which `card_info` still stands in for), then a bare token for the one processor that owns it.
+        self.methods = PaymentMethods(
+            payment_methods or from_card_info(card_info),
+            card_info,
+            stored=store if isinstance(store, StoredMethods) else None,
+        )
         self.engine = Engine(
             store=store,
             live=self._live,
@@ -92,7 +101,7 @@ class Router:
             ids=self.ids,
             clock=self.clock,
             owner=self.owner,
-            card_info=card_info,
+            methods=self.methods,
             stats=stats,
         )
         self.stats = self.engine.stats
@@ -109,7 +118,7 @@ class Router:
             self.clock,
             endpoints=lambda: [e.url for e in self.webhooks.configured()],
         )
-        ctx = Context(store, self.clock, self.ids, self._live, self.engine, self.owner, card_info)
+        ctx = Context(store, self.clock, self.ids, self._live, self.engine, self.owner, card_info, self.methods)
         self._ctx = ctx
         self._reads = Reads(store)
         self._idempotency = Idempotency(ctx)
@@ -129,6 +138,7 @@ class Router:
         ids: IdGenerator | None = None,
         owner: str | None = None,
         card_info: Callable[[str], CardInfo] = card_from_token,
+        payment_methods: PaymentMethodResolver | None = None,
         reconcile: bool = True,
         deliver_webhooks: bool = True,
         redis: str | None = None,
@@ -161,6 +171,7 @@ class Router:
             ids=ids,
             owner=owner,
             card_info=card_info,
+            payment_methods=payment_methods,
             shared=shared,
             stats=shared_stats,
         )
@@ -434,6 +445,11 @@ class Router:
         """Purge what is past its retention, at most once per `retention.interval` unless `force`
         (`router.payments.background.Background.housekeep`)."""
         return await self._background.housekeep(force=force)
+
+    async def processor_notification(self, processor: str, body: Mapping[str, Any]) -> int:
+        """Take a processor's notification (Adyen's standard webhook) for the processor named `processor` in the
+        config; payments it settles move on at once. Returns how many did."""
+        return await self._background.processor_notification(processor, body)
 
     async def reconcile_stuck(self, limit: int = 100) -> int:
         """Settle payments a dead worker left in `processing`, then chase timed-out attempts' answers.

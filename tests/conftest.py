@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,10 +27,18 @@ async def make_router(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Route
     """Open routers from YAML text on a SQLite file in tmp_path; every router opened is closed afterwards."""
     opened: list[Router] = []
 
-    async def make(config_text: str, *, db: str = "payroute.db", seed: int | None = None) -> Router:
+    async def make(
+        config_text: str, *, db: str = "payroute.db", seed: int | None = None, payment_methods: Any = None
+    ) -> Router:
         path = tmp_path / "routing.yaml"
         path.write_text(config_text)
-        r = await Router.open(path, store=f"sqlite:///{tmp_path / db}", clock=clock, ids=IdGenerator(seed=seed))
+        r = await Router.open(
+            path,
+            store=f"sqlite:///{tmp_path / db}",
+            clock=clock,
+            ids=IdGenerator(seed=seed),
+            payment_methods=payment_methods,
+        )
         opened.append(r)
         return r
 

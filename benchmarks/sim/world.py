@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from statistics import NormalDist
 
 from adapters.base import (
+    CARRIES_ANYTHING,
     AdapterSettings,
     AuthorizationRequest,
     CancelRequest,
@@ -30,6 +31,7 @@ from adapters.base import (
     LookupRequest,
     Outcome,
     OutcomeKind,
+    TokenCredentials,
 )
 from adapters.scrub import scrub as scrub_text
 from adapters.simulator import DECLINES
@@ -249,6 +251,9 @@ class Ledger:
 
 class WorldAdapter:
     """One processor of the world, behind the ordinary adapter contract."""
+
+    credentials_model = TokenCredentials
+    capabilities = CARRIES_ANYTHING
 
     def __init__(self, settings: AdapterSettings, world: World, ledger: Ledger) -> None:
         self.name = settings.name

@@ -4,11 +4,19 @@ Some log lines quote what a caller sent: aiohttp's access log has the request li
 pasted into a query string or path), and aiohttp's parser errors quote the offending header line (an oversized
 `Authorization` header, key and all). `ScrubFilter` runs `adapters.scrub.scrub()` over the message and any
 traceback of every record those loggers emit; `install()` attaches it (once) to each of them.
+
+A filter on a logger sees only the records logged to that very logger, and a handler's filter only what reaches
+that handler; a traceback from an adapter or a library logs wherever it likes. So `install()` also wraps the
+root of all logging, the record factory: every record of every logger is scrubbed as it is made, before any
+handler (added now or later) can see it. `adapters.scrub` knows every configured credential's value, so a key
+that no pattern recognizes is masked too.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -43,12 +51,30 @@ class ScrubFilter(logging.Filter):
 _FILTER = ScrubFilter()
 
 
+class _ScrubbingFactory:
+    """A LogRecord factory that scrubs each record as it is made (see the module docstring)."""
+
+    def __init__(self, inner: Callable[..., logging.LogRecord]) -> None:
+        self.inner = inner
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.inner(*args, **kwargs)
+        _FILTER.filter(record)
+        return record
+
+
 def install() -> None:
-    """Attach the filter to every logger that may quote a request (idempotent)."""
+    """Scrub every log record, whoever writes it (idempotent)."""
     for name in LOGGERS:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+    root = logging.getLogger()
+    if _FILTER not in root.filters:
+        root.addFilter(_FILTER)
+    factory = logging.getLogRecordFactory()
+    if not isinstance(factory, _ScrubbingFactory):
+        logging.setLogRecordFactory(_ScrubbingFactory(factory))
 
 
 # Longest path the access log writes whole; past it the path is cut (a 10 KB URL is not a log line).

@@ -499,6 +499,8 @@ class AttemptRecord(BaseModel):
     transcript: str | None = None
     capture_before: datetime | None = None
     attempt_number: int = 1
+    # Candidates passed over before this call, and why (no_credentials, currency, breaker_open).
+    skipped: dict[str, str] = Field(default_factory=dict)
     # A late approval found for an attempt the payment had already moved on from, released at the processor.
     voided_at: datetime | None = None
 

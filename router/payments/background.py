@@ -5,12 +5,15 @@ success-rate windows from the store."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from adapters.base import OutcomeKind
 from router import tracing
-from router.errors import ConcurrentUpdate
+from router.errors import ConcurrentUpdate, invalid
 from router.model.states import Status
+from router.payments import orphans
 from router.payments.context import Context
 from router.payments.operations import Operations
 from router.routing.stats import InMemoryStatsStore, StatsStore, window_entry
@@ -66,7 +69,32 @@ class Background:
         Returns how many stuck payments were settled."""
         settled = await self._reconcile_payments(limit)
         for attempt in await self.ctx.store.list_unresolved(limit):
-            await self.ctx.engine.resolve(attempt)
+            await orphans.resolve(self.ctx, attempt)
+        return settled
+
+    async def processor_notification(self, processor: str, body: Mapping[str, Any]) -> int:
+        """A processor's own word on payments it answered `Received`/`Pending` (Adyen's webhooks): hand it to the
+        adapter, then settle at once the payments whose open attempts it answered. Returns how many settled."""
+        ctx = self.ctx
+        adapter = ctx.live.current.adapters.get(processor)
+        accept = getattr(adapter, "accept_notification", None)
+        if accept is None:
+            raise invalid(f"Processor '{processor}' takes no notifications.", "processor")
+        try:
+            attempt_ids: list[str] = accept(body)
+        except ValueError as exc:
+            raise invalid(f"Refused notification: {exc}", "body") from None
+        settled = 0
+        for attempt_id in attempt_ids:
+            attempt = await ctx.store.get_attempt(attempt_id)
+            payment = await ctx.store.get_payment(attempt.payment_id) if attempt is not None else None
+            if payment is None or payment.status != Status.PROCESSING or attempt is None or attempt.state != "sent":
+                continue
+            try:
+                if (await ctx.engine.reconcile(payment)).status != Status.PROCESSING:
+                    settled += 1
+            except ConcurrentUpdate:
+                continue  # another worker is settling it
         return settled
 
     async def _reconcile_payments(self, limit: int) -> int:

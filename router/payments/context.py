@@ -20,6 +20,7 @@ from router.state.store.base import Store
 
 if TYPE_CHECKING:
     from router.payments.engine import Engine
+    from router.payments.methods import PaymentMethods
 
 
 class LiveTable:
@@ -50,6 +51,7 @@ class Context:
     engine: Engine
     owner: str
     card_info: Callable[[str], CardInfo]
+    methods: PaymentMethods
 
     async def now_for(self, payment: Payment) -> datetime:
         return await payment_now(self.store, self.clock, payment)

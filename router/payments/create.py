@@ -20,6 +20,7 @@ from router.model.records import (
     parse_create_params,
 )
 from router.model.states import Status
+from router.payments import carry
 from router.payments.context import Context
 from router.payments.engine import Answer, NewPayment
 from router.payments.idempotency import Keyed, Reply
@@ -132,7 +133,8 @@ class Creator:
             due = now  # a test-clock payment waits for its clock to be advanced
         payment_id = ctx.ids.payment_for(livemode, keyed.material) if keyed is not None else ctx.ids.payment(livemode)
         record_id = ctx.ids.new("payment_record")
-        card = ctx.card_info(p.payment_method or "")
+        method = await ctx.methods.resolve(p.payment_method or "", p.customer, livemode)
+        card = method.card
         options = p.payment_method_options.card if p.payment_method_options else None
         payment = Payment(
             id=payment_id,
@@ -174,6 +176,8 @@ class Creator:
                 "fingerprint": card.fingerprint,
             },
         )
+        # Nothing is stored for a payment a processor its route can reach could not carry as asked.
+        carry.check(ctx.live.current, payment, method)
         record = PaymentRecordState(
             id=record_id,
             payment_id=payment_id,
@@ -199,6 +203,10 @@ class Creator:
                 if attempted.response is not None:
                     # Committed with the payment: that response is the answer, rendered once.
                     return Created(None, attempted.response)
+                if answer is not None and payment.status == Status.PROCESSING:
+                    # The processor's answer is still unknown (it is being asked): no answer to store for the key
+                    # yet. A resend with the same key is answered once the payment has settled.
+                    raise StillProcessing()
             else:
                 await ctx.store.create_payment(payment, record, created, reserve=reservation)
         except ConcurrentUpdate:

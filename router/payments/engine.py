@@ -24,13 +24,14 @@ from adapters.base import (
     UNKNOWN,
     AuthorizationRequest,
     Cadence,
-    CancelRequest,
+    CardCredentials,
     CardInfo,
     LookupRequest,
     Outcome,
     OutcomeKind,
-    ProcessorAdapter,
+    TransferData,
 )
+from adapters.base import Answer as Meaning
 from router import jsonbytes, tracing
 from router.clock import Clock
 from router.errors import ConcurrentUpdate, NotCreated
@@ -45,8 +46,9 @@ from router.model.records import (
     payment_json,
     render_payment,
 )
-from router.model.states import Status, transition
+from router.model.states import FailureReason, Status, transition
 from router.payments.context import LiveTable, payment_now
+from router.payments.methods import NO_CREDENTIALS, PaymentMethods, ResolvedMethod, credentials_for
 from router.retry import RetryDecision, RetryPlanner
 from router.retry.declines import classify
 from router.routing.breakers import BreakerBoard
@@ -64,11 +66,6 @@ ATTEMPT_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 SKIPPED = Counter("payroute_candidates_skipped_total", "Candidates skipped before a call", ["processor", "reason"])
-ORPHANS = Counter(
-    "payroute_orphan_authorizations_total",
-    "Approvals found for timed-out attempts after the payment moved on, by what became of them",
-    ["processor", "result"],
-)
 
 # Visa holds merchant-initiated authorizations about 5 days, the other networks about 7.
 HOLD_DAYS = {"visa": 5}
@@ -77,9 +74,9 @@ DEFAULT_HOLD_DAYS = 7
 LEASE_MARGIN = timedelta(seconds=30)
 # When every candidate is down there is nobody to ask: try again soon rather than burn the retry budget.
 NO_CANDIDATE_DELAY = timedelta(minutes=5)
-# How long a processor may still act on a request that timed out; after it, "never saw it" is the final answer.
-UNRESOLVED_GRACE = timedelta(minutes=10)
 LOOKUP_TIMEOUT = timedelta(seconds=10)
+# How soon a payment whose processor's answer is still unknown is asked about again.
+ASK_AGAIN = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +111,24 @@ class Attempted:
     response: bytes | None = None
 
 
+_TECHNICAL = {k.value for k in OutcomeKind if k.is_technical}
+
+
+@dataclass(slots=True)
+class _Pass:
+    """One pass over a plan's candidates: what every step of it reads."""
+
+    plan: Plan
+    method: ResolvedMethod
+    table: RoutingTable
+    now: datetime
+    number: int  # the payment's attempt number
+    record: PaymentRecordState | None = None
+    answer: Answer | None = None
+    credentials: dict[str, CardCredentials] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # processor -> why it was not asked
+
+
 class Engine:
     def __init__(
         self,
@@ -124,7 +139,7 @@ class Engine:
         ids: IdGenerator,
         clock: Clock,
         owner: str,
-        card_info: Callable[[str], CardInfo],
+        methods: PaymentMethods,
         stats: StatsStore | None = None,
     ) -> None:
         self.store = store
@@ -134,7 +149,7 @@ class Engine:
         self.ids = ids
         self.clock = clock
         self.owner = owner
-        self._card_info = card_info
+        self.methods = methods
         # Recent outcomes per route and processor, which success_rate routes order by.
         self.stats: StatsStore = stats if stats is not None else InMemoryStatsStore()
 
@@ -144,7 +159,9 @@ class Engine:
 
         With `new`, `payment` is not stored yet and its first write creates it; if that insert fails (the id is
         taken: a resend of a create whose first try got that far) NotCreated is raised and nothing was sent.
-        With `new.answer`, the final write also stores the response for that idempotency key."""
+        With `new.answer`, the final write also stores the response for that idempotency key.
+        A payment whose processor's answer stays unknown after asking comes back still in `processing`, its
+        attempt open: `reconcile()` asks again later, and nothing else is tried before the answer is known."""
         table = self._live.current  # in-flight attempts finish on the table they started with
         now = await payment_now(self.store, self.clock, payment)
         if payment.status == Status.PENDING_RETRY:
@@ -153,48 +170,60 @@ class Engine:
             held = await self.retry.recheck(payment, policy, now, table.config.network_limits)
             if held is not None:
                 return Attempted(await self._hold(payment, held, now))
+        method = await self.methods.resolve(payment.payment_method, payment.customer, payment.livemode)
         with tracing.span("payroute.routing.decide") as decision:
             plan = await table.decide(payment, self.stats, self.clock.now())
-            candidates = self._usable(plan, payment)
+            run = _Pass(
+                plan,
+                method,
+                table,
+                now,
+                payment.attempts + 1,
+                new.record if new is not None else None,
+                new.answer if new is not None else None,
+            )
+            candidates = self._usable(run, payment)
             if decision is not None:
                 tracing.set_attributes(decision, _decision_attributes(payment, plan, candidates))
         started = transition(payment.status, Status.PROCESSING)
-        attempts_so_far = payment.attempts + 1
-        card = payment.card if payment.card.fingerprint else _snapshot(self._card_info(payment.payment_method))
-        lease = self.clock.now() + self._lease_length(candidates)
+        card = payment.card if payment.card.fingerprint else _snapshot(method.card)
         processing = payment.model_copy(
             update={
                 "status": Status.PROCESSING,
-                "attempts": attempts_so_far,
+                "attempts": run.number,
                 "next_attempt_at": None,
                 "card": card,
             }
         )
-        record = new.record if new is not None else None
-        answer = new.answer if new is not None else None
+        lease = self.clock.now() + self._lease_length(candidates)
+        events = [ev.event_for(self.ids, started.event, processing, now, before=payment)]
         if not candidates:
-            log.warning("payment %s: no processor available on route %s", payment.id, plan.route)
-            processing = await self._first_write(
-                processing,
-                payment.version,
-                new,
-                events=[ev.event_for(self.ids, started.event, processing, now, before=payment)],
-                lease_until=lease,
-            )
-            return await self._finish(processing, None, None, table, now, record, answer)
+            log.warning("payment %s: no processor available on route %s (%s)", payment.id, plan.route, run.skipped)
+            processing = await self._first_write(processing, payment.version, new, events=events, lease_until=lease)
+            return await self._finish(processing, None, None, run, fail_with=self._no_method(run))
+        return await self._run(run, candidates, processing, payment.version, new, events, lease)
 
+    async def _run(
+        self,
+        run: _Pass,
+        candidates: list[Candidate],
+        current: Payment,
+        expected_version: int,
+        new: NewPayment | None,
+        pending_events: list[Event],
+        lease: datetime,
+        settled_previous: AttemptRecord | None = None,
+    ) -> Attempted:
+        """Call the candidates in order until one answers for the card (see the module docstring)."""
         outcome: Outcome | None = None
-        attempt: AttemptRecord | None = None
-        current = processing
-        expected_version = payment.version
-        pending_events = [ev.event_for(self.ids, started.event, processing, now, before=payment)]
-        settled_previous: AttemptRecord | None = None
+        attempt: AttemptRecord | None = settled_previous
         for index, cand in enumerate(candidates):
             breaker = self.breakers.get(cand.name, cand.config.breaker.fail_max, cand.config.breaker.reset_timeout_s)
             if not await breaker.acquire():  # with the other replicas' view when shared (issue 7)
                 SKIPPED.labels(cand.name, "breaker_open").inc()
+                run.skipped[cand.name] = "breaker_open"
                 continue
-            attempt = self._new_attempt(current, cand, plan.route, now, attempts_so_far)
+            attempt = self._new_attempt(current, cand, run)
             current = current.model_copy(update={"latest_payment_attempt_record": attempt.id})
             # The previous settled attempt and this new `sent` one go down in one write, before the call.
             try:
@@ -213,36 +242,58 @@ class Engine:
             expected_version = current.version
             pending_events = []
             settled_previous = None
-            outcome = await self._call(cand, attempt, current, now)
+            creds = run.credentials[cand.name]
+            nti = run.method.network_transaction_id
+            outcome = await self._call(cand, attempt, current, run.now, creds, nti)
             breaker.record(outcome.kind)
             await breaker.share()
             # Routing learns from what the call looked like (a slow processor is a bad one) before the lookup.
-            await self._learn(plan, cand, outcome)
-            if _undecided(outcome):
-                outcome = await self._after_timeout(cand, attempt, outcome)
+            await self._learn(run.plan, cand, outcome)
+            if outcome.answer is Meaning.UNKNOWN:
+                outcome = await self._ask(cand, attempt, current, run.now, creds, nti, outcome)
             _observe_attempt(cand.name, outcome)
             attempt = _settle(attempt, outcome, cand.adapter.scrub)
-            if _undecided(outcome):
-                # The processor may yet have authorized it: `resolve()` keeps asking, and voids what it finds.
-                attempt = attempt.model_copy(update={"state": "unresolved"})
+            if outcome.answer is Meaning.UNKNOWN:
+                # The processor may have charged the card: never a second processor before it says it did not.
+                return await self._leave_open(current, attempt)
             if outcome.request_invalid:
                 log.error("processor %s says our request was invalid: %s", cand.name, attempt.raw_message)
             if outcome.approved:
                 break
-            more = index + 1 < len(candidates) and payment.orchestration_enabled
-            if outcome.kind.is_technical and more:
+            more = index + 1 < len(candidates) and current.orchestration_enabled
+            if outcome.answer is Meaning.REFUSED and more:
                 settled_previous = attempt
                 continue
-            cascade = outcome.kind is OutcomeKind.SOFT_DECLINE and (outcome.decline_code or "") in plan.cascade_on
-            if cascade and more and await self._may_cascade(current, outcome, table, now):
+            cascade = outcome.kind is OutcomeKind.SOFT_DECLINE and (outcome.decline_code or "") in run.plan.cascade_on
+            if cascade and more and await self._may_cascade(current, outcome, run.table, run.now):
                 settled_previous = attempt
                 continue
             break
-        if attempt is None:
+        if outcome is None:
             # Every breaker was open at the moment of calling: nothing was sent.
             current = await self._first_write(current, expected_version, new, events=pending_events, lease_until=lease)
-            return await self._finish(current, None, None, table, now, record, answer)
-        return await self._finish(current, attempt, outcome, table, now, record, answer)
+        return await self._finish(current, attempt, outcome, run)
+
+    async def _leave_open(self, p: Payment, attempt: AttemptRecord) -> Attempted:
+        """Keep the payment in processing with its attempt open (`sent`, with what the processor said so far), under
+        a short lease: when it lapses, `reconcile()` asks the same processor again."""
+        still = attempt.model_copy(update={"state": "sent"})
+        log.warning("payment %s: %s's answer to %s is unknown; asking again later", p.id, attempt.processor, attempt.id)
+        saved = await self.store.save_payment(
+            p.model_copy(update={"latest_payment_attempt_record": attempt.id}),
+            p.version,
+            attempts=[still],
+            lease_owner=self.owner,
+            lease_until=self.clock.now() + ASK_AGAIN,
+        )
+        return Attempted(saved)
+
+    def _no_method(self, run: _Pass) -> str | None:
+        """`no_valid_payment_method` when no processor of the route holds credentials for the card."""
+        if run.plan.candidates and all(reason == NO_CREDENTIALS for reason in run.skipped.values()):
+            if len(run.skipped) == len(run.plan.candidates):
+                return FailureReason.NO_VALID_PAYMENT_METHOD.value
+        return None
 
     async def _first_write(
         self,
@@ -284,13 +335,24 @@ class Engine:
         except Exception:
             log.exception("could not record the outcome of %s on route %s", cand.name, plan.route)
 
-    def _usable(self, plan: Plan, payment: Payment) -> list[Candidate]:
+    def _usable(self, run: _Pass, payment: Payment, tried: frozenset[str] = frozenset()) -> list[Candidate]:
+        """The plan's candidates this payment may go to, each with its own credentials for the card; the others are
+        skipped before any call, the reason kept for the attempt record."""
         usable = []
-        for cand in plan.candidates:
-            currencies = cand.config.currencies
-            if currencies is not None and payment.currency not in currencies:
-                SKIPPED.labels(cand.name, "currency").inc()
+        for cand in run.plan.candidates:
+            if cand.name in tried:
                 continue
+            currencies = cand.config.currencies
+            creds = credentials_for(cand, run.method, payment)
+            reason = NO_CREDENTIALS if creds is None else None
+            if currencies is not None and payment.currency not in currencies:
+                reason = "currency"
+            if reason is not None:
+                SKIPPED.labels(cand.name, reason).inc()
+                run.skipped[cand.name] = reason
+                continue
+            assert creds is not None
+            run.credentials[cand.name] = creds
             usable.append(cand)
         if not payment.orchestration_enabled:
             # Orchestration off pins the payment to the route's first processor: no failover.
@@ -298,18 +360,21 @@ class Engine:
         return usable
 
     def _lease_length(self, candidates: list[Candidate]) -> timedelta:
+        # The margin covers asking a processor whose answer was unknown (each lookup is bounded by its timeout).
         total_ms = sum(c.config.timeout_ms for c in candidates)
         return timedelta(milliseconds=total_ms) + LEASE_MARGIN
 
-    def _new_attempt(self, p: Payment, cand: Candidate, route: str, now: datetime, number: int) -> AttemptRecord:
+    def _new_attempt(self, p: Payment, cand: Candidate, run: _Pass) -> AttemptRecord:
+        # The candidates skipped so far ride on the next attempt written, so the record says why they were not asked.
+        skipped, run.skipped = dict(run.skipped), {}
         return AttemptRecord(
             id=self.ids.new("attempt"),
             payment_id=p.id,
             payment_record=p.payment_record,
             livemode=p.livemode,
-            created=now,
+            created=run.now,
             processor=cand.name,
-            route=route,
+            route=run.plan.route,
             adapter=cand.config.adapter,
             amount=p.amount,
             currency=p.currency,
@@ -318,20 +383,27 @@ class Engine:
             description=p.description,
             metadata=p.metadata,
             card=p.card,
-            attempt_number=number,
+            attempt_number=run.number,
+            skipped=skipped,
         )
 
-    def _request(self, attempt: AttemptRecord, p: Payment, now: datetime) -> AuthorizationRequest:
+    def _request(
+        self, attempt: AttemptRecord, p: Payment, now: datetime, creds: CardCredentials, nti: str | None
+    ) -> AuthorizationRequest:
+        transfer = p.transfer_data or None
         return AuthorizationRequest(
             attempt_id=attempt.id,
             payment_id=p.id,
             amount=p.amount,
             currency=p.currency,
-            customer=p.customer,
-            payment_method=p.payment_method,
             cadence=Cadence(p.cadence),
+            credentials=creds,
             capture_manual=p.capture_method == "manual",
-            network_transaction_id=p.network_transaction_id,
+            # The chain's id: given on the payment, else the one recorded on its stored payment method.
+            network_transaction_id=p.network_transaction_id or nti,
+            transfer_data=TransferData(str(transfer["destination"]), transfer.get("amount")) if transfer else None,
+            application_fee_amount=p.application_fee_amount,
+            on_behalf_of=p.on_behalf_of,
             statement_descriptor=p.statement_descriptor,
             statement_descriptor_suffix=p.statement_descriptor_suffix,
             description=p.description,
@@ -341,12 +413,20 @@ class Engine:
             livemode=p.livemode,
         )
 
-    async def _call(self, cand: Candidate, attempt: AttemptRecord, p: Payment, now: datetime) -> Outcome:
+    async def _call(
+        self,
+        cand: Candidate,
+        attempt: AttemptRecord,
+        p: Payment,
+        now: datetime,
+        creds: CardCredentials,
+        nti: str | None = None,
+    ) -> Outcome:
         if not tracing.enabled():
-            return await self._authorize(cand, attempt, p, now)
+            return await self._authorize(cand, attempt, p, now, creds, nti)
         attributes = tracing.call_attributes(cand.name, cand.config.adapter, attempt.id, p.id)
         with tracing.span("payroute.processor.authorize", kind="client", attributes=attributes) as span:
-            outcome = await self._authorize(cand, attempt, p, now)
+            outcome = await self._authorize(cand, attempt, p, now, creds, nti)
             kind = outcome.kind.value
             found = tracing.outcome_attributes(
                 kind, outcome.decline_code, outcome.network_decline_code, outcome.latency_ms
@@ -356,8 +436,16 @@ class Engine:
                 tracing.mark_error(span, kind)
             return outcome
 
-    async def _authorize(self, cand: Candidate, attempt: AttemptRecord, p: Payment, now: datetime) -> Outcome:
-        req = self._request(attempt, p, now)
+    async def _authorize(
+        self,
+        cand: Candidate,
+        attempt: AttemptRecord,
+        p: Payment,
+        now: datetime,
+        creds: CardCredentials,
+        nti: str | None,
+    ) -> Outcome:
+        req = self._request(attempt, p, now, creds, nti)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(cand.config.timeout_ms / 1000):
@@ -382,23 +470,44 @@ class Engine:
             outcome = _with_latency(outcome, (time.perf_counter() - started) * 1000)
         return outcome
 
-    async def _after_timeout(self, cand: Candidate, attempt: AttemptRecord, timed_out: Outcome) -> Outcome:
-        """Ask once what became of a timed-out request before failing over.
+    async def _ask(
+        self,
+        cand: Candidate,
+        attempt: AttemptRecord,
+        p: Payment,
+        now: datetime,
+        creds: CardCredentials,
+        nti: str | None,
+        unknown: Outcome,
+    ) -> Outcome:
+        """Ask the processor whose answer is unknown what became of the attempt, before anything else is tried.
 
-        A timeout is not a decline: the processor may have authorized the card after we stopped waiting, and
-        sending the payment to the next processor then would charge the customer twice. A definite answer from
-        the lookup is used as the outcome; only "never saw it" or "cannot say" lets the failover go on.
+        An answer found is the outcome. "Never saw it" is a refusal: nothing was charged, so failing over is safe.
+        A processor that cannot be asked by our key but deduplicates a resend under it (`UNKNOWN`) is sent the
+        same attempt again. Anything else (`NOT_YET`, no lookup answer) leaves the outcome unknown.
         """
+        reference = unknown.processor_reference or attempt.processor_reference
+        asked = LookupRequest(attempt.id, p.id, reference, sent_at=attempt.created, asked_at=now)
         try:
             async with asyncio.timeout(cand.config.timeout_ms / 1000):
-                found = await cand.adapter.lookup(LookupRequest(attempt.id, attempt.payment_id, None))
+                found = await cand.adapter.lookup(asked)
         except Exception:
-            log.warning("lookup after timeout failed for %s at %s", attempt.id, cand.name, exc_info=True)
-            return timed_out
-        if found is None or found is UNKNOWN:
-            return timed_out
-        log.info("attempt %s at %s timed out but the processor had answered %s", attempt.id, cand.name, found.kind)
-        return found
+            log.warning("asking %s about %s failed; the answer stays unknown", cand.name, attempt.id, exc_info=True)
+            return unknown
+        if found is None:
+            return replace(
+                unknown,
+                never_charged=True,
+                request_invalid=False,
+                raw_message=f"{unknown.raw_message or unknown.kind.value}; asked: the processor never charged it",
+            )
+        if found is UNKNOWN:
+            again = await self._call(cand, attempt, p, now, creds, nti)  # the same request, byte for byte
+            return again if again.answer is not Meaning.UNKNOWN else unknown
+        if isinstance(found, Outcome) and found.answer is not Meaning.UNKNOWN:
+            log.info("attempt %s at %s was unknown; asked, the processor says %s", attempt.id, cand.name, found.kind)
+            return found
+        return unknown
 
     # -- after the calls -------------------------------------------------------------------------------------
     async def _finish(
@@ -406,13 +515,13 @@ class Engine:
         p: Payment,
         attempt: AttemptRecord | None,
         outcome: Outcome | None,
-        table: RoutingTable,
-        now: datetime,
-        record: PaymentRecordState | None = None,
-        answer: Answer | None = None,
+        run: _Pass,
+        fail_with: str | None = None,
     ) -> Attempted:
-        """Settle the attempt and move the payment on. `record`: the payment record as stored, when the caller
-        holds it (it wrote it in this attempt), to spare a read. `answer`: see `attempt`."""
+        """Settle the attempt and move the payment on. `run.record`: the payment record as stored, when the caller
+        holds it (it wrote it in this attempt), to spare a read. `run.answer`: see `attempt`. `fail_with`: a
+        failure reason that ends the payment whatever the retry policy says (no processor can take the card)."""
+        table, now, record, answer = run.table, run.now, run.record, run.answer
         if record is None:
             record = await self.store.get_payment_record(p.payment_record)
         assert record is not None, f"payment {p.id} has no payment record"
@@ -425,6 +534,7 @@ class Engine:
                 update["card"] = attempt.card
         if outcome is not None and outcome.approved:
             assert attempt is not None
+            await self.methods.chain(run.method, outcome.network_transaction_id)
             update.update(
                 processor=attempt.processor,
                 processor_reference=attempt.processor_reference,
@@ -448,6 +558,10 @@ class Engine:
                 move = transition(p.status, Status.SUCCEEDED)
                 update.update(status=move.status, amount_captured=p.amount)
                 record_update["amount_captured"] = p.amount
+        elif fail_with is not None:
+            move = transition(p.status, Status.FAILED, fail_with)
+            update.update(status=move.status, failure_reason=fail_with, last_authorization_attempt_error=fail_with)
+            record_update["amount_failed"] = p.amount
         else:
             policy = table.config.policy(p.retry_policy)
             if outcome is not None:
@@ -523,105 +637,65 @@ class Engine:
             events=[ev.event_for(self.ids, move.event, final, now, before=p)],
         )
 
-    # -- crash reconciliation --------------------------------------------------------------------------------
+    # -- reconciliation: a dead worker's payment, or an answer still unknown -------------------------------------
     async def reconcile(self, payment: Payment) -> Payment:
-        """Settle a payment a dead worker left in `processing`.
+        """Settle a payment left in `processing`: by a dead worker, or with a processor's answer still unknown.
 
-        Each `sent` attempt is looked up at its processor by attempt id. An answer found is applied as if it
-        had just arrived; an attempt the processor never saw is closed as not sent, and the payment goes back
-        to pending_retry for a fresh attempt with a new id. If the processor cannot be asked, nothing moves.
+        The open (`sent`) attempt is asked about at its processor (`_ask`). An answer found is applied as if it had
+        just arrived; "never charged" closes it and the attempt goes on to the candidates not yet tried; while the
+        answer stays unknown, nothing moves and the payment is asked about again after `ASK_AGAIN`.
         """
         table = self._live.current
         now = await payment_now(self.store, self.clock, payment)
-        attempts = await self.store.list_attempts(payment.payment_record)
-        sent = [a for a in attempts if a.state == "sent" and a.payment_id == payment.id]
+        method = await self.methods.resolve(payment.payment_method, payment.customer, payment.livemode)
+        plan = await table.decide(payment, self.stats, self.clock.now())
+        run = _Pass(plan, method, table, now, payment.attempts)
+        attempts = [a for a in await self.store.list_attempts(payment.payment_record) if a.payment_id == payment.id]
+        sent = [a for a in attempts if a.state == "sent"]
         if not sent:
             # The worker died after the processing transition but before writing any attempt.
-            return (await self._finish(payment, None, None, table, now)).payment
+            return (await self._finish(payment, None, None, run)).payment
         last = sent[-1]
         adapter = table.adapters.get(last.processor)
         if adapter is None:
             log.error("cannot reconcile %s: processor %s is no longer configured", payment.id, last.processor)
             return payment
-        try:
-            found = await adapter.lookup(LookupRequest(last.id, payment.id, last.processor_reference))
-        except Exception:
-            log.exception("reconciliation lookup for %s at %s failed; will try again", last.id, last.processor)
-            return payment
-        if found is UNKNOWN:
-            # The processor cannot be asked by attempt id but deduplicates on it: finish the attempt by resending
-            # it under the same id. A resend that gets no real answer moves nothing; the next pass asks again.
-            cand = Candidate(last.processor, adapter, table.config.processors[last.processor])
-            found = await self._call(cand, last, payment, now)
-            if found.kind.is_technical:
-                log.warning("reconciliation resend of %s at %s: %s", last.id, last.processor, found.kind.value)
-                return payment
-        if found is None:
-            closed = last.model_copy(
-                update={
-                    "state": "settled",
-                    "outcome": "processor_error",
-                    "raw_message": "never reached the processor (reconciled after a crash)",
-                    "decline_class": "technical",
-                }
-            )
-            return (await self._finish(payment, closed, None, table, now)).payment
-        settled = _settle(last, found, adapter.scrub)
-        return (await self._finish(payment, settled, found, table, now)).payment
-
-    # -- timed-out attempts ----------------------------------------------------------------------------------
-    async def resolve(self, attempt: AttemptRecord) -> AttemptRecord:
-        """Find out what became of a timed-out attempt the payment has moved on from, and clean up after it.
-
-        The payment never counts a timed-out attempt as its success, so an approval found now is an orphan: the
-        card is held (or charged) for a payment that went elsewhere or will be retried. It is voided at once. An
-        attempt the processor never saw is closed once a late arrival is no longer plausible.
-        """
-        table = self._live.current
-        adapter = table.adapters.get(attempt.processor)
-        if adapter is None:
-            log.error("cannot resolve %s: processor %s is no longer configured", attempt.id, attempt.processor)
-            return attempt
-        now = self.clock.now()
-        try:
-            async with asyncio.timeout(LOOKUP_TIMEOUT.total_seconds()):
-                found = await adapter.lookup(LookupRequest(attempt.id, attempt.payment_id, None))
-        except Exception:
-            log.warning("lookup of %s at %s failed; will ask again", attempt.id, attempt.processor, exc_info=True)
-            return attempt
-        if found is None:
-            if now - attempt.created < UNRESOLVED_GRACE:
-                return attempt
-            resolved = attempt.model_copy(
-                update={"state": "settled", "raw_message": "timed out; the processor never received it"}
-            )
-        elif found is UNKNOWN:
-            # Nothing to ask and nothing to resend: the payment has moved on, so a resend could only add a charge.
-            if now - attempt.created < UNRESOLVED_GRACE:
-                return attempt
-            ORPHANS.labels(attempt.processor, "unknowable").inc()
-            log.error("attempt %s timed out and %s cannot say whether it authorized it", attempt.id, attempt.processor)
-            resolved = attempt.model_copy(
-                update={"state": "settled", "raw_message": "timed out; the processor cannot be asked: see its reports"}
-            )
-        elif found.approved:
-            reference = found.processor_reference or attempt.processor_reference or ""
-            void = await _void_orphan(adapter, attempt, reference, now)
-            ORPHANS.labels(attempt.processor, "voided" if void else "void_failed").inc()
-            if not void:
-                log.error(
-                    "attempt %s at %s was approved after timing out and could not be voided; release it at %s",
-                    attempt.id,
-                    attempt.processor,
-                    attempt.processor,
-                )
-                return attempt
-            log.warning("attempt %s at %s was approved after timing out; voided", attempt.id, attempt.processor)
-            resolved = _settle(attempt, found, adapter.scrub).model_copy(update={"voided_at": now})
+        cand = Candidate(last.processor, adapter, table.config.processors[last.processor])
+        creds = credentials_for(cand, method, payment)
+        kind = OutcomeKind(last.outcome) if last.outcome in _TECHNICAL else OutcomeKind.PROCESSOR_ERROR
+        unknown = Outcome(kind, raw_code=last.raw_code, raw_message=last.raw_message, ambiguous=True)
+        if creds is None:
+            found = await self._ask_only(cand, last, payment, now, unknown)
         else:
-            resolved = _settle(attempt, found, adapter.scrub)
-        await self.store.save_attempt(resolved)
-        return resolved
+            found = await self._ask(cand, last, payment, now, creds, method.network_transaction_id, unknown)
+        if found.answer is Meaning.UNKNOWN:
+            log.warning("payment %s: %s still cannot say what became of %s", payment.id, last.processor, last.id)
+            return await self.store.save_payment(
+                payment, payment.version, lease_owner=self.owner, lease_until=self.clock.now() + ASK_AGAIN
+            )
+        settled = _settle(last, found, adapter.scrub)
+        if found.answer is Meaning.REFUSED and payment.orchestration_enabled:
+            # Never charged: the attempt goes on where it stopped, with the processors it has not asked yet.
+            tried = frozenset(a.processor for a in attempts if a.attempt_number == last.attempt_number)
+            candidates = self._usable(run, payment, tried)
+            if candidates:
+                lease = self.clock.now() + self._lease_length(candidates)
+                return (await self._run(run, candidates, payment, payment.version, None, [], lease, settled)).payment
+        return (await self._finish(payment, settled, found, run)).payment
+
+    async def _ask_only(
+        self, cand: Candidate, attempt: AttemptRecord, p: Payment, now: datetime, unknown: Outcome
+    ) -> Outcome:
+        """Ask without any way to resend (the card's credentials for that processor are gone)."""
+        try:
+            found = await cand.adapter.lookup(
+                LookupRequest(attempt.id, p.id, attempt.processor_reference, attempt.created, now)
+            )
+        except Exception:
+            return unknown
+        if found is None:
+            return replace(unknown, never_charged=True)
+        return found if isinstance(found, Outcome) and found.answer is not Meaning.UNKNOWN else unknown
 
     async def claim_and_attempt(self, payment: Payment) -> Payment | None:
         """Attempt a payment unless another worker got there first."""
@@ -630,22 +704,6 @@ class Engine:
         except ConcurrentUpdate:
             log.info("payment %s was taken by another worker", payment.id)
             return None
-
-
-async def _void_orphan(adapter: ProcessorAdapter, attempt: AttemptRecord, reference: str, now: datetime) -> bool:
-    try:
-        async with asyncio.timeout(LOOKUP_TIMEOUT.total_seconds()):
-            result = await adapter.cancel(CancelRequest(f"{attempt.id}_void", attempt.payment_id, reference, now))
-    except Exception:
-        log.warning("voiding orphan %s at %s failed", attempt.id, attempt.processor, exc_info=True)
-        return False
-    return result.approved
-
-
-def _undecided(outcome: Outcome) -> bool:
-    """No answer, and no certainty that the processor did nothing: a timeout, a connection lost after the request
-    went out, an unreadable success. Failing over blindly then could charge the card twice."""
-    return outcome.kind is OutcomeKind.TIMEOUT or (outcome.kind.is_technical and outcome.ambiguous)
 
 
 def _decision_attributes(

@@ -288,7 +288,7 @@ def adapter_settings(name: str, cfg: ProcessorConfig) -> AdapterSettings:
         adapter=cfg.adapter,
         base_url=cfg.base_url,
         timeout_ms=cfg.timeout_ms,
-        credentials={k: v.get_secret_value() for k, v in cfg.credentials.items()},
+        credentials=dict(cfg.credentials),
         options=cfg.options,
         currencies=frozenset(cfg.currencies) if cfg.currencies else None,
     )

@@ -7,8 +7,13 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
-from adapters.base import AdapterSettings, AuthorizationRequest, Cadence
+from adapters.adyen import AdyenCredentials
+from adapters.base import AdapterSettings, AuthorizationRequest, Cadence, CardCredentials
+from adapters.braintree import BraintreeCredentials
+from adapters.checkout import CheckoutCredentials
+from adapters.stripe import StripeCredentials
 from tests.fakes.adyen import FakeAdyen
 from tests.fakes.braintree import FakeBraintree
 from tests.fakes.checkout import FakeCheckout
@@ -21,15 +26,33 @@ CHECKOUT_KEY = "sk_sbox_m73dzbpy7cf3gfd46xr4yj5xo4e"
 BRAINTREE_CREDENTIALS = {"public_key": "bt_public_fake_01", "private_key": "bt_private_fake_secret_01"}
 
 
-def auth_request(**changes: Any) -> AuthorizationRequest:
+# One card, as each processor knows it: its own customer and token, never another's.
+STRIPE_CARD = StripeCredentials(customer="cus_test_1", payment_method=SecretStr("pm_card_visa"))
+ADYEN_CARD = AdyenCredentials(
+    shopper_reference="shopper_test_1", stored_payment_method_id=SecretStr("8415718415172204")
+)
+BRAINTREE_CARD = BraintreeCredentials(
+    payment_method_id=SecretStr("cGF5bWVudG1ldGhvZF9jY185dzV4"), customer_id="bt_cus_1"
+)
+CHECKOUT_CARD = CheckoutCredentials(source_id=SecretStr("src_wmlfc3zyhqzehihu7giusaaawu"), customer_id="cus_ckotest1")
+CARDS: dict[str, CardCredentials] = {
+    "stripe": STRIPE_CARD,
+    "adyen": ADYEN_CARD,
+    "braintree": BRAINTREE_CARD,
+    "checkout": CHECKOUT_CARD,
+}
+
+
+def auth_request(adapter: str = "stripe", **changes: Any) -> AuthorizationRequest:
+    """An authorization carrying `adapter`'s own credentials for the test card."""
+    changes.setdefault("credentials", CARDS[adapter])
     base = AuthorizationRequest(
         attempt_id="par_test_0001",
         payment_id="osp_test_0001",
         amount=1999,
         currency="usd",
-        customer="cus_test_1",
-        payment_method="pm_card_visa",
         cadence=Cadence.RECURRING,
+        credentials=STRIPE_CARD,
         network_transaction_id="583910447125001",
         statement_descriptor_suffix="PRO PLAN",
         description="Pro plan, November",

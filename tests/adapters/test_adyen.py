@@ -10,7 +10,7 @@ import pytest
 from adapters.adyen import AdyenAdapter, from_wire, to_wire
 from adapters.base import UNKNOWN, AdapterError, Cadence, CancelRequest, CaptureRequest, LookupRequest, OutcomeKind
 from adapters.http import DEADLINE_SHARE
-from tests.adapters.conftest import ADYEN_KEY, ADYEN_MERCHANT, auth_request, settings
+from tests.adapters.conftest import ADYEN_CARD, ADYEN_KEY, ADYEN_MERCHANT, auth_request, settings
 from tests.fakes.adyen import FakeAdyen
 from tests.fakes.specs import adyen_errors
 
@@ -30,15 +30,18 @@ async def adyen(fake_adyen: FakeAdyen) -> AsyncIterator[AdyenAdapter]:
 async def test_request_is_a_contauth_stored_card_payment(
     adyen: AdyenAdapter, fake_adyen: FakeAdyen, cadence: Cadence, model: str
 ) -> None:
-    outcome = await adyen.authorize(auth_request(cadence=cadence, currency="eur"))
+    outcome = await adyen.authorize(auth_request("adyen", cadence=cadence, currency="eur"))
     assert outcome.kind is OutcomeKind.APPROVED
     sent = fake_adyen.last("/v71/payments")
     body = sent.json()
     assert adyen_errors("PaymentRequest", body) == []
     assert body["shopperInteraction"] == "ContAuth"
     assert body["recurringProcessingModel"] == model
-    assert body["paymentMethod"] == {"type": "scheme", "storedPaymentMethodId": "pm_card_visa"}
-    assert body["shopperReference"] == "cus_test_1"
+    # Adyen's own token and shopper for the card, never another processor's.
+    assert body["paymentMethod"] == {"type": "scheme", "storedPaymentMethodId": "8415718415172204"}
+    assert body["shopperReference"] == "shopper_test_1"
+    # The scheme reference of the first payment links this merchant-initiated one to the chain.
+    assert body["additionalData"]["networkTxReference"] == "583910447125001"
     assert body["merchantAccount"] == ADYEN_MERCHANT
     assert body["reference"] == "par_test_0001"
     assert body["amount"] == {"value": 1999, "currency": "EUR"}
@@ -47,7 +50,7 @@ async def test_request_is_a_contauth_stored_card_payment(
 
 
 async def test_approval_carries_psp_reference_auth_code_and_network_reference(adyen: AdyenAdapter) -> None:
-    outcome = await adyen.authorize(auth_request())
+    outcome = await adyen.authorize(auth_request("adyen"))
     assert outcome.processor_reference is not None and outcome.processor_reference.startswith("88")
     assert outcome.authorization_code == "083542"
     assert outcome.network_transaction_id == "MCC0W3X2C0715"
@@ -100,7 +103,7 @@ async def test_refusals_map_to_decline_classes(
     network: str,
 ) -> None:
     fake_adyen.behave("decline", code, **extra)
-    outcome = await adyen.authorize(auth_request())
+    outcome = await adyen.authorize(auth_request("adyen"))
     assert outcome.kind is kind
     assert outcome.decline_code == decline
     assert outcome.network_decline_code == network
@@ -119,14 +122,14 @@ async def test_refusals_map_to_decline_classes(
 )
 async def test_other_result_codes(adyen: AdyenAdapter, fake_adyen: FakeAdyen, result: str, kind: OutcomeKind) -> None:
     fake_adyen.behave("result", result)
-    assert (await adyen.authorize(auth_request())).kind is kind
+    assert (await adyen.authorize(auth_request("adyen"))).kind is kind
 
 
 async def test_idempotency_key_is_the_attempt_id_and_adyen_replays_the_first_answer(
     adyen: AdyenAdapter, fake_adyen: FakeAdyen
 ) -> None:
-    first = await adyen.authorize(auth_request())
-    again = await adyen.authorize(auth_request())
+    first = await adyen.authorize(auth_request("adyen"))
+    again = await adyen.authorize(auth_request("adyen"))
     assert [r.headers["Idempotency-Key"] for r in fake_adyen.requests] == ["par_test_0001", "par_test_0001"]
     assert fake_adyen.authorizations == 1
     assert again.processor_reference == first.processor_reference
@@ -137,8 +140,8 @@ async def test_lookup_is_unknown_because_a_resend_under_the_same_key_is_safe(ady
 
 
 async def test_capture_and_cancel_use_the_modification_endpoints(adyen: AdyenAdapter, fake_adyen: FakeAdyen) -> None:
-    auth = await adyen.authorize(auth_request(capture_manual=True, currency="eur"))
-    assert fake_adyen.last("/v71/payments").json()["additionalData"] == {"manualCapture": "true"}
+    auth = await adyen.authorize(auth_request("adyen", capture_manual=True, currency="eur"))
+    assert fake_adyen.last("/v71/payments").json()["additionalData"]["manualCapture"] == "true"
     assert auth.processor_reference is not None
     captured = await adyen.capture(
         CaptureRequest("par_test_0001_capture", "osp_test_0001", auth.processor_reference, 1000, "eur")
@@ -164,7 +167,7 @@ async def test_service_errors_are_processor_errors(
     adyen: AdyenAdapter, fake_adyen: FakeAdyen, status: int, invalid: bool
 ) -> None:
     fake_adyen.behave("error", status=status)
-    outcome = await adyen.authorize(auth_request())
+    outcome = await adyen.authorize(auth_request("adyen"))
     assert outcome.kind is OutcomeKind.PROCESSOR_ERROR
     assert outcome.request_invalid is invalid
     assert fake_adyen.invalid == []
@@ -175,13 +178,13 @@ async def test_unreadable_or_dropped_answers_are_processor_errors(
     adyen: AdyenAdapter, fake_adyen: FakeAdyen, behaviour: str
 ) -> None:
     fake_adyen.behave(behaviour)
-    assert (await adyen.authorize(auth_request())).kind is OutcomeKind.PROCESSOR_ERROR
+    assert (await adyen.authorize(auth_request("adyen"))).kind is OutcomeKind.PROCESSOR_ERROR
 
 
 async def test_a_hanging_adyen_times_out_on_the_configured_deadline(fake_adyen: FakeAdyen) -> None:
     adapter = AdyenAdapter(settings("adyen", fake_adyen.url, timeout_ms=300, credentials=CREDENTIALS))
     fake_adyen.behave("hang")  # the fake never answers: only the adapter's own deadline ends the call
-    outcome = await adapter.authorize(auth_request())
+    outcome = await adapter.authorize(auth_request("adyen"))
     await adapter.close()
     assert outcome.kind is OutcomeKind.TIMEOUT
     assert adapter.http.deadline_s == pytest.approx(0.3 * DEADLINE_SHARE)  # this processor's timeout, not 8 s
@@ -194,7 +197,9 @@ def test_missing_merchant_account_is_a_configuration_error() -> None:
 
 
 def test_to_wire_and_from_wire_are_pure() -> None:
-    wire = to_wire(auth_request(cadence=Cadence.UNSCHEDULED), ADYEN_MERCHANT, "https://x.example/r")
+    wire = to_wire(
+        auth_request("adyen", cadence=Cadence.UNSCHEDULED), ADYEN_CARD, ADYEN_MERCHANT, "https://x.example/r"
+    )
     body: dict[str, Any] = wire.model_dump(by_alias=True, exclude_none=True)
     assert adyen_errors("PaymentRequest", body) == []
     refused = {

@@ -42,13 +42,13 @@ def test_every_document_we_send_is_valid_on_braintrees_schema(query: str) -> Non
 async def test_request_charges_the_vaulted_method_with_its_payment_initiator(
     braintree: BraintreeAdapter, fake_braintree: FakeBraintree, cadence: Cadence, initiator: str
 ) -> None:
-    outcome = await braintree.authorize(auth_request(cadence=cadence))
+    outcome = await braintree.authorize(auth_request("braintree", cadence=cadence))
     assert outcome.kind is OutcomeKind.APPROVED
     sent = fake_braintree.last("/graphql")
     body = sent.json()
     assert "chargePaymentMethod" in body["query"]
     data = body["variables"]["input"]
-    assert data["paymentMethodId"] == "pm_card_visa"
+    assert data["paymentMethodId"] == "cGF5bWVudG1ldGhvZF9jY185dzV4"  # its own vaulted method, no other's
     assert data["clientMutationId"] == "par_test_0001"
     assert data["transaction"] == {
         "amount": "19.99",
@@ -63,7 +63,7 @@ async def test_request_charges_the_vaulted_method_with_its_payment_initiator(
 
 
 async def test_approval_carries_transaction_id_auth_code_and_network_id(braintree: BraintreeAdapter) -> None:
-    outcome = await braintree.authorize(auth_request())
+    outcome = await braintree.authorize(auth_request("braintree"))
     assert outcome.processor_reference is not None and outcome.processor_reference.startswith("dHJhbnNhY3Rpb25f")
     assert outcome.authorization_code == "A1B2C3"
     assert outcome.network_transaction_id == "020250123456789"
@@ -101,7 +101,7 @@ async def test_processor_responses_map_to_decline_classes(
     network: str | None,
 ) -> None:
     fake_braintree.behave("decline", code, **extra)
-    outcome = await braintree.authorize(auth_request())
+    outcome = await braintree.authorize(auth_request("braintree"))
     assert (outcome.kind, outcome.decline_code, outcome.network_decline_code) == (kind, decline, network)
     assert outcome.raw_code == code
     assert fake_braintree.invalid == []
@@ -121,15 +121,15 @@ async def test_gateway_rejections(
     braintree: BraintreeAdapter, fake_braintree: FakeBraintree, reason: str, kind: OutcomeKind
 ) -> None:
     fake_braintree.behave("reject", reason)
-    outcome = await braintree.authorize(auth_request())
+    outcome = await braintree.authorize(auth_request("braintree"))
     assert outcome.kind is kind and outcome.raw_code == reason
 
 
 async def test_order_id_is_the_attempt_id_and_a_resend_returns_the_first_transaction(
     braintree: BraintreeAdapter, fake_braintree: FakeBraintree
 ) -> None:
-    first = await braintree.authorize(auth_request())
-    again = await braintree.authorize(auth_request())
+    first = await braintree.authorize(auth_request("braintree"))
+    again = await braintree.authorize(auth_request("braintree"))
     ids = [r.json()["variables"]["input"]["transaction"]["orderId"] for r in fake_braintree.requests]
     assert ids == ["par_test_0001", "par_test_0001"]
     assert fake_braintree.authorizations == 1
@@ -137,15 +137,15 @@ async def test_order_id_is_the_attempt_id_and_a_resend_returns_the_first_transac
 
 
 async def test_a_duplicate_of_another_attempt_is_a_soft_decline(braintree: BraintreeAdapter) -> None:
-    await braintree.authorize(auth_request())
-    other = await braintree.authorize(auth_request(attempt_id="par_test_0002"))
+    await braintree.authorize(auth_request("braintree"))
+    other = await braintree.authorize(auth_request("braintree", attempt_id="par_test_0002"))
     assert other.kind is OutcomeKind.SOFT_DECLINE and other.decline_code == "duplicate_transaction"
 
 
 async def test_manual_capture_authorizes_then_captures_and_voids(
     braintree: BraintreeAdapter, fake_braintree: FakeBraintree
 ) -> None:
-    auth = await braintree.authorize(auth_request(capture_manual=True))
+    auth = await braintree.authorize(auth_request("braintree", capture_manual=True))
     assert "authorizePaymentMethod" in fake_braintree.last().json()["query"]
     assert auth.kind is OutcomeKind.APPROVED and auth.processor_reference is not None
     captured = await braintree.capture(
@@ -153,7 +153,9 @@ async def test_manual_capture_authorizes_then_captures_and_voids(
     )
     assert captured.kind is OutcomeKind.APPROVED
     assert fake_braintree.transactions[auth.processor_reference]["amount"]["value"] == "15.00"
-    second = await braintree.authorize(auth_request(attempt_id="par_test_0002", amount=500, capture_manual=True))
+    second = await braintree.authorize(
+        auth_request("braintree", attempt_id="par_test_0002", amount=500, capture_manual=True)
+    )
     assert second.processor_reference is not None
     voided = await braintree.cancel(CancelRequest("par_test_0002_void", "osp_test_0002", second.processor_reference))
     assert voided.kind is OutcomeKind.APPROVED
@@ -164,7 +166,7 @@ async def test_manual_capture_authorizes_then_captures_and_voids(
 
 
 async def test_lookup_searches_by_order_id(braintree: BraintreeAdapter) -> None:
-    first = await braintree.authorize(auth_request())
+    first = await braintree.authorize(auth_request("braintree"))
     found = await braintree.lookup(LookupRequest("par_test_0001", "osp_test_0001"))
     assert isinstance(found, Outcome) and found.processor_reference == first.processor_reference
     assert await braintree.lookup(LookupRequest("par_never_sent", "osp_test_0001")) is None
@@ -173,7 +175,7 @@ async def test_lookup_searches_by_order_id(braintree: BraintreeAdapter) -> None:
 async def test_a_wrong_key_pair_is_a_loud_request_error(fake_braintree: FakeBraintree) -> None:
     creds = {"public_key": "bt_public_fake_01", "private_key": "wrong_private_key"}
     adapter = BraintreeAdapter(settings("braintree", fake_braintree.url, credentials=creds))
-    outcome = await adapter.authorize(auth_request())
+    outcome = await adapter.authorize(auth_request("braintree"))
     await adapter.close()
     assert outcome.kind is OutcomeKind.PROCESSOR_ERROR and outcome.request_invalid
     assert outcome.transcript is not None and "wrong_private_key" not in outcome.transcript
@@ -184,12 +186,12 @@ async def test_unreadable_or_dropped_answers_are_processor_errors(
     braintree: BraintreeAdapter, fake_braintree: FakeBraintree, behaviour: str
 ) -> None:
     fake_braintree.behave(behaviour)
-    assert (await braintree.authorize(auth_request())).kind is OutcomeKind.PROCESSOR_ERROR
+    assert (await braintree.authorize(auth_request("braintree"))).kind is OutcomeKind.PROCESSOR_ERROR
 
 
 async def test_a_5xx_html_page_is_a_processor_error(braintree: BraintreeAdapter, fake_braintree: FakeBraintree) -> None:
     fake_braintree.behave("error", status=503)
-    outcome = await braintree.authorize(auth_request())
+    outcome = await braintree.authorize(auth_request("braintree"))
     assert outcome.kind is OutcomeKind.PROCESSOR_ERROR and not outcome.request_invalid
 
 
@@ -199,7 +201,7 @@ async def test_a_hanging_braintree_times_out_within_the_deadline(fake_braintree:
     )
     fake_braintree.behave("hang")
     started = time.perf_counter()
-    outcome = await adapter.authorize(auth_request())
+    outcome = await adapter.authorize(auth_request("braintree"))
     await adapter.close()
     assert outcome.kind is OutcomeKind.TIMEOUT and (time.perf_counter() - started) * 1000 < 300
 

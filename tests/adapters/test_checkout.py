@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from adapters.base import UNKNOWN, Cadence, CancelRequest, CaptureRequest, LookupRequest, Outcome, OutcomeKind
+from adapters.base import (
+    NOT_YET,
+    Answer,
+    Cadence,
+    CancelRequest,
+    CaptureRequest,
+    LookupRequest,
+    Outcome,
+    OutcomeKind,
+)
 from adapters.checkout import CheckoutAdapter, decline_for, to_wire
 from adapters.http import DEADLINE_SHARE
-from tests.adapters.conftest import CHECKOUT_KEY, auth_request, settings
+from tests.adapters.conftest import CHECKOUT_CARD, CHECKOUT_KEY, auth_request, settings
 from tests.fakes.checkout import FakeCheckout, request_problems
 
 
@@ -27,7 +37,7 @@ async def checkout(fake_checkout: FakeCheckout) -> AsyncIterator[CheckoutAdapter
 async def test_request_is_a_merchant_initiated_stored_card_payment(
     checkout: CheckoutAdapter, fake_checkout: FakeCheckout, cadence: Cadence, payment_type: str
 ) -> None:
-    outcome = await checkout.authorize(auth_request(cadence=cadence, currency="gbp"))
+    outcome = await checkout.authorize(auth_request("checkout", cadence=cadence, currency="gbp"))
     assert outcome.kind is OutcomeKind.APPROVED
     sent = fake_checkout.last("/payments")
     body = sent.json()
@@ -35,16 +45,17 @@ async def test_request_is_a_merchant_initiated_stored_card_payment(
     assert body["merchant_initiated"] is True
     assert body["payment_type"] == payment_type
     assert body["previous_payment_id"] == "583910447125001"
-    assert body["source"] == {"type": "id", "id": "pm_card_visa"}
+    # Checkout.com's own instrument and customer for the card, never another processor's.
+    assert body["source"] == {"type": "id", "id": "src_wmlfc3zyhqzehihu7giusaaawu"}
+    assert body["customer"] == {"id": "cus_ckotest1"}
     assert body["amount"] == 1999 and body["currency"] == "GBP"
     assert body["reference"] == "par_test_0001" and body["capture"] is True
-    assert body["customer"] == {"id": "cus_test_1"}
     assert sent.headers["Authorization"] == f"Bearer {CHECKOUT_KEY}"
     assert fake_checkout.invalid == []
 
 
 async def test_approval_carries_payment_id_auth_code_and_scheme_id(checkout: CheckoutAdapter) -> None:
-    outcome = await checkout.authorize(auth_request())
+    outcome = await checkout.authorize(auth_request("checkout"))
     assert outcome.processor_reference is not None and outcome.processor_reference.startswith("pay_")
     assert outcome.authorization_code == "770687"
     assert outcome.network_transaction_id == "488341541797621"
@@ -79,29 +90,39 @@ async def test_response_codes_map_to_decline_classes(
     network: str | None,
 ) -> None:
     fake_checkout.behave("decline", code, **extra)
-    outcome = await checkout.authorize(auth_request())
+    outcome = await checkout.authorize(auth_request("checkout"))
     assert (outcome.kind, outcome.decline_code, outcome.network_decline_code) == (kind, decline, network)
     assert outcome.raw_code == code
     assert outcome.network_advice_code == extra.get("advice")
 
 
-async def test_a_pending_payment_needs_the_customer(checkout: CheckoutAdapter, fake_checkout: FakeCheckout) -> None:
+async def test_a_pending_payment_is_unknown_until_asked_by_its_id(
+    checkout: CheckoutAdapter, fake_checkout: FakeCheckout
+) -> None:
     fake_checkout.behave("pending")
-    assert (await checkout.authorize(auth_request())).kind is OutcomeKind.AUTHENTICATION_REQUIRED
+    pending = await checkout.authorize(auth_request("checkout"))
+    # Not a decline, not a clean failure: the payment exists and may still be authorized.
+    assert pending.answer is Answer.UNKNOWN and pending.processor_reference is not None
+    asked = LookupRequest("par_test_0001", "osp_test_0001", pending.processor_reference)
+    assert await checkout.lookup(asked) is NOT_YET
+    fake_checkout.settle(pending.processor_reference)
+    settled = await checkout.lookup(asked)
+    assert isinstance(settled, Outcome) and settled.answer is Answer.APPROVED
+    assert fake_checkout.last("/payments/").path == f"/payments/{pending.processor_reference}"
 
 
 async def test_idempotency_key_is_the_attempt_id_and_a_resend_is_replayed(
     checkout: CheckoutAdapter, fake_checkout: FakeCheckout
 ) -> None:
-    first = await checkout.authorize(auth_request())
-    again = await checkout.authorize(auth_request())
+    first = await checkout.authorize(auth_request("checkout"))
+    again = await checkout.authorize(auth_request("checkout"))
     assert [r.headers["Cko-Idempotency-Key"] for r in fake_checkout.requests] == ["par_test_0001"] * 2
     assert fake_checkout.authorizations == 1
     assert again.processor_reference == first.processor_reference
 
 
 async def test_manual_capture_then_capture_and_void(checkout: CheckoutAdapter, fake_checkout: FakeCheckout) -> None:
-    auth = await checkout.authorize(auth_request(capture_manual=True))
+    auth = await checkout.authorize(auth_request("checkout", capture_manual=True))
     assert fake_checkout.last("/payments").json()["capture"] is False
     assert auth.processor_reference is not None
     captured = await checkout.capture(
@@ -109,7 +130,7 @@ async def test_manual_capture_then_capture_and_void(checkout: CheckoutAdapter, f
     )
     assert captured.kind is OutcomeKind.APPROVED
     assert fake_checkout.last("/captures").headers["Cko-Idempotency-Key"] == "par_test_0001_capture"
-    second = await checkout.authorize(auth_request(attempt_id="par_test_0002", capture_manual=True))
+    second = await checkout.authorize(auth_request("checkout", attempt_id="par_test_0002", capture_manual=True))
     assert second.processor_reference is not None
     voided = await checkout.cancel(CancelRequest("par_test_0002_void", "osp_test_0002", second.processor_reference))
     assert voided.kind is OutcomeKind.APPROVED
@@ -118,25 +139,40 @@ async def test_manual_capture_then_capture_and_void(checkout: CheckoutAdapter, f
 
 
 async def test_lookup_finds_the_payment_by_reference(checkout: CheckoutAdapter) -> None:
-    first = await checkout.authorize(auth_request())
+    first = await checkout.authorize(auth_request("checkout"))
     found = await checkout.lookup(LookupRequest("par_test_0001", "osp_test_0001"))
     assert isinstance(found, Outcome) and found.processor_reference == first.processor_reference
     assert found.kind is OutcomeKind.APPROVED
-    assert await checkout.lookup(LookupRequest("par_never_sent", "osp_test_0001")) is UNKNOWN
+    # Not found may be the list trailing a payment just made: a resend would not be deduplicated after a 5xx, so
+    # the answer is "ask again later" until the lag has passed, then "never charged".
+    sent = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    early = LookupRequest("par_never_sent", "osp_test_0001", sent_at=sent, asked_at=sent + timedelta(seconds=5))
+    assert await checkout.lookup(early) is NOT_YET
+    late = LookupRequest("par_never_sent", "osp_test_0001", sent_at=sent, asked_at=sent + timedelta(minutes=3))
+    assert await checkout.lookup(late) is None
 
 
-@pytest.mark.parametrize(("status", "invalid"), [(500, False), (502, False), (422, True)])
-async def test_error_answers_are_processor_errors(
-    checkout: CheckoutAdapter, fake_checkout: FakeCheckout, status: int, invalid: bool
+@pytest.mark.parametrize(
+    ("status", "invalid", "answer"),
+    [
+        (500, False, Answer.UNKNOWN),
+        (502, False, Answer.UNKNOWN),
+        (422, True, Answer.REFUSED),
+        (429, False, Answer.REFUSED),
+    ],
+)
+async def test_error_answers_are_processor_errors_read_through_the_table(
+    checkout: CheckoutAdapter, fake_checkout: FakeCheckout, status: int, invalid: bool, answer: Answer
 ) -> None:
     fake_checkout.behave("error", status=status)
-    outcome = await checkout.authorize(auth_request())
+    outcome = await checkout.authorize(auth_request("checkout"))
     assert outcome.kind is OutcomeKind.PROCESSOR_ERROR and outcome.request_invalid is invalid
+    assert outcome.answer is answer
 
 
 async def test_a_bad_secret_key_is_a_loud_request_error(fake_checkout: FakeCheckout) -> None:
     adapter = CheckoutAdapter(settings("checkout", fake_checkout.url, credentials={"secret_key": "sk_sbox_wrong"}))
-    outcome = await adapter.authorize(auth_request())
+    outcome = await adapter.authorize(auth_request("checkout"))
     await adapter.close()
     assert outcome.kind is OutcomeKind.PROCESSOR_ERROR and outcome.request_invalid
     assert outcome.raw_code == "401"
@@ -147,7 +183,7 @@ async def test_unreadable_or_dropped_answers_are_processor_errors(
     checkout: CheckoutAdapter, fake_checkout: FakeCheckout, behaviour: str
 ) -> None:
     fake_checkout.behave(behaviour)
-    assert (await checkout.authorize(auth_request())).kind is OutcomeKind.PROCESSOR_ERROR
+    assert (await checkout.authorize(auth_request("checkout"))).kind is OutcomeKind.PROCESSOR_ERROR
 
 
 async def test_a_hanging_checkout_times_out_on_the_configured_deadline(fake_checkout: FakeCheckout) -> None:
@@ -155,7 +191,7 @@ async def test_a_hanging_checkout_times_out_on_the_configured_deadline(fake_chec
         settings("checkout", fake_checkout.url, timeout_ms=300, credentials={"secret_key": CHECKOUT_KEY})
     )
     fake_checkout.behave("hang")  # the fake never answers: only the adapter's own deadline ends the call
-    outcome = await adapter.authorize(auth_request())
+    outcome = await adapter.authorize(auth_request("checkout"))
     await adapter.close()
     assert outcome.kind is OutcomeKind.TIMEOUT
     assert adapter.http.deadline_s == pytest.approx(0.3 * DEADLINE_SHARE)  # this processor's timeout, not 8 s
@@ -166,5 +202,7 @@ def test_mapping_is_data_with_a_fallback_by_range() -> None:
     assert decline_for("20051") == "insufficient_funds"
     assert decline_for("20777") == "generic_decline"
     assert decline_for("30777") == "do_not_try_again"
-    wire = to_wire(auth_request(network_transaction_id=None, previous_processor_reference="pay_abc"))
+    wire = to_wire(
+        auth_request("checkout", network_transaction_id=None, previous_processor_reference="pay_abc"), CHECKOUT_CARD
+    )
     assert wire.previous_payment_id == "pay_abc"

@@ -12,6 +12,7 @@ import pytest
 
 from router import ManualClock, Router
 from tests.adapters.conftest import ADYEN_KEY, ADYEN_MERCHANT, STRIPE_KEY
+from tests.adapters.money import held_at
 from tests.conftest import RouterFactory
 from tests.fakes.adyen import FakeAdyen
 from tests.fakes.base import FakeProcessor
@@ -39,6 +40,10 @@ async def fake(request: pytest.FixtureRequest) -> AsyncIterator[FakeProcessor]:
     await started.start()
     yield started
     await started.stop()
+
+
+def _adapter(fake: FakeProcessor) -> str:
+    return "stripe" if isinstance(fake, FakeStripe) else "adyen"
 
 
 def config_for(fake: FakeProcessor) -> str:
@@ -72,7 +77,7 @@ async def _crash_mid_attempt(router: Router, fake: FakeProcessor) -> dict[str, A
 async def test_a_crashed_attempt_is_settled_with_one_authorization(
     make_router: RouterFactory, clock: ManualClock, fake: FakeProcessor
 ) -> None:
-    router = await make_router(config_for(fake))
+    router = await make_router(config_for(fake), payment_methods=held_at({"first": _adapter(fake)}))
     fake.behave("approve_then_hang")
     payment = await _crash_mid_attempt(router, fake)
     fake.behave("approve")

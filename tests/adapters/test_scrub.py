@@ -84,7 +84,10 @@ async def test_no_secret_reaches_a_transcript_or_a_log_line(name: str, caplog: p
         fake.behave(behaviour)
         # a careless merchant put a card number and a CVC in the metadata
         req = auth_request(
-            attempt_id=f"par_{behaviour}", amount=1000 + len(outcomes), metadata={"note": f"card {PAN}", "cvc": CVC}
+            name,
+            attempt_id=f"par_{behaviour}",
+            amount=1000 + len(outcomes),
+            metadata={"note": f"card {PAN}", "cvc": CVC},
         )
         outcomes.append(await adapter.authorize(req))
     await adapter.close()
@@ -101,3 +104,42 @@ async def test_no_secret_reaches_a_transcript_or_a_log_line(name: str, caplog: p
 def test_an_adapter_repr_never_shows_its_key() -> None:
     adapter = StripeAdapter(settings("stripe", "http://127.0.0.1:1", credentials={"api_key": STRIPE_KEY}))
     assert STRIPE_KEY not in repr(adapter.options) and STRIPE_KEY not in str(adapter.options)
+
+
+@pytest.mark.parametrize("name", list(ADAPTERS))
+def test_no_settings_object_shows_a_secret_in_repr_or_str(name: str) -> None:
+    adapter: Any = ADAPTERS[name]("http://127.0.0.1:1")
+    credentials = {
+        "stripe": {"api_key": STRIPE_KEY},
+        "adyen": {"api_key": ADYEN_KEY, "merchant_account": ADYEN_MERCHANT},
+        "braintree": BRAINTREE_CREDENTIALS,
+        "checkout": {"secret_key": CHECKOUT_KEY},
+    }[name]
+    held = settings(name, "http://127.0.0.1:1", credentials=dict(credentials))
+    card = auth_request(name).credentials
+    assert card is not None
+    shown = [repr(held), str(held), repr(adapter.options), str(adapter.options), repr(card), str(card)]
+    shown += [repr(auth_request(name)), str(card.shown())]
+    for text in shown:
+        for secret in [*SECRETS, "pm_card_visa", "8415718415172204", "src_wmlfc3zyhqzehihu7giusaaawu"]:
+            assert secret not in text, f"{secret} in {text}"
+    assert held.secret(next(iter(credentials))) == next(iter(credentials.values()))  # kept, only hidden
+
+
+def test_a_forced_traceback_in_an_adapter_leaves_no_secret_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    from router.http import logsafe
+
+    logsafe.install()
+    key = "AQE_an_adyen_key_no_pattern_knows_0042"
+    held = settings("adyen", "http://127.0.0.1:1", credentials={"api_key": key, "merchant_account": ADYEN_MERCHANT})
+    adapter = AdyenAdapter(held)
+    caplog.set_level(logging.ERROR)
+    try:
+        # An adapter bug that puts its key in an exception message, logged with its traceback by any logger.
+        raise RuntimeError(f"could not sign with {adapter.options.api_key.get_secret_value()}")
+    except RuntimeError:
+        logging.getLogger("some.library").exception("adapter crashed with %s", key)
+    assert caplog.records, "the line was logged"
+    logged = caplog.text + "".join(logging.Formatter().format(r) for r in caplog.records)
+    assert "could not sign with [FILTERED]" in logged
+    assert key not in logged

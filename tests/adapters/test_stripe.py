@@ -10,7 +10,7 @@ import pytest
 from adapters.base import UNKNOWN, Cadence, CancelRequest, CaptureRequest, LookupRequest, Outcome, OutcomeKind
 from adapters.http import DEADLINE_SHARE
 from adapters.stripe import StripeAdapter, form_encode, from_wire, to_wire
-from tests.adapters.conftest import STRIPE_KEY, auth_request, settings
+from tests.adapters.conftest import STRIPE_CARD, STRIPE_KEY, auth_request, settings
 from tests.fakes.stripe import FakeStripe, parse_form
 
 
@@ -21,16 +21,19 @@ async def stripe(fake_stripe: FakeStripe) -> AsyncIterator[StripeAdapter]:
     await adapter.close()
 
 
-@pytest.mark.parametrize("cadence", [Cadence.RECURRING, Cadence.UNSCHEDULED])
+@pytest.mark.parametrize(
+    ("cadence", "off_session"), [(Cadence.RECURRING, "recurring"), (Cadence.UNSCHEDULED, "one_off")]
+)
 async def test_request_is_an_off_session_confirmed_payment_intent(
-    stripe: StripeAdapter, fake_stripe: FakeStripe, cadence: Cadence
+    stripe: StripeAdapter, fake_stripe: FakeStripe, cadence: Cadence, off_session: str
 ) -> None:
     outcome = await stripe.authorize(auth_request(cadence=cadence))
     assert outcome.kind is OutcomeKind.APPROVED
     sent = fake_stripe.last("/v1/payment_intents")
     assert sent.headers["Content-Type"] == "application/x-www-form-urlencoded"
     fields = parse_form(sent.body)
-    assert fields["confirm"] == "true" and fields["off_session"] == "true"
+    # The cadence reaches Stripe as the kind of off-session use.
+    assert fields["confirm"] == "true" and fields["off_session"] == off_session
     assert fields["amount"] == "1999" and fields["currency"] == "usd"
     assert fields["customer"] == "cus_test_1" and fields["payment_method"] == "pm_card_visa"
     assert fields["capture_method"] == "automatic"
@@ -186,11 +189,11 @@ async def test_lookup_by_reference_retrieves_the_intent(stripe: StripeAdapter) -
 
 
 def test_to_wire_is_pure_and_form_encoding_nests_like_stripe() -> None:
-    wire = to_wire(auth_request(capture_manual=True))
+    wire = to_wire(auth_request(capture_manual=True), STRIPE_CARD)
     encoded = form_encode(wire.model_dump(exclude_none=True))
     assert "metadata[payroute_attempt_id]=par_test_0001" in encoded
     assert "expand[0]=latest_charge" in encoded
-    assert "capture_method=manual" in encoded and "off_session=true" in encoded
+    assert "capture_method=manual" in encoded and "off_session=recurring" in encoded
 
 
 def test_from_wire_reads_a_402_card_error_without_a_network() -> None:

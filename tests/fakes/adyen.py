@@ -4,11 +4,20 @@ answer back; the same key with another body is refused with 422.
 
 Declines take Adyen's refusalReasonCode as `code`, and optionally `raw` (additionalData.refusalReasonRaw,
 e.g. "51 : Insufficient funds") and `advice` (additionalData.merchantAdviceCode).
+
+`behave("result", "Received")` answers Received (or any resultCode); `settle(psp)` then ends that payment as Adyen
+does, by webhook: it builds the AUTHORISATION notification, signed with the fake's HMAC key, hands it to
+`notify` when one is set, and returns it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import itertools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -32,10 +41,17 @@ REFUSAL_TEXT = {
 
 
 class FakeAdyen(FakeProcessor):
-    def __init__(self, api_key: str = "AQE_fake_adyen_key", merchant_account: str = "PayrouteECOM") -> None:
+    def __init__(
+        self,
+        api_key: str = "AQE_fake_adyen_key",
+        merchant_account: str = "PayrouteECOM",
+        hmac_key: str = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056",
+    ) -> None:
         super().__init__()
         self.api_key = api_key
         self.merchant_account = merchant_account
+        self.hmac_key = hmac_key
+        self.notify: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self.payments: dict[str, dict[str, Any]] = {}
         self.modifications: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
@@ -60,6 +76,9 @@ class FakeAdyen(FakeProcessor):
         }
         self._check_answer("ServiceError", body)
         return json_response(body, status=status)
+
+    def in_progress(self) -> web.Response:
+        return self._error(422, "704", "request already processed or in progress")
 
     def _check_answer(self, schema: str, body: Any) -> None:
         self.invalid.extend(f"answer {e}" for e in adyen_errors(schema, body))
@@ -103,7 +122,10 @@ class FakeAdyen(FakeProcessor):
         early, data, body = await self._gate(request, "PaymentRequest")
         if early is not None:
             return early
-        b = self.behaviour_for(data["paymentMethod"].get("storedPaymentMethodId"))
+        token = data["paymentMethod"].get("storedPaymentMethodId")
+        if not self.owns(token):
+            return self._error(422, "803", "PaymentMethod is not stored for this shopper")
+        b = self.behaviour_for(token)
         if (odd := await self.misbehave(request, b)) is not None:
             return odd
         if b.kind == "error":
@@ -147,6 +169,31 @@ class FakeAdyen(FakeProcessor):
         if "advice" in b.extra:
             answer["additionalData"]["merchantAdviceCode"] = b.extra["advice"]
         return answer
+
+    async def settle(self, psp: str, success: bool = True, reason: str = "") -> dict[str, Any]:
+        """End a Received/Pending payment: the signed AUTHORISATION webhook Adyen would send."""
+        payment = self.payments[psp]
+        request, answer = payment["request"], payment["answer"]
+        answer["resultCode"] = "Authorised" if success else "Refused"
+        item: dict[str, Any] = {
+            "additionalData": {"authCode": "083542", "networkTxReference": "MCC0W3X2C0715"} if success else {},
+            "amount": request["amount"],
+            "eventCode": "AUTHORISATION",
+            "eventDate": "2026-11-23T10:11:12+01:00",
+            "merchantAccountCode": self.merchant_account,
+            "merchantReference": request["reference"],
+            "pspReference": psp,
+            "reason": "083542:1111:03/2030" if success else reason,
+            "success": "true" if success else "false",
+        }
+        fields = [psp, "", self.merchant_account, request["reference"], str(request["amount"]["value"])]
+        fields += [request["amount"]["currency"], "AUTHORISATION", item["success"]]
+        digest = hmac.new(binascii.unhexlify(self.hmac_key), ":".join(fields).encode(), hashlib.sha256).digest()
+        item["additionalData"]["hmacSignature"] = base64.b64encode(digest).decode()
+        notification = {"live": "false", "notificationItems": [{"NotificationRequestItem": item}]}
+        if self.notify is not None:
+            await self.notify(notification)
+        return notification
 
     async def captures(self, request: web.Request) -> web.StreamResponse:
         return await self._modify(request, "PaymentCaptureRequest", "PaymentCaptureResponse")

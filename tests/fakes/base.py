@@ -12,15 +12,21 @@ A fake answers by behaviour, set for everything (`fake.behave(...)`) or per paym
   any of them, delay_ms=...    the same, answered late (a slow processor)
   approve_then_hang           authorizes (and keeps the answer for its idempotency key), then never answers:
                               what a router that crashed mid-call left behind
-  approve, then=reset|drop|malformed
-                              authorizes (and keeps the answer), then loses the answer on the way back: a reset,
-                              a closed connection, or a 200 whose body is cut short (Stripe and Adyen fakes)
+  approve, then=reset|drop|malformed|502
+                              authorizes (and keeps the answer for its idempotency key), then loses the answer on
+                              the way back: a reset, a closed connection, a 200 whose body is cut short, or a 502
+                              from a gateway in front of the processor (all four fakes)
+  error, status=502           a 502 from that gateway with nothing processed behind it
   reset                       aborts the connection with a TCP reset before answering (nothing authorized)
   slow_loris                  200 and its headers at once, then the body one byte every `interval_ms` (default 50)
                               until the client gives up or the fake stops: never a whole answer
 
 `authorized_keys` lists the idempotency key of every authorization actually created, in order: the fake's own
 log of what it charged, for tests that reconcile the router's records against it.
+
+`vault` (when set) holds the card tokens this processor issued: a request for any other token is answered with
+the processor's own "no such payment method" error and logged in `foreign_tokens`, as a real processor would
+refuse another's token.
 """
 
 from __future__ import annotations
@@ -75,8 +81,13 @@ class FakeProcessor:
         self._default = Behaviour()
         self._by_payment_method: dict[str, Behaviour] = {}
         self._replays: dict[str, tuple[str, web.Response]] = {}
+        # Keys whose first request is still being worked on: a second request under one gets the processor's
+        # "in progress" conflict, as real processors answer (it must not be charged a second time).
+        self._in_flight: set[str] = set()
         self._stopping = asyncio.Event()
         self.holding = asyncio.Event()  # set when an `approve_then_hang` answer is being held back
+        self.vault: set[str] | None = None
+        self.foreign_tokens: list[str] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -120,6 +131,13 @@ class FakeProcessor:
             self._default = behaviour
         else:
             self._by_payment_method[payment_method] = behaviour
+
+    def owns(self, token: str | None) -> bool:
+        """Whether this processor issued `token` (always, when no vault is set); logs the foreign ones."""
+        if self.vault is None or (token or "") in self.vault:
+            return True
+        self.foreign_tokens.append(token or "")
+        return False
 
     def behaviour_for(self, payment_method: str | None) -> Behaviour:
         return self._by_payment_method.get(payment_method or "", self._default)
@@ -191,7 +209,12 @@ class FakeProcessor:
     def remember(self, key: str | None, body: str, response: web.Response) -> web.Response:
         if key:
             self._replays[key] = (body, response)
+            self._in_flight.discard(key)
         return response
+
+    def in_progress(self) -> web.Response:
+        """The processor's answer to a request whose key's first request is still being processed."""
+        return json_response({"error": "request with this idempotency key in progress"}, status=409)
 
     # -- request log -----------------------------------------------------------------------------------------
     @web.middleware
@@ -199,6 +222,11 @@ class FakeProcessor:
         body = await request.text()
         self.requests.append(Recorded(request.method, request.path, dict(request.headers), body, dict(request.query)))
         self.received_one.set()
+        key = request.headers.get("Idempotency-Key") or request.headers.get("Cko-Idempotency-Key")
+        if request.method == "POST" and key:
+            if key in self._in_flight and key not in self._replays:
+                return self.in_progress()
+            self._in_flight.add(key)
         try:
             response: web.StreamResponse = await handler(request)
         except _LostAnswer as lost:  # the work is done; the answer never arrives whole
@@ -207,9 +235,16 @@ class FakeProcessor:
             elif lost.how == "drop":
                 assert request.transport is not None
                 request.transport.close()
+            elif lost.how == "502":
+                return web.Response(
+                    status=502, text="<html><body>502 Bad Gateway</body></html>", content_type="text/html"
+                )
             else:
                 return web.Response(status=200, text='{"id": "trunc', content_type="application/json")
             return web.Response(status=500)
+        finally:
+            if key:
+                self._in_flight.discard(key)
         return response
 
     def last(self, path_part: str = "") -> Recorded:

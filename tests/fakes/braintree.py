@@ -74,10 +74,23 @@ class FakeBraintree(FakeProcessor):
             )
         variables = body.get("variables") or {}
         tokens = _payment_method_ids(variables)
+        if tokens and not self.owns(tokens[0]):
+            return json_response(
+                {
+                    "data": None,
+                    "errors": [
+                        {
+                            "message": "Unknown or expired payment method ID.",
+                            "extensions": {"errorClass": "NOT_FOUND", "legacyCode": "91565"},
+                        }
+                    ],
+                }
+            )
         b = self.behaviour_for(tokens[0] if tokens else None)
-        if "search" not in body.get("query", "") and (odd := await self.misbehave(request, b)) is not None:
+        searching = "search" in body.get("query", "")
+        if not searching and (odd := await self.misbehave(request, b)) is not None:
             return odd
-        if b.kind == "error":
+        if b.kind == "error" and not searching:
             return web.Response(status=b.status, text="<html>Service Unavailable</html>", content_type="text/html")
         result = await graphql(
             braintree_schema(), body.get("query", ""), root_value=self._root(b), variable_values=variables
@@ -91,6 +104,8 @@ class FakeBraintree(FakeProcessor):
                 for e in result.errors
             ]
         answer["extensions"] = {"requestId": f"req-{next(self._ids)}"}
+        if tokens and result.data and any((result.data.get(f) or {}).get("transaction") for f in result.data):
+            await self.linger(b)  # the transaction is made; its answer may yet be lost on the way back
         return json_response(answer)
 
     # -- resolvers -------------------------------------------------------------------------------------------

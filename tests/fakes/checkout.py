@@ -95,6 +95,7 @@ class FakeCheckout(FakeProcessor):
         return [
             web.post("/payments", self.create),
             web.get("/payments", self.list_payments),
+            web.get("/payments/{id}", self.get_payment),
             web.post("/payments/{id}/captures", self.capture),
             web.post("/payments/{id}/voids", self.void),
         ]
@@ -113,6 +114,9 @@ class FakeCheckout(FakeProcessor):
             },
             status=status,
         )
+
+    def in_progress(self) -> web.Response:
+        return self._error(409, "request_invalid", ["idempotency_key_in_progress"])
 
     async def _gate(self, request: web.Request) -> tuple[web.Response | None, Any, str]:
         body = await request.text()
@@ -135,6 +139,8 @@ class FakeCheckout(FakeProcessor):
         if problems := request_problems(data):
             self.invalid.extend(problems)
             return self._error(422, "request_invalid", problems)
+        if not self.owns(data["source"].get("id")):
+            return self._error(422, "request_invalid", ["source_id_invalid"])
         b = self.behaviour_for(data["source"].get("id"))
         if (odd := await self.misbehave(request, b)) is not None:
             return odd
@@ -147,7 +153,9 @@ class FakeCheckout(FakeProcessor):
         self.authorized(request.headers.get("Cko-Idempotency-Key"))
         status, answer = self._answer(data, b)
         self.payments[answer["id"]] = answer
-        return self.remember(request.headers.get("Cko-Idempotency-Key"), body, json_response(answer, status=status))
+        response = self.remember(request.headers.get("Cko-Idempotency-Key"), body, json_response(answer, status=status))
+        await self.linger(b)
+        return response
 
     def _answer(self, data: dict[str, Any], b: Behaviour) -> tuple[int, dict[str, Any]]:
         pay_id = self._next("pay")
@@ -202,6 +210,28 @@ class FakeCheckout(FakeProcessor):
             processing=processing,
         )
         return 201, answer
+
+    def settle(self, pay_id: str, approved: bool = True) -> None:
+        """End a Pending payment as Checkout.com would: authorized (and captured unless held), or declined."""
+        pay = self.payments[pay_id]
+        pay.pop("_links", None)
+        if approved:
+            pay.update(
+                approved=True,
+                status="Captured",
+                auth_code="770687",
+                response_code="10000",
+                response_summary="Approved",
+                scheme_id="488341541797621",
+            )
+        else:
+            pay.update(approved=False, status="Declined", response_code="20005", response_summary=SUMMARIES["20005"])
+
+    async def get_payment(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {self.secret_key}":
+            return self._error(401)
+        pay = self.payments.get(request.match_info["id"])
+        return json_response(pay) if pay is not None else web.Response(status=404)
 
     async def list_payments(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.secret_key}":

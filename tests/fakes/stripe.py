@@ -98,6 +98,32 @@ class FakeStripe(FakeProcessor):
             self.invalid.append(problem)
         return problem
 
+    def in_progress(self) -> web.Response:
+        return self._error(
+            409,
+            "idempotency_error",
+            None,
+            "There is currently another in-progress request using this Idempotent Key (that probably means you"
+            " submitted twice, and the other request is still going through). Please try again later.",
+        )
+
+    def _check_values(self, fields: dict[str, Any]) -> str | None:
+        """The nested and enumerated fields we send, as PaymentIntentCreateParams types them."""
+        problem = None
+        if fields.get("off_session", "true") not in ("true", "false", "one_off", "recurring"):
+            problem = f"Invalid off_session: {fields['off_session']}"
+        elif set(fields.get("transfer_data", {})) - {"amount", "destination"}:
+            problem = f"Received unknown parameter: transfer_data[{sorted(fields['transfer_data'])[0]}]"
+        elif "transfer_data" in fields and "destination" not in fields["transfer_data"]:
+            problem = "Missing required param: transfer_data[destination]."
+        elif len(fields.get("metadata", {})) > 50:
+            problem = "Invalid metadata: Metadata can have up to 50 keys"
+        elif any(len(k) > 40 or len(v) > 500 for k, v in fields.get("metadata", {}).items()):
+            problem = "Invalid metadata: keys up to 40 characters, values up to 500"
+        if problem:
+            self.invalid.append(problem)
+        return problem
+
     def _error(self, status: int, type_: str, code: str | None, message: str, **more: Any) -> web.Response:
         err = {"type": type_, "message": message, **({"code": code} if code else {}), **more}
         return json_response({"error": err}, status=status, headers={"Request-Id": f"req_{next(self._ids)}"})
@@ -119,8 +145,16 @@ class FakeStripe(FakeProcessor):
             )
         if isinstance(replayed, web.Response):
             return replayed
-        if problem := self._check(fields, CREATE_FIELDS, {"amount", "currency"}):
+        if problem := self._check(fields, CREATE_FIELDS, {"amount", "currency"}) or self._check_values(fields):
             return self._error(400, "invalid_request_error", "parameter_unknown", problem)
+        if not self.owns(fields.get("payment_method")):
+            return self._error(
+                400,
+                "invalid_request_error",
+                "resource_missing",
+                f"No such PaymentMethod: '{fields.get('payment_method')}'",
+                param="payment_method",
+            )
         b = self.behaviour_for(fields.get("payment_method"))
         if (odd := await self.misbehave(request, b)) is not None:
             return odd

@@ -21,7 +21,10 @@ import pytest
 from router import ManualClock, Router
 from router.model.records import AttemptRecord, Payment
 from router.model.states import TERMINAL, Status
-from router.payments.engine import LEASE_MARGIN, UNRESOLVED_GRACE
+from router.payments.engine import LEASE_MARGIN
+from router.payments.methods import ResolvedMethod
+from router.payments.orphans import UNRESOLVED_GRACE
+from router.routing.cards import card_from_token
 from tests.adapters.conftest import ADYEN_KEY, ADYEN_MERCHANT, STRIPE_KEY
 from tests.backends import pg_database, pg_schema_url
 from tests.fakes.adyen import FakeAdyen
@@ -45,6 +48,17 @@ PAYMENT: dict[str, Any] = {
     "customer": "cus_faults",
     "payment_method": "pm_card_visa",
 }
+
+
+def card_at_both(payment_method: str, customer: str | None, livemode: bool) -> ResolvedMethod:
+    """The deployment's vault: the test card is held at both processors, each with its own token for it."""
+    return ResolvedMethod(
+        card=card_from_token(payment_method),
+        credentials={
+            "primary": {"customer": customer or "cus_faults", "payment_method": payment_method},
+            "backup": {"shopper_reference": customer or "cus_faults", "stored_payment_method_id": "8415718415172204"},
+        },
+    )
 
 
 def config_text(primary: FakeProcessor, backup: FakeProcessor, primary_timeout_ms: int = PRIMARY_TIMEOUT_MS) -> str:
@@ -106,7 +120,11 @@ async def open_router(tmp_path: Path, clock: ManualClock, fakes: Fakes) -> Async
         path = tmp_path / "routing.yaml"
         path.write_text(config_text(fakes.primary, fakes.backup, primary_timeout_ms))
         router = await Router.open(
-            path, store=store or f"sqlite:///{tmp_path / 'payroute.db'}", clock=clock, deliver_webhooks=False
+            path,
+            store=store or f"sqlite:///{tmp_path / 'payroute.db'}",
+            clock=clock,
+            deliver_webhooks=False,
+            payment_methods=card_at_both,
         )
         opened.append(router)
         return router

@@ -1,6 +1,8 @@
 """A primary that goes down and comes back, again and again: the breaker follows it exactly as configured
 (fail_max failures open it, reset_timeout_s on the ManualClock half-opens it, one trial decides), every payment
-still succeeds once, and the books match the fakes."""
+still succeeds once, and the books match the fakes. "Down" here is a primary refusing every request before
+processing it (429): a failure that says nothing was charged, so each payment fails over at once. (A 5xx may
+come after a charge: the engine asks first; see test_processor_faults.)"""
 
 from __future__ import annotations
 
@@ -41,14 +43,14 @@ async def test_a_flapping_primary_is_followed_by_its_breaker(
 
     # Up, down, up on every other call: a success resets the failure count, so the breaker never opens.
     for n in range(2 * FAIL_MAX):
-        fakes.primary.behave("approve" if n % 2 else "error", status=502)
+        fakes.primary.behave("approve" if n % 2 else "error", status=429)
         await pay()
         assert breaker.state == CLOSED
     assert served_by == ["backup", "primary"] * FAIL_MAX
 
     for cycle in range(3):
         # Down for good: fail_max failures in a row open it.
-        fakes.primary.behave("error", status=500)
+        fakes.primary.behave("error", status=429)
         calls = primary_calls(fakes)
         for _ in range(FAIL_MAX):
             await pay()

@@ -1,6 +1,8 @@
-"""Each way a processor can fail, at the primary: the payment fails over within its deadline, the breaker opens
-after `fail_max` failures and lets one trial through after `reset_timeout_s` (on the ManualClock), nothing is
-left stuck, and the store's records match the fakes' own logs exactly."""
+"""Each way a processor can fail, at the primary. None of them says the card was not charged (a 5xx, a timeout, a
+reset or an unreadable answer may all come after Stripe acted), so the payment stays in processing while the
+primary is asked; once Stripe's search can say "never charged" (its lag passed, on the ManualClock) it fails over
+to the backup. The breaker opens after `fail_max` failures and lets one trial through after `reset_timeout_s`,
+nothing is left stuck, and the store's records match the fakes' own logs exactly."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from adapters.stripe import SEARCH_LAG
 from router import ManualClock
 from router.routing.breakers import CLOSED, HALF_OPEN, OPEN
 from tests.faults.conftest import (
@@ -50,28 +53,37 @@ async def test_a_failing_primary_fails_over_trips_its_breaker_and_recovers(
     fakes.primary.behave(behaviour, **args)
     bound = deadline_s()
 
-    # A burst of failures: each payment fails over to the backup, within its deadline, until the breaker opens.
-    for n in range(FAIL_MAX):
+    # A burst of failures: each payment waits on the primary's word, within its deadline, until the breaker opens.
+    waiting = []
+    for _ in range(FAIL_MAX):
         assert breaker.state == CLOSED
         payment, _ = await timed_create(router, bound)
         attempts = await router.attempts_for(payment["id"])
-        assert payment["status"] == "succeeded"
-        assert [(a.processor, a.outcome) for a in attempts] == [("primary", expected), ("backup", "approved")]
-        assert creates(fakes, "primary") == n + 1
+        assert payment["status"] == "processing", "unknown is not a clean failure: no second processor yet"
+        assert [(a.processor, a.outcome, a.state) for a in attempts] == [("primary", expected, "sent")]
+        assert creates(fakes, "backup") == 0
+        waiting.append(payment["id"])
     assert breaker.state == OPEN
 
     # Open: the primary hears nothing more; the backup takes the payments at once.
+    primary_requests = creates(fakes, "primary")
     for _ in range(2):
         payment, _ = await timed_create(router, bound)
         attempts = await router.attempts_for(payment["id"])
         assert [(a.processor, a.outcome) for a in attempts] == [("backup", "approved")]
-    assert creates(fakes, "primary") == FAIL_MAX
+    assert creates(fakes, "primary") == primary_requests
 
-    # Not a moment before the reset timeout on the router's clock...
+    # Once Stripe's search is past its lag, "not found" means never charged: the waiting payments fail over.
     clock.advance(timedelta(seconds=RESET_TIMEOUT_S - 1))
-    assert breaker.state == OPEN
-    # ...then one trial, which the mended primary approves, and the breaker closes.
-    clock.advance(timedelta(seconds=1))
+    clock.advance(SEARCH_LAG - timedelta(seconds=RESET_TIMEOUT_S - 1))
+    assert await router.reconcile_stuck() == FAIL_MAX
+    for payment_id in waiting:
+        settled = await router.get_payment(payment_id)
+        attempts = await router.attempts_for(payment_id)
+        assert settled["status"] == "succeeded"
+        assert [(a.processor, a.outcome) for a in attempts] == [("primary", expected), ("backup", "approved")]
+
+    # The reset timeout has passed on the router's clock: one trial, which the mended primary approves.
     assert breaker.state == HALF_OPEN
     fakes.primary.behave("approve")
     payment, _ = await timed_create(router, bound)

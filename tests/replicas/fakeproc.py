@@ -25,6 +25,7 @@ import aiohttp
 from aiohttp import web
 
 from adapters.base import (
+    CARRIES_ANYTHING,
     AdapterSettings,
     AuthorizationRequest,
     CancelRequest,
@@ -32,6 +33,7 @@ from adapters.base import (
     LookupRequest,
     Outcome,
     OutcomeKind,
+    TokenCredentials,
 )
 from adapters.scrub import scrub as scrub_text
 
@@ -121,6 +123,9 @@ class FakeProcessor:
 class FakeProcessorAdapter:
     """The replica's side: the adapter contract over HTTP to a FakeProcessor."""
 
+    credentials_model = TokenCredentials
+    capabilities = CARRIES_ANYTHING
+
     def __init__(self, settings: AdapterSettings) -> None:
         self.name = settings.name
         self._base = f"{settings.base_url}/{settings.name}/authorizations"
@@ -136,7 +141,7 @@ class FakeProcessorAdapter:
         return Outcome(OutcomeKind(answer["outcome"]), processor_reference=answer["reference"], raw_code="00")
 
     async def authorize(self, req: AuthorizationRequest) -> Outcome:
-        body = {"attempt_id": req.attempt_id, "payment_id": req.payment_id, "payment_method": req.payment_method}
+        body = {"attempt_id": req.attempt_id, "payment_id": req.payment_id, "payment_method": _token(req)}
         try:
             async with self._http().post(self._base, json=body) as resp:
                 if resp.status != 200:
@@ -179,3 +184,7 @@ routes:
 retry_policies:
   default: {{strategy: scheduled, schedule: [1d], max_attempts: 3, window: 7d}}
 """
+
+
+def _token(req: AuthorizationRequest) -> str:
+    return req.credentials.payment_method if isinstance(req.credentials, TokenCredentials) else ""

@@ -15,6 +15,7 @@ import pytest
 
 from adapters import registry
 from adapters.base import (
+    CARRIES_ANYTHING,
     AdapterSettings,
     AuthorizationRequest,
     CancelRequest,
@@ -22,6 +23,7 @@ from adapters.base import (
     LookupRequest,
     Outcome,
     OutcomeKind,
+    TokenCredentials,
 )
 
 
@@ -40,14 +42,18 @@ ANSWERS: dict[str, Outcome] = {}
 
 
 class ScriptedAdapter:
+    credentials_model = TokenCredentials
+    capabilities = CARRIES_ANYTHING
+
     def __init__(self, settings: AdapterSettings) -> None:
         self.name = settings.name
 
     async def authorize(self, req: AuthorizationRequest) -> Outcome:
         if req.attempt_id in ANSWERS:
             return ANSWERS[req.attempt_id]
-        CALLS.append(Call(self.name, req.attempt_id, req.payment_method, req.requested_at))
-        script = SCRIPTS.get(req.payment_method)
+        token = req.credentials.payment_method if isinstance(req.credentials, TokenCredentials) else ""
+        CALLS.append(Call(self.name, req.attempt_id, token, req.requested_at))
+        script = SCRIPTS.get(token)
         outcome = script.pop(0) if script else Outcome(OutcomeKind.APPROVED, raw_code="00")
         outcome = Outcome(
             kind=outcome.kind,

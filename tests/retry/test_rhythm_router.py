@@ -14,6 +14,7 @@ from pathlib import Path
 
 from adapters import registry
 from adapters.base import (
+    CARRIES_ANYTHING,
     AdapterSettings,
     AuthorizationRequest,
     CancelRequest,
@@ -21,6 +22,7 @@ from adapters.base import (
     LookupRequest,
     Outcome,
     OutcomeKind,
+    TokenCredentials,
 )
 from router import Router
 from router.clock import parse_rfc3339
@@ -31,13 +33,16 @@ FUNDED: dict[str, Callable[[datetime], bool]] = {}  # payment method token -> is
 
 
 class PaydayAdapter:
+    credentials_model = TokenCredentials
+    capabilities = CARRIES_ANYTHING
+
     def __init__(self, settings: AdapterSettings) -> None:
         self.name = settings.name
         self.answers: dict[str, Outcome] = {}
 
     async def authorize(self, req: AuthorizationRequest) -> Outcome:
         at = req.requested_at or datetime.now(UTC)
-        if FUNDED[req.payment_method](at):
+        if FUNDED[req.credentials.payment_method if isinstance(req.credentials, TokenCredentials) else ""](at):
             outcome = Outcome(OutcomeKind.APPROVED, processor_reference=req.attempt_id, raw_code="00")
         else:
             outcome = Outcome(OutcomeKind.SOFT_DECLINE, decline_code="insufficient_funds", network_decline_code="51")

@@ -11,6 +11,7 @@ import pytest
 
 from adapters import registry
 from adapters.base import (
+    CARRIES_ANYTHING,
     AdapterSettings,
     AuthorizationRequest,
     CancelRequest,
@@ -18,6 +19,7 @@ from adapters.base import (
     LookupRequest,
     Outcome,
     OutcomeKind,
+    TokenCredentials,
 )
 from router import ManualClock, Router
 from router.config.loader import parse
@@ -83,6 +85,9 @@ class GateAdapter:
     """A processor that holds every authorization until its gate opens: lets a test park attempts in flight.
 
     Options: `fail: true` answers processor_error once the gate opens (so the engine fails over)."""
+
+    credentials_model = TokenCredentials
+    capabilities = CARRIES_ANYTHING
 
     gates: dict[str, asyncio.Event] = {}
     arrivals: dict[str, int] = {}

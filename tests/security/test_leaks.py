@@ -176,6 +176,11 @@ async def test_nothing_secret_is_written_anywhere(
     for key in (TEST_KEY, LIVE_KEY):
         for pm in ("pm_card_visa", "pm_card_chargeDeclined", "pm_card_processorDown", "pm_card_unauthorized"):
             status, body = await s.send("POST", PATH, payment(payment_method=pm, description="Order 7"), key=key)
+            if pm == "pm_card_processorDown":
+                # A 500 may come after the charge: the payment waits in processing while Stripe is asked, and the
+                # key answers "still processing" until it settles.
+                assert status == 409 and body["error"]["code"] == "idempotency_key_in_use", body
+                continue
             assert status == 200, body
             created.append(body)
         status, body = await s.send("POST", PATH, payment(amount={"value": 500, "currency": "eur"}), key=key)

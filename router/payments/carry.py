@@ -1,0 +1,41 @@
+"""What a payment asks of the processors its route can reach, checked at create: a field a reachable processor
+cannot carry (Connect's destination-charge fields) or metadata past its limits is refused with a 400 naming the
+parameter, before anything is stored, instead of being dropped in silence at send time."""
+
+from __future__ import annotations
+
+from router.errors import invalid
+from router.model.records import Payment
+from router.payments.methods import ResolvedMethod, credentials_for
+from router.routing.rules import Candidate, RoutingTable
+
+CONNECT_FIELDS = ("transfer_data", "application_fee_amount", "on_behalf_of")
+
+
+def reachable(table: RoutingTable, payment: Payment, method: ResolvedMethod) -> list[Candidate]:
+    """The processors an attempt of `payment` could call: its route's, less those holding no credentials for the
+    card (they are skipped before any call), only the first when orchestration is off."""
+    route = table.route_for(payment)
+    out = []
+    for name in route.processor_names:
+        cand = Candidate(name, table.adapters[name], table.config.processors[name])
+        if credentials_for(cand, method, payment) is not None:
+            out.append(cand)
+    return out if payment.orchestration_enabled else out[:1]
+
+
+def check(table: RoutingTable, payment: Payment, method: ResolvedMethod) -> None:
+    """Raise the 400 for the first thing a reachable processor could not carry."""
+    asked = [f for f in CONNECT_FIELDS if getattr(payment, f) is not None]
+    for cand in reachable(table, payment, method):
+        caps = cand.adapter.capabilities
+        if asked and not caps.connect:
+            raise invalid(
+                f"{asked[0]} cannot be sent to processor '{cand.name}', which this payment's route can reach: it "
+                "takes no Connect fields. Route such payments to processors that do.",
+                asked[0],
+            )
+        problem = caps.metadata.problem(payment.metadata)
+        if problem is not None:
+            param, reason = problem
+            raise invalid(f"{param} {reason} (processor '{cand.name}', reachable by this payment's route)", param)
