@@ -320,6 +320,8 @@ class WebhookConfig(_Strict):
     events: list[str] = Field(default_factory=lambda: ["*"])
     secret: SecretStr
     enabled: bool = True
+    # Whose events it receives (PAYROUTE_API_KEYS' account names); absent: every account's, as before accounts.
+    accounts: Annotated[list[str], Field(min_length=1)] | None = None
 
 
 MAX_HEALTH_WINDOW = timedelta(minutes=10)

@@ -225,6 +225,7 @@ class WebhookWorker:
                 WebhookDelivery(endpoint.url, e.id, seq, e.object_id, created=now, next_attempt_at=now)
                 for seq, e in batch
                 if matches_any(endpoint.events, e.type)
+                and (endpoint.accounts is None or e.account in endpoint.accounts)
             ]
             if await self.store.enqueue_webhook_deliveries(endpoint.url, cursor, batch[-1][0], queued):
                 cursor = batch[-1][0]
