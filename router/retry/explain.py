@@ -64,7 +64,11 @@ async def explain_retries(store: PaymentReader, payment_id: str) -> dict[str, An
     payment = await store.get_payment(payment_id)
     if payment is None:
         return None
-    attempts = await store.list_attempts(payment.payment_record)
+    return story(payment, await store.list_attempts(payment.payment_record))
+
+
+def story(payment: Payment, attempts: Sequence[AttemptRecord]) -> dict[str, Any]:
+    """The retry story of a payment already read, with its attempts (the ops console has both at hand)."""
     return {
         "payment": payment.id,
         "status": payment.status.value,

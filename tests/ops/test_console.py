@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import json
 import re
+from html import unescape
 from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
 from router.http import ApiKeys, PageTokens, Sidecar, create_app
+from router.retry.explain import explain_retries, render
 from router.routing.explain import explain_payment
 from tests.http.conftest import LIVE_KEY, TEST_KEY
 from tests.ops.conftest import READ_ONLY_KEY, Ops
@@ -196,3 +198,15 @@ async def test_an_accounts_console_shows_its_own_payments_only(ops: Ops) -> None
         assert theirs["id"] not in mine and chart_data(mine, "by-processor")["series"] == []
         own = await (await client.get("/console", headers=basic(other_key))).text()
         assert theirs["id"] in own and chart_data(own, "by-processor")["series"]
+
+
+async def test_a_declined_payments_page_says_when_it_retries_and_why_as_explain_does(ops: Ops) -> None:
+    ops.stripe.behave("decline", "insufficient_funds")
+    payment = await create(ops, "retry-1", payment_method="pm_card_visa_debit")
+    assert payment["status"] == "pending_retry"
+    html = await (await ops.client.get(f"/console/payments/{payment['id']}", headers=basic(TEST_KEY))).text()
+    story = await explain_retries(ops.router.store, payment["id"])  # what `payroute explain --store` prints
+    assert story is not None and story["reason"] and story["next_attempt_at"]
+    shown = re.search(r'<pre class="explain" id="retries">(.*?)</pre>', html, re.S)
+    assert shown is not None and unescape(shown.group(1)) == render(story)
+    assert "next retry:" in render(story) and "why:" in render(story)

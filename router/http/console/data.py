@@ -13,6 +13,8 @@ from typing import Any
 
 from router.api import Router
 from router.model.records import AttemptRecord, Event, Payment
+from router.retry.explain import render as render_retries
+from router.retry.explain import story as retry_story
 from router.routing.breakers import BreakerChange
 from router.routing.explain import Explanation, explain_payment
 from router.state.store.base import ApprovalBucket, WebhookAttempt, WebhookDelivery
@@ -124,6 +126,7 @@ class PaymentPage:
     explanation: Explanation
     config_version: int
     events: list[EventRow]
+    retries: str  # what `payroute explain --store` prints: each attempt's codes and class, the next retry and why
 
     @property
     def tried(self) -> list[str]:
@@ -258,4 +261,5 @@ async def payment_page(router: Router, payment: Payment) -> PaymentPage:
         explanation=await explain_payment(router, payment),
         config_version=router.config_version,
         events=events,
+        retries=render_retries(retry_story(payment, attempts)),
     )

@@ -274,7 +274,10 @@ def payment_page(page: PaymentPage, livemode: bool) -> str:
     body = f"""<h1>{esc(p.id)}</h1>
 <section class="two"><div><h2>Payment</h2><dl>{summary}</dl></div>
 <div><h2>Route and order</h2>{routing}</div></section>
-<section><h2>Attempts</h2>{attempts}</section>
+<section><h2>Attempts</h2>{attempts}
+<h3>Retries</h3><pre class="explain" id="retries">{esc(page.retries)}</pre>
+<p class="muted">What <code>payroute explain --store … {esc(p.id)}</code> prints: each attempt's codes and decline
+class, and when the next retry is and why, or why the payment stopped.</p></section>
 <section><h2>Events and webhook deliveries</h2>{_events(page.events)}</section>"""
     return layout(p.id, body, livemode=livemode, now=page.now)
 
