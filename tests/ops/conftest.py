@@ -17,6 +17,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from router import ManualClock, Router, tracing
 from router.http import ApiKeys, PageTokens, Sidecar, create_app
+from router.payments.methods import ResolvedMethod
+from router.routing.cards import card_from_token
 from tests.adapters.conftest import ADYEN_KEY, ADYEN_MERCHANT, STRIPE_KEY
 from tests.fakes.adyen import FakeAdyen
 from tests.fakes.stripe import FakeStripe
@@ -49,6 +51,18 @@ retry_policies:
 webhooks:
   - {{url: '{hook}', events: ["*"], secret: whsec_ops_tests_0000000000}}
 """
+
+
+def card_at_both(payment_method: str, customer: str | None, livemode: bool) -> ResolvedMethod:
+    """The deployment's vault: every test card is held at both processors, each with its own token for it (Stripe's
+    is the payment method itself, so the fake Stripe can answer per card)."""
+    return ResolvedMethod(
+        card=card_from_token(payment_method),
+        credentials={
+            "stripe_us": {"customer": customer or "cus_ops", "payment_method": payment_method},
+            "adyen_eu": {"shopper_reference": customer or "cus_ops", "stored_payment_method_id": "8415718415172204"},
+        },
+    )
 
 
 @pytest.fixture
@@ -99,7 +113,13 @@ async def ops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
     config = tmp_path / "routing.yaml"
     config.write_text(CONFIG.format(stripe=stripe.url, adyen=adyen.url, hook=hook_server.make_url("/hooks")))
     clock = ManualClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
-    router = await Router.open(config, f"sqlite:///{tmp_path / 'payroute.db'}", clock=clock, deliver_webhooks=False)
+    router = await Router.open(
+        config,
+        f"sqlite:///{tmp_path / 'payroute.db'}",
+        clock=clock,
+        deliver_webhooks=False,
+        payment_methods=card_at_both,
+    )
     keys = ApiKeys.parse(f"{ALL_KEYS},{READ_ONLY_KEY}")
     sidecar = Sidecar(keys=keys, pages=PageTokens(keys.derive_secret("page-tokens")), router=router)
     client = TestClient(TestServer(create_app(sidecar)))

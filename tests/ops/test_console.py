@@ -137,7 +137,7 @@ async def test_the_overview_counts_approvals_failures_and_the_retry_queue(ops: O
 
 
 async def test_breaker_changes_show_in_the_history(ops: Ops) -> None:
-    ops.stripe.behave("error", status=503)
+    ops.stripe.behave("error", status=429)  # refused each time: a breaker failure, then failover
     for i in range(6):
         await create(ops, f"b-{i}")
     html = await (await ops.client.get("/console", headers=basic(TEST_KEY))).text()

@@ -1,6 +1,6 @@
 """Twelve hours of traffic through the ops fixture's fake Stripe and fake Adyen, for the console to show:
 approvals, failovers while Stripe refuses mastercards, soft declines waiting in the retry queue, hard declines,
-and an hour in which Stripe answers nothing but 503s (its breaker opens, then closes again after it)."""
+and an hour in which Stripe refuses every call with a 429 (its breaker opens, then closes again after it)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ async def create(ops: Ops, key: str, payment_method: str, amount: int) -> dict[s
     body = {
         "amount": {"value": amount, "currency": "usd"},
         "cadence": "recurring",
-        "customer": f"cus_{key}",
+        "customer": "cus_" + key.replace("-", "_"),
         "payment_method": payment_method,
         "description": "Pro plan",
     }
@@ -32,7 +32,7 @@ async def twelve_hours(ops: Ops) -> list[dict[str, Any]]:
     """Run the traffic; return every payment created, oldest first."""
     made = []
     for hour in range(HOURS):
-        outage = hour == 6  # Stripe answers every call with a 503: its breaker opens, Adyen takes the traffic
+        outage = hour == 6  # Stripe refuses every call: its breaker opens, Adyen takes the traffic
         stripe: dict[str, tuple[str, str | None, int]] = {card: ("approve", None, 200) for card in CARDS}
         if hour < 3:  # Stripe refuses mastercards (429, nothing processed) for a while: each fails over to Adyen
             stripe["pm_card_mastercard"] = ("error", None, 429)
@@ -40,7 +40,7 @@ async def twelve_hours(ops: Ops) -> list[dict[str, Any]]:
         stripe["pm_card_amex"] = ("decline", "do_not_honor" if hour % 3 else "stolen_card", 402)
         for card, (kind, code, status) in stripe.items():
             if outage:
-                kind, code, status = "error", None, 503
+                kind, code, status = "error", None, 429
             ops.stripe.behave(kind, code, status=status, payment_method=card)
         # Adyen refuses some mastercards for lack of funds (refusal reason 12), more in the afternoon.
         ops.adyen.behave("decline", "12") if hour % 4 == 1 else ops.adyen.behave("approve")
