@@ -36,6 +36,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -365,6 +366,60 @@ def main(seconds: float, concurrency: int, before_tree: Path | None, workers: bo
     return {"results": results, "before": before}
 
 
+def profile(seconds: float, concurrency: int) -> list[list[Any]] | None:
+    """py-spy (when installed) samples the payroute server under a peak load: the share of the main thread's samples
+    in our functions and the libraries', inclusive of what they call, and each one's own share."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        return None
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        config = tmp / "bench.yaml"
+        config.write_text(CONFIG)
+        raw = tmp / "raw.txt"
+        env = {"PYTHONPATH": str(ROOT)}
+        with serving("payroute", script_server("payroute", config, f"sqlite:///{tmp}/p.db"), env) as server:
+            job = {"url": server.url, "body": json.dumps(BODY), "key": KEY, "warm_s": 1.0, "mode": "closed"}
+            job.update(concurrency=concurrency, seconds=seconds + 2)
+            load = subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.loadgen", json.dumps(job)],
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+            assert load.stdout is not None
+            load.stdout.readline()
+            argv = [spy, "record", "--pid", str(server.process.pid), "--duration", str(int(seconds)), "--rate", "250"]
+            done = subprocess.run(
+                [*argv, "--format", "raw", "--output", str(raw), "--nonblocking"], capture_output=True, check=False
+            )
+            load.communicate()
+        if done.returncode != 0 or not raw.exists():
+            return None
+        inclusive: dict[str, int] = {}
+        own: dict[str, int] = {}
+        total = 0
+        for line in raw.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            frames = [_frame(f) for f in stack.split(";")]
+            if "run server.py" not in frames:
+                continue  # the checkpoint thread and other threads: not the loop's CPU
+            n = int(count)
+            total += n
+            for f in set(frames):
+                inclusive[f] = inclusive.get(f, 0) + n
+            own[frames[-1]] = own.get(frames[-1], 0) + n
+    top = sorted(inclusive.items(), key=lambda kv: -kv[1])[:40]
+    return [[f, round(n / total, 3), round(own.get(f, 0) / total, 3)] for f, n in top]
+
+
+def _frame(text: str) -> str:
+    """`function (path/to/file.py:12)` as `function file.py`."""
+    name, _, where = text.partition(" (")
+    return f"{name} {where.rsplit('/', 1)[-1].split(':')[0]}".strip()
+
+
 def verdict(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     mine, floor = results["payroute_peak"], results["bare_sqlite_peak"]
     ratio = mine["throughput_rps"] / floor["throughput_rps"]
@@ -452,6 +507,7 @@ def cli() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="connections in the closed loop (default 32)")
     parser.add_argument("--before-tree", type=Path, help="also run the payroute server from this checkout")
     parser.add_argument("--no-workers", action="store_true", help="skip the `payroute serve --workers` runs")
+    parser.add_argument("--profile", action="store_true", help="also sample the payroute server with py-spy")
     parser.add_argument("--repeat", type=int, default=2, help="peaks of bare_sqlite and payroute, in turns (default 2)")
     args = parser.parse_args()
 
@@ -489,6 +545,17 @@ def cli() -> None:
                 scaling,
             )
         )
+    if args.profile:
+        sampled = profile(args.seconds, args.concurrency)
+        if sampled:
+            tables.append(
+                table(
+                    "Profile after: py-spy samples of the payroute server's event-loop thread at peak (SQLite file),"
+                    " share of samples in each function and what it calls, and its own",
+                    ["function", "inclusive", "own"],
+                    sampled,
+                )
+            )
     before_file = RESULTS / "sidecar_before.json"
     if run["before"]:
         doc = {
