@@ -25,7 +25,7 @@ Each row says how many cores the servers and the load used; `capacity_rps` is wh
 would allow on the cores the load left them (`cores busy` / `CPU per request`), the figure to compare workers by.
 
 `--before-tree DIR` also runs the single-process payroute server from another checkout (e.g. the commit before a
-change) in the same run and writes its rows to results/sidecar_before.json, which later runs show side by side.
+change) in the same run and writes its rows to results/before/sidecar.json, which later runs show side by side.
 """
 
 from __future__ import annotations
@@ -513,6 +513,7 @@ def cli() -> None:
 
     from benchmarks.sim.output import RESULTS, print_table, table, write_result
 
+    load_before = os.getloadavg()[0]  # the machine is shared: how busy it was says how far to trust the run
     run = main(args.seconds, args.concurrency, args.before_tree, not args.no_workers, args.repeat)
     results = run["results"]
     found = verdict(results)
@@ -556,7 +557,8 @@ def cli() -> None:
                     sampled,
                 )
             )
-    before_file = RESULTS / "sidecar_before.json"
+    # Kept apart from results/*.json, which the report renders each as a benchmark of its own.
+    before_file = RESULTS / "before" / "sidecar.json"
     if run["before"]:
         doc = {
             "tree": str(args.before_tree),
@@ -565,6 +567,7 @@ def cli() -> None:
             "results": run["before"],
             "verdict": verdict(run["before"]),
         }
+        before_file.parent.mkdir(parents=True, exist_ok=True)
         before_file.write_text(json.dumps(doc, indent=1) + "\n")
     if before_file.exists():
         before = json.loads(before_file.read_text())
@@ -581,7 +584,13 @@ def cli() -> None:
     write_result(
         "sidecar",
         "Sidecar create-payment",
-        {"seconds": args.seconds, "concurrency": args.concurrency, "rates": list(RATES)},
+        {
+            "seconds": args.seconds,
+            "concurrency": args.concurrency,
+            "rates": list(RATES),
+            "load_average_before": round(load_before, 2),
+            "load_average_after": round(os.getloadavg()[0], 2),
+        },
         tables,
         results=results,
         verdict=found,
