@@ -30,8 +30,9 @@ from router.payments.context import Context, LiveTable
 from router.payments.create import Creator
 from router.payments.engine import Engine
 from router.payments.idempotency import CREATE_ROUTE, Idempotency, Keyed, Reply, Work, scope_for
-from router.payments.methods import PaymentMethodResolver, PaymentMethods, StoredMethods, from_card_info
+from router.payments.methods import PaymentMethodResolver, PaymentMethods, credentials_for, from_card_info
 from router.payments.operations import Operations
+from router.payments.payment_methods import PaymentMethodsApi, StoreMethods
 from router.payments.reads import Reads
 from router.payments.scheduler import RetryScheduler
 from router.payments.testclocks import TestClocks
@@ -39,7 +40,7 @@ from router.retry import RetryPlanner
 from router.routing import reload as reloading
 from router.routing.breakers import BreakerBoard
 from router.routing.cards import card_from_token
-from router.routing.rules import RoutingTable, build_adapters
+from router.routing.rules import Candidate, RoutingTable, build_adapters
 from router.routing.stats import StatsStore
 from router.state import redis as shared_redis
 from router.state.outbox.retention import Housekeeper, Purged
@@ -91,7 +92,7 @@ class Router:
         self.methods = PaymentMethods(
             payment_methods or from_card_info(card_info),
             card_info,
-            stored=store if isinstance(store, StoredMethods) else None,
+            stored=StoreMethods(store),
         )
         self.engine = Engine(
             store=store,
@@ -125,6 +126,7 @@ class Router:
         self._creator = Creator(ctx, self._reads)
         self._operations = Operations(ctx, self._reads)
         self._clocks = TestClocks(ctx, self._operations)
+        self._payment_methods = PaymentMethodsApi(ctx)
         self._background = Background(ctx, self._operations, self.housekeeper, self.stats)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -445,6 +447,44 @@ class Router:
         """Purge what is past its retention, at most once per `retention.interval` unless `force`
         (`router.payments.background.Background.housekeep`)."""
         return await self._background.housekeep(force=force)
+
+    # -- payment methods (each processor's own credentials for a card) ---------------------------------------------
+    async def create_payment_method(self, params: Mapping[str, Any], *, livemode: bool = False) -> dict[str, Any]:
+        """Store a card: its facts, and per configured processor that processor's credentials for it."""
+        return await self._payment_methods.create(params, livemode)
+
+    async def get_payment_method(self, payment_method_id: str, *, livemode: bool = False) -> dict[str, Any]:
+        return await self._payment_methods.retrieve(payment_method_id, livemode)
+
+    async def update_payment_method(
+        self, payment_method_id: str, params: Mapping[str, Any], *, livemode: bool = False
+    ) -> dict[str, Any]:
+        """Add or replace one processor's credentials (`processors: {name: {...}}`), or remove them (`name: ""`)."""
+        return await self._payment_methods.update(payment_method_id, params, livemode)
+
+    async def list_payment_methods(
+        self,
+        *,
+        customer: str | None = None,
+        limit: int = 10,
+        starting_after: str | None = None,
+        livemode: bool = False,
+    ) -> dict[str, Any]:
+        return await self._payment_methods.list(livemode, customer, limit, starting_after)
+
+    async def detach_payment_method(self, payment_method_id: str, *, livemode: bool = False) -> dict[str, Any]:
+        return await self._payment_methods.detach(payment_method_id, livemode)
+
+    async def card_holders(self, payment: Payment) -> frozenset[str]:
+        """The processors holding credentials for the payment's card (what `payroute explain` shows)."""
+        method = await self.methods.resolve(payment.payment_method, payment.customer, payment.livemode)
+        table = self._live.current
+        return frozenset(
+            name
+            for name in table.config.processors
+            if credentials_for(Candidate(name, table.adapters[name], table.config.processors[name]), method, payment)
+            is not None
+        )
 
     async def processor_notification(self, processor: str, body: Mapping[str, Any]) -> int:
         """Take a processor's notification (Adyen's standard webhook) for the processor named `processor` in the

@@ -33,6 +33,7 @@ PREFIXES = {
     "event": "evt",
     "test_clock": "clock",
     "capture": "cap",
+    "payment_method": "pm",
 }
 
 

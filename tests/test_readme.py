@@ -29,3 +29,22 @@ def test_embedded_example_runs_as_written(tmp_path: Path) -> None:
     assert attempts and attempts[-1].endswith(" approved")
     assert (tmp_path / "embedded.db").exists(), "its own database"
     assert not (tmp_path / "payroute.db").exists(), "not the one make run keeps"
+
+
+def test_a_card_held_at_two_processors_as_written(tmp_path: Path) -> None:
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    held = next(b for b in blocks if "create_payment_method" in b)
+    (tmp_path / "config").mkdir()
+    shutil.copy(ROOT / "config" / "routing.yaml", tmp_path / "config" / "routing.yaml")
+    (tmp_path / "held.py").write_text(held)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "held.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    stored, status, *attempts = done.stdout.splitlines()
+    assert re.fullmatch(r"pm_\w+ \['sim_a', 'sim_b'\]", stored)
+    assert status == "succeeded"
+    # Each processor asked with its own token: sim_a's errors (nothing charged), sim_b's approves.
+    assert attempts == ["sim_a processor_error", "sim_b approved"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,9 +114,11 @@ def explain(
     *,
     breakers: Mapping[str, str] | None = None,
     windows: Mapping[str, WindowCounts] | None = None,
+    holders: Collection[str] | None = None,
 ) -> Explanation:
-    """Explain the plan `table` makes for `payment`, given breaker states (name -> closed, open, half-open)
-    and the route's success-rate windows as they stand."""
+    """Explain the plan `table` makes for `payment`, given breaker states (name -> closed, open, half-open),
+    the route's success-rate windows as they stand, and the processors holding credentials for the card
+    (`holders`; by default those that take the payment's bare token as their own)."""
     route = table.route_for(payment)
     skipped = tuple(_skipped(table, route, payment))
     if isinstance(route.strategy, SuccessRate):
@@ -128,6 +130,12 @@ def explain(
         costs = LeastCost().notes(route.candidates, payment, windows)
         notes = {n: f"{text}; {costs[n]}" if _has_cost(route, n) else text for n, text in notes.items()}
     states = breakers or {}
+    if holders is None:
+        holders = {
+            c.name
+            for c in route.candidates
+            if c.adapter.credentials_model.from_token(payment.customer, payment.payment_method) is not None
+        }
     reports: list[CandidateReport] = []
     position = 0
     pinned = False
@@ -135,7 +143,9 @@ def explain(
         reasons = [notes.get(cand.name, "")]
         currencies = cand.config.currencies
         state = states.get(cand.name, CLOSED)
-        if currencies is not None and payment.currency not in currencies:
+        if cand.name not in holders:
+            reasons.append("no_credentials: this processor holds no credentials for the card: skipped")
+        elif currencies is not None and payment.currency not in currencies:
             reasons.append(f"currency {payment.currency} unsupported (takes {', '.join(currencies)})")
         elif pinned:
             reasons.append("payments_orchestration is disabled: the payment stays on the first processor")
@@ -178,6 +188,10 @@ class LiveRouter(Protocol):
     @property
     def clock(self) -> Clock: ...
 
+    async def card_holders(self, payment: Payment) -> frozenset[str]:
+        """The processors holding credentials for the payment's card."""
+        ...
+
 
 async def explain_live(router: LiveRouter, params: Mapping[str, Any]) -> Explanation:
     """Explain against a running router: its table, its breakers as they stand, its recent outcomes."""
@@ -195,7 +209,8 @@ async def explain_payment(router: LiveRouter, payment: Payment) -> Explanation:
     for cand in route.candidates:
         breaker = router.breakers.get(cand.name, cand.config.breaker.fail_max, cand.config.breaker.reset_timeout_s)
         states[cand.name] = breaker.state
-    return explain(table, payment, breakers=states, windows=windows)
+    holders = await router.card_holders(payment)
+    return explain(table, payment, breakers=states, windows=windows, holders=holders)
 
 
 def _has_cost(route: Route, name: str) -> bool:

@@ -875,3 +875,33 @@ async def test_with_no_webhook_endpoint_old_events_go(store: Store) -> None:
     url = "https://merchant.example/late"
     state = await store.register_webhook_endpoint(url, T0)
     assert await store.list_outbox(state.cursor_seq, 10) == [], "an endpoint registered now starts at the newest"
+
+
+async def test_payment_methods_insert_once_save_read_back_and_list_newest_first_by_customer(store: Store) -> None:
+    from router.model.payment_methods import PaymentMethod
+
+    base = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    pms = [
+        PaymentMethod(
+            id=f"pm_store{i}",
+            livemode=False,
+            created=base + timedelta(seconds=i),
+            customer="cus_a" if i < 3 else "cus_b",
+            processors={"stripe_us": {"customer": "cus_a", "payment_method": f"pm_tok{i}"}},
+        )
+        for i in range(4)
+    ]
+    for pm in pms:
+        assert await store.insert_payment_method(pm)
+    assert not await store.insert_payment_method(pms[0].model_copy(update={"customer": "cus_z"})), "id taken"
+    assert await store.get_payment_method("pm_store0") == pms[0]
+    chained = pms[0].model_copy(update={"network_transaction_id": "583910447125001"})
+    await store.save_payment_method(chained)
+    assert await store.get_payment_method("pm_store0") == chained
+    assert await store.get_payment_method("pm_none") is None
+    listed = await store.list_payment_methods(False, "cus_a", 2)
+    assert [p.id for p in listed] == ["pm_store2", "pm_store1"]
+    after = await store.list_payment_methods(False, "cus_a", 10, starting_after="pm_store1")
+    assert [p.id for p in after] == ["pm_store0"]
+    assert [p.id for p in await store.list_payment_methods(False, None, 10)] == [f"pm_store{i}" for i in (3, 2, 1, 0)]
+    assert await store.list_payment_methods(True, None, 10) == []

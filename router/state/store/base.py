@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from router.model.payment_methods import PaymentMethod
 from router.model.records import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
 
 
@@ -432,5 +433,20 @@ class Store(Protocol):
 
     # -- test clocks -----------------------------------------------------------------------------------------
     async def save_test_clock(self, clock: TestClock) -> None: ...
+
+    # Stored payment methods (router.payments.payment_methods).
+    async def insert_payment_method(self, pm: PaymentMethod) -> bool:
+        """Store a new payment method; False (nothing written) when its id is taken."""
+        ...
+
+    async def save_payment_method(self, pm: PaymentMethod) -> None: ...
+
+    async def get_payment_method(self, payment_method_id: str) -> PaymentMethod | None: ...
+
+    async def list_payment_methods(
+        self, livemode: bool, customer: str | None, limit: int, starting_after: str | None = None
+    ) -> list[PaymentMethod]:
+        """Newest first; only `customer`'s when given; after the one named `starting_after`."""
+        ...
 
     async def get_test_clock(self, clock_id: str) -> TestClock | None: ...

@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 from router.errors import ConcurrentUpdate
 from router.jsonbytes import record_json
+from router.model.payment_methods import PaymentMethod
 from router.model.records import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
 from router.state.store import statements as s
 from router.state.store.base import (
@@ -502,12 +503,60 @@ class SQLStore:
         row = await self._one(s.GET_TEST_CLOCK, {"id": clock_id})
         return TestClock.model_validate_json(row[0]) if row else None
 
+    # -- payment methods -------------------------------------------------------------------------------------
+    async def insert_payment_method(self, pm: PaymentMethod) -> bool:
+        [inserted] = await self._ran([Step(s.INSERT_PAYMENT_METHOD, _payment_method(pm))])
+        return bool(inserted)
+
+    async def save_payment_method(self, pm: PaymentMethod) -> None:
+        await self._run([Step(s.SAVE_PAYMENT_METHOD, _payment_method(pm))])
+
+    async def get_payment_method(self, payment_method_id: str) -> PaymentMethod | None:
+        row = await self._one(s.GET_PAYMENT_METHOD, {"id": payment_method_id})
+        return PaymentMethod.model_validate_json(_text(row[0])) if row else None
+
+    async def list_payment_methods(
+        self, livemode: bool, customer: str | None, limit: int, starting_after: str | None = None
+    ) -> list[PaymentMethod]:
+        before_us, before_id = _MAX_US, "\uffff"
+        if starting_after is not None:
+            after = await self.get_payment_method(starting_after)
+            if after is not None:
+                before_us, before_id = to_us(after.created), after.id
+        rows = await self._fetch(
+            s.LIST_PAYMENT_METHODS,
+            {
+                "livemode": int(livemode),
+                "any_customer": int(customer is None),
+                "customer": customer or "",
+                "before_us": before_us,
+                "before_id": before_id,
+                "limit": limit,
+            },
+        )
+        return [PaymentMethod.model_validate_json(_text(r[0])) for r in rows]
+
     async def _ran(self, steps: Sequence[Step]) -> list[Any]:
         """`_run` with no guard: every step's result."""
         results = await self._run(steps)
         if results is None:  # pragma: no cover - only a guarded run stops early
             raise RuntimeError("an unguarded run stopped early")
         return results
+
+
+def _payment_method(pm: PaymentMethod) -> Params:
+    return {
+        "id": pm.id,
+        "livemode": int(pm.livemode),
+        "customer": pm.customer,
+        "created_us": to_us(pm.created),
+        "data": pm.model_dump_json(),
+    }
+
+
+def _text(value: Any) -> str:
+    """A JSON column as text (PostgreSQL's driver may hand JSONB back as a string already, SQLite always does)."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _columns(columns: Any, record: Any) -> Params:
