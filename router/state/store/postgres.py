@@ -152,6 +152,24 @@ class PostgresStore(SQLStore):
     async def _run(
         self, steps: Sequence[Step], events: Sequence[Event] = (), guard_first: bool = False
     ) -> list[Any] | None:
+        one = _one_statement(steps, guard_first)
+        if one is None:
+            return await self._run_in_transaction(steps, events, guard_first)
+        # One statement, one round trip, its own transaction (a write of a few statements each its own round trip
+        # took about twice as long per payment).
+        text, names = one.compile(POSTGRES)
+        params = {f"s{k}_{name}": value for k, step in enumerate(steps) for name, value in step.params.items()}
+        async with self._conn() as conn:
+            matched = await conn.fetchval(text, *[params[n] for n in names])
+        if guard_first and matched != 1:
+            return None
+        if events:
+            self._committed(events)
+        return [matched, *([None] * (len(steps) - 1))]
+
+    async def _run_in_transaction(
+        self, steps: Sequence[Step], events: Sequence[Event], guard_first: bool
+    ) -> list[Any] | None:
         try:
             async with self._conn() as conn, conn.transaction():
                 tx = _PgTx(conn)
@@ -188,6 +206,64 @@ class PostgresStore(SQLStore):
     async def _transact(self, work: Callable[[Tx], Coroutine[Any, Any, T]]) -> T:
         async with self._conn() as conn, conn.transaction():
             return await work(_PgTx(conn))
+
+
+_INSERT_VALUES = re.compile(r"^(INSERT INTO \w+ \([^()]*\)) VALUES \(([^()]*)\)( ON CONFLICT .*)?$", re.S)
+_UPDATE_OR_DELETE = re.compile(r"^(UPDATE|DELETE FROM) \w+ .* WHERE [^;]*$", re.S)
+_PARAM_NAME = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+_ONE_STATEMENT: dict[tuple[int, ...], Q | None] = {}
+
+
+def _one_statement(steps: Sequence[Step], guard_first: bool) -> Q | None:
+    """A write of several statements as one (data-modifying CTEs), or None when it cannot be one.
+
+    The first statement returns a row for each row it writes, and every later one acts only if it did: an INSERT
+    selects its values from it, an UPDATE or DELETE requires it to exist. With `guard_first` the answer counts the
+    first statement's rows (a compare-and-set that matched none writes nothing). Events go after the shared outbox
+    lock, which selects from the first statement too. A run of inserts into one table (attempts, events) is a
+    chain, each selecting from the one before, so their sequence numbers follow the order given: sub-statements of
+    one statement otherwise run in no set order. Parameters are renamed per step (`:s2_id`)."""
+    if len(steps) < 2 or any(step.fetch and step.q is not _LOCK_SHARED for step in steps):
+        return None
+    shape = (int(guard_first), *(id(step.q) for step in steps))
+    if shape not in _ONE_STATEMENT:
+        _ONE_STATEMENT[shape] = _compose(steps, guard_first)
+    return _ONE_STATEMENT[shape]
+
+
+def _compose(steps: Sequence[Step], guard_first: bool) -> Q | None:
+    parts: list[str] = []
+    after = "s0"  # what the next statement depends on: the gate, then the outbox lock
+    for k, step in enumerate(steps):
+        text = _PARAM_NAME.sub(_renamer(k), step.q.template)
+        insert = _INSERT_VALUES.match(text)
+        chains = insert is not None and "DO NOTHING" not in text
+        if k == 0:
+            # The first statement gates the rest: a guard, or an INSERT that writes its row or raises.
+            if step.fetch or not (guard_first or (insert is not None and not insert.group(3))):
+                return None
+            parts.append(f"s0 AS ({text} RETURNING 1)")
+        elif step.q is _LOCK_SHARED:
+            parts.append(f"s{k} AS (SELECT pg_advisory_xact_lock_shared(hashtextextended(:s{k}_lock, 0)) FROM {after})")
+            after = f"s{k}"
+        elif insert is not None:
+            source = f"s{k - 1}" if chains and steps[k - 1].q is step.q else after
+            returning = " RETURNING 1" if chains else ""
+            parts.append(
+                f"s{k} AS ({insert.group(1)} SELECT {insert.group(2)} FROM {source}{insert.group(3) or ''}{returning})"
+            )
+        elif _UPDATE_OR_DELETE.match(text):
+            parts.append(f"s{k} AS ({text} AND EXISTS (SELECT 1 FROM {after}))")
+        else:
+            return None
+    return Q("WITH " + ", ".join(parts) + " SELECT count(*) FROM s0")
+
+
+def _renamer(k: int) -> Callable[[re.Match[str]], str]:
+    def rename(match: re.Match[str]) -> str:
+        return f":s{k}_{match.group(1)}"
+
+    return rename
 
 
 class _PgTx:
