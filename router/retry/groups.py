@@ -51,11 +51,6 @@ class CardGroups:
         self._probes[card] = (payment_id, at)
         return at, None
 
-    def forget(self, card: str, payment_id: str) -> None:
-        probe = self._probes.get(card)
-        if probe is not None and probe[0] == payment_id:
-            del self._probes[card]
-
     def result(
         self, payment_id: str, decline_class: str | None, attempts: Sequence[CardAttempt], since: datetime
     ) -> ProbeResult:

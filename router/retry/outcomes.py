@@ -152,9 +152,6 @@ class OutcomeModel:
         sd = math.sqrt(a * b / (n * n * (n + 1)))
         return logit(mean) - logit(base), sd
 
-    def lifts(self, cls: DeclineClass, factor: str, levels: range, base: float) -> dict[int, float]:
-        return {level: self.lift(cls, factor, level, base)[0] for level in levels}
-
     def estimate(
         self,
         cls: DeclineClass,

@@ -21,7 +21,7 @@ mixture over rhythms is swept over the candidate hours in one pass with an updat
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -221,7 +221,7 @@ class _PaydayTable:
         table = np.empty((len(RHYTHMS), len(span)), dtype=np.int64)
         for i, r in enumerate(RHYTHMS):
             dates = [date.fromordinal(_EPOCH_ORDINAL + d) for d in span]
-            table[i] = [_last_payday(r.kind, r.param, d).toordinal() - _EPOCH_ORDINAL for d in dates]
+            table[i] = [r.last_payday(d).toordinal() - _EPOCH_ORDINAL for d in dates]
         self.first, self.days = low, table
 
 
@@ -365,12 +365,3 @@ def _merged(points: list[tuple[float, bool]], within: float) -> list[tuple[float
 
 def _log_beta(a: float, b: float) -> float:
     return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
-
-
-def observations(rows: Iterable[tuple[datetime, bool]]) -> list[Observation]:
-    return [Observation(at, ok) for at, ok in rows]
-
-
-def summarize(posterior: Posterior) -> Mapping[str, float]:
-    """The rhythms worth naming (weight >= 5%), for an explanation."""
-    return {r.describe(): round(w, 3) for r, w in posterior.weights.items() if w >= 0.05}

@@ -112,7 +112,6 @@ class Choice:
     at: datetime | None  # None: no time in the window is worth an attempt
     expected_success: float
     reason: str = ""
-    basis: str = "population"  # population | rhythm
 
 
 def class_of(record: LearnedAttempt) -> DeclineClass | None:
@@ -358,8 +357,7 @@ class SmartStrategy:
             return Choice(None, best_p, f"no hour left in the window reaches {floor:.0%} (best {best_p:.1%})")
         self.calibration.scheduled(ctx.payment.id, ctx.now, cls, ctx.next_attempt, raw)
         leading = RHYTHMS[int(np.argmax(by_rhythm[:, best_i]))] if by_rhythm is not None else NO_RHYTHM
-        reason, basis = self._explain(ctx, chosen, p, posterior, leading, last_approval)
-        return Choice(chosen, p, reason, basis)
+        return Choice(chosen, p, self._explain(ctx, chosen, p, posterior, leading, last_approval))
 
     def _population(
         self, ctx: RetryContext, first: datetime, count: int, last_approval: datetime | None
@@ -424,7 +422,7 @@ class SmartStrategy:
         posterior: Posterior | None,
         rhythm: Rhythm,
         last_approval: datetime | None,
-    ) -> tuple[str, str]:
+    ) -> str:
         """Why this moment: the rhythm that carries most of its estimate, or the population factors."""
         when = f"{WEEKDAYS[at.weekday()]} {at:%Y-%m-%d %H:%M} UTC"
         if posterior is not None and posterior.none_weight < 0.5 and rhythm != NO_RHYTHM:
@@ -433,8 +431,7 @@ class SmartStrategy:
             return (
                 f"{when}: payday rhythm {rhythm.describe()} ({weight:.0%} likely from {posterior.observations} "
                 f"observations of this card and customer); payday {start:%a %Y-%m-%d}, money from "
-                f"{start:%H:%M} UTC; estimated success {p:.0%}",
-                "rhythm",
+                f"{start:%H:%M} UTC; estimated success {p:.0%}"
             )
         cls = ctx.decline.decline_class
         features = Features.of(at - ctx.now, ctx.next_attempt, at, last_approval)
@@ -449,8 +446,7 @@ class SmartStrategy:
                 rhythm_note = ""
         return (
             f"{when}: population model for {cls.value} ({learned} retries learned){': ' + why if why else ''}"
-            f"{rhythm_note}; estimated success {p:.0%}",
-            "population",
+            f"{rhythm_note}; estimated success {p:.0%}"
         )
 
 
