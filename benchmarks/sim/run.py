@@ -1,20 +1,24 @@
-"""One strategy through the real Router and engine, on the world's simulated time.
+"""One routing config through the real Router and engine, on a world's simulated time.
 
-Every strategy gets the same routes (one per card country and brand, plus `default`), the same processors,
-breakers and timeouts, the same payments at the same simulated instants, and its own fresh router on the
-in-memory store. Only the route's `strategy` differs; the oracle is a routing table that orders each route's
-processors by the world's true current rates, processors in an outage last.
+Every run gets the same acquirers, breakers (5 failures, 30 s) and 2 s timeout, the same payments at the same
+simulated instants, and its own fresh router on its own store. Only the routes differ:
+
+- `success_rate`: one default route over every acquirer, `strategy: success_rate` (what the targets are about);
+- `static_global`: one default route, `priority`, in the best order in hindsight: acquirers by their mean true
+  approval rate over this very traffic (incidents included, outages not);
+- `per_country`: one route per card country, each in its best order in hindsight for that country's payments
+  (the hand-written table a merchant would keep if it knew the answer);
+- `weighted`: one default route, 40/30/20/10 in the hindsight global order;
+- `oracle`: orders each payment's acquirers by the world's true rate at that instant, any in an outage last.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import math
 import random
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,52 +26,55 @@ import yaml
 
 from adapters import registry
 from adapters.base import AdapterSettings, ProcessorAdapter
-from benchmarks.sim.world import START, Ledger, World, WorldAdapter, card_from_sim_token
+from benchmarks.sim.world import START, Arrival, Ledger, World, WorldAdapter, card_from_sim_token
 from router import ManualClock, Router
 from router.config.loader import parse
 from router.ids import IdGenerator
 from router.model.records import Payment
 from router.routing.rules import Plan, RoutingTable, build_adapters
-from router.routing.stats import InMemoryStatsStore, StatsStore
+from router.routing.stats import StatsStore
 from router.state.store import open_store
+from router.state.store.base import Store
 
-STRATEGIES = ("priority", "weighted", "success_rate", "oracle")
-WEIGHTS = (40, 30, 20, 10)  # weighted: in each route's static order
-BUCKET_MINUTES = 30
-GC_FREEZE_EVERY = 5_000
+BASELINES = ("static_global", "per_country", "weighted", "oracle")
+WEIGHTS = (40, 30, 20, 10)
 BREAKER = {"fail_max": 5, "reset_timeout_s": 30}
+GC_FREEZE_EVERY = 5_000
 
 
-def route_name(country: str, brand: str) -> str:
-    return f"{country.lower()}-{brand}"
+def hindsight_order(world: World, arrivals: list[Arrival], country: str | None = None) -> list[str]:
+    """Acquirers by their mean true approval rate over these payments (of one country), best first."""
+    mean = dict.fromkeys(world.processors, 0.0)
+    for a in arrivals:
+        if country is None or a.card.country == country:
+            for p in world.processors:
+                mean[p] += world.rate(p, a.card, a.hour, a.amount, a.cadence)
+    return sorted(world.processors, key=lambda p: -mean[p])
 
 
-def static_order(world: World, country: str, brand: str) -> list[str]:
-    """The order a merchant would configure from last month's numbers: best base rate first."""
-    return sorted(world.processors, key=lambda p: -world.static_rate(p, brand, country))
-
-
-def config_yaml(world: World, strategy: str, success_rate: Mapping[str, Any] | None = None) -> str:
-    real = "priority" if strategy == "oracle" else strategy
-
-    def processors(order: list[str]) -> list[str] | dict[str, int]:
-        if real == "weighted":
-            return dict(zip(order, WEIGHTS, strict=True))
-        return order
-
+def config_doc(
+    world: World, arrivals: list[Arrival], name: str, success_rate: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    order = hindsight_order(world, arrivals)
     routes: list[dict[str, Any]] = []
-    for country in world.countries:
-        for brand in world.brands:
+    if name == "per_country":
+        for c in world.countries:
             routes.append(
                 {
-                    "name": route_name(country, brand),
-                    "match": {"country": [country], "brand": [brand]},
-                    "strategy": real,
-                    "processors": processors(static_order(world, country, brand)),
+                    "name": c.lower(),
+                    "match": {"country": [c]},
+                    "strategy": "priority",
+                    "processors": hindsight_order(world, arrivals, c),
                 }
             )
-    routes.append({"name": "default", "strategy": real, "processors": processors(list(world.processors))})
-    doc = {
+        routes.append({"name": "default", "strategy": "priority", "processors": order})
+    elif name == "weighted":
+        routes.append({"name": "default", "strategy": "weighted", "processors": dict(zip(order, WEIGHTS, strict=True))})
+    elif name.startswith("success_rate"):
+        routes.append({"name": "default", "strategy": "success_rate", "processors": list(world.processors)})
+    else:  # static_global, oracle
+        routes.append({"name": "default", "strategy": "priority", "processors": order})
+    doc: dict[str, Any] = {
         "version": 1,
         "processors": {
             p: {"adapter": "sim_world", "timeout_ms": world.timeout_ms, "breaker": dict(BREAKER)}
@@ -78,184 +85,110 @@ def config_yaml(world: World, strategy: str, success_rate: Mapping[str, Any] | N
     }
     if success_rate:
         doc["success_rate"] = dict(success_rate)
-    return yaml.safe_dump(doc, sort_keys=False)
+    return doc
 
 
 class OracleTable(RoutingTable):
-    """Knows the world: each route's processors by true approval rate right now, any in an outage last."""
+    """Knows the world: each payment's acquirers by true approval rate right now, any in an outage last."""
 
     world: World
+    arrivals: list[Arrival]
 
     async def decide(self, payment: Payment, stats: StatsStore, now: datetime) -> Plan:
         route = self.route_for(payment)
         w = self.world
+        a = self.arrivals[int(payment.metadata["sim"])]
         hour = w.hour(now)
-        brand, country = payment.card.brand or "", payment.card.country or ""
         ordered = tuple(
             sorted(
                 route.candidates,
-                key=lambda c: (w.outage(c.name, hour) is not None, -w.rate(c.name, brand, country, hour)),
+                key=lambda c: (w.outage(c.name, hour) is not None, -w.rate(c.name, a.card, hour, a.amount, a.cadence)),
             )
         )
-        return Plan(route.name, "oracle", ordered, route.cascade_on, self.version)
-
-
-def _bucket(hour: float) -> int:
-    return int(hour * 60 // BUCKET_MINUTES)
+        return Plan(route.name, "oracle", ordered, route.cascade_on, self.version, {ordered[0].name: 1.0})
 
 
 @dataclass(frozen=True)
-class Variant:
-    """A run's strategy and its knobs, from a name such as `success_rate@2000/360/30/3#1`.
-
-    `@SIZE/MINUTES` sets success_rate's approval windows; `/HEALTH_S/DEMOTE` its health window and the
-    technical failures that demote a processor (the config's `success_rate` block); `#N` moves the seed of the
-    routing sampler by N, to see how much of a result is the sampler's luck. `!H` restarts the router at hour H
-    (a deploy: new process, empty windows, closed breakers, same store); `!H+refill` restarts it the way
-    `Router.open` does, refilling the windows from the store's recent attempts."""
-
-    strategy: str
-    stats: InMemoryStatsStore | None = None
-    success_rate: dict[str, Any] | None = None
-    rng_offset: int = 0
-    restart_h: float | None = None
-    refill: bool = False
+class RunSpec:
+    name: str  # success_rate | static_global | per_country | weighted | oracle
+    seed: int
+    payments: int
+    success_rate: Mapping[str, Any] | None = None
+    logs: bool = False  # return the attempt records' decisions (for the replay)
 
 
-def parse_variant(name: str) -> Variant:
-    knobs, _, restart = name.partition("!")
-    at, _, how = restart.partition("+")
-    if how not in ("", "refill"):
-        raise ValueError(f"unknown restart kind {how!r} in {name!r}")
-    variant = _parse_knobs(knobs)
-    if not at:
-        return variant
-    return replace(variant, restart_h=float(at), refill=how == "refill")
-
-
-def _parse_knobs(name: str) -> Variant:
-    name, _, offset = name.partition("#")
-    base, _, window = name.partition("@")
-    if not window:
-        return Variant(base, rng_offset=int(offset or 0))
-    parts = window.split("/")
-    stats = InMemoryStatsStore(size=int(parts[0]), max_age=timedelta(minutes=float(parts[1])))
-    settings: dict[str, Any] | None = None
-    if len(parts) > 2:
-        settings = {"health_window": f"{float(parts[2]):g}s"}
-        if len(parts) > 3:
-            settings["demote_after_errors"] = int(parts[3])
-    return Variant(base, stats, settings, int(offset or 0))
-
-
-async def simulate(name: str, n: int, world: World) -> dict[str, Any]:
-    variant = parse_variant(name)
-    strategy, stats = variant.strategy, variant.stats
+async def simulate(spec: RunSpec) -> dict[str, Any]:
+    world = World(seed=spec.seed)
+    arrivals = world.traffic(spec.payments)
+    n = len(arrivals)
     ledger = Ledger(n, world.processors)
 
     def factory(settings: AdapterSettings) -> ProcessorAdapter:
-        return WorldAdapter(settings, world, ledger)
+        return WorldAdapter(settings, world, ledger, arrivals)
 
     registry.register("sim_world", factory)
-    cfg = parse(config_yaml(world, strategy, variant.success_rate), file=f"<simulation {name}>")
+    doc = config_doc(world, arrivals, spec.name, spec.success_rate)
+    cfg = parse(yaml.safe_dump(doc, sort_keys=False), file=f"<simulation {spec.name}>")
     adapters = build_adapters(cfg)
-    rng = random.Random(world.seed + variant.rng_offset)
+    rng = random.Random(spec.seed * 7919 + 1)
     table: RoutingTable
-    if strategy == "oracle":
+    if spec.name == "oracle":
         oracle = OracleTable(cfg, 1, adapters, rng=rng)
-        oracle.world = world
+        oracle.world, oracle.arrivals = world, arrivals
         table = oracle
     else:
         table = RoutingTable(cfg, 1, adapters, rng=rng)
     store = open_store("memory://")
     await store.open()
     clock = ManualClock(START)
-    ids = IdGenerator(seed=world.seed)
-
-    def start_router(windows: InMemoryStatsStore | None) -> Router:
-        return Router(table, store, clock=clock, ids=ids, card_info=card_from_sim_token, stats=windows)
-
-    router = start_router(stats)
-    restart_at = variant.restart_h
-
-    buckets = math.ceil(world.hours * 60 / BUCKET_MINUTES)
-    procs = world.processors
-    series_n = [0] * buckets
-    series_ok = [0] * buckets
-    series_met = [0] * buckets
-    first_calls = {p: [0] * buckets for p in procs}
-    breaker_open = {p: [0] * buckets for p in procs}
-    breaker_half = {p: [0] * buckets for p in procs}
+    router = Router(table, store, clock=clock, ids=IdGenerator(seed=spec.seed), card_info=card_from_sim_token)
     approved = [False] * n
-    hours = [0.0] * n
-    statuses: dict[str, int] = {}
-    started = time.perf_counter()
-    for a in world.traffic(n):
+    for a in arrivals:
         if a.index % GC_FREEZE_EVERY == 0:
-            # The in-memory store keeps every payment, record and event in this process; each full collection
-            # would walk them all again (half the run time at 100,000 payments). They are never garbage.
-            gc.freeze()
+            gc.freeze()  # long-lived objects: a full collection would walk them again and again
         clock.set(START + timedelta(hours=a.hour))
-        if restart_at is not None and a.hour >= restart_at:
-            # A deploy: the old process's windows and breakers are gone; the store and the processors stay.
-            restart_at = None
-            fresh = InMemoryStatsStore(stats.size, stats.max_age) if stats is not None else InMemoryStatsStore()
-            router = start_router(fresh)
-            if variant.refill:
-                await router.refill_stats()
-        b = _bucket(a.hour)
-        for name, state in router.breakers.states().items():
-            if state == "open":
-                breaker_open[name][b] += 1
-            elif state == "half-open":
-                breaker_half[name][b] += 1
         body = {
-            "amount": {"value": a.amount, "currency": world.currency[a.country]},
-            "cadence": "recurring",
-            "customer": f"cus_sim_{a.index}",
-            "payment_method": a.token,
+            "amount": {"value": a.amount, "currency": _currency(a)},
+            "cadence": a.cadence,
+            "customer": f"cus_sim_{a.card.index}",
+            "payment_method": a.card.token,
             "metadata": {"sim": str(a.index)},
             "retry_details": {"retry_strategy": "none"},
         }
         result = await router.create_payment(body)
-        status = str(result["status"])
-        statuses[status] = statuses.get(status, 0) + 1
-        ok = status == "succeeded"
-        approved[a.index] = ok
-        hours[a.index] = a.hour
-        series_n[b] += 1
-        series_ok[b] += ok
-        series_met[b] += ledger.met_outage[a.index]
-        if ledger.first[a.index] >= 0:
-            first_calls[procs[ledger.first[a.index]]][b] += 1
-    elapsed = time.perf_counter() - started
+        approved[a.index] = result["status"] == "succeeded"
+    logs: list[dict[str, Any]] = []
+    if spec.logs:
+        logs = await decision_logs(store)
     await router.close()
     return {
-        "strategy": name,
+        "name": spec.name,
+        "seed": spec.seed,
         "n": n,
-        "elapsed_s": elapsed,
-        "statuses": statuses,
+        "hours": [a.hour for a in arrivals],
         "approved": approved,
-        "hours": hours,
-        "calls": ledger.calls,
-        "latency_ms": ledger.latency_ms,
-        "failed_latency_ms": ledger.failed_latency_ms,
-        "met_outage": ledger.met_outage,
-        "approved_by": ledger.approved_by,
+        "first_approved": ledger.first_approved,
         "first": ledger.first,
-        "calls_by_processor": ledger.calls_by_processor,
-        "series": {
-            "n": series_n,
-            "approved": series_ok,
-            "met_outage": series_met,
-            "first_calls": first_calls,
-            "breaker_open": breaker_open,
-            "breaker_half_open": breaker_half,
-        },
+        "met_outage": ledger.met_outage,
+        "calls": ledger.calls,
+        "config": doc,
+        "logs": logs,
     }
 
 
-def run_strategy(strategy: str, n: int, world_overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+async def decision_logs(store: Store) -> list[dict[str, Any]]:
+    """The first call of each payment as `payroute replay` reads it from a store."""
+    from router.routing.replay import logged_decisions
+
+    return [d.as_dict() for d in await logged_decisions(store, START - timedelta(days=1), START + timedelta(days=30))]
+
+
+def _currency(a: Arrival) -> str:
+    from benchmarks.sim.world import CURRENCY
+
+    return CURRENCY[a.card.country]
+
+
+def run(spec: RunSpec) -> dict[str, Any]:
     """Entry point for a worker process."""
-    world = World(**dict(world_overrides or {}))
-    return asyncio.run(simulate(strategy, n, world))
+    return asyncio.run(simulate(spec))

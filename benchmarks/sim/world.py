@@ -1,16 +1,28 @@
-"""A seeded world of simulated processors for the routing simulation.
+"""A seeded world of simulated acquirers for the routing simulation: the truth every strategy is judged against.
 
-Four processors whose approval rates differ by card country and brand, drift over simulated time (slow waves
-and a few step changes), and suffer outages of the three kinds the simulator knows: `down` (every call fails
-at once), `slow` (every call runs past the timeout) and `errors` (four calls in five fail).
+The seed draws the world itself, not only its luck: which acquirer is domestic where, how good each is with
+each brand and funding type, when the incidents come and whom they hit. So a strategy tuned to one seed's
+world meets different ones on the others.
 
-Every random draw is a hash of (seed, payment index, processor, purpose), so each strategy meets exactly the
-same cards at the same moments with the same luck ("common random numbers"): a payment's card has one
-difficulty `u`, and processor P approves it when `u < rate(P, card, t)`. Differences between strategies are
-then differences of routing alone, not of sampling noise.
+Approval is a logistic model: for a card of country c, brand b, funding f at acquirer p, at hour t,
 
-`WorldAdapter` is a processor adapter (the contract in `adapters/base.py`) that answers from this world on
-simulated time: it never sleeps; a slow call reports the processor's timeout as its latency.
+    logit P = country base + card quality + acquirer p's general level + p's domestic advantage in c
+              + p's affinity for b and for f + cadence and amount effects + drift(p, c, t) + incidents(p, card, t)
+
+- *domestic acquirers*: each country but the largest has one acquirer that is local there (+0.5..0.9 logit on
+  that country's cards, a little weaker elsewhere), so the best acquirer differs by country;
+- *shared cards*: payments draw their card from a pool (a customer's card pays again and again), each card
+  with a lasting quality, so a card that declines for insufficient funds tends to decline again, everywhere;
+- *drift*: a slow wave per acquirer and country, and one lasting step down of one acquirer in one country;
+- *incidents without technical errors*: a soft-decline spike at the busiest acquirer (every segment, ~40
+  minutes), and an issuer degradation of one big segment (country, brand, funding) at one acquirer (~2.5 h);
+- *outages*: one acquirer hard down for 30 minutes, another failing four calls in five for 20 minutes.
+
+Every random draw is a hash of (seed, purpose, keys), so each strategy meets exactly the same cards at the same
+moments with the same luck ("common random numbers"): payment i has one draw `u`, and acquirer p approves it
+when `u < P(p, card, t)`. Differences between strategies are differences of routing alone.
+
+`WorldAdapter` answers from this world on simulated time behind the ordinary adapter contract; it never sleeps.
 """
 
 from __future__ import annotations
@@ -39,6 +51,15 @@ from adapters.simulator import DECLINES
 _MASK = (1 << 64) - 1
 _NORMAL = NormalDist()
 START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
+PROCESSORS = ("atlas", "borealis", "cygnus", "draco")
+COUNTRIES = {"US": 0.38, "GB": 0.16, "DE": 0.16, "BR": 0.15, "IN": 0.15}
+CURRENCY = {"US": "usd", "GB": "gbp", "DE": "eur", "BR": "brl", "IN": "inr"}
+COUNTRY_BASE = {"US": 2.4, "GB": 2.3, "DE": 2.4, "BR": 1.5, "IN": 1.3}  # logit: ~92%, 91%, 92%, 82%, 79%
+BRANDS = {"visa": 0.55, "mastercard": 0.35, "amex": 0.10}
+FUNDING = {"credit": 0.5, "debit": 0.42, "prepaid": 0.08}
+SOFT_CODES = {"insufficient_funds": 0.55, "do_not_honor": 0.3, "generic_decline": 0.15}
+HARD_SHARE = 0.06  # of declines: the card's fault (lost, stolen, expired), the same at every acquirer
+HARD_CODES = {"expired_card": 0.5, "stolen_card": 0.25, "lost_card": 0.25}
 
 
 def _mix(x: int) -> int:
@@ -56,171 +77,15 @@ def uniform(seed: int, *keys: int) -> float:
     return ((x >> 11) + 0.5) / float(1 << 53)
 
 
-@dataclass(frozen=True, slots=True)
-class Outage:
-    processor: str
-    start_h: float  # hours after START
-    minutes: float
-    mode: str  # down | slow | errors
-
-    @property
-    def end_h(self) -> float:
-        return self.start_h + self.minutes / 60
+def normal(seed: int, *keys: int) -> float:
+    return _NORMAL.inv_cdf(uniform(seed, *keys))
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    """A lasting change of one processor's rate for some cards, from `start_h` to `end_h` (None: to the end)."""
-
-    processor: str
-    delta: float
-    start_h: float
-    end_h: float | None = None
-    country: str | None = None
-    brand: str | None = None
-    why: str = ""
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
 
 
-@dataclass(frozen=True, slots=True)
-class Latency:
-    p50_ms: float
-    p99_ms: float
-
-    def sample(self, u: float) -> float:
-        sigma = math.log(self.p99_ms / self.p50_ms) / 2.326
-        return self.p50_ms * math.exp(sigma * _NORMAL.inv_cdf(u))
-
-
-@dataclass
-class World:
-    """The truth: rates by processor, country and brand; drift; outages; traffic mix."""
-
-    seed: int = 42
-    hours: float = 48.0
-    processors: tuple[str, ...] = ("atlas", "borealis", "cygnus", "draco")
-    countries: Mapping[str, float] = field(default_factory=lambda: {"US": 0.45, "GB": 0.2, "DE": 0.2, "BR": 0.15})
-    brands: Mapping[str, float] = field(default_factory=lambda: {"visa": 0.55, "mastercard": 0.35, "amex": 0.10})
-    currency: Mapping[str, str] = field(default_factory=lambda: {"US": "usd", "GB": "gbp", "DE": "eur", "BR": "brl"})
-    base: Mapping[str, Mapping[str, float]] = field(
-        default_factory=lambda: {
-            "atlas": {"US": 0.92, "GB": 0.86, "DE": 0.84, "BR": 0.76},
-            "borealis": {"US": 0.87, "GB": 0.92, "DE": 0.93, "BR": 0.78},
-            "cygnus": {"US": 0.89, "GB": 0.88, "DE": 0.88, "BR": 0.89},
-            "draco": {"US": 0.86, "GB": 0.85, "DE": 0.86, "BR": 0.84},
-        }
-    )
-    brand_adjust: Mapping[str, Mapping[str, float]] = field(
-        default_factory=lambda: {
-            "atlas": {"visa": 0.01, "mastercard": 0.0, "amex": -0.04},
-            "borealis": {"visa": 0.0, "mastercard": 0.01, "amex": -0.06},
-            "cygnus": {"visa": -0.01, "mastercard": -0.01, "amex": 0.04},
-            "draco": {"visa": 0.0, "mastercard": 0.0, "amex": -0.02},
-        }
-    )
-    wave_amplitude: float = 0.025  # slow drift: a sine per processor and country, period 18-30 h, seeded phase
-    steps: Sequence[Step] = (
-        Step("atlas", -0.09, 20.0, None, country="US", why="atlas's US approvals fall 9 points from hour 20"),
-        Step("borealis", -0.08, 30.0, 40.0, brand="mastercard", why="borealis mastercard -8 points, hours 30-40"),
-        Step("draco", +0.06, 12.0, None, country="BR", why="draco gains 6 points in BR from hour 12"),
-    )
-    outages: Sequence[Outage] = (
-        Outage("atlas", 9.0, 45, "down"),
-        Outage("borealis", 14.0, 60, "slow"),
-        Outage("cygnus", 27.0, 40, "errors"),
-        Outage("draco", 34.0, 30, "down"),
-        Outage("atlas", 41.0, 20, "errors"),
-    )
-    latency: Mapping[str, Latency] = field(
-        default_factory=lambda: {
-            "atlas": Latency(180, 700),
-            "borealis": Latency(220, 900),
-            "cygnus": Latency(250, 1000),
-            "draco": Latency(150, 600),
-        }
-    )
-    timeout_ms: int = 2000
-    decline_mix: Mapping[str, float] = field(
-        default_factory=lambda: {
-            "insufficient_funds": 0.45,
-            "do_not_honor": 0.35,
-            "generic_decline": 0.10,
-            "expired_card": 0.05,
-            "stolen_card": 0.05,
-        }
-    )
-
-    def __post_init__(self) -> None:
-        self.index = {p: i for i, p in enumerate(self.processors)}
-        self._phase = {
-            (p, c): 2 * math.pi * uniform(self.seed, 7, i, j)
-            for i, p in enumerate(self.processors)
-            for j, c in enumerate(self.countries)
-        }
-        self._period = {p: 18.0 + 12.0 * uniform(self.seed, 8, i) for i, p in enumerate(self.processors)}
-        self._outages_by_processor = {p: [o for o in self.outages if o.processor == p] for p in self.processors}
-
-    # -- truth -----------------------------------------------------------------------------------------------
-    def hour(self, at: datetime) -> float:
-        return (at - START).total_seconds() / 3600
-
-    def rate(self, processor: str, brand: str, country: str, hour: float) -> float:
-        """The probability that `processor` approves a card of this brand and country at this hour."""
-        r = self.base[processor][country] + self.brand_adjust[processor].get(brand, 0.0)
-        r += self.wave_amplitude * math.sin(
-            2 * math.pi * hour / self._period[processor] + self._phase[(processor, country)]
-        )
-        for s in self.steps:
-            if (
-                s.processor == processor
-                and s.start_h <= hour
-                and (s.end_h is None or hour < s.end_h)
-                and (s.country is None or s.country == country)
-                and (s.brand is None or s.brand == brand)
-            ):
-                r += s.delta
-        return min(max(r, 0.0), 1.0)
-
-    def static_rate(self, processor: str, brand: str, country: str) -> float:
-        """What a merchant would have measured before the simulation: base rates, no drift, no steps."""
-        return self.base[processor][country] + self.brand_adjust[processor].get(brand, 0.0)
-
-    def outage(self, processor: str, hour: float) -> Outage | None:
-        for o in self._outages_by_processor[processor]:
-            if o.start_h <= hour < o.end_h:
-                return o
-        return None
-
-    # -- traffic ---------------------------------------------------------------------------------------------
-    def traffic(self, n: int) -> list[Arrival]:
-        """`n` payments arriving as a Poisson process over `hours`, with their cards."""
-        mean_gap_h = self.hours / n
-        countries, c_weights = list(self.countries), list(self.countries.values())
-        brands, b_weights = list(self.brands), list(self.brands.values())
-        out = []
-        t = 0.0
-        for i in range(n):
-            t += -math.log(uniform(self.seed, 1, i)) * mean_gap_h
-            country = _pick(countries, c_weights, uniform(self.seed, 2, i))
-            brand = _pick(brands, b_weights, uniform(self.seed, 3, i))
-            amount = int(500 + 20_000 * uniform(self.seed, 4, i))
-            out.append(Arrival(i, min(t, self.hours - 1e-6), country, brand, amount))
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class Arrival:
-    index: int
-    hour: float
-    country: str
-    brand: str
-    amount: int
-
-    @property
-    def token(self) -> str:
-        return f"pm_sim_{self.brand}_{self.country}_{self.index}"
-
-
-def _pick(values: list[str], weights: list[float], u: float) -> str:
+def _pick(values: Sequence[str], weights: Sequence[float], u: float) -> str:
     total = sum(weights)
     acc = 0.0
     for v, w in zip(values, weights, strict=True):
@@ -230,85 +95,297 @@ def _pick(values: list[str], weights: list[float], u: float) -> str:
     return values[-1]
 
 
+@dataclass(frozen=True, slots=True)
+class Outage:
+    processor: str
+    start_h: float  # hours after START
+    minutes: float
+    mode: str  # down | errors
+
+    @property
+    def end_h(self) -> float:
+        return self.start_h + self.minutes / 60
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """A change of one acquirer's approvals (logit `delta`) for some cards, with no technical error."""
+
+    kind: str  # spike | issuer | step
+    processor: str
+    delta: float
+    start_h: float
+    end_h: float
+    country: str | None = None
+    brand: str | None = None
+    funding: str | None = None
+
+    def hits(self, processor: str, card: Card, hour: float) -> bool:
+        return (
+            processor == self.processor
+            and self.start_h <= hour < self.end_h
+            and (self.country is None or self.country == card.country)
+            and (self.brand is None or self.brand == card.brand)
+            and (self.funding is None or self.funding == card.funding)
+        )
+
+    def describe(self) -> str:
+        where = "/".join(x for x in (self.country, self.brand, self.funding) if x) or "every card"
+        end = "end" if math.isinf(self.end_h) else f"h{self.end_h:.1f}"
+        return f"{self.kind}: {self.processor} {where} {self.delta:+.1f} logit, h{self.start_h:.1f}-{end}"
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    index: int
+    country: str
+    brand: str
+    funding: str
+    quality: float  # logit shift, the same at every acquirer
+
+    @property
+    def token(self) -> str:
+        return f"pm_sim_{self.brand}_{self.country}_{self.funding}_{self.index}"
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    index: int
+    hour: float
+    card: Card
+    amount: int
+    cadence: str
+
+
+@dataclass
+class World:
+    seed: int = 1
+    hours: float = 24.0
+    processors: tuple[str, ...] = PROCESSORS
+    countries: Mapping[str, float] = field(default_factory=lambda: dict(COUNTRIES))
+    cards_per_payment: float = 0.35  # pool size relative to the payments: each card pays about three times
+    timeout_ms: int = 2000
+    general: dict[str, float] = field(init=False)
+    local: dict[tuple[str, str], float] = field(init=False)
+    affinity: dict[tuple[str, str], float] = field(init=False)
+    incidents: list[Incident] = field(init=False)
+    outages: list[Outage] = field(init=False)
+
+    def __post_init__(self) -> None:
+        s, procs = self.seed, self.processors
+        self.index = {p: i for i, p in enumerate(procs)}
+        self.general = {p: 0.2 * normal(s, 10, i) for i, p in enumerate(procs)}
+        # One domestic acquirer per country but the largest; a domestic acquirer is a little weaker abroad.
+        self.local = {}
+        countries = list(self.countries)
+        for j, c in enumerate(countries[1:], start=1):
+            p = procs[int(uniform(s, 11, j) * len(procs))]
+            self.local[(p, c)] = 0.5 + 0.4 * uniform(s, 12, j)
+        for p in procs:
+            home = {c for (q, c) in self.local if q == p}
+            for c in countries:
+                if home and c not in home:
+                    self.local[(p, c)] = self.local.get((p, c), 0.0) - 0.15
+        self.affinity = {}
+        for i, p in enumerate(procs):
+            for j, b in enumerate(BRANDS):
+                self.affinity[(p, b)] = 0.18 * normal(s, 13, i, j)
+            for j, f in enumerate(FUNDING):
+                self.affinity[(p, f)] = 0.12 * normal(s, 14, i, j)
+        self._phase = {
+            (p, c): 2 * math.pi * uniform(s, 15, i, j) for i, p in enumerate(procs) for j, c in enumerate(countries)
+        }
+        self._period = {p: 10.0 + 16.0 * uniform(s, 16, i) for i, p in enumerate(procs)}
+        order = sorted(procs, key=lambda p: uniform(s, 17, self.index[p]))
+        busiest = max(procs, key=lambda p: self._static_share(p))
+        spike_at = 3.0 + 15.0 * uniform(s, 18)
+        issuer_at = 2.0 + 17.0 * uniform(s, 19)
+        step_at = 6.0 + 10.0 * uniform(s, 20)
+        big = (countries[0], "visa", "debit" if uniform(s, 21) < 0.5 else "credit")
+        issuer_proc = max(procs, key=lambda p: self.static_rate(p, Card(0, big[0], big[1], big[2], 0.0)))
+        step_country = countries[1 + int(uniform(s, 22) * (len(countries) - 1))]
+        step_proc = max(procs, key=lambda p: self.local.get((p, step_country), 0.0) + self.general[p])
+        self.incidents = [
+            Incident("spike", busiest, -1.6, spike_at, spike_at + 40 / 60),
+            Incident("issuer", issuer_proc, -2.0, issuer_at, issuer_at + 2.5, *big),
+            Incident("step", step_proc, -0.6, step_at, math.inf, country=step_country),
+        ]
+        down_at = 1.0 + 20.0 * uniform(s, 23)
+        errors_at = 1.0 + 20.0 * uniform(s, 24)
+        self.outages = [Outage(order[0], down_at, 30, "down"), Outage(order[1], errors_at, 20, "errors")]
+        self._outages_by_processor = {p: [o for o in self.outages if o.processor == p] for p in procs}
+
+    # -- truth -----------------------------------------------------------------------------------------------
+    def hour(self, at: datetime) -> float:
+        return (at - START).total_seconds() / 3600
+
+    def _static_share(self, p: str) -> float:
+        return sum(w * (self.general[p] + self.local.get((p, c), 0.0)) for c, w in self.countries.items())
+
+    def static_logit(self, p: str, card: Card) -> float:
+        return (
+            COUNTRY_BASE[card.country]
+            + card.quality
+            + self.general[p]
+            + self.local.get((p, card.country), 0.0)
+            + self.affinity[(p, card.brand)]
+            + self.affinity[(p, card.funding)]
+        )
+
+    def static_rate(self, p: str, card: Card) -> float:
+        return _sigmoid(self.static_logit(p, card))
+
+    def rate(self, p: str, card: Card, hour: float, amount: int = 3000, cadence: str = "recurring") -> float:
+        """The probability that acquirer `p` approves this card at this hour."""
+        x = self.static_logit(p, card)
+        x += 0.15 * math.sin(2 * math.pi * hour / self._period[p] + self._phase[(p, card.country)])
+        x -= 0.25 if cadence == "unscheduled" else 0.0
+        x -= 0.15 * math.log10(max(amount, 100) / 3000)
+        for inc in self.incidents:
+            if inc.hits(p, card, hour):
+                x += inc.delta
+        return _sigmoid(x)
+
+    def outage(self, processor: str, hour: float) -> Outage | None:
+        for o in self._outages_by_processor[processor]:
+            if o.start_h <= hour < o.end_h:
+                return o
+        return None
+
+    def incident_at(self, hour: float) -> bool:
+        """Whether any incident (spike, issuer degradation) or outage is under way."""
+        return any(i.start_h <= hour < i.end_h for i in self.incidents if i.kind != "step") or any(
+            o.start_h <= hour < o.end_h for o in self.outages
+        )
+
+    # -- traffic ---------------------------------------------------------------------------------------------
+    def traffic(self, n: int) -> list[Arrival]:
+        """`n` payments over `hours` (busier by day), each on a card drawn from a shared pool."""
+        s = self.seed
+        pool = max(1, int(n * self.cards_per_payment))
+        cards = []
+        countries, cw = list(self.countries), list(self.countries.values())
+        for k in range(pool):
+            cards.append(
+                Card(
+                    k,
+                    _pick(countries, cw, uniform(s, 30, k)),
+                    _pick(list(BRANDS), list(BRANDS.values()), uniform(s, 31, k)),
+                    _pick(list(FUNDING), list(FUNDING.values()), uniform(s, 32, k)),
+                    0.9 * normal(s, 33, k),
+                )
+            )
+        # A day's rhythm: arrival times by inverting a cumulative intensity 1 + 0.5 sin.
+        out = []
+        for i in range(n):
+            q = (i + uniform(s, 34, i)) / n
+            out.append(
+                Arrival(
+                    i,
+                    min(self._time_at(q), self.hours - 1e-6),
+                    cards[int(uniform(s, 35, i) ** 1.3 * pool)],  # some cards pay more often than others
+                    int(math.exp(math.log(3000) + 1.0 * normal(s, 36, i))) + 100,
+                    "recurring" if uniform(s, 37, i) < 0.7 else "unscheduled",
+                )
+            )
+        out.sort(key=lambda a: a.hour)
+        return [Arrival(i, a.hour, a.card, a.amount, a.cadence) for i, a in enumerate(out)]
+
+    def _time_at(self, q: float) -> float:
+        lo, hi = 0.0, self.hours
+        total = self._intensity(self.hours)
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            if self._intensity(mid) < q * total:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def _intensity(self, h: float) -> float:
+        # integral of 1 + 0.5 sin(2 pi (t - 6) / 24) from 0 to h
+        w = 2 * math.pi / 24
+        return h - 0.5 / w * (math.cos(w * (h - 6)) - math.cos(w * -6))
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "seed": self.seed,
+            "hours": self.hours,
+            "general": {p: round(v, 3) for p, v in self.general.items()},
+            "domestic": {f"{p}@{c}": round(v, 3) for (p, c), v in self.local.items() if v > 0},
+            "incidents": [i.describe() for i in self.incidents],
+            "outages": [f"{o.processor} {o.mode} h{o.start_h:.1f} +{o.minutes:g} min" for o in self.outages],
+        }
+
+
 def card_from_sim_token(token: str) -> CardInfo:
-    """The card behind a `pm_sim_<brand>_<country>_<i>` token (what a vault would tell the router)."""
-    _, _, brand, country, _ = token.split("_", 4)
-    return CardInfo(brand=brand, country=country, funding="credit", fingerprint=token[7:])
+    """The card facts behind a `pm_sim_<brand>_<country>_<funding>_<i>` token (what a vault would tell us)."""
+    _, _, brand, country, funding, index = token.split("_", 5)
+    return CardInfo(brand=brand, country=country, funding=funding, fingerprint=f"fp_{index}")
 
 
 class Ledger:
-    """What happened to each payment at the processors: calls, simulated latency, outages met."""
+    """What happened to each payment at the acquirers: calls, the first call's answer, outages met."""
 
     def __init__(self, n: int, processors: Sequence[str]) -> None:
         self.calls = [0] * n
-        self.latency_ms = [0.0] * n
-        self.failed_latency_ms = [0.0] * n  # time spent on calls that failed technically (before failover)
         self.met_outage = [False] * n
-        self.first = [-1] * n  # index of the processor called first
+        self.first = [-1] * n  # index of the acquirer called first
+        self.first_approved = [False] * n
         self.approved_by = [-1] * n
         self.calls_by_processor = dict.fromkeys(processors, 0)
 
 
 class WorldAdapter:
-    """One processor of the world, behind the ordinary adapter contract."""
+    """One acquirer of the world, behind the ordinary adapter contract."""
 
     credentials_model = TokenCredentials
     capabilities = CARRIES_ANYTHING
 
-    def __init__(self, settings: AdapterSettings, world: World, ledger: Ledger) -> None:
+    def __init__(self, settings: AdapterSettings, world: World, ledger: Ledger, arrivals: Sequence[Arrival]) -> None:
         self.name = settings.name
         self.world = world
         self.ledger = ledger
+        self.arrivals = arrivals
         self.pid = world.index[settings.name]
         self.timeout_ms = float(settings.timeout_ms)
-        self._latency = world.latency[settings.name]
-        self._codes = list(world.decline_mix)
-        self._weights = list(world.decline_mix.values())
         self.outcomes: dict[str, Outcome] = {}
 
     async def authorize(self, req: AuthorizationRequest) -> Outcome:
         w, led = self.world, self.ledger
         i = int(req.metadata["sim"])
-        hour = w.hour(req.requested_at or START)
+        a = self.arrivals[i]
+        hour = w.hour(req.requested_at) if req.requested_at else a.hour
         led.calls[i] += 1
         led.calls_by_processor[self.name] += 1
-        if led.first[i] < 0:
+        first = led.first[i] < 0
+        if first:
             led.first[i] = self.pid
         outage = w.outage(self.name, hour)
-        latency = self._latency.sample(uniform(w.seed, 5, i, self.pid))
         outcome: Outcome
         if outage is not None:
             led.met_outage[i] = True
-        if outage is not None and outage.mode == "down":
-            outcome = Outcome(
-                OutcomeKind.PROCESSOR_ERROR, raw_code="503", raw_message="service unavailable", latency_ms=30.0
-            )
-        elif outage is not None and outage.mode == "slow":
-            outcome = Outcome(OutcomeKind.TIMEOUT, raw_message="no answer in time", latency_ms=self.timeout_ms)
-        elif outage is not None and outage.mode == "errors" and uniform(w.seed, 6, i, self.pid) < 0.8:
-            outcome = Outcome(
-                OutcomeKind.PROCESSOR_ERROR, raw_code="500", raw_message="internal error", latency_ms=60.0
-            )
+        if outage is not None and (outage.mode == "down" or uniform(w.seed, 6, i, self.pid) < 0.8):
+            outcome = Outcome(OutcomeKind.PROCESSOR_ERROR, raw_code="503", raw_message="unavailable", latency_ms=40.0)
         else:
-            card = req.card
-            rate = w.rate(self.name, card.brand or "", card.country or "", hour) if card else 0.0
-            if uniform(w.seed, 0, i) < rate:
+            u = uniform(w.seed, 0, i)
+            if u < w.rate(self.name, a.card, hour, a.amount, a.cadence):
                 outcome = Outcome(
                     OutcomeKind.APPROVED,
                     processor_reference=f"sim_{self.name}_{req.attempt_id}",
                     authorization_code="000000",
                     raw_code="00",
-                    latency_ms=latency,
+                    latency_ms=150.0,
                 )
                 led.approved_by[i] = self.pid
+                led.first_approved[i] = led.first_approved[i] or first
             else:
-                code = _pick(self._codes, self._weights, uniform(w.seed, 9, i))
+                hard = uniform(w.seed, 8, a.card.index) < HARD_SHARE
+                mix = HARD_CODES if hard else SOFT_CODES
+                code = _pick(list(mix), list(mix.values()), uniform(w.seed, 9, i))
                 kind, iso = DECLINES[code]
-                outcome = Outcome(kind, decline_code=code, network_decline_code=iso, raw_code=iso, latency_ms=latency)
-        led.latency_ms[i] += outcome.latency_ms
-        if outcome.kind.is_technical:
-            led.failed_latency_ms[i] += outcome.latency_ms
-        else:
+                outcome = Outcome(kind, decline_code=code, network_decline_code=iso, raw_code=iso, latency_ms=150.0)
+        if not outcome.kind.is_technical:
             self.outcomes[req.attempt_id] = outcome
         return outcome
 
@@ -319,7 +396,7 @@ class WorldAdapter:
         return Outcome(OutcomeKind.APPROVED, processor_reference=req.processor_reference, raw_code="00")
 
     async def lookup(self, req: LookupRequest) -> Outcome | None:
-        # A call that failed or timed out never reached the authorization step in this world.
+        # A call that failed never reached the authorization step in this world.
         return self.outcomes.get(req.attempt_id)
 
     def scrub(self, transcript: str) -> str:

@@ -22,7 +22,15 @@ from pydantic import (
 )
 
 from router.money import is_currency
-from router.routing.stats import DEFAULT_HEALTH_WINDOW
+from router.routing.estimate import DEFAULT_STRENGTHS
+from router.routing.segments import DEFAULT_AMOUNT_BANDS, DEFAULT_LEVELS, check_levels
+from router.routing.stats import (
+    DEFAULT_CHANGE_HALF_LIFE,
+    DEFAULT_CHANGE_MIN,
+    DEFAULT_CHANGE_Z,
+    DEFAULT_HALF_LIFE,
+    DEFAULT_HEALTH_WINDOW,
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -261,6 +269,8 @@ class RouteConfig(_Strict):
     strategy: Strategy = "priority"
     processors: list[str] | dict[str, Annotated[float, Field(ge=0)]]
     cascade_on: list[str] = Field(default_factory=list)
+    # What success_rate maximizes: approvals, or approval probability x amount - the processor's cost.
+    objective: Literal["approvals", "net_revenue"] = "approvals"
 
     @field_validator("processors")
     @classmethod
@@ -328,15 +338,52 @@ MAX_HEALTH_WINDOW = timedelta(minutes=10)
 
 
 class SuccessRateConfig(_Strict):
-    """How routes with `strategy: success_rate` treat a processor that stops answering (`router.routing.strategies`).
+    """How routes with `strategy: success_rate` learn (`router.routing.success_rate`, `.estimate`, `.stats`).
 
-    A processor whose latest `demote_after_errors` calls, on any route and within the last `health_window`, all
-    failed technically (processor errors, timeouts) is put behind the healthy processors until an answer breaks
-    the run or the failures age out of the window; 0 turns this off (the breaker alone then keeps traffic
-    away)."""
+    - `segments`: the card segment levels evidence is kept for, coarsest first, each keeping every dimension of
+      the one before (`router.routing.segments`); `amount_bands`: the bounds (minor units) of the `amount` band.
+    - `half_life`: how fast evidence fades (stable differences between processors); `change_half_life`: the
+      fast clock that sees a change within minutes; `change_z`: how many standard errors recent evidence must
+      depart by (on at least `change_min` recent answers) to count as a change.
+    - `prior_strength`: how many answers a level's parent weighs as, when shrinking a thin segment toward it;
+      `prior`: the approval rate assumed with no evidence at all. One strength per level, coarse to fine: the
+      processor on every route, the route, then each segment level (the last repeats for deeper levels).
+    - `probe`: the least share of a segment's payments each healthy processor gets first (how a processor
+      demoted by its declines is seen recovering); `hedge`: the share given to a processor is `hedge` times the
+      probability it beats the best one, squared (lower concentrates on the best sooner).
+    - A processor whose latest `demote_after_errors` calls, on any route and within the last `health_window`,
+      all failed technically (processor errors, timeouts) is put behind the healthy processors until an answer
+      breaks the run or the failures age out of the window; 0 turns this off (the breaker alone then keeps
+      traffic away)."""
 
     health_window: Duration = DEFAULT_HEALTH_WINDOW
     demote_after_errors: Annotated[int, Field(ge=0, le=100)] = 2
+    segments: list[list[str]] = Field(default_factory=lambda: [list(level) for level in DEFAULT_LEVELS])
+    amount_bands: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: list(DEFAULT_AMOUNT_BANDS))
+    half_life: Duration = DEFAULT_HALF_LIFE
+    change_half_life: Duration = DEFAULT_CHANGE_HALF_LIFE
+    change_z: Annotated[float, Field(gt=0)] = DEFAULT_CHANGE_Z
+    change_min: Annotated[float, Field(ge=1)] = DEFAULT_CHANGE_MIN
+    prior: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    prior_strength: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: list(DEFAULT_STRENGTHS), min_length=1
+    )
+    probe: Annotated[float, Field(ge=0, le=0.2)] = 0.01
+    hedge: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+    @field_validator("segments")
+    @classmethod
+    def _levels(cls, v: list[list[str]]) -> list[list[str]]:
+        reason = check_levels(v)
+        if reason is not None:
+            raise ValueError(reason)
+        return v
+
+    @model_validator(mode="after")
+    def _clocks(self) -> SuccessRateConfig:
+        if not timedelta(minutes=1) <= self.change_half_life < self.half_life <= timedelta(days=7):
+            raise ValueError("want 1m <= change_half_life < half_life <= 7d")
+        return self
 
     @field_validator("health_window")
     @classmethod

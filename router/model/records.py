@@ -480,6 +480,11 @@ class AttemptRecord(BaseModel):
     # The route whose plan made this call: a restarted process refills success_rate's windows from it
     # (`Router.refill_stats`). None on attempts written before it was recorded.
     route: str | None = None
+    # The probability that the route's strategy put this processor first for this payment (1.0 for the first of
+    # a fixed order), and the payment's cadence: what `payroute replay` needs to re-weigh logged outcomes and
+    # what a restarted success_rate needs to refill its segments. None on attempts written before they were.
+    propensity: float | None = None
+    cadence: str | None = None
     # sent: on its way, answer not recorded. unresolved: timed out, the processor's answer still unknown (a
     # sweeper asks until it knows). settled: the answer is recorded.
     state: Literal["sent", "unresolved", "settled"] = "sent"

@@ -16,6 +16,7 @@ from router.model.states import Status
 from router.payments import orphans
 from router.payments.context import Context
 from router.payments.operations import Operations
+from router.routing.segments import NO_SEGMENT
 from router.routing.stats import InMemoryStatsStore, StatsStore, window_entry
 from router.state.outbox.retention import Housekeeper, Purged
 
@@ -123,7 +124,7 @@ class Background:
         # Up to now: a test clock's attempts, in sandbox time ahead of the router's, are not recent outcomes.
         recent = await self.ctx.store.attempt_stats(now - stats.max_age, limit, until=now)
         return stats.refill(
-            (a.route, a.processor, window_entry(_KINDS[a.outcome]), a.created)
+            (a.route, a.processor, window_entry(_KINDS[a.outcome]), a.created, NO_SEGMENT)
             for a in reversed(recent)  # newest first from the store; learned oldest first
             if a.route is not None and a.outcome in _KINDS
         )

@@ -331,7 +331,7 @@ class Engine:
     async def _learn(self, plan: Plan, cand: Candidate, outcome: Outcome) -> None:
         """Feed the outcome into the route's success-rate window; a stats outage never fails a payment."""
         try:
-            await self.stats.record(plan.route, cand.name, window_entry(outcome.kind), self.clock.now())
+            await self.stats.record(plan.route, cand.name, window_entry(outcome.kind), self.clock.now(), plan.segment)
         except Exception:
             log.exception("could not record the outcome of %s on route %s", cand.name, plan.route)
 
@@ -375,6 +375,8 @@ class Engine:
             created=run.now,
             processor=cand.name,
             route=run.plan.route,
+            propensity=run.plan.first_choice.get(cand.name),
+            cadence=p.cadence,
             adapter=cand.config.adapter,
             amount=p.amount,
             currency=p.currency,

@@ -36,8 +36,9 @@ from router.routing.breakers import CLOSED, HALF_OPEN, OPEN, BreakerBoard
 from router.routing.cards import card_from_token
 from router.routing.reload import build_table
 from router.routing.rules import Route, RoutingTable
-from router.routing.stats import StatsStore, WindowCounts
+from router.routing.stats import ProcessorStats, StatsStore
 from router.routing.strategies import LeastCost, SuccessRate
+from router.routing.success_rate import segment_of
 
 EXPLAIN_PAYMENT_ID = "osp_test_explain"
 
@@ -101,8 +102,8 @@ _STRATEGY_NOTES = {
     "priority": "the order the route lists them",
     "weighted": "a weighted shuffle keyed by the payment id (stable for this payment)",
     "success_rate": (
-        "by expected approval over the recent window; live traffic samples each processor's posterior "
-        "(Thompson sampling), so it sometimes explores a lower one"
+        "by estimated approval for this card's segment (shrunk toward coarser segments, recent changes first);"
+        " live traffic puts a lower one first now and then, with the share shown, to keep learning"
     ),
     "least_cost": "cheapest first for this amount and currency",
 }
@@ -113,7 +114,7 @@ def explain(
     payment: Payment,
     *,
     breakers: Mapping[str, str] | None = None,
-    windows: Mapping[str, WindowCounts] | None = None,
+    windows: Mapping[str, ProcessorStats] | None = None,
     holders: Collection[str] | None = None,
 ) -> Explanation:
     """Explain the plan `table` makes for `payment`, given breaker states (name -> closed, open, half-open),
@@ -122,7 +123,7 @@ def explain(
     route = table.route_for(payment)
     skipped = tuple(_skipped(table, route, payment))
     if isinstance(route.strategy, SuccessRate):
-        ordered = route.strategy.expected_order(route.candidates, windows)
+        ordered = route.strategy.expected_order(route.candidates, payment, windows)
     else:
         ordered = route.strategy.order(route.candidates, payment, windows)
     notes = route.strategy.notes(route.candidates, payment, windows)
@@ -204,7 +205,13 @@ async def explain_payment(router: LiveRouter, payment: Payment) -> Explanation:
     route = table.route_for(payment)
     windows = None
     if route.strategy.needs_stats:
-        windows = await router.stats.read(route.name, route.processor_names, router.clock.now(), table.health_window)
+        windows = await router.stats.read(
+            route.name,
+            route.processor_names,
+            router.clock.now(),
+            table.health_window,
+            segment_of(route.strategy, payment),
+        )
     states = {}
     for cand in route.candidates:
         breaker = router.breakers.get(cand.name, cand.config.breaker.fail_max, cand.config.breaker.reset_timeout_s)

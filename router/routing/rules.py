@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from adapters import registry
@@ -22,8 +22,10 @@ from adapters.base import AdapterError, AdapterSettings, ProcessorAdapter
 from router.config.loader import ConfigError, ConfigIssue
 from router.config.schema import Config, ProcessorConfig, RouteConfig, RouteMatch
 from router.model.records import Payment
-from router.routing.stats import StatsStore, WindowCounts
+from router.routing.segments import NO_SEGMENT, Segment, Segmenter
+from router.routing.stats import ProcessorStats, StatsStore
 from router.routing.strategies import Strategy, for_route
+from router.routing.success_rate import segment_of
 
 log = logging.getLogger("payroute.rules")
 
@@ -42,13 +44,25 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What the engine runs for one attempt: the route, its strategy, the processors in order."""
+    """What the engine runs for one attempt: the route, its strategy, the processors in order.
+
+    `first_choice` holds, per processor of the route, the probability that the strategy put it first (1.0 for
+    the first of a fixed order); each attempt record logs its processor's as its propensity, which is what
+    `payroute replay` weighs logged outcomes by. `segment` is the card segment success_rate learns under (the
+    engine records each outcome there)."""
 
     route: str
     strategy: str
     candidates: tuple[Candidate, ...]
     cascade_on: frozenset[str]
     table_version: int = 0
+    first_choice: Mapping[str, float] = field(default_factory=dict)
+    segment: Segment = NO_SEGMENT
+
+    @property
+    def propensity(self) -> float:
+        """The probability that the first candidate was put first."""
+        return self.first_choice.get(self.candidates[0].name, 1.0) if self.candidates else 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,13 +240,25 @@ class Route:
             return []
         return [r for c in self.conditions if (r := c.refusal(payment)) is not None]
 
-    def plan(self, payment: Payment, windows: Mapping[str, WindowCounts] | None = None, version: int = 0) -> Plan:
-        ordered = self.strategy.order(self.candidates, payment, windows)
-        return Plan(self.name, self.strategy.name, ordered, self.cascade_on, version)
+    def plan(
+        self,
+        payment: Payment,
+        windows: Mapping[str, ProcessorStats] | None = None,
+        version: int = 0,
+        segment: Segment = NO_SEGMENT,
+    ) -> Plan:
+        ordered, probs = self.strategy.rank(self.candidates, payment, windows)
+        first_choice = dict(zip(self.processor_names, probs, strict=True))
+        return Plan(self.name, self.strategy.name, ordered, self.cascade_on, version, first_choice, segment)
 
 
 def compile_route(
-    index: int, route: RouteConfig, adapters: Mapping[str, ProcessorAdapter], config: Config, rng: random.Random
+    index: int,
+    route: RouteConfig,
+    adapters: Mapping[str, ProcessorAdapter],
+    config: Config,
+    rng: random.Random,
+    segmenter: Segmenter | None = None,
 ) -> Route:
     conditions = compile_match(route.match)
     m = route.match
@@ -248,7 +274,7 @@ def compile_route(
         index=index,
         name=route.name,
         config=route,
-        strategy=for_route(route, rng, config.success_rate),
+        strategy=for_route(route, rng, config.success_rate, segmenter),
         candidates=candidates,
         cascade_on=frozenset(route.cascade_on),
         conditions=conditions,
@@ -317,8 +343,11 @@ class RoutingTable:
         self.adapters = dict(adapters)
         self.health_window = config.success_rate.health_window
         shared_rng = rng or random.Random()
+        sr = config.success_rate
+        self.segmenter = Segmenter(sr.segments, sr.amount_bands)
         self.routes = tuple(
-            compile_route(i, route, self.adapters, config, shared_rng) for i, route in enumerate(config.routes)
+            compile_route(i, route, self.adapters, config, shared_rng, self.segmenter)
+            for i, route in enumerate(config.routes)
         )
         self.default = next(r for r in self.routes if r.is_default)
         self._by_name = {r.name: r for r in self.routes}
@@ -381,22 +410,25 @@ class RoutingTable:
                 return route
         return best or self.default
 
-    def plan(self, payment: Payment, windows: Mapping[str, WindowCounts] | None = None) -> Plan:
+    def plan(self, payment: Payment, windows: Mapping[str, ProcessorStats] | None = None) -> Plan:
         """Route and order in one call; success_rate without `windows` orders from the prior alone."""
-        return self.route_for(payment).plan(payment, windows, self.version)
+        route = self.route_for(payment)
+        return route.plan(payment, windows, self.version, segment_of(route.strategy, payment))
 
     async def decide(self, payment: Payment, stats: StatsStore, now: datetime) -> Plan:
         """The plan for one attempt, reading the route's recent outcomes when its strategy learns from them.
 
         A stats backend that cannot answer does not stop payments: the route is ordered from the prior."""
         route = self.route_for(payment)
-        windows: Mapping[str, WindowCounts] | None = None
+        windows: Mapping[str, ProcessorStats] | None = None
+        segment = NO_SEGMENT
         if route.strategy.needs_stats:
+            segment = segment_of(route.strategy, payment)
             try:
-                windows = await stats.read(route.name, route.processor_names, now, self.health_window)
+                windows = await stats.read(route.name, route.processor_names, now, self.health_window, segment)
             except Exception:
                 log.exception("success-rate statistics unavailable for route %s; ordering from the prior", route.name)
-        return route.plan(payment, windows, self.version)
+        return route.plan(payment, windows, self.version, segment)
 
 
 def build_adapters(

@@ -1,36 +1,32 @@
-"""Recent outcomes per route and processor, and each processor's recent health: what `success_rate` learns from.
+"""What `success_rate` learns from: time-decayed approval evidence per card segment, and each processor's health.
 
-Two windows, which every backend keeps the same way (in memory here; Redis for many replicas):
+Two kinds of memory, which every backend keeps the same way (in memory here; Redis for many replicas):
 
-- The *approval window*, per (route, processor): did the processor approve the cards it answered for? An
-  entry is one answer: a *success* (approved) or a *failure* (soft decline). Hard declines and
-  authentication_required say something about the card, not the processor, and are not recorded; technical
-  failures (processor error, timeout) say the processor did not answer at all, and go to the health window
-  instead, so an outage does not linger in the approval estimate for hours after it ends. A key holds at most
-  `size` entries, the most recent ones; an entry older than `max_age` at read time no longer counts. A route's
-  statistics survive a reload that keeps its name.
-- The *health window*, per processor across all routes (an outage is the processor's, not a route's): its
-  last `HEALTH_SIZE` calls, each either answered (any outcome but a technical failure) or failed
-  technically; a read counts those of the last `health_window` (the config's `success_rate.health_window`,
-  default 60 s; a read drops older ones, so one store is read with one window) and the run of technical
-  failures they end with. `success_rate` puts a processor whose latest
-  calls all failed technically behind the healthy ones (see `router.routing.strategies`): one route's failures warn
-  every route at once.
-- Candidates skipped before a call (open breaker, currency) are in neither window.
+- *Approval evidence*, per node of a hierarchy: the processor across all routes, the processor on one route,
+  then the processor on that route for each segment level of the card (`router.routing.segments`: country,
+  then country + brand + funding, ...). A node holds decayed counts of approvals and of answers (approved or
+  soft-declined) on two clocks: a slow one (`success_rate.half_life`, default 6 h), which learns stable
+  differences such as a domestic acquirer winning its country's cards, and a fast one
+  (`success_rate.change_half_life`, default 10 min), which sees a change (a soft-decline spike, an issuer's
+  trouble, a recovery) within minutes; `router.routing.estimate` compares the two. Evidence fades instead of
+  falling out of a window all at once, so a processor's spike stops weighing on it in proportion to time, not
+  to how many calls it gets afterwards. Hard declines and authentication_required say something about the
+  card, not the processor, and are not counted; technical failures (processor error, timeout) go to health.
+- *Health*, per processor across all routes (an outage is the processor's, not a route's): its last
+  `HEALTH_SIZE` calls, each either answered or failed technically; a read counts those of the last
+  `health_window` (default 60 s) and the run of technical failures they end with. `success_rate` puts a
+  processor whose latest calls all failed technically behind the healthy ones.
+- Candidates skipped before a call (open breaker, currency) are in neither.
 - Time is the router's clock, passed in by the caller: tests move it by hand.
-- The in-memory windows die with their process. A router opened on a store refills them from the attempt
-  records of the last `max_age` (`Router.refill_stats`), so a restart or a deploy does not send every route back
-  to the uniform prior to explore its processors again at the cost of approvals (benchmarks/bench_simulation.py
-  measures what a restart costs with and without the refill). Redis windows outlive the process and need none.
-
-A Redis backend keeps, per key, a list of `<unix_ms>:<0|1>` entries trimmed to `size` (LPUSH + LTRIM) and
-counts entries newer than `now - max_age` on read, and the same per processor for health; `read` answers for
-all of a route's processors, both windows, in one round trip.
+- The in-memory evidence dies with its process. A router opened on a store refills it from the attempt
+  records of the last `max_age` (six slow half-lives, after which evidence weighs under 2%) (`Router.refill_stats`).
+  Redis evidence outlives the process and needs none.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,29 +34,37 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from adapters.base import OutcomeKind
+from router.routing.segments import NO_SEGMENT, Segment
 
-# Sized by benchmarks/bench_simulation.py: 200 entries / 30 min kept exploring weak processors (97% of the
-# oracle); 2,000 / 6 h reached 98.4% while still leaving an outage and coming back once it ends.
-DEFAULT_SIZE = 2000
-DEFAULT_MAX_AGE = timedelta(hours=6)
+DEFAULT_HALF_LIFE = timedelta(hours=6)
+DEFAULT_CHANGE_HALF_LIFE = timedelta(minutes=10)
+DEFAULT_CHANGE_Z = 2.5
+DEFAULT_CHANGE_MIN = 8.0
+ACCEPT_AFTER_HALF_LIVES = 6  # a change lasting six fast half-lives (an hour by default) is the new normal
+# Evidence older than six half-lives weighs under 2%: what a refill reads, and how long Redis keeps a node.
+HORIZON_HALF_LIVES = 6
+DEFAULT_MAX_AGE = DEFAULT_HALF_LIFE * HORIZON_HALF_LIVES
 # Long enough to hold a few calls of a quiet processor, short enough that a processor back from an outage is
 # tried again within a minute (benchmarks/bench_simulation.py). The config's `success_rate.health_window`.
 DEFAULT_HEALTH_WINDOW = timedelta(seconds=60)
 # Calls per processor kept for health: on a busy processor the window is its last 100 calls, not 60 s of them.
 HEALTH_SIZE = 100
 
+PROCESSOR_LEVEL = -2  # the processor on every route
+ROUTE_LEVEL = -1  # the processor on one route
+
 
 class Entry(enum.Enum):
-    """What one processor call adds to the windows."""
+    """What one processor call adds to the statistics."""
 
-    APPROVED = "approved"  # approval window: success; health: answered
-    DECLINED = "declined"  # approval window: failure; health: answered
+    APPROVED = "approved"  # evidence: an approval; health: answered
+    DECLINED = "declined"  # evidence: a soft decline; health: answered
     ANSWERED = "answered"  # hard decline, authentication required: health only (the card's fault)
     FAILED = "failed"  # processor error, timeout: health only (the processor did not answer)
 
     @property
     def approval(self) -> bool | None:
-        """True or False for an entry of the approval window, None for one it ignores."""
+        """True or False for an entry the evidence counts, None for one it ignores."""
         if self is Entry.APPROVED:
             return True
         if self is Entry.DECLINED:
@@ -73,7 +77,7 @@ class Entry(enum.Enum):
 
 
 def window_entry(kind: OutcomeKind) -> Entry:
-    """The entry a call with this outcome adds to the windows."""
+    """The entry a call with this outcome adds to the statistics."""
     if kind is OutcomeKind.APPROVED:
         return Entry.APPROVED
     if kind is OutcomeKind.SOFT_DECLINE:
@@ -84,31 +88,71 @@ def window_entry(kind: OutcomeKind) -> Entry:
 
 
 @dataclass(frozen=True, slots=True)
-class WindowCounts:
-    """What the windows hold for one processor on one route right now.
+class Evidence:
+    """One node's decayed counts at read time: slow approvals of slow answers, fast approvals of fast answers."""
 
-    `successes` and `failures` are the route's approval window (approved, soft-declined). The rest is the
-    processor's health window, the same on every route: its calls in the last `health_window`, how many of
-    them failed technically, and how many of the latest ones in a row did (0 when the latest call answered)."""
+    successes: float = 0.0
+    total: float = 0.0
+    recent_successes: float = 0.0
+    recent_total: float = 0.0
 
-    successes: int = 0
-    failures: int = 0
+
+NO_EVIDENCE = Evidence()
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorStats:
+    """What the statistics hold for one processor, for one payment's route and segment, right now.
+
+    `levels` runs from coarse to fine: the processor on every route, on this route, then one entry per level of
+    `segment` (the same order). The rest is health, the same on every route. `token` changes whenever any of the
+    processor's evidence does (None: the backend does not say), so an in-process estimate can be kept until then."""
+
+    levels: tuple[Evidence, ...] = ()
+    # Every processor together at the same levels (the first, processor on every route, holds nothing): how this
+    # segment's cards fare whoever takes them, so a processor seldom tried here is judged against its peers here.
+    baseline: tuple[Evidence, ...] = ()
+    segment: Segment = NO_SEGMENT
     recent_calls: int = 0
     recent_errors: int = 0
     failing_streak: int = 0
+    token: int | None = None
+    stamp: float = 0.0  # the read's time, unix seconds
 
     @property
-    def total(self) -> int:
-        return self.successes + self.failures
+    def route(self) -> Evidence:
+        """The processor's evidence on this route, every segment together."""
+        return self.levels[1] if len(self.levels) > 1 else NO_EVIDENCE
+
+    @property
+    def successes(self) -> float:
+        return self.route.successes
+
+    @property
+    def failures(self) -> float:
+        return self.route.total - self.route.successes
+
+    @property
+    def total(self) -> float:
+        return self.route.total
+
+    @property
+    def finest(self) -> Evidence:
+        return self.levels[-1] if self.levels else NO_EVIDENCE
 
 
-NOTHING_KNOWN = WindowCounts()
+NOTHING_KNOWN = ProcessorStats()
 
 
 class StatsStore(Protocol):
-    """Approval and health windows, with the semantics in this module's docstring."""
+    """Approval evidence and health, with the semantics in this module's docstring."""
 
-    async def record(self, route: str, processor: str, entry: Entry, at: datetime) -> None: ...
+    @property
+    def max_age(self) -> timedelta: ...
+
+    async def record(
+        self, route: str, processor: str, entry: Entry, at: datetime, segment: Segment = NO_SEGMENT
+    ) -> None: ...
 
     async def read(
         self,
@@ -116,9 +160,103 @@ class StatsStore(Protocol):
         processors: Sequence[str],
         now: datetime,
         health_window: timedelta = DEFAULT_HEALTH_WINDOW,
-    ) -> Mapping[str, WindowCounts]:
-        """Counts for each of `processors` (NOTHING_KNOWN for one without entries)."""
+        segment: Segment = NO_SEGMENT,
+    ) -> Mapping[str, ProcessorStats]:
+        """Stats for each of `processors` (levels of NO_EVIDENCE for one without evidence)."""
         ...
+
+
+EVERY_PROCESSOR = "*"
+
+
+def node_keys(route: str, processor: str, segment: Segment) -> list[tuple[str, str, int, str]]:
+    """The evidence nodes of one processor for one payment, coarse to fine (`EVERY_PROCESSOR`: the baseline)."""
+    return [
+        ("", processor, PROCESSOR_LEVEL, ""),
+        (route, processor, ROUTE_LEVEL, ""),
+        *((route, processor, level, key) for level, key in segment),
+    ]
+
+
+def fed_keys(route: str, processor: str, segment: Segment) -> list[tuple[str, str, int, str]]:
+    """Every node one outcome feeds: the processor's, and the baseline's from the route down."""
+    return [
+        *node_keys(route, processor, segment),
+        (route, EVERY_PROCESSOR, ROUTE_LEVEL, ""),
+        *((route, EVERY_PROCESSOR, level, key) for level, key in segment),
+    ]
+
+
+class Decay:
+    """The two clocks, and what a node does while its recent evidence departs from its slow evidence.
+
+    A node is `[time, S, N, s, n, since]`: slow and fast decayed counts as of `time`, and when the current change
+    began (0: none). While the fast evidence departs from the slow by more than `change_z` standard errors (on at
+    least `change_min` recent answers), outcomes go to the fast counts only: a spike or an issuer's bad hours do
+    not pollute what the processor is normally worth, so once the change ends (or its evidence fades, and a few
+    calls test it again) the estimate is back where it was instead of staying demoted for hours. A change that
+    lasts `accept_after` is the new normal: the slow counts are replaced by the fast ones."""
+
+    __slots__ = ("accept_after", "change_half_life", "fast", "half_life", "min_n", "slow", "z")
+
+    def __init__(
+        self,
+        half_life: timedelta,
+        change_half_life: timedelta,
+        change_z: float = DEFAULT_CHANGE_Z,
+        change_min: float = DEFAULT_CHANGE_MIN,
+        accept_after: timedelta | None = None,
+    ) -> None:
+        if half_life <= timedelta(0) or change_half_life <= timedelta(0):
+            raise ValueError("half-lives must be positive")
+        self.half_life = half_life
+        self.change_half_life = change_half_life
+        self.slow = math.log(2) / half_life.total_seconds()
+        self.fast = math.log(2) / change_half_life.total_seconds()
+        self.z = change_z
+        self.min_n = change_min
+        self.accept_after = (accept_after or change_half_life * ACCEPT_AFTER_HALF_LIVES).total_seconds()
+
+    def new(self, at: float) -> list[float]:
+        return [at, 0.0, 0.0, 0.0, 0.0, 0.0]
+
+    def add(self, node: list[float], at: float, approved: bool) -> None:
+        """Decay `node` to `at` and count one answer; an answer older than the node's time (replicas' clocks
+        disagree by a little) is counted as if it came at that time."""
+        dt = at - node[0]
+        if dt > 0:
+            slow, fast = math.exp(-self.slow * dt), math.exp(-self.fast * dt)
+            node[0] = at
+            node[1] *= slow
+            node[2] *= slow
+            node[3] *= fast
+            node[4] *= fast
+        node[3] += approved
+        node[4] += 1.0
+        if self.departs(node[1], node[2], node[3], node[4]):
+            if not node[5]:
+                node[5] = at
+            elif at - node[5] >= self.accept_after:
+                node[1], node[2], node[5] = node[3], node[4], 0.0
+            return
+        node[5] = 0.0
+        node[1] += approved
+        node[2] += 1.0
+
+    def departs(self, slow_s: float, slow_n: float, fast_s: float, fast_n: float) -> bool:
+        if fast_n < self.min_n or slow_n < self.min_n:
+            return False
+        rate = (slow_s + 1) / (slow_n + 2)
+        return abs(fast_s - fast_n * rate) > self.z * math.sqrt(fast_n * rate * (1 - rate))
+
+    def read(self, node: list[float] | None, now: float) -> Evidence:
+        if node is None:
+            return NO_EVIDENCE
+        dt = now - node[0]
+        if dt <= 0:
+            return Evidence(node[1], node[2], node[3], node[4])
+        slow, fast = math.exp(-self.slow * dt), math.exp(-self.fast * dt)
+        return Evidence(node[1] * slow, node[2] * slow, node[3] * fast, node[4] * fast)
 
 
 class _Window:
@@ -150,30 +288,38 @@ class _Window:
 
 
 class InMemoryStatsStore:
-    """One process's windows. Counts are kept running, so a read costs O(processors), not O(entries)."""
+    """One process's evidence and health. A read costs O(processors x levels), not O(outcomes)."""
 
-    def __init__(self, size: int = DEFAULT_SIZE, max_age: timedelta = DEFAULT_MAX_AGE) -> None:
-        if size < 1:
-            raise ValueError("a window holds at least one entry")
-        if max_age <= timedelta(0):
-            raise ValueError("max_age must be positive")
-        self.size = size
-        self.max_age = max_age
-        self._windows: dict[tuple[str, str], _Window] = {}  # hits: approvals
+    def __init__(
+        self,
+        half_life: timedelta = DEFAULT_HALF_LIFE,
+        change_half_life: timedelta = DEFAULT_CHANGE_HALF_LIFE,
+        change_z: float = DEFAULT_CHANGE_Z,
+        change_min: float = DEFAULT_CHANGE_MIN,
+    ) -> None:
+        self.decay = Decay(half_life, change_half_life, change_z, change_min)
+        self._nodes: dict[tuple[str, str, int, str], list[float]] = {}
         self._health: dict[str, _Window] = {}  # hits: technical failures
+        self._tokens: dict[str, int] = {}
 
-    async def record(self, route: str, processor: str, entry: Entry, at: datetime) -> None:
-        self.record_now(route, processor, entry, at)
+    @property
+    def max_age(self) -> timedelta:
+        return self.decay.half_life * HORIZON_HALF_LIVES
 
     @property
     def empty(self) -> bool:
-        return not self._windows and not self._health
+        return not self._nodes and not self._health
 
-    def refill(self, entries: Iterable[tuple[str, str, Entry, datetime]]) -> int:
-        """Record past outcomes, oldest first, as (route, processor, entry, at); return how many were taken."""
+    async def record(
+        self, route: str, processor: str, entry: Entry, at: datetime, segment: Segment = NO_SEGMENT
+    ) -> None:
+        self.record_now(route, processor, entry, at, segment)
+
+    def refill(self, entries: Iterable[tuple[str, str, Entry, datetime, Segment]]) -> int:
+        """Record past outcomes, oldest first, as (route, processor, entry, at, segment); return how many."""
         taken = 0
-        for route, processor, entry, at in entries:
-            self.record_now(route, processor, entry, at)
+        for route, processor, entry, at, segment in entries:
+            self.record_now(route, processor, entry, at, segment)
             taken += 1
         return taken
 
@@ -183,22 +329,27 @@ class InMemoryStatsStore:
         processors: Sequence[str],
         now: datetime,
         health_window: timedelta = DEFAULT_HEALTH_WINDOW,
-    ) -> Mapping[str, WindowCounts]:
-        return self.read_now(route, processors, now, health_window)
+        segment: Segment = NO_SEGMENT,
+    ) -> Mapping[str, ProcessorStats]:
+        return self.read_now(route, processors, now, health_window, segment)
 
     # The same without a coroutine, for simulations and benchmarks that run outside an event loop.
-    def record_now(self, route: str, processor: str, entry: Entry, at: datetime) -> None:
+    def record_now(self, route: str, processor: str, entry: Entry, at: datetime, segment: Segment = NO_SEGMENT) -> None:
         health = self._health.get(processor)
         if health is None:
             health = self._health[processor] = _Window()
         health.add(at, entry.technical, HEALTH_SIZE)
+        self._tokens[processor] = self._tokens.get(processor, 0) + 1
         approval = entry.approval
         if approval is None:
             return
-        window = self._windows.get((route, processor))
-        if window is None:
-            window = self._windows[(route, processor)] = _Window()
-        window.add(at, approval, self.size)
+        stamp = at.timestamp()
+        nodes, add = self._nodes, self.decay.add
+        for key in fed_keys(route, processor, segment):
+            node = nodes.get(key)
+            if node is None:
+                node = nodes[key] = self.decay.new(stamp)
+            add(node, stamp, approval)
 
     def read_now(
         self,
@@ -206,23 +357,23 @@ class InMemoryStatsStore:
         processors: Sequence[str],
         now: datetime,
         health_window: timedelta = DEFAULT_HEALTH_WINDOW,
-    ) -> dict[str, WindowCounts]:
-        cutoff = now - self.max_age
+        segment: Segment = NO_SEGMENT,
+    ) -> dict[str, ProcessorStats]:
         health_cutoff = now - health_window
-        out: dict[str, WindowCounts] = {}
+        stamp = now.timestamp()
+        nodes, read = self._nodes, self.decay.read
+        baseline = tuple(read(nodes.get(key), stamp) for key in node_keys(route, EVERY_PROCESSOR, segment))
+        out: dict[str, ProcessorStats] = {}
         for name in processors:
-            window = self._windows.get((route, name))
             health = self._health.get(name)
-            if window is None and health is None:
+            token = self._tokens.get(name)
+            if health is None and token is None:
                 out[name] = NOTHING_KNOWN
                 continue
-            successes = failures = calls = errors = streak = 0
-            if window is not None:
-                window.prune(cutoff)
-                successes, failures = window.hits, len(window.entries) - window.hits
+            levels = tuple(read(nodes.get(key), stamp) for key in node_keys(route, name, segment))
+            calls = errors = streak = 0
             if health is not None:
                 health.prune(health_cutoff)
                 calls, errors, streak = len(health.entries), health.hits, health.run
-            known = successes or failures or calls
-            out[name] = WindowCounts(successes, failures, calls, errors, streak) if known else NOTHING_KNOWN
+            out[name] = ProcessorStats(levels, baseline, segment, calls, errors, streak, token, stamp)
         return out

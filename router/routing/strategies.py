@@ -7,16 +7,7 @@ down the list, whatever the strategy.
   Efraimidis-Spirakis: each processor draws u in (0, 1) from the blake2b hash of (route, payment id), eight
   bytes per processor, and the order is by u ** (1 / weight), largest first; P(first = i) = w_i / sum(w).
   A weight of 0 means "failover only": such processors come last, in listed order.
-- `success_rate`: Thompson sampling over each processor's recent approval window on this route (see
-  `router.routing.stats`): draw from Beta(1 + approved, 1 + soft-declined) per processor and order by the draws,
-  largest first. A processor with little recent data has a wide posterior, so it is tried now and then; one
-  whose declines have aged out of the window is back at the uniform prior and is explored again.
-  Technical failures are not declines: they go to the processor's health window instead, and a processor
-  whose latest `success_rate.demote_after_errors` calls (on any route, within the last
-  `success_rate.health_window`) all failed technically goes behind every healthy processor, sampled among
-  the demoted ones, until an answer breaks the run or the failures age out. So an outage moves traffic after
-  a couple of calls on every route at once, the processor is tried again about once a health window, and
-  the outage does not weigh on its approval estimate for hours after it ends.
+- `success_rate`: learned per card segment, see `router.routing.success_rate`.
 - `least_cost`: cheapest first by `cost.percent` of the amount plus the fixed fee in the payment's currency;
   ties keep the listed order.
 """
@@ -27,58 +18,17 @@ import hashlib
 import math
 import random
 import struct
-from collections.abc import Mapping, Sequence
-from typing import Protocol, TypeVar
+from collections.abc import Sequence
 
-from router.config.schema import ProcessorConfig, RouteConfig, SuccessRateConfig
+from router.config.schema import RouteConfig, SuccessRateConfig
 from router.money import exponent, format_amount
-from router.routing.stats import NOTHING_KNOWN, WindowCounts
+from router.routing.protocols import C, HasProcessor, PaymentFacts, Strategy, Windows
+from router.routing.segments import Segmenter
+from router.routing.success_rate import SuccessRate
 
-DEFAULT_DEMOTE_AFTER = SuccessRateConfig().demote_after_errors
+__all__ = ["LeastCost", "Priority", "Strategy", "SuccessRate", "Weighted", "for_route"]
 _MASK64 = (1 << 64) - 1
 _TWO_TO_MINUS_64 = 2.0**-64
-
-
-class HasProcessor(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def config(self) -> ProcessorConfig: ...
-
-
-C = TypeVar("C", bound=HasProcessor)
-
-
-class PaymentFacts(Protocol):
-    """The parts of a payment a strategy may look at."""
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def amount(self) -> int: ...
-
-    @property
-    def currency(self) -> str: ...
-
-
-Windows = Mapping[str, WindowCounts]
-
-
-class Strategy(Protocol):
-    name: str
-    needs_stats: bool
-
-    def order(self, candidates: tuple[C, ...], payment: PaymentFacts, windows: Windows | None) -> tuple[C, ...]:
-        """The candidates in the order to try them."""
-        ...
-
-    def notes(
-        self, candidates: Sequence[HasProcessor], payment: PaymentFacts, windows: Windows | None
-    ) -> dict[str, str]:
-        """Per processor, the figure the order came from, for `payroute explain`."""
-        ...
 
 
 class Priority:
@@ -87,6 +37,16 @@ class Priority:
 
     def order(self, candidates: tuple[C, ...], payment: PaymentFacts, windows: Windows | None) -> tuple[C, ...]:
         return candidates
+
+    def rank(
+        self, candidates: tuple[C, ...], payment: PaymentFacts, windows: Windows | None
+    ) -> tuple[tuple[C, ...], list[float]]:
+        return candidates, self.first_choice(candidates, payment, windows)
+
+    def first_choice(
+        self, candidates: Sequence[HasProcessor], payment: PaymentFacts, windows: Windows | None
+    ) -> list[float]:
+        return [1.0 if i == 0 else 0.0 for i in range(len(candidates))]
 
     def notes(
         self, candidates: Sequence[HasProcessor], payment: PaymentFacts, windows: Windows | None
@@ -134,6 +94,19 @@ class Weighted:
         ranked = sorted(range(len(candidates)), key=keys.__getitem__, reverse=True)
         return tuple([candidates[i] for i in ranked])
 
+    def first_choice(
+        self, candidates: Sequence[HasProcessor], payment: PaymentFacts, windows: Windows | None
+    ) -> list[float]:
+        # Efraimidis-Spirakis: P(first = i) = w_i / sum(w); with no positive weight, the listed order.
+        if self.total <= 0:
+            return [1.0 if i == 0 else 0.0 for i in range(len(candidates))]
+        return [w / self.total for w in self.weights]
+
+    def rank(
+        self, candidates: tuple[C, ...], payment: PaymentFacts, windows: Windows | None
+    ) -> tuple[tuple[C, ...], list[float]]:
+        return self.order(candidates, payment, windows), self.first_choice(candidates, payment, windows)
+
     def notes(
         self, candidates: Sequence[HasProcessor], payment: PaymentFacts, windows: Windows | None
     ) -> dict[str, str]:
@@ -145,66 +118,6 @@ class Weighted:
         return out
 
 
-class SuccessRate:
-    name = "success_rate"
-    needs_stats = True
-
-    def __init__(self, rng: random.Random | None = None, demote_after_errors: int = DEFAULT_DEMOTE_AFTER) -> None:
-        self.rng = rng or random.Random()
-        self.demote_after_errors = demote_after_errors
-
-    def demoted(self, w: WindowCounts) -> bool:
-        """The processor's latest `demote_after_errors` calls, within the health window, all failed technically."""
-        return 0 < self.demote_after_errors <= w.failing_streak
-
-    def order(self, candidates: tuple[C, ...], payment: PaymentFacts, windows: Windows | None) -> tuple[C, ...]:
-        betavariate = self.rng.betavariate
-        keys = []
-        for c in candidates:
-            w = windows.get(c.name, NOTHING_KNOWN) if windows is not None else NOTHING_KNOWN
-            keys.append((self.demoted(w), -betavariate(1 + w.successes, 1 + w.failures)))
-        ranked = sorted(range(len(candidates)), key=keys.__getitem__)
-        return tuple(candidates[i] for i in ranked)
-
-    def expected_order(self, candidates: tuple[C, ...], windows: Windows | None) -> tuple[C, ...]:
-        """Healthy first, then by posterior mean, without sampling: what the order tends to be (explain shows this)."""
-
-        def key(c: C) -> tuple[bool, float]:
-            w = _window(windows, c.name)
-            return self.demoted(w), -posterior_mean(w)
-
-        return tuple(sorted(candidates, key=key))
-
-    def notes(
-        self, candidates: Sequence[HasProcessor], payment: PaymentFacts, windows: Windows | None
-    ) -> dict[str, str]:
-        out = {}
-        for c in candidates:
-            w = _window(windows, c.name)
-            if w.total == 0:
-                text = "no recent approvals or declines: uniform prior, explored at random"
-            else:
-                text = (
-                    f"{w.successes} approved / {w.failures} declined recently,"
-                    f" expected approval {posterior_mean(w):.1%}"
-                )
-            if self.demoted(w):
-                text += (
-                    f"; demoted: its last {w.failing_streak} calls failed technically"
-                    f" ({w.recent_errors} of {w.recent_calls} in the health window)"
-                )
-            out[c.name] = text
-        return out
-
-
-def posterior_mean(w: WindowCounts) -> float:
-    return (1 + w.successes) / (2 + w.total)
-
-
-def _window(windows: Windows | None, name: str) -> WindowCounts:
-    return windows.get(name, NOTHING_KNOWN) if windows is not None else NOTHING_KNOWN
-
-
 class LeastCost:
     name = "least_cost"
     needs_stats = False
@@ -212,6 +125,18 @@ class LeastCost:
     def order(self, candidates: tuple[C, ...], payment: PaymentFacts, windows: Windows | None) -> tuple[C, ...]:
         amount, currency = payment.amount, payment.currency
         return tuple(sorted(candidates, key=lambda c: c.config.cost.of(amount, currency)))
+
+    def rank(
+        self, candidates: tuple[C, ...], payment: PaymentFacts, windows: Windows | None
+    ) -> tuple[tuple[C, ...], list[float]]:
+        ordered = self.order(candidates, payment, windows)
+        return ordered, [1.0 if c is ordered[0] else 0.0 for c in candidates]
+
+    def first_choice(
+        self, candidates: Sequence[HasProcessor], payment: PaymentFacts, windows: Windows | None
+    ) -> list[float]:
+        first = self.order(tuple(candidates), payment, windows)[0]
+        return [1.0 if c is first else 0.0 for c in candidates]
 
     def notes(
         self, candidates: Sequence[HasProcessor], payment: PaymentFacts, windows: Windows | None
@@ -240,7 +165,10 @@ def _ordinal(n: int) -> str:
 
 
 def for_route(
-    route: RouteConfig, rng: random.Random | None = None, success_rate: SuccessRateConfig | None = None
+    route: RouteConfig,
+    rng: random.Random | None = None,
+    success_rate: SuccessRateConfig | None = None,
+    segmenter: Segmenter | None = None,
 ) -> Strategy:
     """The strategy a route names, bound to that route's weights (and the config's success_rate settings)."""
     if route.strategy == "weighted":
@@ -250,8 +178,7 @@ def for_route(
             weights = [1.0] * len(route.processors)
         return Weighted(route.name, weights)
     if route.strategy == "success_rate":
-        settings = success_rate or SuccessRateConfig()
-        return SuccessRate(rng, settings.demote_after_errors)
+        return SuccessRate(rng, success_rate, objective=route.objective, segmenter=segmenter)
     if route.strategy == "least_cost":
         return LeastCost()
     return Priority()

@@ -1,4 +1,4 @@
-"""Success-rate windows in Redis keep the in-memory windows' semantics, and are shared by every replica."""
+"""Success-rate evidence in Redis keeps the in-memory store's semantics, and is shared by every replica."""
 
 from __future__ import annotations
 
@@ -9,78 +9,112 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from router import ManualClock
-from router.routing.stats import NOTHING_KNOWN, Entry, InMemoryStatsStore, StatsStore, WindowCounts
+from router.routing.segments import Segment
+from router.routing.stats import NOTHING_KNOWN, Entry, InMemoryStatsStore, ProcessorStats, StatsStore
 from router.state.redis.client import SharedState
 from router.state.redis.stats import RedisStatsStore
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+HALF_LIFE, CHANGE_HALF_LIFE = timedelta(minutes=10), timedelta(minutes=2)
+US_VISA: Segment = ((0, "US"), (1, "US|visa|credit"))
+DE_VISA: Segment = ((0, "DE"), (1, "DE|visa|credit"))
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def windows(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[StatsStore]:
-    """The same contract on both backends: size 3, max_age 10 minutes."""
+async def stats(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[StatsStore]:
+    """The same contract on both backends: a 10-minute half-life, a 2-minute change half-life."""
     if request.param == "memory":
-        yield InMemoryStatsStore(size=3, max_age=timedelta(minutes=10))
+        yield InMemoryStatsStore(HALF_LIFE, CHANGE_HALF_LIFE)
         return
     shared = SharedState(redis_url, ManualClock(T0))
-    yield RedisStatsStore(shared, size=3, max_age=timedelta(minutes=10))
+    yield RedisStatsStore(shared, HALF_LIFE, CHANGE_HALF_LIFE)
     await shared.close()
 
 
-async def test_a_window_counts_successes_and_failures_per_route_and_processor(windows: StatsStore) -> None:
-    await windows.record("default", "sim_a", Entry.APPROVED, T0)
-    await windows.record("default", "sim_a", Entry.DECLINED, T0 + timedelta(seconds=1))
-    await windows.record("default", "sim_b", Entry.APPROVED, T0)
-    await windows.record("eur", "sim_a", Entry.DECLINED, T0)
-    counts = await windows.read("default", ["sim_a", "sim_b", "sim_c"], T0 + timedelta(seconds=2))
-    # sim_a made three calls in the last minute (two on this route, one on eur): its health window.
-    assert counts == {"sim_a": WindowCounts(1, 1, 3, 0), "sim_b": WindowCounts(1, 0, 1, 0), "sim_c": NOTHING_KNOWN}
+def counts(w: ProcessorStats) -> list[tuple[float, float]]:
+    """(approvals, answers) per level, coarse to fine, rounded: what the estimate is built from."""
+    return [(round(e.successes, 6), round(e.total, 6)) for e in w.levels]
 
 
-async def test_a_window_keeps_only_the_most_recent_entries(windows: StatsStore) -> None:
-    for n, entry in enumerate([Entry.DECLINED, Entry.DECLINED, Entry.APPROVED, Entry.APPROVED, Entry.APPROVED]):
-        await windows.record("default", "sim_a", entry, T0 + timedelta(seconds=n))
-    counts = await windows.read("default", ["sim_a"], T0 + timedelta(seconds=5))
-    assert counts["sim_a"] == WindowCounts(3, 0, 5, 0)
+def health(w: ProcessorStats) -> tuple[int, int, int]:
+    return w.recent_calls, w.recent_errors, w.failing_streak
 
 
-async def test_entries_older_than_max_age_no_longer_count(windows: StatsStore) -> None:
-    await windows.record("default", "sim_a", Entry.DECLINED, T0)
-    await windows.record("default", "sim_a", Entry.APPROVED, T0 + timedelta(minutes=5))
-    assert (await windows.read("default", ["sim_a"], T0 + timedelta(minutes=9)))["sim_a"] == WindowCounts(1, 1)
-    assert (await windows.read("default", ["sim_a"], T0 + timedelta(minutes=10)))["sim_a"] == WindowCounts(1, 0)
-    assert (await windows.read("default", ["sim_a"], T0 + timedelta(minutes=15)))["sim_a"] == NOTHING_KNOWN
+async def test_evidence_is_kept_per_processor_route_and_segment_level(stats: StatsStore) -> None:
+    await stats.record("default", "sim_a", Entry.APPROVED, T0, US_VISA)
+    await stats.record("default", "sim_a", Entry.DECLINED, T0, DE_VISA)
+    await stats.record("default", "sim_b", Entry.APPROVED, T0, US_VISA)
+    await stats.record("eur", "sim_a", Entry.DECLINED, T0, US_VISA)
+    read = await stats.read("default", ["sim_a", "sim_b", "sim_c"], T0, segment=US_VISA)
+    # sim_a: every route (3 answers), this route (2), US (1), US/visa/credit (1).
+    assert counts(read["sim_a"]) == [(1, 3), (1, 2), (1, 1), (1, 1)]
+    assert counts(read["sim_b"]) == [(1, 1), (1, 1), (1, 1), (1, 1)]
+    assert read["sim_c"] == NOTHING_KNOWN
+    # Every processor together, per level from the route down: how US visa credit cards fare on this route.
+    assert [(e.successes, e.total) for e in read["sim_a"].baseline][1:] == [(2, 3), (2, 2), (2, 2)]
+    assert health(read["sim_a"]) == (3, 0, 0)
 
 
-async def test_technical_failures_fill_the_processors_health_window_on_every_route(windows: StatsStore) -> None:
-    await windows.record("eur", "sim_a", Entry.APPROVED, T0)
-    await windows.record("eur", "sim_a", Entry.FAILED, T0 + timedelta(seconds=10))
-    await windows.record("default", "sim_a", Entry.FAILED, T0 + timedelta(seconds=20))
-    await windows.record("default", "sim_a", Entry.ANSWERED, T0 + timedelta(seconds=30))  # a hard decline
+async def test_evidence_fades_by_its_half_lives(stats: StatsStore) -> None:
+    await stats.record("default", "sim_a", Entry.DECLINED, T0)
+    await stats.record("default", "sim_a", Entry.APPROVED, T0 + HALF_LIFE)
+    later = (await stats.read("default", ["sim_a"], T0 + 2 * HALF_LIFE))["sim_a"]
+    route = later.route
+    assert (route.successes, route.total) == pytest.approx((0.5, 0.75))
+    # The fast clock: five of its half-lives since the approval, ten since the decline.
+    assert (route.recent_successes, route.recent_total) == pytest.approx((1 / 32, 1 / 32 + 1 / 1024))
+
+
+async def test_technical_failures_fill_the_processors_health_on_every_route(stats: StatsStore) -> None:
+    await stats.record("eur", "sim_a", Entry.APPROVED, T0)
+    await stats.record("eur", "sim_a", Entry.FAILED, T0 + timedelta(seconds=10))
+    await stats.record("default", "sim_a", Entry.FAILED, T0 + timedelta(seconds=20))
+    await stats.record("default", "sim_a", Entry.ANSWERED, T0 + timedelta(seconds=30))  # a hard decline
     now = T0 + timedelta(seconds=40)
-    # Neither the failures nor the hard decline are approvals or declines; all four are calls of sim_a.
-    # The hard decline was an answer: it ends the run of failures.
-    assert (await windows.read("default", ["sim_a"], now))["sim_a"] == WindowCounts(0, 0, 4, 2, 0)
-    assert (await windows.read("eur", ["sim_a"], now))["sim_a"] == WindowCounts(1, 0, 4, 2, 0)
-    await windows.record("eur", "sim_a", Entry.FAILED, now)
-    await windows.record("default", "sim_a", Entry.FAILED, now)
-    assert (await windows.read("eur", ["sim_a"], now))["sim_a"] == WindowCounts(1, 0, 6, 4, 2)
+    # Neither the failures nor the hard decline are evidence; all four are calls of sim_a, and the hard decline
+    # was an answer: it ends the run of failures.
+    default = (await stats.read("default", ["sim_a"], now))["sim_a"]
+    assert (default.route.total, health(default)) == (0, (4, 2, 0))
+    await stats.record("eur", "sim_a", Entry.FAILED, now)
+    await stats.record("default", "sim_a", Entry.FAILED, now)
+    assert health((await stats.read("eur", ["sim_a"], now))["sim_a"]) == (6, 4, 2)
     # A shorter health window sees only the last calls; after a minute they have all aged out.
     later = now + timedelta(seconds=5)
-    assert (await windows.read("eur", ["sim_a"], later, timedelta(seconds=20)))["sim_a"] == WindowCounts(1, 0, 3, 2, 2)
-    assert (await windows.read("default", ["sim_a"], now + timedelta(seconds=60)))["sim_a"] == NOTHING_KNOWN
-    assert (await windows.read("eur", ["sim_a"], now + timedelta(seconds=60)))["sim_a"] == WindowCounts(1, 0)
+    assert health((await stats.read("eur", ["sim_a"], later, timedelta(seconds=20)))["sim_a"]) == (3, 2, 2)
+    assert health((await stats.read("eur", ["sim_a"], now + timedelta(seconds=60)))["sim_a"]) == (0, 0, 0)
+
+
+async def test_a_spike_goes_to_the_fast_clock_only_and_the_slow_one_stays_unpolluted(stats: StatsStore) -> None:
+    at = T0
+    for _ in range(40):  # a steady 90%
+        for entry in [Entry.APPROVED] * 9 + [Entry.DECLINED]:
+            at += timedelta(seconds=3)
+            await stats.record("default", "sim_a", entry, at)
+    before = (await stats.read("default", ["sim_a"], at))["sim_a"].route
+    for _ in range(30):  # then every call soft-declined, with no technical error
+        at += timedelta(seconds=3)
+        await stats.record("default", "sim_a", Entry.DECLINED, at)
+    during = (await stats.read("default", ["sim_a"], at))["sim_a"].route
+    # The first few declines count before the fast clock says it is a change; the rest stay out of the slow
+    # counts (all thirty in would put them near 77%).
+    decay = 0.5 ** (90 / HALF_LIFE.total_seconds())
+    everything = before.successes * decay / (before.total * decay + 30 * (1 + decay) / 2)
+    assert everything < 0.8
+    assert before.successes / before.total - 0.05 < during.successes / during.total < before.successes / before.total
+    assert during.recent_successes / during.recent_total < 0.6
 
 
 async def test_every_replica_reads_what_any_replica_recorded(redis_url: str) -> None:
     a, b = SharedState(redis_url, ManualClock(T0)), SharedState(redis_url, ManualClock(T0))
     try:
         mine, theirs = RedisStatsStore(a), RedisStatsStore(b)
-        await mine.record("default", "sim_a", Entry.APPROVED, T0)
-        await theirs.record("default", "sim_a", Entry.DECLINED, T0)
+        await mine.record("default", "sim_a", Entry.APPROVED, T0, US_VISA)
+        await theirs.record("default", "sim_a", Entry.DECLINED, T0, US_VISA)
         await theirs.record("eur", "sim_a", Entry.FAILED, T0)
         for store in (mine, theirs):
-            assert (await store.read("default", ["sim_a"], T0))["sim_a"] == WindowCounts(1, 1, 3, 1, 1)
+            read = (await store.read("default", ["sim_a"], T0, segment=US_VISA))["sim_a"]
+            assert counts(read) == [(1, 2), (1, 2), (1, 2), (1, 2)]
+            assert health(read) == (3, 1, 1)
     finally:
         await a.close()
         await b.close()
@@ -96,9 +130,8 @@ async def test_without_redis_a_replica_reads_its_own_outcomes() -> None:
         await stats.record("default", "sim_a", Entry.APPROVED, T0)
         await stats.record("default", "sim_a", Entry.DECLINED, T0)
         assert not shared.healthy
-        assert (await stats.read("default", ["sim_a", "sim_b"], T0)) == {
-            "sim_a": WindowCounts(1, 1, 2, 0),
-            "sim_b": NOTHING_KNOWN,
-        }
+        read = await stats.read("default", ["sim_a", "sim_b"], T0)
+        assert counts(read["sim_a"]) == [(1, 2), (1, 2)]
+        assert read["sim_b"] == NOTHING_KNOWN
     finally:
         await shared.close()

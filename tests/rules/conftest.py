@@ -27,6 +27,8 @@ from router.ids import IdGenerator
 from router.model.records import CardSnapshot, Payment
 from router.routing.reload import build_table
 from router.routing.rules import RoutingTable, build_adapters
+from router.routing.segments import NO_SEGMENT
+from router.routing.stats import NO_EVIDENCE, Evidence, ProcessorStats
 from router.state.store import open_store
 from tests.conftest import START
 
@@ -179,3 +181,17 @@ async def seeded_router(tmp_path: Path, clock: ManualClock) -> AsyncIterator[See
     yield make
     for r in opened:
         await r.close()
+
+
+def evidence(
+    successes: float = 0,
+    failures: float = 0,
+    *,
+    recent_calls: int = 0,
+    recent_errors: int = 0,
+    failing_streak: int = 0,
+) -> ProcessorStats:
+    """What a statistics read would say of a processor with this much steady evidence on its route (and no other
+    route), and this recent health."""
+    ev = Evidence(successes, successes + failures, 0.0, 0.0)
+    return ProcessorStats((ev, ev), (NO_EVIDENCE, ev), NO_SEGMENT, recent_calls, recent_errors, failing_streak)

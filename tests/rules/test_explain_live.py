@@ -39,8 +39,9 @@ async def test_explain_live_shows_open_breakers_and_recent_outcomes(seeded_route
     by_name = {c.name: c for c in report.candidates}
     b, a = by_name["sim_b"], by_name["sim_a"]
     assert b.position == 1
-    assert b.reasons[0].startswith(f"{payments} approved / 0 declined recently")
+    assert b.reasons[0].startswith("estimate ")
+    assert f"{payments} recent answers there" in b.reasons[0]
     assert a.position is None
-    # Its one technical failure (which opened its breaker) is a health matter, not a decline.
-    assert a.reasons[0].startswith("no recent approvals or declines")
+    # Its one technical failure (which opened its breaker) is a health matter, not a decline: no evidence.
+    assert "0 recent answers there" in a.reasons[0]
     assert "breaker open" in a.reasons[1]
