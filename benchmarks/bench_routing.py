@@ -6,7 +6,7 @@ Tables of 10 and 100 routes mixing every condition kind (metadata, currency + am
 cadence). Each scenario times single decisions with perf_counter_ns, in rounds interleaved with every other
 scenario (figures are medians over rounds); the baseline, measured the same way in the same run, is the
 cheapest conceivable router: one dict lookup of a precomputed plan by currency. Ratios are against it.
-Target (issue 3): p50 under 20 us for 100 routes.
+Target (issues 3 and 17): p50 under 20 us for 100 routes, success_rate with card segments included.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,27 @@ def mixed_payments(routes: int, rng: random.Random) -> list[Payment]:
     return pool
 
 
+def segmented_payments(rng: random.Random) -> list[Payment]:
+    """Payments over many card segments: countries, brands, funding types, currencies, cadences and amounts."""
+    pool = []
+    for i in range(1000):
+        card = CardSnapshot(
+            brand=rng.choice(["visa", "mastercard", "amex"]),
+            country=rng.choice(COUNTRIES),
+            funding=rng.choice(["credit", "debit", "prepaid"]),
+        )
+        pool.append(
+            payment(
+                i,
+                card=card,
+                currency=rng.choice(["usd", "eur", "gbp"]),
+                cadence=rng.choice(["recurring", "unscheduled"]),
+                amount=rng.choice([500, 2500, 9900, 45000, 250000]),
+            )
+        )
+    return pool
+
+
 def time_calls(decide: Callable[[Payment], object], payments: list[Payment]) -> list[int]:
     """Nanoseconds per call, one call at a time, cycling through `payments`."""
     n = len(payments)
@@ -167,16 +188,32 @@ def main() -> int:
 
     stats = InMemoryStatsStore()
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    for name in ("sim_a", "sim_b", "sim_c"):
-        for k in range(150):
-            stats.record_now("r3", name, Entry.APPROVED if k % 10 else Entry.DECLINED, now)
+    segmented = segmented_payments(rng)
 
     for routes in (10, 100):
         table = build(routes)
         sr_route = table.route("r3")
+        # Evidence in every segment the payments below fall in, for every processor, at every level.
+        for k, p in enumerate(segmented * 3):
+            segment = sr_route.strategy.segment(p)  # type: ignore[attr-defined]
+            for name in ("sim_a", "sim_b", "sim_c"):
+                stats.record_now("r3", name, Entry.APPROVED if k % 10 else Entry.DECLINED, now, segment)
 
         def success_rate_plan(p: Payment, route: Any = sr_route) -> object:
-            return route.plan(p, stats.read_now(route.name, route.processor_names, now))
+            segment = route.strategy.segment(p)
+            return route.plan(p, stats.read_now(route.name, route.processor_names, now, segment=segment), 0, segment)
+
+        learn_at = [now]
+
+        def success_rate_learn(p: Payment, route: Any = sr_route, learn_at: list[datetime] = learn_at) -> object:
+            # What one payment costs routing end to end: read, decide, then learn from the answer (which moves
+            # the processor's evidence, so its estimate is computed afresh on the next decision).
+            learn_at[0] += timedelta(milliseconds=50)
+            segment = route.strategy.segment(p)
+            windows = stats.read_now(route.name, route.processor_names, learn_at[0], segment=segment)
+            plan = route.plan(p, windows, 0, segment)
+            stats.record_now(route.name, plan.candidates[0].name, Entry.APPROVED, learn_at[0], segment)
+            return plan
 
         plain = [payment(i) for i in range(1000)]
         scenarios += [
@@ -190,7 +227,8 @@ def main() -> int:
             ("match only: default (walks all)", routes, table.route_for, plain),
             ("plan: mixed traffic", routes, table.plan, mixed_payments(routes, rng)),
             ("plan: default, weighted", routes, table.plan, plain),
-            ("plan: success_rate (stats + Thompson)", routes, success_rate_plan, plain),
+            ("plan: success_rate, card segments", routes, success_rate_plan, segmented),
+            ("plan + learn: success_rate, card segments", routes, success_rate_learn, segmented),
         ]
 
     # Rounds interleave the scenarios, so a noisy moment on the machine spreads over all of them; each

@@ -1,21 +1,26 @@
-"""The routing simulation: 100,000 payments through the real Router and engine, one run per strategy.
+"""The routing simulation: success_rate on one default route against static orders in hindsight and an oracle.
 
-A seeded world (`benchmarks/sim/world.py`) of four processors whose approval rates differ by card country and
-brand, drift over two simulated days (slow waves and three step changes) and suffer five outages (hard down,
-slow past the timeout, error bursts). Payments arrive as a Poisson process; a ManualClock moves the router's
-time to each arrival, nothing sleeps. Every strategy meets the same payments with the same luck, on its own
-router: same routes (one per country and brand), same breakers (5 failures, 30 s), same 2 s timeout, retries
-off so the authorization rate is the first attempt's (with failover).
+Each seed draws its own world (`benchmarks/sim/world.py`): four acquirers, each country but the largest with a
+domestic one, brand and funding affinities, cards shared across payments, slow drift and one lasting step, a
+soft-decline spike at the busiest acquirer, an issuer degradation of one big segment at one acquirer, an outage
+(hard down) and an error burst, all at seeded times. Payments go through the real Router and engine on a
+ManualClock; retries are off, so the authorization rate is the first attempt's (with failover). Per seed, five
+runs on the same payments with the same luck:
 
-Compared: `priority` (each route's processors in the order a merchant would set from last month's rates),
-`weighted` (40/30/20/10 in that order), `success_rate` (payroute's Thompson sampling over recent outcomes)
-and an oracle that orders by the world's true current rates and knows the outages; then success_rate through a
-deploy at hour 24 (a new process on the same store), with its windows left empty and refilled from the store.
+- `success_rate`: one default route over the four acquirers (nothing configured per country);
+- `static_global`: the best single order in hindsight (acquirers by mean true rate over this very traffic);
+- `per_country`: a route per country, each in its best order in hindsight (the hand-written table);
+- `weighted`: 40/30/20/10 in the hindsight order;
+- `oracle`: the best acquirer for each payment at that instant by the world's truth, outages avoided.
 
-    python -m benchmarks.bench_simulation                      # 100,000 payments per strategy
-    python -m benchmarks.bench_simulation --payments 20000     # quicker
-    # success_rate without demoting a processor whose latest calls failed technically (health window 60 s, 0):
-    python -m benchmarks.bench_simulation --strategies priority,success_rate,oracle,success_rate@2000/360/60/0
+Targets (issue 17), over every seed with the spread: success_rate >= 98% of the oracle, >= 1.5 points above the
+best static global order, within 0.5 points of the per-country order overall and ahead of it during incidents,
+no worse than the per-country order while an acquirer is down. Then `payroute replay`'s estimator on the
+success_rate run's logs (its attempt records with their propensities) for the two static configs, against what
+running them gave.
+
+    python -m benchmarks.bench_simulation                         # 4 seeds x 5 runs x 16,000 payments, 16 h
+    python -m benchmarks.bench_simulation --seeds 1,2 --payments 10000
 """
 
 from __future__ import annotations
@@ -25,384 +30,256 @@ import logging
 import os
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from benchmarks.sim.output import print_table, table, write_result
-from benchmarks.sim.run import BUCKET_MINUTES, STRATEGIES, parse_variant, run_strategy, static_order
+from benchmarks.sim.replay_check import replay_rows
+from benchmarks.sim.run import BASELINES, RunSpec, run
 from benchmarks.sim.world import World
 
+RUNS = ("success_rate", *BASELINES)
+# 1,000 payments an hour: a modest merchant's default route; four seeds x five runs stay inside make bench's budget.
+PAYMENTS = 16_000
+HOURS = 16.0
+BUCKET_MINUTES = 30
 TARGET_OF_ORACLE = 0.98
-# success_rate through a deploy at hour 24: a new process with empty windows, as it was before `Router.open`
-# refilled them from the store, and as it is now.
-RESTARTS = ("success_rate!24", "success_rate!24+refill")
-DEFAULT_RUNS = (*STRATEGIES, *RESTARTS)
+TARGET_VS_GLOBAL_PTS = 1.5
+TARGET_VS_PER_COUNTRY_PTS = -0.5
+
+Mask = Callable[[World, dict[str, Any], int], bool]
 
 
-def _rate(ok: int, n: int) -> float:
+def _rate(ok: float, n: int) -> float:
     return ok / n if n else float("nan")
 
 
-def _share(run: dict[str, Any], key: str, idx: list[int]) -> float:
-    """The share of the payments at `idx` for which the run's per-payment flag `key` is true."""
+def share(run: dict[str, Any], idx: Sequence[int], key: str = "approved") -> float:
     return _rate(sum(run[key][i] for i in idx), len(idx))
 
 
-def _pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(len(s) * q))] if s else float("nan")
-
-
-def in_any_outage(world: World, hour: float) -> bool:
-    return any(o.start_h <= hour < o.end_h for o in world.outages)
-
-
-def summarize(world: World, runs: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    oracle = runs.get("oracle")
-    priority = runs.get("priority")
-    oracle_rate = _rate(sum(oracle["approved"]), oracle["n"]) if oracle else None
-    first = next(iter(runs.values()))
-    outage_mask = [in_any_outage(world, h) for h in first["hours"]]
-    rows = []
-    for name, r in runs.items():
-        n = r["n"]
-        ok = sum(r["approved"])
-        in_ok = sum(a for a, m in zip(r["approved"], outage_mask, strict=True) if m)
-        in_n = sum(outage_mask)
-        rate = ok / n
-        rows.append(
-            {
-                "strategy": name,
-                "payments": n,
-                "authorization_rate": rate,
-                "of_oracle": rate / oracle_rate if oracle_rate else None,
-                "vs_priority_points": (rate - _rate(sum(priority["approved"]), priority["n"])) * 100
-                if priority
-                else None,
-                "auth_rate_during_outages": _rate(in_ok, in_n),
-                "auth_rate_outside_outages": _rate(ok - in_ok, n - in_n),
-                "met_outage_share": sum(r["met_outage"]) / n,
-                "calls_per_payment": sum(r["calls"]) / n,
-                "added_latency_mean_ms": statistics.fmean(r["failed_latency_ms"]),
-                "added_latency_when_met_ms": statistics.fmean(
-                    [x for x, m in zip(r["failed_latency_ms"], r["met_outage"], strict=True) if m] or [0.0]
-                ),
-                "latency_mean_ms": statistics.fmean(r["latency_ms"]),
-                "latency_p99_ms": _pct(r["latency_ms"], 0.99),
-                "run_s": r["elapsed_s"],
-                "payments_per_s": n / r["elapsed_s"],
-            }
-        )
-    by_name = {row["strategy"]: row for row in rows}
-    verdict: dict[str, Any] = {}
-    if "success_rate" in by_name and oracle_rate:
-        sr = by_name["success_rate"]
-        verdict["success_rate_of_oracle"] = sr["of_oracle"]
-        verdict["target_of_oracle"] = TARGET_OF_ORACLE
-        verdict["of_oracle_met"] = sr["of_oracle"] >= TARGET_OF_ORACLE
-        if "priority" in by_name:
-            pr = by_name["priority"]
-            verdict["during_outages_vs_priority_points"] = (
-                sr["auth_rate_during_outages"] - pr["auth_rate_during_outages"]
-            ) * 100
-            verdict["overall_vs_priority_points"] = sr["vs_priority_points"]
-            verdict["met_outage_success_rate"] = sr["met_outage_share"]
-            verdict["met_outage_priority"] = pr["met_outage_share"]
-            verdict["added_latency_ms_success_rate"] = sr["added_latency_mean_ms"]
-            verdict["added_latency_ms_priority"] = pr["added_latency_mean_ms"]
-        for name, row in by_name.items():
-            if name.startswith("success_rate@"):
-                verdict[f"{name}_of_oracle"] = row["of_oracle"]
-    return rows, verdict
-
-
-def per_outage(world: World, runs: dict[str, dict[str, Any]]) -> list[list[Any]]:
-    first = next(iter(runs.values()))
-    rows = []
-    for o in world.outages:
-        idx = [i for i, h in enumerate(first["hours"]) if o.start_h <= h < o.end_h]
-        row: list[Any] = [f"{o.processor} {o.mode}", f"h{o.start_h:g} +{o.minutes:g} min", len(idx)]
-        for r in runs.values():
-            row.append(_share(r, "approved", idx))
-        for r in runs.values():
-            row.append(_share(r, "met_outage", idx))
-        rows.append(row)
-    return rows
-
-
-def outage_cost(world: World, runs: dict[str, dict[str, Any]]) -> list[list[Any]]:
-    """Per strategy, the approvals it is behind the oracle on payments arriving during outages, split into the
-    payments that met an outage (the failover's cost) and those that did not (routing among healthy ones)."""
-    oracle = runs.get("oracle")
-    if oracle is None:
-        return []
-    first = next(iter(runs.values()))
-    during = [i for i, h in enumerate(first["hours"]) if in_any_outage(world, h)]
-    rows = []
-    for name, r in runs.items():
-        met = [i for i in during if r["met_outage"][i]]
-        clear = [i for i in during if not r["met_outage"][i]]
-        behind_met = sum(oracle["approved"][i] - r["approved"][i] for i in met)
-        behind_clear = sum(oracle["approved"][i] - r["approved"][i] for i in clear)
-        rows.append(
-            [
-                name,
-                len(during),
-                len(met),
-                _share(r, "approved", met),
-                _share(oracle, "approved", met),
-                behind_met,
-                behind_clear,
-                (behind_met + behind_clear) / len(during) * 100,
-            ]
-        )
-    return rows
-
-
-def restart_cost(runs: dict[str, dict[str, Any]]) -> list[list[Any]]:
-    """Per run with a restart: the authorization rate in the 6 and 12 hours after it, against success_rate
-    never restarted on the same payments, and the approvals behind it over those 12 hours."""
-    base = runs.get("success_rate")
-    if base is None:
-        return []
-    hours = base["hours"]
-    rows = []
-    for name, r in runs.items():
-        at = parse_variant(name).restart_h
-        if at is None:
+def windows(world: World) -> list[tuple[str, float, float, Mask]]:
+    """Each incident of the world: its name, its hours, and which payments it concerns."""
+    out: list[tuple[str, float, float, Mask]] = []
+    for inc in world.incidents:
+        if inc.kind == "step":
             continue
-        six = [i for i, h in enumerate(hours) if at <= h < at + 6]
-        twelve = [i for i, h in enumerate(hours) if at <= h < at + 12]
-        rows.append(
-            [
-                name,
-                f"h{at:g}",
-                _share(r, "approved", six),
-                _share(base, "approved", six),
-                _share(r, "approved", twelve),
-                _share(base, "approved", twelve),
-                sum(base["approved"][i] - r["approved"][i] for i in twelve),
-                _rate(sum(r["approved"]), r["n"]),
-            ]
-        )
-    return rows
 
+        def hit(w: World, r: dict[str, Any], i: int, inc: Any = inc) -> bool:
+            card = r["cards"][i]
+            return (inc.country is None or card[0] == inc.country) and (
+                inc.brand is None or (card[1] == inc.brand and card[2] == inc.funding)
+            )
 
-def per_period(world: World, runs: dict[str, dict[str, Any]], span_h: float = 12.0) -> list[list[Any]]:
-    first = next(iter(runs.values()))
-    rows = []
-    start = 0.0
-    while start < world.hours:
-        end = min(start + span_h, world.hours)
-        idx = [i for i, h in enumerate(first["hours"]) if start <= h < end]
-        rows.append(
-            [
-                f"h{start:g}-{end:g}",
-                len(idx),
-                *(_share(r, "approved", idx) for r in runs.values()),
-            ]
-        )
-        start = end
-    return rows
-
-
-def series(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, r in runs.items():
-        s = r["series"]
-        n = s["n"]
-        out[name] = {
-            "n": n,
-            "authorization_rate": [_rate(a, b) for a, b in zip(s["approved"], n, strict=True)],
-            "met_outage_share": [_rate(a, b) for a, b in zip(s["met_outage"], n, strict=True)],
-            "first_call_share": {
-                p: [_rate(a, b) for a, b in zip(v, n, strict=True)] for p, v in s["first_calls"].items()
-            },
-            "breaker_open_share": {
-                p: [_rate(a, b) for a, b in zip(v, n, strict=True)] for p, v in s["breaker_open"].items()
-            },
-            "breaker_half_open_share": {
-                p: [_rate(a, b) for a, b in zip(v, n, strict=True)] for p, v in s["breaker_half_open"].items()
-            },
-        }
+        out.append((inc.kind, inc.start_h, inc.end_h, hit))
+    for o in world.outages:
+        out.append((f"outage {o.mode}", o.start_h, o.end_h, lambda w, r, i: True))
     return out
 
 
-def world_description(world: World) -> dict[str, Any]:
+def incident_idx(world: World, run: dict[str, Any], kinds: Sequence[str] | None = None) -> list[int]:
+    hours = run["hours"]
+    chosen = [w for w in windows(world) if kinds is None or w[0] in kinds]
+    return [i for i, h in enumerate(hours) if any(lo <= h < hi and hit(world, run, i) for _, lo, hi, hit in chosen)]
+
+
+def per_seed(world: World, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    seed = world.seed
+    sr, pc, sg, oracle = runs["success_rate"], runs["per_country"], runs["static_global"], runs["oracle"]
+    n = sr["n"]
+    rate = {name: _rate(sum(r["approved"]), n) for name, r in runs.items()}
+    during = incident_idx(world, sr)
+    down = incident_idx(world, sr, ["outage down", "outage errors"])
     return {
-        "seed": world.seed,
-        "hours": world.hours,
-        "processors": list(world.processors),
-        "countries": dict(world.countries),
-        "brands": dict(world.brands),
-        "base_rate_by_country": {p: dict(v) for p, v in world.base.items()},
-        "brand_adjustment": {p: dict(v) for p, v in world.brand_adjust.items()},
-        "wave_amplitude": world.wave_amplitude,
-        "steps": [
-            {"processor": s.processor, "delta": s.delta, "start_h": s.start_h, "end_h": s.end_h, "why": s.why}
-            for s in world.steps
-        ],
-        "outages": [
-            {"processor": o.processor, "start_h": o.start_h, "end_h": o.end_h, "minutes": o.minutes, "mode": o.mode}
-            for o in world.outages
-        ],
-        "timeout_ms": world.timeout_ms,
-        "static_order": {f"{c}-{b}": static_order(world, c, b) for c in world.countries for b in world.brands},
+        "seed": seed,
+        "payments": n,
+        **{f"rate_{name}": v for name, v in rate.items()},
+        "of_oracle": rate["success_rate"] / rate["oracle"],
+        "vs_global_pts": (rate["success_rate"] - rate["static_global"]) * 100,
+        "vs_per_country_pts": (rate["success_rate"] - rate["per_country"]) * 100,
+        "incident_payments": len(during),
+        "incidents_vs_per_country_pts": (share(sr, during) - share(pc, during)) * 100,
+        "incidents_vs_global_pts": (share(sr, during) - share(sg, during)) * 100,
+        "outages_vs_per_country_pts": (share(sr, down) - share(pc, down)) * 100,
+        "oracle_incidents_vs_per_country_pts": (share(oracle, during) - share(pc, during)) * 100,
+    }
+
+
+def spread(values: Sequence[float]) -> tuple[float, float, float, float]:
+    return (
+        statistics.fmean(values),
+        statistics.stdev(values) if len(values) > 1 else 0.0,
+        min(values),
+        max(values),
+    )
+
+
+TARGETS: list[tuple[str, str, float]] = [
+    ("of_oracle", "success_rate / oracle", TARGET_OF_ORACLE),
+    ("vs_global_pts", "vs best static global order (pts)", TARGET_VS_GLOBAL_PTS),
+    ("vs_per_country_pts", "vs per-country order in hindsight (pts)", TARGET_VS_PER_COUNTRY_PTS),
+    ("incidents_vs_per_country_pts", "vs per-country during incidents (pts)", 0.0),
+    ("outages_vs_per_country_pts", "vs per-country while an acquirer is down (pts)", 0.0),
+]
+
+
+def by_incident(worlds: dict[int, World], results: dict[tuple[int, str], dict[str, Any]]) -> list[list[Any]]:
+    """Per incident kind, over every seed: the payments it concerned, each run's authorization rate on them."""
+    kinds = ["spike", "issuer", "outage down", "outage errors"]
+    rows = []
+    for kind in kinds:
+        pooled: dict[str, list[float]] = {name: [] for name in RUNS}
+        count = 0
+        for seed, world in worlds.items():
+            idx = incident_idx(world, results[(seed, "success_rate")], [kind])
+            count += len(idx)
+            for name in RUNS:
+                pooled[name].append(share(results[(seed, name)], idx) * len(idx))
+        rows.append([kind, count, *(sum(pooled[name]) / count if count else float("nan") for name in RUNS)])
+    return rows
+
+
+def series(run: dict[str, Any], hours: float, processors: Sequence[str]) -> dict[str, Any]:
+    buckets = int(hours * 60 // BUCKET_MINUTES) + 1
+    n, ok = [0] * buckets, [0] * buckets
+    first = {p: [0] * buckets for p in processors}
+    for i, h in enumerate(run["hours"]):
+        b = int(h * 60 // BUCKET_MINUTES)
+        n[b] += 1
+        ok[b] += run["approved"][i]
+        if run["first"][i] >= 0:
+            first[processors[run["first"][i]]][b] += 1
+    return {
+        "n": n,
+        "authorization_rate": [_rate(a, c) for a, c in zip(ok, n, strict=True)],
+        "first_call_share": {p: [_rate(a, c) for a, c in zip(v, n, strict=True)] for p, v in first.items()},
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--payments", type=int, default=100_000)
-    ap.add_argument(
-        "--strategies",
-        default=",".join(DEFAULT_RUNS),
-        help="comma-separated; success_rate@SIZE/MINUTES[/HEALTH_S/DEMOTE][#N] runs success_rate with approval"
-        " windows of that size and age, that health window and demotion (0: off), and its sampler's seed moved by N;"
-        " a strategy ending in !H restarts its router at hour H, !H+refill refilling the windows as Router.open does",
-    )
+    ap.add_argument("--payments", type=int, default=PAYMENTS, help=f"per run (default {PAYMENTS:,})")
+    ap.add_argument("--hours", type=float, default=HOURS, help=f"simulated hours per world (default {HOURS:g})")
+    ap.add_argument("--seeds", default="1,2,3,4", help="comma-separated world seeds (default 1,2,3,4)")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     args = ap.parse_args()
     logging.disable(logging.WARNING)  # breakers log every transition; the tables say what happened
-    names = [s for s in args.strategies.split(",") if s]
-    world = World()
+    seeds = [int(s) for s in args.seeds.split(",") if s]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        futures = {name: pool.submit(run_strategy, name, args.payments) for name in names}
-        runs = {name: f.result() for name, f in futures.items()}
+        futures = {
+            (seed, name): pool.submit(run, RunSpec(name, seed, args.payments, args.hours, logs=name == "success_rate"))
+            for seed in seeds
+            for name in RUNS
+        }
+        results = {key: f.result() for key, f in futures.items()}
     wall = time.perf_counter() - started
 
-    rows, verdict = summarize(world, runs)
-    main_table = table(
-        f"{args.payments:,} payments per strategy over {world.hours:g} simulated hours, through Router.create_payment",
+    worlds = {seed: World(seed=seed, hours=args.hours) for seed in seeds}
+    rows = [per_seed(worlds[seed], {name: results[(seed, name)] for name in RUNS}) for seed in seeds]
+    seed_table = table(
+        f"Per seed: authorization rate of {args.payments:,} payments over {args.hours:g} simulated hours, each world"
+        " its own",
         [
-            "strategy",
-            "auth rate",
-            "of oracle",
-            "vs priority (pts)",
-            "auth in outages",
-            "auth outside",
-            "met an outage",
-            "calls/payment",
-            "added latency mean ms",
-            "added ms when met",
-            "latency p99 ms",
-            "payments/s (router)",
+            "seed",
+            *RUNS,
+            "SR of oracle",
+            "SR vs global (pts)",
+            "SR vs per-country (pts)",
+            "incident payments",
+            "SR vs per-country in incidents (pts)",
+            "SR vs per-country, acquirer down (pts)",
         ],
         [
             [
-                r["strategy"],
-                r["authorization_rate"],
+                r["seed"],
+                *(r[f"rate_{name}"] for name in RUNS),
                 r["of_oracle"],
-                r["vs_priority_points"],
-                r["auth_rate_during_outages"],
-                r["auth_rate_outside_outages"],
-                r["met_outage_share"],
-                r["calls_per_payment"],
-                r["added_latency_mean_ms"],
-                r["added_latency_when_met_ms"],
-                r["latency_p99_ms"],
-                r["payments_per_s"],
+                r["vs_global_pts"],
+                r["vs_per_country_pts"],
+                r["incident_payments"],
+                r["incidents_vs_per_country_pts"],
+                r["outages_vs_per_country_pts"],
             ]
             for r in rows
         ],
     )
-    outage_table = table(
-        "Each outage: authorization rate of payments arriving during it, then the share that met it",
-        ["outage", "when", "payments", *(f"auth {n}" for n in runs), *(f"met {n}" for n in runs)],
-        per_outage(world, runs),
+    verdict: dict[str, Any] = {}
+    summary_rows = []
+    for key, label, target in TARGETS:
+        mean, sd, lo, hi = spread([r[key] for r in rows])
+        met = lo >= target
+        verdict[key] = {"mean": mean, "sd": sd, "min": lo, "max": hi, "target": target, "met_every_seed": met}
+        summary_rows.append([label, mean, sd, lo, hi, f">= {target:g}", "met" if met else "MISSED"])
+    summary_table = table(
+        f"success_rate against the targets over {len(seeds)} seeds (mean, standard deviation, worst, best)",
+        ["measure", "mean", "sd", "worst", "best", "target", "every seed"],
+        summary_rows,
     )
-    cost_table = table(
-        "Where the gap to the oracle during outages comes from: approvals behind it on payments that met an outage"
-        " (failover rescues almost all) and on those that did not (the order among healthy processors)",
+    incident_table = table(
+        "Authorization rate on the payments each incident concerned, pooled over the seeds (spike: every card at"
+        " the busiest acquirer, 40 min; issuer: one big segment at one acquirer, 2.5 h; outages: every payment)",
+        ["incident", "payments", *RUNS],
+        by_incident(worlds, results),
+    )
+    replay_table = table(
+        "payroute replay's estimator on the success_rate run's logged attempts (inverse propensity, doubly"
+        " robust, 95% interval) against running the config: first-call authorization rate, answered first calls",
         [
-            "strategy",
-            "payments in outages",
-            "met an outage",
-            "auth when met",
-            "oracle auth, same payments",
-            "approvals behind, met",
-            "approvals behind, not met",
-            "behind oracle (pts)",
+            "seed",
+            "config",
+            "logged decisions",
+            "estimate",
+            "interval low",
+            "interval high",
+            "truth (ran it)",
+            "covered",
+            "unsupported share",
         ],
-        outage_cost(world, runs),
+        [row for seed in seeds for row in replay_rows(seed, args.hours, results)],
     )
-    period_table = table(
-        "Authorization rate by 12-hour period (drift: atlas US -9 pts from h20, borealis mastercard -8 h30-40,"
-        " draco BR +6 from h12)",
-        ["period", "payments", *runs],
-        per_period(world, runs),
-    )
-    restart_table = table(
-        "A deploy at the hour each run names (new process: empty windows, closed breakers, same store), with the"
-        " windows left empty and refilled from the store's recent attempts as `Router.open` does; success_rate never"
-        " restarted beside it",
-        [
-            "run",
-            "restart",
-            "auth 6 h after",
-            "no restart, 6 h",
-            "auth 12 h after",
-            "no restart, 12 h",
-            "approvals behind in 12 h",
-            "auth rate, whole run",
-        ],
-        restart_cost(runs),
-    )
+    covered = [row[7] for row in replay_table["rows"]]
+    verdict["replay_covered"] = {"covered": sum(covered), "of": len(covered)}
     world_table = table(
-        "The world at hour 0: approval rate by processor and card country, plus the brand adjustment"
-        f" (then a +/-{world.wave_amplitude * 100:g} pt wave per processor and country, and the steps above)",
-        ["processor", *world.countries, *(f"{b} adj" for b in world.brands)],
-        [
-            [
-                p,
-                *(world.base[p][c] for c in world.countries),
-                *(world.brand_adjust[p].get(b, 0.0) for b in world.brands),
-            ]
-            for p in world.processors
-        ],
+        "Each seed's world: domestic acquirers (logit advantage), incidents and outages",
+        ["seed", "domestic", "incidents", "outages"],
+        [_world_row(world) for world in worlds.values()],
     )
-    tables = [main_table, outage_table, cost_table, period_table]
-    if restart_table["rows"]:
-        tables.append(restart_table)
-    tables.append(world_table)
+    tables = [summary_table, seed_table, incident_table, replay_table, world_table]
     for t in tables:
         print_table(t)
-    if verdict:
-        print(
-            f"\nsuccess_rate reaches {verdict['success_rate_of_oracle']:.2%} of the oracle"
-            f" (target {TARGET_OF_ORACLE:.0%}: {'met' if verdict['of_oracle_met'] else 'MISSED'})"
-        )
-        for key, value in verdict.items():
-            if key.startswith("success_rate@"):
-                print(f"{key.removesuffix('_of_oracle')} reaches {value:.2%} of the oracle")
-        if "during_outages_vs_priority_points" in verdict:
-            print(
-                "success_rate against priority:"
-                f" {verdict['during_outages_vs_priority_points']:+.2f} pts during outages,"
-                f" {verdict['overall_vs_priority_points']:+.2f} pts overall; met an outage"
-                f" {verdict['met_outage_success_rate']:.2%} against {verdict['met_outage_priority']:.2%};"
-                f" added latency {verdict['added_latency_ms_success_rate']:.1f} ms against"
-                f" {verdict['added_latency_ms_priority']:.1f} ms per payment"
-            )
-    print(f"wall time {wall:.1f} s with {args.workers} worker processes")
+    print(f"\nwall time {wall:.1f} s with {args.workers} worker processes")
+    first_seed = seeds[0]
+    world = worlds[first_seed]
     write_result(
         "simulation",
-        "Routing simulation: authorization rate, outages met and added latency per strategy",
+        "Routing simulation: success_rate on one default route against static orders in hindsight and an oracle",
         {
             "payments": args.payments,
-            "strategies": names,
+            "seeds": seeds,
+            "runs": list(RUNS),
             "bucket_minutes": BUCKET_MINUTES,
             "workers": args.workers,
             "wall_s": wall,
         },
         tables,
         verdict=verdict,
-        summary=rows,
-        world=world_description(world),
-        series=series(runs),
-        statuses={name: {str(k): v for k, v in r["statuses"].items()} for name, r in runs.items()},
+        per_seed=rows,
+        world=world.describe() | {"processors": list(world.processors), "incident_windows": _windows(world)},
+        series={name: series(results[(first_seed, name)], world.hours, world.processors) for name in RUNS},
     )
+
+
+def _world_row(world: World) -> list[Any]:
+    domestic = ", ".join(f"{p}@{c} +{v:.2f}" for (p, c), v in world.local.items() if v > 0)
+    incidents = "; ".join(i.describe() for i in world.incidents)
+    outages = "; ".join(f"{o.processor} {o.mode} h{o.start_h:.1f} +{o.minutes:g} min" for o in world.outages)
+    return [world.seed, domestic, incidents, outages]
+
+
+def _windows(world: World) -> list[dict[str, Any]]:
+    return [{"name": name, "start_h": lo, "end_h": hi} for name, lo, hi, _ in windows(world)]
 
 
 if __name__ == "__main__":

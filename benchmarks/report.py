@@ -19,7 +19,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from matplotlib.colors import LinearSegmentedColormap
 
 from benchmarks.sim.output import fmt
 
@@ -27,8 +26,14 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 REPORT = HERE / "REPORT.md"
 ORDER = ("overhead", "routing", "sidecar", "simulation", "retry", "replicas")
-MODE_COLOURS = {"down": "#d62728", "slow": "#9467bd", "errors": "#ff7f0e"}
-STRATEGY_COLOURS = {"priority": "#1f77b4", "weighted": "#8c564b", "success_rate": "#2ca02c", "oracle": "#7f7f7f"}
+INCIDENT_COLOURS = {"outage down": "#d62728", "outage errors": "#ff7f0e", "spike": "#9467bd", "issuer": "#17becf"}
+STRATEGY_COLOURS = {
+    "static_global": "#1f77b4",
+    "per_country": "#ff7f0e",
+    "weighted": "#8c564b",
+    "success_rate": "#2ca02c",
+    "oracle": "#7f7f7f",
+}
 
 
 # -- tables ----------------------------------------------------------------------------------------------------
@@ -93,118 +98,59 @@ def _flatten(rec: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 # -- plots -----------------------------------------------------------------------------------------------------
-def _shade_outages(ax: Any, world: Mapping[str, Any], label: bool) -> None:
+def _shade_incidents(ax: Any, world: Mapping[str, Any], label: bool) -> None:
     seen: set[str] = set()
-    for o in world["outages"]:
-        mode = o["mode"]
+    for w in world["incident_windows"]:
+        name = w["name"]
+        colour = INCIDENT_COLOURS.get(name, "#cccccc")
+        end = min(w["end_h"], world["hours"])
         ax.axvspan(
-            o["start_h"],
-            o["end_h"],
-            color=MODE_COLOURS.get(mode, "#cccccc"),
-            alpha=0.18,
-            lw=0,
-            label=f"outage: {mode}" if label and mode not in seen else None,
+            w["start_h"], end, color=colour, alpha=0.18, lw=0, label=name if label and name not in seen else None
         )
-        seen.add(mode)
+        seen.add(name)
 
 
 def plot_simulation(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
     world = doc["world"]
     series = doc["series"]
     minutes = doc["parameters"]["bucket_minutes"]
-    names = [n for n in series if "!" not in n]  # a restarted run follows success_rate's line: left out
     buckets = len(next(iter(series.values()))["n"])
     hours = [(b + 0.5) * minutes / 60 for b in range(buckets)]
     processors = world["processors"]
-    shown = [s for s in ("priority", "success_rate") if s in series] or names[:1]
     images = []
 
-    # 1. authorization rate over time, outages shaded, breaker state per processor under it
-    rows = len(processors) * len(shown)
-    fig = plt.figure(figsize=(13, 6.5 + 0.32 * rows))
-    grid = fig.add_gridspec(2, 1, height_ratios=[6, 0.45 * rows], hspace=0.12)
-    ax = fig.add_subplot(grid[0])
-    variants = iter(["#17becf", "#bcbd22", "#e377c2", "#9edae5"])
-    for name in names:
-        rate = series[name]["authorization_rate"]
-        colour = STRATEGY_COLOURS.get(name) or next(variants, None)
-        ax.plot(hours, [r * 100 for r in rate], label=name, color=colour, lw=1.2)
-    _shade_outages(ax, world, label=True)
-    for s in world["steps"]:
-        ax.axvline(s["start_h"], color="#444444", ls=":", lw=1)
-        ax.text(
-            s["start_h"],
-            1.0,
-            f" {s['processor']} {s['delta'] * 100:+.0f}",
-            transform=ax.get_xaxis_transform(),
-            fontsize=7,
-            va="top",
-            rotation=90,
-            color="#444444",
-        )
+    fig, ax = plt.subplots(figsize=(13, 5.5))
+    for name, run in series.items():
+        rate = [r * 100 for r in run["authorization_rate"]]
+        ax.plot(hours, rate, label=name, color=STRATEGY_COLOURS.get(name), lw=1.2)
+    _shade_incidents(ax, world, label=True)
     ax.set_ylabel(f"authorization rate, % (per {minutes} min)")
+    ax.set_xlabel("simulated hours")
     ax.set_xlim(0, world["hours"])
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8, ncol=3)
-    ax.set_title(f"Routing simulation: {doc['parameters']['payments']:,} payments per strategy")
-    ax.tick_params(labelbottom=False)
-    strip = fig.add_subplot(grid[1], sharex=ax)
-    matrix = []
-    labels = []
-    for name in shown:
-        for p in processors:
-            opened = series[name]["breaker_open_share"][p]
-            half = series[name]["breaker_half_open_share"][p]
-            matrix.append(
-                [
-                    (0 if math.isnan(o) else o) + 0.5 * (0 if math.isnan(h) else h)
-                    for o, h in zip(opened, half, strict=True)
-                ]
-            )
-            labels.append(f"{p} ({name})")
-    cmap = LinearSegmentedColormap.from_list("breaker", ["#f4f4f4", "#ffbf00", "#d62728"])
-    strip.imshow(
-        matrix,
-        aspect="auto",
-        cmap=cmap,
-        vmin=0,
-        vmax=1,
-        extent=(0, world["hours"], len(matrix), 0),
-        interpolation="nearest",
-    )
-    strip.set_yticks([i + 0.5 for i in range(len(labels))], labels, fontsize=7)
-    strip.set_xlabel("simulated hours")
-    strip.set_title(
-        "breaker state per processor: share of payments that found it open (red) or half-open (amber)",
-        fontsize=8,
-        loc="left",
-    )
-    for o in world["outages"]:
-        strip.axvline(o["start_h"], color=MODE_COLOURS.get(o["mode"], "#999999"), lw=0.6, alpha=0.7)
+    ax.legend(loc="lower left", fontsize=8, ncol=4)
+    ax.set_title(f"Routing simulation, seed {world['seed']}: {doc['parameters']['payments']:,} payments per run")
     path = RESULTS / "simulation_authorization.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    images.append(
-        ("Authorization rate over simulated time, outages shaded; breaker state per processor under it", path.name)
-    )
+    images.append(("Authorization rate over simulated time (first seed), incidents shaded", path.name))
 
-    # 2. where the first call went, per processor, over time
-    shares = [s for s in ("priority", "success_rate", *(n for n in names if "@" in n), "oracle") if s in series]
+    shares = [s for s in ("success_rate", "per_country", "oracle") if s in series]
     fig, axes = plt.subplots(len(shares), 1, figsize=(13, 2.4 * len(shares)), sharex=True, squeeze=False)
     for ax2, name in zip(axes[:, 0], shares, strict=True):
         stack = [[0 if math.isnan(v) else v * 100 for v in series[name]["first_call_share"][p]] for p in processors]
         ax2.stackplot(hours, stack, labels=processors, alpha=0.85)
-        _shade_outages(ax2, world, label=False)
+        _shade_incidents(ax2, world, label=False)
         ax2.set_ylabel(f"{name}\nfirst call, %", fontsize=8)
         ax2.set_ylim(0, 100)
         ax2.set_xlim(0, world["hours"])
     axes[0, 0].legend(loc="upper right", fontsize=7, ncol=len(processors))
-    axes[0, 0].set_title("Which processor each strategy called first (outages shaded)")
+    axes[0, 0].set_title("Which acquirer each run called first (incidents shaded)")
     axes[-1, 0].set_xlabel("simulated hours")
     path = RESULTS / "simulation_traffic.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    images.append(("Traffic share of the first call per processor", path.name))
+    images.append(("Traffic share of the first call per acquirer", path.name))
     return images
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from adapters.base import CardInfo
 from router.clock import Clock, SystemClock
 from router.config.loader import ConfigError, ConfigIssue
-from router.config.schema import Config
+from router.config.schema import Config, SuccessRateConfig
 from router.ids import IdGenerator
 from router.model.records import DEFAULT_ACCOUNT, AttemptRecord, Event, OffSessionPaymentCreateParams, Payment
 from router.model.states import TERMINAL
@@ -41,7 +42,7 @@ from router.routing import reload as reloading
 from router.routing.breakers import BreakerBoard
 from router.routing.cards import card_from_token
 from router.routing.rules import Candidate, RoutingTable, build_adapters
-from router.routing.stats import StatsStore
+from router.routing.stats import InMemoryStatsStore, StatsStore
 from router.state import redis as shared_redis
 from router.state.outbox.retention import Housekeeper, Purged
 from router.state.outbox.subscribers import Callback, Subscribers
@@ -73,12 +74,18 @@ class Router:
         breakers: BreakerBoard | None = None,
         stats: StatsStore | None = None,
         shared: SharedState | None = None,
+        seed: int | None = None,
     ) -> None:
+        # A seed makes every random choice reproducible (simulations, tests): success_rate's draws, on this table
+        # and on every table a reload builds, the ids, and the webhook retries' jitter.
+        self._rng = random.Random(seed) if seed is not None else None
+        if self._rng is not None:
+            table.reseed(random.Random(self._rng.getrandbits(64)))
         self._live = LiveTable(table)
         self.store = store
         self.config_path = config_path
         self.clock: Clock = clock or SystemClock()
-        self.ids = ids or IdGenerator()
+        self.ids = ids or IdGenerator(self._rng.getrandbits(64) if self._rng is not None else None)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         # Many replicas (issue 7): breaker state lives in Redis when `shared` is given, locally otherwise.
         self.shared = shared
@@ -103,7 +110,7 @@ class Router:
             clock=self.clock,
             owner=self.owner,
             methods=self.methods,
-            stats=stats,
+            stats=stats if stats is not None else _stats_for(table.config.success_rate),
         )
         self.stats = self.engine.stats
         self._listeners: list[Callable[[Router, RoutingTable], None]] = []
@@ -111,7 +118,12 @@ class Router:
         self.scheduler: RetryScheduler | None = None
         # Events (issue 8): after each commit that wrote events, wake the webhook worker and tell subscribers.
         self.subscribers = Subscribers()
-        self.webhooks = WebhookWorker(store, lambda: self._live.current.config.webhooks, self.clock)
+        self.webhooks = WebhookWorker(
+            store,
+            lambda: self._live.current.config.webhooks,
+            self.clock,
+            rng=random.Random(self._rng.getrandbits(64)) if self._rng is not None else None,
+        )
         store.on_events(self._events_committed)
         self.housekeeper = Housekeeper(
             store,
@@ -144,6 +156,7 @@ class Router:
         reconcile: bool = True,
         deliver_webhooks: bool = True,
         redis: str | None = None,
+        seed: int | None = None,
     ) -> Router:
         """Load and check the config, open the store, settle anything a crash left in processing.
         With `deliver_webhooks`, the webhook worker runs in the background until `close()` (else drive
@@ -159,7 +172,11 @@ class Router:
         reloading.accepted(table, config_path or "<config>")
         # Redis first: a URL that needs a missing extra is refused before the store is opened.
         redis_url = redis if redis is not None else os.environ.get("PAYROUTE_REDIS_URL")
-        shared, shared_stats = shared_redis.connect(redis_url, clock or SystemClock()) if redis_url else (None, None)
+        shared, shared_stats = (
+            shared_redis.connect(redis_url, clock or SystemClock(), table.config.success_rate)
+            if redis_url
+            else (None, None)
+        )
         st = open_store(store) if isinstance(store, str) else store
         await st.open()
         ids = ids or IdGenerator()
@@ -176,6 +193,7 @@ class Router:
             payment_methods=payment_methods,
             shared=shared,
             stats=shared_stats,
+            seed=seed,
         )
         log.info("payroute started: config version %d, store %s", table.version, _safe_url(st.url))
         await router.webhooks.register()  # before any event of ours: each configured endpoint gets all of them
@@ -249,7 +267,7 @@ class Router:
         old = self._live.current
         try:
             # Built whole, adapters and all, before anything changes; no await between here and the swap.
-            new = reloading.build_table(target, old)
+            new = reloading.build_table(target, old, rng=self._rng and random.Random(self._rng.getrandbits(64)))
         except ConfigError as exc:
             reloading.refused(target, exc, old.version)
             raise
@@ -525,3 +543,9 @@ def _close_later(adapters: list[Any]) -> None:
 
 
 __all__ = ["TERMINAL", "Router"]
+
+
+def _stats_for(settings: SuccessRateConfig) -> StatsStore:
+    """success_rate's evidence in this process, on the config's clocks. (A reload that changes them takes effect at
+    the next start: the evidence kept so far was counted on the old clocks.)"""
+    return InMemoryStatsStore(settings.half_life, settings.change_half_life, settings.change_z, settings.change_min)

@@ -26,11 +26,12 @@ import yaml
 
 from adapters import registry
 from adapters.base import AdapterSettings, ProcessorAdapter
-from benchmarks.sim.world import START, Arrival, Ledger, World, WorldAdapter, card_from_sim_token
+from benchmarks.sim.world import CURRENCY, START, Arrival, Ledger, World, WorldAdapter, card_from_sim_token
 from router import ManualClock, Router
 from router.config.loader import parse
 from router.ids import IdGenerator
 from router.model.records import Payment
+from router.routing.replay import LoggedDecision, logged_decisions
 from router.routing.rules import Plan, RoutingTable, build_adapters
 from router.routing.stats import StatsStore
 from router.state.store import open_store
@@ -113,12 +114,13 @@ class RunSpec:
     name: str  # success_rate | static_global | per_country | weighted | oracle
     seed: int
     payments: int
+    hours: float = 24.0
     success_rate: Mapping[str, Any] | None = None
     logs: bool = False  # return the attempt records' decisions (for the replay)
 
 
 async def simulate(spec: RunSpec) -> dict[str, Any]:
-    world = World(seed=spec.seed)
+    world = World(seed=spec.seed, hours=spec.hours)
     arrivals = world.traffic(spec.payments)
     n = len(arrivals)
     ledger = Ledger(n, world.processors)
@@ -157,7 +159,7 @@ async def simulate(spec: RunSpec) -> dict[str, Any]:
         }
         result = await router.create_payment(body)
         approved[a.index] = result["status"] == "succeeded"
-    logs: list[dict[str, Any]] = []
+    logs: list[LoggedDecision] = []
     if spec.logs:
         logs = await decision_logs(store)
     await router.close()
@@ -171,21 +173,19 @@ async def simulate(spec: RunSpec) -> dict[str, Any]:
         "first": ledger.first,
         "met_outage": ledger.met_outage,
         "calls": ledger.calls,
+        "first_technical": ledger.first_technical,
+        "cards": [(a.card.country, a.card.brand, a.card.funding) for a in arrivals],
         "config": doc,
         "logs": logs,
     }
 
 
-async def decision_logs(store: Store) -> list[dict[str, Any]]:
+async def decision_logs(store: Store) -> list[LoggedDecision]:
     """The first call of each payment as `payroute replay` reads it from a store."""
-    from router.routing.replay import logged_decisions
-
-    return [d.as_dict() for d in await logged_decisions(store, START - timedelta(days=1), START + timedelta(days=30))]
+    return await logged_decisions(store, START - timedelta(days=1), START + timedelta(days=30))
 
 
 def _currency(a: Arrival) -> str:
-    from benchmarks.sim.world import CURRENCY
-
     return CURRENCY[a.card.country]
 
 

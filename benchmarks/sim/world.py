@@ -198,9 +198,10 @@ class World:
         self._period = {p: 10.0 + 16.0 * uniform(s, 16, i) for i, p in enumerate(procs)}
         order = sorted(procs, key=lambda p: uniform(s, 17, self.index[p]))
         busiest = max(procs, key=lambda p: self._static_share(p))
-        spike_at = 3.0 + 15.0 * uniform(s, 18)
-        issuer_at = 2.0 + 17.0 * uniform(s, 19)
-        step_at = 6.0 + 10.0 * uniform(s, 20)
+        h = self.hours / 24  # incident times are drawn on a 24-hour day and scaled to the world's length
+        spike_at = h * (3.0 + 15.0 * uniform(s, 18))
+        issuer_at = h * (2.0 + 17.0 * uniform(s, 19))
+        step_at = h * (6.0 + 10.0 * uniform(s, 20))
         big = (countries[0], "visa", "debit" if uniform(s, 21) < 0.5 else "credit")
         issuer_proc = max(procs, key=lambda p: self.static_rate(p, Card(0, big[0], big[1], big[2], 0.0)))
         step_country = countries[1 + int(uniform(s, 22) * (len(countries) - 1))]
@@ -210,8 +211,8 @@ class World:
             Incident("issuer", issuer_proc, -2.0, issuer_at, issuer_at + 2.5, *big),
             Incident("step", step_proc, -0.6, step_at, math.inf, country=step_country),
         ]
-        down_at = 1.0 + 20.0 * uniform(s, 23)
-        errors_at = 1.0 + 20.0 * uniform(s, 24)
+        down_at = h * (1.0 + 20.0 * uniform(s, 23))
+        errors_at = h * (1.0 + 20.0 * uniform(s, 24))
         self.outages = [Outage(order[0], down_at, 30, "down"), Outage(order[1], errors_at, 20, "errors")]
         self._outages_by_processor = {p: [o for o in self.outages if o.processor == p] for p in procs}
 
@@ -332,6 +333,7 @@ class Ledger:
         self.met_outage = [False] * n
         self.first = [-1] * n  # index of the acquirer called first
         self.first_approved = [False] * n
+        self.first_technical = [False] * n  # the first call failed technically (no answer to replay)
         self.approved_by = [-1] * n
         self.calls_by_processor = dict.fromkeys(processors, 0)
 
@@ -387,6 +389,8 @@ class WorldAdapter:
                 outcome = Outcome(kind, decline_code=code, network_decline_code=iso, raw_code=iso, latency_ms=150.0)
         if not outcome.kind.is_technical:
             self.outcomes[req.attempt_id] = outcome
+        elif first:
+            led.first_technical[i] = True
         return outcome
 
     async def capture(self, req: CaptureRequest) -> Outcome:

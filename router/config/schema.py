@@ -359,7 +359,9 @@ class SuccessRateConfig(_Strict):
     health_window: Duration = DEFAULT_HEALTH_WINDOW
     demote_after_errors: Annotated[int, Field(ge=0, le=100)] = 2
     segments: list[list[str]] = Field(default_factory=lambda: [list(level) for level in DEFAULT_LEVELS])
-    amount_bands: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: list(DEFAULT_AMOUNT_BANDS))
+    amount_bands: list[Annotated[int, Field(gt=0)]] = Field(
+        default_factory=lambda: list(DEFAULT_AMOUNT_BANDS), max_length=32
+    )
     half_life: Duration = DEFAULT_HALF_LIFE
     change_half_life: Duration = DEFAULT_CHANGE_HALF_LIFE
     change_z: Annotated[float, Field(gt=0)] = DEFAULT_CHANGE_Z

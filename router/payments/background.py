@@ -16,9 +16,12 @@ from router.model.states import Status
 from router.payments import orphans
 from router.payments.context import Context
 from router.payments.operations import Operations
-from router.routing.segments import NO_SEGMENT
+from router.routing.rules import RoutingTable
+from router.routing.segments import NO_SEGMENT, Card, Facts, Segment
 from router.routing.stats import InMemoryStatsStore, StatsStore, window_entry
+from router.routing.success_rate import segment_of
 from router.state.outbox.retention import Housekeeper, Purged
+from router.state.store.base import SettledAttempt
 
 log = logging.getLogger("payroute")
 
@@ -123,8 +126,21 @@ class Background:
         now = self.ctx.clock.now()
         # Up to now: a test clock's attempts, in sandbox time ahead of the router's, are not recent outcomes.
         recent = await self.ctx.store.attempt_stats(now - stats.max_age, limit, until=now)
+        table = self.ctx.live.current
         return stats.refill(
-            (a.route, a.processor, window_entry(_KINDS[a.outcome]), a.created, NO_SEGMENT)
+            (a.route, a.processor, window_entry(_KINDS[a.outcome]), a.created, _segment(table, a))
             for a in reversed(recent)  # newest first from the store; learned oldest first
             if a.route is not None and a.outcome in _KINDS
         )
+
+
+def _segment(table: RoutingTable, a: SettledAttempt) -> Segment:
+    """The segment the attempt's route learns it under now (none for a route gone or not learning, or an attempt
+    logged before its facts were)."""
+    if a.route is None or a.amount is None or a.currency is None or a.cadence is None:
+        return NO_SEGMENT
+    try:
+        route = table.route(a.route)
+    except KeyError:
+        return NO_SEGMENT
+    return segment_of(route.strategy, Facts(a.amount, a.currency, a.cadence, Card(a.brand, a.country, a.funding)))

@@ -21,7 +21,7 @@ what `payroute explain` shows: the level that weighs most and whether a change w
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from router.routing.stats import DEFAULT_CHANGE_MIN, DEFAULT_CHANGE_Z, NO_EVIDENCE, Evidence
 
@@ -33,12 +33,13 @@ DEFAULT_STRENGTHS = (2.0, 10.0, 8.0, 200.0, 400.0, 100.0)
 # hold for it than not (most of a processor's segments share a processor-wide change).
 SHIFT_PRIOR_ODDS = 3.0
 _EPS = 1e-4
+# A parent's change smaller than this (a tenth of a point) is not carried down: not worth its likelihoods.
+SHIFT_FLOOR = 1e-3
 # What a parent's baseline weighs as when a segment's baseline is thin (it is every processor's evidence there).
 BASELINE_STRENGTH = 20.0
 
 
-@dataclass(frozen=True, slots=True)
-class Estimate:
+class Estimate(NamedTuple):
     """A processor's approval probability for one segment, now."""
 
     p: float
@@ -122,7 +123,7 @@ class Estimator:
             steady = (ev.successes + k * parent_steady) / (ev.total + k)
             variance = pq / (ev.total + k)
             now = steady
-            if parent_now != parent_steady:
+            if abs(parent_now - parent_steady) > SHIFT_FLOOR:
                 shifted_odds = _odds(steady) * _odds(parent_now) / _odds(parent_steady)
                 shifted = shifted_odds / (1 + shifted_odds)
                 s, n = ev.recent_successes, ev.recent_total

@@ -25,7 +25,7 @@ from router.model.records import Payment
 from router.routing.segments import NO_SEGMENT, Segment, Segmenter
 from router.routing.stats import ProcessorStats, StatsStore
 from router.routing.strategies import Strategy, for_route
-from router.routing.success_rate import segment_of
+from router.routing.success_rate import SuccessRate, segment_of
 
 log = logging.getLogger("payroute.rules")
 
@@ -349,6 +349,7 @@ class RoutingTable:
             compile_route(i, route, self.adapters, config, shared_rng, self.segmenter)
             for i, route in enumerate(config.routes)
         )
+        self.rng = shared_rng
         self.default = next(r for r in self.routes if r.is_default)
         self._by_name = {r.name: r for r in self.routes}
         conditional = [r for r in self.routes if not r.is_default]
@@ -381,6 +382,13 @@ class RoutingTable:
         if len(self._index) < _INDEX_LIMIT:  # brands and currencies are few; odd input never grows it for long
             self._index[(currency, cadence, brand)] = routes
         return routes
+
+    def reseed(self, rng: random.Random) -> None:
+        """Draw every random choice of this table's strategies from `rng` (a seeded router's)."""
+        self.rng = rng
+        for r in self.routes:
+            if isinstance(r.strategy, SuccessRate):
+                r.strategy.rng = rng
 
     def route(self, name: str) -> Route:
         return self._by_name[name]

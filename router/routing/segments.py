@@ -13,7 +13,8 @@ second, and so on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 DIMENSIONS = ("country", "brand", "funding", "currency", "cadence", "amount", "bin", "issuer")
@@ -25,6 +26,8 @@ DEFAULT_LEVELS: tuple[tuple[str, ...], ...] = (
 )
 DEFAULT_AMOUNT_BANDS = (1_000, 5_000, 20_000, 100_000)
 UNKNOWN = "?"
+MEMO_LIMIT = 65_536
+_BANDS = tuple(f"a{i}" for i in range(64))
 
 # One key per level present, as (level index, key); coarsest first.
 Segment = tuple[tuple[int, str], ...]
@@ -58,21 +61,10 @@ class SegmentFacts(Protocol):
     def card(self) -> CardFacts: ...
 
 
-Getter = Callable[[SegmentFacts], str | None]
-
-
-def _card(attr: str) -> Getter:
-    def get(p: SegmentFacts) -> str | None:
-        value: str | None = getattr(p.card, attr, None)
-        return value
-
-    return get
-
-
 class Segmenter:
     """Compiled once per routing table: payment -> its segment keys."""
 
-    __slots__ = ("_getters", "_new", "bands", "levels")
+    __slots__ = ("_extra", "_memo", "_new", "bands", "levels")
 
     def __init__(
         self,
@@ -81,49 +73,56 @@ class Segmenter:
     ) -> None:
         self.levels = tuple(tuple(level) for level in levels)
         self.bands = tuple(sorted(amount_bands))
-        getters: dict[str, Getter] = {
-            "country": _card("country"),
-            "brand": _card("brand"),
-            "funding": _card("funding"),
-            "bin": _card("bin"),
-            "issuer": _card("issuer"),
-            "currency": lambda p: p.currency,
-            "cadence": lambda p: p.cadence,
-            "amount": self._band,
-        }
-        self._getters = tuple(getters[d] for d in self._all_dimensions())
-        # Per level, the positions (in _all_dimensions) of its dimensions and of those it adds to its parent.
-        order = self._all_dimensions()
+        # Per level, the positions (in DIMENSIONS) of its dimensions and of those it adds to its parent.
         new: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
         previous: set[str] = set()
         for level in self.levels:
             new.append(
-                (tuple(order.index(d) for d in level), tuple(order.index(d) for d in level if d not in previous))
+                (
+                    tuple(DIMENSIONS.index(d) for d in level),
+                    tuple(DIMENSIONS.index(d) for d in level if d not in previous),
+                )
             )
             previous = set(level)
         self._new = tuple(new)
+        self._memo: dict[tuple[str | None, ...], Segment] = {}
+        # Whether each kind of card object carries BIN and issuer, asked once per kind: reading a missing
+        # attribute costs a raised and caught AttributeError per payment (tens of microseconds on a pydantic model).
+        self._extra: dict[type, bool] = {}
 
-    def _all_dimensions(self) -> tuple[str, ...]:
-        seen: list[str] = []
-        for level in self.levels:
-            seen.extend(d for d in level if d not in seen)
-        return tuple(seen)
-
-    def _band(self, p: SegmentFacts) -> str:
+    def facts(self, p: SegmentFacts) -> tuple[str | None, ...]:
+        """Every dimension's value for this payment, in DIMENSIONS order."""
+        card = p.card
+        kind = type(card)
+        extra = self._extra.get(kind)
+        if extra is None:
+            fields = getattr(kind, "model_fields", ())
+            extra = self._extra[kind] = all(a in fields or hasattr(kind, a) for a in ("bin", "issuer"))
         amount = p.amount
+        band = len(self.bands)
         for i, bound in enumerate(self.bands):
             if amount < bound:
-                return f"a{i}"
-        return f"a{len(self.bands)}"
+                band = i
+                break
+        # The card-facts protocol does not promise BIN or issuer: read them only from cards known to carry them.
+        bin_, issuer = (getattr(card, "bin"), getattr(card, "issuer")) if extra else (None, None)  # noqa: B009
+        return (card.country, card.brand, card.funding, p.currency, p.cadence, _BANDS[band], bin_, issuer)
 
     def segment(self, payment: SegmentFacts) -> Segment:
-        values = [g(payment) for g in self._getters]
+        values = self.facts(payment)
+        known = self._memo.get(values)
+        if known is not None:
+            return known
         out = []
         for index, (dims, added) in enumerate(self._new):
             if all(values[i] is None for i in added):
                 continue
             out.append((index, "|".join(str(values[i]) if values[i] is not None else UNKNOWN for i in dims)))
-        return tuple(out)
+        segment = tuple(out)
+        if len(self._memo) >= MEMO_LIMIT:
+            self._memo.clear()
+        self._memo[values] = segment  # segments are few; joining their keys is most of a segment's cost
+        return segment
 
     def describe(self, segment: Segment) -> list[str]:
         """Each level of `segment` in words: `country, brand, funding = US|visa|debit`."""
@@ -148,3 +147,21 @@ def check_levels(levels: Sequence[Sequence[str]]) -> str | None:
             return f"level {i + 1} adds no dimension to the level before it"
         previous = set(level)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    brand: str | None = None
+    country: str | None = None
+    funding: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """A payment's segment facts as an attempt record logged them (refill, replay); `id` for a weighted order."""
+
+    amount: int
+    currency: str
+    cadence: str
+    card: Card
+    id: str = ""

@@ -29,9 +29,8 @@ import enum
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from adapters.base import OutcomeKind
 from router.routing.segments import NO_SEGMENT, Segment
@@ -49,6 +48,10 @@ DEFAULT_MAX_AGE = DEFAULT_HALF_LIFE * HORIZON_HALF_LIVES
 DEFAULT_HEALTH_WINDOW = timedelta(seconds=60)
 # Calls per processor kept for health: on a busy processor the window is its last 100 calls, not 60 s of them.
 HEALTH_SIZE = 100
+# A read of evidence nobody added to since is reused for this long (seconds of router time): the fast clock moves
+# a count by under 4% in 30 s, and the next outcome of that processor refreshes it anyway.
+REUSE_S = 30.0
+READ_CACHE_LIMIT = 65_536
 
 PROCESSOR_LEVEL = -2  # the processor on every route
 ROUTE_LEVEL = -1  # the processor on one route
@@ -87,9 +90,9 @@ def window_entry(kind: OutcomeKind) -> Entry:
     return Entry.ANSWERED
 
 
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    """One node's decayed counts at read time: slow approvals of slow answers, fast approvals of fast answers."""
+class Evidence(NamedTuple):
+    """One node's decayed counts at read time: slow approvals of slow answers, fast approvals of fast answers.
+    (A named tuple: a decision builds a score of them, and a tuple is the cheapest object Python builds.)"""
 
     successes: float = 0.0
     total: float = 0.0
@@ -100,8 +103,7 @@ class Evidence:
 NO_EVIDENCE = Evidence()
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessorStats:
+class ProcessorStats(NamedTuple):
     """What the statistics hold for one processor, for one payment's route and segment, right now.
 
     `levels` runs from coarse to fine: the processor on every route, on this route, then one entry per level of
@@ -300,7 +302,10 @@ class InMemoryStatsStore:
         self.decay = Decay(half_life, change_half_life, change_z, change_min)
         self._nodes: dict[tuple[str, str, int, str], list[float]] = {}
         self._health: dict[str, _Window] = {}  # hits: technical failures
+        # Per processor (and per route, for its baseline): how many outcomes it has recorded, a change marker.
         self._tokens: dict[str, int] = {}
+        self._route_tokens: dict[str, int] = {}
+        self._read_cache: dict[tuple[str, str, Segment], tuple[int, float, tuple[Evidence, ...]]] = {}
 
     @property
     def max_age(self) -> timedelta:
@@ -339,7 +344,9 @@ class InMemoryStatsStore:
         if health is None:
             health = self._health[processor] = _Window()
         health.add(at, entry.technical, HEALTH_SIZE)
-        self._tokens[processor] = self._tokens.get(processor, 0) + 1
+        tokens = self._tokens
+        tokens[processor] = tokens.get(processor, 0) + 1
+        self._route_tokens[route] = self._route_tokens.get(route, 0) + 1  # the route's baseline moved too
         approval = entry.approval
         if approval is None:
             return
@@ -361,8 +368,7 @@ class InMemoryStatsStore:
     ) -> dict[str, ProcessorStats]:
         health_cutoff = now - health_window
         stamp = now.timestamp()
-        nodes, read = self._nodes, self.decay.read
-        baseline = tuple(read(nodes.get(key), stamp) for key in node_keys(route, EVERY_PROCESSOR, segment))
+        baseline = self._levels(route, EVERY_PROCESSOR, segment, stamp, self._route_tokens.get(route, 0))
         out: dict[str, ProcessorStats] = {}
         for name in processors:
             health = self._health.get(name)
@@ -370,10 +376,24 @@ class InMemoryStatsStore:
             if health is None and token is None:
                 out[name] = NOTHING_KNOWN
                 continue
-            levels = tuple(read(nodes.get(key), stamp) for key in node_keys(route, name, segment))
+            levels = self._levels(route, name, segment, stamp, token or 0)
             calls = errors = streak = 0
             if health is not None:
                 health.prune(health_cutoff)
                 calls, errors, streak = len(health.entries), health.hits, health.run
             out[name] = ProcessorStats(levels, baseline, segment, calls, errors, streak, token, stamp)
         return out
+
+    def _levels(self, route: str, name: str, segment: Segment, stamp: float, token: int) -> tuple[Evidence, ...]:
+        """A processor's evidence at every level, decayed to `stamp`; kept until its evidence moves (the token) or
+        `REUSE_S` pass, so a decision among processors that learned nothing since the last one reads no node."""
+        key = (route, name, segment)
+        hit = self._read_cache.get(key)
+        if hit is not None and hit[0] == token and 0 <= stamp - hit[1] < REUSE_S:
+            return hit[2]
+        nodes, read = self._nodes, self.decay.read
+        levels = tuple(read(nodes.get(k), stamp) for k in node_keys(route, name, segment))
+        if len(self._read_cache) >= READ_CACHE_LIMIT:
+            self._read_cache.clear()
+        self._read_cache[key] = (token, stamp, levels)
+        return levels

@@ -34,13 +34,12 @@ from router.config.schema import SuccessRateConfig
 from router.routing.estimate import Estimate, Estimator
 from router.routing.protocols import HasProcessor, PaymentFacts, Windows
 from router.routing.segments import NO_SEGMENT, Segment, Segmenter, SegmentFacts
-from router.routing.stats import NOTHING_KNOWN, ProcessorStats
+from router.routing.stats import NOTHING_KNOWN, REUSE_S, ProcessorStats
 
 C = TypeVar("C", bound=HasProcessor)
 
 MAX_SHARE = 0.5  # no single other processor is first more often than this
 MAX_EXPLORE = 0.6  # nor all of them together
-REUSE_S = 30.0
 _CACHE_LIMIT = 65_536
 _SQRT2 = math.sqrt(2.0)
 
@@ -108,20 +107,22 @@ class SuccessRate:
     ) -> list[float]:
         """Per candidate, in the listed order, the probability that it is tried first."""
         ests = self.estimates(candidates, windows)
-        return self._probabilities(candidates, payment, windows, ests, self.scores(candidates, payment, ests))
+        demoted = self._demoted(candidates, windows)
+        return self._probabilities(payment, ests, self.scores(candidates, payment, ests), demoted)
+
+    def _demoted(self, candidates: Sequence[HasProcessor], windows: Windows | None) -> list[bool]:
+        after = self.demote_after_errors
+        if windows is None or after <= 0:
+            return [False] * len(candidates)
+        get = windows.get
+        return [after <= get(c.name, NOTHING_KNOWN).failing_streak for c in candidates]
 
     def _probabilities(
-        self,
-        candidates: Sequence[HasProcessor],
-        payment: PaymentFacts,
-        windows: Windows | None,
-        ests: list[Estimate],
-        scores: list[float],
+        self, payment: PaymentFacts, ests: list[Estimate], scores: list[float], demoted: list[bool]
     ) -> list[float]:
-        n = len(candidates)
+        n = len(ests)
         if n == 0:
             return []
-        demoted = [self.demoted(_stats(windows, c.name)) for c in candidates]
         pool = [i for i in range(n) if not demoted[i]] or list(range(n))
         best = pool[0]
         for i in pool:
@@ -155,7 +156,8 @@ class SuccessRate:
         """The order to try them in, and per candidate (listed order) the probability that it is put first."""
         ests = self.estimates(candidates, windows)
         scores = self.scores(candidates, payment, ests)
-        probs = self._probabilities(candidates, payment, windows, ests, scores)
+        demoted = self._demoted(candidates, windows)
+        probs = self._probabilities(payment, ests, scores, demoted)
         u = self.rng.random()
         first = len(candidates) - 1
         acc = 0.0
@@ -166,7 +168,6 @@ class SuccessRate:
                 break
         while probs[first] == 0.0 and first > 0:  # rounding at the top of the cumulative sum
             first -= 1
-        demoted = [self.demoted(_stats(windows, c.name)) for c in candidates]
         rest = sorted((i for i in range(len(candidates)) if i != first), key=lambda i: (demoted[i], -scores[i]))
         return (candidates[first], *(candidates[i] for i in rest)), probs
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from router import ManualClock, Router
+from router.routing.segments import Card, Facts
 from router.routing.stats import DEFAULT_MAX_AGE, InMemoryStatsStore
 from tests.conftest import RouterFactory
 from tests.rules.test_strategies import SUCCESS_RATE, body
@@ -48,6 +49,12 @@ async def test_a_reopened_router_starts_from_the_windows_the_last_one_had(
     again = await second.stats.read(ROUTE, PROCESSORS, clock.now())
     for p, w in learned.items():
         assert (again[p].successes, again[p].failures) == pytest.approx((w.successes, w.failures))
+    # The card segments come back too: the attempt records keep the facts they are keyed by.
+    segment = second.table.segmenter.segment(Facts(2500, "usd", "recurring", Card()))
+    assert segment, "opaque cards still have a currency, cadence and amount segment"
+    later = clock.now()
+    by_segment = await second.stats.read(ROUTE, PROCESSORS, later, segment=segment)
+    assert sum(w.levels[-1].total for w in by_segment.values()) == pytest.approx(80, rel=0.02)  # faded a little
     assert await second.refill_stats() == 0, "windows in use are never refilled: that would count outcomes twice"
 
 

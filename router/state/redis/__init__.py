@@ -13,16 +13,23 @@ from router.clock import Clock
 from router.extras import require
 
 if TYPE_CHECKING:
+    from router.config.schema import SuccessRateConfig
     from router.state.redis.client import SharedState
     from router.state.redis.stats import RedisStatsStore
 
 
-def connect(url: str, clock: Clock) -> tuple[SharedState, RedisStatsStore]:
+def connect(
+    url: str, clock: Clock, success_rate: SuccessRateConfig | None = None
+) -> tuple[SharedState, RedisStatsStore]:
     """The shared state of a router given `url`: its connection (whose `breaker_storage` a BreakerBoard takes)
-    and its success-rate windows. Raises MissingExtra, naming `payroute[redis]`, when redis is not installed."""
+    and its success-rate evidence (on the clocks of the config's `success_rate`). Raises MissingExtra, naming
+    `payroute[redis]`, when redis is not installed."""
     require("redis", "redis", url)
     from router.state.redis.client import SharedState
     from router.state.redis.stats import RedisStatsStore
 
     shared = SharedState(url, clock)
-    return shared, RedisStatsStore(shared)
+    if success_rate is None:
+        return shared, RedisStatsStore(shared)
+    s = success_rate
+    return shared, RedisStatsStore(shared, s.half_life, s.change_half_life, s.change_z, s.change_min)

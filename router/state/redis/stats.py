@@ -2,8 +2,9 @@
 
 Each evidence node (processor on every route, processor on a route, processor on a route for one card segment,
 and every processor together on a route and per segment) is a hash `{t, S, N, s, n, c}`: the time of its last
-update (unix seconds), its slow and fast decayed counts as of then, and when its current change began. A record decays and adds in one server-side script over all the nodes an outcome feeds, so two
-replicas recording at once never lose an update, and sets each node's expiry to `max_age` (six slow half-lives:
+update (unix seconds), its slow and fast decayed counts as of then, and when its current change began. A record
+decays and adds in one server-side script over all the nodes an outcome feeds, so two replicas recording at once
+never lose an update, and sets each node's expiry to `max_age` (six slow half-lives:
 a node nobody writes to any more disappears). Per processor, one health list of `<unix_ms>:<0|1>` entries
 (1 a technical failure), LPUSH + LTRIM to `HEALTH_SIZE`. A read fetches every node of a route's processors for
 the payment's segment, and their health, in one round trip, and decays them to `now` on this side. Times are the

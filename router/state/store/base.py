@@ -6,7 +6,8 @@ Every method that changes state commits before it returns. Payments are updated 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+import json
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -99,14 +100,26 @@ class SettledAttempt:
     network_advice_code: str | None = None
     advice_code: str | None = None
     state: str = "settled"
+    # What routing learns and replays from: the payment's facts, and the propensity its plan gave this processor.
+    amount: int | None = None
+    currency: str | None = None
+    cadence: str | None = None
+    propensity: float | None = None
+    brand: str | None = None
+    country: str | None = None
+    funding: str | None = None
+    customer: str | None = None
+    metadata: Mapping[str, str] | None = None
 
 
 def settled_attempt(
     attempt_id: str, payment_id: str, created_us: int, processor: str, outcome: str | None, fields: Sequence[Any]
 ) -> SettledAttempt:
     """From the attempts table's columns and, in this order, the record's route, attempt_number, decline_code,
-    network_decline_code, network_advice_code and advice_code (read out of its JSON by the database)."""
-    route, number, decline, network_decline, network_advice, advice = fields
+    network_decline_code, network_advice_code, advice_code, amount, currency, cadence, propensity, card brand,
+    country and funding, customer and metadata (read out of its JSON by the database)."""
+    route, number, decline, network_decline, network_advice, advice, *facts = fields
+    amount, currency, cadence, propensity, brand, country, funding, customer, metadata = (*facts, *[None] * 9)[:9]
     return SettledAttempt(
         attempt_id,
         payment_id,
@@ -119,7 +132,23 @@ def settled_attempt(
         network_decline,
         network_advice,
         advice,
+        amount=int(amount) if amount is not None else None,
+        currency=currency,
+        cadence=cadence,
+        propensity=float(propensity) if propensity is not None else None,
+        brand=brand,
+        country=country,
+        funding=funding,
+        customer=customer,
+        metadata=_metadata(metadata),
     )
+
+
+def _metadata(value: Any) -> dict[str, str] | None:
+    """The record's metadata as the database gave it: an object, or its JSON text (PostgreSQL nests it so)."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else None
 
 
 @dataclass(frozen=True, slots=True)

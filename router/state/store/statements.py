@@ -113,7 +113,8 @@ CARD_ACTIVITY = Q(
 # small array: no record is built.
 ATTEMPT_STATS = Q(
     "SELECT id, payment_id, created_us, processor, outcome,"
-    " {json:data:route,attempt_number,decline_code,network_decline_code,network_advice_code,advice_code}"
+    " {json:data:route,attempt_number,decline_code,network_decline_code,network_advice_code,advice_code,"
+    "amount,currency,cadence,propensity,card.brand,card.country,card.funding,customer,metadata}"
     " FROM attempts WHERE state = 'settled' AND created_us >= :since_us AND created_us <= :until_us"
     " ORDER BY created_us DESC, {seq} DESC LIMIT :limit"
 )
