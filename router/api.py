@@ -179,7 +179,7 @@ class Router:
         )
         st = open_store(store) if isinstance(store, str) else store
         await st.open()
-        ids = ids or IdGenerator()
+        ids = ids or IdGenerator(seed)  # a seeded router names its payments reproducibly too
         # Payment ids derived from Idempotency-Keys are keyed with this install's secret (the same on every replica).
         ids.secret = await st.install_secret()
         router = cls(
