@@ -41,6 +41,7 @@ from router.retry import RetryPlanner
 from router.routing import reload as reloading
 from router.routing.breakers import BreakerBoard
 from router.routing.cards import card_from_token
+from router.routing.explain import explain_payment
 from router.routing.rules import Candidate, RoutingTable, build_adapters
 from router.routing.stats import InMemoryStatsStore, StatsStore
 from router.state import redis as shared_redis
@@ -397,6 +398,26 @@ class Router:
         self, attempt_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
     ) -> dict[str, Any]:
         return await self._reads.get_attempt_record(attempt_id, livemode, account)
+
+    async def explain_routing(
+        self, payment_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
+    ) -> dict[str, Any]:
+        """How this payment would be routed now (`router.routing.explain`), and what its attempts logged."""
+        payment = await self._reads.load(payment_id, livemode, account)
+        report = await explain_payment(self, payment)
+        attempts = await self.store.list_attempts(payment.payment_record)
+        logged = [
+            {
+                "id": a.id,
+                "processor": a.processor,
+                "route": a.route,
+                "attempt_number": a.attempt_number,
+                "propensity": a.propensity,
+                "outcome": a.outcome,
+            }
+            for a in attempts
+        ]
+        return {"object": "routing_explanation", **report.to_dict(), "attempts": logged}
 
     async def attempts_for(
         self, payment_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT

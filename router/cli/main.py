@@ -1,8 +1,9 @@
-"""The `payroute` command: `serve`, `check`, `explain`. Each subcommand registers its own arguments and a `run`.
+"""The `payroute` command: `serve`, `check`, `explain`, `replay`. Each subcommand registers its arguments and a `run`.
 
 payroute serve --config FILE [--host 127.0.0.1] [--port 8080] [--store sqlite:///payroute.db] [--workers N|auto]
 payroute check FILE
 payroute explain --config FILE PAYMENT_JSON
+payroute replay --config NEW.yaml --store URL [--since 7d]
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 from router import logformat
 from router.cli import check as checkcmd
+from router.cli import replay as replaycmd
 from router.routing import explain
 
 Command = Callable[[argparse.Namespace], int]
@@ -90,6 +92,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]]
     _add_serve,
     checkcmd.add_parser,
     explain.add_parser,
+    replaycmd.add_parser,
 ]
 
 

@@ -436,6 +436,14 @@ async def retrieve_off_session_payment(request: web.Request) -> web.StreamRespon
     return _reply(_dumps(payment))
 
 
+async def retrieve_off_session_payment_routing(request: web.Request) -> web.StreamResponse:
+    router = request.app[SIDECAR].core()
+    caller = _caller(request)
+    return _reply(
+        _dumps(await router.explain_routing(request.match_info["id"], livemode=caller.livemode, account=caller.account))
+    )
+
+
 async def list_off_session_payments(request: web.Request) -> web.StreamResponse:
     sidecar = request.app[SIDECAR]
     router = sidecar.core()
@@ -739,6 +747,7 @@ HANDLERS: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] =
     "create_test_clock": create_test_clock,
     "retrieve_test_clock": retrieve_test_clock,
     "advance_test_clock": advance_test_clock,
+    "retrieve_off_session_payment_routing": retrieve_off_session_payment_routing,
     "reload_config": reload_config,
     "metrics": metrics_handler,
     "healthz": healthz,

@@ -78,6 +78,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         query=(INCLUDE,),
     ),
     Endpoint(
+        "retrieve_off_session_payment_routing",
+        "GET",
+        "/v2/payments/off_session_payments/{id}/routing",
+        "How the router routes this payment now (route, strategy, each processor's estimate for the card's segment,"
+        " the level and evidence behind it, the share of such payments it gets first) and the propensities logged"
+        " on its attempts.",
+        schemas.RoutingExplanation,
+    ),
+    Endpoint(
         "cancel_off_session_payment",
         "POST",
         "/v2/payments/off_session_payments/{id}/cancel",

@@ -337,6 +337,47 @@ class ConfigVersion(_Object):
     processors: int
 
 
+class RouteCheckInfo(_Object):
+    index: int
+    name: str
+    refusals: list[str]
+
+
+class RoutingCandidate(_Object):
+    name: str
+    position: int | None  # 1-based order the engine tries it in now; None when it is out
+    included: bool
+    reasons: list[str]
+    # success_rate's figures for this processor and the payment's card segment: estimate, level, evidence,
+    # effective_evidence, change_detected_at, demoted, first_choice.
+    learned: dict[str, Any] | None = None
+
+
+class LoggedRoutingAttempt(_Object):
+    id: str
+    processor: str
+    route: str | None
+    attempt_number: int
+    propensity: float | None  # the probability the route's strategy put this processor first for this payment
+    outcome: str | None
+
+
+class RoutingExplanation(_Object):
+    """How the router would route this payment now, and what it logged when it did (issue 17)."""
+
+    object: Literal["routing_explanation"]
+    payment_id: str
+    payment: str
+    table_version: int
+    route_index: int
+    route: str
+    strategy: str
+    strategy_note: str
+    routes_skipped: list[RouteCheckInfo]
+    candidates: list[RoutingCandidate]
+    attempts: list[LoggedRoutingAttempt]
+
+
 class Health(_Object):
     status: Literal["ok", "ready", "not_ready"]
     checks: dict[str, bool] | None = None

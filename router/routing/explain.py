@@ -57,6 +57,8 @@ class CandidateReport:
     name: str
     position: int | None  # 1-based order the engine tries it in; None when it is out
     reasons: tuple[str, ...]
+    # success_rate's figures for this processor and this payment's segment (`SuccessRate.details`); None otherwise.
+    learned: Mapping[str, Any] | None = None
 
     @property
     def included(self) -> bool:
@@ -127,6 +129,9 @@ def explain(
     else:
         ordered = route.strategy.order(route.candidates, payment, windows)
     notes = route.strategy.notes(route.candidates, payment, windows)
+    learned = (
+        route.strategy.details(route.candidates, payment, windows) if isinstance(route.strategy, SuccessRate) else {}
+    )
     if route.strategy.name != "least_cost":
         costs = LeastCost().notes(route.candidates, payment, windows)
         notes = {n: f"{text}; {costs[n]}" if _has_cost(route, n) else text for n, text in notes.items()}
@@ -158,9 +163,9 @@ def explain(
             if state == HALF_OPEN:
                 reasons.append("breaker half-open: one trial call allowed")
             pinned = not payment.orchestration_enabled
-            reports.append(CandidateReport(cand.name, position, tuple(r for r in reasons if r)))
+            reports.append(CandidateReport(cand.name, position, tuple(r for r in reasons if r), learned.get(cand.name)))
             continue
-        reports.append(CandidateReport(cand.name, None, tuple(r for r in reasons if r)))
+        reports.append(CandidateReport(cand.name, None, tuple(r for r in reasons if r), learned.get(cand.name)))
     return Explanation(
         payment_id=payment.id,
         payment=_describe(payment),

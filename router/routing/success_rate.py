@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from router.config.schema import SuccessRateConfig
 from router.routing.estimate import Estimate, Estimator
@@ -209,6 +209,28 @@ class SuccessRate:
                 )
             text += f"; first for {q:.1%} of such payments"
             out[c.name] = text
+        return out
+
+    def details(
+        self, candidates: Sequence[HasProcessor], payment: PaymentFacts, windows: Windows | None
+    ) -> dict[str, dict[str, Any]]:
+        """Per processor, the figures behind the order (for explain and the sidecar's routing read): its estimate,
+        the level it mostly stands on and the evidence there, whether a change was detected (and where), whether
+        it is demoted, and the share of such payments that get it first."""
+        ests = self.estimates(candidates, windows)
+        probs = self.first_choice(candidates, payment, windows)
+        out = {}
+        for c, e, q in zip(candidates, ests, probs, strict=True):
+            w = _stats(windows, c.name)
+            out[c.name] = {
+                "estimate": round(e.p, 4),
+                "level": self.level_name(w.segment, e.level),
+                "evidence": round(e.evidence, 1),
+                "effective_evidence": round(e.effective, 1),
+                "change_detected_at": None if e.changed is None else self.level_name(w.segment, e.changed),
+                "demoted": self.demoted(w),
+                "first_choice": round(q, 4),
+            }
         return out
 
     def level_name(self, segment: Segment, index: int) -> str:
