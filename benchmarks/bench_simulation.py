@@ -19,7 +19,7 @@ no worse than the per-country order while an acquirer is down. Then `payroute re
 success_rate run's logs (its attempt records with their propensities) for the two static configs, against what
 running them gave.
 
-    python -m benchmarks.bench_simulation                         # 4 seeds x 5 runs x 16,000 payments, 16 h
+    python -m benchmarks.bench_simulation                         # 4 seeds x 5 runs x 10,000 payments, 10 h
     python -m benchmarks.bench_simulation --seeds 1,2 --payments 10000
 """
 
@@ -41,8 +41,8 @@ from benchmarks.sim.world import World
 
 RUNS = ("success_rate", *BASELINES)
 # 1,000 payments an hour: a modest merchant's default route; four seeds x five runs stay inside make bench's budget.
-PAYMENTS = 16_000
-HOURS = 16.0
+PAYMENTS = 10_000
+HOURS = 10.0
 BUCKET_MINUTES = 30
 TARGET_OF_ORACLE = 0.98
 TARGET_VS_GLOBAL_PTS = 1.5
