@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from router.cli.check import close_adapters
-from router.config.schema import ConfigError, parse_duration
+from router.config.loader import ConfigError
+from router.config.schema import parse_duration
 from router.routing.reload import build_table
 from router.routing.replay import logged_decisions, replay
 from router.state.store import open_store
