@@ -33,7 +33,8 @@ import asyncpg
 from router.errors import StoreUnavailable
 from router.model.records import Event
 from router.state.store.dialect import POSTGRES, Q
-from router.state.store.sql import Params, SQLStore, Step, Tx
+from router.state.store.runner import Params, Step, Tx
+from router.state.store.sql import SQLStore
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # Errors that mean "the database cannot be reached", as opposed to a bug in a statement.

@@ -1,20 +1,11 @@
 """The store, written once: every Store method as statements (router.state.store.statements), row mapping,
-paging, the migration loop and the after-commit listeners. A driver (sqlite.py, postgres.py) only runs SQL:
-
-- `_fetch(q, params)`: rows of one read of committed state;
-- `_run(steps, events, guard_first)`: statements as one transaction, each step's row count (or rows, for a
-  step that fetches; None for repeats of one statement that PostgreSQL sends as a batch); with `guard_first`,
-  a first statement that changes no row (a lost compare-and-set) writes nothing and the answer is None.
-  `events` go to the listeners right after the commit, in commit order;
-- `_transact(work)`: an async function of a `Tx` as one transaction, for the few writes that branch on what
-  they read (the migrations, the delivery purge). SQLite runs it inside its group commit without suspending;
-- `_fetch_in_commit_order`, `_fetch_apart`, `_fetch_chunks`: reads the drivers may serve specially (the
-  outbox behind PostgreSQL's event lock; a count in a thread and a long read in chunks on SQLite).
+paging, the migration loop and the after-commit listeners (router.state.store.runner runs the statements through
+a driver, sqlite.py or postgres.py, which only runs SQL; webhook delivery is in sql_webhooks.py).
 
 How to add to the store:
 - a column on payments, attempts or events: a migration and one line in the column map in statements.py;
-- a query or a write: a `Q` in statements.py and a method here that runs it (`_fetch` / `_run`) and maps its
-  rows; add it to `base.Store` too, and a test in tests/store/test_store.py runs it on both databases;
+- a query or a write: a `Q` in statements.py and a method here (or in sql_webhooks.py) that runs it (`_fetch` /
+  `_run`) and maps its rows; add it to `base.Store` too, and a test in tests/store/ runs it on both databases;
 - a table: a migration file. One in `migrations/` (number first, `NNNN_name.sql`) is run on both databases and may
   write `{json}`, `{bytes}` and `{autoincrement}` for the types they name differently; a file of the same number
   in `migrations/sqlite/` or `migrations/postgres/` replaces it on that database when the DDL must differ.
@@ -24,10 +15,9 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Literal, Protocol, TypeVar
+from typing import Any, Literal
 
 from router.errors import ConcurrentUpdate
 from router.jsonbytes import record_json
@@ -38,25 +28,19 @@ from router.state.store.base import (
     ApprovalBucket,
     CardActivity,
     Cursor,
-    EventListener,
     EventQuery,
     IdempotencyDone,
     IdempotencyEntry,
     KeyTaken,
     Page,
     SettledAttempt,
-    WebhookAttempt,
-    WebhookDelivery,
-    WebhookEndpointState,
     from_us,
     settled_attempt,
     to_us,
 )
-from router.state.store.dialect import Dialect, Q
-from router.state.store.schema import migrations
+from router.state.store.runner import Params, Step, row_of
+from router.state.store.sql_webhooks import WebhookDeliveries
 
-T = TypeVar("T")
-Params = dict[str, Any]
 _MAX_US = 2**63 - 1  # no upper bound on a microsecond timestamp column
 _DECLINED = ("soft_decline", "hard_decline", "authentication_required")
 # A payment's attempts fall within its retry window of its creation: a customer's payments older than the card
@@ -64,98 +48,8 @@ _DECLINED = ("soft_decline", "hard_decline", "authentication_required")
 CARD_HISTORY_PAYMENT_MARGIN = timedelta(days=60)
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    q: Q
-    params: Params
-    fetch: bool = False  # the step's rows (RETURNING), not its row count
-
-
-class Tx(Protocol):
-    """One open transaction, for `_transact`."""
-
-    async def execute(self, q: Q, params: Params) -> int: ...
-
-    async def execute_many(self, q: Q, params: Sequence[Params]) -> None: ...
-
-    async def fetch(self, q: Q, params: Params) -> list[Any]: ...
-
-    async def script(self, sql: str) -> None: ...
-
-
-class SQLStore:
+class SQLStore(WebhookDeliveries):
     """The Store contract (router.state.store.base.Store) over a dialect; see the module docstring."""
-
-    dialect: ClassVar[Dialect]
-    url: str
-
-    def __init__(self) -> None:
-        self._event_listeners: list[EventListener] = []
-
-    # -- what a driver provides ------------------------------------------------------------------------------
-    async def _fetch(self, q: Q, params: Params) -> list[Any]:
-        raise NotImplementedError
-
-    async def _run(
-        self, steps: Sequence[Step], events: Sequence[Event] = (), guard_first: bool = False
-    ) -> list[Any] | None:
-        raise NotImplementedError
-
-    async def _transact(self, work: Callable[[Tx], Coroutine[Any, Any, T]]) -> T:
-        raise NotImplementedError
-
-    async def _fetch_in_commit_order(self, q: Q, params: Params) -> list[Any]:
-        """A read of the outbox by sequence number: it must not pass an event whose transaction is still open."""
-        return await self._fetch(q, params)
-
-    async def _fetch_apart(self, q: Q, params: Params) -> list[Any]:
-        """A read of the whole of a table (counts): off the loop where the driver can."""
-        return await self._fetch(q, params)
-
-    async def _fetch_chunks(self, q: Q, params: Params) -> AsyncIterator[list[Any]]:
-        """A long read, chunk by chunk, the loop let through between chunks where the driver can."""
-        yield await self._fetch(q, params)
-
-    async def _before_migrations(self, tx: Tx) -> None:
-        """Inside the migration transaction, first (PostgreSQL: one migrator at a time, the schema)."""
-
-    def _outbox_lock(self) -> list[Step]:
-        """Statements that wait for every event writer holding a sequence number (PostgreSQL's exclusive lock)."""
-        return []
-
-    def _events_lock(self) -> list[Step]:
-        """Statements a transaction runs just before inserting events (PostgreSQL's shared outbox lock)."""
-        return []
-
-    # -- lifecycle -------------------------------------------------------------------------------------------
-    async def _migrate(self) -> None:
-        async def migrate(tx: Tx) -> None:
-            await self._before_migrations(tx)
-            await tx.execute(s.CREATE_MIGRATIONS, {})
-            applied = {row[0] for row in await tx.fetch(s.APPLIED_MIGRATIONS, {})}
-            for number, name, sql in migrations(self.dialect):
-                if number not in applied:
-                    await tx.script(sql)
-                    await tx.execute(s.RECORD_MIGRATION, {"number": number, "name": name})
-
-        await self._transact(migrate)
-
-    async def _one(self, q: Q, params: Params) -> Any:
-        rows = await self._fetch(q, params)
-        return rows[0] if rows else None
-
-    def on_events(self, listener: EventListener) -> None:
-        self._event_listeners.append(listener)
-
-    def _committed(self, events: Sequence[Event]) -> None:
-        # Called right after COMMIT with no await in between, so listeners see transactions in commit order.
-        for listener in self._event_listeners:
-            listener(events)
-
-    def _event_steps(self, events: Sequence[Event]) -> list[Step]:
-        if not events:
-            return []
-        return [*self._events_lock(), *(Step(s.INSERT_EVENT, _columns(s.EVENT_COLUMNS, e)) for e in events)]
 
     # -- payments --------------------------------------------------------------------------------------------
     async def create_payment(
@@ -169,7 +63,7 @@ class SQLStore:
         lease_until: datetime | None = None,
         reserve: IdempotencyEntry | None = None,
     ) -> None:
-        row = _columns(s.PAYMENT_COLUMNS, payment)
+        row = row_of(s.PAYMENT_COLUMNS, payment)
         row.update(id=payment.id, lease_owner=lease_owner, lease_until_us=_us(lease_until))
         # The key reserved by the payment's own insert: one transaction instead of two, and no reservation
         # ever stands without its payment. A key taken already stops the transaction before anything is written.
@@ -229,7 +123,7 @@ class SQLStore:
         idempotency: IdempotencyDone | None = None,
     ) -> Payment:
         saved = payment.model_copy(update={"version": expected_version + 1})
-        row = _columns(s.PAYMENT_COLUMNS, saved)
+        row = row_of(s.PAYMENT_COLUMNS, saved)
         row.update(
             id=saved.id, lease_owner=lease_owner, lease_until_us=_us(lease_until), expected_version=expected_version
         )
@@ -412,89 +306,6 @@ class SQLStore:
         [count] = await self._ran([Step(s.PURGE_EVENTS if endpoints is None else s.PURGE_EVENTS_FOR, params)])
         return int(count)
 
-    # -- webhook delivery ------------------------------------------------------------------------------------
-    async def register_webhook_endpoint(self, url: str, now: datetime) -> WebhookEndpointState:
-        # The cursor at the newest event with no lower one still to commit (the outbox's own order).
-        await self._run([*self._outbox_lock(), Step(s.REGISTER_ENDPOINT, {"url": url, "created_us": to_us(now)})])
-        return await self._endpoint(url)
-
-    async def get_webhook_endpoint(self, url: str) -> WebhookEndpointState | None:
-        row = await self._one(s.GET_ENDPOINT, {"url": url})
-        return None if row is None else WebhookEndpointState(row[0], row[1], row[2], _dt(row[3]), _dt(row[4]))
-
-    async def _endpoint(self, url: str) -> WebhookEndpointState:
-        state = await self.get_webhook_endpoint(url)
-        if state is None:
-            raise KeyError(f"webhook endpoint {url} is not registered")
-        return state
-
-    async def enqueue_webhook_deliveries(
-        self, url: str, expected_cursor: int, new_cursor: int, deliveries: Sequence[WebhookDelivery]
-    ) -> bool:
-        steps = [Step(s.MOVE_CURSOR, {"url": url, "expected": expected_cursor, "new": new_cursor})]
-        steps.extend(Step(s.QUEUE_DELIVERY, _queued(d)) for d in deliveries)
-        return await self._run(steps, guard_first=True) is not None
-
-    async def claim_webhook_deliveries(
-        self, url: str, now: datetime, lease_until: datetime, limit: int
-    ) -> list[WebhookDelivery]:
-        params = {"url": url, "now_us": to_us(now), "lease_until_us": to_us(lease_until), "limit": limit}
-        [rows] = await self._ran([Step(s.CLAIM_DELIVERIES, params, fetch=True)])
-        return sorted((_delivery(r) for r in rows), key=lambda d: d.event_seq)
-
-    async def record_webhook_attempt(
-        self,
-        attempt: WebhookAttempt,
-        status: Literal["pending", "delivered", "failed"],
-        next_attempt_at: datetime | None,
-    ) -> WebhookEndpointState:
-        at = {"url": attempt.url, "event_id": attempt.event_id, "at_us": to_us(attempt.attempted_at)}
-        tried = {**at, "http_status": attempt.http_status, "error": attempt.error}
-        settle = {**at, "status": status, "error": attempt.error, "next_attempt_us": _us(next_attempt_at)}
-        streak = (
-            Step(s.ENDPOINT_SUCCEEDED, {"url": attempt.url})
-            if attempt.succeeded
-            else Step(s.ENDPOINT_FAILED, {"url": attempt.url, "at_us": at["at_us"]})
-        )
-        await self._run(
-            [
-                Step(s.INSERT_WEBHOOK_ATTEMPT, {**tried, "latency_ms": attempt.latency_ms, "ok": attempt.succeeded}),
-                Step(s.SETTLE_DELIVERY, settle),
-                streak,
-            ]
-        )
-        return await self._endpoint(attempt.url)
-
-    async def set_webhook_endpoint_disabled(self, url: str, disabled_at: datetime | None) -> None:
-        if disabled_at is None:
-            await self._run([Step(s.ENABLE_ENDPOINT, {"url": url})])
-        else:
-            await self._run([Step(s.DISABLE_ENDPOINT, {"url": url, "at_us": to_us(disabled_at)})])
-
-    async def list_webhook_deliveries(self, event_id: str) -> list[WebhookDelivery]:
-        return [_delivery(r) for r in await self._fetch(s.LIST_DELIVERIES, {"event_id": event_id})]
-
-    async def list_webhook_attempts(self, event_id: str) -> list[WebhookAttempt]:
-        rows = await self._fetch(s.LIST_WEBHOOK_ATTEMPTS, {"event_id": event_id})
-        return [WebhookAttempt(r[0], r[1], from_us(r[2]), r[3], r[4], r[5], bool(r[6])) for r in rows]
-
-    async def purge_webhook_deliveries(
-        self, older_than: datetime, limit: int = 1000, endpoints: Collection[str] | None = None
-    ) -> int:
-        before = {"before_us": to_us(older_than)}
-
-        async def purge(tx: Tx) -> int:
-            gone = await tx.fetch(s.PURGE_SETTLED_DELIVERIES, {**before, "limit": limit})
-            if endpoints is not None and len(gone) < limit:
-                urls = self.dialect.list_value(sorted(endpoints))
-                gone += await tx.fetch(
-                    s.PURGE_UNCONFIGURED_DELIVERIES, {**before, "limit": limit - len(gone), "urls": urls}
-                )
-            await tx.execute_many(s.DELETE_WEBHOOK_ATTEMPTS, [{"url": r[0], "event_id": r[1]} for r in gone])
-            return len(gone)
-
-        return await self._transact(purge)
-
     # -- test clocks -----------------------------------------------------------------------------------------
     async def save_test_clock(self, clock: TestClock) -> None:
         await self._run([Step(s.SAVE_TEST_CLOCK, {"id": clock.id, "data": clock.model_dump_json()})])
@@ -536,13 +347,6 @@ class SQLStore:
         )
         return [PaymentMethod.model_validate_json(_text(r[0])) for r in rows]
 
-    async def _ran(self, steps: Sequence[Step]) -> list[Any]:
-        """`_run` with no guard: every step's result."""
-        results = await self._run(steps)
-        if results is None:  # pragma: no cover - only a guarded run stops early
-            raise RuntimeError("an unguarded run stopped early")
-        return results
-
 
 def _payment_method(pm: PaymentMethod) -> Params:
     return {
@@ -559,12 +363,8 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _columns(columns: Any, record: Any) -> Params:
-    return {name: read(record) for name, read in columns.items()}
-
-
 def _attempt_steps(attempts: Sequence[AttemptRecord]) -> list[Step]:
-    return [Step(s.UPSERT_ATTEMPT, _columns(s.ATTEMPT_COLUMNS, a)) for a in attempts]
+    return [Step(s.UPSERT_ATTEMPT, row_of(s.ATTEMPT_COLUMNS, a)) for a in attempts]
 
 
 def _reservation(entry: IdempotencyEntry) -> Params:
@@ -573,19 +373,6 @@ def _reservation(entry: IdempotencyEntry) -> Params:
 
 def _complete(scope: str, key: str, status: int, body: bytes) -> Step:
     return Step(s.COMPLETE_KEY, {"scope": scope, "key": key, "status": status, "body": body})
-
-
-def _queued(d: WebhookDelivery) -> Params:
-    return {
-        "url": d.url,
-        "event_id": d.event_id,
-        "event_seq": d.event_seq,
-        "object_id": d.object_id,
-        "status": d.status,
-        "attempts": d.attempts,
-        "created_us": to_us(d.created),
-        "next_attempt_us": to_us(d.next_attempt_at),
-    }
 
 
 def _payments(rows: list[Any]) -> list[Payment]:
@@ -603,11 +390,3 @@ def _json_list(value: str) -> list[Any]:
 
 def _us(at: datetime | None) -> int | None:
     return to_us(at) if at is not None else None
-
-
-def _dt(us: int | None) -> datetime | None:
-    return from_us(us) if us is not None else None
-
-
-def _delivery(r: Any) -> WebhookDelivery:
-    return WebhookDelivery(r[0], r[1], r[2], r[3], from_us(r[4]), from_us(r[5]), r[6], r[7], r[8], _dt(r[9]))

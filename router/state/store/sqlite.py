@@ -23,7 +23,8 @@ from router.errors import StoreUnavailable
 from router.model.records import Event
 from router.state.store.dialect import SQLITE, Q
 from router.state.store.groupcommit import GroupCommitWriter
-from router.state.store.sql import Params, SQLStore, Step, Tx
+from router.state.store.runner import Params, Step, Tx
+from router.state.store.sql import SQLStore
 
 _SYNC_MODES = {"off": "OFF", "normal": "NORMAL", "full": "FULL"}
 # The writer waits this long for a lock another process holds (the CLI on the same file); the reader, on the
