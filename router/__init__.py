@@ -3,6 +3,7 @@
 from router import Router
 async with await Router.open("config/routing.yaml", store="sqlite:///payroute.db") as router:
     payment = await router.create_payment({...})
+    print(payment.id, payment.status, payment.to_dict())
 """
 
 from router.api import Router
@@ -10,5 +11,26 @@ from router.clock import ManualClock, SystemClock
 from router.config.loader import ConfigError
 from router.config.schema import Config
 from router.errors import PayrouteError
+from router.model.render import (
+    ApiObject,
+    Event,
+    OffSessionPayment,
+    PaymentAttemptRecord,
+    PaymentRecord,
+    TestClock,
+)
 
-__all__ = ["Config", "ConfigError", "ManualClock", "PayrouteError", "Router", "SystemClock"]
+__all__ = [
+    "ApiObject",
+    "Config",
+    "ConfigError",
+    "Event",
+    "ManualClock",
+    "OffSessionPayment",
+    "PaymentAttemptRecord",
+    "PaymentRecord",
+    "PayrouteError",
+    "Router",
+    "SystemClock",
+    "TestClock",
+]

@@ -24,7 +24,10 @@ from router.clock import Clock, SystemClock
 from router.config.loader import ConfigError, ConfigIssue
 from router.config.schema import Config, SuccessRateConfig
 from router.ids import IdGenerator
-from router.model.records import DEFAULT_ACCOUNT, AttemptRecord, Event, OffSessionPaymentCreateParams, Payment
+from router.model import records
+from router.model.params import OffSessionPaymentCreateParams
+from router.model.records import DEFAULT_ACCOUNT, AttemptRecord, Payment
+from router.model.render import Event, OffSessionPayment, PaymentAttemptRecord, PaymentRecord, TestClock
 from router.model.states import TERMINAL
 from router.payments.background import REFILL_ATTEMPTS, Background
 from router.payments.context import Context, LiveTable
@@ -290,7 +293,7 @@ class Router:
         `v2.payments.off_session_payment.*`, or `*`); returns an unsubscribe function. See router.subscribers."""
         return self.subscribers.on(pattern, callback)
 
-    def _events_committed(self, events: Sequence[Event]) -> None:
+    def _events_committed(self, events: Sequence[records.Event]) -> None:
         # Runs inside the store call that just committed: whatever happens here must not look like a failed write.
         try:
             self.webhooks.wake()
@@ -314,7 +317,7 @@ class Router:
         livemode: bool = False,
         idempotency_key: str | None = None,
         account: str = DEFAULT_ACCOUNT,
-    ) -> dict[str, Any]:
+    ) -> OffSessionPayment:
         """Create an off-session payment and, unless deferred, run its first authorization attempt.
 
         With an `idempotency_key`, a repeat of the same request returns the first result and does nothing
@@ -322,7 +325,9 @@ class Router:
         if idempotency_key is None:
             return (await self._creator.create(params, livemode, account=account)).object()
         keyed = Keyed.of(livemode, idempotency_key, CREATE_ROUTE, params, scope=scope_for(account, livemode))
-        return (await self.idempotent(keyed, lambda k: self._creator.reply(params, livemode, k, account))).json()
+        return (await self.idempotent(keyed, lambda k: self._creator.reply(params, livemode, k, account))).parse(
+            OffSessionPayment
+        )
 
     async def create_reply(
         self,
@@ -338,7 +343,7 @@ class Router:
 
     async def get_payment(
         self, payment_id: str, *, livemode: bool = False, include_details: bool = False, account: str = DEFAULT_ACCOUNT
-    ) -> dict[str, Any]:
+    ) -> OffSessionPayment:
         return await self._reads.get_payment(payment_id, livemode, include_details, account)
 
     async def list_payments(
@@ -350,23 +355,23 @@ class Router:
         direction: Literal["next", "previous"] = "next",
         include_details: bool = False,
         account: str = DEFAULT_ACCOUNT,
-    ) -> tuple[list[dict[str, Any]], bool, list[Payment]]:
+    ) -> tuple[list[OffSessionPayment], bool, list[Payment]]:
         """A page of payments newest first: (objects, has_more, the payments for cursor-making)."""
         return await self._reads.list_payments(livemode, limit, cursor, direction, include_details, account)
 
     async def cancel_payment(
         self, payment_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
-    ) -> dict[str, Any]:
+    ) -> OffSessionPayment:
         return await self._operations.cancel(payment_id, livemode, account)
 
     async def pause_payment(
         self, payment_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
-    ) -> dict[str, Any]:
+    ) -> OffSessionPayment:
         return await self._operations.pause(payment_id, livemode, account)
 
     async def resume_payment(
         self, payment_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
-    ) -> dict[str, Any]:
+    ) -> OffSessionPayment:
         return await self._operations.resume(payment_id, livemode, account)
 
     async def capture_payment(
@@ -376,7 +381,7 @@ class Router:
         amount_to_capture: int | None = None,
         livemode: bool = False,
         account: str = DEFAULT_ACCOUNT,
-    ) -> dict[str, Any]:
+    ) -> OffSessionPayment:
         return await self._operations.capture(payment_id, amount_to_capture, livemode, account)
 
     async def expire_authorization(self, payment: Payment) -> Payment | None:
@@ -386,17 +391,17 @@ class Router:
     # -- records and events ----------------------------------------------------------------------------------
     async def get_payment_record(
         self, record_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
-    ) -> dict[str, Any]:
+    ) -> PaymentRecord:
         return await self._reads.get_payment_record(record_id, livemode, account)
 
     async def list_attempt_records(
         self, payment_record: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
-    ) -> list[dict[str, Any]]:
+    ) -> list[PaymentAttemptRecord]:
         return await self._reads.list_attempt_records(payment_record, livemode, account)
 
     async def get_attempt_record(
         self, attempt_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
-    ) -> dict[str, Any]:
+    ) -> PaymentAttemptRecord:
         return await self._reads.get_attempt_record(attempt_id, livemode, account)
 
     async def explain_routing(
@@ -426,17 +431,15 @@ class Router:
 
     async def list_events(
         self, *, livemode: bool = False, object_id: str | None = None, limit: int = 100
-    ) -> list[dict[str, Any]]:
+    ) -> list[Event]:
         return await self._reads.list_events(livemode, object_id, limit)
 
-    async def page_events(self, query: EventQuery) -> tuple[list[dict[str, Any]], bool, int | None]:
+    async def page_events(self, query: EventQuery) -> tuple[list[Event], bool, int | None]:
         """A page of one account's events, newest first, filtered as `GET /v2/core/events` is: (objects,
         has_more, the sequence number the next page continues before)."""
         return await self._reads.page_events(query)
 
-    async def get_event(
-        self, event_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
-    ) -> dict[str, Any]:
+    async def get_event(self, event_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT) -> Event:
         return await self._reads.get_event(event_id, livemode, account)
 
     async def payment_counts(self) -> dict[tuple[bool, str], int]:
@@ -451,17 +454,17 @@ class Router:
         name: str | None = None,
         livemode: bool = False,
         account: str = DEFAULT_ACCOUNT,
-    ) -> dict[str, Any]:
+    ) -> TestClock:
         return await self._clocks.create(frozen_time, name, livemode, account)
 
     async def get_test_clock(
         self, clock_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
-    ) -> dict[str, Any]:
+    ) -> TestClock:
         return await self._clocks.get(clock_id, livemode, account)
 
     async def advance_test_clock(
         self, clock_id: str, frozen_time: datetime | str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
-    ) -> dict[str, Any]:
+    ) -> TestClock:
         """Move a test clock forward, running every attempt and expiry that falls due, in time order, at its
         own due time, before returning."""
         return await self._clocks.advance(clock_id, frozen_time, livemode, account)

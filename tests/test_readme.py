@@ -24,9 +24,11 @@ def test_embedded_example_runs_as_written(tmp_path: Path) -> None:
         [sys.executable, "example.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    first, *attempts = done.stdout.splitlines()
+    first, amount, *attempts, as_json = done.stdout.splitlines()
     assert re.fullmatch(r"osp_test_\w+ succeeded", first)
+    assert amount == "1999 usd"
     assert attempts and attempts[-1].endswith(" approved")
+    assert as_json.startswith('{"id": "osp_test_')
     assert (tmp_path / "embedded.db").exists(), "its own database"
     assert not (tmp_path / "payroute.db").exists(), "not the one make run keeps"
 

@@ -23,11 +23,11 @@ from urllib.parse import urlencode
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from router import jsonbytes, tracing
+from router import tracing
 from router.api import Router
 from router.config.loader import ConfigError
 from router.errors import PayrouteError, invalid
-from router.http import console, logsafe, metrics, schemas
+from router.http import console, logsafe, metrics
 from router.http.auth import ApiKeys, Caller, read_only_refused
 from router.http.endpoints import ENDPOINTS, Endpoint
 from router.http.openapi import build_openapi
@@ -35,7 +35,15 @@ from router.http.pagination import PageTokens, bad_page
 from router.http.ratelimit import HANDLER_ARGS, RateLimited, RateLimiter, check_headers
 from router.model import events as ev
 from router.model import inputs
-from router.model.records import parse_create_params
+from router.model.params import (
+    CaptureParams,
+    NoParams,
+    TestClockAdvanceParams,
+    TestClockCreateParams,
+    parse_create_params,
+    parse_params,
+)
+from router.model.render import ApiObject, dumps
 from router.payments.idempotency import Keyed, Reply, Work
 from router.state.store.base import Cursor, EventQuery, to_us
 
@@ -99,8 +107,9 @@ _ENDPOINT = web.RequestKey("endpoint", Endpoint)
 
 
 def _dumps(obj: Any) -> bytes:
-    # The same serialization the embedded library stores for idempotent replays.
-    return jsonbytes.dumps(obj)
+    # orjson writes the API objects (slotted dataclasses) as they are, inside envelopes too: the same bytes an
+    # idempotent POST stores.
+    return dumps(obj)
 
 
 def _reply(body: bytes, status: int = 200) -> web.Response:
@@ -327,11 +336,11 @@ def _idempotency_key(request: web.Request, required: bool) -> str | None:
     return key
 
 
-def _answering(run: Callable[[], Awaitable[Json]]) -> Work:
+def _answering(run: Callable[[], Awaitable[ApiObject]]) -> Work:
     """A POST whose answer is the object `run` returns."""
 
     async def work(_: Keyed | None) -> Reply:
-        return Reply(200, _dumps(await run()))
+        return Reply(200, (await run()).to_json())
 
     return work
 
@@ -492,7 +501,7 @@ def _state_change(
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await _body(request)
-        schemas.parse_params(schemas.NoParams, body)
+        parse_params(NoParams, body)
         router = request.app[SIDECAR].core()
         pid, caller = request.match_info["id"], _caller(request)
         action = {"cancel": router.cancel_payment, "pause": router.pause_payment, "resume": router.resume_payment}
@@ -506,7 +515,7 @@ def _state_change(
 
 async def capture_off_session_payment(request: web.Request) -> web.StreamResponse:
     body = await _body(request)
-    params = schemas.parse_params(schemas.CaptureParams, body)
+    params = parse_params(CaptureParams, body)
     router = request.app[SIDECAR].core()
     pid, caller = request.match_info["id"], _caller(request)
     return await _post(
@@ -628,7 +637,7 @@ async def retrieve_event(request: web.Request) -> web.StreamResponse:
 
 async def create_test_clock(request: web.Request) -> web.StreamResponse:
     body = await _body(request)
-    params = schemas.parse_params(schemas.TestClockCreateParams, body)
+    params = parse_params(TestClockCreateParams, body)
     router = request.app[SIDECAR].core()
     caller = _caller(request)
     at = _timestamp(params.frozen_time, "frozen_time") if params.frozen_time is not None else None
@@ -651,7 +660,7 @@ async def retrieve_test_clock(request: web.Request) -> web.StreamResponse:
 
 async def advance_test_clock(request: web.Request) -> web.StreamResponse:
     body = await _body(request)
-    params = schemas.parse_params(schemas.TestClockAdvanceParams, body)
+    params = parse_params(TestClockAdvanceParams, body)
     router = request.app[SIDECAR].core()
     at = _timestamp(params.frozen_time, "frozen_time")
     pid, caller = request.match_info["id"], _caller(request)
@@ -663,7 +672,7 @@ async def advance_test_clock(request: web.Request) -> web.StreamResponse:
 
 
 async def reload_config(request: web.Request) -> web.StreamResponse:
-    schemas.parse_params(schemas.NoParams, await _body(request))
+    parse_params(NoParams, await _body(request))
     router = request.app[SIDECAR].core()
     try:
         table = await router.reload()

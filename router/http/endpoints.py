@@ -4,12 +4,13 @@ generated from it, so the document and the server cannot list different routes."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from router.http import schemas
-from router.model.records import OffSessionPaymentCreateParams
+from router.model import params, render
+from router.model.params import OffSessionPaymentCreateParams
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,7 @@ class Endpoint:
     method: Literal["GET", "POST"]
     path: str
     summary: str
-    response: type[BaseModel] | None  # None: not JSON (metrics)
+    response: type[Any] | None  # an API object or envelope; None: not JSON (metrics)
     body: type[BaseModel] | None = None
     query: tuple[Query, ...] = ()
     auth: bool = True
@@ -55,7 +56,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "POST",
         "/v2/payments/off_session_payments",
         "Create an OffSessionPayment; it is attempted at once unless a test clock or target_date defers it.",
-        schemas.OffSessionPayment,
+        render.OffSessionPayment,
         body=OffSessionPaymentCreateParams,
         idempotency="required",
         errors=_POST_ERRORS,
@@ -74,7 +75,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         "/v2/payments/off_session_payments/{id}",
         "Retrieve an OffSessionPayment.",
-        schemas.OffSessionPayment,
+        render.OffSessionPayment,
         query=(INCLUDE,),
     ),
     Endpoint(
@@ -91,8 +92,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "POST",
         "/v2/payments/off_session_payments/{id}/cancel",
         "Cancel a pending, pending_retry, paused or requires_capture OffSessionPayment.",
-        schemas.OffSessionPayment,
-        body=schemas.NoParams,
+        render.OffSessionPayment,
+        body=params.NoParams,
         idempotency="optional",
         errors=_POST_ERRORS,
     ),
@@ -101,8 +102,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "POST",
         "/v2/payments/off_session_payments/{id}/pause",
         "Pause the retry schedule of a pending or pending_retry OffSessionPayment.",
-        schemas.OffSessionPayment,
-        body=schemas.NoParams,
+        render.OffSessionPayment,
+        body=params.NoParams,
         idempotency="optional",
         errors=_POST_ERRORS,
     ),
@@ -111,8 +112,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "POST",
         "/v2/payments/off_session_payments/{id}/resume",
         "Resume a paused OffSessionPayment.",
-        schemas.OffSessionPayment,
-        body=schemas.NoParams,
+        render.OffSessionPayment,
+        body=params.NoParams,
         idempotency="optional",
         errors=_POST_ERRORS,
     ),
@@ -121,8 +122,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "POST",
         "/v2/payments/off_session_payments/{id}/capture",
         "Capture a manual-capture OffSessionPayment in requires_capture, in full or in part.",
-        schemas.OffSessionPayment,
-        body=schemas.CaptureParams,
+        render.OffSessionPayment,
+        body=params.CaptureParams,
         idempotency="optional",
         errors=(*_POST_ERRORS, 502, 503),
     ),
@@ -131,7 +132,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         "/v1/payment_records/{id}",
         "Retrieve the payment record of an OffSessionPayment.",
-        schemas.PaymentRecord,
+        render.PaymentRecord,
     ),
     Endpoint(
         "list_payment_attempt_records",
@@ -146,7 +147,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         "/v1/payment_attempt_records/{id}",
         "Retrieve one attempt record.",
-        schemas.PaymentAttemptRecord,
+        render.PaymentAttemptRecord,
     ),
     Endpoint(
         "list_events",
@@ -169,14 +170,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ),
         errors=(400, 401),
     ),
-    Endpoint("retrieve_event", "GET", "/v2/core/events/{id}", "Retrieve an event.", schemas.Event),
+    Endpoint("retrieve_event", "GET", "/v2/core/events/{id}", "Retrieve an event.", render.Event),
     Endpoint(
         "create_test_clock",
         "POST",
         "/v2/test_helpers/test_clocks",
         "Create a test clock (test mode only).",
-        schemas.TestClock,
-        body=schemas.TestClockCreateParams,
+        render.TestClock,
+        body=params.TestClockCreateParams,
         idempotency="optional",
         errors=(400, 401, 409, 413, 415),
     ),
@@ -185,15 +186,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         "/v2/test_helpers/test_clocks/{id}",
         "Retrieve a test clock.",
-        schemas.TestClock,
+        render.TestClock,
     ),
     Endpoint(
         "advance_test_clock",
         "POST",
         "/v2/test_helpers/test_clocks/{id}/advance",
         "Move a test clock forward, running every attempt and expiry that falls due on the way.",
-        schemas.TestClock,
-        body=schemas.TestClockAdvanceParams,
+        render.TestClock,
+        body=params.TestClockAdvanceParams,
         idempotency="optional",
         errors=_POST_ERRORS,
     ),
@@ -204,7 +205,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Reload the routing config from its file: the whole table is swapped, or the file is refused and the "
         "table in force stays.",
         schemas.ConfigVersion,
-        body=schemas.NoParams,
+        body=params.NoParams,
         admin=True,
         errors=(400, 401, 403, 413, 415),
     ),

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel
-from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from pydantic import TypeAdapter
+from pydantic.json_schema import JsonSchemaMode
 
 from router.http import schemas
 from router.http.endpoints import ENDPOINTS, Endpoint, Query
+from router.model.render import adapter
 
 _REF = "#/components/schemas/{model}"
 _STATUS_TEXT = {
@@ -28,7 +29,7 @@ _STATUS_TEXT = {
 }
 
 
-def _ref(model: type[BaseModel]) -> dict[str, str]:
+def _ref(model: type[Any]) -> dict[str, str]:
     return {"$ref": _REF.format(model=model.__name__)}
 
 
@@ -93,7 +94,7 @@ def _operation(e: Endpoint) -> dict[str, Any]:
 
 
 def build_openapi() -> dict[str, Any]:
-    models: list[tuple[type[BaseModel], JsonSchemaMode]] = []
+    models: list[tuple[type[Any], JsonSchemaMode]] = []
     for e in ENDPOINTS:
         if e.body is not None:
             models.append((e.body, "validation"))
@@ -101,7 +102,8 @@ def build_openapi() -> dict[str, Any]:
             models.append((e.response, "serialization"))
     models.append((schemas.Error, "serialization"))
     unique = list(dict.fromkeys(models))
-    _, defs = models_json_schema(unique, ref_template=_REF)
+    # Request bodies are pydantic models, the API objects slotted dataclasses: an adapter describes either.
+    _, defs = TypeAdapter.json_schemas([(m.__name__, mode, adapter(m)) for m, mode in unique], ref_template=_REF)
     paths: dict[str, dict[str, Any]] = {}
     for e in ENDPOINTS:
         paths.setdefault(e.path, {})[e.method.lower()] = _operation(e)

@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from router.ids import IdGenerator
-from router.model.records import Event, Payment, render_payment
+from router.model.records import Event, Payment
+from router.model.render import OffSessionPayment, render_payment
 from router.model.states import (
     ATTEMPT_FAILED,
     ATTEMPT_STARTED,
@@ -65,12 +66,12 @@ def event_for(
     payment: Payment,
     at: datetime,
     before: Payment | None = None,
-    rendered: dict[str, Any] | None = None,
+    rendered: OffSessionPayment | None = None,
 ) -> Event:
     """An event carrying a snapshot of the payment as it is after the transition, what the transition changed
     (given the payment `before` it), and the request that caused it. `rendered`: `render_payment(payment)`, when
     the caller made it already (for its response), so the snapshot is not rendered twice."""
-    after = rendered if rendered is not None else render_payment(payment)
+    after = (rendered if rendered is not None else render_payment(payment)).to_dict()
     request = REQUEST.get()
     return Event(
         id=ids.new("event"),
@@ -81,7 +82,7 @@ def event_for(
         account=payment.account,
         data=_data(type, payment, after),
         reason=None if request is None else _reason(request),
-        changes=None if before is None else changes(render_payment(before), after),
+        changes=None if before is None else changes(render_payment(before).to_dict(), after),
     )
 
 

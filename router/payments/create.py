@@ -9,16 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from router import jsonbytes
 from router.errors import ConcurrentUpdate, NotCreated, PayrouteError, StillProcessing, invalid
 from router.model import events as ev
-from router.model.records import (
-    DEFAULT_ACCOUNT,
-    OffSessionPaymentCreateParams,
-    Payment,
-    PaymentRecordState,
-    parse_create_params,
-)
+from router.model.params import OffSessionPaymentCreateParams, parse_create_params
+from router.model.records import DEFAULT_ACCOUNT, Payment, PaymentRecordState
+from router.model.render import OffSessionPayment, adapter
 from router.model.states import Status
 from router.payments import carry
 from router.payments.context import Context
@@ -52,13 +47,13 @@ _SAME_PAYMENT = (
 class Created:
     """A create's answer: the payment object, or (under a key) the bytes its own commit stored for the key."""
 
-    payment: dict[str, Any] | None
+    payment: OffSessionPayment | None
     stored: bytes | None = None
 
-    def object(self) -> dict[str, Any]:
+    def object(self) -> OffSessionPayment:
         if self.payment is not None:
             return self.payment
-        out: dict[str, Any] = jsonbytes.loads(self.stored or b"null")
+        out: OffSessionPayment = adapter(OffSessionPayment).validate_json(self.stored or b"null")
         return out
 
 
@@ -102,7 +97,7 @@ class Creator:
         created = await self.create(params, livemode, keyed, account)
         if created.stored is not None:
             return Reply(200, created.stored, stored=True)
-        return Reply.of(created.object())
+        return Reply(200, created.object().to_json())
 
     async def _create_parsed(
         self, p: OffSessionPaymentCreateParams, livemode: bool, keyed: Keyed | None, account: str
@@ -237,17 +232,17 @@ class Creator:
             return Created(await self._answer_resend(raced, include))
         return Created(await self.reads.render(payment, include_details=include))
 
-    async def _answer_resend(self, payment: Payment, include_details: bool) -> dict[str, Any]:
+    async def _answer_resend(self, payment: Payment, include_details: bool) -> OffSessionPayment:
         """A resend's answer is the payment once settled; while it is still in processing (its first try's
         request in flight, or a crash that reconciliation has yet to settle), a retryable refusal."""
         if payment.status == Status.PROCESSING:
             raise StillProcessing()
         rendered = await self._carry_on(payment, include_details)
-        if rendered["status"] == Status.PROCESSING:  # its attempt was taken by another worker, still running
+        if rendered.status == Status.PROCESSING.value:  # its attempt was taken by another worker, still running
             raise StillProcessing()
         return rendered
 
-    async def _carry_on(self, payment: Payment, include_details: bool) -> dict[str, Any]:
+    async def _carry_on(self, payment: Payment, include_details: bool) -> OffSessionPayment:
         """A create retried after its first try died: finish what that try started, never start it twice."""
         immediate = payment.test_clock is None and payment.target_date is None
         if payment.status == Status.PENDING and immediate:

@@ -32,20 +32,13 @@ from adapters.base import (
     TransferData,
 )
 from adapters.base import Answer as Meaning
-from router import jsonbytes, tracing
+from router import tracing
 from router.clock import Clock
 from router.errors import ConcurrentUpdate, NotCreated
 from router.ids import IdGenerator
 from router.model import events as ev
-from router.model.records import (
-    AttemptRecord,
-    CardSnapshot,
-    Event,
-    Payment,
-    PaymentRecordState,
-    payment_json,
-    render_payment,
-)
+from router.model.records import AttemptRecord, CardSnapshot, Event, Payment, PaymentRecordState
+from router.model.render import payment_json, render_payment
 from router.model.states import FailureReason, Status, transition
 from router.payments.context import LiveTable, payment_now
 from router.payments.methods import NO_CREDENTIALS, PaymentMethods, ResolvedMethod, credentials_for
@@ -595,7 +588,7 @@ class Engine:
         rendered = render_payment(final)  # the event's snapshot, and the response unless it includes details
         response = done = None
         if answer is not None:
-            response = payment_json(final, attempt) if answer.include_details and attempt else jsonbytes.dumps(rendered)
+            response = payment_json(final, attempt) if answer.include_details and attempt else rendered.to_json()
             done = IdempotencyDone(answer.scope, answer.key, 200, response)
         saved = await self.store.save_payment(
             final,

@@ -16,12 +16,13 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from router import jsonbytes
 from router.errors import PayrouteError, StillProcessing, invalid
 from router.ids import IdGenerator
-from router.model.records import DEFAULT_ACCOUNT, payment_json
+from router.model.records import DEFAULT_ACCOUNT
+from router.model.render import adapter, payment_json
 from router.model.states import Status
 from router.payments.context import Context
 from router.state.store.base import IdempotencyEntry, KeyTaken, from_us, to_us
@@ -84,22 +85,19 @@ class Reply:
     replayed: bool = False  # an earlier request's answer, not a new run
     stored: bool = False  # the work stored this answer for its key in its own commit
 
-    @classmethod
-    def of(cls, obj: Any, *, stored: bool = False) -> Reply:
-        return cls(200, jsonbytes.dumps(obj), stored=stored)
-
-    def json(self) -> dict[str, Any]:
-        """The object; an error answer is raised as the error it records."""
-        out: dict[str, Any] = jsonbytes.loads(self.body)
+    def parse(self, kind: type[T]) -> T:
+        """The answer as the object it holds; an error answer is raised as the error it records."""
         if self.status >= 400:
-            err: Mapping[str, Any] = out["error"]
+            err: Mapping[str, Any] = jsonbytes.loads(self.body)["error"]
             raise PayrouteError(
                 err["message"], type=err["type"], code=err["code"], param=err.get("param"), status=self.status
             )
+        out: T = adapter(kind).validate_json(self.body)
         return out
 
 
 Work = Callable[[Keyed | None], Awaitable[Reply]]
+T = TypeVar("T")
 
 
 # Refusals that are not kept as a key's answer (see `_once`).

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
 
 from adapters.base import CancelRequest, CaptureRequest
 from router.errors import ConcurrentUpdate, PayrouteError, conflict, invalid
 from router.model import events as ev
-from router.model.records import DEFAULT_ACCOUNT, Payment, PaymentRecordState, render_payment
+from router.model.records import DEFAULT_ACCOUNT, Payment, PaymentRecordState
+from router.model.render import OffSessionPayment, render_payment
 from router.model.states import CANCELABLE, PAUSABLE, Move, Status, transition
 from router.payments.context import Context
 from router.payments.reads import Reads
@@ -29,7 +29,7 @@ class Operations:
         self.ctx = ctx
         self.reads = reads
 
-    async def _change(self, payment_id: str, livemode: bool, apply: Change, account: str) -> dict[str, Any]:
+    async def _change(self, payment_id: str, livemode: bool, apply: Change, account: str) -> OffSessionPayment:
         """Read, decide, compare-and-set; a lost race re-reads and decides again."""
         ctx = self.ctx
         for _ in range(_CAS_RETRIES):
@@ -57,7 +57,7 @@ class Operations:
             )
         return record
 
-    async def cancel(self, payment_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
+    async def cancel(self, payment_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> OffSessionPayment:
         async def apply(p: Payment, now: datetime) -> tuple[Payment, Move, PaymentRecordState | None]:
             status = Status(p.status)
             # As the preview spec answers: cancel takes `pending` and `pending_retry`, and any other status is a 400
@@ -109,7 +109,7 @@ class Operations:
                 status=502,
             )
 
-    async def pause(self, payment_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
+    async def pause(self, payment_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> OffSessionPayment:
         async def apply(p: Payment, now: datetime) -> tuple[Payment, Move, PaymentRecordState | None]:
             status = Status(p.status)
             if status is Status.PROCESSING:
@@ -121,7 +121,7 @@ class Operations:
 
         return await self._change(payment_id, livemode, apply, account)
 
-    async def resume(self, payment_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
+    async def resume(self, payment_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> OffSessionPayment:
         async def apply(p: Payment, now: datetime) -> tuple[Payment, Move, PaymentRecordState | None]:
             if p.status != Status.PAUSED:
                 raise conflict(f"An OffSessionPayment in status '{p.status}' cannot be resumed.", "not_resumable")
@@ -135,7 +135,7 @@ class Operations:
 
     async def capture(
         self, payment_id: str, amount_to_capture: int | None, livemode: bool, account: str = DEFAULT_ACCOUNT
-    ) -> dict[str, Any]:
+    ) -> OffSessionPayment:
         async def apply(p: Payment, now: datetime) -> tuple[Payment, Move, PaymentRecordState | None]:
             if p.status == Status.PROCESSING:
                 raise conflict("The payment is being processed; try again shortly.", "payment_processing")

@@ -22,7 +22,7 @@ from router.model.payment_methods import (
     PaymentMethodUpdateParams,
     render_payment_method,
 )
-from router.model.records import param_error
+from router.model.params import param_error
 from router.payments.context import Context
 from router.payments.methods import ResolvedMethod
 from router.state.store.base import Store

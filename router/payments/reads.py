@@ -4,13 +4,15 @@ never sees a live object and the other way round."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Literal
 
 from router.errors import invalid, not_found
-from router.model.records import (
-    DEFAULT_ACCOUNT,
-    AttemptRecord,
-    Payment,
+from router.model.records import DEFAULT_ACCOUNT, AttemptRecord, Payment
+from router.model.render import (
+    Event,
+    OffSessionPayment,
+    PaymentAttemptRecord,
+    PaymentRecord,
     render_attempt_record,
     render_event,
     render_payment,
@@ -36,7 +38,7 @@ class Reads:
         p = await self.store.get_payment(payment_id)
         return p is not None and p.account == account
 
-    async def render(self, payment: Payment, include_details: bool = False) -> dict[str, Any]:
+    async def render(self, payment: Payment, include_details: bool = False) -> OffSessionPayment:
         attempt = None
         if include_details and payment.latest_payment_attempt_record:
             attempt = await self.store.get_attempt(payment.latest_payment_attempt_record)
@@ -44,7 +46,7 @@ class Reads:
 
     async def get_payment(
         self, payment_id: str, livemode: bool, include_details: bool, account: str = DEFAULT_ACCOUNT
-    ) -> dict[str, Any]:
+    ) -> OffSessionPayment:
         return await self.render(await self.load(payment_id, livemode, account), include_details)
 
     async def list_payments(
@@ -55,7 +57,7 @@ class Reads:
         direction: Literal["next", "previous"],
         include_details: bool = False,
         account: str = DEFAULT_ACCOUNT,
-    ) -> tuple[list[dict[str, Any]], bool, list[Payment]]:
+    ) -> tuple[list[OffSessionPayment], bool, list[Payment]]:
         if not 1 <= limit <= 100:
             raise invalid("limit must be between 1 and 100.", "limit")
         page = await self.store.list_payments(livemode, limit, cursor, direction, account=account)
@@ -65,9 +67,7 @@ class Reads:
             objects = [render_payment(p) for p in page.payments]
         return objects, page.has_more, page.payments
 
-    async def get_payment_record(
-        self, record_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT
-    ) -> dict[str, Any]:
+    async def get_payment_record(self, record_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> PaymentRecord:
         r = await self.store.get_payment_record(record_id)
         if r is None or r.livemode != livemode or not await self._owns(r.payment_id, account):
             raise not_found("payment_record", record_id)
@@ -75,7 +75,7 @@ class Reads:
 
     async def list_attempt_records(
         self, payment_record: str, livemode: bool, account: str = DEFAULT_ACCOUNT
-    ) -> list[dict[str, Any]]:
+    ) -> list[PaymentAttemptRecord]:
         r = await self.store.get_payment_record(payment_record)
         if r is None or r.livemode != livemode or not await self._owns(r.payment_id, account):
             raise not_found("payment_record", payment_record, param="payment_record")
@@ -83,7 +83,7 @@ class Reads:
 
     async def get_attempt_record(
         self, attempt_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT
-    ) -> dict[str, Any]:
+    ) -> PaymentAttemptRecord:
         a = await self.store.get_attempt(attempt_id)
         if a is None or a.livemode != livemode or not await self._owns(a.payment_id, account):
             raise not_found("payment_attempt_record", attempt_id)
@@ -95,10 +95,10 @@ class Reads:
         p = await self.load(payment_id, livemode, account)
         return await self.store.list_attempts(p.payment_record)
 
-    async def list_events(self, livemode: bool, object_id: str | None, limit: int) -> list[dict[str, Any]]:
+    async def list_events(self, livemode: bool, object_id: str | None, limit: int) -> list[Event]:
         return [render_event(e) for _, e in await self.store.list_events(livemode, object_id, limit)]
 
-    async def page_events(self, query: EventQuery) -> tuple[list[dict[str, Any]], bool, int | None]:
+    async def page_events(self, query: EventQuery) -> tuple[list[Event], bool, int | None]:
         """A page of one account's events, newest first: (objects, has_more, the sequence number to continue
         before)."""
         if not 1 <= query.limit <= 100:
@@ -108,7 +108,7 @@ class Reads:
         page = rows[:asked]
         return [render_event(e) for _, e in page], len(rows) > asked, page[-1][0] if page else None
 
-    async def get_event(self, event_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
+    async def get_event(self, event_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> Event:
         e = await self.store.get_event(event_id)
         if e is None or e.livemode != livemode or e.account != account:
             raise not_found("event", event_id)

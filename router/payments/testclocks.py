@@ -4,12 +4,13 @@ clock runs every attempt and expiry that falls due, in time order, each at its o
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from router import tracing
 from router.clock import parse_rfc3339
 from router.errors import invalid, not_found
-from router.model.records import DEFAULT_ACCOUNT, Payment, TestClock, render_test_clock
+from router.model.records import DEFAULT_ACCOUNT, Payment, TestClock
+from router.model.render import TestClock as TestClockObject
+from router.model.render import render_test_clock
 from router.model.states import Status
 from router.payments.context import Context
 from router.payments.operations import Operations
@@ -24,7 +25,7 @@ class TestClocks:
 
     async def create(
         self, frozen_time: datetime | str | None, name: str | None, livemode: bool, account: str = DEFAULT_ACCOUNT
-    ) -> dict[str, Any]:
+    ) -> TestClockObject:
         if livemode:
             raise invalid("Test clocks can only be created in test mode.", "livemode")
         clock = self.ctx.clock
@@ -35,7 +36,7 @@ class TestClocks:
         await self.ctx.store.save_test_clock(tc)
         return render_test_clock(tc)
 
-    async def get(self, clock_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
+    async def get(self, clock_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> TestClockObject:
         tc = await self.ctx.store.get_test_clock(clock_id)
         if tc is None or livemode or tc.account != account:
             raise not_found("test_clock", clock_id)
@@ -43,7 +44,7 @@ class TestClocks:
 
     async def advance(
         self, clock_id: str, frozen_time: datetime | str, livemode: bool, account: str = DEFAULT_ACCOUNT
-    ) -> dict[str, Any]:
+    ) -> TestClockObject:
         store = self.ctx.store
         tc = await store.get_test_clock(clock_id)
         if tc is None or livemode or tc.account != account:

@@ -29,7 +29,8 @@ from router.cli.check import close_adapters
 from router.clock import Clock
 from router.config.loader import ConfigError
 from router.errors import PayrouteError
-from router.model.records import CardSnapshot, Payment, parse_create_params
+from router.model.params import parse_create_params
+from router.model.records import CardSnapshot, Payment
 from router.money import format_amount
 from router.retry.explain import run_stored
 from router.routing.breakers import CLOSED, HALF_OPEN, OPEN, BreakerBoard

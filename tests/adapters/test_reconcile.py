@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
-from router import ManualClock, Router
+from router import ManualClock, OffSessionPayment, Router
 from tests.adapters.conftest import ADYEN_KEY, ADYEN_MERCHANT, STRIPE_KEY
 from tests.adapters.money import held_at
 from tests.conftest import RouterFactory
@@ -54,7 +53,7 @@ def config_for(fake: FakeProcessor) -> str:
     )
 
 
-async def _crash_mid_attempt(router: Router, fake: FakeProcessor) -> dict[str, Any]:
+async def _crash_mid_attempt(router: Router, fake: FakeProcessor) -> OffSessionPayment:
     task = asyncio.create_task(
         router.create_payment(
             {

@@ -63,5 +63,5 @@ async def test_invalid_parameter_is_named_and_nothing_stored(
 async def test_zero_decimal_currency_takes_whole_units(make_router: RouterFactory) -> None:
     router = await make_router(THREE_SIMULATORS)
     payment = await router.create_payment(_with("amount.currency", "jpy"))
-    assert payment["amount_requested"] == {"value": 1999, "currency": "jpy"}
-    assert payment["status"] == "succeeded"
+    assert (payment.amount_requested.value, payment.amount_requested.currency) == (1999, "jpy")
+    assert payment.status == "succeeded"

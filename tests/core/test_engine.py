@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from adapters.simulator import SimulatorAdapter
-from router import ManualClock, Router
+from router import ManualClock, OffSessionPayment, Router
 from tests.conftest import RouterFactory
 from tests.core.configs import FIRST_DOWN, THREE_SIMULATORS
 
@@ -29,9 +29,9 @@ def sim(router: Router, name: str) -> SimulatorAdapter:
     return adapter
 
 
-async def processors_called(router: Router, payment: dict[str, Any]) -> list[str]:
-    records = await router.list_attempt_records(payment["payment_record"])
-    return [r["processor_details"]["custom"]["processor"] for r in records]
+async def processors_called(router: Router, payment: OffSessionPayment) -> list[str]:
+    records = await router.list_attempt_records(payment.payment_record or "")
+    return [r.processor_details.custom.processor or "" for r in records]
 
 
 async def test_fails_over_when_first_processor_is_down(make_router: RouterFactory) -> None:
@@ -129,12 +129,12 @@ async def test_processing_error_fails_over_through_every_candidate(make_router: 
 async def test_payment_record_tracks_amounts(make_router: RouterFactory) -> None:
     router = await make_router(THREE_SIMULATORS)
     ok = await router.create_payment(body())
-    record = await router.get_payment_record(ok["payment_record"])
-    assert record["amount_authorized"] == {"value": 2500, "currency": "usd"}
+    record = await router.get_payment_record(ok.payment_record or "")
+    assert record.amount_authorized.to_dict() == {"value": 2500, "currency": "usd"}
     hard = await router.create_payment(body("pm_card_visa_chargeDeclinedStolenCard"))
-    record = await router.get_payment_record(hard["payment_record"])
-    assert record["amount_failed"] == {"value": 2500, "currency": "usd"}
-    assert record["amount_authorized"] == {"value": 0, "currency": "usd"}
+    record = await router.get_payment_record(hard.payment_record or "")
+    assert record.amount_failed.to_dict() == {"value": 2500, "currency": "usd"}
+    assert record.amount_authorized.value == 0
 
 
 async def test_restart_on_the_same_sqlite_file_keeps_every_payment(

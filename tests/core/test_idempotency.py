@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from router import ManualClock, PayrouteError
+from router import ManualClock, OffSessionPayment, PayrouteError
 from router.payments.idempotency import CREATE_ROUTE, Keyed
 from router.state.store.base import IdempotencyEntry, to_us
 from tests.conftest import RouterFactory
@@ -91,7 +91,7 @@ async def test_two_accounts_with_the_same_key_get_two_payments(make_router: Rout
         keyed = Keyed.of(False, "inv-shared", CREATE_ROUTE, params, scope=scope)
         reply = await router.idempotent(keyed, lambda k: router.create_reply(params, livemode=False, keyed=k))
         assert (reply.status, reply.replayed) == (200, False), "another account's key is not this one's"
-        answers.append(reply.json())
+        answers.append(reply.parse(OffSessionPayment))
     assert answers[0]["id"] != answers[1]["id"]
     assert [a["status"] for a in answers] == ["succeeded", "succeeded"]
     # The mode's own scope keeps the id the key has always had.

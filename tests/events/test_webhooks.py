@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import stripe
 from pydantic import SecretStr
 from stripe.events import V2PaymentsOffSessionPaymentSucceededEventNotification
 
-from router import Router
+from router import Event, Router
 from router.clock import ManualClock
 from router.model import events as ev
 from router.state.outbox.webhooks import DeliveryPolicy, WebhookWorker, sign
@@ -23,7 +24,7 @@ from tests.events.eventkit import ONLY_SUCCEEDED_SECRET, SECRET, OpenRouter, Rec
 P = "v2.payments.off_session_payment."
 
 
-def by_payment(events: list[dict[str, Any]]) -> dict[str, list[str]]:
+def by_payment(events: Sequence[Mapping[str, Any] | Event]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for e in events:
         out.setdefault(e["related_object"]["id"], []).append(e["id"])

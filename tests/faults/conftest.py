@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from router import ManualClock, Router
+from router import ManualClock, OffSessionPayment, Router
 from router.model.records import AttemptRecord, Payment
 from router.model.states import TERMINAL, Status
 from router.payments.engine import LEASE_MARGIN
@@ -134,7 +134,7 @@ async def open_router(tmp_path: Path, clock: ManualClock, fakes: Fakes) -> Async
         await router.close()
 
 
-async def timed_create(router: Router, bound_s: float, **params: Any) -> tuple[dict[str, Any], float]:
+async def timed_create(router: Router, bound_s: float, **params: Any) -> tuple[OffSessionPayment, float]:
     """Create a payment, measuring on the event loop's clock; fail if it outlives `bound_s`."""
     loop = asyncio.get_running_loop()
     started = loop.time()

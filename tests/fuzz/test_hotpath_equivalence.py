@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 from adapters import scrub as scrub_mod
 from router import clock, ids
 from router.http import metrics
-from router.model import records as models
+from router.model import params as models
 
 PROPS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from router.errors import PayrouteError
-from router.model.records import OffSessionPaymentCreateParams, parse_create_params
+from router.model.params import OffSessionPaymentCreateParams, parse_create_params
 
 PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FIELDS = [

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.simulator import SimulatorAdapter
-from router import ManualClock, PayrouteError, Router
+from router import ManualClock, OffSessionPayment, PayrouteError, Router
 from router.model.states import TERMINAL, Status
 
 CONFIG = """
@@ -52,7 +52,7 @@ async def _walk(ops: list[tuple[Any, ...]], db: Path) -> None:
     router = await Router.open(db.parent / "routing.yaml", store=f"sqlite:///{db}", clock=clock)
     try:
         ids: list[str] = []
-        settled: dict[str, dict[str, Any]] = {}
+        settled: dict[str, OffSessionPayment] = {}
         for step in ops:
             kind = step[0]
             try:
@@ -82,10 +82,10 @@ async def _walk(ops: list[tuple[Any, ...]], db: Path) -> None:
                 now = await router.get_payment(pid)
                 if pid in settled:
                     assert now == settled[pid], "a terminal payment changed"
-                elif Status(now["status"]) in TERMINAL:
+                elif Status(now.status) in TERMINAL:
                     settled[pid] = now
-                if now["status"] == "failed":
-                    assert now["failure_reason"]
+                if now.status == "failed":
+                    assert now.failure_reason
         sent = sum(a.authorizations_sent for a in router.table.adapters.values() if isinstance(a, SimulatorAdapter))
         recorded = 0
         for pid in ids:

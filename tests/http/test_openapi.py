@@ -40,7 +40,7 @@ def test_every_route_is_documented_and_every_documented_route_is_served(openapi_
 
 def test_create_params_schema_comes_from_the_core_model(openapi_doc: dict[str, Any]) -> None:
     create = openapi_doc["components"]["schemas"]["OffSessionPaymentCreateParams"]
-    assert set(create["required"]) == {"amount", "cadence", "customer"}
+    assert set(create["required"]) == {"amount", "cadence", "customer", "payment_method"}
     assert create["additionalProperties"] is False
     assert "payment_method" in create["properties"]
 

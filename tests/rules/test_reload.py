@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from router import ConfigError, Router
+from router import ConfigError, OffSessionPayment, Router
 from router.routing.reload import ConfigWatcher, WatchResult, install_sighup
 from tests.conftest import RouterFactory
 from tests.rules.conftest import GateAdapter, payment
@@ -191,7 +191,7 @@ def body(i: int) -> dict[str, Any]:
     }
 
 
-async def processors_called(router: Router, p: dict[str, Any]) -> list[str]:
+async def processors_called(router: Router, p: OffSessionPayment) -> list[str]:
     return [
         r["processor_details"]["custom"]["processor"] for r in await router.list_attempt_records(p["payment_record"])
     ]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
-from router import ManualClock, Router
+from router import ManualClock, OffSessionPayment, Router
 from router.routing.segments import Card, Facts
 from router.routing.stats import DEFAULT_MAX_AGE, InMemoryStatsStore
 from tests.conftest import RouterFactory
@@ -20,13 +19,14 @@ LEARNING = SUCCESS_RATE.replace(
 ROUTE, PROCESSORS = "default", ["sim_a", "sim_b"]
 
 
-async def _learned(make_router: RouterFactory, clock: ManualClock, payments: int) -> tuple[Router, dict[str, Any]]:
+async def _learned(make_router: RouterFactory, clock: ManualClock, payments: int) -> tuple[Router, OffSessionPayment]:
     """A router that has routed `payments` payments on LEARNING, and the last one it made."""
     router = await make_router(LEARNING)
-    made: dict[str, Any] = {}
+    made: OffSessionPayment | None = None
     for i in range(payments):
         clock.advance(1)
         made = await router.create_payment(body(i))
+    assert made is not None
     return router, made
 
 

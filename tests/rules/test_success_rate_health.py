@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from adapters.base import OutcomeKind
-from router import ManualClock, Router
+from router import ManualClock, OffSessionPayment, Router
 from router.config.loader import ConfigError, parse
 from router.config.schema import ProcessorConfig, SuccessRateConfig
 from router.routing.stats import Entry, InMemoryStatsStore, ProcessorStats, window_entry
@@ -182,7 +182,7 @@ def body(i: int, currency: str = "usd") -> dict[str, Any]:
     }
 
 
-async def processors_called(router: Router, p: dict[str, Any]) -> list[str]:
+async def processors_called(router: Router, p: OffSessionPayment) -> list[str]:
     records = await router.list_attempt_records(p["payment_record"])
     return [str(r["processor_details"]["custom"]["processor"]) for r in records]
 

@@ -8,7 +8,7 @@ import pytest
 
 from adapters.scrub import card_numbers, has_secret_key, scrub
 from router.errors import PayrouteError, not_found
-from router.model.records import parse_create_params
+from router.model.params import parse_create_params
 from tests.http.conftest import LIVE_KEY, payment
 
 PAN = "4242424242424242"

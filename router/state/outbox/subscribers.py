@@ -19,7 +19,8 @@ from contextlib import suppress
 from typing import Any
 
 from router.model.events import matches
-from router.model.records import Event, render_event
+from router.model.records import Event
+from router.model.render import render_event
 
 log = logging.getLogger("payroute.subscribers")
 
@@ -74,7 +75,7 @@ class Subscribers:
         while True:
             event = await queue.get()
             try:
-                rendered = render_event(event)
+                rendered = render_event(event).to_dict()
                 for pattern, callback in list(self._subs):
                     if not matches(pattern, event.type):
                         continue

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import random
 import time
@@ -43,7 +42,8 @@ from router import tracing
 from router.clock import Clock
 from router.config.schema import WebhookConfig
 from router.model.events import ALL_TYPES, matches, matches_any
-from router.model.records import Event, render_event
+from router.model.records import Event
+from router.model.render import render_event
 from router.state.store.base import Store, WebhookAttempt, WebhookDelivery, WebhookEndpointState
 
 log = logging.getLogger("payroute.webhooks")
@@ -65,7 +65,7 @@ def sign(payload: bytes, secret: SecretStr, timestamp: int) -> str:
 
 def payload_of(event: Event) -> bytes:
     """The body POSTed for an event: the same object `GET /v2/core/events/{id}` returns."""
-    return json.dumps(render_event(event), separators=(",", ":")).encode()
+    return render_event(event).to_json()
 
 
 def redact_url(url: str) -> str:
