@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from pydantic import ConfigDict, TypeAdapter
 from pydantic_core import to_json
@@ -410,7 +410,7 @@ def render_payment(p: records.Payment, attempt: records.AttemptRecord | None = N
         ),
         statement_descriptor=p.statement_descriptor,
         statement_descriptor_suffix=p.statement_descriptor_suffix,
-        status=cast(StatusLiteral, Status(p.status).value),  # a Status, or its text on one built unvalidated
+        status=Status(p.status).value,  # a Status, or its text on a payment built without validation
         target_date=p.target_date,
         test_clock=p.test_clock,
         transfer_data=p.transfer_data,

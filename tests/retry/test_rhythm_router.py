@@ -24,7 +24,7 @@ from adapters.base import (
     OutcomeKind,
     TokenCredentials,
 )
-from router import Router
+from router import OffSessionPayment, Router
 from router.clock import parse_rfc3339
 
 D = timedelta(days=1)
@@ -91,7 +91,7 @@ async def move_to(router: Router, clock_id: str, at: datetime) -> None:
         await router.advance_test_clock(clock_id, at)
 
 
-async def bill(router: Router, clock_id: str, token: str, at: datetime) -> dict[str, object]:
+async def bill(router: Router, clock_id: str, token: str, at: datetime) -> OffSessionPayment:
     """A subscription charge at `at`: created on the clock, its first attempt run; returns it after."""
     await move_to(router, clock_id, at)
     created = await router.create_payment(
@@ -124,11 +124,11 @@ async def test_a_customer_paid_every_friday_is_retried_on_a_friday_once_the_evid
         now = tuesday + 6 * 7 * D
         p = await bill(router, clock["id"], "pm_weekly_payer", now)
         assert p["status"] == "pending_retry"
-        details = p["retry_details"]
-        assert isinstance(details, dict)
-        retry_at = parse_rfc3339(details["next_attempt_at"])
+        details = p.retry_details
+        assert details.next_attempt_at is not None and details.reason is not None
+        retry_at = parse_rfc3339(details.next_attempt_at)
         assert retry_at.weekday() == 4 and now < retry_at < now + 4 * D, details  # this week's Friday
-        assert "weekly on Friday" in details["reason"]
+        assert "weekly on Friday" in details.reason
         await router.advance_test_clock(clock["id"], retry_at)
         assert (await router.get_payment(str(p["id"])))["status"] == "succeeded"
     finally:
@@ -171,12 +171,12 @@ async def test_a_1st_and_15th_customer_whose_15th_is_a_sunday_is_retried_after_t
         now = datetime(2026, 11, 10, 15, tzinfo=UTC)
         p = await bill(router, clock["id"], "pm_semi_monthly", now)
         assert p["status"] == "pending_retry"
-        details = p["retry_details"]
-        assert isinstance(details, dict)
-        retry_at = parse_rfc3339(details["next_attempt_at"])
+        details = p.retry_details
+        assert details.next_attempt_at is not None and details.reason is not None
+        retry_at = parse_rfc3339(details.next_attempt_at)
         # After the money posts on Friday the 13th, before it is gone (not Sunday the 15th, not Monday).
         assert datetime(2026, 11, 13, 8, tzinfo=UTC) <= retry_at < datetime(2026, 11, 15, 8, tzinfo=UTC), details
-        assert "1st and 15th" in details["reason"]
+        assert "1st and 15th" in details.reason
         await router.advance_test_clock(clock["id"], retry_at)
         assert (await router.get_payment(str(p["id"])))["status"] == "succeeded"
     finally:
