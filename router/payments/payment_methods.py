@@ -16,13 +16,13 @@ from pydantic import ValidationError
 from adapters.base import CardCredentials, CardInfo
 from router.errors import PayrouteError, invalid, not_found
 from router.model.inputs import check_params
+from router.model.params import param_error
 from router.model.payment_methods import (
     PaymentMethod,
     PaymentMethodCreateParams,
     PaymentMethodUpdateParams,
     render_payment_method,
 )
-from router.model.params import param_error
 from router.payments.context import Context
 from router.payments.methods import ResolvedMethod
 from router.state.store.base import Store

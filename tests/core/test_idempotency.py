@@ -128,4 +128,4 @@ async def test_a_create_reserves_its_key_in_its_payments_first_write_and_writes_
         IdempotencyEntry("test", "free-1", digest, to_us(clock.now()), "in_progress")
     )
     assert entry is not None and entry.state == "done"
-    assert entry.response_body is not None and json.loads(entry.response_body) == created
+    assert entry.response_body is not None and json.loads(entry.response_body) == created.to_dict()
