@@ -6,7 +6,7 @@ returns; request bodies are `router.model.params`'. All of them feed `/openapi.j
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
