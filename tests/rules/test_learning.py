@@ -1,0 +1,103 @@
+"""What success_rate learns, on the router's clock: close processors, a spike with no technical error, the card
+segment, and the net-revenue objective. One payment a second; the first processor in the order answers."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from router import ManualClock
+from router.config.schema import SuccessRateConfig
+from router.model.records import Payment
+from router.routing.stats import Entry, InMemoryStatsStore
+from router.routing.strategies import SuccessRate
+from tests.conftest import START
+from tests.rules.conftest import evidence, payment
+from tests.rules.test_strategies import procs
+
+CANDS = procs("a", "b")
+
+
+def run(
+    strategy: SuccessRate,
+    stats: InMemoryStatsStore,
+    clock: ManualClock,
+    rates: dict[tuple[str, str], float],
+    world: random.Random,
+    seconds: int,
+) -> dict[str, Counter[str]]:
+    """Per card country, who went first; the answer drawn from `rates[(processor, country)]`."""
+    firsts: dict[str, Counter[str]] = {"US": Counter(), "BR": Counter()}
+    cards = {c: payment(country=c) for c in firsts}
+    for i in range(seconds):
+        now = clock.advance(1)
+        p: Payment = cards["US" if i % 2 else "BR"]
+        country = p.card.country or ""
+        segment = strategy.segment(p)
+        windows = stats.read_now("subs", ["a", "b"], now, segment=segment)
+        first = strategy.order(CANDS, p, windows)[0].name
+        firsts[country][first] += 1
+        approved = world.random() < rates[(first, country)]
+        stats.record_now("subs", first, Entry.APPROVED if approved else Entry.DECLINED, now, segment)
+    return firsts
+
+
+def test_each_country_goes_to_its_own_better_processor() -> None:
+    clock, stats = ManualClock(START), InMemoryStatsStore()
+    strategy, world = SuccessRate(random.Random(1)), random.Random(2)
+    rates = {("a", "US"): 0.92, ("b", "US"): 0.80, ("a", "BR"): 0.70, ("b", "BR"): 0.88}
+    run(strategy, stats, clock, rates, world, 2 * 3600)  # two hours of learning
+    firsts = run(strategy, stats, clock, rates, world, 1200)
+    assert firsts["US"]["a"] / 600 > 0.85
+    assert firsts["BR"]["b"] / 600 > 0.85
+
+
+def test_a_soft_decline_spike_moves_traffic_in_minutes_and_it_comes_back_after() -> None:
+    clock, stats = ManualClock(START), InMemoryStatsStore()
+    strategy, world = SuccessRate(random.Random(3)), random.Random(4)
+    rates = {("a", c): 0.93 for c in ("US", "BR")} | {("b", c): 0.86 for c in ("US", "BR")}
+    run(strategy, stats, clock, rates, world, 3600)
+    rates |= {("a", "US"): 0.5, ("a", "BR"): 0.5}  # a spike of soft declines, not one technical error
+    run(strategy, stats, clock, rates, world, 5 * 60)
+    during = run(strategy, stats, clock, rates, world, 15 * 60)
+    assert sum(c["a"] for c in during.values()) / (15 * 60) < 0.15  # off a within five minutes
+    rates |= {("a", "US"): 0.93, ("a", "BR"): 0.93}  # the spike ends
+    run(strategy, stats, clock, rates, world, 30 * 60)
+    after = run(strategy, stats, clock, rates, world, 15 * 60)
+    assert sum(c["a"] for c in after.values()) / (15 * 60) > 0.7  # seen recovering, not left demoted for hours
+
+
+def test_two_close_processors_share_traffic_on_thin_evidence_and_not_on_thick() -> None:
+    strategy = SuccessRate(random.Random(5))
+    thin = {"a": evidence(46, 4), "b": evidence(45, 5)}  # 92% against 90% on fifty answers each
+    thick = {"a": evidence(4600, 400), "b": evidence(4500, 500)}
+    share_thin = strategy.first_choice(CANDS, payment(), thin)[1]
+    share_thick = strategy.first_choice(CANDS, payment(), thick)[1]
+    assert share_thin > 5 * SuccessRateConfig().probe  # still tried: the evidence cannot tell them apart yet
+    assert share_thick == pytest.approx(SuccessRateConfig().probe)  # the probe share only
+
+
+def test_net_revenue_weighs_the_fee_against_the_approval_rate() -> None:
+    cands = procs("a", "b", a={"percent": 3.0}, b={"percent": 0.5})
+    approvals = SuccessRate(random.Random(6))
+    net = SuccessRate(random.Random(6), objective="net_revenue")
+    close = {"a": evidence(9100, 900), "b": evidence(9000, 1000)}  # a approves one point more, costs 2.5 more
+    assert approvals.expected_order(cands, payment(), close)[0].name == "a"
+    assert net.expected_order(cands, payment(amount=10_000), close)[0].name == "b"
+    far = {"a": evidence(9500, 500), "b": evidence(8000, 2000)}  # fifteen points: worth the fee
+    assert net.expected_order(cands, payment(amount=10_000), far)[0].name == "a"
+    assert sum(net.first_choice(cands, payment(amount=10_000), far)) == pytest.approx(1.0)
+
+
+def test_first_choice_probabilities_are_what_the_draws_do() -> None:
+    strategy = SuccessRate(random.Random(7))
+    cands = procs("a", "b", "c")
+    windows = {"a": evidence(92, 8), "b": evidence(45, 5), "c": evidence(10, 10)}
+    probs = strategy.first_choice(cands, payment(), windows)
+    draws = Counter(strategy.order(cands, payment(), windows)[0].name for _ in range(20_000))
+    for c, q in zip(cands, probs, strict=True):
+        assert draws[c.name] / 20_000 == pytest.approx(q, abs=0.01)
+    assert sum(probs) == pytest.approx(1.0)
+    assert min(probs) >= SuccessRateConfig().probe * 0.99
