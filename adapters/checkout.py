@@ -53,8 +53,6 @@ from adapters.scrub import scrub as scrub_text
 
 DEFAULT_BASE_URL = "https://api.sandbox.checkout.com"
 
-PAYMENT_TYPE: Mapping[Cadence, str] = {Cadence.RECURRING: "Recurring", Cadence.UNSCHEDULED: "Unscheduled"}
-
 # Checkout.com response_code -> Stripe decline code. Codes not listed fall back by range (`_BY_RANGE`).
 RESPONSE_CODES: Mapping[str, str] = {
     "20001": "call_issuer",

@@ -11,7 +11,7 @@ from router.clock import ManualClock, SystemClock
 from router.config.loader import ConfigError
 from router.config.schema import Config
 from router.errors import PayrouteError
-from router.model.render import (
+from router.model.objects import (
     ApiObject,
     Event,
     OffSessionPayment,

@@ -25,9 +25,9 @@ from router.config.loader import ConfigError, ConfigIssue
 from router.config.schema import Config, SuccessRateConfig
 from router.ids import IdGenerator
 from router.model import records
+from router.model.objects import Event, OffSessionPayment, PaymentAttemptRecord, PaymentRecord, TestClock
 from router.model.params import OffSessionPaymentCreateParams
 from router.model.records import DEFAULT_ACCOUNT, AttemptRecord, Payment
-from router.model.render import Event, OffSessionPayment, PaymentAttemptRecord, PaymentRecord, TestClock
 from router.model.states import TERMINAL
 from router.payments.background import REFILL_ATTEMPTS, Background
 from router.payments.context import Context, LiveTable

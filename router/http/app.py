@@ -35,6 +35,7 @@ from router.http.pagination import PageTokens, bad_page
 from router.http.ratelimit import HANDLER_ARGS, RateLimited, RateLimiter, check_headers
 from router.model import events as ev
 from router.model import inputs
+from router.model.objects import ApiObject, dumps
 from router.model.params import (
     CaptureParams,
     NoParams,
@@ -43,7 +44,6 @@ from router.model.params import (
     parse_create_params,
     parse_params,
 )
-from router.model.render import ApiObject, dumps
 from router.payments.idempotency import Keyed, Reply, Work
 from router.state.store.base import Cursor, EventQuery, to_us
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from router.http import schemas
-from router.model import params, render
+from router.model import objects, params
 from router.model.params import OffSessionPaymentCreateParams
 
 
@@ -56,7 +56,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "POST",
         "/v2/payments/off_session_payments",
         "Create an OffSessionPayment; it is attempted at once unless a test clock or target_date defers it.",
-        render.OffSessionPayment,
+        objects.OffSessionPayment,
         body=OffSessionPaymentCreateParams,
         idempotency="required",
         errors=_POST_ERRORS,
@@ -75,7 +75,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         "/v2/payments/off_session_payments/{id}",
         "Retrieve an OffSessionPayment.",
-        render.OffSessionPayment,
+        objects.OffSessionPayment,
         query=(INCLUDE,),
     ),
     Endpoint(
@@ -92,7 +92,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "POST",
         "/v2/payments/off_session_payments/{id}/cancel",
         "Cancel a pending, pending_retry, paused or requires_capture OffSessionPayment.",
-        render.OffSessionPayment,
+        objects.OffSessionPayment,
         body=params.NoParams,
         idempotency="optional",
         errors=_POST_ERRORS,
@@ -102,7 +102,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "POST",
         "/v2/payments/off_session_payments/{id}/pause",
         "Pause the retry schedule of a pending or pending_retry OffSessionPayment.",
-        render.OffSessionPayment,
+        objects.OffSessionPayment,
         body=params.NoParams,
         idempotency="optional",
         errors=_POST_ERRORS,
@@ -112,7 +112,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "POST",
         "/v2/payments/off_session_payments/{id}/resume",
         "Resume a paused OffSessionPayment.",
-        render.OffSessionPayment,
+        objects.OffSessionPayment,
         body=params.NoParams,
         idempotency="optional",
         errors=_POST_ERRORS,
@@ -122,7 +122,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "POST",
         "/v2/payments/off_session_payments/{id}/capture",
         "Capture a manual-capture OffSessionPayment in requires_capture, in full or in part.",
-        render.OffSessionPayment,
+        objects.OffSessionPayment,
         body=params.CaptureParams,
         idempotency="optional",
         errors=(*_POST_ERRORS, 502, 503),
@@ -132,7 +132,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         "/v1/payment_records/{id}",
         "Retrieve the payment record of an OffSessionPayment.",
-        render.PaymentRecord,
+        objects.PaymentRecord,
     ),
     Endpoint(
         "list_payment_attempt_records",
@@ -147,7 +147,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         "/v1/payment_attempt_records/{id}",
         "Retrieve one attempt record.",
-        render.PaymentAttemptRecord,
+        objects.PaymentAttemptRecord,
     ),
     Endpoint(
         "list_events",
@@ -170,13 +170,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ),
         errors=(400, 401),
     ),
-    Endpoint("retrieve_event", "GET", "/v2/core/events/{id}", "Retrieve an event.", render.Event),
+    Endpoint("retrieve_event", "GET", "/v2/core/events/{id}", "Retrieve an event.", objects.Event),
     Endpoint(
         "create_test_clock",
         "POST",
         "/v2/test_helpers/test_clocks",
         "Create a test clock (test mode only).",
-        render.TestClock,
+        objects.TestClock,
         body=params.TestClockCreateParams,
         idempotency="optional",
         errors=(400, 401, 409, 413, 415),
@@ -186,14 +186,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         "/v2/test_helpers/test_clocks/{id}",
         "Retrieve a test clock.",
-        render.TestClock,
+        objects.TestClock,
     ),
     Endpoint(
         "advance_test_clock",
         "POST",
         "/v2/test_helpers/test_clocks/{id}/advance",
         "Move a test clock forward, running every attempt and expiry that falls due on the way.",
-        render.TestClock,
+        objects.TestClock,
         body=params.TestClockAdvanceParams,
         idempotency="optional",
         errors=_POST_ERRORS,

@@ -10,7 +10,7 @@ from pydantic.json_schema import JsonSchemaMode
 
 from router.http import schemas
 from router.http.endpoints import ENDPOINTS, Endpoint, Query
-from router.model.render import adapter
+from router.model.objects import adapter
 
 _REF = "#/components/schemas/{model}"
 _STATUS_TEXT = {

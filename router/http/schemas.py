@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from router.model.render import Event, OffSessionPayment, PaymentAttemptRecord
+from router.model.objects import Event, OffSessionPayment, PaymentAttemptRecord
 
 
 class _Object(BaseModel):

@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from router.ids import IdGenerator
+from router.model.objects import OffSessionPayment
 from router.model.records import Event, Payment
-from router.model.render import OffSessionPayment, render_payment
+from router.model.render import render_payment
 from router.model.states import (
     ATTEMPT_FAILED,
     ATTEMPT_STARTED,

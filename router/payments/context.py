@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 from adapters.base import CardInfo
 from router.clock import Clock
+from router.errors import PayrouteError
 from router.ids import IdGenerator
-from router.model.records import Payment
+from router.model.records import Payment, PaymentRecordState
 from router.routing.rules import RoutingTable
 from router.state.store.base import Store
 
@@ -40,6 +41,17 @@ async def payment_now(store: Store, clock: Clock, payment: Payment) -> datetime:
         if tc is not None:
             return tc.frozen_time
     return clock.now()
+
+
+async def payment_record(store: Store, payment: Payment) -> PaymentRecordState:
+    """A payment's record, which is written in the same transaction as the payment: missing means the store lost
+    it, an error of ours (500), never the caller's."""
+    record = await store.get_payment_record(payment.payment_record)
+    if record is None:
+        raise PayrouteError(
+            f"The payment record of {payment.id} is missing.", type="api_error", code="record_missing", status=500
+        )
+    return record
 
 
 @dataclass(slots=True)

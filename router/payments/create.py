@@ -11,9 +11,9 @@ from typing import Any
 
 from router.errors import ConcurrentUpdate, NotCreated, PayrouteError, StillProcessing, invalid
 from router.model import events as ev
+from router.model.objects import OffSessionPayment, adapter
 from router.model.params import OffSessionPaymentCreateParams, parse_create_params
 from router.model.records import DEFAULT_ACCOUNT, Payment, PaymentRecordState
-from router.model.render import OffSessionPayment, adapter
 from router.model.states import Status
 from router.payments import carry
 from router.payments.context import Context

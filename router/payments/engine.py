@@ -40,7 +40,7 @@ from router.model import events as ev
 from router.model.records import AttemptRecord, CardSnapshot, Event, Payment, PaymentRecordState
 from router.model.render import payment_json, render_payment
 from router.model.states import FailureReason, Status, transition
-from router.payments.context import LiveTable, payment_now
+from router.payments.context import LiveTable, payment_now, payment_record
 from router.payments.methods import NO_CREDENTIALS, PaymentMethods, ResolvedMethod, credentials_for
 from router.retry import RetryDecision, RetryPlanner
 from router.retry.declines import classify
@@ -340,11 +340,10 @@ class Engine:
             reason = NO_CREDENTIALS if creds is None else None
             if currencies is not None and payment.currency not in currencies:
                 reason = "currency"
-            if reason is not None:
-                SKIPPED.labels(cand.name, reason).inc()
-                run.skipped[cand.name] = reason
+            if reason is not None or creds is None:
+                SKIPPED.labels(cand.name, reason or NO_CREDENTIALS).inc()
+                run.skipped[cand.name] = reason or NO_CREDENTIALS
                 continue
-            assert creds is not None
             run.credentials[cand.name] = creds
             usable.append(cand)
         if not payment.orchestration_enabled:
@@ -518,8 +517,7 @@ class Engine:
         failure reason that ends the payment whatever the retry policy says (no processor can take the card)."""
         table, now, record, answer = run.table, run.now, run.record, run.answer
         if record is None:
-            record = await self.store.get_payment_record(p.payment_record)
-        assert record is not None, f"payment {p.id} has no payment record"
+            record = await payment_record(self.store, p)
         update: dict[str, object] = {}
         record_update: dict[str, object] = {}  # one copy of the record at the end, however many fields change
         if attempt is not None:
@@ -528,7 +526,8 @@ class Engine:
             if attempt.card.fingerprint:
                 update["card"] = attempt.card
         if outcome is not None and outcome.approved:
-            assert attempt is not None
+            if attempt is None:  # an answer only comes from an attempt: never settle an approval without it
+                raise RuntimeError(f"payment {p.id}: an approval without the attempt that got it")
             await self.methods.chain(run.method, outcome.network_transaction_id)
             update.update(
                 processor=attempt.processor,

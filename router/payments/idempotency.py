@@ -21,8 +21,9 @@ from typing import Any, TypeVar
 from router import jsonbytes
 from router.errors import PayrouteError, StillProcessing, invalid
 from router.ids import IdGenerator
+from router.model.objects import adapter
 from router.model.records import DEFAULT_ACCOUNT
-from router.model.render import adapter, payment_json
+from router.model.render import payment_json
 from router.model.states import Status
 from router.payments.context import Context
 from router.state.store.base import IdempotencyEntry, KeyTaken, from_us, to_us

@@ -12,10 +12,11 @@ from datetime import datetime
 from adapters.base import CancelRequest, CaptureRequest
 from router.errors import ConcurrentUpdate, PayrouteError, conflict, invalid
 from router.model import events as ev
+from router.model.objects import OffSessionPayment
 from router.model.records import DEFAULT_ACCOUNT, Payment, PaymentRecordState
-from router.model.render import OffSessionPayment, render_payment
+from router.model.render import render_payment
 from router.model.states import CANCELABLE, PAUSABLE, Move, Status, transition
-from router.payments.context import Context
+from router.payments.context import Context, payment_record
 from router.payments.reads import Reads
 
 _CAS_RETRIES = 5
@@ -48,15 +49,6 @@ class Operations:
             return render_payment(saved)
         raise conflict("The payment changed while this request ran; try again.", "lock_timeout")
 
-    async def _record(self, p: Payment) -> PaymentRecordState:
-        record = await self.ctx.store.get_payment_record(p.payment_record)
-        if record is None:
-            # Written in the same transaction as the payment: missing means the store lost it.
-            raise PayrouteError(
-                f"The payment record of {p.id} is missing.", type="api_error", code="record_missing", status=500
-            )
-        return record
-
     async def cancel(self, payment_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> OffSessionPayment:
         async def apply(p: Payment, now: datetime) -> tuple[Payment, Move, PaymentRecordState | None]:
             status = Status(p.status)
@@ -80,7 +72,7 @@ class Operations:
                     code="not_cancelable",
                     status=400,
                 )
-            record = await self._record(p)
+            record = await payment_record(self.ctx.store, p)
             if status is Status.REQUIRES_CAPTURE:
                 await self._void(p)
             record = record.model_copy(update={"amount_canceled": p.amount - p.amount_captured})
@@ -177,7 +169,7 @@ class Operations:
                     code="processor_error",
                     status=502,
                 )
-            record = await self._record(p)
+            record = await payment_record(self.ctx.store, p)
             record = record.model_copy(update={"amount_captured": amount, "amount_canceled": p.amount - amount})
             move = transition(Status.REQUIRES_CAPTURE, Status.SUCCEEDED)
             return p.model_copy(update={"status": move.status, "amount_captured": amount}), move, record

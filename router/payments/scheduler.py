@@ -71,8 +71,7 @@ class RetryScheduler:
                     await _first(self._stop.wait(), self._wake.wait())
 
     def start(self) -> asyncio.Task[None]:
-        if self.running:
-            assert self._task is not None
+        if self.running and self._task is not None:
             return self._task
         self._stop.clear()
         self._task = asyncio.get_running_loop().create_task(self.run(), name="payroute-retry-scheduler")

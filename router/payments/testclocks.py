@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from router import tracing
 from router.clock import parse_rfc3339
 from router.errors import invalid, not_found
+from router.model.objects import TestClock as TestClockObject
 from router.model.records import DEFAULT_ACCOUNT, Payment, TestClock
-from router.model.render import TestClock as TestClockObject
 from router.model.render import render_test_clock
 from router.model.states import Status
 from router.payments.context import Context
