@@ -53,6 +53,10 @@ class Payment(BaseModel):
     test_clock: str | None = None
     transfer_data: dict[str, Any] | None = None
     capture_method: Literal["automatic", "manual"] = "automatic"
+    # A capture or void of the held authorization in flight (its attempt id) and until when it holds the payment:
+    # capture, cancel and expiry leave the payment alone meanwhile.
+    in_flight: str | None = None
+    in_flight_until: datetime | None = None
     capture_before: datetime | None = None
     amount_captured: int = 0
     orchestration_enabled: bool = True
@@ -123,6 +127,8 @@ class AttemptRecord(BaseModel):
     transcript: str | None = None
     capture_before: datetime | None = None
     attempt_number: int = 1
+    # authorization, or the capture / void of a held one (each its own record and idempotency key).
+    kind: Literal["authorization", "capture", "void"] = "authorization"
     # Candidates passed over before this call, and why (no_credentials, currency, breaker_open).
     skipped: dict[str, str] = Field(default_factory=dict)
     # A late approval found for an attempt the payment had already moved on from, released at the processor.

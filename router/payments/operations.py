@@ -2,24 +2,35 @@
 
 Each reads the payment, decides, and writes the change with a compare-and-set on its version; a lost race
 re-reads and decides again. `processing` blocks them all: the attempt in flight decides first.
+
+A capture or a void of a held authorization goes through the processor the engine's way (`_at_processor`): its own
+attempt record (kind capture / void) and idempotency key, written with a guard on the payment BEFORE the call, the
+processor's breaker, and an unknown answer asked again under the same key. While the guard holds, capture, cancel and
+expiry leave the payment alone, so the processor and our records cannot disagree.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Literal
 
-from adapters.base import CancelRequest, CaptureRequest
+from adapters.base import Answer as Meaning
+from adapters.base import CancelRequest, CaptureRequest, Outcome, OutcomeKind, ProcessorAdapter
 from router.errors import ConcurrentUpdate, PayrouteError, conflict, invalid
 from router.model import events as ev
 from router.model.objects import OffSessionPayment
-from router.model.records import DEFAULT_ACCOUNT, Payment, PaymentRecordState
+from router.model.records import DEFAULT_ACCOUNT, AttemptRecord, Payment, PaymentRecordState
 from router.model.render import render_payment
 from router.model.states import CANCELABLE, PAUSABLE, Move, Status, transition
 from router.payments.context import Context, payment_record
+from router.payments.engine import LEASE_MARGIN, _settle
 from router.payments.reads import Reads
 
 _CAS_RETRIES = 5
+log = logging.getLogger("payroute.operations")
 
 # Decides a change: the payment after it, the transition made (its event is written with it), the record if changed.
 Change = Callable[[Payment, datetime], Awaitable[tuple[Payment, Move, PaymentRecordState | None]]]
@@ -29,6 +40,95 @@ class Operations:
     def __init__(self, ctx: Context, reads: Reads) -> None:
         self.ctx = ctx
         self.reads = reads
+        # The settled capture / void attempt of a change, written with it (by payment id).
+        self._settled: dict[str, list[AttemptRecord]] = {}
+
+    def _busy(self, p: Payment) -> bool:
+        until = p.in_flight_until
+        return p.in_flight is not None and until is not None and self.ctx.clock.now() < until
+
+    async def _at_processor(self, p: Payment, kind: Literal["capture", "void"], amount: int, now: datetime) -> Payment:
+        """Capture or void `p`'s held authorization; return the payment as guarded, for the caller's final write
+        (its settled attempt waits in `_settled`). Raises (the guard lifted) when the processor refuses, and
+        leaves the guard to lapse when its answer stays unknown."""
+        ctx = self.ctx
+        if self._busy(p):
+            raise conflict("A capture or cancel of this payment is in flight; try again shortly.", "payment_processing")
+        table = ctx.live.current
+        adapter = table.adapters.get(p.processor or "")
+        cfg = table.config.processors.get(p.processor or "")
+        if adapter is None or cfg is None or not p.processor_reference:
+            raise PayrouteError(
+                "The processor holding this authorization is not configured.",
+                type="api_error",
+                code="processor_unavailable",
+                status=503,
+            )
+        attempt = AttemptRecord(
+            id=ctx.ids.new("attempt"),
+            kind=kind,
+            payment_id=p.id,
+            payment_record=p.payment_record,
+            livemode=p.livemode,
+            created=now,
+            processor=p.processor or "",
+            adapter=cfg.adapter,
+            amount=amount,
+            currency=p.currency,
+            customer=p.customer,
+            payment_method=p.payment_method,
+            processor_reference=p.processor_reference,
+            attempt_number=p.attempts,
+        )
+        lease = timedelta(milliseconds=2 * cfg.timeout_ms) + LEASE_MARGIN
+        guarded = await ctx.store.save_payment(
+            p.model_copy(update={"in_flight": attempt.id, "in_flight_until": ctx.clock.now() + lease}),
+            p.version,
+            attempts=[attempt],
+        )
+        breaker = ctx.engine.breakers.get(
+            cfg_name := p.processor or "", cfg.breaker.fail_max, cfg.breaker.reset_timeout_s
+        )
+        if not await breaker.acquire():
+            await ctx.store.save_payment(guarded.model_copy(update={"in_flight": None}), guarded.version)
+            raise PayrouteError(
+                f"Processor '{cfg_name}' is unavailable (its breaker is open); try again later.",
+                type="api_error",
+                code="processor_unavailable",
+                status=503,
+            )
+        reference = p.processor_reference
+        outcome = await _send(adapter, kind, attempt.id, p, reference, amount, now, cfg.timeout_ms)
+        if outcome.answer is Meaning.UNKNOWN:
+            # Asked again the only way these calls can be: the same request under the same idempotency key.
+            outcome = await _send(adapter, kind, attempt.id, p, reference, amount, now, cfg.timeout_ms)
+        breaker.record(outcome.kind)
+        await breaker.share()
+        settled = _settle(attempt, outcome, adapter.scrub)
+        if outcome.answer is Meaning.UNKNOWN:
+            # Left for the guard to lapse: the attempt stays open, and no other capture or cancel runs meanwhile.
+            await ctx.store.save_payment(
+                guarded, guarded.version, attempts=[settled.model_copy(update={"state": "sent"})]
+            )
+            raise PayrouteError(
+                f"The processor's answer to this {kind} is unknown; it is being asked again. Retry shortly.",
+                type="api_error",
+                code="processor_unknown",
+                status=503,
+            )
+        if not outcome.approved:
+            await ctx.store.save_payment(
+                guarded.model_copy(update={"in_flight": None}), guarded.version, attempts=[settled]
+            )
+            what = "capture" if kind == "capture" else "release of the authorization"
+            raise PayrouteError(
+                f"The processor refused the {what}: {outcome.raw_message or outcome.kind.value}",
+                type="api_error",
+                code="processor_error",
+                status=502,
+            )
+        self._settled[p.id] = [settled]
+        return guarded.model_copy(update={"in_flight": None, "in_flight_until": None})
 
     async def _change(self, payment_id: str, livemode: bool, apply: Change, account: str) -> OffSessionPayment:
         """Read, decide, compare-and-set; a lost race re-reads and decides again."""
@@ -36,12 +136,14 @@ class Operations:
         for _ in range(_CAS_RETRIES):
             p = await self.reads.load(payment_id, livemode, account)
             now = await ctx.now_for(p)
-            new, move, record = await apply(p, now)
             try:
+                new, move, record = await apply(p, now)
+                # `new.version`: a guard written for a processor call moved the version on from `p`'s.
                 saved = await ctx.store.save_payment(
                     new,
-                    p.version,
+                    new.version,
                     record=record,
+                    attempts=self._settled.pop(new.id, ()),
                     events=[ev.event_for(ctx.ids, move.event, new, now, before=p)],
                 )
             except ConcurrentUpdate:
@@ -74,32 +176,12 @@ class Operations:
                 )
             record = await payment_record(self.ctx.store, p)
             if status is Status.REQUIRES_CAPTURE:
-                await self._void(p)
+                p = await self._at_processor(p, "void", p.amount, now)
             record = record.model_copy(update={"amount_canceled": p.amount - p.amount_captured})
             move = transition(status, Status.CANCELED)
             return p.model_copy(update={"status": move.status, "next_attempt_at": None}), move, record
 
         return await self._change(payment_id, livemode, apply, account)
-
-    async def _void(self, p: Payment) -> None:
-        adapter = self.ctx.live.current.adapters.get(p.processor or "")
-        if adapter is None or not p.processor_reference:
-            raise PayrouteError(
-                "The processor holding this authorization is not configured.",
-                type="api_error",
-                code="processor_unavailable",
-                status=503,
-            )
-        outcome = await adapter.cancel(
-            CancelRequest(f"{p.latest_payment_attempt_record}_void", p.id, p.processor_reference, self.ctx.clock.now())
-        )
-        if not outcome.approved:
-            raise PayrouteError(
-                f"The processor did not release the authorization: {outcome.raw_message or outcome.kind.value}",
-                type="api_error",
-                code="processor_error",
-                status=502,
-            )
 
     async def pause(self, payment_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> OffSessionPayment:
         async def apply(p: Payment, now: datetime) -> tuple[Payment, Move, PaymentRecordState | None]:
@@ -144,31 +226,7 @@ class Operations:
                 )
             if p.capture_before is not None and now >= p.capture_before:
                 raise conflict("The authorization has expired and can no longer be captured.", "authorization_expired")
-            adapter = self.ctx.live.current.adapters.get(p.processor or "")
-            if adapter is None or not p.processor_reference:
-                raise PayrouteError(
-                    "The processor holding this authorization is not configured.",
-                    type="api_error",
-                    code="processor_unavailable",
-                    status=503,
-                )
-            outcome = await adapter.capture(
-                CaptureRequest(
-                    f"{p.latest_payment_attempt_record}_capture",
-                    p.id,
-                    p.processor_reference,
-                    amount,
-                    p.currency,
-                    now,
-                )
-            )
-            if not outcome.approved:
-                raise PayrouteError(
-                    f"The processor refused the capture: {outcome.raw_message or outcome.kind.value}",
-                    type="api_error",
-                    code="processor_error",
-                    status=502,
-                )
+            p = await self._at_processor(p, "capture", amount, now)
             record = await payment_record(self.ctx.store, p)
             record = record.model_copy(update={"amount_captured": amount, "amount_canceled": p.amount - amount})
             move = transition(Status.REQUIRES_CAPTURE, Status.SUCCEEDED)
@@ -182,6 +240,8 @@ class Operations:
         now = await ctx.now_for(payment)
         if payment.status != Status.REQUIRES_CAPTURE or payment.capture_before is None or now < payment.capture_before:
             return None
+        if self._busy(payment):
+            return None  # a capture or cancel is in flight: its answer decides
         move = transition(Status.REQUIRES_CAPTURE, Status.FAILED, "authorization_expired")
         new = payment.model_copy(update={"status": move.status, "failure_reason": "authorization_expired"})
         record = await ctx.store.get_payment_record(payment.payment_record)
@@ -194,3 +254,28 @@ class Operations:
             )
         except ConcurrentUpdate:
             return None
+
+
+async def _send(
+    adapter: ProcessorAdapter,
+    kind: str,
+    key: str,
+    p: Payment,
+    reference: str,
+    amount: int,
+    now: datetime,
+    timeout_ms: int,
+) -> Outcome:
+    """One capture or void call, under its attempt's id as the idempotency key; a timeout or a raise is unknown."""
+    try:
+        async with asyncio.timeout(timeout_ms / 1000):
+            if kind == "capture":
+                return await adapter.capture(CaptureRequest(key, p.id, reference, amount, p.currency, now))
+            return await adapter.cancel(CancelRequest(key, p.id, reference, now))
+    except TimeoutError:
+        return Outcome(OutcomeKind.TIMEOUT, raw_message=f"no answer within {timeout_ms} ms")
+    except Exception as exc:
+        log.exception("adapter %s raised on a %s", adapter.name, kind)
+        return Outcome(
+            OutcomeKind.PROCESSOR_ERROR, raw_message=adapter.scrub(f"{type(exc).__name__}: {exc}"), ambiguous=True
+        )

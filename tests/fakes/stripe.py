@@ -9,6 +9,7 @@ Requests are checked against the field reference of the official `stripe` packag
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 import json
@@ -69,6 +70,9 @@ class FakeStripe(FakeProcessor):
         self.refunds: dict[str, dict[str, Any]] = {}  # refund id -> refund (the intent keeps status succeeded)
         self._template = _template()
         self._ids = itertools.count(1)
+        # When set, captures and cancels wait for it (after arriving, `held` is set): a call in flight a test can race.
+        self.gate: asyncio.Event | None = None
+        self.held = asyncio.Event()
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -287,6 +291,9 @@ class FakeStripe(FakeProcessor):
         fields = parse_form(body)
         if problem := self._check(fields, allowed, set()):
             return self._error(400, "invalid_request_error", "parameter_unknown", problem)
+        if self.gate is not None:
+            self.held.set()
+            await self.gate.wait()
         pi = self.intents.get(request.match_info["id"])
         if pi is None:
             return self._error(404, "invalid_request_error", "resource_missing", "No such payment_intent")

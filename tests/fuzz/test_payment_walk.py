@@ -87,14 +87,21 @@ async def _walk(ops: list[tuple[Any, ...]], db: Path) -> None:
                 if now.status == "failed":
                     assert now.failure_reason
         sent = sum(a.authorizations_sent for a in router.table.adapters.values() if isinstance(a, SimulatorAdapter))
-        recorded = 0
+        sims = [a for a in router.table.adapters.values() if isinstance(a, SimulatorAdapter)]
+        recorded = captured = voided = 0
         for pid in ids:
             p = await router.get_payment(pid)
-            recorded += len(await router.list_attempt_records(p["payment_record"]))
+            attempts = await router.attempts_for(pid)
+            recorded += sum(1 for a in attempts if a.kind == "authorization")
+            captured += sum(1 for a in attempts if a.kind == "capture" and a.outcome == "approved")
+            voided += sum(1 for a in attempts if a.kind == "void" and a.outcome == "approved")
             record = await router.get_payment_record(p["payment_record"])
             if p["status"] == "succeeded":
                 assert record["amount_authorized"]["value"] == p["amount_requested"]["value"]
         assert recorded == sent, "every processor call has exactly one attempt record"
+        # Captures and voids are attempt records of their own kind, one per release or capture at the processor.
+        assert captured == sum(len(a.captures) for a in sims)
+        assert voided == sum(len(a.voids) for a in sims)
     finally:
         await router.close()
 

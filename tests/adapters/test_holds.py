@@ -1,0 +1,93 @@
+"""Capture and cancel of a held authorization race each other and the hold's expiry, on a ManualClock, against a
+fake Stripe that holds the capture in flight: one outcome, the same at the processor and in our records."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from router import ManualClock, Router
+from router.errors import PayrouteError
+from router.model.objects import OffSessionPayment
+from tests.adapters.money import PAYMENT, Opener, config, held_at, new_fake, open_money
+from tests.fakes.stripe import FakeStripe
+
+__all__ = ["open_money"]
+
+MANUAL = {**PAYMENT, "capture": {"capture_method": "manual"}}
+
+
+async def _held(open_money: Opener) -> tuple[FakeStripe, Router, OffSessionPayment]:
+    stripe = new_fake("stripe")
+    assert isinstance(stripe, FakeStripe)
+    await stripe.start()
+    router = await open_money(config({"a": ("stripe", stripe.url)}), held_at({"a": "stripe"}))
+    payment = await router.create_payment(MANUAL)
+    assert payment["status"] == "requires_capture"
+    return stripe, router, payment
+
+
+async def test_a_capture_racing_the_expiry_of_its_hold_ends_one_way_everywhere(
+    open_money: Opener, clock: ManualClock
+) -> None:
+    stripe, router, payment = await _held(open_money)
+    held = await router.attempts_for(payment["id"])
+    capture_before = held[0].capture_before
+    assert capture_before is not None
+    clock.advance(capture_before - clock.now() - timedelta(seconds=1))  # the last second of the hold
+    stripe.gate = asyncio.Event()
+    capture = asyncio.create_task(router.capture_payment(payment["id"]))
+    async with asyncio.timeout(10):
+        await stripe.held.wait()  # the capture is at Stripe
+    clock.advance(timedelta(seconds=2))  # the hold's time runs out while it is there
+    await router.run_due()
+    assert (await router.get_payment(payment["id"]))["status"] == "requires_capture", "expiry waits"
+    stripe.gate.set()
+    captured = await capture
+    attempts = await router.attempts_for(payment["id"])
+    await router.run_due()
+    final = await router.get_payment(payment["id"])
+    await stripe.stop()
+    assert captured["status"] == final["status"] == "succeeded"
+    [pi] = stripe.intents.values()
+    assert pi["status"] == "succeeded", "captured at Stripe, and succeeded in our records"
+    assert [(a.kind, a.outcome) for a in attempts] == [("authorization", "approved"), ("capture", "approved")]
+    capture_attempt = attempts[1]
+    assert stripe.last("/capture").headers["Idempotency-Key"] == capture_attempt.id
+
+
+async def test_a_cancel_racing_a_capture_is_refused_and_the_capture_stands(
+    open_money: Opener, clock: ManualClock
+) -> None:
+    stripe, router, payment = await _held(open_money)
+    stripe.gate = asyncio.Event()
+    capture = asyncio.create_task(router.capture_payment(payment["id"]))
+    async with asyncio.timeout(10):
+        await stripe.held.wait()
+    with pytest.raises(PayrouteError) as refused:
+        await router.cancel_payment(payment["id"])
+    assert refused.value.status == 409
+    stripe.gate.set()
+    assert (await capture)["status"] == "succeeded"
+    with pytest.raises(PayrouteError):
+        await router.cancel_payment(payment["id"])
+    await stripe.stop()
+    [pi] = stripe.intents.values()
+    assert pi["status"] == "succeeded"
+    assert not [r for r in stripe.requests if r.path.endswith("/cancel")], "no void ever reached Stripe"
+
+
+async def test_an_expired_hold_cannot_be_captured_and_nothing_reaches_the_processor(
+    open_money: Opener, clock: ManualClock
+) -> None:
+    stripe, router, payment = await _held(open_money)
+    clock.advance(timedelta(days=8))
+    await router.run_due()
+    with pytest.raises(PayrouteError):
+        await router.capture_payment(payment["id"])
+    final = await router.get_payment(payment["id"])
+    await stripe.stop()
+    assert (final["status"], final["failure_reason"]) == ("failed", "authorization_expired")
+    assert not [r for r in stripe.requests if r.path.endswith("/capture")]
