@@ -119,3 +119,14 @@ async def test_the_first_approvals_network_transaction_id_goes_in_the_next_merch
     assert body["additionalData"]["networkTxReference"] == "583910447125001"
     assert (body["shopperInteraction"], body["recurringProcessingModel"]) == ("ContAuth", "Subscription")
     assert adyen.invalid == []
+
+
+async def test_payroute_explain_names_a_processor_skipped_for_holding_no_credentials(open_money: Opener) -> None:
+    from router.routing.explain import explain_live
+
+    router = await open_money(config({"a": ("stripe", "http://127.0.0.1:9"), "b": ("adyen", "http://127.0.0.1:9")}))
+    pm = await router.create_payment_method(card(b=CARD_AT["adyen"]))
+    explained = await explain_live(router, {**PAYMENT, "payment_method": pm["id"]})
+    by_name = {c.name: c for c in explained.candidates}
+    assert by_name["a"].position is None and any("no_credentials" in r for r in by_name["a"].reasons)
+    assert by_name["b"].position == 1
