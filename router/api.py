@@ -30,8 +30,9 @@ from router.model.params import OffSessionPaymentCreateParams
 from router.model.records import DEFAULT_ACCOUNT, AttemptRecord, Payment
 from router.model.states import TERMINAL
 from router.payments.background import REFILL_ATTEMPTS, Background
-from router.payments.context import Context, LiveTable
+from router.payments.context import Context
 from router.payments.create import Creator
+from router.payments.current import LiveTable
 from router.payments.engine import Engine
 from router.payments.idempotency import CREATE_ROUTE, Idempotency, Keyed, Reply, Work, scope_for
 from router.payments.methods import PaymentMethodResolver, PaymentMethods, credentials_for, from_card_info

@@ -40,7 +40,7 @@ from router.model import events as ev
 from router.model.records import AttemptRecord, CardSnapshot, Event, Payment, PaymentRecordState
 from router.model.render import payment_json, render_payment
 from router.model.states import FailureReason, Status, transition
-from router.payments.context import LiveTable, payment_now, payment_record
+from router.payments.current import LiveTable, payment_now, payment_record
 from router.payments.methods import NO_CREDENTIALS, PaymentMethods, ResolvedMethod, credentials_for
 from router.retry import RetryDecision, RetryPlanner
 from router.retry.declines import classify

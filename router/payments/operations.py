@@ -25,7 +25,8 @@ from router.model.objects import OffSessionPayment
 from router.model.records import DEFAULT_ACCOUNT, AttemptRecord, Payment, PaymentRecordState
 from router.model.render import render_payment
 from router.model.states import CANCELABLE, PAUSABLE, Move, Status, transition
-from router.payments.context import Context, payment_record
+from router.payments.context import Context
+from router.payments.current import payment_record
 from router.payments.engine import LEASE_MARGIN, _settle
 from router.payments.reads import Reads
 
