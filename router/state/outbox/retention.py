@@ -5,7 +5,7 @@ The retry scheduler's pass (`Router.run_due`) calls `Housekeeper.run()`; it does
 than its configured retention (`router.config.schema.RetentionConfig`):
 
 - idempotency keys that are `done` (24 h): an `in_progress` key is never touched, because the request holding it,
-  or the recovery of a create whose process died (`Router._recover_create`), still needs it. A key reused after
+  or the recovery of a create whose process died (`router.payments.idempotency`), still needs it. A key reused after
   it was purged names the same key-derived payment id, so the create finds the old payment and answers with it:
   nothing is charged twice.
 - settled webhook deliveries and their attempts (30 days), and the pending ones of an endpoint the config no
