@@ -25,6 +25,7 @@ from tests.fakes.stripe import FakeStripe
 from tests.http.conftest import ALL_KEYS, TEST_KEY
 
 READ_ONLY_KEY = "rk_test_payroute_console_0000000001"
+ADYEN_CARD_TOKEN = "8415718415172204"  # the test card's stored payment method at Adyen
 CONFIG = """
 version: 1
 processors:
@@ -60,7 +61,7 @@ def card_at_both(payment_method: str, customer: str | None, livemode: bool) -> R
         card=card_from_token(payment_method),
         credentials={
             "stripe_us": {"customer": customer or "cus_ops", "payment_method": payment_method},
-            "adyen_eu": {"shopper_reference": customer or "cus_ops", "stored_payment_method_id": "8415718415172204"},
+            "adyen_eu": {"shopper_reference": customer or "cus_ops", "stored_payment_method_id": ADYEN_CARD_TOKEN},
         },
     )
 

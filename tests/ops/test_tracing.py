@@ -24,7 +24,7 @@ from router.http import logsafe
 from router.http.server import ServeOptions, run_sidecar
 from tests.adapters.conftest import ADYEN_KEY, STRIPE_KEY
 from tests.http.conftest import TEST_KEY
-from tests.ops.conftest import Ops
+from tests.ops.conftest import ADYEN_CARD_TOKEN, Ops
 
 CREATE = {
     "amount": {"value": 2500, "currency": "usd"},
@@ -44,7 +44,7 @@ def assert_no_secret(spans: tuple[ReadableSpan, ...]) -> None:
     for span in spans:
         for key, value in (span.attributes or {}).items():
             text = json.dumps(list(value) if isinstance(value, tuple) else value)
-            for secret in (STRIPE_KEY, ADYEN_KEY, TEST_KEY, "whsec_", "pm_card", "cus_ops"):
+            for secret in (STRIPE_KEY, ADYEN_KEY, TEST_KEY, "whsec_", "pm_card", "cus_ops", ADYEN_CARD_TOKEN):
                 assert secret not in text, f"{span.name} {key} carries {secret}"
             assert not card_numbers(text), f"{span.name} {key} carries a card number"
             assert "visa" not in text.lower(), f"{span.name} {key} carries a card fact"
