@@ -178,13 +178,12 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     out = out or sys.stdout
     err = err or sys.stderr
     report = check_file(args.file)
-    if not report.ok:
+    if not report.ok or report.table is None:
         for issue in report.issues:
             print(issue, file=err)
         count = len(report.issues)
         print(f"{args.file}: refused ({count} error{'s' if count != 1 else ''})", file=err)
         return 1
-    assert report.table is not None
     print(f"{args.file}: OK", file=out)
     for line in summary(report.table):
         print(f"  {line}", file=out)

@@ -719,10 +719,9 @@ async def readyz(request: web.Request) -> web.StreamResponse:
         "store": router is not None and await router.store.ping(),
         "accepting": not sidecar.draining,
     }
-    if not all(checks.values()):
+    if router is None or not all(checks.values()):
         failing = ", ".join(name for name, ok in checks.items() if not ok)
         raise PayrouteError(f"Not ready: {failing}.", type="service_unavailable", code="not_ready", status=503)
-    assert router is not None
     # Redis down is degraded, not down: this replica still serves payments, on breakers of its own.
     checks["shared_state"] = await router.check_shared_state()
     degraded = [] if checks["shared_state"] else ["shared_state"]

@@ -288,7 +288,8 @@ class SQLStore(WebhookDeliveries):
             # Whichever replica writes first wins; every one reads that row back.
             await self._run([Step(s.MAKE_SECRET, {"name": name, "secret": secrets.token_hex(32)})])
             row = await self._one(s.GET_SECRET, {"name": name})
-        assert row is not None
+        if row is None:
+            raise RuntimeError("the store kept no payment id secret after writing one")
         return bytes.fromhex(row[0])
 
     async def list_outbox(self, after_seq: int, limit: int) -> list[tuple[int, Event]]:
