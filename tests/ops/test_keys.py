@@ -37,8 +37,8 @@ async def test_a_read_only_key_reads_but_cannot_write(ops: Ops) -> None:
 
 
 def test_restricted_keys_take_the_mode_of_their_prefix() -> None:
-    keys = ApiKeys.parse("sk_test_secret_0000000001, rk_test_restricted_01, rk_live_ro_01")
-    test_key, live_key = keys.identify("rk_test_restricted_01"), keys.identify("rk_live_ro_01")
+    keys = ApiKeys.parse("sk_test_secret_0000000001, rk_test_restricted_01, rk_live_ro_ro_ro_01")
+    test_key, live_key = keys.identify("rk_test_restricted_01"), keys.identify("rk_live_ro_ro_ro_01")
     assert test_key is not None and test_key.read_only and not test_key.livemode
     assert live_key is not None and live_key.read_only and live_key.livemode
     secret = keys.identify("sk_test_secret_0000000001")
