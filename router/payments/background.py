@@ -13,7 +13,7 @@ from adapters.base import OutcomeKind
 from router import tracing
 from router.errors import ConcurrentUpdate, invalid
 from router.model.states import Status
-from router.payments import orphans
+from router.payments import orphans, recovery
 from router.payments.context import Context
 from router.payments.operations import Operations
 from router.routing.rules import RoutingTable
@@ -95,7 +95,7 @@ class Background:
             if payment is None or payment.status != Status.PROCESSING or attempt is None or attempt.state != "sent":
                 continue
             try:
-                if (await ctx.engine.reconcile(payment)).status != Status.PROCESSING:
+                if (await recovery.reconcile(ctx.engine, payment)).status != Status.PROCESSING:
                     settled += 1
             except ConcurrentUpdate:
                 continue  # another worker is settling it
@@ -106,7 +106,7 @@ class Background:
         for p in await self.ctx.store.list_stuck(self.ctx.clock.now(), limit):
             log.warning("reconciling payment %s left in processing", p.id)
             try:
-                result = await self.ctx.engine.reconcile(p)
+                result = await recovery.reconcile(self.ctx.engine, p)
             except ConcurrentUpdate:
                 continue
             if result.status != Status.PROCESSING:

@@ -11,35 +11,28 @@ what became of that attempt id and never sends a new authorization before it kno
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
 
+from adapters.base import Answer as Meaning
 from adapters.base import (
-    UNKNOWN,
-    AuthorizationRequest,
-    Cadence,
     CardCredentials,
-    CardInfo,
-    LookupRequest,
     Outcome,
     OutcomeKind,
-    TransferData,
 )
-from adapters.base import Answer as Meaning
 from router import tracing
 from router.clock import Clock
 from router.errors import ConcurrentUpdate, NotCreated
 from router.ids import IdGenerator
 from router.model import events as ev
-from router.model.records import AttemptRecord, CardSnapshot, Event, Payment, PaymentRecordState
+from router.model.records import AttemptRecord, Event, Payment, PaymentRecordState
 from router.model.render import payment_json, render_payment
 from router.model.states import FailureReason, Status, transition
+from router.payments import calls
 from router.payments.current import LiveTable, payment_now, payment_record
 from router.payments.methods import NO_CREDENTIALS, PaymentMethods, ResolvedMethod, credentials_for
 from router.retry import RetryDecision, RetryPlanner
@@ -51,13 +44,6 @@ from router.state.store.base import IdempotencyDone, IdempotencyEntry, KeyTaken,
 
 log = logging.getLogger("payroute.engine")
 
-ATTEMPTS = Counter("payroute_authorization_attempts_total", "Processor authorization calls", ["processor", "outcome"])
-ATTEMPT_LATENCY = Histogram(
-    "payroute_attempt_latency_seconds",
-    "Processor authorization call latency",
-    ["processor"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-)
 SKIPPED = Counter("payroute_candidates_skipped_total", "Candidates skipped before a call", ["processor", "reason"])
 
 # Visa holds merchant-initiated authorizations about 5 days, the other networks about 7.
@@ -67,7 +53,6 @@ DEFAULT_HOLD_DAYS = 7
 LEASE_MARGIN = timedelta(seconds=30)
 # When every candidate is down there is nobody to ask: try again soon rather than burn the retry budget.
 NO_CANDIDATE_DELAY = timedelta(minutes=5)
-LOOKUP_TIMEOUT = timedelta(seconds=10)
 # How soon a payment whose processor's answer is still unknown is asked about again.
 ASK_AGAIN = timedelta(minutes=1)
 
@@ -104,11 +89,11 @@ class Attempted:
     response: bytes | None = None
 
 
-_TECHNICAL = {k.value for k in OutcomeKind if k.is_technical}
+TECHNICAL = {k.value for k in OutcomeKind if k.is_technical}
 
 
 @dataclass(slots=True)
-class _Pass:
+class Pass:
     """One pass over a plan's candidates: what every step of it reads."""
 
     plan: Plan
@@ -136,7 +121,7 @@ class Engine:
         stats: StatsStore | None = None,
     ) -> None:
         self.store = store
-        self._live = live
+        self.live = live
         self.breakers = breakers
         self.retry = retry
         self.ids = ids
@@ -155,7 +140,7 @@ class Engine:
         With `new.answer`, the final write also stores the response for that idempotency key.
         A payment whose processor's answer stays unknown after asking comes back still in `processing`, its
         attempt open: `reconcile()` asks again later, and nothing else is tried before the answer is known."""
-        table = self._live.current  # in-flight attempts finish on the table they started with
+        table = self.live.current  # in-flight attempts finish on the table they started with
         now = await payment_now(self.store, self.clock, payment)
         if payment.status == Status.PENDING_RETRY:
             # The retry guards again at send time: another payment on the card may have filled a network cap.
@@ -166,7 +151,7 @@ class Engine:
         method = await self.methods.resolve(payment.payment_method, payment.customer, payment.livemode)
         with tracing.span("payroute.routing.decide") as decision:
             plan = await table.decide(payment, self.stats, self.clock.now())
-            run = _Pass(
+            run = Pass(
                 plan,
                 method,
                 table,
@@ -175,11 +160,11 @@ class Engine:
                 new.record if new is not None else None,
                 new.answer if new is not None else None,
             )
-            candidates = self._usable(run, payment)
+            candidates = self.usable(run, payment)
             if decision is not None:
                 tracing.set_attributes(decision, _decision_attributes(payment, plan, candidates))
         started = transition(payment.status, Status.PROCESSING)
-        card = payment.card if payment.card.fingerprint else _snapshot(method.card)
+        card = payment.card if payment.card.fingerprint else calls.snapshot(method.card)
         processing = payment.model_copy(
             update={
                 "status": Status.PROCESSING,
@@ -188,17 +173,17 @@ class Engine:
                 "card": card,
             }
         )
-        lease = self.clock.now() + self._lease_length(candidates)
+        lease = self.clock.now() + self.lease_length(candidates)
         events = [ev.event_for(self.ids, started.event, processing, now, before=payment)]
         if not candidates:
             log.warning("payment %s: no processor available on route %s (%s)", payment.id, plan.route, run.skipped)
             processing = await self._first_write(processing, payment.version, new, events=events, lease_until=lease)
-            return await self._finish(processing, None, None, run, fail_with=self._no_method(run))
-        return await self._run(run, candidates, processing, payment.version, new, events, lease)
+            return await self.finish(processing, None, None, run, fail_with=self._no_method(run))
+        return await self.run(run, candidates, processing, payment.version, new, events, lease)
 
-    async def _run(
+    async def run(
         self,
-        run: _Pass,
+        run: Pass,
         candidates: list[Candidate],
         current: Payment,
         expected_version: int,
@@ -235,17 +220,17 @@ class Engine:
             expected_version = current.version
             pending_events = []
             settled_previous = None
-            creds = run.credentials[cand.name]
             nti = run.method.network_transaction_id
-            outcome = await self._call(cand, attempt, current, run.now, creds, nti)
+            req = calls.build_request(attempt, current, run.now, run.credentials[cand.name], nti)
+            outcome = await calls.call(cand, req)
             breaker.record(outcome.kind)
             await breaker.share()
             # Routing learns from what the call looked like (a slow processor is a bad one) before the lookup.
             await self._learn(run.plan, cand, outcome)
             if outcome.answer is Meaning.UNKNOWN:
-                outcome = await self._ask(cand, attempt, current, run.now, creds, nti, outcome)
-            _observe_attempt(cand.name, outcome)
-            attempt = _settle(attempt, outcome, cand.adapter.scrub)
+                outcome = await calls.ask(cand, attempt, run.now, outcome, resend=req)
+            calls.observe(cand.name, outcome)
+            attempt = calls.settle(attempt, outcome, cand.adapter.scrub)
             if outcome.answer is Meaning.UNKNOWN:
                 # The processor may have charged the card: never a second processor before it says it did not.
                 return await self._leave_open(current, attempt)
@@ -265,7 +250,7 @@ class Engine:
         if outcome is None:
             # Every breaker was open at the moment of calling: nothing was sent.
             current = await self._first_write(current, expected_version, new, events=pending_events, lease_until=lease)
-        return await self._finish(current, attempt, outcome, run)
+        return await self.finish(current, attempt, outcome, run)
 
     async def _leave_open(self, p: Payment, attempt: AttemptRecord) -> Attempted:
         """Keep the payment in processing with its attempt open (`sent`, with what the processor said so far), under
@@ -281,7 +266,7 @@ class Engine:
         )
         return Attempted(saved)
 
-    def _no_method(self, run: _Pass) -> str | None:
+    def _no_method(self, run: Pass) -> str | None:
         """`no_valid_payment_method` when no processor of the route holds credentials for the card."""
         if run.plan.candidates and all(reason == NO_CREDENTIALS for reason in run.skipped.values()):
             if len(run.skipped) == len(run.plan.candidates):
@@ -328,7 +313,7 @@ class Engine:
         except Exception:
             log.exception("could not record the outcome of %s on route %s", cand.name, plan.route)
 
-    def _usable(self, run: _Pass, payment: Payment, tried: frozenset[str] = frozenset()) -> list[Candidate]:
+    def usable(self, run: Pass, payment: Payment, tried: frozenset[str] = frozenset()) -> list[Candidate]:
         """The plan's candidates this payment may go to, each with its own credentials for the card; the others are
         skipped before any call, the reason kept for the attempt record."""
         usable = []
@@ -351,12 +336,12 @@ class Engine:
             return usable[:1]
         return usable
 
-    def _lease_length(self, candidates: list[Candidate]) -> timedelta:
+    def lease_length(self, candidates: list[Candidate]) -> timedelta:
         # The margin covers asking a processor whose answer was unknown (each lookup is bounded by its timeout).
         total_ms = sum(c.config.timeout_ms for c in candidates)
         return timedelta(milliseconds=total_ms) + LEASE_MARGIN
 
-    def _new_attempt(self, p: Payment, cand: Candidate, run: _Pass) -> AttemptRecord:
+    def _new_attempt(self, p: Payment, cand: Candidate, run: Pass) -> AttemptRecord:
         # The candidates skipped so far ride on the next attempt written, so the record says why they were not asked.
         skipped, run.skipped = dict(run.skipped), {}
         return AttemptRecord(
@@ -381,135 +366,13 @@ class Engine:
             skipped=skipped,
         )
 
-    def _request(
-        self, attempt: AttemptRecord, p: Payment, now: datetime, creds: CardCredentials, nti: str | None
-    ) -> AuthorizationRequest:
-        transfer = p.transfer_data or None
-        return AuthorizationRequest(
-            attempt_id=attempt.id,
-            payment_id=p.id,
-            amount=p.amount,
-            currency=p.currency,
-            cadence=Cadence(p.cadence),
-            credentials=creds,
-            capture_manual=p.capture_method == "manual",
-            # The chain's id: given on the payment, else the one recorded on its stored payment method.
-            network_transaction_id=p.network_transaction_id or nti,
-            transfer_data=TransferData(str(transfer["destination"]), transfer.get("amount")) if transfer else None,
-            application_fee_amount=p.application_fee_amount,
-            on_behalf_of=p.on_behalf_of,
-            statement_descriptor=p.statement_descriptor,
-            statement_descriptor_suffix=p.statement_descriptor_suffix,
-            description=p.description,
-            metadata=p.metadata,
-            card=CardInfo(p.card.brand, p.card.country, p.card.funding, p.card.fingerprint),
-            requested_at=now,
-            livemode=p.livemode,
-        )
-
-    async def _call(
-        self,
-        cand: Candidate,
-        attempt: AttemptRecord,
-        p: Payment,
-        now: datetime,
-        creds: CardCredentials,
-        nti: str | None = None,
-    ) -> Outcome:
-        if not tracing.enabled():
-            return await self._authorize(cand, attempt, p, now, creds, nti)
-        attributes = tracing.call_attributes(cand.name, cand.config.adapter, attempt.id, p.id)
-        with tracing.span("payroute.processor.authorize", kind="client", attributes=attributes) as span:
-            outcome = await self._authorize(cand, attempt, p, now, creds, nti)
-            kind = outcome.kind.value
-            found = tracing.outcome_attributes(
-                kind, outcome.decline_code, outcome.network_decline_code, outcome.latency_ms
-            )
-            tracing.set_attributes(span, found)
-            if outcome.kind.is_technical:
-                tracing.mark_error(span, kind)
-            return outcome
-
-    async def _authorize(
-        self,
-        cand: Candidate,
-        attempt: AttemptRecord,
-        p: Payment,
-        now: datetime,
-        creds: CardCredentials,
-        nti: str | None,
-    ) -> Outcome:
-        req = self._request(attempt, p, now, creds, nti)
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(cand.config.timeout_ms / 1000):
-                outcome = await cand.adapter.authorize(req)
-        except TimeoutError:
-            return Outcome(
-                OutcomeKind.TIMEOUT,
-                raw_message=f"no answer within {cand.config.timeout_ms} ms",
-                latency_ms=(time.perf_counter() - started) * 1000,
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # An adapter must turn every answer into an Outcome; one that raised has a bug, not a decline.
-            log.exception("adapter %s raised instead of answering", cand.name)
-            return Outcome(
-                OutcomeKind.PROCESSOR_ERROR,
-                raw_message=cand.adapter.scrub(f"{type(exc).__name__}: {exc}"),
-                latency_ms=(time.perf_counter() - started) * 1000,
-            )
-        if not outcome.latency_ms:
-            outcome = _with_latency(outcome, (time.perf_counter() - started) * 1000)
-        return outcome
-
-    async def _ask(
-        self,
-        cand: Candidate,
-        attempt: AttemptRecord,
-        p: Payment,
-        now: datetime,
-        creds: CardCredentials,
-        nti: str | None,
-        unknown: Outcome,
-    ) -> Outcome:
-        """Ask the processor whose answer is unknown what became of the attempt, before anything else is tried.
-
-        An answer found is the outcome. "Never saw it" is a refusal: nothing was charged, so failing over is safe.
-        A processor that cannot be asked by our key but deduplicates a resend under it (`UNKNOWN`) is sent the
-        same attempt again. Anything else (`NOT_YET`, no lookup answer) leaves the outcome unknown.
-        """
-        reference = unknown.processor_reference or attempt.processor_reference
-        asked = LookupRequest(attempt.id, p.id, reference, sent_at=attempt.created, asked_at=now)
-        try:
-            async with asyncio.timeout(cand.config.timeout_ms / 1000):
-                found = await cand.adapter.lookup(asked)
-        except Exception:
-            log.warning("asking %s about %s failed; the answer stays unknown", cand.name, attempt.id, exc_info=True)
-            return unknown
-        if found is None:
-            return replace(
-                unknown,
-                never_charged=True,
-                request_invalid=False,
-                raw_message=f"{unknown.raw_message or unknown.kind.value}; asked: the processor never charged it",
-            )
-        if found is UNKNOWN:
-            again = await self._call(cand, attempt, p, now, creds, nti)  # the same request, byte for byte
-            return again if again.answer is not Meaning.UNKNOWN else unknown
-        if isinstance(found, Outcome) and found.answer is not Meaning.UNKNOWN:
-            log.info("attempt %s at %s was unknown; asked, the processor says %s", attempt.id, cand.name, found.kind)
-            return found
-        return unknown
-
     # -- after the calls -------------------------------------------------------------------------------------
-    async def _finish(
+    async def finish(
         self,
         p: Payment,
         attempt: AttemptRecord | None,
         outcome: Outcome | None,
-        run: _Pass,
+        run: Pass,
         fail_with: str | None = None,
     ) -> Attempted:
         """Settle the attempt and move the payment on. `run.record`: the payment record as stored, when the caller
@@ -631,66 +494,6 @@ class Engine:
             events=[ev.event_for(self.ids, move.event, final, now, before=p)],
         )
 
-    # -- reconciliation: a dead worker's payment, or an answer still unknown -------------------------------------
-    async def reconcile(self, payment: Payment) -> Payment:
-        """Settle a payment left in `processing`: by a dead worker, or with a processor's answer still unknown.
-
-        The open (`sent`) attempt is asked about at its processor (`_ask`). An answer found is applied as if it had
-        just arrived; "never charged" closes it and the attempt goes on to the candidates not yet tried; while the
-        answer stays unknown, nothing moves and the payment is asked about again after `ASK_AGAIN`.
-        """
-        table = self._live.current
-        now = await payment_now(self.store, self.clock, payment)
-        method = await self.methods.resolve(payment.payment_method, payment.customer, payment.livemode)
-        plan = await table.decide(payment, self.stats, self.clock.now())
-        run = _Pass(plan, method, table, now, payment.attempts)
-        attempts = [a for a in await self.store.list_attempts(payment.payment_record) if a.payment_id == payment.id]
-        sent = [a for a in attempts if a.state == "sent"]
-        if not sent:
-            # The worker died after the processing transition but before writing any attempt.
-            return (await self._finish(payment, None, None, run)).payment
-        last = sent[-1]
-        adapter = table.adapters.get(last.processor)
-        if adapter is None:
-            log.error("cannot reconcile %s: processor %s is no longer configured", payment.id, last.processor)
-            return payment
-        cand = Candidate(last.processor, adapter, table.config.processors[last.processor])
-        creds = credentials_for(cand, method, payment)
-        kind = OutcomeKind(last.outcome) if last.outcome in _TECHNICAL else OutcomeKind.PROCESSOR_ERROR
-        unknown = Outcome(kind, raw_code=last.raw_code, raw_message=last.raw_message, ambiguous=True)
-        if creds is None:
-            found = await self._ask_only(cand, last, payment, now, unknown)
-        else:
-            found = await self._ask(cand, last, payment, now, creds, method.network_transaction_id, unknown)
-        if found.answer is Meaning.UNKNOWN:
-            log.warning("payment %s: %s still cannot say what became of %s", payment.id, last.processor, last.id)
-            return await self.store.save_payment(
-                payment, payment.version, lease_owner=self.owner, lease_until=self.clock.now() + ASK_AGAIN
-            )
-        settled = _settle(last, found, adapter.scrub)
-        if found.answer is Meaning.REFUSED and payment.orchestration_enabled:
-            # Never charged: the attempt goes on where it stopped, with the processors it has not asked yet.
-            tried = frozenset(a.processor for a in attempts if a.attempt_number == last.attempt_number)
-            candidates = self._usable(run, payment, tried)
-            if candidates:
-                lease = self.clock.now() + self._lease_length(candidates)
-                return (await self._run(run, candidates, payment, payment.version, None, [], lease, settled)).payment
-        return (await self._finish(payment, settled, found, run)).payment
-
-    async def _ask_only(
-        self, cand: Candidate, attempt: AttemptRecord, p: Payment, now: datetime, unknown: Outcome
-    ) -> Outcome:
-        """Ask without any way to resend (the card's credentials for that processor are gone)."""
-        try:
-            found = await cand.adapter.lookup(
-                LookupRequest(attempt.id, p.id, attempt.processor_reference, attempt.created, now)
-            )
-        except Exception:
-            return unknown
-        if found is None:
-            return replace(unknown, never_charged=True)
-        return found if isinstance(found, Outcome) and found.answer is not Meaning.UNKNOWN else unknown
-
     async def claim_and_attempt(self, payment: Payment) -> Payment | None:
         """Attempt a payment unless another worker got there first."""
         try:
@@ -706,50 +509,3 @@ def _decision_attributes(
     names = [c.name for c in plan.candidates]
     order = [c.name for c in candidates]
     return tracing.decision_attributes(payment.id, payment.attempts + 1, plan.route, plan.strategy, names, order)
-
-
-def _snapshot(card: CardInfo) -> CardSnapshot:
-    return CardSnapshot(brand=card.brand, country=card.country, funding=card.funding, fingerprint=card.fingerprint)
-
-
-# Labelled metric children per (processor, outcome kind): `labels()` hashes and locks on every call, a few
-# microseconds an attempt. Both label sets are bounded (configured processors, the outcome taxonomy).
-_ATTEMPT_CHILDREN: dict[tuple[str, OutcomeKind], tuple[Counter, Histogram]] = {}
-
-
-def _observe_attempt(processor: str, outcome: Outcome) -> None:
-    children = _ATTEMPT_CHILDREN.get((processor, outcome.kind))
-    if children is None:
-        children = ATTEMPTS.labels(processor, outcome.kind.value), ATTEMPT_LATENCY.labels(processor)
-        _ATTEMPT_CHILDREN[processor, outcome.kind] = children
-    children[0].inc()
-    children[1].observe(outcome.latency_ms / 1000)
-
-
-def _with_latency(o: Outcome, latency_ms: float) -> Outcome:
-    return replace(o, latency_ms=latency_ms)
-
-
-def _settle(attempt: AttemptRecord, o: Outcome, scrub: Callable[[str], str]) -> AttemptRecord:
-    card = attempt.card
-    if o.card is not None and o.card.fingerprint:
-        card = _snapshot(o.card)
-    return attempt.model_copy(
-        update={
-            "state": "settled",
-            "outcome": o.kind.value,
-            "decline_class": None if o.approved else classify(o).decline_class.value,
-            "processor_reference": o.processor_reference,
-            "authorization_code": o.authorization_code,
-            "decline_code": o.decline_code,
-            "network_decline_code": o.network_decline_code,
-            "network_advice_code": o.network_advice_code,
-            "advice_code": o.advice_code,
-            "raw_code": o.raw_code,
-            "raw_message": scrub(o.raw_message) if o.raw_message else None,
-            "latency_ms": o.latency_ms,
-            "network_transaction_id": o.network_transaction_id,
-            "card": card,
-            "transcript": scrub(o.transcript) if o.transcript else None,
-        }
-    )

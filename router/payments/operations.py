@@ -25,9 +25,10 @@ from router.model.objects import OffSessionPayment
 from router.model.records import DEFAULT_ACCOUNT, AttemptRecord, Payment, PaymentRecordState
 from router.model.render import render_payment
 from router.model.states import CANCELABLE, PAUSABLE, Move, Status, transition
+from router.payments.calls import settle
 from router.payments.context import Context
 from router.payments.current import payment_record
-from router.payments.engine import LEASE_MARGIN, _settle
+from router.payments.engine import LEASE_MARGIN
 from router.payments.reads import Reads
 
 _CAS_RETRIES = 5
@@ -105,7 +106,7 @@ class Operations:
             outcome = await _send(adapter, kind, attempt.id, p, reference, amount, now, cfg.timeout_ms)
         breaker.record(outcome.kind)
         await breaker.share()
-        settled = _settle(attempt, outcome, adapter.scrub)
+        settled = settle(attempt, outcome, adapter.scrub)
         if outcome.answer is Meaning.UNKNOWN:
             # Left for the guard to lapse: the attempt stays open, and no other capture or cancel runs meanwhile.
             await ctx.store.save_payment(

@@ -15,8 +15,8 @@ from prometheus_client import Counter
 
 from adapters.base import UNKNOWN, CancelRequest, LookupRequest, Outcome, ProcessorAdapter
 from router.model.records import AttemptRecord
+from router.payments.calls import LOOKUP_TIMEOUT, settle
 from router.payments.context import Context
-from router.payments.engine import LOOKUP_TIMEOUT, _settle
 
 log = logging.getLogger("payroute.engine")
 
@@ -76,9 +76,9 @@ async def resolve(ctx: Context, attempt: AttemptRecord) -> AttemptRecord:
             )
             return attempt
         log.warning("attempt %s at %s was approved after timing out; voided", attempt.id, attempt.processor)
-        resolved = _settle(attempt, found, adapter.scrub).model_copy(update={"voided_at": now})
+        resolved = settle(attempt, found, adapter.scrub).model_copy(update={"voided_at": now})
     else:
-        resolved = _settle(attempt, found, adapter.scrub)
+        resolved = settle(attempt, found, adapter.scrub)
     await ctx.store.save_attempt(resolved)
     return resolved
 
