@@ -31,10 +31,11 @@ from router.clock import SystemClock
 from router.config.loader import ConfigError
 from router.extras import MissingExtra
 from router.http import logsafe
-from router.http.app import Sidecar, create_app
+from router.http.app import create_app
 from router.http.auth import ApiKeys
 from router.http.pagination import PageTokens
 from router.http.ratelimit import RateLimit, RateLimiter
+from router.http.sidecar import Sidecar
 from router.routing.reload import ConfigWatcher, install_sighup
 
 log = logging.getLogger("payroute.http")

@@ -11,7 +11,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from router.http import logsafe
-from router.http.app import SIDECAR, create_app
+from router.http.app import create_app
+from router.http.sidecar import SIDECAR
 from tests.http.conftest import ADMIN_KEY, TEST_KEY, Api, assert_error, payment
 
 PATH = "/v2/payments/off_session_payments"

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from router.http.app import MAX_BODY
+from router.http.edge import MAX_BODY
 from router.http.ratelimit import MAX_HEADER_FIELD, MAX_HEADERS, MAX_URL, PARSER_MAX_FIELD
 from tests.http.conftest import TEST_KEY, assert_error, payment
 from tests.security.conftest import MakeApi
