@@ -25,6 +25,7 @@ from router.config.loader import ConfigError, ConfigIssue
 from router.config.schema import Config, SuccessRateConfig
 from router.ids import IdGenerator
 from router.model import records
+from router.model.events import RequestReason
 from router.model.objects import Event, OffSessionPayment, PaymentAttemptRecord, PaymentRecord, TestClock
 from router.model.params import OffSessionPaymentCreateParams
 from router.model.records import DEFAULT_ACCOUNT, AttemptRecord, Payment
@@ -337,10 +338,11 @@ class Router:
         livemode: bool,
         keyed: Keyed | None,
         account: str = DEFAULT_ACCOUNT,
+        request: RequestReason | None = None,
     ) -> Reply:
         """A create as the work of `idempotent()`, answered as the bytes a key stores (the sidecar's create, which
         hands over the parameters it validated)."""
-        return await self._creator.reply(params, livemode, keyed, account)
+        return await self._creator.reply(params, livemode, keyed, account, request)
 
     async def get_payment(
         self, payment_id: str, *, livemode: bool = False, include_details: bool = False, account: str = DEFAULT_ACCOUNT
@@ -361,19 +363,34 @@ class Router:
         return await self._reads.list_payments(livemode, limit, cursor, direction, include_details, account)
 
     async def cancel_payment(
-        self, payment_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
+        self,
+        payment_id: str,
+        *,
+        livemode: bool = False,
+        account: str = DEFAULT_ACCOUNT,
+        request: RequestReason | None = None,
     ) -> OffSessionPayment:
-        return await self._operations.cancel(payment_id, livemode, account)
+        return await self._operations.cancel(payment_id, livemode, account, request)
 
     async def pause_payment(
-        self, payment_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
+        self,
+        payment_id: str,
+        *,
+        livemode: bool = False,
+        account: str = DEFAULT_ACCOUNT,
+        request: RequestReason | None = None,
     ) -> OffSessionPayment:
-        return await self._operations.pause(payment_id, livemode, account)
+        return await self._operations.pause(payment_id, livemode, account, request)
 
     async def resume_payment(
-        self, payment_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
+        self,
+        payment_id: str,
+        *,
+        livemode: bool = False,
+        account: str = DEFAULT_ACCOUNT,
+        request: RequestReason | None = None,
     ) -> OffSessionPayment:
-        return await self._operations.resume(payment_id, livemode, account)
+        return await self._operations.resume(payment_id, livemode, account, request)
 
     async def capture_payment(
         self,
@@ -382,8 +399,9 @@ class Router:
         amount_to_capture: int | None = None,
         livemode: bool = False,
         account: str = DEFAULT_ACCOUNT,
+        request: RequestReason | None = None,
     ) -> OffSessionPayment:
-        return await self._operations.capture(payment_id, amount_to_capture, livemode, account)
+        return await self._operations.capture(payment_id, amount_to_capture, livemode, account, request)
 
     async def expire_authorization(self, payment: Payment) -> Payment | None:
         """A held authorization past capture_before fails as authorization_expired."""

@@ -23,8 +23,7 @@ from router.http import logsafe, metrics
 from router.http.auth import read_only_refused
 from router.http.endpoints import Endpoint
 from router.http.ratelimit import RateLimited, check_headers
-from router.http.sidecar import CALLER, ENDPOINT, ENDPOINTS_KEY, SIDECAR
-from router.model import events as ev
+from router.http.sidecar import CALLER, ENDPOINT, ENDPOINTS_KEY, REQUEST_ID, SIDECAR
 from router.model import inputs
 from router.model.objects import dumps
 
@@ -102,8 +101,7 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def _edge(request: web.Request, handler: Handler, route: str) -> web.StreamResponse:
     started = time.perf_counter()
     request_id = "req_" + os.urandom(12).hex()  # secrets.token_hex(12) without its call layers
-    # The events this request causes name it (and its Idempotency-Key) as their `reason`.
-    reason = ev.REQUEST.set(ev.RequestReason(request_id, request.headers.get("Idempotency-Key")))
+    request[REQUEST_ID] = request_id  # the events the request causes name it as their `reason`
     metrics.HTTP_IN_FLIGHT.inc()
     info = request.match_info
     resp: web.StreamResponse
@@ -143,7 +141,6 @@ async def _edge(request: web.Request, handler: Handler, route: str) -> web.Strea
         )
     finally:
         metrics.HTTP_IN_FLIGHT.dec()
-        ev.REQUEST.reset(reason)
     resp.headers["Request-Id"] = request_id
     version = request.headers.get("Stripe-Version")
     if version and _API_VERSION.match(version):

@@ -11,7 +11,7 @@ from aiohttp import web
 from router.errors import invalid
 from router.http.edge import reply
 from router.http.pagination import bad_page
-from router.http.request import answering, caller_of, limit_of, post, read_body, repeated
+from router.http.request import answering, caller_of, limit_of, post, read_body, reason_of, repeated
 from router.http.sidecar import SIDECAR
 from router.model.objects import dumps
 from router.model.params import (
@@ -37,7 +37,9 @@ async def create_off_session_payment(request: web.Request) -> web.StreamResponse
     return await post(
         request,
         body,
-        lambda keyed: router.create_reply(params, livemode=caller.livemode, keyed=keyed, account=caller.account),
+        lambda keyed: router.create_reply(
+            params, livemode=caller.livemode, keyed=keyed, account=caller.account, request=reason_of(request)
+        ),
     )
 
 
@@ -121,10 +123,12 @@ def state_change(
         body = await read_body(request)
         parse_params(NoParams, body)
         router = request.app[SIDECAR].core()
-        pid, caller = request.match_info["id"], caller_of(request)
+        pid, caller, why = request.match_info["id"], caller_of(request), reason_of(request)
         action = {"cancel": router.cancel_payment, "pause": router.pause_payment, "resume": router.resume_payment}
         return await post(
-            request, body, answering(lambda: action[name](pid, livemode=caller.livemode, account=caller.account))
+            request,
+            body,
+            answering(lambda: action[name](pid, livemode=caller.livemode, account=caller.account, request=why)),
         )
 
     handle.__name__ = f"{name}_off_session_payment"
@@ -141,7 +145,11 @@ async def capture_off_session_payment(request: web.Request) -> web.StreamRespons
         body,
         answering(
             lambda: router.capture_payment(
-                pid, amount_to_capture=params.amount_to_capture, livemode=caller.livemode, account=caller.account
+                pid,
+                amount_to_capture=params.amount_to_capture,
+                livemode=caller.livemode,
+                account=caller.account,
+                request=reason_of(request),
             )
         ),
     )

@@ -15,8 +15,9 @@ from aiohttp import web
 from router.errors import PayrouteError, invalid
 from router.http.auth import Caller
 from router.http.edge import MAX_BODY, reply, too_large
-from router.http.sidecar import CALLER, ENDPOINT, SIDECAR
+from router.http.sidecar import CALLER, ENDPOINT, REQUEST_ID, SIDECAR
 from router.model import inputs
+from router.model.events import RequestReason
 from router.model.objects import ApiObject
 from router.payments.idempotency import Keyed, Reply, Work
 
@@ -85,6 +86,11 @@ def _no_constants(name: str) -> Any:
 
 def caller_of(request: web.Request) -> Caller:
     return request[CALLER]
+
+
+def reason_of(request: web.Request) -> RequestReason:
+    """The request as the events it causes name it: its id, and its Idempotency-Key if it sent one."""
+    return RequestReason(request[REQUEST_ID], request.headers.get("Idempotency-Key"))
 
 
 def _idempotency_key(request: web.Request, required: bool) -> str | None:

@@ -59,4 +59,5 @@ class Sidecar:
 SIDECAR = web.AppKey("sidecar", Sidecar)
 CALLER = web.RequestKey("caller", Caller)
 ENDPOINT = web.RequestKey("endpoint", Endpoint)
+REQUEST_ID = web.RequestKey("request_id", str)
 ENDPOINTS_KEY = web.AppKey("endpoints", dict[str, Endpoint])

@@ -9,7 +9,6 @@ exactly one event, the one its transition names (`router.model.states.TRANSITION
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -50,15 +49,12 @@ def matches_any(patterns: Iterable[str], type: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class RequestReason:
-    """The API request a change is made under (the sidecar sets it for each request it serves)."""
+    """The API request a change is made under: the sidecar passes it down with each change it asks for, and the
+    events that change causes name it as their `reason`. Background work (retries, expiries, reconciliation) and
+    library calls have none."""
 
     id: str
     idempotency_key: str | None = None
-
-
-# Set by the sidecar around each request: the events a request causes say so in `reason`; events of the retry
-# scheduler, expiries and reconciliation (no request) carry none.
-REQUEST: ContextVar[RequestReason | None] = ContextVar("payroute_request", default=None)
 
 
 def event_for(
@@ -68,12 +64,13 @@ def event_for(
     at: datetime,
     before: Payment | None = None,
     rendered: OffSessionPayment | None = None,
+    request: RequestReason | None = None,
 ) -> Event:
     """An event carrying a snapshot of the payment as it is after the transition, what the transition changed
-    (given the payment `before` it), and the request that caused it. `rendered`: `render_payment(payment)`, when
-    the caller made it already (for its response), so the snapshot is not rendered twice."""
+        (given the payment `before` it), and the request that caused it. `rendered`: `render_payment(payment)`, when
+        the caller made it already (for its response), so the snapshot is not rendered twice. `request`: the API request
+    that caused the change, if any."""
     after = (rendered if rendered is not None else render_payment(payment)).to_dict()
-    request = REQUEST.get()
     return Event(
         id=ids.new("event"),
         type=type,

@@ -11,6 +11,7 @@ from typing import Any
 
 from router.errors import ConcurrentUpdate, NotCreated, PayrouteError, StillProcessing, invalid
 from router.model import events as ev
+from router.model.events import RequestReason
 from router.model.objects import OffSessionPayment, adapter
 from router.model.params import OffSessionPaymentCreateParams, parse_create_params
 from router.model.records import DEFAULT_ACCOUNT, Payment, PaymentRecordState
@@ -68,13 +69,14 @@ class Creator:
         livemode: bool,
         keyed: Keyed | None = None,
         account: str = DEFAULT_ACCOUNT,
+        request: RequestReason | None = None,
     ) -> Created:
         """Create a payment for `account`; under `keyed`, with the id its key determines, its response stored for
         the key. `params` already validated (the sidecar validates before it reserves the key) are not validated
         again."""
         p = params if isinstance(params, OffSessionPaymentCreateParams) else parse_create_params(dict(params))
         try:
-            return await self._create_parsed(p, livemode, keyed, account)
+            return await self._create_parsed(p, livemode, keyed, account, request)
         except PayrouteError as exc:
             if keyed is None or exc.status >= 500 or isinstance(exc, StillProcessing):
                 raise
@@ -92,15 +94,21 @@ class Creator:
         livemode: bool,
         keyed: Keyed | None,
         account: str = DEFAULT_ACCOUNT,
+        request: RequestReason | None = None,
     ) -> Reply:
         """`create` as the idempotency layer's work: the response as stored for the key."""
-        created = await self.create(params, livemode, keyed, account)
+        created = await self.create(params, livemode, keyed, account, request)
         if created.stored is not None:
             return Reply(200, created.stored, stored=True)
         return Reply(200, created.object().to_json())
 
     async def _create_parsed(
-        self, p: OffSessionPaymentCreateParams, livemode: bool, keyed: Keyed | None, account: str
+        self,
+        p: OffSessionPaymentCreateParams,
+        livemode: bool,
+        keyed: Keyed | None,
+        account: str,
+        request: RequestReason | None,
     ) -> Created:
         # A resend of a create whose first try wrote its payment (the id derives from the key) finds it when its
         # own insert fails on that id, below: nothing is read first.
@@ -185,7 +193,7 @@ class Creator:
             metadata=payment.metadata,
             card=payment.card,
         )
-        created = [ev.event_for(ctx.ids, ev.CREATED, payment, now)]
+        created = [ev.event_for(ctx.ids, ev.CREATED, payment, now, request=request)]
         include = bool(p.include)
         reservation = keyed.reservation if keyed is not None else None
         answer = Answer(keyed.scope, keyed.key, include, reservation) if keyed is not None else None
@@ -193,7 +201,7 @@ class Creator:
             if due is None:
                 # Attempted at once: the attempt's first write inserts the payment, already in processing, and its
                 # last one stores the response for the key.
-                attempted = await ctx.engine.attempt(payment, new=NewPayment(record, created, answer))
+                attempted = await ctx.engine.attempt(payment, new=NewPayment(record, created, answer, request))
                 payment = attempted.payment
                 if attempted.response is not None:
                     # Committed with the payment: that response is the answer, rendered once.

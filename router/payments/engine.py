@@ -79,6 +79,7 @@ class NewPayment:
     record: PaymentRecordState
     events: list[Event] = field(default_factory=list)
     answer: Answer | None = None
+    request: ev.RequestReason | None = None  # the API request creating it, which its events name
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,7 @@ class Pass:
     number: int  # the payment's attempt number
     record: PaymentRecordState | None = None
     answer: Answer | None = None
+    request: ev.RequestReason | None = None
     credentials: dict[str, CardCredentials] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # processor -> why it was not asked
 
@@ -159,6 +161,7 @@ class Engine:
                 payment.attempts + 1,
                 new.record if new is not None else None,
                 new.answer if new is not None else None,
+                new.request if new is not None else None,
             )
             candidates = self.usable(run, payment)
             if decision is not None:
@@ -174,7 +177,7 @@ class Engine:
             }
         )
         lease = self.clock.now() + self.lease_length(candidates)
-        events = [ev.event_for(self.ids, started.event, processing, now, before=payment)]
+        events = [ev.event_for(self.ids, started.event, processing, now, before=payment, request=run.request)]
         if not candidates:
             log.warning("payment %s: no processor available on route %s (%s)", payment.id, plan.route, run.skipped)
             processing = await self._first_write(processing, payment.version, new, events=events, lease_until=lease)
@@ -457,7 +460,7 @@ class Engine:
             p.version,
             record=record.model_copy(update=record_update) if record_update else record,
             attempts=[attempt] if attempt is not None else (),
-            events=[ev.event_for(self.ids, move.event, final, now, before=p, rendered=rendered)],
+            events=[ev.event_for(self.ids, move.event, final, now, before=p, rendered=rendered, request=run.request)],
             idempotency=done,
         )
         return Attempted(saved, response)

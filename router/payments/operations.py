@@ -21,6 +21,7 @@ from adapters.base import Answer as Meaning
 from adapters.base import CancelRequest, CaptureRequest, Outcome, OutcomeKind, ProcessorAdapter
 from router.errors import ConcurrentUpdate, PayrouteError, conflict, invalid
 from router.model import events as ev
+from router.model.events import RequestReason
 from router.model.objects import OffSessionPayment
 from router.model.records import DEFAULT_ACCOUNT, AttemptRecord, Payment, PaymentRecordState
 from router.model.render import render_payment
@@ -132,7 +133,9 @@ class Operations:
         self._settled[p.id] = [settled]
         return guarded.model_copy(update={"in_flight": None, "in_flight_until": None})
 
-    async def _change(self, payment_id: str, livemode: bool, apply: Change, account: str) -> OffSessionPayment:
+    async def _change(
+        self, payment_id: str, livemode: bool, apply: Change, account: str, request: RequestReason | None
+    ) -> OffSessionPayment:
         """Read, decide, compare-and-set; a lost race re-reads and decides again."""
         ctx = self.ctx
         for _ in range(_CAS_RETRIES):
@@ -146,14 +149,20 @@ class Operations:
                     new.version,
                     record=record,
                     attempts=self._settled.pop(new.id, ()),
-                    events=[ev.event_for(ctx.ids, move.event, new, now, before=p)],
+                    events=[ev.event_for(ctx.ids, move.event, new, now, before=p, request=request)],
                 )
             except ConcurrentUpdate:
                 continue
             return render_payment(saved)
         raise conflict("The payment changed while this request ran; try again.", "lock_timeout")
 
-    async def cancel(self, payment_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> OffSessionPayment:
+    async def cancel(
+        self,
+        payment_id: str,
+        livemode: bool,
+        account: str = DEFAULT_ACCOUNT,
+        request: RequestReason | None = None,
+    ) -> OffSessionPayment:
         async def apply(p: Payment, now: datetime) -> tuple[Payment, Move, PaymentRecordState | None]:
             status = Status(p.status)
             # As the preview spec answers: cancel takes `pending` and `pending_retry`, and any other status is a 400
@@ -183,9 +192,15 @@ class Operations:
             move = transition(status, Status.CANCELED)
             return p.model_copy(update={"status": move.status, "next_attempt_at": None}), move, record
 
-        return await self._change(payment_id, livemode, apply, account)
+        return await self._change(payment_id, livemode, apply, account, request)
 
-    async def pause(self, payment_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> OffSessionPayment:
+    async def pause(
+        self,
+        payment_id: str,
+        livemode: bool,
+        account: str = DEFAULT_ACCOUNT,
+        request: RequestReason | None = None,
+    ) -> OffSessionPayment:
         async def apply(p: Payment, now: datetime) -> tuple[Payment, Move, PaymentRecordState | None]:
             status = Status(p.status)
             if status is Status.PROCESSING:
@@ -195,9 +210,15 @@ class Operations:
             move = transition(status, Status.PAUSED)
             return p.model_copy(update={"status": move.status, "paused_from": p.status}), move, None
 
-        return await self._change(payment_id, livemode, apply, account)
+        return await self._change(payment_id, livemode, apply, account, request)
 
-    async def resume(self, payment_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> OffSessionPayment:
+    async def resume(
+        self,
+        payment_id: str,
+        livemode: bool,
+        account: str = DEFAULT_ACCOUNT,
+        request: RequestReason | None = None,
+    ) -> OffSessionPayment:
         async def apply(p: Payment, now: datetime) -> tuple[Payment, Move, PaymentRecordState | None]:
             if p.status != Status.PAUSED:
                 raise conflict(f"An OffSessionPayment in status '{p.status}' cannot be resumed.", "not_resumable")
@@ -207,10 +228,15 @@ class Operations:
             new = p.model_copy(update={"status": move.status, "paused_from": None, "next_attempt_at": next_at})
             return new, move, None
 
-        return await self._change(payment_id, livemode, apply, account)
+        return await self._change(payment_id, livemode, apply, account, request)
 
     async def capture(
-        self, payment_id: str, amount_to_capture: int | None, livemode: bool, account: str = DEFAULT_ACCOUNT
+        self,
+        payment_id: str,
+        amount_to_capture: int | None,
+        livemode: bool,
+        account: str = DEFAULT_ACCOUNT,
+        request: RequestReason | None = None,
     ) -> OffSessionPayment:
         async def apply(p: Payment, now: datetime) -> tuple[Payment, Move, PaymentRecordState | None]:
             if p.status == Status.PROCESSING:
@@ -234,7 +260,7 @@ class Operations:
             move = transition(Status.REQUIRES_CAPTURE, Status.SUCCEEDED)
             return p.model_copy(update={"status": move.status, "amount_captured": amount}), move, record
 
-        return await self._change(payment_id, livemode, apply, account)
+        return await self._change(payment_id, livemode, apply, account, request)
 
     async def expire_authorization(self, payment: Payment) -> Payment | None:
         """A held authorization past capture_before fails as authorization_expired."""

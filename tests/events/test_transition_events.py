@@ -232,3 +232,24 @@ async def test_random_walk_every_status_change_has_exactly_one_event(
         path = check_one_event_per_transition(events)
         current = await router.get_payment(pid)
         assert path[-1] == current["status"]
+
+
+async def test_the_request_a_change_is_made_under_is_named_by_its_events_and_only_by_them(
+    router: Router, clock: ManualClock
+) -> None:
+    why = ev.RequestReason("req_test_1", "key-1")
+    payment = await router.create_reply(
+        params("pm_card_visa_chargeDeclinedInsufficientFunds"), livemode=False, keyed=None, request=why
+    )
+    pid = (await router.list_payments())[0][0].id
+    assert payment.status == 200
+    await router.pause_payment(pid, request=ev.RequestReason("req_test_2"))
+    await router.resume_payment(pid)  # a library call: no request
+    clock.advance(timedelta(days=2, hours=1))
+    assert await router.run_due() == 1  # the scheduler's retry: no request
+    events = await events_of(router, pid)
+    reasons = [(e["type"].removeprefix(P), e["reason"]) for e in events]
+    by_request = {"type": "request", "request": {"id": "req_test_1", "idempotency_key": "key-1"}}
+    assert reasons[:3] == [("created", by_request), ("attempt_started", by_request), ("attempt_failed", by_request)]
+    assert reasons[3] == ("paused", {"type": "request", "request": {"id": "req_test_2", "idempotency_key": None}})
+    assert all(reason is None for _, reason in reasons[4:]) and len(reasons) > 5

@@ -108,3 +108,16 @@ def test_bad_event_filters_are_400s_naming_the_parameter(sdk: Any) -> None:
     with pytest.raises(stripe.InvalidRequestError) as caught:
         sdk.v2.core.events.list({"types": [f"t{i}" for i in range(21)]})
     assert caught.value.param == "types"
+
+
+def test_events_of_an_immediate_create_all_name_its_request_and_background_events_name_none(sdk: Any) -> None:
+    osp = sdk.v2.payments.off_session_payments
+    made = osp.create(payment(customer="cus_evt_reason"), {"idempotency_key": "evt-r-1"})
+    request_id = made.last_response.headers["Request-Id"]
+    events = _events(sdk, made.id)
+    # created, then the attempt's own transitions written by the engine in the same request
+    assert len(events) >= 3
+    for e in events:
+        assert e.reason.type == "request", e.type
+        assert e.reason.request.id == request_id, e.type
+        assert e.reason.request.idempotency_key == "evt-r-1", e.type
