@@ -96,7 +96,7 @@ class Router:
         # Many replicas (issue 7): breaker state lives in Redis when `shared` is given, locally otherwise.
         self.shared = shared
         self.breakers = breakers or BreakerBoard(
-            self.clock, storage_factory=shared.breaker_storage if shared is not None else None
+            self.clock, storage_factory=shared_redis.breaker_storage(shared) if shared is not None else None
         )
         self.retry = retry or RetryPlanner(store)
         self.card_info = card_info

@@ -28,10 +28,11 @@ from adapters import registry
 from adapters.base import AdapterSettings, ProcessorAdapter
 from benchmarks.sim.world import CURRENCY, START, Arrival, Ledger, World, WorldAdapter, card_from_sim_token
 from router import ManualClock, Router
+from router.cli.replay import logged_decisions
 from router.config.loader import parse
 from router.ids import IdGenerator
 from router.model.records import Payment
-from router.routing.replay import LoggedDecision, logged_decisions
+from router.routing.replay import LoggedDecision
 from router.routing.rules import Plan, RoutingTable, build_adapters
 from router.routing.stats import StatsStore
 from router.state.store import open_store

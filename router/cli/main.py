@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 
 from router import logformat
 from router.cli import check as checkcmd
+from router.cli import explain
 from router.cli import replay as replaycmd
-from router.routing import explain
 
 Command = Callable[[argparse.Namespace], int]
 

@@ -22,8 +22,9 @@ from router.cli.check import close_adapters
 from router.config.loader import ConfigError
 from router.config.schema import parse_duration
 from router.routing.reload import build_table
-from router.routing.replay import logged_decisions, replay
+from router.routing.replay import READ_LIMIT, LoggedDecision, decisions_from, replay
 from router.state.store import open_store
+from router.state.store.base import Store
 
 
 def add_parser(subparsers: Any) -> None:
@@ -79,3 +80,8 @@ async def _read(url: str, since: datetime, until: datetime) -> list[Any]:
         return await logged_decisions(store, since, until)
     finally:
         await store.close()
+
+
+async def logged_decisions(store: Store, since: datetime, until: datetime) -> list[LoggedDecision]:
+    """The routing decisions `store`'s attempt records logged between `since` and `until`, oldest first."""
+    return decisions_from(await store.attempt_stats(since, READ_LIMIT, until=until))

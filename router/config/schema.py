@@ -21,16 +21,18 @@ from pydantic import (
     model_validator,
 )
 
-from router.money import is_currency
-from router.routing.estimate import DEFAULT_STRENGTHS
-from router.routing.segments import DEFAULT_AMOUNT_BANDS, DEFAULT_LEVELS, check_levels
-from router.routing.stats import (
+from router.config.learning import (
+    DEFAULT_AMOUNT_BANDS,
     DEFAULT_CHANGE_HALF_LIFE,
     DEFAULT_CHANGE_MIN,
     DEFAULT_CHANGE_Z,
     DEFAULT_HALF_LIFE,
     DEFAULT_HEALTH_WINDOW,
+    DEFAULT_LEVELS,
+    DEFAULT_STRENGTHS,
+    check_levels,
 )
+from router.money import is_currency
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -6,6 +6,8 @@ rendered by `router.model.render`; what a caller sends is parsed by `router.mode
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -178,3 +180,33 @@ class Event(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     reason: dict[str, Any] | None = None  # {"type": "request", "request": {id, idempotency_key}}; None: no request
     changes: dict[str, Any] | None = None  # {"before": {...}, "after": {...}}: the fields the transition changed
+
+
+@dataclass(frozen=True, slots=True)
+class SettledAttempt:
+    """What the learners read of a settled attempt (smart retries, success_rate's refill): these fields, not the
+    whole record. Read by the tens of thousands at a time, a full AttemptRecord each cost about 20 µs to parse
+    and 5 KB of heap: a smart-retry refresh of 15,000 stalled the loop for 0.6 s and grew the heap by 77 MB."""
+
+    id: str
+    payment_id: str
+    created: datetime
+    processor: str
+    route: str | None
+    attempt_number: int
+    outcome: str | None
+    decline_code: str | None = None
+    network_decline_code: str | None = None
+    network_advice_code: str | None = None
+    advice_code: str | None = None
+    state: str = "settled"
+    # What routing learns and replays from: the payment's facts, and the propensity its plan gave this processor.
+    amount: int | None = None
+    currency: str | None = None
+    cadence: str | None = None
+    propensity: float | None = None
+    brand: str | None = None
+    country: str | None = None
+    funding: str | None = None
+    customer: str | None = None
+    metadata: Mapping[str, str] | None = None

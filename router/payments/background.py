@@ -12,6 +12,7 @@ from typing import Any
 from adapters.base import OutcomeKind
 from router import tracing
 from router.errors import ConcurrentUpdate, invalid
+from router.model.records import SettledAttempt
 from router.model.states import Status
 from router.payments import orphans, recovery
 from router.payments.context import Context
@@ -21,7 +22,6 @@ from router.routing.segments import NO_SEGMENT, Card, Facts, Segment
 from router.routing.stats import InMemoryStatsStore, StatsStore, window_entry
 from router.routing.success_rate import segment_of
 from router.state.outbox.retention import Housekeeper, Purged
-from router.state.store.base import SettledAttempt
 
 log = logging.getLogger("payroute")
 

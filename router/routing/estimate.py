@@ -23,12 +23,10 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from router.routing.stats import DEFAULT_CHANGE_MIN, DEFAULT_CHANGE_Z, NO_EVIDENCE, Evidence
+from router.config.learning import DEFAULT_CHANGE_MIN, DEFAULT_CHANGE_Z, DEFAULT_STRENGTHS
+from router.routing.stats import NO_EVIDENCE, Evidence
 
 DEFAULT_PRIOR = 0.5
-# Per level, coarse to fine: the processor on every route (toward the prior), this route, then the segment
-# levels. Small where levels differ most (a domestic acquirer: country), large where they rarely do.
-DEFAULT_STRENGTHS = (2.0, 10.0, 8.0, 200.0, 400.0, 100.0)
 # Before a segment's own recent data speaks, a change seen by its parent is taken as three times likelier to
 # hold for it than not (most of a processor's segments share a processor-wide change).
 SHIFT_PRIOR_ODDS = 3.0

@@ -34,13 +34,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from adapters.base import OutcomeKind
-from router.model.records import CardSnapshot, Payment
+from router.model.records import CardSnapshot, Payment, SettledAttempt
 from router.routing.estimate import Estimator
 from router.routing.rules import RoutingTable
 from router.routing.segments import Card, Facts
 from router.routing.stats import Entry, InMemoryStatsStore
 from router.routing.success_rate import segment_of
-from router.state.store.base import SettledAttempt, Store
 
 READ_LIMIT = 2_000_000
 Z95 = 1.959963984540054
@@ -102,10 +101,6 @@ def decisions_from(attempts: Sequence[SettledAttempt]) -> list[LoggedDecision]:
             )
         )
     return out
-
-
-async def logged_decisions(store: Store, since: datetime, until: datetime) -> list[LoggedDecision]:
-    return decisions_from(await store.attempt_stats(since, READ_LIMIT, until=until))
 
 
 @dataclass(frozen=True)

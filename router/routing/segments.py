@@ -17,14 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-DIMENSIONS = ("country", "brand", "funding", "currency", "cadence", "amount", "bin", "issuer")
-DEFAULT_LEVELS: tuple[tuple[str, ...], ...] = (
-    ("country",),
-    ("country", "brand", "funding"),
-    ("country", "brand", "funding", "currency", "cadence", "amount"),
-    ("country", "brand", "funding", "currency", "cadence", "amount", "issuer", "bin"),
-)
-DEFAULT_AMOUNT_BANDS = (1_000, 5_000, 20_000, 100_000)
+from router.config.learning import DEFAULT_AMOUNT_BANDS, DEFAULT_LEVELS, DIMENSIONS
+
 UNKNOWN = "?"
 MEMO_LIMIT = 65_536
 _BANDS = tuple(f"a{i}" for i in range(64))
@@ -127,26 +121,6 @@ class Segmenter:
     def describe(self, segment: Segment) -> list[str]:
         """Each level of `segment` in words: `country, brand, funding = US|visa|debit`."""
         return [f"{', '.join(self.levels[i])} = {key}" for i, key in segment]
-
-
-def check_levels(levels: Sequence[Sequence[str]]) -> str | None:
-    """Why these levels cannot be used (unknown dimension, not nested), or None."""
-    previous: set[str] = set()
-    for i, level in enumerate(levels):
-        if not level:
-            return f"level {i + 1} names no dimension"
-        bad = [d for d in level if d not in DIMENSIONS]
-        if bad:
-            return f"unknown dimension {bad[0]!r} (known: {', '.join(DIMENSIONS)})"
-        if len(set(level)) != len(level):
-            return f"level {i + 1} names a dimension twice"
-        if not previous <= set(level):
-            missing = sorted(previous - set(level))
-            return f"level {i + 1} must keep every dimension of the level before it (missing {', '.join(missing)})"
-        if set(level) == previous:
-            return f"level {i + 1} adds no dimension to the level before it"
-        previous = set(level)
-    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,19 +33,19 @@ from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
 
 from adapters.base import OutcomeKind
+from router.config.learning import (
+    DEFAULT_CHANGE_HALF_LIFE,
+    DEFAULT_CHANGE_MIN,
+    DEFAULT_CHANGE_Z,
+    DEFAULT_HALF_LIFE,
+    DEFAULT_HEALTH_WINDOW,
+)
 from router.routing.segments import NO_SEGMENT, Segment
 
-DEFAULT_HALF_LIFE = timedelta(hours=6)
-DEFAULT_CHANGE_HALF_LIFE = timedelta(minutes=10)
-DEFAULT_CHANGE_Z = 2.5
-DEFAULT_CHANGE_MIN = 8.0
 ACCEPT_AFTER_HALF_LIVES = 6  # a change lasting six fast half-lives (an hour by default) is the new normal
 # Evidence older than six half-lives weighs under 2%: what a refill reads, and how long Redis keeps a node.
 HORIZON_HALF_LIVES = 6
 DEFAULT_MAX_AGE = DEFAULT_HALF_LIFE * HORIZON_HALF_LIVES
-# Long enough to hold a few calls of a quiet processor, short enough that a processor back from an outage is
-# tried again within a minute (benchmarks/bench_simulation.py). The config's `success_rate.health_window`.
-DEFAULT_HEALTH_WINDOW = timedelta(seconds=60)
 # Calls per processor kept for health: on a busy processor the window is its last 100 calls, not 60 s of them.
 HEALTH_SIZE = 100
 # A read of evidence nobody added to since is reused for this long (seconds of router time): the fast clock moves

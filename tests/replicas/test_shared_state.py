@@ -18,6 +18,7 @@ from adapters.base import OutcomeKind
 from adapters.simulator import SimulatorAdapter
 from router import ManualClock, Router
 from router.routing.breakers import CLOSED, HALF_OPEN, OPEN, Breaker, BreakerBoard
+from router.state.redis import breaker_storage
 from router.state.redis.client import SharedState
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -60,7 +61,7 @@ class Replica:
 
     def __init__(self, url: str, clock: ManualClock) -> None:
         self.shared = SharedState(url, clock)
-        self.board = BreakerBoard(clock, storage_factory=self.shared.breaker_storage)
+        self.board = BreakerBoard(clock, storage_factory=breaker_storage(self.shared))
 
     def breaker(self) -> Breaker:
         return self.board.get("sim_a", fail_max=2, reset_timeout_s=30)
@@ -298,7 +299,7 @@ async def test_a_broken_redis_costs_one_try_then_is_left_alone_until_retry_after
     port = server.sockets[0].getsockname()[1]
     shared = SharedState(f"redis://127.0.0.1:{port}/0", clock, timeout_s=0.2)
     replica = Replica.__new__(Replica)
-    replica.shared, replica.board = shared, BreakerBoard(clock, storage_factory=shared.breaker_storage)
+    replica.shared, replica.board = shared, BreakerBoard(clock, storage_factory=breaker_storage(shared))
     try:
         assert await replica.call(OutcomeKind.APPROVED), "the payment goes ahead on local state"
         assert not shared.healthy and len(connections) == 1, "one try, no client-side retries"

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from router import ManualClock
+from router.config.learning import DEFAULT_HEALTH_WINDOW
 from router.config.schema import ProcessorConfig
 from router.routing.segments import NO_SEGMENT, Segment
-from router.routing.stats import DEFAULT_HEALTH_WINDOW, DEFAULT_MAX_AGE, Entry, InMemoryStatsStore, ProcessorStats
+from router.routing.stats import DEFAULT_MAX_AGE, Entry, InMemoryStatsStore, ProcessorStats
 from router.routing.strategies import LeastCost, SuccessRate, Weighted
 from tests.conftest import START, RouterFactory
 from tests.rules.conftest import SeededRouterFactory, payment, routes, table

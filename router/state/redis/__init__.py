@@ -7,6 +7,7 @@ Needs the `redis` package: `pip install 'payroute[redis]'`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from router.clock import Clock
@@ -14,6 +15,7 @@ from router.extras import require
 
 if TYPE_CHECKING:
     from router.config.schema import SuccessRateConfig
+    from router.routing.breakers import BreakerState
     from router.state.redis.client import SharedState
     from router.state.redis.stats import RedisStatsStore
 
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
 def connect(
     url: str, clock: Clock, success_rate: SuccessRateConfig | None = None
 ) -> tuple[SharedState, RedisStatsStore]:
-    """The shared state of a router given `url`: its connection (whose `breaker_storage` a BreakerBoard takes)
+    """The shared state of a router given `url`: its connection (`breaker_storage(shared)` is a BreakerBoard's)
     and its success-rate evidence (on the clocks of the config's `success_rate`). Raises MissingExtra, naming
     `payroute[redis]`, when redis is not installed."""
     require("redis", "redis", url)
@@ -33,3 +35,10 @@ def connect(
         return shared, RedisStatsStore(shared)
     s = success_rate
     return shared, RedisStatsStore(shared, s.half_life, s.change_half_life, s.change_z, s.change_min)
+
+
+def breaker_storage(shared: SharedState) -> Callable[[str], BreakerState]:
+    """A `BreakerBoard` storage factory over `shared` (`BreakerBoard(clock, storage_factory=...)`)."""
+    from router.state.redis.breakers import RedisBreakerState
+
+    return lambda name: RedisBreakerState(name, shared)

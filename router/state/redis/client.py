@@ -18,7 +18,6 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from router.clock import Clock
-from router.routing.breakers import BreakerState
 
 log = logging.getLogger("payroute.shared")
 
@@ -111,12 +110,6 @@ class SharedState:
             return bool(await self.run(lambda r: r.ping()))  # type: ignore[misc]
         except SharedStateUnavailable:
             return False
-
-    def breaker_storage(self, name: str) -> BreakerState:
-        """A `BreakerBoard` storage factory: `BreakerBoard(clock, storage_factory=shared.breaker_storage)`."""
-        from router.state.redis.breakers import RedisBreakerState
-
-        return RedisBreakerState(name, self)
 
     async def close(self) -> None:
         await self.redis.aclose()

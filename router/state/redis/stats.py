@@ -23,14 +23,16 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from router.config.schema import MAX_HEALTH_WINDOW
-from router.routing.segments import NO_SEGMENT, Segment
-from router.routing.stats import (
+from router.config.learning import (
     DEFAULT_CHANGE_HALF_LIFE,
     DEFAULT_CHANGE_MIN,
     DEFAULT_CHANGE_Z,
     DEFAULT_HALF_LIFE,
     DEFAULT_HEALTH_WINDOW,
+)
+from router.config.schema import MAX_HEALTH_WINDOW
+from router.routing.segments import NO_SEGMENT, Segment
+from router.routing.stats import (
     EVERY_PROCESSOR,
     HEALTH_SIZE,
     NOTHING_KNOWN,

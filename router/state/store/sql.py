@@ -22,7 +22,7 @@ from typing import Any, Literal
 from router.errors import ConcurrentUpdate
 from router.jsonbytes import record_json
 from router.model.payment_methods import PaymentMethod
-from router.model.records import AttemptRecord, Event, Payment, PaymentRecordState, TestClock
+from router.model.records import AttemptRecord, Event, Payment, PaymentRecordState, SettledAttempt, TestClock
 from router.state.store import statements as s
 from router.state.store.base import (
     ApprovalBucket,
@@ -33,7 +33,6 @@ from router.state.store.base import (
     IdempotencyEntry,
     KeyTaken,
     Page,
-    SettledAttempt,
     from_us,
     settled_attempt,
     to_us,

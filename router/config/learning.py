@@ -1,0 +1,53 @@
+"""What success_rate learns by default, and the checks on what a config may change of it: the card-segment levels
+and amount bands, the shrinkage strengths per level, the two clocks of the evidence and the health window.
+
+They live with the config (which names them in `success_rate:`) rather than in router/routing/ (which uses them),
+so the config is read and checked without importing the routing code it configures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+DIMENSIONS = ("country", "brand", "funding", "currency", "cadence", "amount", "bin", "issuer")
+DEFAULT_LEVELS: tuple[tuple[str, ...], ...] = (
+    ("country",),
+    ("country", "brand", "funding"),
+    ("country", "brand", "funding", "currency", "cadence", "amount"),
+    ("country", "brand", "funding", "currency", "cadence", "amount", "issuer", "bin"),
+)
+DEFAULT_AMOUNT_BANDS = (1_000, 5_000, 20_000, 100_000)
+
+# Per level, coarse to fine: the processor on every route (toward the prior), this route, then the segment
+# levels. Small where levels differ most (a domestic acquirer: country), large where they rarely do.
+DEFAULT_STRENGTHS = (2.0, 10.0, 8.0, 200.0, 400.0, 100.0)
+
+DEFAULT_HALF_LIFE = timedelta(hours=6)
+DEFAULT_CHANGE_HALF_LIFE = timedelta(minutes=10)
+DEFAULT_CHANGE_Z = 2.5
+DEFAULT_CHANGE_MIN = 8.0
+
+# Long enough to hold a few calls of a quiet processor, short enough that a processor back from an outage is
+# tried again within a minute (benchmarks/bench_simulation.py). The config's `success_rate.health_window`.
+DEFAULT_HEALTH_WINDOW = timedelta(seconds=60)
+
+
+def check_levels(levels: Sequence[Sequence[str]]) -> str | None:
+    """Why these levels cannot be used (unknown dimension, not nested), or None."""
+    previous: set[str] = set()
+    for i, level in enumerate(levels):
+        if not level:
+            return f"level {i + 1} names no dimension"
+        bad = [d for d in level if d not in DIMENSIONS]
+        if bad:
+            return f"unknown dimension {bad[0]!r} (known: {', '.join(DIMENSIONS)})"
+        if len(set(level)) != len(level):
+            return f"level {i + 1} names a dimension twice"
+        if not previous <= set(level):
+            missing = sorted(previous - set(level))
+            return f"level {i + 1} must keep every dimension of the level before it (missing {', '.join(missing)})"
+        if set(level) == previous:
+            return f"level {i + 1} adds no dimension to the level before it"
+        previous = set(level)
+    return None
