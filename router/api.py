@@ -9,7 +9,6 @@ await router.close()
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import random
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from adapters.base import CardInfo
 from router.clock import Clock, SystemClock
 from router.config.loader import ConfigError, ConfigIssue
-from router.config.schema import Config, SuccessRateConfig
+from router.config.schema import Config
 from router.ids import IdGenerator
 from router.model import records
 from router.model.events import RequestReason
@@ -36,7 +35,7 @@ from router.payments.create import Creator
 from router.payments.current import LiveTable
 from router.payments.engine import Engine
 from router.payments.idempotency import CREATE_ROUTE, Idempotency, Keyed, Reply, Work, scope_for
-from router.payments.methods import PaymentMethodResolver, PaymentMethods, credentials_for, from_card_info
+from router.payments.methods import PaymentMethodResolver, PaymentMethods, from_card_info
 from router.payments.operations import Operations
 from router.payments.payment_methods import PaymentMethodsApi, StoreMethods
 from router.payments.reads import Reads
@@ -46,14 +45,14 @@ from router.retry import RetryPlanner
 from router.routing import reload as reloading
 from router.routing.breakers import BreakerBoard
 from router.routing.cards import card_from_token
-from router.routing.explain import explain_payment
-from router.routing.rules import Candidate, RoutingTable, build_adapters
-from router.routing.stats import InMemoryStatsStore, StatsStore
+from router.routing.explain import explain_payment, with_attempts
+from router.routing.rules import RoutingTable, build_adapters
+from router.routing.stats import StatsStore, stats_for
 from router.state import redis as shared_redis
 from router.state.outbox.retention import Housekeeper, Purged
 from router.state.outbox.subscribers import Callback, Subscribers
 from router.state.outbox.webhooks import WebhookWorker
-from router.state.store import open_store
+from router.state.store import open_store, safe_url
 from router.state.store.base import Cursor, EventQuery, Store
 
 if TYPE_CHECKING:
@@ -93,7 +92,7 @@ class Router:
         self.clock: Clock = clock or SystemClock()
         self.ids = ids or IdGenerator(self._rng.getrandbits(64) if self._rng is not None else None)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
-        # Many replicas (issue 7): breaker state lives in Redis when `shared` is given, locally otherwise.
+        # Breaker state lives in Redis when `shared` is given, locally otherwise.
         self.shared = shared
         self.breakers = breakers or BreakerBoard(
             self.clock, storage_factory=shared_redis.breaker_storage(shared) if shared is not None else None
@@ -116,13 +115,13 @@ class Router:
             clock=self.clock,
             owner=self.owner,
             methods=self.methods,
-            stats=stats if stats is not None else _stats_for(table.config.success_rate),
+            stats=stats if stats is not None else stats_for(table.config.success_rate),
         )
         self.stats = self.engine.stats
         self._listeners: list[Callable[[Router, RoutingTable], None]] = []
         self._closed = False
         self.scheduler: RetryScheduler | None = None
-        # Events (issue 8): after each commit that wrote events, wake the webhook worker and tell subscribers.
+        # After each commit that wrote events, wake the webhook worker and tell subscribers.
         self.subscribers = Subscribers()
         self.webhooks = WebhookWorker(
             store,
@@ -201,7 +200,7 @@ class Router:
             stats=shared_stats,
             seed=seed,
         )
-        log.info("payroute started: config version %d, store %s", table.version, _safe_url(st.url))
+        log.info("payroute started: config version %d, store %s", table.version, safe_url(st.url))
         await router.webhooks.register()  # before any event of ours: each configured endpoint gets all of them
         if deliver_webhooks:
             router.webhooks.start()
@@ -270,20 +269,8 @@ class Router:
         target = str(path or self.config_path or "")
         if not target:
             raise ConfigError([ConfigIssue("<config>", 0, 0, "", "no config file to reload")])
-        old = self._live.current
-        try:
-            # Built whole, adapters and all, before anything changes; no await between here and the swap.
-            new = reloading.build_table(target, old, rng=self._rng and random.Random(self._rng.getrandbits(64)))
-        except ConfigError as exc:
-            reloading.refused(target, exc, old.version)
-            raise
-        self._live.current = new  # one assignment: every attempt sees the old table or the new one, never a mix
+        new = reloading.swap(self._live, target, rng=self._rng and random.Random(self._rng.getrandbits(64)))
         self.config_path = target
-        reloading.accepted(new, target)
-        # Adapters that left the config are closed once attempts still holding the old table had time to finish.
-        gone = [a for name, a in old.adapters.items() if new.adapters.get(name) is not a]
-        if gone:
-            asyncio.get_running_loop().call_later(60, lambda: _close_later(gone))
         for listener in self._listeners:
             listener(self, new)
         await self.webhooks.register()
@@ -429,19 +416,7 @@ class Router:
         """How this payment would be routed now (`router.routing.explain`), and what its attempts logged."""
         payment = await self._reads.load(payment_id, livemode, account)
         report = await explain_payment(self, payment)
-        attempts = await self.store.list_attempts(payment.payment_record)
-        logged = [
-            {
-                "id": a.id,
-                "processor": a.processor,
-                "route": a.route,
-                "attempt_number": a.attempt_number,
-                "propensity": a.propensity,
-                "outcome": a.outcome,
-            }
-            for a in attempts
-        ]
-        return {"object": "routing_explanation", **report.to_dict(), "attempts": logged}
+        return with_attempts(report, await self.store.list_attempts(payment.payment_record))
 
     async def attempts_for(
         self, payment_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
@@ -538,14 +513,7 @@ class Router:
 
     async def card_holders(self, payment: Payment) -> frozenset[str]:
         """The processors holding credentials for the payment's card (what `payroute explain` shows)."""
-        method = await self.methods.resolve(payment.payment_method, payment.customer, payment.livemode)
-        table = self._live.current
-        return frozenset(
-            name
-            for name in table.config.processors
-            if credentials_for(Candidate(name, table.adapters[name], table.config.processors[name]), method, payment)
-            is not None
-        )
+        return await self.methods.holders(payment, self._live.current)
 
     async def processor_notification(self, processor: str, body: Mapping[str, Any]) -> int:
         """Take a processor's notification (Adyen's standard webhook) for the processor named `processor` in the
@@ -565,30 +533,4 @@ class Router:
         return await self._idempotency.run(keyed, work)
 
 
-def _safe_url(url: str) -> str:
-    """A store URL without its password, for logs."""
-    if "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
-
-
-_background: set[asyncio.Task[None]] = set()
-
-
-def _close_later(adapters: list[Any]) -> None:
-    for adapter in adapters:
-        task = asyncio.ensure_future(adapter.close())
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-
-
 __all__ = ["TERMINAL", "Router"]
-
-
-def _stats_for(settings: SuccessRateConfig) -> StatsStore:
-    """success_rate's evidence in this process, on the config's clocks. (A reload that changes them takes effect at
-    the next start: the evidence kept so far was counted on the old clocks.)"""
-    return InMemoryStatsStore(settings.half_life, settings.change_half_life, settings.change_z, settings.change_min)

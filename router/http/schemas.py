@@ -86,7 +86,7 @@ class LoggedRoutingAttempt(_Object):
 
 
 class RoutingExplanation(_Object):
-    """How the router would route this payment now, and what it logged when it did (issue 17)."""
+    """How the router would route this payment now, and what it logged when it did."""
 
     object: Literal["routing_explanation"]
     payment_id: str

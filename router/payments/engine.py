@@ -200,7 +200,7 @@ class Engine:
         attempt: AttemptRecord | None = settled_previous
         for index, cand in enumerate(candidates):
             breaker = self.breakers.get(cand.name, cand.config.breaker.fail_max, cand.config.breaker.reset_timeout_s)
-            if not await breaker.acquire():  # with the other replicas' view when shared (issue 7)
+            if not await breaker.acquire():  # with the other replicas' view when shared
                 SKIPPED.labels(cand.name, "breaker_open").inc()
                 run.skipped[cand.name] = "breaker_open"
                 continue

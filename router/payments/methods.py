@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from adapters.base import CardCredentials, CardInfo
 from router.model.records import Payment
-from router.routing.rules import Candidate
+from router.routing.rules import Candidate, RoutingTable
 
 log = logging.getLogger("payroute.engine")
 
@@ -95,6 +95,15 @@ class PaymentMethods:
             await self.stored.chain_payment_method(method.stored_id, network_transaction_id)
         except Exception:
             log.exception("could not record the network transaction id on %s", method.stored_id)
+
+    async def holders(self, payment: Payment, table: RoutingTable) -> frozenset[str]:
+        """The processors of `table` holding credentials for the payment's card."""
+        method = await self.resolve(payment.payment_method, payment.customer, payment.livemode)
+        return frozenset(
+            name
+            for name, adapter in table.adapters.items()
+            if credentials_for(Candidate(name, adapter, table.config.processors[name]), method, payment) is not None
+        )
 
 
 def credentials_for(cand: Candidate, method: ResolvedMethod, payment: Payment) -> CardCredentials | None:

@@ -5,7 +5,7 @@ console, `GET …/{id}/routing`)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from router.clock import Clock
 from router.errors import PayrouteError
 from router.model.params import parse_create_params
-from router.model.records import CardSnapshot, Payment
+from router.model.records import AttemptRecord, CardSnapshot, Payment
 from router.money import format_amount
 from router.routing.breakers import CLOSED, HALF_OPEN, OPEN, BreakerBoard
 from router.routing.cards import card_from_token
@@ -265,3 +265,20 @@ def payment_from_params(data: Mapping[str, Any], *, now: datetime | None = None)
         payment_record="pr_explain",
         card=card,
     )
+
+
+def with_attempts(report: Explanation, attempts: Sequence[AttemptRecord]) -> dict[str, Any]:
+    """The explanation of a stored payment, as `GET …/{id}/routing` answers it: with what each of its attempts
+    logged (the processor, the propensity the plan gave it, the outcome)."""
+    logged = [
+        {
+            "id": a.id,
+            "processor": a.processor,
+            "route": a.route,
+            "attempt_number": a.attempt_number,
+            "propensity": a.propensity,
+            "outcome": a.outcome,
+        }
+        for a in attempts
+    ]
+    return {"object": "routing_explanation", **report.to_dict(), "attempts": logged}

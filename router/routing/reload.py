@@ -22,7 +22,7 @@ import random
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge
 
@@ -57,6 +57,28 @@ def build_table(
     adapters = build_adapters(config, previous, file)
     version = previous.version + 1 if previous is not None else 1
     return RoutingTable(config, version, adapters, rng=rng, digest=hashlib.sha256(raw).hexdigest())
+
+
+class Live(Protocol):
+    current: RoutingTable
+
+
+def swap(live: Live, path: str, rng: random.Random | None = None) -> RoutingTable:
+    """Build a new routing table from `path` and put it in force whole; a bad file raises ConfigError and
+    changes nothing. Adapters the new table dropped are closed once in-flight attempts had time to finish."""
+    old = live.current
+    try:
+        # Built whole, adapters and all, before anything changes; no await between here and the swap.
+        new = build_table(path, old, rng=rng)
+    except ConfigError as exc:
+        refused(path, exc, old.version)
+        raise
+    live.current = new  # one assignment: every attempt sees the old table or the new one, never a mix
+    accepted(new, path)
+    gone = [a for name, a in old.adapters.items() if new.adapters.get(name) is not a]
+    if gone:
+        asyncio.get_running_loop().call_later(60, lambda: close_later(gone))
+    return new
 
 
 def accepted(table: RoutingTable, path: str) -> None:
@@ -193,3 +215,14 @@ def install_sighup(router: Reloadable, loop: asyncio.AbstractEventLoop | None = 
         running.remove_signal_handler(signal.SIGHUP)
 
     return remove
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+def close_later(adapters: list[Any]) -> None:
+    """Close adapters a reload replaced (called once attempts still holding the old table had time to finish)."""
+    for adapter in adapters:
+        task = asyncio.ensure_future(adapter.close())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)

@@ -30,7 +30,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from adapters.base import OutcomeKind
 from router.config.learning import (
@@ -41,6 +41,9 @@ from router.config.learning import (
     DEFAULT_HEALTH_WINDOW,
 )
 from router.routing.segments import NO_SEGMENT, Segment
+
+if TYPE_CHECKING:
+    from router.config.schema import SuccessRateConfig
 
 ACCEPT_AFTER_HALF_LIVES = 6  # a change lasting six fast half-lives (an hour by default) is the new normal
 # Evidence older than six half-lives weighs under 2%: what a refill reads, and how long Redis keeps a node.
@@ -397,3 +400,9 @@ class InMemoryStatsStore:
             self._read_cache.clear()
         self._read_cache[key] = (token, stamp, levels)
         return levels
+
+
+def stats_for(settings: SuccessRateConfig) -> StatsStore:
+    """success_rate's evidence in this process, on the config's clocks. (A reload that changes them takes effect at
+    the next start: the evidence kept so far was counted on the old clocks.)"""
+    return InMemoryStatsStore(settings.half_life, settings.change_half_life, settings.change_z, settings.change_min)

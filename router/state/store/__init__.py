@@ -27,3 +27,13 @@ def open_store(url: str) -> Store:
 
 
 __all__ = ["Cursor", "IdempotencyEntry", "Page", "Store", "open_store"]
+
+
+def safe_url(url: str) -> str:
+    """A store URL without its password, for logs."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
