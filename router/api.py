@@ -53,7 +53,8 @@ from router.state.outbox.retention import Housekeeper, Purged
 from router.state.outbox.subscribers import Callback, Subscribers
 from router.state.outbox.webhooks import WebhookWorker
 from router.state.store import open_store, safe_url
-from router.state.store.base import Cursor, EventQuery, Store
+from router.state.store.base import Cursor, EventQuery
+from router.state.store.sql import Store
 
 if TYPE_CHECKING:
     from router.state.redis.client import SharedState

@@ -36,7 +36,7 @@ from router.routing.replay import LoggedDecision
 from router.routing.rules import Plan, RoutingTable, build_adapters
 from router.routing.stats import StatsStore
 from router.state.store import open_store
-from router.state.store.base import Store
+from router.state.store.sql import Store
 
 BASELINES = ("static_global", "per_country", "weighted", "oracle")
 WEIGHTS = (40, 30, 20, 10)

@@ -24,7 +24,7 @@ from router.config.schema import parse_duration
 from router.routing.reload import build_table
 from router.routing.replay import READ_LIMIT, LoggedDecision, decisions_from, replay
 from router.state.store import open_store
-from router.state.store.base import Store
+from router.state.store.sql import Store
 
 
 def add_parser(subparsers: Any) -> None:

@@ -18,7 +18,7 @@ from router.ids import IdGenerator
 from router.model.records import Payment
 from router.payments.current import LiveTable, payment_now
 from router.payments.engine import Engine
-from router.state.store.base import Store
+from router.state.store.sql import Store
 
 if TYPE_CHECKING:
     from router.payments.methods import PaymentMethods

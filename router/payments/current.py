@@ -9,7 +9,7 @@ from router.clock import Clock
 from router.errors import PayrouteError
 from router.model.records import Payment, PaymentRecordState
 from router.routing.rules import RoutingTable
-from router.state.store.base import Store
+from router.state.store.sql import Store
 
 
 class LiveTable:

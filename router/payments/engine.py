@@ -40,7 +40,8 @@ from router.retry.declines import classify
 from router.routing.breakers import BreakerBoard
 from router.routing.rules import Candidate, Plan, RoutingTable
 from router.routing.stats import InMemoryStatsStore, StatsStore, window_entry
-from router.state.store.base import IdempotencyDone, IdempotencyEntry, KeyTaken, Store
+from router.state.store.base import IdempotencyDone, IdempotencyEntry, KeyTaken
+from router.state.store.sql import Store
 
 log = logging.getLogger("payroute.engine")
 

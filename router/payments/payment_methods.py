@@ -25,7 +25,7 @@ from router.model.payment_methods import (
 )
 from router.payments.context import Context
 from router.payments.methods import ResolvedMethod
-from router.state.store.base import Store
+from router.state.store.sql import Store
 
 MAX_LIST = 100
 

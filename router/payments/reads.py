@@ -10,7 +10,8 @@ from router.errors import invalid, not_found
 from router.model.objects import Event, OffSessionPayment, PaymentAttemptRecord, PaymentRecord
 from router.model.records import DEFAULT_ACCOUNT, AttemptRecord, Payment
 from router.model.render import render_attempt_record, render_event, render_payment, render_payment_record
-from router.state.store.base import Cursor, EventQuery, Store
+from router.state.store.base import Cursor, EventQuery
+from router.state.store.sql import Store
 
 
 class Reads:

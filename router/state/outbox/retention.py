@@ -33,7 +33,7 @@ from prometheus_client import Counter
 
 from router.clock import Clock
 from router.config.schema import RetentionConfig
-from router.state.store.base import Store
+from router.state.store.sql import Store
 
 log = logging.getLogger("payroute.retention")
 

@@ -44,7 +44,8 @@ from router.config.schema import WebhookConfig
 from router.model.events import ALL_TYPES, matches, matches_any
 from router.model.records import Event
 from router.model.render import render_event
-from router.state.store.base import Store, WebhookAttempt, WebhookDelivery, WebhookEndpointState
+from router.state.store.base import WebhookAttempt, WebhookDelivery, WebhookEndpointState
+from router.state.store.sql import Store
 
 log = logging.getLogger("payroute.webhooks")
 

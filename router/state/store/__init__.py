@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from router.extras import require
-from router.state.store.base import Cursor, IdempotencyEntry, Page, Store
+from router.state.store.base import Cursor, IdempotencyEntry, Page
+from router.state.store.sql import Store
 
 MEMORY = "sqlite:///:memory:"
 

@@ -34,7 +34,7 @@ from router.errors import StoreUnavailable
 from router.model.records import Event
 from router.state.store.dialect import POSTGRES, Q
 from router.state.store.runner import Params, Step, Tx
-from router.state.store.sql import SQLStore
+from router.state.store.sql import Store
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # Errors that mean "the database cannot be reached", as opposed to a bug in a statement.
@@ -77,7 +77,7 @@ class _GuardLost(Exception):
     """Rolls back a transaction whose compare-and-set matched no row."""
 
 
-class PostgresStore(SQLStore):
+class PostgresStore(Store):
     dialect = POSTGRES
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:

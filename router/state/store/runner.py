@@ -108,6 +108,9 @@ class SQLRunner:
         return rows[0] if rows else None
 
     def on_events(self, listener: EventListener) -> None:
+        """Call `listener` (synchronously, in this process) with the events of every create_payment /
+        save_payment right after its transaction commits, in commit order; never for a rolled-back one.
+        A listener must not raise or block: it only hands the events on (to subscribers, to wake a worker)."""
         self._event_listeners.append(listener)
 
     def _committed(self, events: Sequence[Event]) -> None:

@@ -5,7 +5,8 @@ a driver, sqlite.py or postgres.py, which only runs SQL; webhook delivery is in 
 How to add to the store:
 - a column on payments, attempts or events: a migration and one line in the column map in statements.py;
 - a query or a write: a `Q` in statements.py and a method here (or in sql_webhooks.py) that runs it (`_fetch` /
-  `_run`) and maps its rows; add it to `base.Store` too, and a test in tests/store/ runs it on both databases;
+  `_run`) and maps its rows (the one place its signature is written), and a test in tests/store/ runs it on both
+  databases;
 - a table: a migration file. One in `migrations/` (number first, `NNNN_name.sql`) is run on both databases and may
   write `{json}`, `{bytes}` and `{autoincrement}` for the types they name differently; a file of the same number
   in `migrations/sqlite/` or `migrations/postgres/` replaces it on that database when the DDL must differ.
@@ -47,8 +48,20 @@ _DECLINED = ("soft_decline", "hard_decline", "authentication_required")
 CARD_HISTORY_PAYMENT_MARGIN = timedelta(days=60)
 
 
-class SQLStore(WebhookDeliveries):
-    """The Store contract (router.state.store.base.Store) over a dialect; see the module docstring."""
+class Store(WebhookDeliveries):
+    """Everything the router keeps, written once over a dialect (see the module docstring); `SQLiteStore` and
+    `PostgresStore` are its two drivers, each providing connections, transactions and this lifecycle."""
+
+    async def open(self) -> None:
+        """Connect and bring the schema up to date (replicas opening at once migrate once)."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def ping(self) -> bool:
+        """Whether the database answers now (readiness probes)."""
+        raise NotImplementedError
 
     # -- payments --------------------------------------------------------------------------------------------
     async def create_payment(
@@ -62,6 +75,10 @@ class SQLStore(WebhookDeliveries):
         lease_until: datetime | None = None,
         reserve: IdempotencyEntry | None = None,
     ) -> None:
+        """Insert a new payment (at its own `version`) with its record, events and any first attempts, in one
+        transaction, under the given lease. Raise if a payment with that id exists (nothing is written then).
+        With `reserve`, the same transaction first reserves that Idempotency-Key; if the key is taken, raise
+        KeyTaken and write nothing."""
         row = row_of(s.PAYMENT_COLUMNS, payment)
         row.update(id=payment.id, lease_owner=lease_owner, lease_until_us=_us(lease_until))
         # The key reserved by the payment's own insert: one transaction instead of two, and no reservation
@@ -86,6 +103,7 @@ class SQLStore(WebhookDeliveries):
         return Payment.model_validate_json(row[0]) if row else None
 
     async def count_payments(self) -> dict[tuple[bool, str], int]:
+        """Payments per (livemode, status)."""
         rows = await self._fetch_apart(s.COUNT_PAYMENTS, {})
         return {(bool(r[0]), str(r[1])): int(r[2]) for r in rows}
 
@@ -121,6 +139,10 @@ class SQLStore(WebhookDeliveries):
         lease_until: datetime | None = None,
         idempotency: IdempotencyDone | None = None,
     ) -> Payment:
+        """Compare-and-set: write `payment` (version + 1) only if the stored version is `expected_version`,
+        together with the record, new or settled attempts, events and the completion of an idempotency key
+        (as `complete_idempotency` would), in one transaction.
+        Raise ConcurrentUpdate otherwise. The lease columns are set to the given values (None clears them)."""
         saved = payment.model_copy(update={"version": expected_version + 1})
         row = row_of(s.PAYMENT_COLUMNS, saved)
         row.update(
@@ -138,23 +160,30 @@ class SQLStore(WebhookDeliveries):
         return saved
 
     async def save_attempt(self, attempt: AttemptRecord) -> None:
+        """Write one attempt on its own (the sweeper settling a timed-out attempt); the payment is untouched."""
         await self._run(_attempt_steps([attempt]))
 
     async def list_unresolved(self, limit: int) -> list[AttemptRecord]:
+        """Attempts in state `unresolved`, oldest first."""
         return _attempts(await self._fetch(s.LIST_UNRESOLVED, {"limit": limit}))
 
     async def claim_due(self, now: datetime, owner: str, lease_until: datetime, limit: int) -> list[Payment]:
+        """Lease up to `limit` pending_retry payments due at `now` (not on a test clock), so no other worker
+        takes them until `lease_until`. The caller moves them to processing with save_payment."""
         params = {"now_us": to_us(now), "owner": owner, "lease_until_us": to_us(lease_until), "limit": limit}
         [rows] = await self._ran([Step(s.CLAIM_DUE, params, fetch=True)])
         return [Payment.model_validate_json(r[2]) for r in sorted(rows, key=lambda r: (r[0], r[1]))]
 
     async def list_due_on_clock(self, test_clock: str, now: datetime) -> list[Payment]:
+        """pending_retry / requires_capture payments on a test clock whose next time is at or before `now`."""
         return _payments(await self._fetch(s.LIST_DUE_ON_CLOCK, {"test_clock": test_clock, "now_us": to_us(now)}))
 
     async def list_stuck(self, now: datetime, limit: int) -> list[Payment]:
+        """Payments left in processing whose lease has expired: a worker died mid-attempt."""
         return _payments(await self._fetch(s.LIST_STUCK, {"now_us": to_us(now), "limit": limit}))
 
     async def list_expiring(self, now: datetime, limit: int) -> list[Payment]:
+        """requires_capture payments (not on a test clock) whose capture_before has passed."""
         return _payments(await self._fetch(s.LIST_EXPIRING, {"now_us": to_us(now), "limit": limit}))
 
     # -- records ---------------------------------------------------------------------------------------------
@@ -174,6 +203,9 @@ class SQLStore(WebhookDeliveries):
         return CardActivity([from_us(r[0]) for r in rows], [from_us(r[0]) for r in rows if r[1] in _DECLINED])
 
     async def attempt_stats(self, since: datetime, limit: int, until: datetime | None = None) -> list[SettledAttempt]:
+        """Settled attempts created at or after `since` (and at or before `until`), newest first and, among those
+        made in the same microsecond, last written first; at most `limit`: what learners read. `until` keeps a
+        test clock's attempts, dated in sandbox time ahead of the router's, from filling the limit."""
         params = {"since_us": to_us(since), "until_us": _MAX_US if until is None else to_us(until), "limit": limit}
         out: list[SettledAttempt] = []
         async for rows in self._fetch_chunks(s.ATTEMPT_STATS, params):
@@ -183,6 +215,8 @@ class SQLStore(WebhookDeliveries):
     async def card_history(
         self, fingerprint: str | None, customer: str | None, since: datetime, limit: int
     ) -> list[SettledAttempt]:
+        """Settled attempts created at or after `since` on this card or on any payment of this customer, newest
+        first, at most `limit`: the evidence smart retries read a payday rhythm from."""
         params = {
             "fingerprint": fingerprint or "",
             "customer": customer or "",
@@ -197,6 +231,8 @@ class SQLStore(WebhookDeliveries):
     async def approval_buckets(
         self, account: str, livemode: bool, since_s: int, until_s: int, step_s: int
     ) -> list[ApprovalBucket]:
+        """Settled attempts on one account's payments in one mode, created in [since_s, until_s) (epoch seconds),
+        counted per bucket of `step_s` seconds (aligned to the epoch), processor, route and card segment."""
         second = 1_000_000
         params = {"account": account, "livemode": livemode, "since_us": since_s * second, "until_us": until_s * second}
         rows = await self._fetch_apart(s.APPROVAL_BUCKETS, {**params, "step_us": step_s * second})
@@ -209,19 +245,24 @@ class SQLStore(WebhookDeliveries):
         return out
 
     async def retry_queue(self, account: str, livemode: bool, limit: int) -> list[Payment]:
+        """One account's payments waiting in pending_retry, soonest due first."""
         params = {"account": account, "livemode": livemode, "limit": limit}
         return _payments(await self._fetch(s.RETRY_QUEUE, params))
 
     async def latest_failures(self, account: str, livemode: bool, limit: int) -> list[AttemptRecord]:
+        """Attempts on one account's payments with an answer other than approved (declines, errors, timeouts),
+        newest first."""
         params = {"account": account, "livemode": livemode, "limit": limit}
         return _attempts(await self._fetch(s.LATEST_FAILURES, params))
 
     async def account_payment_counts(self, account: str, livemode: bool) -> dict[str, int]:
+        """One account's payments in one mode per status."""
         rows = await self._fetch_apart(s.COUNT_ACCOUNT_PAYMENTS, {"account": account, "livemode": livemode})
         return {str(r[0]): int(r[1]) for r in rows}
 
     # -- idempotency -----------------------------------------------------------------------------------------
     async def reserve_idempotency(self, entry: IdempotencyEntry) -> IdempotencyEntry | None:
+        """Insert an in-progress entry; return the existing entry instead if the key is already taken."""
         key = {"scope": entry.scope, "key": entry.key}
         while True:
             inserted, rows = await self._ran(
@@ -241,12 +282,16 @@ class SQLStore(WebhookDeliveries):
         await self._run([_complete(scope, key, status, body)])
 
     async def release_idempotency(self, scope: str, key: str, created_us: int | None = None) -> None:
+        """Forget an in-progress key whose request failed before any side effect (so it may be retried). With
+        `created_us`, only the reservation made then (a request releasing what it may not have reserved)."""
         if created_us is None:
             await self._run([Step(s.RELEASE_KEY, {"scope": scope, "key": key})])
         else:
             await self._run([Step(s.RELEASE_OWN_KEY, {"scope": scope, "key": key, "created_us": created_us})])
 
     async def purge_idempotency(self, older_than: datetime, limit: int = 1000) -> int:
+        """Delete up to `limit` `done` keys reserved before `older_than`; return how many. An `in_progress` key is
+        never deleted: the request holding it, or the recovery of a create whose process died, still needs it."""
         [count] = await self._ran([Step(s.PURGE_KEYS, {"before_us": to_us(older_than), "limit": limit})])
         return int(count)
 
@@ -254,6 +299,7 @@ class SQLStore(WebhookDeliveries):
     async def list_events(
         self, livemode: bool, object_id: str | None, limit: int, after_seq: int | None = None
     ) -> list[tuple[int, Event]]:
+        """Events oldest first with their sequence numbers."""
         params: Params = {"livemode": livemode, "after": after_seq or 0, "limit": limit}
         if object_id is not None:
             params["object_id"] = object_id
@@ -267,6 +313,7 @@ class SQLStore(WebhookDeliveries):
         return Event.model_validate_json(row[0]) if row else None
 
     async def page_events(self, query: EventQuery) -> list[tuple[int, Event]]:
+        """One account's events matching `query`, newest first, with their sequence numbers."""
         params: Params = {"account": query.account, "livemode": query.livemode, "limit": query.limit}
         filters: list[str] = []
         for name in ("object_id", "created_gte_us", "created_gt_us", "created_lte_us", "created_lt_us", "before_seq"):
@@ -281,6 +328,8 @@ class SQLStore(WebhookDeliveries):
         return [(r[0], Event.model_validate_json(r[1])) for r in rows]
 
     async def install_secret(self) -> bytes:
+        """This installation's random secret (made on first use, the same for every replica on the store): it keys
+        the payment ids derived from Idempotency-Keys, so a key does not predict an id on another install."""
         name = "payment_ids"
         row = await self._one(s.GET_SECRET, {"name": name})
         if row is None:
@@ -292,6 +341,10 @@ class SQLStore(WebhookDeliveries):
         return bytes.fromhex(row[0])
 
     async def list_outbox(self, after_seq: int, limit: int) -> list[tuple[int, Event]]:
+        """Events of both modes with seq > after_seq, oldest first, with their sequence numbers.
+        Contract the webhook cursor relies on: once a reader has seen seq N, no event with seq < N commits
+        later (SQLite: one writer. PostgreSQL: serialize event inserts, e.g. a transaction-level advisory lock
+        taken before inserting events, so sequence order is commit order)."""
         rows = await self._fetch_in_commit_order(s.LIST_OUTBOX, {"after": after_seq, "limit": limit})
         return [(r[0], Event.model_validate_json(r[1])) for r in rows]
 
@@ -300,6 +353,13 @@ class SQLStore(WebhookDeliveries):
     ) -> int:
         # Cursors move forward only and fan-out reads above them, so no reader of the outbox can be looking for a
         # row this deletes. Sequence numbers are never reused.
+        """Delete up to `limit` events created before `older_than`, oldest first; return how many.
+        Kept whatever their age: an event an endpoint's cursor has not passed (it is still to be fanned out), one
+        a pending delivery still has to send, and the events of payments on a test clock (their `created` is
+        sandbox time). `endpoints`, when given, names the endpoints configured now: only their cursors and
+        deliveries hold events back, so an endpoint taken out of the config does not keep every later event
+        forever (None: every registered endpoint counts). Sequence numbers are never reused, so cursors and page
+        tokens stay valid; an endpoint put back later resumes after its cursor, past what was purged."""
         params: Params = {"before_us": to_us(older_than), "limit": limit}
         if endpoints is not None:
             params["urls"] = self.dialect.list_value(sorted(endpoints))
@@ -316,6 +376,7 @@ class SQLStore(WebhookDeliveries):
 
     # -- payment methods -------------------------------------------------------------------------------------
     async def insert_payment_method(self, pm: PaymentMethod) -> bool:
+        """Store a new payment method; False (nothing written) when its id is taken."""
         [inserted] = await self._ran([Step(s.INSERT_PAYMENT_METHOD, _payment_method(pm))])
         return bool(inserted)
 
@@ -329,6 +390,7 @@ class SQLStore(WebhookDeliveries):
     async def list_payment_methods(
         self, livemode: bool, customer: str | None, limit: int, starting_after: str | None = None
     ) -> list[PaymentMethod]:
+        """Newest first; only `customer`'s when given; after the one named `starting_after`."""
         before_us, before_id = _MAX_US, "\uffff"
         if starting_after is not None:
             after = await self.get_payment_method(starting_after)

@@ -16,6 +16,8 @@ class WebhookDeliveries(SQLRunner):
     # -- webhook delivery ------------------------------------------------------------------------------------
     async def register_webhook_endpoint(self, url: str, now: datetime) -> WebhookEndpointState:
         # The cursor at the newest event with no lower one still to commit (the outbox's own order).
+        """Insert the endpoint if it is new, its cursor at the newest event (it receives the events emitted from
+        now on); return its state either way."""
         await self._run([*self._outbox_lock(), Step(s.REGISTER_ENDPOINT, {"url": url, "created_us": to_us(now)})])
         return await self._endpoint(url)
 
@@ -32,6 +34,9 @@ class WebhookDeliveries(SQLRunner):
     async def enqueue_webhook_deliveries(
         self, url: str, expected_cursor: int, new_cursor: int, deliveries: Sequence[WebhookDelivery]
     ) -> bool:
+        """In one transaction: move the endpoint's cursor from `expected_cursor` to `new_cursor` and insert the
+        deliveries (one already there for the same url and event is left alone). If the cursor is no longer
+        `expected_cursor` (another worker moved it), write nothing and return False."""
         steps = [Step(s.MOVE_CURSOR, {"url": url, "expected": expected_cursor, "new": new_cursor})]
         steps.extend(Step(s.QUEUE_DELIVERY, _queued(d)) for d in deliveries)
         return await self._run(steps, guard_first=True) is not None
@@ -39,6 +44,9 @@ class WebhookDeliveries(SQLRunner):
     async def claim_webhook_deliveries(
         self, url: str, now: datetime, lease_until: datetime, limit: int
     ) -> list[WebhookDelivery]:
+        """Lease up to `limit` pending deliveries of `url`, oldest event first, that are due at `now`, not leased
+        (or whose lease ended), and have no earlier pending delivery for the same object on that url: a later
+        event for a payment waits for the earlier one. Leased ones are not claimed again until `lease_until`."""
         params = {"url": url, "now_us": to_us(now), "lease_until_us": to_us(lease_until), "limit": limit}
         [rows] = await self._ran([Step(s.CLAIM_DELIVERIES, params, fetch=True)])
         return sorted((_delivery(r) for r in rows), key=lambda d: d.event_seq)
@@ -49,6 +57,10 @@ class WebhookDeliveries(SQLRunner):
         status: Literal["pending", "delivered", "failed"],
         next_attempt_at: datetime | None,
     ) -> WebhookEndpointState:
+        """In one transaction: insert the attempt; update its delivery if still pending (status, attempts + 1,
+        last_error, next_attempt_at when still pending, delivered_at when delivered; lease cleared; a delivery
+        another worker settled meanwhile is left as it is); update the endpoint's
+        streak (a success resets it; a failure adds one and sets failing_since if unset). Return the endpoint."""
         at = {"url": attempt.url, "event_id": attempt.event_id, "at_us": to_us(attempt.attempted_at)}
         tried = {**at, "http_status": attempt.http_status, "error": attempt.error}
         settle = {**at, "status": status, "error": attempt.error, "next_attempt_us": _us(next_attempt_at)}
@@ -67,6 +79,7 @@ class WebhookDeliveries(SQLRunner):
         return await self._endpoint(attempt.url)
 
     async def set_webhook_endpoint_disabled(self, url: str, disabled_at: datetime | None) -> None:
+        """Disable an endpoint at `disabled_at`, or re-enable it (None, which also resets its failure streak)."""
         if disabled_at is None:
             await self._run([Step(s.ENABLE_ENDPOINT, {"url": url})])
         else:
@@ -76,12 +89,17 @@ class WebhookDeliveries(SQLRunner):
         return [_delivery(r) for r in await self._fetch(s.LIST_DELIVERIES, {"event_id": event_id})]
 
     async def list_webhook_attempts(self, event_id: str) -> list[WebhookAttempt]:
+        """Attempts for an event, in the order they were made."""
         rows = await self._fetch(s.LIST_WEBHOOK_ATTEMPTS, {"event_id": event_id})
         return [WebhookAttempt(r[0], r[1], from_us(r[2]), r[3], r[4], r[5], bool(r[6])) for r in rows]
 
     async def purge_webhook_deliveries(
         self, older_than: datetime, limit: int = 1000, endpoints: Collection[str] | None = None
     ) -> int:
+        """Delete up to `limit` settled (delivered or failed) deliveries queued before `older_than`, with their
+        attempts, in one transaction; return how many deliveries. A pending one (a disabled endpoint's queue, say)
+        is kept, unless `endpoints` (the URLs configured now) is given and does not name its endpoint: nothing
+        would ever send it."""
         before = {"before_us": to_us(older_than)}
 
         async def purge(tx: Tx) -> int:

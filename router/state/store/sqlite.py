@@ -24,7 +24,7 @@ from router.model.records import Event
 from router.state.store.dialect import SQLITE, Q
 from router.state.store.groupcommit import GroupCommitWriter
 from router.state.store.runner import Params, Step, Tx
-from router.state.store.sql import SQLStore
+from router.state.store.sql import Store
 
 _SYNC_MODES = {"off": "OFF", "normal": "NORMAL", "full": "FULL"}
 # The writer waits this long for a lock another process holds (the CLI on the same file); the reader, on the
@@ -45,7 +45,7 @@ def _path_from_url(url: str) -> tuple[str, dict[str, list[str]]]:
     return path or ":memory:", parse_qs(parsed.query)
 
 
-class SQLiteStore(SQLStore):
+class SQLiteStore(Store):
     dialect = SQLITE
 
     def __init__(self, url: str) -> None:
