@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import urlparse, urlunparse
 
 import asyncpg
@@ -20,21 +22,24 @@ def admin_dsn(url: str) -> tuple[str, str]:
     return urlunparse(parsed._replace(path="/postgres")), name
 
 
-async def create_database(url: str) -> None:
-    """Create the database named in `url` (which must not exist yet)."""
+@asynccontextmanager
+async def administering(url: str) -> AsyncIterator[tuple[asyncpg.Connection, str]]:
+    """A connection to the server's maintenance database, and the name of the database in `url`."""
     admin, name = admin_dsn(url)
     conn = await asyncpg.connect(admin)
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        yield conn, name
     finally:
         await conn.close()
+
+
+async def create_database(url: str) -> None:
+    """Create the database named in `url` (which must not exist yet)."""
+    async with administering(url) as (conn, name):
+        await conn.execute(f'CREATE DATABASE "{name}"')
 
 
 async def drop_database(url: str) -> None:
     """Drop the database named in `url`, closing any connection still open to it."""
-    admin, name = admin_dsn(url)
-    conn = await asyncpg.connect(admin)
-    try:
+    async with administering(url) as (conn, name):
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()

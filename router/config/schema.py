@@ -98,6 +98,17 @@ class CostConfig(_Strict):
 PROCESSOR_COMMON_KEYS = frozenset({"adapter", "base_url", "credentials", "timeout_ms", "breaker", "cost", "currencies"})
 
 
+def _currency_codes(v: list[str] | None) -> list[str] | None:
+    """ISO 4217 codes as the router keeps them (lower case); an unknown one is refused."""
+    if v is None:
+        return v
+    out = [c.lower() for c in v]
+    bad = [c for c in out if not is_currency(c)]
+    if bad:
+        raise ValueError(f"unknown currency {bad[0]!r}")
+    return out
+
+
 class ProcessorConfig(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -109,16 +120,7 @@ class ProcessorConfig(BaseModel):
     cost: CostConfig = CostConfig()
     currencies: list[str] | None = None
 
-    @field_validator("currencies")
-    @classmethod
-    def _currencies(cls, v: list[str] | None) -> list[str] | None:
-        if v is None:
-            return v
-        out = [c.lower() for c in v]
-        bad = [c for c in out if not is_currency(c)]
-        if bad:
-            raise ValueError(f"unknown currency {bad[0]!r}")
-        return out
+    _currencies = field_validator("currencies")(lambda v: _currency_codes(v))
 
     @property
     def options(self) -> dict[str, Any]:
@@ -250,16 +252,7 @@ class RouteMatch(_Strict):
             raise ValueError(f"funding {bad[0]!r} is not one of credit, debit, prepaid")
         return out
 
-    @field_validator("currency")
-    @classmethod
-    def _currencies(cls, v: list[str] | None) -> list[str] | None:
-        if v is None:
-            return v
-        out = [c.lower() for c in v]
-        bad = [c for c in out if not is_currency(c)]
-        if bad:
-            raise ValueError(f"unknown currency {bad[0]!r}")
-        return out
+    _currencies = field_validator("currency")(lambda v: _currency_codes(v))
 
 
 Strategy = Literal["priority", "weighted", "success_rate", "least_cost"]

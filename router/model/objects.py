@@ -195,11 +195,12 @@ class RecordPaymentMethodDetails(ApiObject):
 
 
 @dataclass(slots=True, kw_only=True)
-class PaymentRecord(ApiObject):
-    """`payment_record` (Stripe v1 shape: unix `created`)."""
+class RecordAmounts(ApiObject):
+    """What a payment record and an attempt record share in Stripe's shape: the money in each state, who paid,
+    how, and who reported it."""
 
     id: str
-    object: Literal["payment_record"] = "payment_record"
+    object: str
     amount: Amount
     amount_authorized: Amount
     amount_canceled: Amount
@@ -212,13 +213,20 @@ class PaymentRecord(ApiObject):
     customer_details: CustomerDetails
     customer_presence: Literal["off_session", "on_session"]
     description: str | None
-    latest_payment_attempt_record: str | None
     livemode: bool
     metadata: dict[str, str]
-    payment_method_details: RecordPaymentMethodDetails
     processor_details: ProcessorDetails
     reported_by: Literal["self", "stripe"]
     shipping_details: dict[str, Any] | None
+
+
+@dataclass(slots=True, kw_only=True)
+class PaymentRecord(RecordAmounts):
+    """`payment_record` (Stripe v1 shape: unix `created`)."""
+
+    object: Literal["payment_record"] = "payment_record"
+    latest_payment_attempt_record: str | None
+    payment_method_details: RecordPaymentMethodDetails
     off_session_payment: str
 
 
@@ -244,30 +252,12 @@ class AttemptRecordPaymentMethodDetails(ApiObject):
 
 
 @dataclass(slots=True, kw_only=True)
-class PaymentAttemptRecord(ApiObject):
+class PaymentAttemptRecord(RecordAmounts):
     """`payment_attempt_record`: one call to one processor."""
 
-    id: str
     object: Literal["payment_attempt_record"] = "payment_attempt_record"
-    amount: Amount
-    amount_authorized: Amount
-    amount_canceled: Amount
-    amount_failed: Amount
-    amount_guaranteed: Amount
-    amount_refunded: Amount
-    amount_requested: Amount
-    application: str | None
-    created: int
-    customer_details: CustomerDetails
-    customer_presence: Literal["off_session", "on_session"]
-    description: str | None
-    livemode: bool
-    metadata: dict[str, str]
     payment_method_details: AttemptRecordPaymentMethodDetails
     payment_record: str
-    processor_details: ProcessorDetails
-    reported_by: Literal["self", "stripe"]
-    shipping_details: dict[str, Any] | None
     outcome: str | None
     state: Literal["sent", "unresolved", "settled"]
     raw_code: str | None

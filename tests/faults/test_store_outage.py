@@ -10,14 +10,13 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import asyncpg
 import pytest
 
 from router import ManualClock
 from router.payments.engine import LEASE_MARGIN
 from tests.backends import PG_SERVER, start_services
 from tests.faults.conftest import PAYMENT, Books, Fakes, Opener, deadline_s, settle_everything, timed_create
-from tests.pgadmin import admin_dsn, create_database, drop_database
+from tests.pgadmin import administering, create_database, drop_database
 
 
 @pytest.fixture
@@ -32,9 +31,7 @@ async def outage_db() -> AsyncIterator[str]:
 
 async def cut_off(url: str, *, refuse_new: bool) -> int:
     """Terminate every connection to the database; with `refuse_new`, refuse new ones until `restore`."""
-    admin, name = admin_dsn(url)
-    conn = await asyncpg.connect(admin)
-    try:
+    async with administering(url) as (conn, name):
         if refuse_new:
             await conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         killed: int = await conn.fetchval(
@@ -43,17 +40,11 @@ async def cut_off(url: str, *, refuse_new: bool) -> int:
             name,
         )
         return killed
-    finally:
-        await conn.close()
 
 
 async def restore(url: str) -> None:
-    admin, name = admin_dsn(url)
-    conn = await asyncpg.connect(admin)
-    try:
+    async with administering(url) as (conn, name):
         await conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-    finally:
-        await conn.close()
 
 
 async def test_the_store_going_away_mid_payment_loses_nothing_and_charges_once(

@@ -4,7 +4,6 @@ in-flight authorization finish, flushes the store and exits 0."""
 from __future__ import annotations
 
 import os
-import queue
 import re
 import signal
 import subprocess
@@ -12,7 +11,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import pytest
 import requests
 
 from tests.http.conftest import TEST_KEY, payment
+from tests.http.serving import Served, start_sidecar
 
 SLOW_CONFIG = """
 version: 1
@@ -38,54 +37,8 @@ READY = re.compile(r"listening on (http://\S+)")
 DEADLINE_S = 30
 
 
-@dataclass
-class Served:
-    process: subprocess.Popen[str]
-    url: str
-    lines: queue.Queue[str]
-
-
-def _start(config: Path, db: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Served:
-    environ = {**os.environ, "PAYROUTE_API_KEYS": TEST_KEY, **(env or {})}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "router.cli.main",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            "0",
-            "--store",
-            f"sqlite:///{db}",
-            "--shutdown-timeout",
-            "20",
-            *args,
-        ],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=environ,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    end = time.monotonic() + DEADLINE_S
-    while time.monotonic() < end:
-        try:
-            line = lines.get(timeout=end - time.monotonic())
-        except queue.Empty:
-            break
-        if m := READY.search(line):
-            return Served(process, m.group(1), lines)
-    process.kill()
-    raise AssertionError("payroute serve did not start")
+def _start(config: Path, db: Path, args: tuple[str, ...] = ()) -> Served:
+    return start_sidecar(config, f"sqlite:///{db}", "--shutdown-timeout", "20", *args, deadline_s=DEADLINE_S)
 
 
 @pytest.fixture

@@ -4,18 +4,14 @@ that was acknowledged; SIGHUP reloads both."""
 
 from __future__ import annotations
 
-import os
 import queue
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +20,7 @@ import requests
 
 from tests.backends import pg_database, pg_schema_url
 from tests.http.conftest import TEST_KEY, payment
+from tests.http.serving import LISTENING, Served, start_sidecar
 
 __all__ = ["pg_database", "pg_schema_url"]
 
@@ -48,71 +45,18 @@ DEADLINE_S = 60
 AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
 
 
-@dataclass
-class Served:
-    process: subprocess.Popen[str]
-    url: str
-    lines: queue.Queue[str]
-
-    def log_since(self) -> list[str]:
-        """The log lines printed since the last call."""
-        out = []
-        while True:
-            try:
-                out.append(self.lines.get_nowait())
-            except queue.Empty:
-                return out
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=DEADLINE_S)
-
-
 def serve(config: Path, store: str, workers: int = 2) -> Served:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "router.cli.main",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            "0",
-            "--store",
-            store,
-            "--workers",
-            str(workers),
-            "--no-watch",
-        ],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
+    return start_sidecar(
+        config,
+        store,
+        "--workers",
+        str(workers),
+        "--no-watch",
         # One key carries the whole load and then the checks; the per-key limiter is not what this test is about.
-        env={**os.environ, "PAYROUTE_API_KEYS": TEST_KEY, "PAYROUTE_RATE_LIMIT": "off"},
+        env={"PAYROUTE_RATE_LIMIT": "off"},
+        ready=READY if workers == 2 else LISTENING,
+        deadline_s=DEADLINE_S,
     )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    ready = re.compile(r"listening on (http://\S+)") if workers == 1 else READY
-    end = time.monotonic() + DEADLINE_S
-    seen = []
-    while time.monotonic() < end:
-        try:
-            line = lines.get(timeout=max(0.01, end - time.monotonic()))
-        except queue.Empty:
-            break
-        seen.append(line)
-        if m := ready.search(line):
-            return Served(process, m.group(1), lines)
-    process.kill()
-    raise AssertionError("payroute serve did not start:\n" + "".join(seen))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
