@@ -151,6 +151,16 @@ def summary(table: RoutingTable) -> list[str]:
     return lines
 
 
+def table_or_issues(path: str, err: TextIO) -> RoutingTable | None:
+    """The routing table `path` builds, or None after printing each of its issues (file:line:column: reason)."""
+    try:
+        return build_table(path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=err)
+        return None
+
+
 def close_adapters(table: RoutingTable) -> None:
     """Adapters built only to check or explain a file are closed before the command returns."""
     _close(list(table.adapters.values()))

@@ -22,13 +22,11 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from router.cli.check import close_adapters
-from router.config.loader import ConfigError
+from router.cli.check import close_adapters, table_or_issues
 from router.errors import PayrouteError
 from router.retry.explain import run_stored
 from router.routing.breakers import OPEN
 from router.routing.explain import explain, payment_from_params
-from router.routing.reload import build_table
 
 
 def _read_payment(arg: str, stdin: TextIO) -> Any:
@@ -65,11 +63,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     if not args.config:
         print("explain: --config is required (or --store with a stored payment's id)", file=err)
         return 2
-    try:
-        table = build_table(args.config)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue, file=err)
+    table = table_or_issues(args.config, err)
+    if table is None:
         return 1
     try:
         try:

@@ -18,10 +18,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from router.cli.check import close_adapters
-from router.config.loader import ConfigError
+from router.cli.check import close_adapters, table_or_issues
 from router.config.schema import parse_duration
-from router.routing.reload import build_table
 from router.routing.replay import READ_LIMIT, LoggedDecision, decisions_from, replay
 from router.state.store import open_store
 from router.state.store.sql import Store
@@ -50,11 +48,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     except ValueError as exc:
         print(f"--since: {exc}", file=err)
         return 2
-    try:
-        table = build_table(args.config)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue, file=err)
+    table = table_or_issues(args.config, err)
+    if table is None:
         return 1
     try:
         until = datetime.now(UTC)
