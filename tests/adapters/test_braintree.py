@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from graphql import parse, validate
 
-from adapters import braintree as bt
+from adapters import braintree_graphql as bt
 from adapters.base import Answer, Cadence, CancelRequest, CaptureRequest, LookupRequest, Outcome, OutcomeKind
 from adapters.braintree import BraintreeAdapter, decimal_amount
 from adapters.http import DEADLINE_SHARE
