@@ -178,11 +178,7 @@ class Router:
         reloading.accepted(table, config_path or "<config>")
         # Redis first: a URL that needs a missing extra is refused before the store is opened.
         redis_url = redis if redis is not None else os.environ.get("PAYROUTE_REDIS_URL")
-        shared, shared_stats = (
-            shared_redis.connect(redis_url, clock or SystemClock(), table.config.success_rate)
-            if redis_url
-            else (None, None)
-        )
+        shared, shared_stats = shared_redis.connect(redis_url, clock or SystemClock(), table.config.success_rate)
         st = open_store(store) if isinstance(store, str) else store
         await st.open()
         ids = ids or IdGenerator(seed)  # a seeded router names its payments reproducibly too
@@ -205,13 +201,7 @@ class Router:
         await router.webhooks.register()  # before any event of ours: each configured endpoint gets all of them
         if deliver_webhooks:
             router.webhooks.start()
-        try:
-            refilled = await router.refill_stats()
-        except Exception:  # routing still works from empty windows, as it did before they were refilled
-            log.exception("could not refill the success-rate windows from the store; they start empty")
-        else:
-            if refilled:
-                log.info("success-rate windows refilled from %d recent attempts", refilled)
+        await router._background.refill_at_start()
         if reconcile:
             await router.reconcile_stuck()
         return router

@@ -113,6 +113,16 @@ class Background:
                 settled += 1
         return settled
 
+    async def refill_at_start(self) -> None:
+        """`refill_stats` as a router opens: routing still works from empty windows if the store cannot say."""
+        try:
+            refilled = await self.refill_stats()
+        except Exception:
+            log.exception("could not refill the success-rate windows from the store; they start empty")
+        else:
+            if refilled:
+                log.info("success-rate windows refilled from %d recent attempts", refilled)
+
     async def refill_stats(self, limit: int = REFILL_ATTEMPTS) -> int:
         """Refill this process's success-rate windows from the store's attempt records of the last window age;
         return how many outcomes were taken. Only windows kept in this process, and only while they are still

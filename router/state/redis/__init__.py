@@ -21,11 +21,13 @@ if TYPE_CHECKING:
 
 
 def connect(
-    url: str, clock: Clock, success_rate: SuccessRateConfig | None = None
-) -> tuple[SharedState, RedisStatsStore]:
+    url: str | None, clock: Clock, success_rate: SuccessRateConfig | None = None
+) -> tuple[SharedState, RedisStatsStore] | tuple[None, None]:
     """The shared state of a router given `url`: its connection (`breaker_storage(shared)` is a BreakerBoard's)
     and its success-rate evidence (on the clocks of the config's `success_rate`). Raises MissingExtra, naming
     `payroute[redis]`, when redis is not installed."""
+    if not url:
+        return None, None  # no Redis: breakers and evidence stay in this process
     require("redis", "redis", url)
     from router.state.redis.client import SharedState
     from router.state.redis.stats import RedisStatsStore
