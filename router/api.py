@@ -475,19 +475,28 @@ class Router:
         (`router.payments.background.Background.housekeep`)."""
         return await self._background.housekeep(force=force)
 
-    # -- payment methods (each processor's own credentials for a card) ---------------------------------------------
-    async def create_payment_method(self, params: Mapping[str, Any], *, livemode: bool = False) -> dict[str, Any]:
+    # -- payment methods (each processor's own credentials for a card), one account's -------------------------------
+    async def create_payment_method(
+        self, params: Mapping[str, Any], *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
+    ) -> dict[str, Any]:
         """Store a card: its facts, and per configured processor that processor's credentials for it."""
-        return await self._payment_methods.create(params, livemode)
+        return await self._payment_methods.create(params, livemode, account)
 
-    async def get_payment_method(self, payment_method_id: str, *, livemode: bool = False) -> dict[str, Any]:
-        return await self._payment_methods.retrieve(payment_method_id, livemode)
+    async def get_payment_method(
+        self, payment_method_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
+    ) -> dict[str, Any]:
+        return await self._payment_methods.retrieve(payment_method_id, livemode, account)
 
     async def update_payment_method(
-        self, payment_method_id: str, params: Mapping[str, Any], *, livemode: bool = False
+        self,
+        payment_method_id: str,
+        params: Mapping[str, Any],
+        *,
+        livemode: bool = False,
+        account: str = DEFAULT_ACCOUNT,
     ) -> dict[str, Any]:
         """Add or replace one processor's credentials (`processors: {name: {...}}`), or remove them (`name: ""`)."""
-        return await self._payment_methods.update(payment_method_id, params, livemode)
+        return await self._payment_methods.update(payment_method_id, params, livemode, account)
 
     async def list_payment_methods(
         self,
@@ -496,11 +505,14 @@ class Router:
         limit: int = 10,
         starting_after: str | None = None,
         livemode: bool = False,
+        account: str = DEFAULT_ACCOUNT,
     ) -> dict[str, Any]:
-        return await self._payment_methods.list(livemode, customer, limit, starting_after)
+        return await self._payment_methods.list(livemode, customer, limit, starting_after, account)
 
-    async def detach_payment_method(self, payment_method_id: str, *, livemode: bool = False) -> dict[str, Any]:
-        return await self._payment_methods.detach(payment_method_id, livemode)
+    async def detach_payment_method(
+        self, payment_method_id: str, *, livemode: bool = False, account: str = DEFAULT_ACCOUNT
+    ) -> dict[str, Any]:
+        return await self._payment_methods.detach(payment_method_id, livemode, account)
 
     async def card_holders(self, payment: Payment) -> frozenset[str]:
         """The processors holding credentials for the payment's card (what `payroute explain` shows)."""

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from router.http import admin, console, events, logsafe, payments, testclocks
+from router.http import admin, console, events, logsafe, payment_methods, payments, testclocks
 from router.http.edge import MAX_BODY, edge
 from router.http.endpoints import ENDPOINTS
 from router.http.ratelimit import HANDLER_ARGS
@@ -27,6 +27,11 @@ HANDLERS: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] =
     "retrieve_payment_attempt_record": payments.retrieve_payment_attempt_record,
     "list_events": events.list_events,
     "retrieve_event": events.retrieve_event,
+    "create_payment_method": payment_methods.create_payment_method,
+    "retrieve_payment_method": payment_methods.retrieve_payment_method,
+    "update_payment_method": payment_methods.update_payment_method,
+    "list_payment_methods": payment_methods.list_payment_methods,
+    "detach_payment_method": payment_methods.detach_payment_method,
     "create_test_clock": testclocks.create_test_clock,
     "retrieve_test_clock": testclocks.retrieve_test_clock,
     "advance_test_clock": testclocks.advance_test_clock,

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from router.http import schemas
 from router.model import objects, params
 from router.model.params import OffSessionPaymentCreateParams
+from router.model.payment_methods import PaymentMethodCreateParams, PaymentMethodUpdateParams
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,55 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "/v1/payment_attempt_records/{id}",
         "Retrieve one attempt record.",
         objects.PaymentAttemptRecord,
+    ),
+    Endpoint(
+        "create_payment_method",
+        "POST",
+        "/v1/payment_methods",
+        "Store a card: its facts, its network transaction id, and each processor's own credentials for it.",
+        schemas.PaymentMethodObject,
+        body=PaymentMethodCreateParams,
+        idempotency="optional",
+        errors=_POST_ERRORS,
+    ),
+    Endpoint(
+        "list_payment_methods",
+        "GET",
+        "/v1/payment_methods",
+        "List stored payment methods, newest first.",
+        schemas.PaymentMethodList,
+        query=(
+            Query("customer", "Only this customer's payment methods."),
+            Query("limit", "Page size, 1 to 100 (default 10).", "integer", minimum=1, maximum=100),
+            Query("starting_after", "The last id of the previous page."),
+        ),
+        errors=(400, 401),
+    ),
+    Endpoint(
+        "retrieve_payment_method",
+        "GET",
+        "/v1/payment_methods/{id}",
+        "Retrieve a stored payment method (credentials shown cut to their last four characters).",
+        schemas.PaymentMethodObject,
+    ),
+    Endpoint(
+        "update_payment_method",
+        "POST",
+        "/v1/payment_methods/{id}",
+        'Add or replace one processor\'s credentials (or remove them with ""), the card facts or metadata.',
+        schemas.PaymentMethodObject,
+        body=PaymentMethodUpdateParams,
+        idempotency="optional",
+        errors=_POST_ERRORS,
+    ),
+    Endpoint(
+        "detach_payment_method",
+        "POST",
+        "/v1/payment_methods/{id}/detach",
+        "Detach a payment method: its credentials are dropped and it can no longer be charged.",
+        schemas.PaymentMethodObject,
+        idempotency="optional",
+        errors=_POST_ERRORS,
     ),
     Endpoint(
         "list_events",

@@ -18,7 +18,7 @@ from router.http.edge import MAX_BODY, reply, too_large
 from router.http.sidecar import CALLER, ENDPOINT, REQUEST_ID, SIDECAR
 from router.model import inputs
 from router.model.events import RequestReason
-from router.model.objects import ApiObject
+from router.model.objects import ApiObject, dumps
 from router.payments.idempotency import Keyed, Reply, Work
 
 Json = dict[str, Any]
@@ -105,11 +105,12 @@ def _idempotency_key(request: web.Request, required: bool) -> str | None:
     return key
 
 
-def answering(run: Callable[[], Awaitable[ApiObject]]) -> Work:
+def answering(run: Callable[[], Awaitable[ApiObject | dict[str, Any]]]) -> Work:
     """A POST whose answer is the object `run` returns."""
 
     async def work(_: Keyed | None) -> Reply:
-        return Reply(200, (await run()).to_json())
+        answer = await run()
+        return Reply(200, answer.to_json() if isinstance(answer, ApiObject) else dumps(answer))
 
     return work
 
@@ -133,10 +134,10 @@ async def post(request: web.Request, body: Any, work: Work) -> web.Response:
     return resp
 
 
-def limit_of(request: web.Request) -> int:
+def limit_of(request: web.Request, default: int = 20) -> int:
     text = request.query.get("limit")
     if text is None:
-        return 20
+        return default
     if not _DIGITS.match(text):
         raise invalid("limit must be an integer between 1 and 100, in ASCII digits.", "limit")
     value = int(text)

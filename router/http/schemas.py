@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from router.model.objects import Event, OffSessionPayment, PaymentAttemptRecord
+from router.model.payment_methods import CardFacts
 
 
 class _Object(BaseModel):
@@ -26,6 +27,29 @@ class OffSessionPaymentList(_Object):
 class PaymentAttemptRecordList(_Object):
     object: Literal["list"]
     data: list[PaymentAttemptRecord]
+    has_more: bool
+    url: str
+
+
+class PaymentMethodObject(_Object):
+    """A stored card (`router.model.payment_methods.render_payment_method`): Stripe's PaymentMethod fields, and per
+    processor that processor's credentials for it with each secret cut to its last four characters."""
+
+    id: str
+    object: Literal["payment_method"]
+    livemode: bool
+    created: str
+    customer: str | None
+    type: Literal["card"]
+    card: CardFacts
+    network_transaction_id: str | None
+    processors: dict[str, dict[str, str]]
+    metadata: dict[str, str]
+
+
+class PaymentMethodList(_Object):
+    object: Literal["list"]
+    data: list[PaymentMethodObject]
     has_more: bool
     url: str
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from router.clock import rfc3339
+from router.model.records import DEFAULT_ACCOUNT
 
 _ID = r"^[a-z]{2,10}_[A-Za-z0-9_]{1,240}$"  # what a payment's `payment_method` can name
 Credentials = dict[Annotated[str, Field(min_length=1, max_length=100)], StrictStr]
@@ -63,6 +64,7 @@ class PaymentMethod(BaseModel):
     id: str
     livemode: bool
     created: datetime
+    account: str = DEFAULT_ACCOUNT  # the account whose key stored it: no other may read, list or charge it
     customer: str | None = None
     card: CardFacts = CardFacts()
     network_transaction_id: str | None = None

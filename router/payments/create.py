@@ -136,7 +136,7 @@ class Creator:
             due = now  # a test-clock payment waits for its clock to be advanced
         payment_id = ctx.ids.payment_for(livemode, keyed.material) if keyed is not None else ctx.ids.payment(livemode)
         record_id = ctx.ids.new("payment_record")
-        method = await ctx.methods.resolve(p.payment_method or "", p.customer, livemode)
+        method = await ctx.methods.resolve(p.payment_method or "", p.customer, livemode, account)
         card = method.card
         options = p.payment_method_options.card if p.payment_method_options else None
         payment = Payment(

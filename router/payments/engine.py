@@ -151,7 +151,7 @@ class Engine:
             held = await self.retry.recheck(payment, policy, now, table.config.network_limits)
             if held is not None:
                 return Attempted(await self._hold(payment, held, now))
-        method = await self.methods.resolve(payment.payment_method, payment.customer, payment.livemode)
+        method = await self.methods.resolve(payment.payment_method, payment.customer, payment.livemode, payment.account)
         with tracing.span("payroute.routing.decide") as decision:
             plan = await table.decide(payment, self.stats, self.clock.now())
             run = Pass(

@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import ValidationError
 
 from adapters.base import CardCredentials, CardInfo
-from router.model.records import Payment
+from router.model.records import DEFAULT_ACCOUNT, Payment
 from router.routing.rules import Candidate, RoutingTable
 
 log = logging.getLogger("payroute.engine")
@@ -48,7 +48,8 @@ PaymentMethodResolver = Callable[[str, str | None, bool], ResolvedMethod | Await
 class StoredMethods(Protocol):
     """What the store offers for payment methods (see `router.state`)."""
 
-    async def resolve_payment_method(self, payment_method: str, livemode: bool) -> ResolvedMethod | None: ...
+    async def resolve_payment_method(self, payment_method: str, livemode: bool, account: str) -> ResolvedMethod | None:
+        """The stored payment method `account` holds under that id, or None (another account's is never found)."""
 
     async def chain_payment_method(self, payment_method_id: str, network_transaction_id: str) -> None: ...
 
@@ -75,9 +76,11 @@ class PaymentMethods:
         self.card_info = card_info
         self.stored = stored
 
-    async def resolve(self, payment_method: str, customer: str | None, livemode: bool) -> ResolvedMethod:
+    async def resolve(
+        self, payment_method: str, customer: str | None, livemode: bool, account: str = DEFAULT_ACCOUNT
+    ) -> ResolvedMethod:
         if self.stored is not None:
-            found = await self.stored.resolve_payment_method(payment_method, livemode)
+            found = await self.stored.resolve_payment_method(payment_method, livemode, account)
             if found is not None:
                 return found
         answer = self.resolver(payment_method, customer, livemode)
@@ -98,7 +101,7 @@ class PaymentMethods:
 
     async def holders(self, payment: Payment, table: RoutingTable) -> frozenset[str]:
         """The processors of `table` holding credentials for the payment's card."""
-        method = await self.resolve(payment.payment_method, payment.customer, payment.livemode)
+        method = await self.resolve(payment.payment_method, payment.customer, payment.livemode, payment.account)
         return frozenset(
             name
             for name, adapter in table.adapters.items()

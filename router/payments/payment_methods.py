@@ -23,6 +23,7 @@ from router.model.payment_methods import (
     PaymentMethodUpdateParams,
     render_payment_method,
 )
+from router.model.records import DEFAULT_ACCOUNT
 from router.payments.context import Context
 from router.payments.methods import ResolvedMethod
 from router.state.store.sql import Store
@@ -75,19 +76,20 @@ class PaymentMethodsApi:
     def render(self, pm: PaymentMethod) -> dict[str, Any]:
         return render_payment_method(pm, self._shown(pm))
 
-    async def _load(self, pm_id: str, livemode: bool) -> PaymentMethod:
+    async def _load(self, pm_id: str, livemode: bool, account: str) -> PaymentMethod:
         pm = await self.ctx.store.get_payment_method(pm_id)
-        if pm is None or pm.livemode != livemode:
+        if pm is None or pm.livemode != livemode or pm.account != account:
             raise not_found("payment_method", pm_id)
         return pm
 
-    async def create(self, body: Any, livemode: bool) -> dict[str, Any]:
+    async def create(self, body: Any, livemode: bool, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
         p: PaymentMethodCreateParams = _parse(PaymentMethodCreateParams, body)
         for name, fields in p.processors.items():
             self._credentials(name, fields)
         pm = PaymentMethod(
             id=p.id or self.ctx.ids.new("payment_method"),
             livemode=livemode,
+            account=account,
             created=self.ctx.clock.now(),
             customer=p.customer,
             card=p.card,
@@ -99,12 +101,12 @@ class PaymentMethodsApi:
             raise invalid(f"A payment method with id '{pm.id}' already exists.", "id", code="resource_already_exists")
         return self.render(pm)
 
-    async def retrieve(self, pm_id: str, livemode: bool) -> dict[str, Any]:
-        return self.render(await self._load(pm_id, livemode))
+    async def retrieve(self, pm_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
+        return self.render(await self._load(pm_id, livemode, account))
 
-    async def update(self, pm_id: str, body: Any, livemode: bool) -> dict[str, Any]:
+    async def update(self, pm_id: str, body: Any, livemode: bool, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
         p: PaymentMethodUpdateParams = _parse(PaymentMethodUpdateParams, body)
-        pm = await self._load(pm_id, livemode)
+        pm = await self._load(pm_id, livemode, account)
         if pm.detached:
             raise invalid("A detached payment method cannot be updated.", "id", code="payment_method_detached")
         processors = dict(pm.processors)
@@ -126,19 +128,24 @@ class PaymentMethodsApi:
         await self.ctx.store.save_payment_method(updated)
         return self.render(updated)
 
-    async def detach(self, pm_id: str, livemode: bool) -> dict[str, Any]:
+    async def detach(self, pm_id: str, livemode: bool, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
         """Detached, a payment method can no longer be charged: its credentials are dropped, the card facts kept."""
-        pm = await self._load(pm_id, livemode)
+        pm = await self._load(pm_id, livemode, account)
         detached = pm.model_copy(update={"detached": True, "processors": {}})
         await self.ctx.store.save_payment_method(detached)
         return self.render(detached)
 
     async def list(
-        self, livemode: bool, customer: str | None = None, limit: int = 10, starting_after: str | None = None
+        self,
+        livemode: bool,
+        customer: str | None = None,
+        limit: int = 10,
+        starting_after: str | None = None,
+        account: str = DEFAULT_ACCOUNT,
     ) -> dict[str, Any]:
         if not 1 <= limit <= MAX_LIST:
             raise invalid(f"limit must be between 1 and {MAX_LIST}.", "limit")
-        found = await self.ctx.store.list_payment_methods(livemode, customer, limit + 1, starting_after)
+        found = await self.ctx.store.list_payment_methods(livemode, customer, limit + 1, starting_after, account)
         return {
             "object": "list",
             "data": [self.render(pm) for pm in found[:limit]],
@@ -153,9 +160,9 @@ class StoreMethods:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def resolve_payment_method(self, payment_method: str, livemode: bool) -> ResolvedMethod | None:
+    async def resolve_payment_method(self, payment_method: str, livemode: bool, account: str) -> ResolvedMethod | None:
         pm = await self.store.get_payment_method(payment_method)
-        if pm is None or pm.livemode != livemode:
+        if pm is None or pm.livemode != livemode or pm.account != account:
             return None
         card = CardInfo(pm.card.brand, pm.card.country, pm.card.funding, pm.card.fingerprint or pm.id)
         return ResolvedMethod(

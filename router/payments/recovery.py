@@ -30,7 +30,7 @@ async def reconcile(engine: Engine, payment: Payment) -> Payment:
     """
     table = engine.live.current
     now = await payment_now(engine.store, engine.clock, payment)
-    method = await engine.methods.resolve(payment.payment_method, payment.customer, payment.livemode)
+    method = await engine.methods.resolve(payment.payment_method, payment.customer, payment.livemode, payment.account)
     plan = await table.decide(payment, engine.stats, engine.clock.now())
     run = Pass(plan, method, table, now, payment.attempts)
     attempts = [a for a in await engine.store.list_attempts(payment.payment_record) if a.payment_id == payment.id]

@@ -23,7 +23,15 @@ from typing import Any, Literal
 from router.errors import ConcurrentUpdate
 from router.jsonbytes import record_json
 from router.model.payment_methods import PaymentMethod
-from router.model.records import AttemptRecord, Event, Payment, PaymentRecordState, SettledAttempt, TestClock
+from router.model.records import (
+    DEFAULT_ACCOUNT,
+    AttemptRecord,
+    Event,
+    Payment,
+    PaymentRecordState,
+    SettledAttempt,
+    TestClock,
+)
 from router.state.store import statements as s
 from router.state.store.base import (
     ApprovalBucket,
@@ -388,17 +396,23 @@ class Store(WebhookDeliveries):
         return PaymentMethod.model_validate_json(_text(row[0])) if row else None
 
     async def list_payment_methods(
-        self, livemode: bool, customer: str | None, limit: int, starting_after: str | None = None
+        self,
+        livemode: bool,
+        customer: str | None,
+        limit: int,
+        starting_after: str | None = None,
+        account: str = DEFAULT_ACCOUNT,
     ) -> list[PaymentMethod]:
-        """Newest first; only `customer`'s when given; after the one named `starting_after`."""
+        """One account's, newest first; only `customer`'s when given; after the one named `starting_after`."""
         before_us, before_id = _MAX_US, "\uffff"
         if starting_after is not None:
             after = await self.get_payment_method(starting_after)
-            if after is not None:
+            if after is not None and after.account == account:
                 before_us, before_id = to_us(after.created), after.id
         rows = await self._fetch(
             s.LIST_PAYMENT_METHODS,
             {
+                "account": account,
                 "livemode": int(livemode),
                 "any_customer": int(customer is None),
                 "customer": customer or "",
@@ -413,6 +427,7 @@ class Store(WebhookDeliveries):
 def _payment_method(pm: PaymentMethod) -> Params:
     return {
         "id": pm.id,
+        "account": pm.account,
         "livemode": int(pm.livemode),
         "customer": pm.customer,
         "created_us": to_us(pm.created),

@@ -327,17 +327,18 @@ RECORD_MIGRATION = Q("INSERT INTO schema_migrations (number, name) VALUES (:numb
 
 # -- payment methods ---------------------------------------------------------------------------------------------
 INSERT_PAYMENT_METHOD = Q(
-    "INSERT INTO payment_methods (id, livemode, customer, created_us, data)"
-    " VALUES (:id, :livemode, :customer, :created_us, :data) ON CONFLICT (id) DO NOTHING"
+    "INSERT INTO payment_methods (id, account, livemode, customer, created_us, data)"
+    " VALUES (:id, :account, :livemode, :customer, :created_us, :data) ON CONFLICT (id) DO NOTHING"
 )
 SAVE_PAYMENT_METHOD = Q(
-    "INSERT INTO payment_methods (id, livemode, customer, created_us, data)"
-    " VALUES (:id, :livemode, :customer, :created_us, :data)"
+    "INSERT INTO payment_methods (id, account, livemode, customer, created_us, data)"
+    " VALUES (:id, :account, :livemode, :customer, :created_us, :data)"
     " ON CONFLICT (id) DO UPDATE SET customer = excluded.customer, data = excluded.data"
 )
 GET_PAYMENT_METHOD = Q("SELECT data FROM payment_methods WHERE id = :id")
 LIST_PAYMENT_METHODS = Q(
-    "SELECT data FROM payment_methods WHERE livemode = :livemode AND (:any_customer = 1 OR customer = :customer)"
+    "SELECT data FROM payment_methods WHERE account = :account AND livemode = :livemode"
+    " AND (:any_customer = 1 OR customer = :customer)"
     " AND (created_us < :before_us OR (created_us = :before_us AND id < :before_id))"
     " ORDER BY created_us DESC, id DESC LIMIT :limit"
 )
