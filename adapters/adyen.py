@@ -185,6 +185,7 @@ class PaymentRequest(_Wire):
     shopper_statement: str | None = Field(default=None, alias="shopperStatement")
     metadata: dict[str, str] | None = None
     additional_data: dict[str, str] | None = Field(default=None, alias="additionalData")
+    mcc: str | None = None
 
 
 class PaymentResponse(_Wire):
@@ -297,6 +298,7 @@ def to_wire(
         shopper_statement=descriptor,
         metadata=dict(req.metadata) or None,
         additional_data=additional or None,
+        mcc=req.mcc,
     )
 
 
@@ -401,7 +403,7 @@ class AdyenOptions(BaseModel):
 
 class AdyenAdapter:
     credentials_model = AdyenCredentials
-    capabilities = Capabilities(metadata=METADATA, network_transaction_id=True)
+    capabilities = Capabilities(metadata=METADATA, network_transaction_id=True, mcc=True)
 
     def __init__(self, settings: AdapterSettings) -> None:
         self.name = settings.name

@@ -170,10 +170,13 @@ class Capabilities:
     metadata: MetadataLimits
     connect: bool = False  # transfer_data, application_fee_amount, on_behalf_of (destination charges)
     network_transaction_id: bool = False  # takes the scheme reference of an earlier payment on MIT requests
+    mcc: bool = False  # takes a merchant category code per request (not only the account's own)
 
 
 # What a processor that stands in for any other (the simulator, a test double) can carry.
-CARRIES_ANYTHING = Capabilities(metadata=MetadataLimits(max_keys=50), connect=True, network_transaction_id=True)
+CARRIES_ANYTHING = Capabilities(
+    metadata=MetadataLimits(max_keys=50), connect=True, network_transaction_id=True, mcc=True
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +206,7 @@ class AuthorizationRequest:
     transfer_data: TransferData | None = None
     application_fee_amount: int | None = None
     on_behalf_of: str | None = None
+    mcc: str | None = None  # the merchant category code this payment asks for (only to processors that take one)
     # The payment's own clock time (a test clock's frozen time in a sandbox); simulators read outage
     # windows against it, real processors ignore it.
     requested_at: datetime | None = None

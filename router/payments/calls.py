@@ -62,6 +62,7 @@ def build_request(
         transfer_data=TransferData(str(transfer["destination"]), transfer.get("amount")) if transfer else None,
         application_fee_amount=p.application_fee_amount,
         on_behalf_of=p.on_behalf_of,
+        mcc=p.mcc,
         statement_descriptor=p.statement_descriptor,
         statement_descriptor_suffix=p.statement_descriptor_suffix,
         description=p.description,

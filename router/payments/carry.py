@@ -1,6 +1,6 @@
 """What a payment asks of the processors its route can reach, checked at create: a field a reachable processor
-cannot carry (Connect's destination-charge fields) or metadata past its limits is refused with a 400 naming the
-parameter, before anything is stored, instead of being dropped in silence at send time."""
+cannot carry (Connect's destination-charge fields, a merchant category code) or metadata past its limits is refused
+with a 400 naming the parameter, before anything is stored, instead of being dropped in silence at send time."""
 
 from __future__ import annotations
 
@@ -34,6 +34,13 @@ def check(table: RoutingTable, payment: Payment, method: ResolvedMethod) -> None
                 f"{asked[0]} cannot be sent to processor '{cand.name}', which this payment's route can reach: it "
                 "takes no Connect fields. Route such payments to processors that do.",
                 asked[0],
+            )
+        if payment.mcc is not None and not caps.mcc:
+            raise invalid(
+                f"payment_method_options.card.mcc cannot be sent to processor '{cand.name}', which this payment's "
+                "route can reach: it takes the merchant category code of the account only. Route such payments to "
+                "processors that take one per payment.",
+                "payment_method_options.card.mcc",
             )
         problem = caps.metadata.problem(payment.metadata)
         if problem is not None:

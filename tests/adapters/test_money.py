@@ -259,3 +259,30 @@ async def test_stripe_limits_count_its_own_keys_and_a_processor_the_card_is_not_
     await adyen.stop()
     assert ok["status"] == "succeeded" and connect["status"] == "succeeded"
     assert len(parse_form(creates(stripe)[0].body)["metadata"]) == 50, "48 of ours and Stripe's two"
+
+
+async def test_a_merchant_category_code_goes_to_adyen_and_is_refused_where_the_route_reaches_stripe(
+    open_money: Opener,
+) -> None:
+    stripe, adyen = new_fake("stripe"), new_fake("adyen")
+    await stripe.start()
+    await adyen.start()
+    mcc = {"payment_method_options": {"card": {"mcc": "5968"}}}
+    only_adyen = await open_money(config({"b": ("adyen", adyen.url)}), held_at({"b": "adyen"}))
+    paid = await only_adyen.create_payment({**PAYMENT, **mcc})
+    assert paid["status"] == "succeeded"
+    [sent] = creates(adyen)
+    assert sent.json()["mcc"] == "5968", "Adyen takes a merchant category code per payment"
+    assert adyen.invalid == []
+
+    both = await open_money(
+        config({"a": ("stripe", stripe.url), "b": ("adyen", adyen.url)}), held_at({"a": "stripe", "b": "adyen"})
+    )
+    with pytest.raises(PayrouteError) as refused:
+        await both.create_payment({**PAYMENT, **mcc})
+    await stripe.stop()
+    await adyen.stop()
+    assert (refused.value.status, refused.value.param) == (400, "payment_method_options.card.mcc")
+    assert "'a'" in str(refused.value), "Stripe takes only its account's code: the processor is named"
+    assert [p.id for p in (await both.list_payments())[0]] == [paid["id"]], "nothing more stored"
+    assert stripe.requests == [] and len(creates(adyen)) == 1
