@@ -11,7 +11,7 @@ from typing import Any
 
 from adapters.base import OutcomeKind
 from router import tracing
-from router.errors import ConcurrentUpdate, invalid
+from router.errors import ConcurrentUpdate, PayrouteError, invalid
 from router.model.records import SettledAttempt
 from router.model.states import Status
 from router.payments import orphans, recovery
@@ -48,6 +48,12 @@ class Background:
             with tracing.span("payroute.retry.run", attributes=tracing.retry_attributes(p.id, p.attempts + 1)):
                 await ctx.engine.claim_and_attempt(p)
             handled += 1
+        for p in await ctx.store.list_open_holds(now, limit):
+            try:
+                await self.operations.settle_open(p)
+                handled += 1
+            except (PayrouteError, ConcurrentUpdate):
+                continue  # still unknown (asked again later), or another worker got there
         for p in await ctx.store.list_expiring(now, limit):
             if await self.operations.expire_authorization(p) is not None:
                 handled += 1

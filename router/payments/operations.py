@@ -6,7 +6,11 @@ re-reads and decides again. `processing` blocks them all: the attempt in flight 
 A capture or a void of a held authorization goes through the processor the engine's way (`_at_processor`): its own
 attempt record (kind capture / void) and idempotency key, written with a guard on the payment BEFORE the call, the
 processor's breaker, and an unknown answer asked again under the same key. While the guard holds, capture, cancel and
-expiry leave the payment alone, so the processor and our records cannot disagree.
+expiry leave the payment alone, so the processor and our records cannot disagree. An answer that stays unknown keeps
+the attempt open and the guard on: before anything else touches the hold (the next capture or cancel, the expiry
+sweep, or the background pass once the guard's lease lapses) `settle_open` asks again the same way, and the answer
+decides: captured or released moves the payment on, refused lifts the guard. Nothing is ever sent under a new key
+while an earlier capture or void may have gone through.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, NoReturn
 
 from adapters.base import Answer as Meaning
 from adapters.base import CancelRequest, CaptureRequest, Outcome, OutcomeKind, ProcessorAdapter
@@ -29,7 +33,7 @@ from router.model.states import CANCELABLE, PAUSABLE, Move, Status, transition
 from router.payments.calls import settle
 from router.payments.context import Context
 from router.payments.current import payment_record
-from router.payments.engine import LEASE_MARGIN
+from router.payments.engine import ASK_AGAIN, LEASE_MARGIN
 from router.payments.reads import Reads
 
 _CAS_RETRIES = 5
@@ -55,7 +59,7 @@ class Operations:
         (its settled attempt waits in `_settled`). Raises (the guard lifted) when the processor refuses, and
         leaves the guard to lapse when its answer stays unknown."""
         ctx = self.ctx
-        if self._busy(p):
+        if p.in_flight is not None:  # `settle_open` ran first: still open means still unknown, or in flight now
             raise conflict("A capture or cancel of this payment is in flight; try again shortly.", "payment_processing")
         table = ctx.live.current
         adapter = table.adapters.get(p.processor or "")
@@ -83,17 +87,20 @@ class Operations:
             processor_reference=p.processor_reference,
             attempt_number=p.attempts,
         )
-        lease = timedelta(milliseconds=2 * cfg.timeout_ms) + LEASE_MARGIN
+        # The guard is the payment's lease too, so the background pass finds it if this worker dies mid-call.
+        until = ctx.clock.now() + timedelta(milliseconds=2 * cfg.timeout_ms) + LEASE_MARGIN
         guarded = await ctx.store.save_payment(
-            p.model_copy(update={"in_flight": attempt.id, "in_flight_until": ctx.clock.now() + lease}),
+            p.model_copy(update={"in_flight": attempt.id, "in_flight_until": until}),
             p.version,
             attempts=[attempt],
+            lease_owner=ctx.owner,
+            lease_until=until,
         )
         breaker = ctx.engine.breakers.get(
             cfg_name := p.processor or "", cfg.breaker.fail_max, cfg.breaker.reset_timeout_s
         )
         if not await breaker.acquire():
-            await ctx.store.save_payment(guarded.model_copy(update={"in_flight": None}), guarded.version)
+            await ctx.store.save_payment(_unguarded(guarded), guarded.version)
             raise PayrouteError(
                 f"Processor '{cfg_name}' is unavailable (its breaker is open); try again later.",
                 type="api_error",
@@ -109,20 +116,9 @@ class Operations:
         await breaker.share()
         settled = settle(attempt, outcome, adapter.scrub)
         if outcome.answer is Meaning.UNKNOWN:
-            # Left for the guard to lapse: the attempt stays open, and no other capture or cancel runs meanwhile.
-            await ctx.store.save_payment(
-                guarded, guarded.version, attempts=[settled.model_copy(update={"state": "sent"})]
-            )
-            raise PayrouteError(
-                f"The processor's answer to this {kind} is unknown; it is being asked again. Retry shortly.",
-                type="api_error",
-                code="processor_unknown",
-                status=503,
-            )
+            await self._still_open(guarded, settled)
         if not outcome.approved:
-            await ctx.store.save_payment(
-                guarded.model_copy(update={"in_flight": None}), guarded.version, attempts=[settled]
-            )
+            await ctx.store.save_payment(_unguarded(guarded), guarded.version, attempts=[settled])
             what = "capture" if kind == "capture" else "release of the authorization"
             raise PayrouteError(
                 f"The processor refused the {what}: {outcome.raw_message or outcome.kind.value}",
@@ -131,7 +127,75 @@ class Operations:
                 status=502,
             )
         self._settled[p.id] = [settled]
-        return guarded.model_copy(update={"in_flight": None, "in_flight_until": None})
+        return _unguarded(guarded)
+
+    async def _still_open(self, guarded: Payment, attempt: AttemptRecord) -> NoReturn:
+        """Keep the attempt open and the guard on, asked about again after ASK_AGAIN; raise the retryable 503."""
+        later = self.ctx.clock.now() + ASK_AGAIN
+        log.warning(
+            "payment %s: %s's answer to %s %s is unknown", guarded.id, attempt.processor, attempt.kind, attempt.id
+        )
+        await self.ctx.store.save_payment(
+            guarded.model_copy(update={"in_flight_until": later}),
+            guarded.version,
+            attempts=[attempt.model_copy(update={"state": "sent"})],
+            lease_owner=self.ctx.owner,
+            lease_until=later,
+        )
+        raise PayrouteError(
+            f"The processor's answer to this {attempt.kind} is unknown; it is being asked again. Retry shortly.",
+            type="api_error",
+            code="processor_unknown",
+            status=503,
+        )
+
+    async def settle_open(self, p: Payment) -> Payment:
+        """Settle the capture or void left open on `p` (its answer was unknown, or its worker died), asking the only
+        way these calls can be asked: the same request under the same idempotency key, which the processor answers
+        with the first result. Approved moves the payment on (captured, or released and canceled); refused lifts the
+        guard. Returns the payment as stored after; raises the retryable 503 while the answer stays unknown."""
+        ctx = self.ctx
+        attempt = await ctx.store.get_attempt(p.in_flight) if p.in_flight else None
+        if attempt is None or attempt.state != "sent" or attempt.kind not in ("capture", "void"):
+            return p if p.in_flight is None else await ctx.store.save_payment(_unguarded(p), p.version)
+        table = ctx.live.current
+        adapter, cfg = table.adapters.get(attempt.processor), table.config.processors.get(attempt.processor)
+        if adapter is None or cfg is None:
+            raise PayrouteError(
+                f"Processor '{attempt.processor}', which holds an open {attempt.kind}, is not configured.",
+                type="api_error",
+                code="processor_unavailable",
+                status=503,
+            )
+        now = await ctx.now_for(p)
+        reference = attempt.processor_reference or p.processor_reference or ""
+        outcome = await _send(adapter, attempt.kind, attempt.id, p, reference, attempt.amount, now, cfg.timeout_ms)
+        settled = settle(attempt, outcome, adapter.scrub)
+        if outcome.answer is Meaning.UNKNOWN:
+            await self._still_open(p, settled)
+        if not outcome.approved:
+            return await ctx.store.save_payment(_unguarded(p), p.version, attempts=[settled])
+        record = await payment_record(ctx.store, p)
+        if attempt.kind == "capture":
+            new, move, record = _captured(_unguarded(p), attempt.amount, record)
+        else:
+            new, move, record = _released(_unguarded(p), record)
+        log.info("payment %s: the open %s %s settled as %s", p.id, attempt.kind, attempt.id, new.status)
+        return await ctx.store.save_payment(
+            new,
+            p.version,
+            record=record,
+            attempts=[settled],
+            events=[ev.event_for(ctx.ids, move.event, new, now, before=p)],
+        )
+
+    async def _open_settled(self, payment_id: str, livemode: bool, account: str) -> Payment | None:
+        """Before a capture or cancel: settle a capture or void left open on the payment whose guard has lapsed (one
+        still within its guard is in flight: the change itself is refused as busy)."""
+        p = await self.reads.load(payment_id, livemode, account)
+        if p.in_flight is None or self._busy(p):
+            return None
+        return await self.settle_open(p)
 
     async def _change(
         self, payment_id: str, livemode: bool, apply: Change, account: str, request: RequestReason | None
@@ -188,10 +252,11 @@ class Operations:
             record = await payment_record(self.ctx.store, p)
             if status is Status.REQUIRES_CAPTURE:
                 p = await self._at_processor(p, "void", p.amount, now)
-            record = record.model_copy(update={"amount_canceled": p.amount - p.amount_captured})
-            move = transition(status, Status.CANCELED)
-            return p.model_copy(update={"status": move.status, "next_attempt_at": None}), move, record
+            return _released(p, record)
 
+        opened = await self._open_settled(payment_id, livemode, account)
+        if opened is not None and opened.status == Status.CANCELED:
+            return render_payment(opened)  # an earlier cancel's release went through: that is this cancel's answer
         return await self._change(payment_id, livemode, apply, account, request)
 
     async def pause(
@@ -255,11 +320,11 @@ class Operations:
             if p.capture_before is not None and now >= p.capture_before:
                 raise conflict("The authorization has expired and can no longer be captured.", "authorization_expired")
             p = await self._at_processor(p, "capture", amount, now)
-            record = await payment_record(self.ctx.store, p)
-            record = record.model_copy(update={"amount_captured": amount, "amount_canceled": p.amount - amount})
-            move = transition(Status.REQUIRES_CAPTURE, Status.SUCCEEDED)
-            return p.model_copy(update={"status": move.status, "amount_captured": amount}), move, record
+            return _captured(p, amount, await payment_record(self.ctx.store, p))
 
+        opened = await self._open_settled(payment_id, livemode, account)
+        if opened is not None and opened.status == Status.SUCCEEDED:
+            return render_payment(opened)  # an earlier capture went through: that is this capture's answer
         return await self._change(payment_id, livemode, apply, account, request)
 
     async def expire_authorization(self, payment: Payment) -> Payment | None:
@@ -270,6 +335,13 @@ class Operations:
             return None
         if self._busy(payment):
             return None  # a capture or cancel is in flight: its answer decides
+        if payment.in_flight is not None:
+            try:
+                payment = await self.settle_open(payment)  # an open capture may have taken the money: ask first
+            except (PayrouteError, ConcurrentUpdate):
+                return None  # still unknown, or taken by another worker: asked again at the next sweep
+            if payment.status != Status.REQUIRES_CAPTURE:
+                return payment
         move = transition(Status.REQUIRES_CAPTURE, Status.FAILED, "authorization_expired")
         new = payment.model_copy(update={"status": move.status, "failure_reason": "authorization_expired"})
         record = await ctx.store.get_payment_record(payment.payment_record)
@@ -282,6 +354,24 @@ class Operations:
             )
         except ConcurrentUpdate:
             return None
+
+
+def _unguarded(p: Payment) -> Payment:
+    return p.model_copy(update={"in_flight": None, "in_flight_until": None})
+
+
+def _captured(p: Payment, amount: int, record: PaymentRecordState) -> tuple[Payment, Move, PaymentRecordState]:
+    """A held authorization captured for `amount`: succeeded, the rest of the hold released."""
+    move = transition(Status.REQUIRES_CAPTURE, Status.SUCCEEDED)
+    record = record.model_copy(update={"amount_captured": amount, "amount_canceled": p.amount - amount})
+    return p.model_copy(update={"status": move.status, "amount_captured": amount}), move, record
+
+
+def _released(p: Payment, record: PaymentRecordState) -> tuple[Payment, Move, PaymentRecordState]:
+    """Canceled: whatever was not captured is released."""
+    move = transition(Status(p.status), Status.CANCELED)
+    record = record.model_copy(update={"amount_canceled": p.amount - p.amount_captured})
+    return p.model_copy(update={"status": move.status, "next_attempt_at": None}), move, record
 
 
 async def _send(

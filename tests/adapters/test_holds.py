@@ -91,3 +91,63 @@ async def test_an_expired_hold_cannot_be_captured_and_nothing_reaches_the_proces
     await stripe.stop()
     assert (final["status"], final["failure_reason"]) == ("failed", "authorization_expired")
     assert not [r for r in stripe.requests if r.path.endswith("/capture")]
+
+
+async def _captured_unknown(open_money: Opener) -> tuple[FakeStripe, Router, OffSessionPayment]:
+    """A capture Stripe carried out but whose answer (and the same-key resend's) came back as a 502."""
+    stripe, router, payment = await _held(open_money)
+    stripe.lose_answers = 2
+    with pytest.raises(PayrouteError) as unknown:
+        await router.capture_payment(payment["id"])
+    assert (unknown.value.status, unknown.value.code) == (503, "processor_unknown")
+    [pi] = stripe.intents.values()
+    assert pi["status"] == "succeeded", "Stripe captured it"
+    return stripe, router, payment
+
+
+def _capture_keys(stripe: FakeStripe) -> set[str | None]:
+    return {r.headers.get("Idempotency-Key") for r in stripe.requests if r.path.endswith("/capture")}
+
+
+async def test_a_capture_whose_answer_stays_unknown_is_settled_by_asking_and_never_sent_under_a_new_key(
+    open_money: Opener, clock: ManualClock
+) -> None:
+    stripe, router, payment = await _captured_unknown(open_money)
+    assert (await router.get_payment(payment["id"]))["status"] == "requires_capture", "not yet known"
+    with pytest.raises(PayrouteError) as busy:
+        await router.cancel_payment(payment["id"])  # the open capture's guard holds: no void races it
+    assert busy.value.status == 409
+    clock.advance(timedelta(minutes=2))  # the guard lapses: the background pass asks again
+    await router.run_due()
+    final = await router.get_payment(payment["id"])
+    attempts = await router.attempts_for(payment["id"])
+    await stripe.stop()
+    assert final["status"] == "succeeded"
+    assert [(a.kind, a.state, a.outcome) for a in attempts] == [
+        ("authorization", "settled", "approved"),
+        ("capture", "settled", "approved"),
+    ]
+    assert _capture_keys(stripe) == {attempts[1].id}, "every capture request under the one attempt's key"
+    assert not [r for r in stripe.requests if r.path.endswith("/cancel")], "no void ever reached Stripe"
+    record = await router.get_payment_record(final["payment_record"])
+    assert record.amount_authorized.value == record.amount_requested.value
+
+
+async def test_an_open_capture_is_asked_about_before_the_hold_expires_and_before_a_cancel(
+    open_money: Opener, clock: ManualClock
+) -> None:
+    stripe, router, payment = await _captured_unknown(open_money)
+    held = await router.attempts_for(payment["id"])
+    assert held[0].capture_before is not None
+    clock.advance(held[0].capture_before - clock.now() + timedelta(seconds=1))  # past the hold and the guard
+    await router.run_due()
+    final = await router.get_payment(payment["id"])
+    assert (final["status"], final["failure_reason"]) == ("succeeded", None), "captured, not expired"
+
+    again, router2, other = await _captured_unknown(open_money)
+    clock.advance(timedelta(minutes=2))
+    retried = await router2.capture_payment(other["id"])  # a retried capture finds the first went through
+    await stripe.stop()
+    await again.stop()
+    assert retried["status"] == "succeeded"
+    assert len(_capture_keys(again)) == 1

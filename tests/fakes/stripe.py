@@ -23,7 +23,7 @@ from stripe.params._payment_intent_cancel_params import PaymentIntentCancelParam
 from stripe.params._payment_intent_capture_params import PaymentIntentCaptureParams
 from stripe.params._payment_intent_create_params import PaymentIntentCreateParams
 
-from tests.fakes.base import Behaviour, FakeProcessor, json_response
+from tests.fakes.base import Behaviour, FakeProcessor, _LostAnswer, json_response
 from tests.fakes.specs import SPECS
 
 FIXTURES = SPECS / "stripe" / "fixtures3.private_preview.json"
@@ -73,6 +73,8 @@ class FakeStripe(FakeProcessor):
         # When set, captures and cancels wait for it (after arriving, `held` is set): a call in flight a test can race.
         self.gate: asyncio.Event | None = None
         self.held = asyncio.Event()
+        # How many capture or cancel answers to lose (a 502 after the work is done, first answer or replay alike).
+        self.lose_answers = 0
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -287,7 +289,7 @@ class FakeStripe(FakeProcessor):
         key = request.headers.get("Idempotency-Key")
         replayed = self.replay(key, body)
         if isinstance(replayed, web.Response):
-            return replayed
+            return self._answer(replayed)
         fields = parse_form(body)
         if problem := self._check(fields, allowed, set()):
             return self._error(400, "invalid_request_error", "parameter_unknown", problem)
@@ -308,7 +310,13 @@ class FakeStripe(FakeProcessor):
         pi["status"] = target
         if target == "succeeded":
             pi["amount_received"] = int(fields.get("amount_to_capture", pi["amount"]))
-        return self.remember(key, body, json_response(pi))
+        return self._answer(self.remember(key, body, json_response(pi)))
+
+    def _answer(self, response: web.Response) -> web.Response:
+        if self.lose_answers > 0:
+            self.lose_answers -= 1
+            raise _LostAnswer("502")
+        return response
 
     async def refund(self, request: web.Request) -> web.Response:
         """`POST /v1/refunds` with `payment_intent`: the whole amount back, once per intent."""

@@ -190,6 +190,10 @@ class Store(WebhookDeliveries):
         """Payments left in processing whose lease has expired: a worker died mid-attempt."""
         return _payments(await self._fetch(s.LIST_STUCK, {"now_us": to_us(now), "limit": limit}))
 
+    async def list_open_holds(self, now: datetime, limit: int) -> list[Payment]:
+        """requires_capture payments whose capture or void guard (written as the payment's lease) has lapsed."""
+        return _payments(await self._fetch(s.LIST_OPEN_HOLDS, {"now_us": to_us(now), "limit": limit}))
+
     async def list_expiring(self, now: datetime, limit: int) -> list[Payment]:
         """requires_capture payments (not on a test clock) whose capture_before has passed."""
         return _payments(await self._fetch(s.LIST_EXPIRING, {"now_us": to_us(now), "limit": limit}))

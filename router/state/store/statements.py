@@ -74,6 +74,11 @@ LIST_STUCK = Q(
     "SELECT data FROM payments WHERE status = 'processing' AND (lease_until_us IS NULL OR lease_until_us < :now_us)"
     " ORDER BY created_us LIMIT :limit"
 )
+# A held authorization whose capture or void is open (its answer unknown, or its worker gone) once the guard lapses.
+LIST_OPEN_HOLDS = Q(
+    "SELECT data FROM payments WHERE status = 'requires_capture' AND lease_until_us < :now_us"
+    " ORDER BY lease_until_us LIMIT :limit"
+)
 LIST_EXPIRING = Q(
     "SELECT data FROM payments WHERE status = 'requires_capture' AND capture_before_us <= :now_us"
     " AND test_clock IS NULL ORDER BY capture_before_us LIMIT :limit"
