@@ -22,6 +22,7 @@ from adapters.base import (
     Cadence,
     CardCredentials,
     CardInfo,
+    LookupAnswer,
     LookupRequest,
     Outcome,
     OutcomeKind,
@@ -130,12 +131,16 @@ async def ask(
     """
     reference = unknown.processor_reference or attempt.processor_reference
     asked = LookupRequest(attempt.id, attempt.payment_id, reference, sent_at=attempt.created, asked_at=now)
-    try:
-        async with asyncio.timeout(cand.config.timeout_ms / 1000):
-            found = await cand.adapter.lookup(asked)
-    except Exception:
-        log.warning("asking %s about %s failed; the answer stays unknown", cand.name, attempt.id, exc_info=True)
-        return unknown
+    attributes = tracing.call_attributes(cand.name, cand.config.adapter, attempt.id, attempt.payment_id)
+    with tracing.span("payroute.processor.lookup", kind="client", attributes=attributes) as span:
+        try:
+            async with asyncio.timeout(cand.config.timeout_ms / 1000):
+                found = await cand.adapter.lookup(asked)
+        except Exception:
+            log.warning("asking %s about %s failed; the answer stays unknown", cand.name, attempt.id, exc_info=True)
+            tracing.mark_error(span, "lookup failed")
+            return unknown
+        tracing.set_attributes(span, {"payroute.lookup.found": _found(found)})
     if found is None:
         return replace(
             unknown,
@@ -152,6 +157,15 @@ async def ask(
         log.info("attempt %s at %s was unknown; asked, the processor says %s", attempt.id, cand.name, found.kind)
         return found
     return unknown
+
+
+def _found(found: Outcome | LookupAnswer | None) -> str:
+    """What a lookup said, for its span: an outcome's kind, that it never saw the attempt, or `unknown`/`not_yet`."""
+    if found is None:
+        return "never_seen"
+    if isinstance(found, Outcome):
+        return found.kind.value
+    return found.value
 
 
 # Labelled metric children per (processor, outcome kind): `labels()` hashes and locks on every call, a few

@@ -23,6 +23,7 @@ from typing import Literal, NoReturn
 
 from adapters.base import Answer as Meaning
 from adapters.base import CancelRequest, CaptureRequest, Outcome, OutcomeKind, ProcessorAdapter
+from router import tracing
 from router.errors import ConcurrentUpdate, PayrouteError, conflict, invalid
 from router.model import events as ev
 from router.model.events import RequestReason
@@ -108,10 +109,10 @@ class Operations:
                 status=503,
             )
         reference = p.processor_reference
-        outcome = await _send(adapter, kind, attempt.id, p, reference, amount, now, cfg.timeout_ms)
+        outcome = await _send(adapter, cfg.adapter, kind, attempt.id, p, reference, amount, now, cfg.timeout_ms)
         if outcome.answer is Meaning.UNKNOWN:
             # Asked again the only way these calls can be: the same request under the same idempotency key.
-            outcome = await _send(adapter, kind, attempt.id, p, reference, amount, now, cfg.timeout_ms)
+            outcome = await _send(adapter, cfg.adapter, kind, attempt.id, p, reference, amount, now, cfg.timeout_ms)
         breaker.record(outcome.kind)
         await breaker.share()
         settled = settle(attempt, outcome, adapter.scrub)
@@ -169,7 +170,9 @@ class Operations:
             )
         now = await ctx.now_for(p)
         reference = attempt.processor_reference or p.processor_reference or ""
-        outcome = await _send(adapter, attempt.kind, attempt.id, p, reference, attempt.amount, now, cfg.timeout_ms)
+        outcome = await _send(
+            adapter, cfg.adapter, attempt.kind, attempt.id, p, reference, attempt.amount, now, cfg.timeout_ms
+        )
         settled = settle(attempt, outcome, adapter.scrub)
         if outcome.answer is Meaning.UNKNOWN:
             await self._still_open(p, settled)
@@ -376,6 +379,7 @@ def _released(p: Payment, record: PaymentRecordState) -> tuple[Payment, Move, Pa
 
 async def _send(
     adapter: ProcessorAdapter,
+    adapter_kind: str,
     kind: str,
     key: str,
     p: Payment,
@@ -385,6 +389,25 @@ async def _send(
     timeout_ms: int,
 ) -> Outcome:
     """One capture or void call, under its attempt's id as the idempotency key; a timeout or a raise is unknown."""
+    attributes = tracing.call_attributes(adapter.name, adapter_kind, key, p.id)
+    with tracing.span(f"payroute.processor.{kind}", kind="client", attributes=attributes) as span:
+        outcome = await _call(adapter, kind, key, p, reference, amount, now, timeout_ms)
+        tracing.set_attributes(span, {"payroute.outcome.kind": outcome.kind.value})
+        if outcome.answer is not Meaning.APPROVED:
+            tracing.mark_error(span, outcome.kind.value)
+        return outcome
+
+
+async def _call(
+    adapter: ProcessorAdapter,
+    kind: str,
+    key: str,
+    p: Payment,
+    reference: str,
+    amount: int,
+    now: datetime,
+    timeout_ms: int,
+) -> Outcome:
     try:
         async with asyncio.timeout(timeout_ms / 1000):
             if kind == "capture":

@@ -155,6 +155,39 @@ async def test_a_decline_carries_its_code_and_a_retry_run_and_a_webhook_get_span
     assert_no_secret(spans.get_finished_spans())
 
 
+async def test_a_lookup_a_capture_and_a_void_each_get_a_client_span_of_their_own(
+    ops: Ops, spans: InMemorySpanExporter
+) -> None:
+    ops.stripe.behave("approve", then="502")  # Stripe charges, the answer is lost: the engine asks it
+    path = "/v2/payments/off_session_payments"
+    manual = {**CREATE, "capture": {"capture_method": "manual"}}
+    resp = await ops.client.post(path, json=manual, headers={**ops.auth(), "Idempotency-Key": "trace-held"})
+    held = await resp.json()
+    assert held["status"] == "requires_capture", held
+    ops.stripe.behave("approve")
+    resp = await ops.client.post(f"{path}/{held['id']}/capture", json={}, headers=ops.auth())
+    assert (await resp.json())["status"] == "succeeded"
+    resp = await ops.client.post(path, json=manual, headers={**ops.auth(), "Idempotency-Key": "trace-void"})
+    voided = await resp.json()
+    resp = await ops.client.post(f"{path}/{voided['id']}/cancel", json={}, headers=ops.auth())
+    assert (await resp.json())["status"] == "canceled"
+
+    finished = spans.get_finished_spans()
+    [lookup] = by_name(finished, "payroute.processor.lookup")
+    [capture] = by_name(finished, "payroute.processor.capture")
+    [void] = by_name(finished, "payroute.processor.void")
+    for span, payment_id in ((lookup, held["id"]), (capture, held["id"]), (void, voided["id"])):
+        assert span.kind is SpanKind.CLIENT
+        assert span.attributes is not None
+        assert span.attributes["payroute.payment.id"] == payment_id
+        assert span.attributes["payroute.processor"] == "stripe_us"
+        assert str(span.attributes["payroute.attempt.id"]).startswith("par_")
+        assert span.parent is not None, "inside the request that made the call"
+    assert lookup.attributes is not None and lookup.attributes["payroute.lookup.found"] == "approved"
+    assert capture.attributes is not None and capture.attributes["payroute.outcome.kind"] == "approved"
+    assert_no_secret(finished)
+
+
 async def test_with_tracing_off_nothing_is_recorded_and_requests_still_work(ops: Ops) -> None:
     assert not tracing.enabled()
     assert tracing.span("x").__enter__() is None
