@@ -50,6 +50,9 @@ class Created:
 
     payment: OffSessionPayment | None
     stored: bytes | None = None
+    # The payment as it stands while its processor's answer is unknown (in processing): the answer to this request
+    # and to resends, never stored for the key, whose answer is the payment once it has settled.
+    provisional: bool = False
 
     def object(self) -> OffSessionPayment:
         if self.payment is not None:
@@ -86,7 +89,7 @@ class Creator:
             existing = await self.ctx.store.get_payment(self.ctx.ids.payment_for(keyed.livemode, keyed.material))
             if existing is None or existing.account != account or not _same_request(existing, p, livemode):
                 raise
-            return Created(await self._answer_resend(existing, bool(p.include)))
+            return await self._answer_resend(existing, bool(p.include))
 
     async def reply(
         self,
@@ -100,7 +103,7 @@ class Creator:
         created = await self.create(params, livemode, keyed, account, request)
         if created.stored is not None:
             return Reply(200, created.stored, stored=True)
-        return Reply(200, created.object().to_json())
+        return Reply(200, created.object().to_json(), provisional=created.provisional)
 
     async def _create_parsed(
         self,
@@ -206,16 +209,16 @@ class Creator:
                 if attempted.response is not None:
                     # Committed with the payment: that response is the answer, rendered once.
                     return Created(None, attempted.response)
-                if answer is not None and payment.status == Status.PROCESSING:
-                    # The processor's answer is still unknown (it is being asked): no answer to store for the key
-                    # yet. A resend with the same key is answered once the payment has settled.
-                    raise StillProcessing()
+                if payment.status == Status.PROCESSING:
+                    # The processor's answer is still unknown (it is being asked): the payment as it stands is the
+                    # answer, and nothing is stored for the key until it settles.
+                    return Created(await self.reads.render(payment, include_details=include), provisional=True)
             else:
                 await ctx.store.create_payment(payment, record, created, reserve=reservation)
         except ConcurrentUpdate:
             # Another worker took the payment over mid-attempt (this one's lease ran out): show it as it is now,
             # once it has settled.
-            return Created(await self._answer_resend(await self.reads.load(payment_id, livemode, account), include))
+            return await self._answer_resend(await self.reads.load(payment_id, livemode, account), include)
         except KeyTaken:
             raise  # the key's holder answers this request (router.payments.idempotency)
         except Exception as exc:
@@ -237,18 +240,18 @@ class Creator:
                     code="idempotency_key_in_use",
                     status=409,
                 ) from None
-            return Created(await self._answer_resend(raced, include))
+            return await self._answer_resend(raced, include)
         return Created(await self.reads.render(payment, include_details=include))
 
-    async def _answer_resend(self, payment: Payment, include_details: bool) -> OffSessionPayment:
-        """A resend's answer is the payment once settled; while it is still in processing (its first try's
-        request in flight, or a crash that reconciliation has yet to settle), a retryable refusal."""
+    async def _answer_resend(self, payment: Payment, include_details: bool) -> Created:
+        """A resend's answer is the payment: stored for the key once settled; while it is still in processing (its
+        first try's request in flight, its processor's answer unknown, or a crash reconciliation has yet to settle),
+        as it stands, provisionally."""
         if payment.status == Status.PROCESSING:
-            raise StillProcessing()
+            return Created(await self.reads.render(payment, include_details), provisional=True)
         rendered = await self._carry_on(payment, include_details)
-        if rendered.status == Status.PROCESSING.value:  # its attempt was taken by another worker, still running
-            raise StillProcessing()
-        return rendered
+        # Still processing: its attempt was taken by another worker and is running.
+        return Created(rendered, provisional=rendered.status == Status.PROCESSING.value)
 
     async def _carry_on(self, payment: Payment, include_details: bool) -> OffSessionPayment:
         """A create retried after its first try died: finish what that try started, never start it twice."""

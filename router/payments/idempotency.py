@@ -85,6 +85,9 @@ class Reply:
     body: bytes
     replayed: bool = False  # an earlier request's answer, not a new run
     stored: bool = False  # the work stored this answer for its key in its own commit
+    # The payment as it stands while its processor's answer is unknown: answered, the key left reserved, so a
+    # resend gets the payment as it then stands and, once it has settled, its settled answer stored for the key.
+    provisional: bool = False
 
     def parse(self, kind: type[T]) -> T:
         """The answer as the object it holds; an error answer is raised as the error it records."""
@@ -202,6 +205,8 @@ class Idempotency:
         except BaseException:
             await store.release_idempotency(scope, key, own)
             raise
+        if reply.provisional:
+            return reply
         if not reply.stored:
             if deferred:
                 # Answered without the final write that stores the answer (refused before its first write, or a
@@ -238,7 +243,7 @@ class Idempotency:
                 return None
             payment = attempted
         if payment.status == Status.PROCESSING:
-            return None
+            return Reply(200, payment_json(payment), replayed=True, provisional=True)
         out = payment_json(payment)
         await ctx.store.complete_idempotency(entry.scope, entry.key, 200, out)
         return Reply(200, out, replayed=True)

@@ -123,8 +123,11 @@ async def test_adyen_received_stays_open_and_settles_when_its_webhook_arrives(
         config({"first": ("adyen", first.url), "second": ("stripe", second.url)}),
         held_at({"first": "adyen", "second": "stripe"}),
     )
-    payment = await router.create_payment(PAYMENT)
+    # Under an Idempotency-Key the create is answered with the payment as it stands (not a 409), and so is a
+    # resend; nothing is stored for the key until the payment settles.
+    payment = await router.create_payment(PAYMENT, idempotency_key="received-1")
     assert payment["status"] == "processing"
+    assert (await router.create_payment(PAYMENT, idempotency_key="received-1"))["id"] == payment["id"]
     clock.advance(timedelta(minutes=2))
     await router.reconcile_stuck()  # asked again: Adyen still says Received; nothing else is tried
     assert (await router.get_payment(payment["id"]))["status"] == "processing"
@@ -139,6 +142,9 @@ async def test_adyen_received_stays_open_and_settles_when_its_webhook_arrives(
     assert settled["status"] == "succeeded"
     assert (attempt.outcome, attempt.network_transaction_id) == ("approved", "MCC0W3X2C0715")
     assert first.authorizations == 1 and creates(second) == []
+    answer = await router.create_payment(PAYMENT, idempotency_key="received-1")
+    assert (answer["id"], answer["status"]) == (payment["id"], "succeeded"), "the key's answer: the settled payment"
+    assert await router.create_payment(PAYMENT, idempotency_key="received-1") == answer
 
 
 @pytest.mark.parametrize("strategy", ["priority", "weighted", "success_rate", "least_cost"])
