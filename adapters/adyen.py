@@ -14,8 +14,9 @@ The network transaction id of the first payment goes as `additionalData.networkT
 
 Idempotency: the attempt id is the `Idempotency-Key` header (captures and cancels carry their own ids).
 Lookup: the Checkout API cannot find a payment by our key. Adyen tells what became of a payment by webhook
-(AUTHORISATION, with our attempt id as merchantReference): `accept_notification` takes them in, and `lookup`
-answers from them. Without one it answers `UNKNOWN`, which is safe: Adyen keeps idempotency keys for at least
+(AUTHORISATION, with our attempt id as merchantReference): `accept_notification` reads them, the router keeps them in
+its store (every replica and every reload sees them) and hands one back on `LookupRequest.notice`. Without one
+lookup answers `UNKNOWN`, which is safe: Adyen keeps idempotency keys for at least
 31 days and answers a resend of the same key with the first result, so the engine completes an interrupted attempt
 by resending it under the same id, never charging twice. A payment answered `Received` or `Pending` settles
 when its webhook arrives.
@@ -50,6 +51,7 @@ from adapters.base import (
     LookupAnswer,
     LookupRequest,
     MetadataLimits,
+    Notice,
     Outcome,
     OutcomeKind,
     build_options,
@@ -427,7 +429,6 @@ class AdyenAdapter:
             pool_size=self.options.pool_size,
         )
         # What Adyen's webhooks told us, by merchantReference (our attempt id): how Received/Pending ended.
-        self._notified: dict[str, Outcome] = {}
 
     async def authorize(self, req: AuthorizationRequest) -> Outcome:
         creds = credentials_for(req, AdyenCredentials)
@@ -459,25 +460,27 @@ class AdyenAdapter:
         return settle(exchange, from_modification, HTTP_ANSWERS)
 
     async def lookup(self, req: LookupRequest) -> Outcome | LookupAnswer | None:
-        # The Checkout API has no search by reference or key: a webhook may have told us; if not, a resend under
-        # the same key is deduplicated.
-        return self._notified.get(req.attempt_id, UNKNOWN)
+        # The Checkout API has no search by reference or key: a webhook may have told us (the router keeps what
+        # `accept_notification` read and hands it back); if not, a resend under the same key is deduplicated.
+        if req.notice is None:
+            return UNKNOWN
+        return NotificationItem.model_validate(req.notice).outcome()
 
-    def accept_notification(self, body: Mapping[str, Any]) -> list[str]:
-        """Take in one of Adyen's standard webhooks; return the merchantReferences (attempt ids) it settled.
+    def accept_notification(self, body: Mapping[str, Any]) -> list[Notice]:
+        """Read one of Adyen's standard webhooks: each AUTHORISATION of this merchant account, as a notice for the
+        attempt it answers (our attempt id is its merchantReference), for the router to keep.
 
         Raises ValueError for a body that is not a notification or whose HMAC signature does not check out (with
         `hmac_key` configured): an unsigned claim that a payment was authorised must not move money records.
         """
-        settled: list[str] = []
+        settled: list[Notice] = []
         for wrapper in Notification.model_validate(body).notification_items:
             item = wrapper.item
             if self.options.hmac_key is not None and not item.signed_with(self.options.hmac_key.get_secret_value()):
                 raise ValueError(f"{self.name}: notification for {item.merchant_reference} has a bad signature")
             if item.event_code != "AUTHORISATION" or item.merchant_account_code != self.options.merchant_account:
                 continue
-            self._notified[item.merchant_reference] = item.outcome()
-            settled.append(item.merchant_reference)
+            settled.append(Notice(item.merchant_reference, item.model_dump(by_alias=True, mode="json")))
         return settled
 
     def scrub(self, transcript: str) -> str:

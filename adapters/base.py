@@ -242,6 +242,18 @@ class LookupRequest:
     # can say "never saw it" only once the lag has passed.
     sent_at: datetime | None = None
     asked_at: datetime | None = None
+    # What the processor told us of this attempt by its own webhook, as `accept_notification` handed it over and the
+    # router kept it (shared by every replica, kept across reloads), or None.
+    notice: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One attempt's answer in a processor's webhook, as the adapter read it (signature checked): the router keeps
+    `body` and hands it back on `LookupRequest.notice` when it asks about `attempt_id`."""
+
+    attempt_id: str
+    body: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from adapters.base import OutcomeKind
+from adapters.base import Notice, OutcomeKind
 from router import tracing
 from router.errors import ConcurrentUpdate, PayrouteError, invalid
 from router.model.records import SettledAttempt
@@ -91,11 +91,15 @@ class Background:
         if accept is None:
             raise invalid(f"Processor '{processor}' takes no notifications.", "processor")
         try:
-            attempt_ids: list[str] = accept(body)
+            notices: list[Notice] = accept(body)
         except ValueError as exc:
             raise invalid(f"Refused notification: {exc}", "body") from None
+        # Kept before anything acts on them: a payment settled later, by another replica or after a reload, is
+        # answered from the store, never from one adapter's memory.
+        for notice in notices:
+            await ctx.store.save_notice(processor, notice.attempt_id, notice.body, ctx.clock.now())
         settled = 0
-        for attempt_id in attempt_ids:
+        for attempt_id in (n.attempt_id for n in notices):
             attempt = await ctx.store.get_attempt(attempt_id)
             payment = await ctx.store.get_payment(attempt.payment_id) if attempt is not None else None
             if payment is None or payment.status != Status.PROCESSING or attempt is None or attempt.state != "sent":

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -121,16 +122,18 @@ async def ask(
     now: datetime,
     unknown: Outcome,
     resend: AuthorizationRequest | None,
+    notice: Mapping[str, Any] | None = None,
 ) -> Outcome:
     """Ask the processor whose answer is unknown what became of the attempt, before anything else is tried.
 
     An answer found is the outcome. "Never saw it" is a refusal: nothing was charged, so failing over is safe.
     A processor that cannot be asked by our key but deduplicates a resend under it (`UNKNOWN`) is sent `resend`,
     the same request byte for byte, when we still hold the card's credentials for it. Anything else (`NOT_YET`,
-    no lookup answer, nothing to resend) leaves the outcome unknown.
+    no lookup answer, nothing to resend) leaves the outcome unknown. `notice`: what the processor told us of the
+    attempt by webhook, kept in the store, for a processor that cannot be searched.
     """
     reference = unknown.processor_reference or attempt.processor_reference
-    asked = LookupRequest(attempt.id, attempt.payment_id, reference, sent_at=attempt.created, asked_at=now)
+    asked = LookupRequest(attempt.id, attempt.payment_id, reference, attempt.created, now, notice)
     attributes = tracing.call_attributes(cand.name, cand.config.adapter, attempt.id, attempt.payment_id)
     with tracing.span("payroute.processor.lookup", kind="client", attributes=attributes) as span:
         try:

@@ -232,7 +232,8 @@ class Engine:
             # Routing learns from what the call looked like (a slow processor is a bad one) before the lookup.
             await self._learn(run.plan, cand, outcome)
             if outcome.answer is Meaning.UNKNOWN:
-                outcome = await calls.ask(cand, attempt, run.now, outcome, resend=req)
+                notice = await self.store.get_notice(attempt.id)
+                outcome = await calls.ask(cand, attempt, run.now, outcome, resend=req, notice=notice)
             calls.observe(cand.name, outcome)
             attempt = calls.settle(attempt, outcome, cand.adapter.scrub)
             if outcome.answer is Meaning.UNKNOWN:

@@ -44,7 +44,8 @@ async def resolve(ctx: Context, attempt: AttemptRecord) -> AttemptRecord:
     now = ctx.clock.now()
     try:
         async with asyncio.timeout(LOOKUP_TIMEOUT.total_seconds()):
-            found = await adapter.lookup(LookupRequest(attempt.id, attempt.payment_id, None))
+            notice = await ctx.store.get_notice(attempt.id)
+            found = await adapter.lookup(LookupRequest(attempt.id, attempt.payment_id, None, notice=notice))
     except Exception:
         log.warning("lookup of %s at %s failed; will ask again", attempt.id, attempt.processor, exc_info=True)
         return attempt

@@ -49,7 +49,7 @@ async def reconcile(engine: Engine, payment: Payment) -> Payment:
     unknown = Outcome(kind, raw_code=last.raw_code, raw_message=last.raw_message, ambiguous=True)
     # The same request again, for a processor that dedupes a resend; none once the card's credentials are gone.
     resend = None if creds is None else calls.build_request(last, payment, now, creds, method.network_transaction_id)
-    found = await calls.ask(cand, last, now, unknown, resend)
+    found = await calls.ask(cand, last, now, unknown, resend, await engine.store.get_notice(last.id))
     if found.answer is Meaning.UNKNOWN:
         log.warning("payment %s: %s still cannot say what became of %s", payment.id, last.processor, last.id)
         return await engine.store.save_payment(

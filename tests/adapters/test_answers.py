@@ -4,6 +4,7 @@ processing (fail over at once) or unknown (ask the same processor first), and ho
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -166,8 +167,10 @@ async def test_adyen_received_is_unknown_and_its_webhook_settles_it() -> None:
     }
     with pytest.raises(ValueError, match="signature"):
         adyen.accept_notification(forged)
-    assert adyen.accept_notification(notification) == ["par_test_0001"]
-    settled = await adyen.lookup(_ask())
+    [notice] = adyen.accept_notification(notification)
+    assert notice.attempt_id == "par_test_0001"
+    assert await adyen.lookup(_ask()) is UNKNOWN, "the adapter keeps nothing: the router keeps the notice"
+    settled = await adyen.lookup(replace(_ask(), notice=notice.body))
     assert isinstance(settled, Outcome) and settled.answer is Answer.APPROVED
     assert settled.processor_reference == received.processor_reference
     assert settled.network_transaction_id == "MCC0W3X2C0715"

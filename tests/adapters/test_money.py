@@ -134,7 +134,14 @@ async def test_adyen_received_stays_open_and_settles_when_its_webhook_arrives(
     [attempt] = await router.attempts_for(payment["id"])
     assert attempt.processor_reference is not None
     notification = await first.settle(attempt.processor_reference)
-    assert await router.processor_notification("first", notification) == 1
+    # The webhook reaches another replica (its own adapters, never told of this payment): the notice is kept in the
+    # shared store and the payment settles from it.
+    replica = await open_money(
+        config({"first": ("adyen", first.url), "second": ("stripe", second.url)}),
+        held_at({"first": "adyen", "second": "stripe"}),
+    )
+    assert await replica.processor_notification("first", notification) == 1
+    assert (await router.store.get_notice(attempt.id)) is not None, "kept for every replica"
     settled = await router.get_payment(payment["id"])
     [attempt] = await router.attempts_for(payment["id"])
     await first.stop()

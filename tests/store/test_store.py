@@ -905,3 +905,15 @@ async def test_payment_methods_insert_once_save_read_back_and_list_newest_first_
     assert [p.id for p in after] == ["pm_store0"]
     assert [p.id for p in await store.list_payment_methods(False, None, 10)] == [f"pm_store{i}" for i in (3, 2, 1, 0)]
     assert await store.list_payment_methods(True, None, 10) == []
+
+
+async def test_a_processors_notice_is_kept_per_attempt_and_a_later_one_replaces_it(store: Store) -> None:
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    assert await store.get_notice("par_notice_1") is None
+    first = {"merchantReference": "par_notice_1", "success": "false", "additionalData": {"k": "v"}}
+    await store.save_notice("adyen_eu", "par_notice_1", first, now)
+    assert await store.get_notice("par_notice_1") == first
+    later = {**first, "success": "true"}
+    await store.save_notice("adyen_eu", "par_notice_1", later, now + timedelta(seconds=1))
+    assert await store.get_notice("par_notice_1") == later
+    assert await store.get_notice("par_notice_2") is None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -385,6 +385,22 @@ class Store(WebhookDeliveries):
     async def get_test_clock(self, clock_id: str) -> TestClock | None:
         row = await self._one(s.GET_TEST_CLOCK, {"id": clock_id})
         return TestClock.model_validate_json(row[0]) if row else None
+
+    # -- processor notices -----------------------------------------------------------------------------------
+    async def save_notice(self, processor: str, attempt_id: str, body: Mapping[str, Any], now: datetime) -> None:
+        """Keep what `processor` told us of `attempt_id` by webhook, as it came (a later one replaces it)."""
+        data = json.dumps(dict(body), sort_keys=True)
+        params = {"attempt_id": attempt_id, "processor": processor, "created_us": to_us(now), "data": data}
+        await self._run([Step(s.SAVE_NOTICE, params)])
+
+    async def get_notice(self, attempt_id: str) -> dict[str, Any] | None:
+        """What a processor told us of `attempt_id` by webhook, if anything."""
+        row = await self._one(s.GET_NOTICE, {"attempt_id": attempt_id})
+        if row is None:
+            return None
+        value = row[0]
+        found: dict[str, Any] = value if isinstance(value, dict) else json.loads(_text(value))
+        return found
 
     # -- payment methods -------------------------------------------------------------------------------------
     async def insert_payment_method(self, pm: PaymentMethod) -> bool:

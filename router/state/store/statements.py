@@ -325,6 +325,15 @@ SAVE_TEST_CLOCK = Q(
 )
 GET_TEST_CLOCK = Q("SELECT data FROM test_clocks WHERE id = :id")
 
+# -- processor notices -------------------------------------------------------------------------------------------
+SAVE_NOTICE = Q(
+    "INSERT INTO processor_notices (attempt_id, processor, created_us, data)"
+    " VALUES (:attempt_id, :processor, :created_us, :data)"
+    " ON CONFLICT (attempt_id) DO UPDATE SET processor = excluded.processor, created_us = excluded.created_us,"
+    " data = excluded.data"
+)
+GET_NOTICE = Q("SELECT data FROM processor_notices WHERE attempt_id = :attempt_id")
+
 # -- migrations --------------------------------------------------------------------------------------------------
 CREATE_MIGRATIONS = Q("CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL)")
 APPLIED_MIGRATIONS = Q("SELECT number FROM schema_migrations")
