@@ -31,6 +31,7 @@ TEST_KEY_2 = "sk_test_payroute_tests_000000000002"
 LIVE_KEY = "sk_" + "live_payroute_tests_000000000003"
 ALL_KEYS = f"{TEST_KEY}, {TEST_KEY_2},{LIVE_KEY}"
 ADMIN_KEY = "payroute_tests_admin_key_000000000004"
+ACCOUNT_KEYS = f"acct_shop: {TEST_KEY}, {LIVE_KEY}; acct_blog: {TEST_KEY_2}"
 
 CONFIG = """
 version: 1
@@ -216,3 +217,19 @@ def conforms(doc: dict[str, Any], method: str, template: str, status: int, body:
     declared = responses.get(str(status)) or responses["default"]
     schema = declared["content"]["application/json"]["schema"]
     Draft202012Validator({**schema, "components": doc["components"]}).validate(body)
+
+
+@pytest.fixture
+async def accounts(tmp_path: Path, config_file: Path, clock: ManualClock) -> AsyncIterator[Api]:
+    """The in-process sidecar with two accounts: acct_shop (a test and a live key) and acct_blog (a test key)."""
+    db = f"sqlite:///{tmp_path / 'accounts.db'}"
+    router = await Router.open(config_file, db, clock=clock)
+    keys = ApiKeys.parse(ACCOUNT_KEYS)
+    sidecar = Sidecar(keys=keys, pages=PageTokens(keys.derive_secret("page-tokens")), router=router)
+    client = TestClient(TestServer(create_app(sidecar)))
+    await client.start_server()
+    try:
+        yield Api(client, router, sidecar, clock, db)
+    finally:
+        await client.close()
+        await router.close()

@@ -3,36 +3,15 @@ test clocks or idempotency keys. Payment ids are not predictable from an Idempot
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
-from aiohttp.test_utils import TestClient, TestServer
-
 from router import ManualClock, Router
-from router.http import ApiKeys, PageTokens, Sidecar, create_app
-from tests.http.conftest import LIVE_KEY, TEST_KEY, TEST_KEY_2, Api, assert_error, payment
+from tests.http.conftest import TEST_KEY, TEST_KEY_2, Api, assert_error, payment
 
 PATH = "/v2/payments/off_session_payments"
 SHOP, BLOG = TEST_KEY, TEST_KEY_2
-KEYS = f"acct_shop: {TEST_KEY}, {LIVE_KEY}; acct_blog: {TEST_KEY_2}"
-
-
-@pytest.fixture
-async def accounts(tmp_path: Path, config_file: Path, clock: ManualClock) -> AsyncIterator[Api]:
-    db = f"sqlite:///{tmp_path / 'accounts.db'}"
-    router = await Router.open(config_file, db, clock=clock)
-    keys = ApiKeys.parse(KEYS)
-    sidecar = Sidecar(keys=keys, pages=PageTokens(keys.derive_secret("page-tokens")), router=router)
-    client = TestClient(TestServer(create_app(sidecar)))
-    await client.start_server()
-    try:
-        yield Api(client, router, sidecar, clock, db)
-    finally:
-        await client.close()
-        await router.close()
 
 
 async def _everything_of(api: Api, key: str) -> dict[str, Any]:

@@ -4,15 +4,10 @@ nothing stored."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from router import ManualClock, Router
-from router.http import ApiKeys, PageTokens, Sidecar, create_app
 from tests.http.conftest import LIVE_KEY, TEST_KEY, TEST_KEY_2, Api, assert_error, conforms
 
 PM = "/v1/payment_methods"
@@ -26,21 +21,6 @@ def card(customer: str = "cus_pm_1", **processors: dict[str, str]) -> dict[str, 
         "processors": processors,
         "metadata": {"source": "signup"},
     }
-
-
-@pytest.fixture
-async def accounts(tmp_path: Path, config_file: Path, clock: ManualClock) -> AsyncIterator[Api]:
-    db = f"sqlite:///{tmp_path / 'pm.db'}"
-    router = await Router.open(config_file, db, clock=clock)
-    keys = ApiKeys.parse(f"acct_shop: {SHOP}, {LIVE_KEY}; acct_blog: {BLOG}")
-    sidecar = Sidecar(keys=keys, pages=PageTokens(keys.derive_secret("page-tokens")), router=router)
-    client = TestClient(TestServer(create_app(sidecar)))
-    await client.start_server()
-    try:
-        yield Api(client, router, sidecar, clock, db)
-    finally:
-        await client.close()
-        await router.close()
 
 
 async def test_a_card_held_at_one_of_two_processors_is_charged_only_there_and_its_lifecycle_goes_through_the_api(
