@@ -178,8 +178,8 @@ async def test_nothing_secret_is_written_anywhere(
             status, body = await s.send("POST", PATH, payment(payment_method=pm, description="Order 7"), key=key)
             if pm == "pm_card_processorDown":
                 # A 500 may come after the charge: the payment waits in processing while Stripe is asked, and the
-                # key answers "still processing" until it settles.
-                assert status == 409 and body["error"]["code"] == "idempotency_key_in_use", body
+                # create is answered with it as it stands.
+                assert status == 200 and body["status"] == "processing", body
                 continue
             assert status == 200, body
             created.append(body)
