@@ -17,8 +17,8 @@ from router.model.params import OffSessionPaymentCreateParams, parse_create_para
 from router.model.records import DEFAULT_ACCOUNT, Payment, PaymentRecordState
 from router.model.states import Status
 from router.payments import carry
+from router.payments.attempt import Answer, NewPayment
 from router.payments.context import Context
-from router.payments.engine import Answer, NewPayment
 from router.payments.idempotency import Keyed, Reply
 from router.payments.reads import Reads
 from router.state.store.base import KeyTaken

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 
 from adapters.base import Answer as Meaning
 from adapters.base import (
-    CardCredentials,
     Outcome,
     OutcomeKind,
 )
@@ -29,18 +27,19 @@ from router.clock import Clock
 from router.errors import ConcurrentUpdate, NotCreated
 from router.ids import IdGenerator
 from router.model import events as ev
-from router.model.records import AttemptRecord, Event, Payment, PaymentRecordState
+from router.model.records import AttemptRecord, Event, Payment
 from router.model.render import payment_json, render_payment
 from router.model.states import FailureReason, Status, transition
 from router.payments import calls
+from router.payments.attempt import Attempted, NewPayment, Pass
 from router.payments.current import LiveTable, payment_now, payment_record
-from router.payments.methods import NO_CREDENTIALS, PaymentMethods, ResolvedMethod, credentials_for
+from router.payments.methods import NO_CREDENTIALS, PaymentMethods, credentials_for
 from router.retry import RetryDecision, RetryPlanner
 from router.retry.declines import classify
 from router.routing.breakers import BreakerBoard
 from router.routing.rules import Candidate, Plan, RoutingTable
 from router.routing.stats import InMemoryStatsStore, StatsStore, window_entry
-from router.state.store.base import IdempotencyDone, IdempotencyEntry, KeyTaken
+from router.state.store.base import IdempotencyDone, KeyTaken
 from router.state.store.sql import Store
 
 log = logging.getLogger("payroute.engine")
@@ -56,58 +55,6 @@ LEASE_MARGIN = timedelta(seconds=30)
 NO_CANDIDATE_DELAY = timedelta(minutes=5)
 # How soon a payment whose processor's answer is still unknown is asked about again.
 ASK_AGAIN = timedelta(minutes=1)
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A create run under an Idempotency-Key: its response (the payment as settled) is stored for the key in the
-    payment's final write, so the key and the payment settle in one commit and no crash can part them."""
-
-    scope: str
-    key: str
-    include_details: bool = False
-    # The key's reservation, which the payment's first write makes (router.payments.idempotency).
-    reservation: IdempotencyEntry | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class NewPayment:
-    """A payment's first attempt, run before the payment is stored: the attempt's first write inserts the payment
-    (already in processing, with its record, these events and the `sent` attempt) instead of a create and then
-    an update. One transaction fewer on every immediate create, and no window in which it sits stored but
-    unattempted."""
-
-    record: PaymentRecordState
-    events: list[Event] = field(default_factory=list)
-    answer: Answer | None = None
-    request: ev.RequestReason | None = None  # the API request creating it, which its events name
-
-
-@dataclass(frozen=True, slots=True)
-class Attempted:
-    """What an attempt left: the payment as stored, and the response stored for its create's key, if any."""
-
-    payment: Payment
-    response: bytes | None = None
-
-
-TECHNICAL = {k.value for k in OutcomeKind if k.is_technical}
-
-
-@dataclass(slots=True)
-class Pass:
-    """One pass over a plan's candidates: what every step of it reads."""
-
-    plan: Plan
-    method: ResolvedMethod
-    table: RoutingTable
-    now: datetime
-    number: int  # the payment's attempt number
-    record: PaymentRecordState | None = None
-    answer: Answer | None = None
-    request: ev.RequestReason | None = None
-    credentials: dict[str, CardCredentials] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)  # processor -> why it was not asked
 
 
 class Engine:

@@ -13,8 +13,9 @@ from adapters.base import Answer as Meaning
 from adapters.base import Outcome, OutcomeKind
 from router.model.records import Payment
 from router.payments import calls
+from router.payments.attempt import TECHNICAL, Pass
 from router.payments.current import payment_now
-from router.payments.engine import ASK_AGAIN, TECHNICAL, Engine, Pass
+from router.payments.engine import ASK_AGAIN, Engine
 from router.payments.methods import credentials_for
 from router.routing.rules import Candidate
 
