@@ -405,6 +405,9 @@ class RetentionConfig(_Strict):
     # Events, as Stripe keeps them: 30 days. An event no endpoint's cursor has passed, one a pending delivery
     # still needs, and events of payments on test clocks (sandbox time, not the router's) are kept.
     events: OptionalDuration = timedelta(days=30)
+    # What processors told us by webhook of attempts (Adyen's AUTHORISATION): needed only while the attempt is open,
+    # which a processor settles within days.
+    processor_notices: OptionalDuration = timedelta(days=30)
     # How often the housekeeping runs, on the router's clock.
     interval: Duration = timedelta(minutes=10)
 

@@ -213,3 +213,16 @@ async def test_an_endpoint_taken_out_of_the_config_stops_holding_events_back(
     assert purged is not None
     assert purged.counts["events"] >= 2 and purged.counts["webhook_deliveries"] >= 2
     assert await router.list_events(object_id=made["id"]) == []
+
+
+async def test_processor_notices_go_after_their_retention_and_fresh_ones_stay(
+    make_router: RouterFactory, clock: ManualClock
+) -> None:
+    router = await make_router(THREE_SIMULATORS)
+    await router.store.save_notice("sim_a", "par_old_notice", {"success": "true"}, clock.now())
+    clock.advance(timedelta(days=31))
+    await router.store.save_notice("sim_a", "par_new_notice", {"success": "true"}, clock.now())
+    purged = await router.housekeep(force=True)
+    assert purged is not None and purged.counts["processor_notices"] == 1
+    assert await router.store.get_notice("par_old_notice") is None
+    assert await router.store.get_notice("par_new_notice") == {"success": "true"}

@@ -10,6 +10,7 @@ than its configured retention (`router.config.schema.RetentionConfig`):
   nothing is charged twice.
 - settled webhook deliveries and their attempts (30 days), and the pending ones of an endpoint the config no
   longer names (nothing would ever send them);
+- processor notices (30 days): what a processor said of an attempt by webhook, needed only while it is open;
 - events (30 days), except those a configured webhook endpoint's cursor has not passed, those a pending
   delivery to one still has to send, and those of payments on test clocks (see `Store.purge_events`). An
   endpoint taken out of the config stops holding events back; put back, it resumes after its cursor, and what
@@ -38,7 +39,7 @@ from router.state.store.sql import Store
 log = logging.getLogger("payroute.retention")
 
 PURGED = Counter("payroute_purged_rows_total", "Rows deleted by retention housekeeping", ["kind"])
-# kind: idempotency_keys | webhook_deliveries | events
+# kind: idempotency_keys | webhook_deliveries | events | processor_notices
 
 BATCH = 1000
 MAX_BATCHES = 20
@@ -102,6 +103,7 @@ class Housekeeper:
                 partial(store.purge_webhook_deliveries, endpoints=endpoints),
             ),
             ("events", settings.events, partial(store.purge_events, endpoints=endpoints)),
+            ("processor_notices", settings.processor_notices, store.purge_notices),
         ]
         for kind, keep, purge in kinds:
             if keep is None:

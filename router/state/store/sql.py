@@ -402,6 +402,11 @@ class Store(WebhookDeliveries):
         found: dict[str, Any] = value if isinstance(value, dict) else json.loads(_text(value))
         return found
 
+    async def purge_notices(self, older_than: datetime, limit: int = 1000) -> int:
+        """Delete up to `limit` notices received before `older_than`; return how many."""
+        [count] = await self._ran([Step(s.PURGE_NOTICES, {"before_us": to_us(older_than), "limit": limit})])
+        return int(count)
+
     # -- payment methods -------------------------------------------------------------------------------------
     async def insert_payment_method(self, pm: PaymentMethod) -> bool:
         """Store a new payment method; False (nothing written) when its id is taken."""

@@ -333,6 +333,10 @@ SAVE_NOTICE = Q(
     " data = excluded.data"
 )
 GET_NOTICE = Q("SELECT data FROM processor_notices WHERE attempt_id = :attempt_id")
+PURGE_NOTICES = Q(
+    "DELETE FROM processor_notices WHERE attempt_id IN (SELECT attempt_id FROM processor_notices"
+    " WHERE created_us < :before_us LIMIT :limit{skip_locked})"
+)
 
 # -- migrations --------------------------------------------------------------------------------------------------
 CREATE_MIGRATIONS = Q("CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL)")
