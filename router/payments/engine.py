@@ -5,8 +5,8 @@ The order of writes is what keeps money safe:
    in one transaction, before any processor hears of it;
 2. the processor is called with the attempt id as its idempotency key;
 3. the answer settles the attempt record and moves the payment on, in one transaction.
-A crash between 2 and 3 leaves a `sent` attempt under an expiring lease; `reconcile()` asks the processor
-what became of that attempt id and never sends a new authorization before it knows.
+A crash between 2 and 3 leaves a `sent` attempt under an expiring lease; `recovery.reconcile()` asks the
+processor what became of that attempt id and never sends a new authorization before it knows.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class Engine:
         taken: a resend of a create whose first try got that far) NotCreated is raised and nothing was sent.
         With `new.answer`, the final write also stores the response for that idempotency key.
         A payment whose processor's answer stays unknown after asking comes back still in `processing`, its
-        attempt open: `reconcile()` asks again later, and nothing else is tried before the answer is known."""
+        attempt open: `recovery.reconcile()` asks again later, and nothing else is tried before the answer is known."""
         table = self.live.current  # in-flight attempts finish on the table they started with
         now = await payment_now(self.store, self.clock, payment)
         if payment.status == Status.PENDING_RETRY:
@@ -206,7 +206,7 @@ class Engine:
 
     async def _leave_open(self, p: Payment, attempt: AttemptRecord) -> Attempted:
         """Keep the payment in processing with its attempt open (`sent`, with what the processor said so far), under
-        a short lease: when it lapses, `reconcile()` asks the same processor again."""
+        a short lease: when it lapses, `recovery.reconcile()` asks the same processor again."""
         still = attempt.model_copy(update={"state": "sent"})
         log.warning("payment %s: %s's answer to %s is unknown; asking again later", p.id, attempt.processor, attempt.id)
         saved = await self.store.save_payment(
