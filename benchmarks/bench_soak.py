@@ -11,7 +11,10 @@ file descriptors and sockets from /proc.
 
 At the end every payment the load generator created must be in the store, none left `processing`, and every
 create that got no answer is retried with its idempotency key until it does (so "lost" means: answered 200 and
-then missing, or never answerable). The run fails (exit 1) on any lost payment or a 5xx.
+then missing, or never answerable). The run fails (exit 1) on any lost payment or a 5xx, except the documented,
+retryable 503 a capture or cancel gets while the processor holding the authorization is down (its breaker open,
+or its answer unknown): only that processor can release or capture the hold, so the answer is "later", and it is
+counted apart as an outage answer.
 
 It also fails when memory or file descriptors grow with the work done: after the first quarter (warm-up), the
 least-squares slope of RSS against payments created must stay under `--max-rss-slope` MB per 1,000 payments
@@ -100,6 +103,18 @@ def slope_per_1000(samples: list[Sample], attr: str) -> float:
     if var == 0:
         return 0.0
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var
+
+
+# The answers a capture or cancel gets while the processor holding the authorization is down (sidecar docs: 503,
+# retryable): the soak's outages make them on purpose.
+OUTAGE_CODES = frozenset({"processor_unavailable", "processor_unknown"})
+
+
+def _outage_answer(path: str, status: int, data: Any) -> bool:
+    if status != 503 or not path.endswith(("/capture", "/cancel")) or not isinstance(data, dict):
+        return False
+    error = data.get("error")
+    return isinstance(error, dict) and error.get("code") in OUTAGE_CODES
 
 
 @dataclass(frozen=True)
@@ -219,6 +234,7 @@ class Load:
     requests: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
     server_errors: list[str] = field(default_factory=list)
+    outage_answers: list[str] = field(default_factory=list)  # 503 to a capture/cancel while its processor is down
     unanswered: dict[str, dict[str, Any]] = field(default_factory=dict)  # idempotency key -> body
     latencies: list[float] = field(default_factory=list)
 
@@ -238,7 +254,11 @@ class Load:
             self.latencies.append(time.perf_counter() - t0)
             self.by_status[resp.status] = self.by_status.get(resp.status, 0) + 1
             if resp.status >= 500:
-                self.server_errors.append(f"{method} {path}: {resp.status} {str(data)[:200]}")
+                seen = f"{method} {path}: {resp.status} {str(data)[:200]}"
+                if _outage_answer(path, resp.status, data):
+                    self.outage_answers.append(seen)
+                else:
+                    self.server_errors.append(seen)
             return resp.status, data
 
     async def create(self, body: dict[str, Any], idem: str) -> None:
@@ -434,6 +454,8 @@ def main() -> int:
         "by_status": {str(k): v for k, v in sorted(load.by_status.items())},
         "server_errors": len(load.server_errors),
         "server_error_examples": load.server_errors[:5],
+        "outage_answers": len(load.outage_answers),
+        "outage_answer_examples": load.outage_answers[:5],
         "latency_ms": {"p50": p(0.5), "p99": p(0.99), "max": lat[-1] * 1000 if lat else 0.0},
         "payments": books,
         "lost_payments": lost,
@@ -454,6 +476,7 @@ def main() -> int:
     }
     print(
         f"\nrequests {load.requests}  statuses {summary['by_status']}  5xx/transport errors {len(load.server_errors)}"
+        f"  (apart: {len(load.outage_answers)} captures/cancels told 503 while their processor was down)"
         f"\nlatency p50 {p(0.5):.1f} ms  p99 {p(0.99):.1f} ms"
         f"\npayments created {books['created']}  in store {books['in_store']}  missing {len(books['missing'])}"
         f"  unanswered {len(load.unanswered)}  stuck in processing {books['stuck_processing']}  by status "
