@@ -57,8 +57,8 @@ class Operations:
 
     async def _at_processor(self, p: Payment, kind: Literal["capture", "void"], amount: int, now: datetime) -> Payment:
         """Capture or void `p`'s held authorization; return the payment as guarded, for the caller's final write
-        (its settled attempt waits in `_settled`). Raises (the guard lifted) when the processor refuses, and
-        leaves the guard to lapse when its answer stays unknown."""
+        (its settled attempt waits in `_settled`). Raises (the guard lifted) when the processor refuses; when its
+        answer stays unknown, raises the retryable 503 with the attempt left open and the guard on (`settle_open`)."""
         ctx = self.ctx
         if p.in_flight is not None:  # `settle_open` ran first: still open means still unknown, or in flight now
             raise conflict("A capture or cancel of this payment is in flight; try again shortly.", "payment_processing")
