@@ -192,21 +192,29 @@ class Operations:
             events=[ev.event_for(ctx.ids, move.event, new, now, before=p)],
         )
 
-    async def _open_settled(self, payment_id: str, livemode: bool, account: str) -> Payment | None:
-        """Before a capture or cancel: settle a capture or void left open on the payment whose guard has lapsed (one
-        still within its guard is in flight: the change itself is refused as busy)."""
+    async def _open_settled(self, payment_id: str, livemode: bool, account: str) -> tuple[Payment, bool]:
+        """Before a capture or cancel: the payment as it stands, after settling a capture or void left open on it
+        whose guard has lapsed (one still within its guard is in flight: the change itself is refused as busy);
+        and whether one was settled."""
         p = await self.reads.load(payment_id, livemode, account)
         if p.in_flight is None or self._busy(p):
-            return None
-        return await self.settle_open(p)
+            return p, False
+        return await self.settle_open(p), True
 
     async def _change(
-        self, payment_id: str, livemode: bool, apply: Change, account: str, request: RequestReason | None
+        self,
+        payment_id: str,
+        livemode: bool,
+        apply: Change,
+        account: str,
+        request: RequestReason | None,
+        read: Payment | None = None,
     ) -> OffSessionPayment:
-        """Read, decide, compare-and-set; a lost race re-reads and decides again."""
+        """Read (or take `read`, just read by the caller), decide, compare-and-set; a lost race re-reads and
+        decides again."""
         ctx = self.ctx
         for _ in range(_CAS_RETRIES):
-            p = await self.reads.load(payment_id, livemode, account)
+            p, read = read or await self.reads.load(payment_id, livemode, account), None
             now = await ctx.now_for(p)
             try:
                 new, move, record = await apply(p, now)
@@ -257,10 +265,10 @@ class Operations:
                 p = await self._at_processor(p, "void", p.amount, now)
             return _released(p, record)
 
-        opened = await self._open_settled(payment_id, livemode, account)
-        if opened is not None and opened.status == Status.CANCELED:
-            return render_payment(opened)  # an earlier cancel's release went through: that is this cancel's answer
-        return await self._change(payment_id, livemode, apply, account, request)
+        current, settled = await self._open_settled(payment_id, livemode, account)
+        if settled and current.status == Status.CANCELED:
+            return render_payment(current)  # an earlier cancel's release went through: that is this cancel's answer
+        return await self._change(payment_id, livemode, apply, account, request, current)
 
     async def pause(
         self,
@@ -325,10 +333,10 @@ class Operations:
             p = await self._at_processor(p, "capture", amount, now)
             return _captured(p, amount, await payment_record(self.ctx.store, p))
 
-        opened = await self._open_settled(payment_id, livemode, account)
-        if opened is not None and opened.status == Status.SUCCEEDED:
-            return render_payment(opened)  # an earlier capture went through: that is this capture's answer
-        return await self._change(payment_id, livemode, apply, account, request)
+        current, settled = await self._open_settled(payment_id, livemode, account)
+        if settled and current.status == Status.SUCCEEDED:
+            return render_payment(current)  # an earlier capture went through: that is this capture's answer
+        return await self._change(payment_id, livemode, apply, account, request, current)
 
     async def expire_authorization(self, payment: Payment) -> Payment | None:
         """A held authorization past capture_before fails as authorization_expired."""
