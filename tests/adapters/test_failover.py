@@ -161,7 +161,9 @@ async def test_a_slow_answer_inside_the_deadline_is_still_the_answer(
 ) -> None:
     fakes[name].behave("approve", delay_ms=150)
     path = tmp_path / "routing.yaml"
-    path.write_text(config_text(name, "stripe" if name != "stripe" else "adyen", fakes).replace("300", "3000"))
+    # Only the first processor's timeout: a bare "300" also matches a fake's port (127.0.0.1:53001), one run in ~60.
+    text = config_text(name, "stripe" if name != "stripe" else "adyen", fakes)
+    path.write_text(text.replace("timeout_ms: 300\n", "timeout_ms: 3000\n"))
     async with await Router.open(
         path, store=f"sqlite:///{tmp_path / 'payroute.db'}", payment_methods=held_at(_roles(path))
     ) as router:
