@@ -46,6 +46,9 @@ class FakeBraintree(FakeProcessor):
         self.transactions: dict[str, dict[str, Any]] = {}
         self.duplicate_checking = True
         self._ids = itertools.count(1)
+        # Built now, not on the first request: building Braintree's schema takes longer than a processor's timeout,
+        # and a first request that is a lookup (after a hung charge) would time out on it.
+        braintree_schema()
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/graphql", self.endpoint)]
