@@ -108,11 +108,10 @@ class Operations:
                 code="processor_unavailable",
                 status=503,
             )
-        reference = p.processor_reference
-        outcome = await _send(adapter, cfg.adapter, kind, attempt.id, p, reference, amount, now, cfg.timeout_ms)
+        outcome = await _send(adapter, attempt, now, cfg.timeout_ms)
         if outcome.answer is Meaning.UNKNOWN:
             # Asked again the only way these calls can be: the same request under the same idempotency key.
-            outcome = await _send(adapter, cfg.adapter, kind, attempt.id, p, reference, amount, now, cfg.timeout_ms)
+            outcome = await _send(adapter, attempt, now, cfg.timeout_ms)
         breaker.record(outcome.kind)
         await breaker.share()
         settled = settle(attempt, outcome, adapter.scrub)
@@ -169,10 +168,9 @@ class Operations:
                 status=503,
             )
         now = await ctx.now_for(p)
-        reference = attempt.processor_reference or p.processor_reference or ""
-        outcome = await _send(
-            adapter, cfg.adapter, attempt.kind, attempt.id, p, reference, attempt.amount, now, cfg.timeout_ms
-        )
+        if not attempt.processor_reference:  # written before attempts carried it: the payment's is the same
+            attempt = attempt.model_copy(update={"processor_reference": p.processor_reference})
+        outcome = await _send(adapter, attempt, now, cfg.timeout_ms)
         settled = settle(attempt, outcome, adapter.scrub)
         if outcome.answer is Meaning.UNKNOWN:
             await self._still_open(p, settled)
@@ -385,46 +383,26 @@ def _released(p: Payment, record: PaymentRecordState) -> tuple[Payment, Move, Pa
     return p.model_copy(update={"status": move.status, "next_attempt_at": None}), move, record
 
 
-async def _send(
-    adapter: ProcessorAdapter,
-    adapter_kind: str,
-    kind: str,
-    key: str,
-    p: Payment,
-    reference: str,
-    amount: int,
-    now: datetime,
-    timeout_ms: int,
-) -> Outcome:
-    """One capture or void call, under its attempt's id as the idempotency key; a timeout or a raise is unknown."""
-    attributes = tracing.call_attributes(adapter.name, adapter_kind, key, p.id)
+async def _send(adapter: ProcessorAdapter, attempt: AttemptRecord, now: datetime, timeout_ms: int) -> Outcome:
+    """One capture or void call for `attempt`, under its id as the idempotency key (a repeat asks, never redoes);
+    a timeout or a raise is unknown."""
+    key, reference, kind = attempt.id, attempt.processor_reference or "", attempt.kind
+    attributes = tracing.call_attributes(adapter.name, attempt.adapter, key, attempt.payment_id)
     with tracing.span(f"payroute.processor.{kind}", kind="client", attributes=attributes) as span:
-        outcome = await _call(adapter, kind, key, p, reference, amount, now, timeout_ms)
+        try:
+            async with asyncio.timeout(timeout_ms / 1000):
+                if kind == "capture":
+                    request = CaptureRequest(key, attempt.payment_id, reference, attempt.amount, attempt.currency, now)
+                    outcome = await adapter.capture(request)
+                else:
+                    outcome = await adapter.cancel(CancelRequest(key, attempt.payment_id, reference, now))
+        except TimeoutError:
+            outcome = Outcome(OutcomeKind.TIMEOUT, raw_message=f"no answer within {timeout_ms} ms")
+        except Exception as exc:
+            log.exception("adapter %s raised on a %s", adapter.name, kind)
+            message = adapter.scrub(f"{type(exc).__name__}: {exc}")
+            outcome = Outcome(OutcomeKind.PROCESSOR_ERROR, raw_message=message, ambiguous=True)
         tracing.set_attributes(span, {"payroute.outcome.kind": outcome.kind.value})
         if outcome.answer is not Meaning.APPROVED:
             tracing.mark_error(span, outcome.kind.value)
         return outcome
-
-
-async def _call(
-    adapter: ProcessorAdapter,
-    kind: str,
-    key: str,
-    p: Payment,
-    reference: str,
-    amount: int,
-    now: datetime,
-    timeout_ms: int,
-) -> Outcome:
-    try:
-        async with asyncio.timeout(timeout_ms / 1000):
-            if kind == "capture":
-                return await adapter.capture(CaptureRequest(key, p.id, reference, amount, p.currency, now))
-            return await adapter.cancel(CancelRequest(key, p.id, reference, now))
-    except TimeoutError:
-        return Outcome(OutcomeKind.TIMEOUT, raw_message=f"no answer within {timeout_ms} ms")
-    except Exception as exc:
-        log.exception("adapter %s raised on a %s", adapter.name, kind)
-        return Outcome(
-            OutcomeKind.PROCESSOR_ERROR, raw_message=adapter.scrub(f"{type(exc).__name__}: {exc}"), ambiguous=True
-        )
