@@ -65,11 +65,12 @@ def event_for(
     before: Payment | None = None,
     rendered: OffSessionPayment | None = None,
     request: RequestReason | None = None,
+    before_shown: dict[str, Any] | None = None,
 ) -> Event:
     """An event carrying a snapshot of the payment as it is after the transition, what the transition changed
-        (given the payment `before` it), and the request that caused it. `rendered`: `render_payment(payment)`, when
-        the caller made it already (for its response), so the snapshot is not rendered twice. `request`: the API request
-    that caused the change, if any."""
+    (given the payment `before` it), and the request that caused it. `rendered`: `render_payment(payment)`, when
+    the caller made it already (for its response), so the snapshot is not rendered twice; `before_shown`: the same
+    for `before`, as an earlier event's snapshot of it. `request`: the API request that caused the change, if any."""
     after = (rendered if rendered is not None else render_payment(payment)).to_dict()
     return Event(
         id=ids.new("event"),
@@ -80,12 +81,18 @@ def event_for(
         account=payment.account,
         data=_data(type, payment, after),
         reason=None if request is None else _reason(request),
-        changes=None if before is None else changes(render_payment(before).to_dict(), after),
+        changes=None if before is None else changes(before_shown or render_payment(before).to_dict(), after),
     )
 
 
 def _reason(request: RequestReason) -> dict[str, Any]:
     return {"type": "request", "request": {"id": request.id, "idempotency_key": request.idempotency_key}}
+
+
+def snapshot(event: Event) -> dict[str, Any]:
+    """The payment as `event` shows it (its `data.object`)."""
+    shown: dict[str, Any] = event.data["object"]
+    return shown
 
 
 def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from adapters.base import CardCredentials, OutcomeKind
 from router.model.events import RequestReason
+from router.model.objects import OffSessionPayment
 from router.model.records import Event, Payment, PaymentRecordState
 from router.payments.methods import ResolvedMethod
 from router.routing.rules import Plan, RoutingTable
@@ -39,6 +40,8 @@ class NewPayment:
     events: list[Event] = field(default_factory=list)
     answer: Answer | None = None
     request: RequestReason | None = None  # the API request creating it, which its events name
+    # The payment method as the create resolved it (to check what its route can carry): not read again.
+    method: ResolvedMethod | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,8 @@ class Attempted:
 
     payment: Payment
     response: bytes | None = None
+    # The payment as its last event shows it (no attempt details): a create's answer, not rendered again.
+    shown: OffSessionPayment | None = None
 
 
 TECHNICAL = {k.value for k in OutcomeKind if k.is_technical}

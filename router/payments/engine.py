@@ -98,7 +98,11 @@ class Engine:
             held = await self.retry.recheck(payment, policy, now, table.config.network_limits)
             if held is not None:
                 return Attempted(await self._hold(payment, held, now))
-        method = await self.methods.resolve(payment.payment_method, payment.customer, payment.livemode, payment.account)
+        method = (
+            new.method
+            if new is not None and new.method is not None
+            else await self.methods.resolve(payment.payment_method, payment.customer, payment.livemode, payment.account)
+        )
         with tracing.span("payroute.routing.decide") as decision:
             plan = await table.decide(payment, self.stats, self.clock.now())
             run = Pass(
@@ -125,7 +129,13 @@ class Engine:
             }
         )
         lease = self.clock.now() + self.lease_length(candidates)
-        events = [ev.event_for(self.ids, started.event, processing, now, before=payment, request=run.request)]
+        # A new payment's `created` event shows it as it was before this transition: that snapshot is not redone.
+        shown = ev.snapshot(new.events[-1]) if new is not None and new.events else None
+        events = [
+            ev.event_for(
+                self.ids, started.event, processing, now, before=payment, request=run.request, before_shown=shown
+            )
+        ]
         if not candidates:
             log.warning("payment %s: no processor available on route %s (%s)", payment.id, plan.route, run.skipped)
             processing = await self._first_write(processing, payment.version, new, events=events, lease_until=lease)
@@ -412,7 +422,7 @@ class Engine:
             events=[ev.event_for(self.ids, move.event, final, now, before=p, rendered=rendered, request=run.request)],
             idempotency=done,
         )
-        return Attempted(saved, response)
+        return Attempted(saved, response, rendered)
 
     async def _may_cascade(self, p: Payment, outcome: Outcome, table: RoutingTable, now: datetime) -> bool:
         """A cascade is a reattempt on the same card at once: only for a decline the table lets us retry,
