@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from adapters.base import CardCredentials, OutcomeKind
 from router.model.events import RequestReason
@@ -71,3 +72,6 @@ class Pass:
     request: RequestReason | None = None
     credentials: dict[str, CardCredentials] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # processor -> why it was not asked
+    # The payment as this pass's `processing` event showed it: the final event's `changes` are against that, what a
+    # reader of the events last saw (the attempt record named in between has no event of its own).
+    shown: dict[str, Any] | None = None

@@ -136,6 +136,7 @@ class Engine:
                 self.ids, started.event, processing, now, before=payment, request=run.request, before_shown=shown
             )
         ]
+        run.shown = ev.snapshot(events[0])
         if not candidates:
             log.warning("payment %s: no processor available on route %s (%s)", payment.id, plan.route, run.skipped)
             processing = await self._first_write(processing, payment.version, new, events=events, lease_until=lease)
@@ -419,7 +420,18 @@ class Engine:
             p.version,
             record=record.model_copy(update=record_update) if record_update else record,
             attempts=[attempt] if attempt is not None else (),
-            events=[ev.event_for(self.ids, move.event, final, now, before=p, rendered=rendered, request=run.request)],
+            events=[
+                ev.event_for(
+                    self.ids,
+                    move.event,
+                    final,
+                    now,
+                    before=p,
+                    rendered=rendered,
+                    request=run.request,
+                    before_shown=run.shown,
+                )
+            ],
             idempotency=done,
         )
         return Attempted(saved, response, rendered)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -53,6 +54,17 @@ def check_one_event_per_transition(events: list[dict[str, Any]]) -> list[str]:
     return path
 
 
+def check_changes_chain(events: list[dict[str, Any]]) -> None:
+    """Each event's `changes` are against the snapshot the event before it showed: a reader who kept the previous
+    snapshot and applies `changes.after` has this one, and `changes.before` is what that reader held."""
+    assert events[0]["changes"] is None
+    for previous, event in pairwise(events):
+        shown, now, changes = previous["data"]["object"], event["data"]["object"], event["changes"]
+        assert changes["before"] == {k: shown[k] for k in changes["after"]}, event["type"]
+        assert {**shown, **changes["after"]} == now, event["type"]
+        assert all(shown[k] != now[k] for k in changes["after"]), "only what changed"
+
+
 def check_shape(event: dict[str, Any], payment_id: str) -> None:
     assert event["id"].startswith("evt_")
     assert event["object"] == "v2.core.event"
@@ -72,6 +84,9 @@ async def test_approved_payment_emits_created_attempt_started_succeeded(router: 
     events = await events_of(router, payment["id"])
     assert [e["type"] for e in events] == [P + "created", P + "attempt_started", P + "succeeded"]
     assert check_one_event_per_transition(events) == ["pending", "processing", "succeeded"]
+    check_changes_chain(events)
+    # The attempt record is named between two events: the succeeded event's changes say so.
+    assert events[-1]["changes"]["before"]["latest_payment_attempt_record"] is None
     for e in events:
         check_shape(e, payment["id"])
     assert len({e["id"] for e in events}) == 3
@@ -230,6 +245,7 @@ async def test_random_walk_every_status_change_has_exactly_one_event(
     for pid in payment_ids:
         events = await events_of(router, pid)
         path = check_one_event_per_transition(events)
+        check_changes_chain(events)
         current = await router.get_payment(pid)
         assert path[-1] == current["status"]
 
