@@ -19,9 +19,12 @@ DEFAULT_LEVELS: tuple[tuple[str, ...], ...] = (
 )
 DEFAULT_AMOUNT_BANDS = (1_000, 5_000, 20_000, 100_000)
 
-# Per level, coarse to fine: the processor on every route (toward the prior), this route, then the segment
-# levels. Small where levels differ most (a domestic acquirer: country), large where they rarely do.
-DEFAULT_STRENGTHS = (2.0, 10.0, 8.0, 200.0, 400.0, 100.0)
+# Per level, coarse to fine: the processor on every route (toward every processor's rate on the route), this
+# route, then the segment levels. Small where levels differ most (a domestic acquirer: country), large where they
+# rarely do. The first is 30: acquirers' overall rates differ by a few points (pq / 30 ~ a 6-point spread at
+# 85%), so four unlucky first answers (2 of 4) no longer put one 25 points behind its peers for hours, which
+# starved its segments of the tries that would show where it is best (benchmarks/bench_simulation.py).
+DEFAULT_STRENGTHS = (30.0, 10.0, 8.0, 200.0, 400.0, 100.0)
 
 DEFAULT_HALF_LIFE = timedelta(hours=6)
 DEFAULT_CHANGE_HALF_LIFE = timedelta(minutes=10)

@@ -342,7 +342,8 @@ class SuccessRateConfig(_Strict):
       depart by (on at least `change_min` recent answers) to count as a change.
     - `prior_strength`: how many answers a level's parent weighs as, when shrinking a thin segment toward it;
       `prior`: the approval rate assumed with no evidence at all. One strength per level, coarse to fine: the
-      processor on every route, the route, then each segment level (the last repeats for deeper levels).
+      processor on every route (toward every processor's rate on the route, or `prior` before there is any),
+      the route, then each segment level (the last repeats for deeper levels).
     - `probe`: the least share of a segment's payments each healthy processor gets first (how a processor
       demoted by its declines is seen recovering); `hedge`: the share given to a processor is `hedge` times the
       probability it beats the best one, squared (lower concentrates on the best sooner).

@@ -72,7 +72,8 @@ def _loglik(s: float, n: float, p: float) -> float:
 
 class Estimator:
     """`strengths[i]`: how many answers level i's parent weighs as when nothing else is uncertain (level 0, the
-    processor on every route, shrinks toward `prior`); levels past the list use its last entry. A parent that is
+    processor on every route, shrinks toward every processor's rate on this route, `prior` before there is any);
+    levels past the list use its last entry. A parent that is
     itself uncertain weighs less: its variance adds to the level's own spread (a Gaussian approximation of the
     hierarchical Beta model)."""
 
@@ -96,6 +97,12 @@ class Estimator:
         strengths = self.strengths
         last = len(strengths) - 1
         parent_steady = parent_now = self.prior
+        if len(baseline) > 1 and baseline[1].total > 0:
+            # Every processor on this route together (the baseline's route level): what a processor with little
+            # evidence of its own is shrunk toward, not the fixed prior: processors are exchangeable until their
+            # evidence says otherwise, and 0.5 is far from any acquirer's rate.
+            b = baseline[1]
+            parent_steady = parent_now = (b.successes + self.prior) / (b.total + 1.0)
         variance = 0.0
         level = 0
         changed: int | None = None
