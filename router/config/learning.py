@@ -23,8 +23,12 @@ DEFAULT_AMOUNT_BANDS = (1_000, 5_000, 20_000, 100_000)
 # route, then the segment levels. Small where levels differ most (a domestic acquirer: country), large where they
 # rarely do. The first is 30: acquirers' overall rates differ by a few points (pq / 30 ~ a 6-point spread at
 # 85%), so four unlucky first answers (2 of 4) no longer put one 25 points behind its peers for hours, which
-# starved its segments of the tries that would show where it is best (benchmarks/bench_simulation.py).
-DEFAULT_STRENGTHS = (30.0, 10.0, 8.0, 200.0, 400.0, 100.0)
+# starved its segments of the tries that would show where it is best (benchmarks/bench_simulation.py). The
+# country's is 3: a domestic acquirer's edge (five to ten points) shows on a few dozen of the country's answers
+# instead of hundreds (-0.74 -> -0.55 points against the per-country order in hindsight). It was 8 while the
+# fast clock held ten minutes of answers however many: a spike's estimate then leaned on pre-spike answers, and a
+# weak country prior tipped the race toward the spiking processor (router.routing.stats.FAST_MAX_ANSWERS).
+DEFAULT_STRENGTHS = (30.0, 10.0, 3.0, 200.0, 400.0, 100.0)
 
 DEFAULT_HALF_LIFE = timedelta(hours=6)
 DEFAULT_CHANGE_HALF_LIFE = timedelta(minutes=10)

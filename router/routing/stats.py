@@ -7,8 +7,9 @@ Two kinds of memory, which every backend keeps the same way (in memory here; Red
   then country + brand + funding, ...). A node holds decayed counts of approvals and of answers (approved or
   soft-declined) on two clocks: a slow one (`success_rate.half_life`, default 6 h), which learns stable
   differences such as a domestic acquirer winning its country's cards, and a fast one
-  (`success_rate.change_half_life`, default 10 min), which sees a change (a soft-decline spike, an issuer's
-  trouble, a recovery) within minutes; `router.routing.estimate` compares the two. Evidence fades instead of
+  (`success_rate.change_half_life`, default 10 min, holding at most the last 60 answers), which sees a change
+  (a soft-decline spike, an issuer's trouble, a recovery) within minutes; `router.routing.estimate` compares
+  the two. Evidence fades instead of
   falling out of a window all at once, so a processor's spike stops weighing on it in proportion to time, not
   to how many calls it gets afterwards. Hard declines and authentication_required say something about the
   card, not the processor, and are not counted; technical failures (processor error, timeout) go to health.
@@ -45,6 +46,14 @@ from router.routing.segments import NO_SEGMENT, Segment
 if TYPE_CHECKING:
     from router.config.schema import SuccessRateConfig
 
+# The fast clock holds at most this many answers' worth (older ones give way as new ones come): on a busy node
+# ten minutes are some 900 answers, and a change (a spike, its end) had to outweigh most of them before it showed,
+# while a demoted processor's few probes could not outweigh them at all; the estimate stayed on the spike's side
+# for up to an hour after it ended. 60 answers: a spike shows within a minute of traffic, its end within ~25
+# minutes even with no probe answered (10 min x log2(60 / change_min)), and a steady rate's fast count still has a
+# standard error of three points, which change_z = 2.5 keeps from reading as a change
+# (tests/rules/test_learning.py over twenty seeds; benchmarks/bench_simulation.py).
+FAST_MAX_ANSWERS = 60.0
 ACCEPT_AFTER_HALF_LIVES = 6  # a change lasting six fast half-lives (an hour by default) is the new normal
 # Evidence older than six half-lives weighs under 2%: what a refill reads, and how long Redis keeps a node.
 HORIZON_HALF_LIVES = 6
@@ -196,13 +205,15 @@ class Decay:
     """The two clocks, and what a node does while its recent evidence departs from its slow evidence.
 
     A node is `[time, S, N, s, n, since]`: slow and fast decayed counts as of `time`, and when the current change
-    began (0: none). While the fast evidence departs from the slow by more than `change_z` standard errors (on at
-    least `change_min` recent answers), outcomes go to the fast counts only: a spike or an issuer's bad hours do
-    not pollute what the processor is normally worth, so once the change ends (or its evidence fades, and a few
-    calls test it again) the estimate is back where it was instead of staying demoted for hours. A change that
-    lasts `accept_after` is the new normal: the slow counts are replaced by the fast ones."""
+    began (0: none). The fast counts hold at most `fast_max` answers' worth: the last ten minutes or the last
+    `fast_max` answers, whichever are fewer. While the fast evidence departs from the slow by more than `change_z`
+    standard errors (on at least `change_min` recent answers), outcomes go to the fast counts only: a spike or an
+    issuer's bad hours do not pollute what the processor is normally worth, so once the change ends (or its
+    evidence fades, and a few calls test it again) the estimate is back where it was instead of staying demoted
+    for hours. A change that lasts `accept_after` is the new normal: the slow counts are replaced by the fast
+    ones."""
 
-    __slots__ = ("accept_after", "change_half_life", "fast", "half_life", "min_n", "slow", "z")
+    __slots__ = ("accept_after", "change_half_life", "fast", "fast_max", "half_life", "min_n", "slow", "z")
 
     def __init__(
         self,
@@ -211,6 +222,7 @@ class Decay:
         change_z: float = DEFAULT_CHANGE_Z,
         change_min: float = DEFAULT_CHANGE_MIN,
         accept_after: timedelta | None = None,
+        fast_max: float = FAST_MAX_ANSWERS,
     ) -> None:
         if half_life <= timedelta(0) or change_half_life <= timedelta(0):
             raise ValueError("half-lives must be positive")
@@ -221,6 +233,7 @@ class Decay:
         self.z = change_z
         self.min_n = change_min
         self.accept_after = (accept_after or change_half_life * ACCEPT_AFTER_HALF_LIVES).total_seconds()
+        self.fast_max = fast_max
 
     def new(self, at: float) -> list[float]:
         return [at, 0.0, 0.0, 0.0, 0.0, 0.0]
@@ -238,6 +251,9 @@ class Decay:
             node[4] *= fast
         node[3] += approved
         node[4] += 1.0
+        if node[4] > self.fast_max:
+            node[3] *= self.fast_max / node[4]
+            node[4] = self.fast_max
         if self.departs(node[1], node[2], node[3], node[4]):
             if not node[5]:
                 node[5] = at

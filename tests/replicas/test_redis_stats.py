@@ -10,7 +10,7 @@ import pytest
 
 from router import ManualClock
 from router.routing.segments import Segment
-from router.routing.stats import NOTHING_KNOWN, Entry, InMemoryStatsStore, ProcessorStats, StatsStore
+from router.routing.stats import FAST_MAX_ANSWERS, NOTHING_KNOWN, Entry, InMemoryStatsStore, ProcessorStats, StatsStore
 from router.state.redis.client import SharedState
 from router.state.redis.stats import RedisStatsStore
 
@@ -63,6 +63,21 @@ async def test_evidence_fades_by_its_half_lives(stats: StatsStore) -> None:
     assert (route.successes, route.total) == pytest.approx((0.5, 0.75))
     # The fast clock: five of its half-lives since the approval, ten since the decline.
     assert (route.recent_successes, route.recent_total) == pytest.approx((1 / 32, 1 / 32 + 1 / 1024))
+
+
+async def test_the_fast_clock_holds_at_most_its_last_answers_and_the_slow_one_all(stats: StatsStore) -> None:
+    for _ in range(90):
+        await stats.record("default", "sim_a", Entry.APPROVED, T0)
+    route = (await stats.read("default", ["sim_a"], T0))["sim_a"].route
+    assert (route.successes, route.total) == pytest.approx((90, 90))
+    assert (route.recent_successes, route.recent_total) == pytest.approx((FAST_MAX_ANSWERS, FAST_MAX_ANSWERS))
+    declines = 20
+    for _ in range(declines):
+        await stats.record("default", "sim_a", Entry.DECLINED, T0)
+    route = (await stats.read("default", ["sim_a"], T0))["sim_a"].route
+    # Each decline pushed out a 1/61 share of what was there (61 answers scaled to 60): the newest weigh most.
+    kept = FAST_MAX_ANSWERS * (FAST_MAX_ANSWERS / (FAST_MAX_ANSWERS + 1)) ** declines
+    assert (route.recent_successes, route.recent_total) == pytest.approx((kept, FAST_MAX_ANSWERS))
 
 
 async def test_technical_failures_fill_the_processors_health_on_every_route(stats: StatsStore) -> None:

@@ -46,11 +46,12 @@ from router.routing.stats import (
 from router.state.redis.client import SharedState, SharedStateUnavailable
 
 # KEYS: the nodes; ARGV: now (s), approved (0/1), slow rate, fast rate (per second), expiry (ms), change_z,
-# change_min, accept_after (s). The same steps as `router.routing.stats.Decay.add`.
+# change_min, accept_after (s), fast_max. The same steps as `router.routing.stats.Decay.add`.
 _RECORD = """
 local now, ok = tonumber(ARGV[1]), tonumber(ARGV[2])
 local slow, fast, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local z, min_n, accept = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local fast_max = tonumber(ARGV[9])
 local function f(x) return string.format('%.17g', x) end
 for _, key in ipairs(KEYS) do
   local v = redis.call('HMGET', key, 't', 'S', 'N', 's', 'n', 'c')
@@ -62,6 +63,9 @@ for _, key in ipairs(KEYS) do
     S, N, s, n, t = S * a, N * a, s * b, n * b, now
   end
   s, n = s + ok, n + 1
+  if n > fast_max then
+    s, n = s * fast_max / n, fast_max
+  end
   local departs = false
   if n >= min_n and N >= min_n then
     local r = (S + 1) / (N + 2)
@@ -148,6 +152,7 @@ class RedisStatsStore:
             repr(self.decay.z),
             repr(self.decay.min_n),
             repr(self.decay.accept_after),
+            repr(self.decay.fast_max),
         ]
 
         async def push(r: Redis) -> list[Any]:
