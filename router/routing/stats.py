@@ -7,7 +7,7 @@ Two kinds of memory, which every backend keeps the same way (in memory here; Red
   then country + brand + funding, ...). A node holds decayed counts of approvals and of answers (approved or
   soft-declined) on two clocks: a slow one (`success_rate.half_life`, default 6 h), which learns stable
   differences such as a domestic acquirer winning its country's cards, and a fast one
-  (`success_rate.change_half_life`, default 10 min, holding at most the last 60 answers), which sees a change
+  (`success_rate.change_half_life`, default 10 min, holding at most the last 100 answers), which sees a change
   (a soft-decline spike, an issuer's trouble, a recovery) within minutes; `router.routing.estimate` compares
   the two. Evidence fades instead of
   falling out of a window all at once, so a processor's spike stops weighing on it in proportion to time, not
@@ -49,11 +49,13 @@ if TYPE_CHECKING:
 # The fast clock holds at most this many answers' worth (older ones give way as new ones come): on a busy node
 # ten minutes are some 900 answers, and a change (a spike, its end) had to outweigh most of them before it showed,
 # while a demoted processor's few probes could not outweigh them at all; the estimate stayed on the spike's side
-# for up to an hour after it ended. 60 answers: a spike shows within a minute of traffic, its end within ~25
-# minutes even with no probe answered (10 min x log2(60 / change_min)), and a steady rate's fast count still has a
-# standard error of three points, which change_z = 2.5 keeps from reading as a change
-# (tests/rules/test_learning.py over twenty seeds; benchmarks/bench_simulation.py).
-FAST_MAX_ANSWERS = 60.0
+# for up to an hour after it ended. 100 answers: a spike shows within a minute or two of traffic, its end within
+# ~35 minutes even with no probe answered (10 min x log2(100 / change_min)), sooner as probes come back approved;
+# a steady rate's fast count keeps a standard error of under three points. Against 60: the same spike reaction
+# over twenty draws of luck, and between two processors two points apart 1.7% of traffic on the worse one, not
+# 3.5% (a smaller count reads more noise as a change); against no cap, 1.4%
+# (tests/rules/test_learning.py; benchmarks/bench_simulation.py).
+FAST_MAX_ANSWERS = 100.0
 ACCEPT_AFTER_HALF_LIVES = 6  # a change lasting six fast half-lives (an hour by default) is the new normal
 # Evidence older than six half-lives weighs under 2%: what a refill reads, and how long Redis keeps a node.
 HORIZON_HALF_LIVES = 6

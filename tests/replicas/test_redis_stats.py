@@ -66,16 +66,16 @@ async def test_evidence_fades_by_its_half_lives(stats: StatsStore) -> None:
 
 
 async def test_the_fast_clock_holds_at_most_its_last_answers_and_the_slow_one_all(stats: StatsStore) -> None:
-    for _ in range(90):
+    for _ in range(150):
         await stats.record("default", "sim_a", Entry.APPROVED, T0)
     route = (await stats.read("default", ["sim_a"], T0))["sim_a"].route
-    assert (route.successes, route.total) == pytest.approx((90, 90))
+    assert (route.successes, route.total) == pytest.approx((150, 150))
     assert (route.recent_successes, route.recent_total) == pytest.approx((FAST_MAX_ANSWERS, FAST_MAX_ANSWERS))
     declines = 20
     for _ in range(declines):
         await stats.record("default", "sim_a", Entry.DECLINED, T0)
     route = (await stats.read("default", ["sim_a"], T0))["sim_a"].route
-    # Each decline pushed out a 1/61 share of what was there (61 answers scaled to 60): the newest weigh most.
+    # Each decline pushed out a 1/101 share of what was there (101 answers scaled to 100): the newest weigh most.
     kept = FAST_MAX_ANSWERS * (FAST_MAX_ANSWERS / (FAST_MAX_ANSWERS + 1)) ** declines
     assert (route.recent_successes, route.recent_total) == pytest.approx((kept, FAST_MAX_ANSWERS))
 

@@ -71,6 +71,17 @@ def test_a_soft_decline_spike_moves_traffic_in_minutes_and_it_comes_back_after(l
     assert sum(c["a"] for c in after.values()) / (15 * 60) > 0.7  # seen recovering, not left demoted for hours
 
 
+@pytest.mark.parametrize("luck", range(4))
+def test_of_two_processors_two_points_apart_the_worse_gets_little_once_learned(luck: int) -> None:
+    clock, stats = ManualClock(START), InMemoryStatsStore()
+    strategy, world = SuccessRate(random.Random(100 + luck)), random.Random(200 + luck)
+    rates = {("a", c): 0.92 for c in ("US", "BR")} | {("b", c): 0.90 for c in ("US", "BR")}
+    run(strategy, stats, clock, rates, world, 2 * 3600)
+    third_hour = run(strategy, stats, clock, rates, world, 3600)
+    # Hedging on thin evidence, probes after: not the fifth to third of traffic a window-based rate kept sending.
+    assert sum(c["b"] for c in third_hour.values()) / 3600 < 0.08
+
+
 def test_two_close_processors_share_traffic_on_thin_evidence_and_not_on_thick() -> None:
     strategy = SuccessRate(random.Random(5))
     thin = {"a": evidence(46, 4), "b": evidence(45, 5)}  # 92% against 90% on fifty answers each
