@@ -25,9 +25,9 @@ DEFAULT_AMOUNT_BANDS = (1_000, 5_000, 20_000, 100_000)
 # 85%), so four unlucky first answers (2 of 4) no longer put one 25 points behind its peers for hours, which
 # starved its segments of the tries that would show where it is best (benchmarks/bench_simulation.py). The
 # country's is 3: a domestic acquirer's edge (five to ten points) shows on a few dozen of the country's answers
-# instead of hundreds (-0.74 -> -0.55 points against the per-country order in hindsight). It was 8 while the
-# fast clock held ten minutes of answers however many: a spike's estimate then leaned on pre-spike answers, and a
-# weak country prior tipped the race toward the spiking processor (router.routing.stats.FAST_MAX_ANSWERS).
+# instead of hundreds. So weak a prior needs the fast clock's cap (router.routing.stats.FAST_MAX_ANSWERS): while
+# the fast counts held ten minutes of answers however many, a spike's estimate leaned on pre-spike answers and a
+# weak country prior tipped the race toward the spiking processor.
 DEFAULT_STRENGTHS = (30.0, 10.0, 3.0, 200.0, 400.0, 100.0)
 
 DEFAULT_HALF_LIFE = timedelta(hours=6)

@@ -52,7 +52,7 @@ class Attempted:
     payment: Payment
     response: bytes | None = None
     # The payment as its last event shows it (no attempt details): a create's answer, not rendered again.
-    shown: OffSessionPayment | None = None
+    rendered: OffSessionPayment | None = None
 
 
 TECHNICAL = {k.value for k in OutcomeKind if k.is_technical}

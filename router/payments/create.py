@@ -200,14 +200,14 @@ class Creator:
         include = bool(p.include)
         reservation = keyed.reservation if keyed is not None else None
         answer = Answer(keyed.scope, keyed.key, include, reservation) if keyed is not None else None
-        shown: OffSessionPayment | None = None
+        rendered: OffSessionPayment | None = None
         try:
             if due is None:
                 # Attempted at once: the attempt's first write inserts the payment, already in processing, and its
                 # last one stores the response for the key.
                 attempted = await ctx.engine.attempt(payment, new=NewPayment(record, created, answer, request, method))
                 payment = attempted.payment
-                shown = attempted.shown
+                rendered = attempted.rendered
                 if attempted.response is not None:
                     # Committed with the payment: that response is the answer, rendered once.
                     return Created(None, attempted.response)
@@ -243,8 +243,8 @@ class Creator:
                     status=409,
                 ) from None
             return await self._answer_resend(raced, include)
-        if shown is not None and not include:
-            return Created(shown)
+        if rendered is not None and not include:
+            return Created(rendered)
         return Created(await self.reads.render(payment, include_details=include))
 
     async def _answer_resend(self, payment: Payment, include_details: bool) -> Created:

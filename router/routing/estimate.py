@@ -73,9 +73,8 @@ def _loglik(s: float, n: float, p: float) -> float:
 class Estimator:
     """`strengths[i]`: how many answers level i's parent weighs as when nothing else is uncertain (level 0, the
     processor on every route, shrinks toward every processor's rate on this route, `prior` before there is any);
-    levels past the list use its last entry. A parent that is
-    itself uncertain weighs less: its variance adds to the level's own spread (a Gaussian approximation of the
-    hierarchical Beta model)."""
+    levels past the list use its last entry. A parent that is itself uncertain weighs less: its variance adds to
+    the level's own spread (a Gaussian approximation of the hierarchical Beta model)."""
 
     __slots__ = ("min_n", "prior", "strengths", "z")
 

@@ -9,10 +9,10 @@ Two kinds of memory, which every backend keeps the same way (in memory here; Red
   differences such as a domestic acquirer winning its country's cards, and a fast one
   (`success_rate.change_half_life`, default 10 min, holding at most the last 100 answers), which sees a change
   (a soft-decline spike, an issuer's trouble, a recovery) within minutes; `router.routing.estimate` compares
-  the two. Evidence fades instead of
-  falling out of a window all at once, so a processor's spike stops weighing on it in proportion to time, not
-  to how many calls it gets afterwards. Hard declines and authentication_required say something about the
-  card, not the processor, and are not counted; technical failures (processor error, timeout) go to health.
+  the two. Evidence fades instead of falling out of a window all at once, so a processor's spike stops weighing
+  on it in proportion to time, not to how many calls it gets afterwards. Hard declines and
+  authentication_required say something about the card, not the processor, and are not counted; technical
+  failures (processor error, timeout) go to health.
 - *Health*, per processor across all routes (an outage is the processor's, not a route's): its last
   `HEALTH_SIZE` calls, each either answered or failed technically; a read counts those of the last
   `health_window` (default 60 s) and the run of technical failures they end with. `success_rate` puts a
