@@ -11,6 +11,7 @@ import logging
 
 from adapters.base import Answer as Meaning
 from adapters.base import Outcome, OutcomeKind
+from router.model import events as ev
 from router.model.records import Payment
 from router.payments import calls
 from router.payments.attempt import TECHNICAL, Pass
@@ -18,6 +19,7 @@ from router.payments.current import payment_now
 from router.payments.engine import ASK_AGAIN, Engine
 from router.payments.methods import credentials_for
 from router.routing.rules import Candidate
+from router.state.store.base import EventQuery
 
 log = logging.getLogger("payroute.engine")
 
@@ -34,6 +36,9 @@ async def reconcile(engine: Engine, payment: Payment) -> Payment:
     method = await engine.methods.resolve(payment.payment_method, payment.customer, payment.livemode, payment.account)
     plan = await table.decide(payment, engine.stats, engine.clock.now())
     run = Pass(plan, method, table, now, payment.attempts)
+    # The settling event's `changes` are against the payment as its newest event (the attempt's start) showed it.
+    newest = await engine.store.page_events(EventQuery(payment.livemode, 1, payment.account, object_id=payment.id))
+    run.shown = ev.snapshot(newest[0][1]) if newest else None
     attempts = [a for a in await engine.store.list_attempts(payment.payment_record) if a.payment_id == payment.id]
     sent = [a for a in attempts if a.state == "sent"]
     if not sent:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from router import ManualClock, Router
 from tests.conftest import RouterFactory
 from tests.core.test_engine import body, processors_called, sim
+from tests.events.eventkit import check_changes_chain
 
 SLOW_FIRST = """
 version: 1
@@ -75,6 +76,10 @@ async def test_crash_is_reconciled_by_lookup_without_resending(make_router: Rout
     assert payment["latest_payment_attempt_record"] == attempt_id
     assert sim(router, "sim_a").received == [attempt_id], "asked, not sent again"
     assert sim(router, "sim_b").received == []
+    # The settling event tells what changed since the attempt's start, the attempt record named in between too.
+    events = [e.to_dict() for e in await router.list_events(object_id=payment_id)]
+    check_changes_chain(events)
+    assert events[-1]["changes"]["after"]["latest_payment_attempt_record"] == attempt_id
 
 
 async def test_crash_at_a_processor_without_lookup_resends_the_same_attempt(

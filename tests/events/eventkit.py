@@ -1,4 +1,5 @@
-"""What the events tests share besides fixtures: a real local webhook receiver, the test config, request params."""
+"""What the events tests share besides fixtures: a real local webhook receiver, the test config, request params,
+and the check that a payment's events retell its changes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from aiohttp import web
@@ -117,3 +119,14 @@ def params(payment_method: str = "pm_card_visa", **extra: Any) -> dict[str, Any]
         "payment_method": payment_method,
         **extra,
     }
+
+
+def check_changes_chain(events: list[dict[str, Any]]) -> None:
+    """Each event's `changes` are against the snapshot the event before it showed: a reader who kept the previous
+    snapshot and applies `changes.after` has this one, and `changes.before` is what that reader held."""
+    assert events[0]["changes"] is None
+    for previous, event in pairwise(events):
+        shown, now, changes = previous["data"]["object"], event["data"]["object"], event["changes"]
+        assert changes["before"] == {k: shown[k] for k in changes["after"]}, event["type"]
+        assert {**shown, **changes["after"]} == now, event["type"]
+        assert all(shown[k] != now[k] for k in changes["after"]), "only what changed"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
-from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ from router.clock import ManualClock, parse_rfc3339
 from router.errors import ConcurrentUpdate, PayrouteError
 from router.model import events as ev
 from router.model.states import Status
-from tests.events.eventkit import params
+from tests.events.eventkit import check_changes_chain, params
 
 P = "v2.payments.off_session_payment."
 
@@ -52,17 +51,6 @@ def check_one_event_per_transition(events: list[dict[str, Any]]) -> list[str]:
         assert event["type"] == expected_type(path[-1], status)
         path.append(status)
     return path
-
-
-def check_changes_chain(events: list[dict[str, Any]]) -> None:
-    """Each event's `changes` are against the snapshot the event before it showed: a reader who kept the previous
-    snapshot and applies `changes.after` has this one, and `changes.before` is what that reader held."""
-    assert events[0]["changes"] is None
-    for previous, event in pairwise(events):
-        shown, now, changes = previous["data"]["object"], event["data"]["object"], event["changes"]
-        assert changes["before"] == {k: shown[k] for k in changes["after"]}, event["type"]
-        assert {**shown, **changes["after"]} == now, event["type"]
-        assert all(shown[k] != now[k] for k in changes["after"]), "only what changed"
 
 
 def check_shape(event: dict[str, Any], payment_id: str) -> None:
