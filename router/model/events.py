@@ -81,7 +81,9 @@ def event_for(
         account=payment.account,
         data=_data(type, payment, after),
         reason=None if request is None else _reason(request),
-        changes=None if before is None else changes(before_shown or render_payment(before).to_dict(), after),
+        changes=None
+        if before is None
+        else changes(render_payment(before).to_dict() if before_shown is None else before_shown, after),
     )
 
 

@@ -8,6 +8,7 @@ the background sweep brings it here: the processor is asked first, and only an a
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from adapters.base import Answer as Meaning
 from adapters.base import Outcome, OutcomeKind
@@ -36,13 +37,11 @@ async def reconcile(engine: Engine, payment: Payment) -> Payment:
     method = await engine.methods.resolve(payment.payment_method, payment.customer, payment.livemode, payment.account)
     plan = await table.decide(payment, engine.stats, engine.clock.now())
     run = Pass(plan, method, table, now, payment.attempts)
-    # The settling event's `changes` are against the payment as its newest event (the attempt's start) showed it.
-    newest = await engine.store.page_events(EventQuery(payment.livemode, 1, payment.account, object_id=payment.id))
-    run.shown = ev.snapshot(newest[0][1]) if newest else None
     attempts = [a for a in await engine.store.list_attempts(payment.payment_record) if a.payment_id == payment.id]
     sent = [a for a in attempts if a.state == "sent"]
     if not sent:
         # The worker died after the processing transition but before writing any attempt.
+        run.shown = await _shown(engine, payment)
         return (await engine.finish(payment, None, None, run)).payment
     last = sent[-1]
     adapter = table.adapters.get(last.processor)
@@ -62,6 +61,7 @@ async def reconcile(engine: Engine, payment: Payment) -> Payment:
             payment, payment.version, lease_owner=engine.owner, lease_until=engine.clock.now() + ASK_AGAIN
         )
     settled = calls.settle(last, found, adapter.scrub)
+    run.shown = await _shown(engine, payment)  # read only now: a payment still unknown is asked about again and again
     if found.answer is Meaning.REFUSED and payment.orchestration_enabled:
         # Never charged: the attempt goes on where it stopped, with the processors it has not asked yet.
         tried = frozenset(a.processor for a in attempts if a.attempt_number == last.attempt_number)
@@ -70,3 +70,10 @@ async def reconcile(engine: Engine, payment: Payment) -> Payment:
             lease = engine.clock.now() + engine.lease_length(candidates)
             return (await engine.run(run, candidates, payment, payment.version, None, [], lease, settled)).payment
     return (await engine.finish(payment, settled, found, run)).payment
+
+
+async def _shown(engine: Engine, payment: Payment) -> dict[str, Any] | None:
+    """The payment as its newest event (the attempt's start) showed it: the settling event's `changes` are against
+    that, as they are when an attempt finishes in one go."""
+    newest = await engine.store.page_events(EventQuery(payment.livemode, 1, payment.account, object_id=payment.id))
+    return ev.snapshot(newest[0][1]) if newest else None
