@@ -339,6 +339,25 @@ async def test_card_activity_counts_attempts_and_declines_across_payments(store:
     assert activity.declines == [T0 - timedelta(days=2)]
 
 
+async def test_an_attempt_settled_on_the_card_its_processor_names_counts_for_that_card(store: Store) -> None:
+    p = await created(store, fingerprint="fp_token")
+    sent = attempt(p, created=T0 - timedelta(days=1))
+    first = await store.save_payment(p, p.version, attempts=[sent])
+    since = T0 - timedelta(days=30)
+    assert (await store.card_activity("fp_token", since)).attempts == [sent.created]
+    # The processor answers for the card behind the token, known to it by another fingerprint.
+    moved = sent.model_copy(
+        update={"state": "settled", "outcome": "soft_decline", "card": CardSnapshot(brand="visa", fingerprint="fp_pan")}
+    )
+    await store.save_payment(first, first.version, attempts=[moved])
+    assert (await store.card_activity("fp_pan", since)).declines == [sent.created]
+    assert (await store.card_activity("fp_token", since)).attempts == []
+    # Settled again on the same card (a late answer's rewrite): nothing moves.
+    await store.save_attempt(moved)
+    assert (await store.card_activity("fp_pan", since)).attempts == [sent.created]
+    assert await store.get_attempt(sent.id) == moved
+
+
 async def test_card_history_is_the_cards_and_its_customers_settled_attempts_newest_first(store: Store) -> None:
     mine = await created(store, fingerprint="fp_card", customer="cus_a")
     old_card = await created(store, fingerprint="fp_old", customer="cus_a")

@@ -39,6 +39,9 @@ class Dialect:
     in_list: Callable[[str], str]
     json_array: Callable[[str, Sequence[str]], str]
     list_value: Callable[[Sequence[str]], Any]
+    # An UPDATE rewrites the entries of every index on a column it names, changed or not (SQLite); PostgreSQL
+    # compares the values and leaves unchanged entries alone.
+    update_rewrites_named: bool
     # Type names a shared migration may use as `{json}`, `{bytes}`, `{autoincrement}`.
     ddl: Mapping[str, str] = field(default_factory=dict)
 
@@ -55,6 +58,7 @@ SQLITE = Dialect(
     in_list=lambda name: f"IN (SELECT value FROM json_each(:{name}))",
     json_array=lambda column, keys: f"json_extract({column}, {', '.join(repr('$.' + k) for k in keys)})",
     list_value=lambda values: json.dumps(list(values)),
+    update_rewrites_named=True,
     ddl={"json": "TEXT", "bytes": "BLOB", "autoincrement": "INTEGER PRIMARY KEY AUTOINCREMENT"},
 )
 POSTGRES = Dialect(
@@ -65,6 +69,7 @@ POSTGRES = Dialect(
     in_list=lambda name: f"= ANY(CAST(:{name} AS text[]))",
     json_array=lambda column, keys: f"jsonb_build_array({', '.join(_pg_path(column, k) for k in keys)})::text",
     list_value=list,
+    update_rewrites_named=False,
     ddl={"json": "JSONB", "bytes": "BYTEA", "autoincrement": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"},
 )
 

@@ -46,6 +46,7 @@ from router.state.store.base import (
     settled_attempt,
     to_us,
 )
+from router.state.store.dialect import Dialect
 from router.state.store.runner import Params, Step, row_of
 from router.state.store.sql_webhooks import WebhookDeliveries
 
@@ -97,7 +98,7 @@ class Store(WebhookDeliveries):
                 *guard,
                 Step(s.INSERT_PAYMENT, row),
                 Step(s.INSERT_RECORD, {"id": record.id, "payment_id": payment.id, "data": record_json(record)}),
-                *_attempt_steps(attempts),
+                *_attempt_steps(attempts, self.dialect),
                 *self._event_steps(events),
             ],
             events,
@@ -159,7 +160,7 @@ class Store(WebhookDeliveries):
         steps = [Step(s.UPDATE_PAYMENT, row)]
         if record is not None:
             steps.append(Step(s.UPDATE_RECORD, {"id": record.id, "data": record_json(record)}))
-        steps.extend(_attempt_steps(attempts))
+        steps.extend(_attempt_steps(attempts, self.dialect))
         steps.extend(self._event_steps(events or ()))
         if idempotency is not None:
             steps.append(_complete(idempotency.scope, idempotency.key, idempotency.status, idempotency.body))
@@ -169,7 +170,7 @@ class Store(WebhookDeliveries):
 
     async def save_attempt(self, attempt: AttemptRecord) -> None:
         """Write one attempt on its own (the sweeper settling a timed-out attempt); the payment is untouched."""
-        await self._run(_attempt_steps([attempt]))
+        await self._run(_attempt_steps([attempt], self.dialect))
 
     async def list_unresolved(self, limit: int) -> list[AttemptRecord]:
         """Attempts in state `unresolved`, oldest first."""
@@ -465,8 +466,16 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _attempt_steps(attempts: Sequence[AttemptRecord]) -> list[Step]:
-    return [Step(s.UPSERT_ATTEMPT, row_of(s.ATTEMPT_COLUMNS, a)) for a in attempts]
+def _attempt_steps(attempts: Sequence[AttemptRecord], dialect: Dialect) -> list[Step]:
+    if not dialect.update_rewrites_named:
+        return [Step(s.UPSERT_ATTEMPT, row_of(s.ATTEMPT_COLUMNS, a)) for a in attempts]
+    steps = []
+    for a in attempts:
+        row = row_of(s.ATTEMPT_COLUMNS, a)
+        steps.append(Step(s.UPSERT_ATTEMPT_KEEPING_CARD, row))
+        if a.state != "sent":
+            steps.append(Step(s.MOVE_ATTEMPT_CARD, {"id": a.id, "card_fingerprint": row["card_fingerprint"]}))
+    return steps
 
 
 def _reservation(entry: IdempotencyEntry) -> Params:
