@@ -34,11 +34,14 @@ Work = Callable[[sqlite3.Connection], Any]
 
 # One batch holds at most this many writes, so a burst cannot hold the loop (and its callers) for long.
 MAX_BATCH = 256
-# Checkpoint (copy the WAL back into the database file) after this many committed writes (about 300 creates,
-# some 7 MB of log), on a thread of low priority: a checkpoint ends in two fsyncs, and on a busy machine the copy
-# competes for the CPU. Measured at 500, 1,000 and 4,000 (benchmarks/bench_sidecar.py): the p99 at half of peak
-# moved within the run-to-run noise; 1,000 keeps the log, and the work of each checkpoint, small.
-CHECKPOINT_EVERY = 1000
+# Checkpoint (copy the WAL back into the database file) after this many committed writes, on a thread of low
+# priority. A checkpoint ends in an fsync of the database file, and while that fsync flushes what the checkpoint
+# copied, the writer's own WAL appends on the event loop's thread wait on the file system: after 1,000 writes (some
+# 7 MB of log) each checkpoint stalled the loop for 10-40 ms, once a second at 500 creates a second, and those
+# stalls were the p99 (8-17 ms; without checkpoints 3 ms). After 100 writes each copy is small enough that its
+# fsync no longer holds the loop: p99 3.4-3.8 ms and max 12-13 ms at 500 creates a second, 15 ms at 1,000; the
+# peak spends a few percent more CPU on checkpoints (benchmarks/bench_sidecar.py, REPORT.md).
+CHECKPOINT_EVERY = 100
 
 
 @dataclass(slots=True)
