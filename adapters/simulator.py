@@ -10,6 +10,7 @@ Options (the processor's block in the config):
   decline_mix: {insufficient_funds: 0.5, do_not_honor: 0.5}   Stripe decline codes, weights
   outages: [{start: 2026-01-01T10:00:00Z, minutes: 30, mode: down | slow | errors}]
   lookup: true                               false: no lookup by idempotency key, like Adyen
+  ledger_size: 100000                        authorizations remembered (resends, lookups, captures); older forgotten
   seed: 7
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -137,6 +139,16 @@ def _parse_outages(raw: Sequence[Mapping[str, Any]]) -> list[Outage]:
     return outages
 
 
+# Authorizations the simulator remembers (see SimulatorAdapter.ledger_size).
+DEFAULT_LEDGER_SIZE = 100_000
+
+
+def _keep(ledger: OrderedDict[str, Any], key: str, value: Any, size: int) -> None:
+    ledger[key] = value
+    if len(ledger) > size:
+        ledger.popitem(last=False)
+
+
 # A card at the simulator: any token; a bare token on a payment is taken as the simulator's own.
 SimulatorCredentials = TokenCredentials
 
@@ -171,12 +183,19 @@ class SimulatorAdapter:
         # False models a processor with no lookup by idempotency key (Adyen): it can only be asked again.
         self.supports_lookup = bool(opts.get("lookup", True))
         self._rng = random.Random(opts.get("seed", settings.name))
+        # A real processor keeps its ledger on its own disks; this one lives in the router's process (`make run`,
+        # benchmarks, soaks), so it keeps the latest `ledger_size` authorizations and forgets older ones, as a
+        # processor forgets an idempotency key after its window (Stripe: 24 hours). Kept whole, the ledger grew by
+        # about 1 KB a payment for as long as the process ran.
+        self.ledger_size = int(opts.get("ledger_size", DEFAULT_LEDGER_SIZE))
+        if self.ledger_size < 1:
+            raise AdapterError(f"{settings.name}: ledger_size must be at least 1")
         # attempt id -> outcome: a resend with the same idempotency key gets the first answer back.
-        self.log: dict[str, Outcome] = {}
+        self.log: OrderedDict[str, Outcome] = OrderedDict()
         # Every authorization request that reached us, repeats included: what the processor would have logged.
         self.received: list[str] = []
         # The token each request carried, by attempt id: which of the card's credentials reached this processor.
-        self.tokens: dict[str, str] = {}
+        self.tokens: OrderedDict[str, str] = OrderedDict()
         self.authorizations_sent = 0
         self.captures: dict[str, int] = {}
         self.voids: set[str] = set()
@@ -197,7 +216,9 @@ class SimulatorAdapter:
 
     async def authorize(self, req: AuthorizationRequest) -> Outcome:
         self.received.append(req.attempt_id)
-        self.tokens[req.attempt_id] = self._token(req)
+        if len(self.received) > 2 * self.ledger_size:
+            del self.received[: -self.ledger_size]
+        _keep(self.tokens, req.attempt_id, self._token(req), self.ledger_size)
         if req.attempt_id in self.log:
             return self.log[req.attempt_id]
         self.authorizations_sent += 1
@@ -225,7 +246,7 @@ class SimulatorAdapter:
         )
         # Like a real processor, the decision is made when the request arrives; a slow answer is slow on the way
         # back, so a caller that stops waiting has still been charged (and `lookup` will say so).
-        self.log[req.attempt_id] = outcome
+        _keep(self.log, req.attempt_id, outcome, self.ledger_size)
         if latency > 0:
             await asyncio.sleep(latency / 1000)
         return outcome
@@ -264,7 +285,10 @@ class SimulatorAdapter:
         )
 
     async def capture(self, req: CaptureRequest) -> Outcome:
-        auth = next((o for o in self.log.values() if o.processor_reference == req.processor_reference), None)
+        # Its references name the attempt (`sim_<processor>_<attempt id>`): one lookup, not a scan of the ledger.
+        auth = self.log.get(req.processor_reference.removeprefix(f"sim_{self.name}_"))
+        if auth is not None and auth.processor_reference != req.processor_reference:
+            auth = None
         if auth is None or not auth.approved or req.processor_reference in self.voids:
             return Outcome(OutcomeKind.PROCESSOR_ERROR, raw_code="404", raw_message="no such authorization")
         self.captures.setdefault(req.processor_reference, req.amount)
