@@ -26,6 +26,7 @@ import json
 import os
 import pstats
 import random
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,7 @@ from router.config.loader import parse
 from router.ids import IdGenerator
 from router.routing.cards import card_from_token
 from router.routing.rules import adapter_settings
+from router.state.store import groupcommit
 
 SEED = 20261123
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -178,6 +180,33 @@ async def through_router(label: str, store: str, n: int, n_concurrent: int) -> t
     return {**summary(label, latencies, elapsed), **_cpu()}, conc
 
 
+async def log_pages(path: Path, n: int, concurrency: int) -> float:
+    """Pages written to SQLite's log per create: what the disk takes for each payment, which no other load on the
+    machine moves. Checkpoints are held off for the count (they would restart the log midway), then the frames
+    in the log are read off a second connection (`PRAGMA wal_checkpoint` reports them)."""
+    every, groupcommit.CHECKPOINT_EVERY = groupcommit.CHECKPOINT_EVERY, 10**9
+    router = await open_router(f"sqlite:///{path}")
+    payload = bodies(n + 200, SEED + 2)
+    try:
+        for i in range(200):  # the tables' first pages and the statement cache
+            await router.create_payment(payload[n + i])
+        probe = sqlite3.connect(path)
+        probe.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # an empty log: the count starts at zero
+        next_index = iter(range(n))
+
+        async def worker() -> None:
+            for i in next_index:
+                await router.create_payment(payload[i])
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        [(_, frames, _)] = probe.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        probe.close()
+    finally:
+        await router.close()
+        groupcommit.CHECKPOINT_EVERY = every
+    return float(frames) / n
+
+
 def _cpu() -> dict[str, float]:
     return {"cpu_us_sequential": _CPU["sequence"], "cpu_us_concurrent": _CPU["concurrent"]}
 
@@ -238,6 +267,10 @@ async def main(quick: bool) -> None:
         for label, store, n in paths:
             gc.collect()
             runs.append(await through_router(label, store, n, n))
+        pages = {
+            concurrency: await log_pages(Path(tmp) / f"pages{concurrency}.db", n_sqlite, concurrency)
+            for concurrency in (1, CONCURRENCY)
+        }
     base = runs[0][0]
     rows = []
     for s, conc in runs:
@@ -312,6 +345,13 @@ async def main(quick: bool) -> None:
         ],
     )
     print_table(targets)
+    log_table = table(
+        "Pages written to SQLite's log per create (file, WAL): the disk's share of a payment, unmoved by the machine's"
+        " other load",
+        ["payments in flight", "log pages per create"],
+        [[concurrency, per] for concurrency, per in pages.items()],
+    )
+    print_table(log_table)
     compared = side_by_side(runs)
     if compared:
         print_table(compared)
@@ -340,8 +380,9 @@ async def main(quick: bool) -> None:
             "quick": quick,
             "loop": _loop_name(),
         },
-        [overhead, targets, *([compared] if compared else []), prof_own, prof_ours],
+        [overhead, targets, log_table, *([compared] if compared else []), prof_own, prof_ours],
         runs=[{**s, "throughput_concurrent_per_s": c} for s, c in runs],
+        log_pages_per_create={str(concurrency): per for concurrency, per in pages.items()},
         profile={"total_us_per_payment": total_us, "by_own_time": by_own, "ours_by_cumulative": ours},
     )
 
