@@ -42,6 +42,10 @@ MAX_BATCH = 256
 # fsync no longer holds the loop: p99 3.4-3.8 ms and max 12-13 ms at 500 creates a second, 15 ms at 1,000; the
 # peak spends a few percent more CPU on checkpoints (benchmarks/bench_sidecar.py, REPORT.md).
 CHECKPOINT_EVERY = 100
+# ... and no sooner than this after the last one began: at 500 creates a second 100 writes take 0.1 s anyway, but
+# at the peak (over 3,000 writes a second) a checkpoint every 100 writes copied the same hot pages (each B-tree's
+# last page) again and again, for about 9% more CPU per create.
+CHECKPOINT_MIN_INTERVAL_S = 0.1
 
 
 @dataclass(slots=True)
@@ -86,6 +90,7 @@ class GroupCommitWriter:
         self._checkpointer: sqlite3.Connection | None = None
         self._checkpointing: asyncio.Future[None] | None = None
         self._since_checkpoint = 0
+        self._checkpoint_began = -CHECKPOINT_MIN_INTERVAL_S
         if checkpoint is not None:
             conn.execute("PRAGMA wal_autocheckpoint=0")
 
@@ -184,7 +189,10 @@ class GroupCommitWriter:
             if cancelled:
                 raise asyncio.CancelledError
             self._since_checkpoint += len(batch)
-            if self._since_checkpoint >= CHECKPOINT_EVERY:
+            if (
+                self._since_checkpoint >= CHECKPOINT_EVERY
+                and time.monotonic() - self._checkpoint_began >= CHECKPOINT_MIN_INTERVAL_S
+            ):
                 self._checkpoint()
             if self._pending:
                 await asyncio.sleep(0)  # a long queue is committed in batches, with the loop let through between
@@ -254,6 +262,7 @@ class GroupCommitWriter:
         if self._open_checkpointer is None or self._checkpointing is not None:
             return
         self._since_checkpoint = 0
+        self._checkpoint_began = time.monotonic()
         self._checkpointing = asyncio.get_running_loop().run_in_executor(
             self._checkpoint_executor, self._checkpoint_now
         )
