@@ -39,8 +39,7 @@ MAX_BATCH = 256
 # copied, the writer's own WAL appends on the event loop's thread wait on the file system: after 1,000 writes (some
 # 7 MB of log) each checkpoint stalled the loop for 10-40 ms, once a second at 500 creates a second, and those
 # stalls were the p99 (8-17 ms; without checkpoints 3 ms). After 100 writes each copy is small enough that its
-# fsync no longer holds the loop: p99 3.4-3.8 ms and max 12-13 ms at 500 creates a second, 15 ms at 1,000; the
-# peak spends a few percent more CPU on checkpoints (benchmarks/bench_sidecar.py, REPORT.md).
+# fsync no longer holds the loop: p99 3.4-5 ms at 500 creates a second (benchmarks/bench_sidecar.py, REPORT.md).
 CHECKPOINT_EVERY = 100
 # ... and no sooner than this after the last one began: at 500 creates a second 100 writes take 0.1 s anyway, but
 # at the peak (over 3,000 writes a second) a checkpoint every 100 writes copied the same hot pages (each B-tree's
