@@ -5,7 +5,7 @@ success-rate windows from the store."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +19,7 @@ from router.payments.context import Context
 from router.payments.operations import Operations
 from router.routing.rules import RoutingTable
 from router.routing.segments import NO_SEGMENT, Card, Facts, Segment
-from router.routing.stats import InMemoryStatsStore, StatsStore, window_entry
+from router.routing.stats import Entry, InMemoryStatsStore, StatsStore, window_entry
 from router.routing.success_rate import segment_of
 from router.state.outbox.retention import Housekeeper, Purged
 
@@ -148,10 +148,24 @@ class Background:
         recent = await self.ctx.store.attempt_stats(now - stats.max_age, limit, until=now)
         table = self.ctx.live.current
         return stats.refill(
-            (a.route, a.processor, window_entry(_KINDS[a.outcome]), a.created, _segment(table, a))
-            for a in reversed(recent)  # newest first from the store; learned oldest first
-            if a.route is not None and a.outcome in _KINDS
+            (a.route, a.processor, entry, a.created, _segment(table, a))
+            for a, entry in _entries(reversed(recent))  # newest first from the store; learned oldest first
+            if a.route is not None
         )
+
+
+def _entries(attempts: Iterable[SettledAttempt]) -> Iterator[tuple[SettledAttempt, Entry]]:
+    """Each settled attempt (oldest first) with the entry the engine recorded for it: an attempt after a soft
+    decline in the same pass (the same payment and attempt number) was a cascade (`window_entry`)."""
+    declined: set[tuple[str, int]] = set()
+    for a in attempts:
+        kind = _KINDS.get(a.outcome or "")
+        if kind is None:
+            continue
+        pass_ = (a.payment_id, a.attempt_number)
+        yield a, window_entry(kind, pass_ in declined)
+        if kind is OutcomeKind.SOFT_DECLINE:
+            declined.add(pass_)
 
 
 def _segment(table: RoutingTable, a: SettledAttempt) -> Segment:

@@ -157,6 +157,7 @@ class Engine:
         """Call the candidates in order until one answers for the card (see the module docstring)."""
         outcome: Outcome | None = None
         attempt: AttemptRecord | None = settled_previous
+        cascaded = False  # a processor declined the card in this pass: what the others answer is not evidence
         for index, cand in enumerate(candidates):
             breaker = self.breakers.get(cand.name, cand.config.breaker.fail_max, cand.config.breaker.reset_timeout_s)
             if not await breaker.acquire():  # with the other replicas' view when shared
@@ -188,7 +189,7 @@ class Engine:
             breaker.record(outcome.kind)
             await breaker.share()
             # Routing learns from what the call looked like (a slow processor is a bad one) before the lookup.
-            await self._learn(run.plan, cand, outcome)
+            await self._learn(run.plan, cand, outcome, cascaded)
             if outcome.answer is Meaning.UNKNOWN:
                 notice = await self.store.get_notice(attempt.id)
                 outcome = await calls.ask(cand, attempt, run.now, outcome, resend=req, notice=notice)
@@ -208,6 +209,7 @@ class Engine:
             cascade = outcome.kind is OutcomeKind.SOFT_DECLINE and (outcome.decline_code or "") in run.plan.cascade_on
             if cascade and more and await self._may_cascade(current, outcome, run.table, run.now):
                 settled_previous = attempt
+                cascaded = True
                 continue
             break
         if outcome is None:
@@ -269,10 +271,11 @@ class Engine:
             raise NotCreated(p.id) from exc
         return inserted
 
-    async def _learn(self, plan: Plan, cand: Candidate, outcome: Outcome) -> None:
+    async def _learn(self, plan: Plan, cand: Candidate, outcome: Outcome, after_decline: bool) -> None:
         """Feed the outcome into the route's success-rate window; a stats outage never fails a payment."""
+        entry = window_entry(outcome.kind, after_decline)
         try:
-            await self.stats.record(plan.route, cand.name, window_entry(outcome.kind), self.clock.now(), plan.segment)
+            await self.stats.record(plan.route, cand.name, entry, self.clock.now(), plan.segment)
         except Exception:
             log.exception("could not record the outcome of %s on route %s", cand.name, plan.route)
 

@@ -11,8 +11,9 @@ Two kinds of memory, which every backend keeps the same way (in memory here; Red
   (a soft-decline spike, an issuer's trouble, a recovery) within minutes; `router.routing.estimate` compares
   the two. Evidence fades instead of falling out of a window all at once, so a processor's spike stops weighing
   on it in proportion to time, not to how many calls it gets afterwards. Hard declines and
-  authentication_required say something about the card, not the processor, and are not counted; technical
-  failures (processor error, timeout) go to health.
+  authentication_required say something about the card, not the processor, and are not counted, nor are the
+  answers to a cascade (a reattempt at once after another processor's soft decline: a sample of worse cards,
+  `window_entry`); technical failures (processor error, timeout) go to health.
 - *Health*, per processor across all routes (an outage is the processor's, not a route's): its last
   `HEALTH_SIZE` calls, each either answered or failed technically; a read counts those of the last
   `health_window` (default 60 s) and the run of technical failures they end with. `success_rate` puts a
@@ -93,14 +94,20 @@ class Entry(enum.Enum):
         return self is Entry.FAILED
 
 
-def window_entry(kind: OutcomeKind) -> Entry:
-    """The entry a call with this outcome adds to the statistics."""
+def window_entry(kind: OutcomeKind, after_decline: bool = False) -> Entry:
+    """The entry a call with this outcome adds to the statistics. `after_decline`: the call cascaded from another
+    processor's soft decline of the same card in the same attempt; its answer goes to health only. Those cards were
+    just declined (a shared card's quality lasts), so counting their answers would charge the processor the route
+    cascades to with a sample of worse cards than its first calls get: the runner-up, which cascades go to, would
+    look worse than it is exactly where the race is close."""
+    if kind.is_technical:
+        return Entry.FAILED
+    if after_decline:
+        return Entry.ANSWERED
     if kind is OutcomeKind.APPROVED:
         return Entry.APPROVED
     if kind is OutcomeKind.SOFT_DECLINE:
         return Entry.DECLINED
-    if kind.is_technical:
-        return Entry.FAILED
     return Entry.ANSWERED
 
 

@@ -31,6 +31,10 @@ def test_each_outcome_lands_in_its_window() -> None:
     # The card's fault, not the processor's: the processor answered, the approval window ignores it.
     assert window_entry(OutcomeKind.HARD_DECLINE) is Entry.ANSWERED
     assert window_entry(OutcomeKind.AUTHENTICATION_REQUIRED) is Entry.ANSWERED
+    # A cascade's answer is about a card another processor just declined: health only; its failure is still one.
+    assert window_entry(OutcomeKind.APPROVED, after_decline=True) is Entry.ANSWERED
+    assert window_entry(OutcomeKind.SOFT_DECLINE, after_decline=True) is Entry.ANSWERED
+    assert window_entry(OutcomeKind.TIMEOUT, after_decline=True) is Entry.FAILED
 
 
 def test_technical_failures_stay_out_of_the_approval_window(clock: ManualClock) -> None:
