@@ -10,8 +10,9 @@ funding -> ... ), each level's estimate is
   own recent evidence against no change at all (a likelihood ratio, with prior odds `SHIFT_PRIOR_ODDS` for the
   parent's change: a segment with no recent data follows it, one whose recent data says otherwise does not);
 - and when the level's recent evidence (the fast clock) departs from that by more than `change_z` standard
-  errors, on at least `change_min` recent answers, a *change* of its own: its recent evidence, shrunk toward the
-  prediction by `k` pseudo-answers. So a spike is seen in minutes at the level with the most traffic, an issuer's
+  errors, on at least `change_min` recent answers, a *change* of its own: the answers since the change began
+  (the fast counts until there are `change_min` of them), shrunk toward the prediction by `change_min`
+  pseudo-answers (or `k`, if fewer). So a spike is seen in minutes at the level with the most traffic, an issuer's
   trouble at the segment where it happens, and a recovery once a few probes come back approved.
 
 The result carries the uncertainty the order needs (an effective number of answers behind the estimate) and
@@ -140,7 +141,16 @@ class Estimator:
                 expected = now * n
                 sd = math.sqrt(n * now * (1 - now)) + 1e-9
                 if abs(ev.recent_successes - expected) > self.z * sd:
-                    now = (ev.recent_successes + k * now) / (n + k)
+                    # What the change is worth: the answers since it began once there are a few (the fast counts
+                    # still hold answers from before it), leaning on the prediction by `change_min` answers, not by
+                    # the level's strength: a processor-wide spike was read 30 answers toward its old rate.
+                    s_c, n_c = (
+                        (ev.change_successes, ev.change_total)
+                        if ev.change_total >= self.min_n
+                        else (ev.recent_successes, n)
+                    )
+                    k_c = min(k, self.min_n)
+                    now = (s_c + k_c * now) / (n_c + k_c)
                     changed = i
             if changed is not None:
                 # Since the change, the recent answers are all the evidence there is.

@@ -119,6 +119,11 @@ class Evidence(NamedTuple):
     total: float = 0.0
     recent_successes: float = 0.0
     recent_total: float = 0.0
+    # The fast counts of the answers since the node's recent evidence began to depart from its slow evidence (a
+    # change under way; zero when none): what the change is worth, without the answers from before it that the
+    # fast counts still hold for a while.
+    change_successes: float = 0.0
+    change_total: float = 0.0
 
 
 NO_EVIDENCE = Evidence()
@@ -213,10 +218,14 @@ def fed_keys(route: str, processor: str, segment: Segment) -> list[tuple[str, st
 class Decay:
     """The two clocks, and what a node does while its recent evidence departs from its slow evidence.
 
-    A node is `[time, S, N, s, n, since]`: slow and fast decayed counts as of `time`, and when the current change
-    began (0: none). The fast counts hold at most `fast_max` answers' worth: the last ten minutes or the last
-    `fast_max` answers, whichever are fewer. While the fast evidence departs from the slow by more than `change_z`
-    standard errors (on at least `change_min` recent answers), outcomes go to the fast counts only: a spike or an
+    A node is `[time, S, N, s, n, since, cs, cn]`: slow and fast decayed counts as of `time`, when the current
+    change began (0: none), and the fast counts of the answers since then. The fast counts hold at most `fast_max`
+    answers' worth: the last ten minutes or the last `fast_max` answers, whichever are fewer. The counts since the
+    change began say what the processor is worth now as soon as a few answers come in: the fast counts hold the
+    answers from before the change for another ten minutes or so, which kept a soft-decline spike's estimate
+    halfway between before and now for most of its forty minutes (benchmarks/bench_simulation.py). While the fast
+    evidence departs from the slow by more than `change_z` standard errors (on at least `change_min` recent
+    answers), outcomes go to the fast counts (and those since the change began) only: a spike or an
     issuer's bad hours do not pollute what the processor is normally worth, so once the change ends (or its
     evidence fades, and a few calls test it again) the estimate is back where it was instead of staying demoted
     for hours. A change that lasts `accept_after` is the new normal: the slow counts are replaced by the fast
@@ -245,7 +254,7 @@ class Decay:
         self.fast_max = fast_max
 
     def new(self, at: float) -> list[float]:
-        return [at, 0.0, 0.0, 0.0, 0.0, 0.0]
+        return [at, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
 
     def add(self, node: list[float], at: float, approved: bool) -> None:
         """Decay `node` to `at` and count one answer; an answer older than the node's time (replicas' clocks
@@ -258,6 +267,8 @@ class Decay:
             node[2] *= slow
             node[3] *= fast
             node[4] *= fast
+            node[6] *= fast
+            node[7] *= fast
         node[3] += approved
         node[4] += 1.0
         if node[4] > self.fast_max:
@@ -265,11 +276,18 @@ class Decay:
             node[4] = self.fast_max
         if self.departs(node[1], node[2], node[3], node[4]):
             if not node[5]:
-                node[5] = at
+                node[5], node[6], node[7] = at, 0.0, 0.0
             elif at - node[5] >= self.accept_after:
                 node[1], node[2], node[5] = node[3], node[4], 0.0
+                node[6] = node[7] = 0.0
+                return
+            node[6] += approved
+            node[7] += 1.0
+            if node[7] > self.fast_max:
+                node[6] *= self.fast_max / node[7]
+                node[7] = self.fast_max
             return
-        node[5] = 0.0
+        node[5] = node[6] = node[7] = 0.0
         node[1] += approved
         node[2] += 1.0
 
@@ -284,9 +302,9 @@ class Decay:
             return NO_EVIDENCE
         dt = now - node[0]
         if dt <= 0:
-            return Evidence(node[1], node[2], node[3], node[4])
+            return Evidence(node[1], node[2], node[3], node[4], node[6], node[7])
         slow, fast = math.exp(-self.slow * dt), math.exp(-self.fast * dt)
-        return Evidence(node[1] * slow, node[2] * slow, node[3] * fast, node[4] * fast)
+        return Evidence(node[1] * slow, node[2] * slow, node[3] * fast, node[4] * fast, node[6] * fast, node[7] * fast)
 
 
 class _Window:

@@ -117,6 +117,9 @@ async def test_a_spike_goes_to_the_fast_clock_only_and_the_slow_one_stays_unpoll
     assert everything < 0.8
     assert before.successes / before.total - 0.05 < during.successes / during.total < before.successes / before.total
     assert during.recent_successes / during.recent_total < 0.6
+    # What the change is worth is read from the answers since it began, without the approvals before it.
+    assert during.change_total > 10 and during.change_successes == pytest.approx(0.0)
+    assert during.change_total < during.recent_total
 
 
 async def test_every_replica_reads_what_any_replica_recorded(redis_url: str) -> None:

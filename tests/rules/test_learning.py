@@ -71,6 +71,21 @@ def test_a_soft_decline_spike_moves_traffic_in_minutes_and_it_comes_back_after(l
     assert sum(c["a"] for c in after.values()) / (15 * 60) > 0.7  # seen recovering, not left demoted for hours
 
 
+@pytest.mark.parametrize("luck", range(8))
+def test_a_moderate_spike_is_read_at_its_own_rate_not_halfway(luck: int) -> None:
+    # 93% -> 80% against a steady 86%. The fast clock still holds the approvals from before the spike for ten
+    # minutes or so; read from it, the spike looked like 86-88% and kept a quarter of the traffic (up to 70% on
+    # some draws) for the next quarter of an hour. Read from the answers since the change began, it is worse.
+    clock, stats = ManualClock(START), InMemoryStatsStore()
+    strategy, world = SuccessRate(random.Random(5 + 10 * luck)), random.Random(6 + 10 * luck)
+    rates = {("a", c): 0.93 for c in ("US", "BR")} | {("b", c): 0.86 for c in ("US", "BR")}
+    run(strategy, stats, clock, rates, world, 3600)
+    rates |= {("a", "US"): 0.80, ("a", "BR"): 0.80}
+    run(strategy, stats, clock, rates, world, 5 * 60)
+    during = run(strategy, stats, clock, rates, world, 15 * 60)
+    assert sum(c["a"] for c in during.values()) / (15 * 60) < 0.1
+
+
 @pytest.mark.parametrize("luck", range(4))
 def test_of_two_processors_two_points_apart_the_worse_gets_little_once_learned(luck: int) -> None:
     clock, stats = ManualClock(START), InMemoryStatsStore()

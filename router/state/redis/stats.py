@@ -1,8 +1,9 @@
 """Success-rate evidence in Redis, shared by every replica, with the semantics of `router.routing.stats`.
 
 Each evidence node (processor on every route, processor on a route, processor on a route for one card segment,
-and every processor together on a route and per segment) is a hash `{t, S, N, s, n, c}`: the time of its last
-update (unix seconds), its slow and fast decayed counts as of then, and when its current change began. A record
+and every processor together on a route and per segment) is a hash `{t, S, N, s, n, c, cs, cn}`: the time of its
+last update (unix seconds), its slow and fast decayed counts as of then, when its current change began, and the
+fast counts since then. A record
 decays and adds in one server-side script over all the nodes an outcome feeds, so two replicas recording at once
 never lose an update, and sets each node's expiry to `max_age` (six slow half-lives:
 a node nobody writes to any more disappears). Per processor, one health list of `<unix_ms>:<0|1>` entries
@@ -54,13 +55,13 @@ local z, min_n, accept = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local fast_max = tonumber(ARGV[9])
 local function f(x) return string.format('%.17g', x) end
 for _, key in ipairs(KEYS) do
-  local v = redis.call('HMGET', key, 't', 'S', 'N', 's', 'n', 'c')
+  local v = redis.call('HMGET', key, 't', 'S', 'N', 's', 'n', 'c', 'cs', 'cn')
   local t = tonumber(v[1]) or now
   local S, N, s, n = tonumber(v[2]) or 0, tonumber(v[3]) or 0, tonumber(v[4]) or 0, tonumber(v[5]) or 0
-  local c = tonumber(v[6]) or 0
+  local c, cs, cn = tonumber(v[6]) or 0, tonumber(v[7]) or 0, tonumber(v[8]) or 0
   if now > t then
     local a, b = math.exp(-slow * (now - t)), math.exp(-fast * (now - t))
-    S, N, s, n, t = S * a, N * a, s * b, n * b, now
+    S, N, s, n, cs, cn, t = S * a, N * a, s * b, n * b, cs * b, cn * b, now
   end
   s, n = s + ok, n + 1
   if n > fast_max then
@@ -72,15 +73,23 @@ for _, key in ipairs(KEYS) do
     departs = math.abs(s - n * r) > z * math.sqrt(n * r * (1 - r))
   end
   if departs then
+    local counted = true
     if c == 0 then
-      c = now
+      c, cs, cn = now, 0, 0
     elseif now - c >= accept then
-      S, N, c = s, n, 0
+      S, N, c, cs, cn = s, n, 0, 0, 0
+      counted = false
+    end
+    if counted then
+      cs, cn = cs + ok, cn + 1
+      if cn > fast_max then
+        cs, cn = cs * fast_max / cn, fast_max
+      end
     end
   else
-    c, S, N = 0, S + ok, N + 1
+    c, cs, cn, S, N = 0, 0, 0, S + ok, N + 1
   end
-  redis.call('HSET', key, 't', f(t), 'S', f(S), 'N', f(N), 's', f(s), 'n', f(n), 'c', f(c))
+  redis.call('HSET', key, 't', f(t), 'S', f(S), 'N', f(N), 's', f(s), 'n', f(n), 'c', f(c), 'cs', f(cs), 'cn', f(cn))
   redis.call('PEXPIRE', key, ttl)
 end
 return #KEYS
@@ -188,7 +197,7 @@ class RedisStatsStore:
             async with r.pipeline(transaction=False) as pipe:
                 for keys in per:
                     for key in keys:
-                        pipe.hmget(key, ["t", "S", "N", "s", "n", "c"])
+                        pipe.hmget(key, ["t", "S", "N", "s", "n", "c", "cs", "cn"])
                 for key in health_keys:
                     pipe.lrange(key, 0, HEALTH_SIZE - 1)
                 result: list[Any] = await pipe.execute()
