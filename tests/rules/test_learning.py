@@ -54,21 +54,35 @@ def test_each_country_goes_to_its_own_better_processor() -> None:
     assert firsts["BR"]["b"] / 600 > 0.85
 
 
+class Spike:
+    """An hour of `a` approving 93% and `b` 86% of both countries' cards, then a spike of soft declines at `a` (not
+    one technical error) down to `rate`, and five minutes of it."""
+
+    def __init__(self, seed: int, rate: float) -> None:
+        self.clock, self.stats = ManualClock(START), InMemoryStatsStore()
+        self.strategy, self.world = SuccessRate(random.Random(seed)), random.Random(seed + 1)
+        self.rates = {("a", c): 0.93 for c in ("US", "BR")} | {("b", c): 0.86 for c in ("US", "BR")}
+        self.share_of_a(3600)
+        self.set_a(rate)
+        self.share_of_a(5 * 60)
+
+    def set_a(self, rate: float) -> None:
+        self.rates |= {("a", "US"): rate, ("a", "BR"): rate}
+
+    def share_of_a(self, seconds: int) -> float:
+        """Run `seconds` more; the share of them that went to `a` first."""
+        firsts = run(self.strategy, self.stats, self.clock, self.rates, self.world, seconds)
+        return sum(c["a"] for c in firsts.values()) / seconds
+
+
 @pytest.mark.parametrize("luck", range(8))
 def test_a_soft_decline_spike_moves_traffic_in_minutes_and_it_comes_back_after(luck: int) -> None:
     # Eight draws of luck, every one held to the bounds: one lucky draw passing says little about the next.
-    clock, stats = ManualClock(START), InMemoryStatsStore()
-    strategy, world = SuccessRate(random.Random(3 + 10 * luck)), random.Random(4 + 10 * luck)
-    rates = {("a", c): 0.93 for c in ("US", "BR")} | {("b", c): 0.86 for c in ("US", "BR")}
-    run(strategy, stats, clock, rates, world, 3600)
-    rates |= {("a", "US"): 0.5, ("a", "BR"): 0.5}  # a spike of soft declines, not one technical error
-    run(strategy, stats, clock, rates, world, 5 * 60)
-    during = run(strategy, stats, clock, rates, world, 15 * 60)
-    assert sum(c["a"] for c in during.values()) / (15 * 60) < 0.15  # off a within five minutes
-    rates |= {("a", "US"): 0.93, ("a", "BR"): 0.93}  # the spike ends
-    run(strategy, stats, clock, rates, world, 30 * 60)
-    after = run(strategy, stats, clock, rates, world, 15 * 60)
-    assert sum(c["a"] for c in after.values()) / (15 * 60) > 0.7  # seen recovering, not left demoted for hours
+    spike = Spike(3 + 10 * luck, 0.5)
+    assert spike.share_of_a(15 * 60) < 0.15  # off a within five minutes
+    spike.set_a(0.93)  # the spike ends
+    spike.share_of_a(30 * 60)
+    assert spike.share_of_a(15 * 60) > 0.7  # seen recovering, not left demoted for hours
 
 
 @pytest.mark.parametrize("luck", range(8))
@@ -76,14 +90,7 @@ def test_a_moderate_spike_is_read_at_its_own_rate_not_halfway(luck: int) -> None
     # 93% -> 80% against a steady 86%. The fast clock still holds the approvals from before the spike for ten
     # minutes or so; read from it, the spike looked like 86-88% and kept a quarter of the traffic (up to 70% on
     # some draws) for the next quarter of an hour. Read from the answers since the change began, it is worse.
-    clock, stats = ManualClock(START), InMemoryStatsStore()
-    strategy, world = SuccessRate(random.Random(5 + 10 * luck)), random.Random(6 + 10 * luck)
-    rates = {("a", c): 0.93 for c in ("US", "BR")} | {("b", c): 0.86 for c in ("US", "BR")}
-    run(strategy, stats, clock, rates, world, 3600)
-    rates |= {("a", "US"): 0.80, ("a", "BR"): 0.80}
-    run(strategy, stats, clock, rates, world, 5 * 60)
-    during = run(strategy, stats, clock, rates, world, 15 * 60)
-    assert sum(c["a"] for c in during.values()) / (15 * 60) < 0.1
+    assert Spike(5 + 10 * luck, 0.80).share_of_a(15 * 60) < 0.1
 
 
 @pytest.mark.parametrize("luck", range(4))
