@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import gc
 import io
@@ -190,17 +191,16 @@ async def log_pages(path: Path, n: int, concurrency: int) -> float:
     try:
         for i in range(200):  # the tables' first pages and the statement cache
             await router.create_payment(payload[n + i])
-        probe = sqlite3.connect(path)
-        probe.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # an empty log: the count starts at zero
-        next_index = iter(range(n))
+        with contextlib.closing(sqlite3.connect(path)) as probe:
+            probe.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # an empty log: the count starts at zero
+            next_index = iter(range(n))
 
-        async def worker() -> None:
-            for i in next_index:
-                await router.create_payment(payload[i])
+            async def worker() -> None:
+                for i in next_index:
+                    await router.create_payment(payload[i])
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        [(_, frames, _)] = probe.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        probe.close()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            [(_, frames, _)] = probe.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     finally:
         await router.close()
         groupcommit.CHECKPOINT_EVERY = every

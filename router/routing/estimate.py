@@ -153,7 +153,10 @@ class Estimator:
                     now = (s_c + k_c * now) / (n_c + k_c)
                     changed = i
             if changed is not None:
-                # Since the change, the recent answers are all the evidence there is.
+                # Since the change, the recent answers are all the evidence there is: their spread, at least, is that of
+                # the fast counts shrunk by the level's strength. (The narrower count the estimate itself uses, the
+                # answers since the change plus `change_min`, widened exploration during changes for no gain over
+                # 24 worlds of benchmarks/bench_simulation.py.)
                 variance = max(variance, pq / (n + k))
             if ev.total >= k:
                 level = i

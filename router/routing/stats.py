@@ -271,9 +271,7 @@ class Decay:
             node[7] *= fast
         node[3] += approved
         node[4] += 1.0
-        if node[4] > self.fast_max:
-            node[3] *= self.fast_max / node[4]
-            node[4] = self.fast_max
+        self._cap(node, 3)
         if self.departs(node[1], node[2], node[3], node[4]):
             if not node[5]:
                 node[5], node[6], node[7] = at, 0.0, 0.0
@@ -283,13 +281,17 @@ class Decay:
                 return
             node[6] += approved
             node[7] += 1.0
-            if node[7] > self.fast_max:
-                node[6] *= self.fast_max / node[7]
-                node[7] = self.fast_max
+            self._cap(node, 6)
             return
         node[5] = node[6] = node[7] = 0.0
         node[1] += approved
         node[2] += 1.0
+
+    def _cap(self, node: list[float], at: int) -> None:
+        """Fast counts (approvals at `at`, answers after it) hold at most `fast_max` answers' worth."""
+        if node[at + 1] > self.fast_max:
+            node[at] *= self.fast_max / node[at + 1]
+            node[at + 1] = self.fast_max
 
     def departs(self, slow_s: float, slow_n: float, fast_s: float, fast_n: float) -> bool:
         if fast_n < self.min_n or slow_n < self.min_n:
