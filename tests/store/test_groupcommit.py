@@ -69,6 +69,23 @@ async def test_writes_queued_together_share_one_commit_and_each_gets_its_own_res
     assert db.keys() == {f"k{i}" for i in range(50)}
 
 
+async def test_a_write_sqlite_rolls_back_whole_fails_the_batch_with_its_own_cause(db: Db) -> None:
+    """A full disk makes SQLite roll the whole transaction back itself: every write of the batch fails with that
+    cause (not "cannot rollback"), and none of them is on disk."""
+    await db.writer.submit(insert(("before", 0)))
+    pages = db.writer.connection.execute("PRAGMA page_count").fetchone()[0]
+    db.writer.connection.execute(f"PRAGMA max_page_count = {pages}")
+    small = db.writer.submit(insert(("small", 1)))
+    big = db.writer.submit(insert(*((f"big{i}" + "x" * 3000, i) for i in range(20))))
+    for write in (small, big):
+        with pytest.raises(sqlite3.OperationalError, match="full"):
+            await write
+    assert db.keys() == {"before"}
+    db.writer.connection.execute(f"PRAGMA max_page_count = {pages * 100}")
+    assert await db.writer.submit(insert(("after", 2))) == 1, "the writer carries on once there is room"
+    assert db.keys() == {"before", "after"}
+
+
 async def test_a_failing_write_rolls_back_only_its_own_statements(db: Db) -> None:
     await db.writer.submit(insert(("taken", 0)))
     before = db.commits

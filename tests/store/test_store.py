@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from router.errors import ConcurrentUpdate
+from router.errors import ConcurrentUpdate, StoreUnavailable
 from router.ids import IdGenerator
 from router.model import events as ev
 from router.model.records import AttemptRecord, CardSnapshot, Payment, PaymentRecordState
@@ -761,6 +762,49 @@ def test_the_store_is_chosen_by_url() -> None:
         open_store("mysql://localhost/payroute")
     with pytest.raises(ValueError, match="schema name"):
         open_store("postgresql://postgres@127.0.0.1/test?schema=Robert');DROP")
+
+
+async def test_in_memory_stores_are_private_to_each_other() -> None:
+    """Two in-memory stores in one process (two routers, a test beside a benchmark) never see each other's rows."""
+    first, second = open_store("memory://"), open_store("memory://")
+    await first.open()
+    await second.open()
+    try:
+        p = await created(first)
+        assert await first.get_payment(p.id) == p
+        assert await second.get_payment(p.id) is None
+        q = await created(second)
+        assert await first.get_payment(q.id) is None
+    finally:
+        await first.close()
+        await second.close()
+    reopened = open_store("memory://")
+    await reopened.open()
+    try:
+        assert await reopened.get_payment(p.id) is None, "an in-memory store dies with its connection"
+    finally:
+        await reopened.close()
+
+
+async def test_a_full_store_is_unavailable_and_keeps_what_it_had(tmp_path: Path) -> None:
+    """A full disk (or the in-memory store at SQLite's 1 GiB) refuses the write whole, as a 503 the caller may
+    retry, not as a fault of the request."""
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'full.db'}")
+    await store.open()
+    try:
+        kept = await created(store)
+        conn = store._writer.connection if store._writer is not None else None
+        assert conn is not None
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")  # the file may not grow by one page more
+        p, r = payment()
+        p = p.model_copy(update={"metadata": {f"k{i}": "x" * 400 for i in range(20)}})
+        with pytest.raises(StoreUnavailable, match="full"):
+            await store.create_payment(p, r, [ev.event_for(ids, ev.CREATED, p, p.created)])
+        assert await store.get_payment(p.id) is None, "nothing of the refused write stands"
+        assert await store.get_payment(kept.id) == kept
+    finally:
+        await store.close()
 
 
 # -- retention -------------------------------------------------------------------------------------------------

@@ -209,7 +209,8 @@ class GroupCommitWriter:
             try:
                 results: list[tuple[bool, Any]] = [(True, work(conn)) for work in works]
             except Exception:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # SQLite rolls some failures back itself (a full disk, an I/O error)
+                    conn.execute("ROLLBACK")
                 await self._begin(conn)
                 results = [_guarded(conn, work) for work in works]
             committed_then_cancelled = await self._commit(conn)
@@ -307,6 +308,10 @@ def _guarded(conn: sqlite3.Connection, work: Work) -> tuple[bool, Any]:
     try:
         value = work(conn)
     except Exception as exc:
+        if not conn.in_transaction:
+            # SQLite rolled the whole transaction back (a full disk, an I/O error): nothing of the batch stands,
+            # and every write in it fails with this cause.
+            raise
         conn.execute("ROLLBACK TO w")
         conn.execute("RELEASE w")
         return False, exc
