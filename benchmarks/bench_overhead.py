@@ -248,6 +248,25 @@ async def profiled(n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], 
     return by_own, ours, total / n * 1e6
 
 
+async def growth(n: int, window: int) -> tuple[float, float]:
+    """CPU per create, one at a time on the in-memory store, over the first and the last `window` of `n` payments:
+    whether a long in-memory run (a simulation, a test session) slows as its database grows."""
+    router = await open_router(_memory_url())
+    payload = bodies(n, SEED + 3)
+    cpu: list[float] = []
+    try:
+        for i in range(n):
+            if i in (0, n - window):
+                gc.collect()
+                started = time.process_time()
+            await router.create_payment(payload[i])
+            if i + 1 in (window, n):
+                cpu.append((time.process_time() - started) / window * 1e6)
+    finally:
+        await router.close()
+    return cpu[0], cpu[1]
+
+
 def _short(file: str) -> str:
     for marker in ("/router/", "/adapters/", "/site-packages/", "/lib/python3"):
         if marker in file:
@@ -352,6 +371,15 @@ async def main(quick: bool) -> None:
         [[concurrency, per] for concurrency, per in pages.items()],
     )
     print_table(log_table)
+    n_long, window = (3_000, 500) if quick else (30_000, 2_000)
+    first, last = await growth(n_long, window)
+    growth_table = table(
+        f"A long run on the in-memory store: CPU us per create (one at a time) over the first and the last {window:,}"
+        f" of {n_long:,} payments",
+        ["first", "last", "last / first"],
+        [[first, last, last / first]],
+    )
+    print_table(growth_table)
     compared = side_by_side(runs)
     if compared:
         print_table(compared)
@@ -380,9 +408,10 @@ async def main(quick: bool) -> None:
             "quick": quick,
             "loop": _loop_name(),
         },
-        [overhead, targets, log_table, *([compared] if compared else []), prof_own, prof_ours],
+        [overhead, targets, log_table, growth_table, *([compared] if compared else []), prof_own, prof_ours],
         runs=[{**s, "throughput_concurrent_per_s": c} for s, c in runs],
         log_pages_per_create={str(concurrency): per for concurrency, per in pages.items()},
+        long_run_cpu_us={"payments": n_long, "window": window, "first": first, "last": last},
         profile={"total_us_per_payment": total_us, "by_own_time": by_own, "ours_by_cumulative": ours},
     )
 
