@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
+import asyncpg
 import pytest
 
 from router.errors import ConcurrentUpdate, StoreUnavailable
@@ -18,6 +18,7 @@ from router.state.store import Store, open_store, statements
 from router.state.store import sqlite as sqlite_module
 from router.state.store.base import Cursor, IdempotencyDone, IdempotencyEntry, WebhookAttempt, WebhookDelivery, to_us
 from router.state.store.dialect import SQLITE
+from router.state.store.postgres import split_url
 from router.state.store.sqlite import SQLiteStore
 from tests.loopturns import turns_beside
 
@@ -786,25 +787,39 @@ async def test_in_memory_stores_are_private_to_each_other() -> None:
         await reopened.close()
 
 
-async def test_a_full_store_is_unavailable_and_keeps_what_it_had(tmp_path: Path) -> None:
-    """A full disk (or the in-memory store at SQLite's 1 GiB) refuses the write whole, as a 503 the caller may
-    retry, not as a fault of the request."""
-    store = SQLiteStore(f"sqlite:///{tmp_path / 'full.db'}")
-    await store.open()
-    try:
-        kept = await created(store)
+async def _fill_up(store: Store) -> None:
+    """Make the next write find the disk full: SQLite's file may not grow by one page more; PostgreSQL answers the
+    payment's insert with SQLSTATE 53100 (disk_full), as it does when its volume is full."""
+    if isinstance(store, SQLiteStore):
         conn = store._writer.connection if store._writer is not None else None
         assert conn is not None
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        conn.execute(f"PRAGMA max_page_count = {pages}")  # the file may not grow by one page more
-        p, r = payment()
-        p = p.model_copy(update={"metadata": {f"k{i}": "x" * 400 for i in range(20)}})
-        with pytest.raises(StoreUnavailable, match="full"):
-            await store.create_payment(p, r, [ev.event_for(ids, ev.CREATED, p, p.created)])
-        assert await store.get_payment(p.id) is None, "nothing of the refused write stands"
-        assert await store.get_payment(kept.id) == kept
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+        return
+    dsn, schema, _ = split_url(store.url)
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema or "public"})
+    try:
+        await conn.execute(
+            "CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$;"
+            " CREATE TRIGGER disk_full BEFORE INSERT ON payments FOR EACH ROW EXECUTE FUNCTION disk_full()"
+        )
     finally:
-        await store.close()
+        await conn.close()
+
+
+async def test_a_full_store_is_unavailable_and_keeps_what_it_had(store: Store) -> None:
+    """A full disk (or the in-memory store at SQLite's 1 GiB) refuses the write whole, as a 503 the caller may
+    retry, not as a fault of the request."""
+    kept = await created(store)
+    await _fill_up(store)
+    p, r = payment()
+    p = p.model_copy(update={"metadata": {f"k{i}": "x" * 400 for i in range(20)}})
+    with pytest.raises(StoreUnavailable):
+        await store.create_payment(p, r, [ev.event_for(ids, ev.CREATED, p, p.created)])
+    assert await store.get_payment(p.id) is None, "nothing of the refused write stands"
+    assert await store.get_payment(kept.id) == kept
+    assert [e.object_id for _, e in await store.list_outbox(0, 10)] == [kept.id]
 
 
 # -- retention -------------------------------------------------------------------------------------------------

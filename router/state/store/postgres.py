@@ -37,14 +37,17 @@ from router.state.store.runner import Params, Step, Tx
 from router.state.store.sql import Store
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-# Errors that mean "the database cannot be reached", as opposed to a bug in a statement.
+# Errors that mean "the database cannot serve us now" (unreachable, or out of disk or connections), as opposed to
+# a bug in a statement.
 _UNREACHABLE: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
+    # Class 53: a full disk, no memory, too many connections. Nothing was written, and nothing will be until an
+    # operator makes room: the store is out of service, not the request at fault.
+    asyncpg.InsufficientResourcesError,
 )
 _LOCK = Q("SELECT pg_advisory_xact_lock(hashtextextended(:lock, 0))")
 _LOCK_SHARED = Q("SELECT pg_advisory_xact_lock_shared(hashtextextended(:lock, 0))")
