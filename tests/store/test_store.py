@@ -822,6 +822,28 @@ async def test_a_full_store_is_unavailable_and_keeps_what_it_had(store: Store) -
     assert [e.object_id for _, e in await store.list_outbox(0, 10)] == [kept.id]
 
 
+async def test_a_sqlite_store_that_cannot_write_is_unavailable_and_a_bad_statement_is_not(
+    sqlite_store: SQLiteStore,
+) -> None:
+    """What the database says of itself (read-only here; an I/O error or a lock held elsewhere alike) is the store
+    out of service, a 503; what it says of one statement (a constraint) stays that statement's error."""
+    p = await created(sqlite_store)
+    twin, twin_record = payment()
+    twin = twin.model_copy(update={"id": p.id})  # the same id: the insert breaks the primary key
+    with pytest.raises(Exception) as refused:
+        await sqlite_store.create_payment(twin, twin_record, [])
+    assert not isinstance(refused.value, StoreUnavailable), "a lost race on an id is not an outage"
+    writer = sqlite_store._writer.connection if sqlite_store._writer is not None else None
+    assert writer is not None
+    writer.execute("PRAGMA query_only = ON")  # as a file gone read-only under the process
+    q, r = payment()
+    with pytest.raises(StoreUnavailable, match="unavailable"):
+        await sqlite_store.create_payment(q, r, [ev.event_for(ids, ev.CREATED, q, q.created)])
+    writer.execute("PRAGMA query_only = OFF")
+    await sqlite_store.create_payment(q, r, [ev.event_for(ids, ev.CREATED, q, q.created)])
+    assert await sqlite_store.get_payment(q.id) == q, "the writer carries on once the file takes writes again"
+
+
 # -- retention -------------------------------------------------------------------------------------------------
 OLD = T0 - timedelta(days=40)
 CUTOFF = T0 - timedelta(days=30)

@@ -37,9 +37,23 @@ _READ_CHUNK = 2000
 # in the name). On `:memory:` itself every COMMIT walked the page cache's hash table, whose size grows with the
 # database: CPU per create grew from 590 to 1,730 us over the first 35,000 payments (COMMIT alone 31 -> 634 us),
 # where on memdb it stays at about 545 us. memdb holds at most 1 GiB (SQLite's SQLITE_MEMDB_DEFAULT_MAXSIZE, about
-# 100,000 payments): writes past it fail with "database or disk is full", which the in-memory store (tests,
+# 100,000 payments): a write past it is refused as a full store (a 503), which the in-memory store (tests,
 # benchmarks, simulations) never reaches; a store that must hold more is a file.
 _MEMDB = "file:payroute?vfs=memdb"
+# SQLite's primary result codes that say the database cannot take writes now, whatever was asked of it: a full
+# disk (or memdb's 1 GiB), an I/O error, a read-only or vanished file, no memory, another process holding the
+# write lock past the writer's wait.
+_OUT_OF_SERVICE = frozenset(
+    {
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+    }
+)
 T = TypeVar("T")
 
 
@@ -189,11 +203,14 @@ class SQLiteStore(Store):
         try:
             result: T = await self._writer.submit(work, on_commit)
         except sqlite3.OperationalError as exc:
-            if "full" not in str(exc):
+            code = exc.sqlite_errorcode & 0xFF
+            if code not in _OUT_OF_SERVICE:
                 raise
-            # A full disk, or the in-memory store at its 1 GiB: nothing was written, and no write will be until
-            # there is room. The store is out of service, not the request at fault.
-            raise StoreUnavailable("The payment store is full; try again later.") from exc
+            # Nothing of the write was committed, and no write will be until the store is mended: the store is
+            # out of service (a 503 the caller may retry), not the request at fault.
+            if code == sqlite3.SQLITE_FULL:
+                raise StoreUnavailable("The payment store is full; try again later.") from exc
+            raise StoreUnavailable() from exc
         return result
 
 
