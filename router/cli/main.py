@@ -57,11 +57,20 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _serve(args: argparse.Namespace) -> int:
     from router.http.server import ServeOptions, run_sidecar
     from router.http.workers import supervise, worker_count
+    from router.state.store import in_one_process
 
     try:
         workers = worker_count(args.workers)
     except ValueError as exc:
         print(f"payroute serve: {exc}", file=sys.stderr)
+        return 2
+    if workers > 1 and in_one_process(args.store):
+        # Each worker would hold a database of its own: one Idempotency-Key sent to two of them would charge twice.
+        print(
+            f"payroute serve: {workers} workers need a store they share (a SQLite file or PostgreSQL);"
+            f" {args.store} lives in one process's memory",
+            file=sys.stderr,
+        )
         return 2
     options = ServeOptions(
         config=args.config,

@@ -118,6 +118,28 @@ def test_serve_without_api_keys_exits_2_and_says_why(slow_config: Path, tmp_path
     assert "PAYROUTE_API_KEYS" in done.stderr
 
 
+@pytest.mark.parametrize("store", ["memory://", "sqlite:///:memory:"])
+def test_serve_refuses_workers_on_a_store_that_lives_in_one_process(
+    slow_config: Path, tmp_path: Path, store: str
+) -> None:
+    """Each worker would open a database of its own: one Idempotency-Key sent to two of them would make two
+    payments. Refused before anything listens, naming what would do."""
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "router.cli.main", "serve", "--config", str(slow_config), "--port", "0"),
+            *("--store", store, "--workers", "2"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PAYROUTE_API_KEYS": TEST_KEY},
+        cwd=tmp_path,
+        timeout=DEADLINE_S,
+    )
+    assert done.returncode == 2
+    assert "need a store they share" in done.stderr and store in done.stderr
+    assert "listening" not in done.stderr
+
+
 def test_serve_with_a_bad_config_exits_1_naming_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nprocessors: {}\nroutes: nope\n")

@@ -27,7 +27,19 @@ def open_store(url: str) -> Store:
     raise ValueError(f"unsupported store URL {url!r}: use sqlite:///path.db, memory:// or postgresql://…")
 
 
-__all__ = ["Cursor", "IdempotencyEntry", "Page", "Store", "open_store"]
+def in_one_process(url: str) -> bool:
+    """Whether the store at `url` lives in the memory of the process that opens it (memory://,
+    sqlite:///:memory:): processes given the same URL would each have a database of their own."""
+    if url.startswith("memory:"):
+        return True
+    if url.startswith("sqlite:"):
+        from router.state.store.sqlite import SQLiteStore
+
+        return SQLiteStore(url).path == ":memory:"
+    return False
+
+
+__all__ = ["Cursor", "IdempotencyEntry", "Page", "Store", "in_one_process", "open_store"]
 
 
 def safe_url(url: str) -> str:
