@@ -37,6 +37,7 @@ from router.http.pagination import PageTokens
 from router.http.ratelimit import RateLimit, RateLimiter
 from router.http.sidecar import Sidecar
 from router.routing.reload import ConfigWatcher, install_sighup
+from router.state.store import in_one_process
 
 log = logging.getLogger("payroute.http")
 
@@ -116,6 +117,14 @@ async def serve(
         settle_heap()
         address = f"http://{options.host}:{_bound_port(runner) or options.port}"
         log.info("payroute sidecar on %s (%d API keys)", address, len(keys))
+        if in_one_process(options.store):
+            log.warning(
+                "%s keeps its store in this process's memory (%s): payments, attempts and Idempotency-Keys are gone"
+                " when it stops, and a create retried after a restart charges again; real payments need a SQLite"
+                " file or PostgreSQL",
+                address,
+                options.store,
+            )
         if on_ready is not None:
             on_ready(address)
         await stop.wait()

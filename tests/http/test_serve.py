@@ -140,6 +140,17 @@ def test_serve_refuses_workers_on_a_store_that_lives_in_one_process(
     assert "listening" not in done.stderr
 
 
+def test_serve_on_an_in_memory_store_warns_that_nothing_survives_a_stop(slow_config: Path) -> None:
+    served = start_sidecar(
+        slow_config, "memory://", ready=re.compile(r"(http://\S+) keeps its store in this process's memory")
+    )
+    try:
+        answer = requests.get(f"{served.url}/healthz", timeout=DEADLINE_S)
+        assert answer.status_code == 200, "it serves all the same (tests, demos)"
+    finally:
+        assert served.stop() == 0
+
+
 def test_serve_with_a_bad_config_exits_1_naming_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nprocessors: {}\nroutes: nope\n")
