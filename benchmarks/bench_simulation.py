@@ -21,6 +21,9 @@ running them gave.
 
     python -m benchmarks.bench_simulation                         # 4 seeds x 5 runs x 10,000 payments, 10 h
     python -m benchmarks.bench_simulation --seeds 1,2 --payments 10000
+
+To judge a change to success_rate (a default, a new mechanism) against its noise, per world over many worlds,
+use `python -m benchmarks.sim.paired` (its docstring says how).
 """
 
 from __future__ import annotations
