@@ -75,7 +75,13 @@ class Estimator:
     """`strengths[i]`: how many answers level i's parent weighs as when nothing else is uncertain (level 0, the
     processor on every route, shrinks toward every processor's rate on this route, `prior` before there is any);
     levels past the list use its last entry. A parent that is itself uncertain weighs less: its variance adds to
-    the level's own spread (a Gaussian approximation of the hierarchical Beta model)."""
+    the level's own spread (a Gaussian approximation of the hierarchical Beta model).
+
+    A level's answers are also its parent's, so a segment that holds most of its parent's answers counts them
+    twice, and its estimate is surer than its answers warrant. Shrinking toward the parent without the level's own
+    answers (leave-one-out) made the variance honest but explored more for no gain over 40 worlds of
+    benchmarks/bench_simulation.py (-0.11 +/- 0.08 points at these strengths), and the strengths below were tuned
+    with the double count: changing one means retuning the other (benchmarks/sim/paired.py)."""
 
     __slots__ = ("min_n", "prior", "strengths", "z")
 
