@@ -123,7 +123,7 @@ def gap_parts(world: World, sr: dict[str, Any], pc: dict[str, Any]) -> dict[str,
     of those payments, by the world's true approval rates of the two runs' first calls (expectations, not draws):
     payments whose first call was *explored* (the strategy put a processor other than its best-scored first: the
     best-scored is first with probability at least 1 - MAX_EXPLORE, so a logged propensity below that is a
-    hedge or a probe) and those *exploited* (its best-scored first)."""
+    hedge or a probe) and those *exploited* (its best-scored first, with the rare hedge drawn at 0.4 or more)."""
     arrivals = world.traffic(sr["n"])
     propensity: dict[int, float] = {}
     for d in sr["logs"]:

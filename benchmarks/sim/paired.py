@@ -101,9 +101,7 @@ def run_variant(
             for seed in seeds
         }
         for (seed, name), future in base_futures.items():
-            result = future.result()
-            result["logs"] = []
-            _baseline_path(cache, seed, name, payments, hours).write_bytes(pickle.dumps(result))
+            _baseline_path(cache, seed, name, payments, hours).write_bytes(pickle.dumps(future.result()))
         rows: dict[int, dict[str, Any]] = {}
         for seed, future in sr_futures.items():
             sr = future.result()
