@@ -33,9 +33,9 @@ def in_one_process(url: str) -> bool:
     if url.startswith("memory:"):
         return True
     if url.startswith("sqlite:"):
-        from router.state.store.sqlite import SQLiteStore
+        from router.state.store.sqlite import in_memory
 
-        return SQLiteStore(url).path == ":memory:"
+        return in_memory(url)
     return False
 
 

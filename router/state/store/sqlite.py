@@ -57,13 +57,21 @@ _OUT_OF_SERVICE = frozenset(
 T = TypeVar("T")
 
 
+IN_MEMORY = ":memory:"
+
+
+def in_memory(url: str) -> bool:
+    """Whether this sqlite URL names a database in the opening process's memory."""
+    return _path_from_url(url)[0] == IN_MEMORY
+
+
 def _path_from_url(url: str) -> tuple[str, dict[str, list[str]]]:
     parsed = urlparse(url)
     if parsed.scheme != "sqlite":
         raise ValueError(f"not a sqlite URL: {url!r}")
     # sqlite:///relative.db -> 'relative.db'; sqlite:////abs/path.db -> '/abs/path.db'; sqlite:///:memory:
     path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
-    return path or ":memory:", parse_qs(parsed.query)
+    return path or IN_MEMORY, parse_qs(parsed.query)
 
 
 class SQLiteStore(Store):
@@ -79,7 +87,7 @@ class SQLiteStore(Store):
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     async def open(self) -> None:
-        memory = self.path == ":memory:"
+        memory = self.path == IN_MEMORY
         if memory:
             conn = sqlite3.connect(_MEMDB, uri=True, isolation_level=None, check_same_thread=False)
         else:
@@ -135,7 +143,7 @@ class SQLiteStore(Store):
         # without awaiting (its COMMIT never goes to a thread).
         if self._reader is not None:
             return self._reader
-        if self._writer is None or self.path != ":memory:":  # closed (a file database reads only via its reader)
+        if self._writer is None or self.path != IN_MEMORY:  # closed (a file database reads only via its reader)
             raise StoreUnavailable()
         return self._writer.connection
 
