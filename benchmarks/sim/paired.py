@@ -84,6 +84,7 @@ def run_variant(
     payments: int,
     hours: float,
     workers: int,
+    warm: bool = False,
 ) -> dict[int, dict[str, Any]]:
     cache.mkdir(parents=True, exist_ok=True)
     missing = [
@@ -96,7 +97,8 @@ def run_variant(
         base_futures = {key: pool.submit(_quiet_run, RunSpec(key[1], key[0], payments, hours)) for key in missing}
         sr_futures = {
             seed: pool.submit(
-                _quiet_run, RunSpec("success_rate", seed, payments, hours, success_rate=success_rate or None, logs=True)
+                _quiet_run,
+                RunSpec("success_rate", seed, payments, hours, success_rate=success_rate or None, logs=True, warm=warm),
             )
             for seed in seeds
         }
@@ -116,15 +118,23 @@ def run_variant(
                 row[f"incident:{kind}"] = [sum(sr["approved"][i] - pc["approved"][i] for i in idx), len(idx)]
             rows[seed] = row
     path = cache / f"variant-{label}.json"
-    doc = {"label": label, "success_rate": success_rate, "payments": payments, "hours": hours, "rows": rows}
+    doc = {
+        "label": label,
+        "success_rate": success_rate,
+        "payments": payments,
+        "hours": hours,
+        "warm": warm,
+        "rows": rows,
+    }
     path.write_text(json.dumps(doc, indent=1) + "\n")
     return rows
 
 
-def load(cache: Path, label: str) -> tuple[tuple[int, float], dict[int, dict[str, Any]]]:
-    """A saved variant: its (payments, hours) and its rows by seed."""
+def load(cache: Path, label: str) -> tuple[tuple[int, float, bool], dict[int, dict[str, Any]]]:
+    """A saved variant: its (payments, hours, warm) and its rows by seed."""
     doc = json.loads((cache / f"variant-{label}.json").read_text())
-    return (doc["payments"], doc["hours"]), {int(seed): row for seed, row in doc["rows"].items()}
+    shape = (doc["payments"], doc["hours"], doc.get("warm", False))
+    return shape, {int(seed): row for seed, row in doc["rows"].items()}
 
 
 def show(label: str, rows: dict[int, dict[str, Any]]) -> None:
@@ -165,6 +175,7 @@ def main() -> None:
     r.add_argument("--payments", type=int, default=PAYMENTS)
     r.add_argument("--hours", type=float, default=HOURS)
     r.add_argument("--workers", type=int, default=2)
+    r.add_argument("--warm", action="store_true", help="success_rate routes the day before first (RunSpec.warm)")
     c = sub.add_parser("compare", help="B - A per measure, paired by seed")
     c.add_argument("a")
     c.add_argument("b")
@@ -172,13 +183,13 @@ def main() -> None:
     if args.command == "run":
         overrides = json.loads(args.success_rate)
         rows = run_variant(
-            args.label, seeds_of(args.seeds), overrides, args.cache, args.payments, args.hours, args.workers
+            args.label, seeds_of(args.seeds), overrides, args.cache, args.payments, args.hours, args.workers, args.warm
         )
         show(args.label, rows)
     else:
         (shape_a, a), (shape_b, b) = load(args.cache, args.a), load(args.cache, args.b)
         if shape_a != shape_b:
-            raise SystemExit(f"{args.a} ran {shape_a} (payments, hours), {args.b} {shape_b}: not paired")
+            raise SystemExit(f"{args.a} ran {shape_a} (payments, hours, warm), {args.b} {shape_b}: not paired")
         compare(a, b, (args.a, args.b))
 
 

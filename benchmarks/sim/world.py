@@ -262,35 +262,47 @@ class World:
     # -- traffic ---------------------------------------------------------------------------------------------
     def traffic(self, n: int) -> list[Arrival]:
         """`n` payments over `hours` (busier by day), each on a card drawn from a shared pool."""
+        return self._arrivals(self._cards(n), n, 0, 0.0, 0)
+
+    def previous_day(self, n: int, m: int) -> list[Arrival]:
+        """`m` payments over the `hours` before START, on the cards of `traffic(n)` (a merchant's customers pay
+        every day) with draws of their own: the traffic a router in service saw before the measured day. They are
+        numbered from `n` on, so the measured payments keep their numbers, and with them their luck; no incident
+        or outage falls before START."""
+        return self._arrivals(self._cards(n), m, n, -self.hours, 100)
+
+    def _cards(self, n: int) -> list[Card]:
         s = self.seed
         pool = max(1, int(n * self.cards_per_payment))
-        cards = []
         countries, cw = list(self.countries), list(self.countries.values())
-        for k in range(pool):
-            cards.append(
-                Card(
-                    k,
-                    _pick(countries, cw, uniform(s, 30, k)),
-                    _pick(list(BRANDS), list(BRANDS.values()), uniform(s, 31, k)),
-                    _pick(list(FUNDING), list(FUNDING.values()), uniform(s, 32, k)),
-                    0.9 * normal(s, 33, k),
-                )
+        return [
+            Card(
+                k,
+                _pick(countries, cw, uniform(s, 30, k)),
+                _pick(list(BRANDS), list(BRANDS.values()), uniform(s, 31, k)),
+                _pick(list(FUNDING), list(FUNDING.values()), uniform(s, 32, k)),
+                0.9 * normal(s, 33, k),
             )
+            for k in range(pool)
+        ]
+
+    def _arrivals(self, cards: list[Card], n: int, first: int, offset_h: float, keys: int) -> list[Arrival]:
         # A day's rhythm: arrival times by inverting a cumulative intensity 1 + 0.5 sin.
+        s, pool = self.seed, len(cards)
         out = []
         for i in range(n):
-            q = (i + uniform(s, 34, i)) / n
+            q = (i + uniform(s, 34 + keys, i)) / n
             out.append(
                 Arrival(
                     i,
-                    min(self._time_at(q), self.hours - 1e-6),
-                    cards[int(uniform(s, 35, i) ** 1.3 * pool)],  # some cards pay more often than others
-                    int(math.exp(math.log(3000) + 1.0 * normal(s, 36, i))) + 100,
-                    "recurring" if uniform(s, 37, i) < 0.7 else "unscheduled",
+                    offset_h + min(self._time_at(q), self.hours - 1e-6),
+                    cards[int(uniform(s, 35 + keys, i) ** 1.3 * pool)],  # some cards pay more often than others
+                    int(math.exp(math.log(3000) + 1.0 * normal(s, 36 + keys, i))) + 100,
+                    "recurring" if uniform(s, 37 + keys, i) < 0.7 else "unscheduled",
                 )
             )
         out.sort(key=lambda a: a.hour)
-        return [Arrival(i, a.hour, a.card, a.amount, a.cadence) for i, a in enumerate(out)]
+        return [Arrival(first + i, a.hour, a.card, a.amount, a.cadence) for i, a in enumerate(out)]
 
     def _time_at(self, q: float) -> float:
         lo, hi = 0.0, self.hours

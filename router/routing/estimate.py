@@ -158,6 +158,12 @@ class Estimator:
                     k_c = min(k, self.min_n)
                     now = (s_c + k_c * now) / (n_c + k_c)
                     changed = i
+            elif ev.change_total > 0:
+                # A change its node holds while too few recent answers come to end it (the traffic it sent
+                # elsewhere, router.routing.stats.Decay): the answers since it began, on their slower clock.
+                k_c = min(k, self.min_n)
+                now = (ev.change_successes + k_c * now) / (ev.change_total + k_c)
+                changed = i
             if changed is not None:
                 # Since the change, the recent answers are all the evidence there is: their spread, at least, is that of
                 # the fast counts shrunk by the level's strength. (The narrower count the estimate itself uses, the

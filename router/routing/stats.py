@@ -58,6 +58,9 @@ if TYPE_CHECKING:
 # (tests/rules/test_learning.py; benchmarks/bench_simulation.py).
 FAST_MAX_ANSWERS = 100.0
 ACCEPT_AFTER_HALF_LIVES = 6  # a change lasting six fast half-lives (an hour by default) is the new normal
+# The answers since a change began fade three times slower than the fast counts: a change held while its traffic
+# is elsewhere is remembered for the half hour or so an incident lasts, not the ten minutes a spike's onset needs.
+CHANGE_MEMORY_HALF_LIVES = 3
 # Evidence older than six half-lives weighs under 2%: what a refill reads, and how long Redis keeps a node.
 HORIZON_HALF_LIVES = 6
 DEFAULT_MAX_AGE = DEFAULT_HALF_LIFE * HORIZON_HALF_LIVES
@@ -226,12 +229,17 @@ class Decay:
     halfway between before and now for most of its forty minutes (benchmarks/bench_simulation.py). While the fast
     evidence departs from the slow by more than `change_z` standard errors (on at least `change_min` recent
     answers), outcomes go to the fast counts (and those since the change began) only: a spike or an
-    issuer's bad hours do not pollute what the processor is normally worth, so once the change ends (or its
-    evidence fades, and a few calls test it again) the estimate is back where it was instead of staying demoted
-    for hours. A change that lasts `accept_after` is the new normal: the slow counts are replaced by the fast
-    ones."""
+    issuer's bad hours do not pollute what the processor is normally worth, so once the change ends and a few
+    calls show it, the estimate is back where it was instead of staying demoted for hours.
 
-    __slots__ = ("accept_after", "change_half_life", "fast", "fast_max", "half_life", "min_n", "slow", "z")
+    A change ends when `change_min` recent answers no longer depart, never because the traffic it sent elsewhere
+    left too few recent answers to judge: then it holds, and the few answers that still come (probes, hedges) are
+    the change's. When its evidence merely faded, an issuer's trouble of two and a half hours at the acquirer its
+    segment preferred was forgotten every half hour or so, the segment's traffic came back to meet it again, and
+    the simulation lost some five points on that segment's payments while it lasted. A change that lasts
+    `accept_after` is the new normal: the slow counts are replaced by the fast ones."""
+
+    __slots__ = ("accept_after", "change_half_life", "fast", "fast_max", "half_life", "memory", "min_n", "slow", "z")
 
     def __init__(
         self,
@@ -248,6 +256,7 @@ class Decay:
         self.change_half_life = change_half_life
         self.slow = math.log(2) / half_life.total_seconds()
         self.fast = math.log(2) / change_half_life.total_seconds()
+        self.memory = self.fast / CHANGE_MEMORY_HALF_LIVES
         self.z = change_z
         self.min_n = change_min
         self.accept_after = (accept_after or change_half_life * ACCEPT_AFTER_HALF_LIVES).total_seconds()
@@ -261,18 +270,21 @@ class Decay:
         disagree by a little) is counted as if it came at that time."""
         dt = at - node[0]
         if dt > 0:
-            slow, fast = math.exp(-self.slow * dt), math.exp(-self.fast * dt)
+            slow, fast, memory = math.exp(-self.slow * dt), math.exp(-self.fast * dt), math.exp(-self.memory * dt)
             node[0] = at
             node[1] *= slow
             node[2] *= slow
             node[3] *= fast
             node[4] *= fast
-            node[6] *= fast
-            node[7] *= fast
+            node[6] *= memory
+            node[7] *= memory
         node[3] += approved
         node[4] += 1.0
         self._cap(node, 3)
-        if self.departs(node[1], node[2], node[3], node[4]):
+        # Too few recent answers to judge (traffic went elsewhere, as a change sends it): a change goes on until
+        # answers say it is over, not until its evidence has faded (see the class docstring).
+        judged = node[4] >= self.min_n
+        if self.departs(node[1], node[2], node[3], node[4]) if judged else node[5] > 0:
             if not node[5]:
                 node[5], node[6], node[7] = at, 0.0, 0.0
             elif at - node[5] >= self.accept_after:
@@ -305,8 +317,10 @@ class Decay:
         dt = now - node[0]
         if dt <= 0:
             return Evidence(node[1], node[2], node[3], node[4], node[6], node[7])
-        slow, fast = math.exp(-self.slow * dt), math.exp(-self.fast * dt)
-        return Evidence(node[1] * slow, node[2] * slow, node[3] * fast, node[4] * fast, node[6] * fast, node[7] * fast)
+        slow, fast, memory = math.exp(-self.slow * dt), math.exp(-self.fast * dt), math.exp(-self.memory * dt)
+        return Evidence(
+            node[1] * slow, node[2] * slow, node[3] * fast, node[4] * fast, node[6] * memory, node[7] * memory
+        )
 
 
 class _Window:
