@@ -12,8 +12,11 @@ funding -> ... ), each level's estimate is
 - and when the level's recent evidence (the fast clock) departs from that by more than `change_z` standard
   errors, on at least `change_min` recent answers, a *change* of its own: the answers since the change began
   (the fast counts until there are `change_min` of them), shrunk toward the prediction by `change_min`
-  pseudo-answers (or `k`, if fewer). So a spike is seen in minutes at the level with the most traffic, an issuer's
-  trouble at the segment where it happens, and a recovery once a few probes come back approved.
+  pseudo-answers (or `k`, if fewer). A change the level's node still holds when too few recent answers come to
+  judge it (the change sent the traffic elsewhere) is read the same way from the answers since it began, until
+  answers end it (`router.routing.stats.Decay`). So a spike is seen in minutes at the level with the most traffic,
+  an issuer's trouble at the segment where it happens, for as long as it lasts, and a recovery once a few probes
+  come back approved.
 
 The result carries the uncertainty the order needs (an effective number of answers behind the estimate) and
 what `payroute explain` shows: the level that weighs most and whether a change was detected there.
@@ -160,9 +163,16 @@ class Estimator:
                     changed = i
             elif ev.change_total > 0:
                 # A change its node holds while too few recent answers come to end it (the traffic it sent
-                # elsewhere, router.routing.stats.Decay): the answers since it began, on their slower clock.
+                # elsewhere, router.routing.stats.Decay): the answers since it began, on their slower clock, weighed
+                # as a parent's change is, by how well it explains the few recent answers against no change (with
+                # none, it holds; a few approvals in a row end it).
                 k_c = min(k, self.min_n)
-                now = (ev.change_successes + k_c * now) / (ev.change_total + k_c)
+                held = (ev.change_successes + k_c * now) / (ev.change_total + k_c)
+                log_odds = math.log(SHIFT_PRIOR_ODDS) + _loglik(ev.recent_successes, n, held) - _loglik(
+                    ev.recent_successes, n, now
+                )
+                weight = 1.0 if log_odds > 30 else 0.0 if log_odds < -30 else 1 / (1 + math.exp(-log_odds))
+                now = weight * held + (1 - weight) * now
                 changed = i
             if changed is not None:
                 # Since the change, the recent answers are all the evidence there is: their spread, at least, is that of

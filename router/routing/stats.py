@@ -50,16 +50,18 @@ if TYPE_CHECKING:
 # The fast clock holds at most this many answers' worth (older ones give way as new ones come): on a busy node
 # ten minutes are some 900 answers, and a change (a spike, its end) had to outweigh most of them before it showed,
 # while a demoted processor's few probes could not outweigh them at all; the estimate stayed on the spike's side
-# for up to an hour after it ended. 100 answers: a spike shows within a minute or two of traffic, its end within
-# ~35 minutes even with no probe answered (10 min x log2(100 / change_min)), sooner as probes come back approved;
-# a steady rate's fast count keeps a standard error of under three points. Against 60: the same spike reaction
-# over twenty draws of luck, and between two processors two points apart 1.7% of traffic on the worse one, not
-# 3.5% (a smaller count reads more noise as a change); against no cap, 1.4%
+# for up to an hour after it ended. 100 answers: a spike shows within a minute or two of traffic, its end as
+# probes come back approved (a change is held until answers end it: Decay); a steady rate's fast count keeps a
+# standard error of under three points. Against 60: the same spike reaction over twenty draws of luck, and
+# between two processors two points apart 1.7% of traffic on the worse one, not 3.5% (a smaller count reads
+# more noise as a change); against no cap, 1.4%
 # (tests/rules/test_learning.py; benchmarks/bench_simulation.py).
 FAST_MAX_ANSWERS = 100.0
-ACCEPT_AFTER_HALF_LIVES = 6  # a change lasting six fast half-lives (an hour by default) is the new normal
+# A change lasting six fast half-lives (an hour by default), on half of FAST_MAX_ANSWERS since it began, is the
+# new normal (Decay).
+ACCEPT_AFTER_HALF_LIVES = 6
 # The answers since a change began fade three times slower than the fast counts: a change held while its traffic
-# is elsewhere is remembered for the half hour or so an incident lasts, not the ten minutes a spike's onset needs.
+# is elsewhere is read from the answers of the last half hour or so, not of the last ten minutes, which are few.
 CHANGE_MEMORY_HALF_LIVES = 3
 # Evidence older than six half-lives weighs under 2%: what a refill reads, and how long Redis keeps a node.
 HORIZON_HALF_LIVES = 6
@@ -237,7 +239,9 @@ class Decay:
     the change's. When its evidence merely faded, an issuer's trouble of two and a half hours at the acquirer its
     segment preferred was forgotten every half hour or so, the segment's traffic came back to meet it again, and
     the simulation lost some five points on that segment's payments while it lasted. A change that lasts
-    `accept_after` is the new normal: the slow counts are replaced by the fast ones."""
+    `accept_after` and holds half of `fast_max` answers since it began is the new normal: the slow counts are
+    replaced by the fast ones. One held on fewer is not: a few probes' answers would have become what the processor
+    is normally worth there, and its recovery would have waited on hours of probes."""
 
     __slots__ = ("accept_after", "change_half_life", "fast", "fast_max", "half_life", "memory", "min_n", "slow", "z")
 
@@ -287,7 +291,7 @@ class Decay:
         if self.departs(node[1], node[2], node[3], node[4]) if judged else node[5] > 0:
             if not node[5]:
                 node[5], node[6], node[7] = at, 0.0, 0.0
-            elif at - node[5] >= self.accept_after:
+            elif at - node[5] >= self.accept_after and node[7] >= self.fast_max / 2:
                 node[1], node[2], node[5] = node[3], node[4], 0.0
                 node[6] = node[7] = 0.0
                 return

@@ -122,6 +122,33 @@ async def test_a_spike_goes_to_the_fast_clock_only_and_the_slow_one_stays_unpoll
     assert during.change_total < during.recent_total
 
 
+async def test_a_change_holds_while_too_few_answers_come_and_ends_when_enough_agree(stats: StatsStore) -> None:
+    at = T0
+    for _ in range(40):  # a steady 90%, then a spike that sends the traffic elsewhere
+        for entry in [Entry.APPROVED] * 9 + [Entry.DECLINED]:
+            at += timedelta(seconds=3)
+            await stats.record("default", "sim_a", entry, at)
+    for _ in range(30):
+        at += timedelta(seconds=3)
+        await stats.record("default", "sim_a", Entry.DECLINED, at)
+    slow = (await stats.read("default", ["sim_a"], at))["sim_a"].route
+    # Half an hour without an answer (fifteen fast half-lives), then one probe: too few recent answers to say the
+    # spike is over, so it is still the change's, and nothing reaches the slow counts.
+    at += timedelta(minutes=30)
+    await stats.record("default", "sim_a", Entry.APPROVED, at)
+    held = (await stats.read("default", ["sim_a"], at))["sim_a"].route
+    assert held.recent_total < 2
+    assert 0 < held.change_total < 2 and held.change_successes > 0.5 * held.change_total
+    assert held.total < slow.total  # the slow counts only faded
+    # Ten approvals in a minute agree with the slow rate: the change is over, and they count again.
+    for _ in range(10):
+        at += timedelta(seconds=6)
+        await stats.record("default", "sim_a", Entry.APPROVED, at)
+    over = (await stats.read("default", ["sim_a"], at))["sim_a"].route
+    assert over.change_total == 0
+    assert over.total > held.total
+
+
 async def test_every_replica_reads_what_any_replica_recorded(redis_url: str) -> None:
     a, b = SharedState(redis_url, ManualClock(T0)), SharedState(redis_url, ManualClock(T0))
     try:

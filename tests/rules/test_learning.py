@@ -136,3 +136,30 @@ def test_first_choice_probabilities_are_what_the_draws_do() -> None:
         assert draws[c.name] / 20_000 == pytest.approx(q, abs=0.01)
     assert sum(probs) == pytest.approx(1.0)
     assert min(probs) >= SuccessRateConfig().probe * 0.99
+
+
+@pytest.mark.parametrize("luck", range(4))
+def test_a_segment_s_long_trouble_keeps_its_traffic_away_until_answers_say_it_ended(luck: int) -> None:
+    # The issuer of one country's cards declines at `a` for two hours (no technical error). Once its traffic went to
+    # `b`, too few answers came from `a` to say whether the trouble was over; when that was read as over every half
+    # hour or so, the country's cards went back to `a` to meet the trouble again.
+    clock, stats = ManualClock(START), InMemoryStatsStore()
+    strategy, world = SuccessRate(random.Random(300 + luck)), random.Random(400 + luck)
+    rates = {("a", c): 0.93 for c in ("US", "BR")} | {("b", c): 0.87 for c in ("US", "BR")}
+    run(strategy, stats, clock, rates, world, 2 * 3600)
+    rates[("a", "US")] = 0.55
+    run(strategy, stats, clock, rates, world, 10 * 60)
+    shares = []
+    for _ in range(8):  # two hours, quarter by quarter
+        firsts = run(strategy, stats, clock, rates, world, 15 * 60)
+        shares.append(firsts["US"]["a"] / sum(firsts["US"].values()))
+    assert max(shares) < 0.12, shares
+    # The trouble ends. Only the probes (some twenty of the country's cards an hour) can show it, each approval
+    # weighed against the trouble's answers: an hour or so (30 to 120 minutes over twelve draws), not never.
+    rates[("a", "US")] = 0.93
+    for _ in range(10):
+        firsts = run(strategy, stats, clock, rates, world, 15 * 60)
+        if firsts["US"]["a"] / sum(firsts["US"].values()) > 0.7:
+            break
+    else:
+        pytest.fail("two and a half hours after the trouble ended, the country's cards had not come back to a")

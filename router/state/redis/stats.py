@@ -47,12 +47,13 @@ from router.routing.stats import (
 from router.state.redis.client import SharedState, SharedStateUnavailable
 
 # KEYS: the nodes; ARGV: now (s), approved (0/1), slow rate, fast rate (per second), expiry (ms), change_z,
-# change_min, accept_after (s), fast_max. The same steps as `router.routing.stats.Decay.add`.
+# change_min, accept_after (s), fast_max, the change memory's rate (per second). The same steps as
+# `router.routing.stats.Decay.add`.
 _RECORD = """
 local now, ok = tonumber(ARGV[1]), tonumber(ARGV[2])
 local slow, fast, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local z, min_n, accept = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local fast_max = tonumber(ARGV[9])
+local fast_max, memory = tonumber(ARGV[9]), tonumber(ARGV[10])
 local function f(x) return string.format('%.17g', x) end
 for _, key in ipairs(KEYS) do
   local v = redis.call('HMGET', key, 't', 'S', 'N', 's', 'n', 'c', 'cs', 'cn')
@@ -60,23 +61,26 @@ for _, key in ipairs(KEYS) do
   local S, N, s, n = tonumber(v[2]) or 0, tonumber(v[3]) or 0, tonumber(v[4]) or 0, tonumber(v[5]) or 0
   local c, cs, cn = tonumber(v[6]) or 0, tonumber(v[7]) or 0, tonumber(v[8]) or 0
   if now > t then
-    local a, b = math.exp(-slow * (now - t)), math.exp(-fast * (now - t))
-    S, N, s, n, cs, cn, t = S * a, N * a, s * b, n * b, cs * b, cn * b, now
+    local a, b, m = math.exp(-slow * (now - t)), math.exp(-fast * (now - t)), math.exp(-memory * (now - t))
+    S, N, s, n, cs, cn, t = S * a, N * a, s * b, n * b, cs * m, cn * m, now
   end
   s, n = s + ok, n + 1
   if n > fast_max then
     s, n = s * fast_max / n, fast_max
   end
-  local departs = false
-  if n >= min_n and N >= min_n then
-    local r = (S + 1) / (N + 2)
-    departs = math.abs(s - n * r) > z * math.sqrt(n * r * (1 - r))
+  local departs = c > 0
+  if n >= min_n then
+    departs = false
+    if N >= min_n then
+      local r = (S + 1) / (N + 2)
+      departs = math.abs(s - n * r) > z * math.sqrt(n * r * (1 - r))
+    end
   end
   if departs then
     local counted = true
     if c == 0 then
       c, cs, cn = now, 0, 0
-    elseif now - c >= accept then
+    elseif now - c >= accept and cn >= fast_max / 2 then
       S, N, c, cs, cn = s, n, 0, 0, 0
       counted = false
     end
@@ -162,6 +166,7 @@ class RedisStatsStore:
             repr(self.decay.min_n),
             repr(self.decay.accept_after),
             repr(self.decay.fast_max),
+            repr(self.decay.memory),
         ]
 
         async def push(r: Redis) -> list[Any]:
