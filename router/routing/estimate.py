@@ -28,7 +28,7 @@ import math
 from typing import NamedTuple
 
 from router.config.learning import DEFAULT_CHANGE_MIN, DEFAULT_CHANGE_Z, DEFAULT_STRENGTHS
-from router.routing.stats import NO_EVIDENCE, Evidence
+from router.routing.stats import HELD_MIN, NO_EVIDENCE, Evidence
 
 DEFAULT_PRIOR = 0.5
 # Before a segment's own recent data speaks, a change seen by its parent is taken as three times likelier to
@@ -161,15 +161,17 @@ class Estimator:
                     k_c = min(k, self.min_n)
                     now = (s_c + k_c * now) / (n_c + k_c)
                     changed = i
-            elif ev.change_total > 0:
+            elif ev.change_total >= HELD_MIN:
                 # A change its node holds while too few recent answers come to end it (the traffic it sent
                 # elsewhere, router.routing.stats.Decay): the answers since it began, on their slower clock, weighed
                 # as a parent's change is, by how well it explains the few recent answers against no change (with
                 # none, it holds; a few approvals in a row end it).
                 k_c = min(k, self.min_n)
                 held = (ev.change_successes + k_c * now) / (ev.change_total + k_c)
-                log_odds = math.log(SHIFT_PRIOR_ODDS) + _loglik(ev.recent_successes, n, held) - _loglik(
-                    ev.recent_successes, n, now
+                log_odds = (
+                    math.log(SHIFT_PRIOR_ODDS)
+                    + _loglik(ev.recent_successes, n, held)
+                    - _loglik(ev.recent_successes, n, now)
                 )
                 weight = 1.0 if log_odds > 30 else 0.0 if log_odds < -30 else 1 / (1 + math.exp(-log_odds))
                 now = weight * held + (1 - weight) * now

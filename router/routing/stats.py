@@ -63,6 +63,9 @@ ACCEPT_AFTER_HALF_LIVES = 6
 # The answers since a change began fade three times slower than the fast counts: a change held while its traffic
 # is elsewhere is read from the answers of the last half hour or so, not of the last ten minutes, which are few.
 CHANGE_MEMORY_HALF_LIVES = 3
+# A change held without answers to judge it is over once its own answers have faded under half an answer's worth
+# (some two hours without one): not confirmed since, it no longer says anything.
+HELD_MIN = 0.5
 # Evidence older than six half-lives weighs under 2%: what a refill reads, and how long Redis keeps a node.
 HORIZON_HALF_LIVES = 6
 DEFAULT_MAX_AGE = DEFAULT_HALF_LIFE * HORIZON_HALF_LIVES
@@ -288,7 +291,7 @@ class Decay:
         # Too few recent answers to judge (traffic went elsewhere, as a change sends it): a change goes on until
         # answers say it is over, not until its evidence has faded (see the class docstring).
         judged = node[4] >= self.min_n
-        if self.departs(node[1], node[2], node[3], node[4]) if judged else node[5] > 0:
+        if self.departs(node[1], node[2], node[3], node[4]) if judged else node[5] > 0 and node[7] >= HELD_MIN:
             if not node[5]:
                 node[5], node[6], node[7] = at, 0.0, 0.0
             elif at - node[5] >= self.accept_after and node[7] >= self.fast_max / 2:

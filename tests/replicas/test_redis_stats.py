@@ -10,7 +10,15 @@ import pytest
 
 from router import ManualClock
 from router.routing.segments import Segment
-from router.routing.stats import FAST_MAX_ANSWERS, NOTHING_KNOWN, Entry, InMemoryStatsStore, ProcessorStats, StatsStore
+from router.routing.stats import (
+    FAST_MAX_ANSWERS,
+    HELD_MIN,
+    NOTHING_KNOWN,
+    Entry,
+    InMemoryStatsStore,
+    ProcessorStats,
+    StatsStore,
+)
 from router.state.redis.client import SharedState
 from router.state.redis.stats import RedisStatsStore
 
@@ -147,6 +155,25 @@ async def test_a_change_holds_while_too_few_answers_come_and_ends_when_enough_ag
     over = (await stats.read("default", ["sim_a"], at))["sim_a"].route
     assert over.change_total == 0
     assert over.total > held.total
+
+
+async def test_a_held_change_not_confirmed_for_hours_is_over(stats: StatsStore) -> None:
+    at = T0
+    for _ in range(40):
+        for entry in [Entry.APPROVED] * 9 + [Entry.DECLINED]:
+            at += timedelta(seconds=3)
+            await stats.record("default", "sim_a", entry, at)
+    for _ in range(30):
+        at += timedelta(seconds=3)
+        await stats.record("default", "sim_a", Entry.DECLINED, at)
+    # Two hours without an answer: twenty half-lives of the answers since the change began, under half an answer.
+    at += timedelta(hours=2)
+    before = (await stats.read("default", ["sim_a"], at))["sim_a"].route
+    assert 0 < before.change_total < HELD_MIN
+    await stats.record("default", "sim_a", Entry.DECLINED, at)
+    after = (await stats.read("default", ["sim_a"], at))["sim_a"].route
+    assert after.change_total == 0
+    assert after.total == pytest.approx(before.total + 1)  # counted as any answer again
 
 
 async def test_every_replica_reads_what_any_replica_recorded(redis_url: str) -> None:

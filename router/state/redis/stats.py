@@ -36,6 +36,7 @@ from router.routing.segments import NO_SEGMENT, Segment
 from router.routing.stats import (
     EVERY_PROCESSOR,
     HEALTH_SIZE,
+    HELD_MIN,
     NOTHING_KNOWN,
     Entry,
     Evidence,
@@ -47,13 +48,13 @@ from router.routing.stats import (
 from router.state.redis.client import SharedState, SharedStateUnavailable
 
 # KEYS: the nodes; ARGV: now (s), approved (0/1), slow rate, fast rate (per second), expiry (ms), change_z,
-# change_min, accept_after (s), fast_max, the change memory's rate (per second). The same steps as
+# change_min, accept_after (s), fast_max, the change memory's rate (per second), HELD_MIN. The same steps as
 # `router.routing.stats.Decay.add`.
 _RECORD = """
 local now, ok = tonumber(ARGV[1]), tonumber(ARGV[2])
 local slow, fast, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local z, min_n, accept = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local fast_max, memory = tonumber(ARGV[9]), tonumber(ARGV[10])
+local fast_max, memory, held_min = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local function f(x) return string.format('%.17g', x) end
 for _, key in ipairs(KEYS) do
   local v = redis.call('HMGET', key, 't', 'S', 'N', 's', 'n', 'c', 'cs', 'cn')
@@ -68,7 +69,7 @@ for _, key in ipairs(KEYS) do
   if n > fast_max then
     s, n = s * fast_max / n, fast_max
   end
-  local departs = c > 0
+  local departs = c > 0 and cn >= held_min
   if n >= min_n then
     departs = false
     if N >= min_n then
@@ -167,6 +168,7 @@ class RedisStatsStore:
             repr(self.decay.accept_after),
             repr(self.decay.fast_max),
             repr(self.decay.memory),
+            repr(HELD_MIN),
         ]
 
         async def push(r: Redis) -> list[Any]:
