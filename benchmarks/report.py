@@ -32,6 +32,7 @@ STRATEGY_COLOURS = {
     "per_country": "#ff7f0e",
     "weighted": "#8c564b",
     "success_rate": "#2ca02c",
+    "success_rate_warm": "#0b5d1e",
     "oracle": "#7f7f7f",
 }
 
@@ -135,7 +136,7 @@ def plot_simulation(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
     plt.close(fig)
     images.append(("Authorization rate over simulated time (first seed), incidents shaded", path.name))
 
-    shares = [s for s in ("success_rate", "per_country", "oracle") if s in series]
+    shares = [s for s in ("success_rate", "success_rate_warm", "per_country", "oracle") if s in series]
     fig, axes = plt.subplots(len(shares), 1, figsize=(13, 2.4 * len(shares)), sharex=True, squeeze=False)
     for ax2, name in zip(axes[:, 0], shares, strict=True):
         stack = [[0 if math.isnan(v) else v * 100 for v in series[name]["first_call_share"][p]] for p in processors]
