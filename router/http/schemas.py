@@ -96,7 +96,7 @@ class RoutingCandidate(_Object):
     included: bool
     reasons: list[str]
     # success_rate's figures for this processor and the payment's card segment: estimate, level, evidence,
-    # effective_evidence, change_detected_at, demoted, first_choice.
+    # effective_evidence, change_detected_at, change_held, demoted, first_choice.
     learned: dict[str, Any] | None = None
 
 

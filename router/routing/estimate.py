@@ -49,6 +49,7 @@ class Estimate(NamedTuple):
     level: int  # index into the levels: the finest one whose own evidence outweighs what it borrows
     changed: int | None  # index of the finest level where a change was detected, None when steady
     evidence: float  # slow answers at `level`
+    held: bool = False  # the change at `changed` is held: too few recent answers came to end it
 
     @property
     def effective(self) -> float:
@@ -115,6 +116,7 @@ class Estimator:
         variance = 0.0
         level = 0
         changed: int | None = None
+        held = False
         base_parent = -1.0
         for i in range(depth):
             ev = levels[i] if i < len(levels) else NO_EVIDENCE
@@ -160,22 +162,22 @@ class Estimator:
                     )
                     k_c = min(k, self.min_n)
                     now = (s_c + k_c * now) / (n_c + k_c)
-                    changed = i
+                    changed, held = i, False
             elif ev.change_total >= HELD_MIN:
                 # A change its node holds while too few recent answers come to end it (the traffic it sent
                 # elsewhere, router.routing.stats.Decay): the answers since it began, on their slower clock, weighed
                 # as a parent's change is, by how well it explains the few recent answers against no change (with
                 # none, it holds; a few approvals in a row end it).
                 k_c = min(k, self.min_n)
-                held = (ev.change_successes + k_c * now) / (ev.change_total + k_c)
+                held_p = (ev.change_successes + k_c * now) / (ev.change_total + k_c)
                 log_odds = (
                     math.log(SHIFT_PRIOR_ODDS)
-                    + _loglik(ev.recent_successes, n, held)
+                    + _loglik(ev.recent_successes, n, held_p)
                     - _loglik(ev.recent_successes, n, now)
                 )
                 weight = 1.0 if log_odds > 30 else 0.0 if log_odds < -30 else 1 / (1 + math.exp(-log_odds))
-                now = weight * held + (1 - weight) * now
-                changed = i
+                now = weight * held_p + (1 - weight) * now
+                changed, held = i, True
             if changed is not None:
                 # Since the change, the recent answers are all the evidence there is: their spread, at least, is that of
                 # the fast counts shrunk by the level's strength. (The narrower count the estimate itself uses, the
@@ -186,4 +188,4 @@ class Estimator:
                 level = i
             parent_steady, parent_now = steady, now
         evidence = levels[level].total if level < len(levels) else 0.0
-        return Estimate(parent_now, variance, level, changed, evidence)
+        return Estimate(parent_now, variance, level, changed, evidence, held)

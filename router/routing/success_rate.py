@@ -204,7 +204,11 @@ class SuccessRate:
                 f" ({e.evidence:.0f} recent answers there, {e.effective:.0f} effective)"
             )
             if e.changed is not None:
-                text += f"; change detected at {self.level_name(w.segment, e.changed)}: recent evidence leads"
+                where = self.level_name(w.segment, e.changed)
+                if e.held:
+                    text += f"; change held at {where}: too few answers since to say it is over"
+                else:
+                    text += f"; change detected at {where}: recent evidence leads"
             if self.objective == "net_revenue":
                 fee = c.config.cost.of(payment.amount, payment.currency)
                 text += f"; expected net {e.p * payment.amount - fee:.0f} (minor units)"
@@ -234,6 +238,7 @@ class SuccessRate:
                 "evidence": round(e.evidence, 1),
                 "effective_evidence": round(e.effective, 1),
                 "change_detected_at": None if e.changed is None else self.level_name(w.segment, e.changed),
+                "change_held": e.held,
                 "demoted": self.demoted(w),
                 "first_choice": round(q, 4),
             }

@@ -154,6 +154,12 @@ def test_a_segment_s_long_trouble_keeps_its_traffic_away_until_answers_say_it_en
         firsts = run(strategy, stats, clock, rates, world, 15 * 60)
         shares.append(firsts["US"]["a"] / sum(firsts["US"].values()))
     assert max(shares) < 0.12, shares
+    # What explain shows meanwhile: a change at the country's level, held for want of answers to end it.
+    us = payment(country="US")
+    windows = stats.read_now("subs", ["a", "b"], clock.now(), segment=strategy.segment(us))
+    held = strategy.details(CANDS, us, windows)["a"]
+    assert held["change_held"] is True and held["change_detected_at"] is not None
+    assert "change held at" in strategy.notes(CANDS, us, windows)["a"]
     # The trouble ends. Only the probes (some twenty of the country's cards an hour) can show it, each approval
     # weighed against the trouble's answers: an hour or so (30 to 120 minutes over twelve draws), not never.
     rates[("a", "US")] = 0.93
