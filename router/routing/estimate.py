@@ -75,6 +75,14 @@ def _loglik(s: float, n: float, p: float) -> float:
     return s * math.log(p) + (n - s) * math.log(1 - p)
 
 
+def _believed(changed: float, unchanged: float, s: float, n: float) -> float:
+    """`changed` and `unchanged` weighed by the odds that the change holds: `SHIFT_PRIOR_ODDS` before any answer,
+    times how much better it explains the `s` approvals of `n` recent answers."""
+    log_odds = math.log(SHIFT_PRIOR_ODDS) + _loglik(s, n, changed) - _loglik(s, n, unchanged)
+    weight = 1.0 if log_odds > 30 else 0.0 if log_odds < -30 else 1 / (1 + math.exp(-log_odds))
+    return weight * changed + (1 - weight) * unchanged
+
+
 class Estimator:
     """`strengths[i]`: how many answers level i's parent weighs as when nothing else is uncertain (level 0, the
     processor on every route, shrinks toward every processor's rate on this route, `prior` before there is any);
@@ -141,12 +149,8 @@ class Estimator:
             now = steady
             if abs(parent_now - parent_steady) > SHIFT_FLOOR:
                 shifted_odds = _odds(steady) * _odds(parent_now) / _odds(parent_steady)
-                shifted = shifted_odds / (1 + shifted_odds)
-                s, n = ev.recent_successes, ev.recent_total
-                # log of (prior odds x likelihood ratio) that the parent's change holds here too
-                log_odds = math.log(SHIFT_PRIOR_ODDS) + _loglik(s, n, shifted) - _loglik(s, n, steady)
-                weight = 1.0 if log_odds > 30 else 0.0 if log_odds < -30 else 1 / (1 + math.exp(-log_odds))
-                now = weight * shifted + (1 - weight) * steady
+                # The parent's change, as far as this level's recent answers say it holds here too.
+                now = _believed(shifted_odds / (1 + shifted_odds), steady, ev.recent_successes, ev.recent_total)
             n = ev.recent_total
             if n >= self.min_n:
                 expected = now * n
@@ -169,14 +173,8 @@ class Estimator:
                 # as a parent's change is, by how well it explains the few recent answers against no change (with
                 # none, it holds; a few approvals in a row end it).
                 k_c = min(k, self.min_n)
-                held_p = (ev.change_successes + k_c * now) / (ev.change_total + k_c)
-                log_odds = (
-                    math.log(SHIFT_PRIOR_ODDS)
-                    + _loglik(ev.recent_successes, n, held_p)
-                    - _loglik(ev.recent_successes, n, now)
-                )
-                weight = 1.0 if log_odds > 30 else 0.0 if log_odds < -30 else 1 / (1 + math.exp(-log_odds))
-                now = weight * held_p + (1 - weight) * now
+                since = (ev.change_successes + k_c * now) / (ev.change_total + k_c)
+                now = _believed(since, now, ev.recent_successes, n)
                 changed, held = i, True
             if changed is not None:
                 # Since the change, the recent answers are all the evidence there is: their spread, at least, is that of

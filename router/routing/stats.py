@@ -240,11 +240,11 @@ class Decay:
     A change ends when `change_min` recent answers no longer depart, never because the traffic it sent elsewhere
     left too few recent answers to judge: then it holds, and the few answers that still come (probes, hedges) are
     the change's. When its evidence merely faded, an issuer's trouble of two and a half hours at the acquirer its
-    segment preferred was forgotten every half hour or so, the segment's traffic came back to meet it again, and
-    the simulation lost some five points on that segment's payments while it lasted. A change that lasts
-    `accept_after` and holds half of `fast_max` answers since it began is the new normal: the slow counts are
-    replaced by the fast ones. One held on fewer is not: a few probes' answers would have become what the processor
-    is normally worth there, and its recovery would have waited on hours of probes."""
+    segment preferred was forgotten every half hour or so, and the segment's traffic came back to meet it again
+    (held, 2.75 points more of those payments approved over 24 worlds of benchmarks/bench_simulation.py). A
+    change that lasts `accept_after` and holds half of `fast_max` answers since it began is the new normal: the
+    slow counts are replaced by the fast ones. One held on fewer is not: a few probes' answers would have become
+    what the processor is normally worth there, and its recovery would have waited on hours of probes."""
 
     __slots__ = ("accept_after", "change_half_life", "fast", "fast_max", "half_life", "memory", "min_n", "slow", "z")
 

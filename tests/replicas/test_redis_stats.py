@@ -107,16 +107,27 @@ async def test_technical_failures_fill_the_processors_health_on_every_route(stat
     assert health((await stats.read("eur", ["sim_a"], now + timedelta(seconds=60)))["sim_a"]) == (0, 0, 0)
 
 
-async def test_a_spike_goes_to_the_fast_clock_only_and_the_slow_one_stays_unpolluted(stats: StatsStore) -> None:
-    at = T0
-    for _ in range(40):  # a steady 90%
+async def steady(stats: StatsStore, at: datetime) -> datetime:
+    """Twenty minutes of sim_a approving 90%, a call every three seconds; the time of the last."""
+    for _ in range(40):
         for entry in [Entry.APPROVED] * 9 + [Entry.DECLINED]:
             at += timedelta(seconds=3)
             await stats.record("default", "sim_a", entry, at)
-    before = (await stats.read("default", ["sim_a"], at))["sim_a"].route
-    for _ in range(30):  # then every call soft-declined, with no technical error
+    return at
+
+
+async def spike(stats: StatsStore, at: datetime) -> datetime:
+    """Then every call soft-declined for ninety seconds, with no technical error; the time of the last."""
+    for _ in range(30):
         at += timedelta(seconds=3)
         await stats.record("default", "sim_a", Entry.DECLINED, at)
+    return at
+
+
+async def test_a_spike_goes_to_the_fast_clock_only_and_the_slow_one_stays_unpolluted(stats: StatsStore) -> None:
+    at = await steady(stats, T0)
+    before = (await stats.read("default", ["sim_a"], at))["sim_a"].route
+    at = await spike(stats, at)
     during = (await stats.read("default", ["sim_a"], at))["sim_a"].route
     # The first few declines count before the fast clock says it is a change; the rest stay out of the slow
     # counts (all thirty in would put them near 77%).
@@ -131,14 +142,7 @@ async def test_a_spike_goes_to_the_fast_clock_only_and_the_slow_one_stays_unpoll
 
 
 async def test_a_change_holds_while_too_few_answers_come_and_ends_when_enough_agree(stats: StatsStore) -> None:
-    at = T0
-    for _ in range(40):  # a steady 90%, then a spike that sends the traffic elsewhere
-        for entry in [Entry.APPROVED] * 9 + [Entry.DECLINED]:
-            at += timedelta(seconds=3)
-            await stats.record("default", "sim_a", entry, at)
-    for _ in range(30):
-        at += timedelta(seconds=3)
-        await stats.record("default", "sim_a", Entry.DECLINED, at)
+    at = await spike(stats, await steady(stats, T0))  # which sends the traffic elsewhere
     slow = (await stats.read("default", ["sim_a"], at))["sim_a"].route
     # Half an hour without an answer (fifteen fast half-lives), then one probe: too few recent answers to say the
     # spike is over, so it is still the change's, and nothing reaches the slow counts.
@@ -158,14 +162,7 @@ async def test_a_change_holds_while_too_few_answers_come_and_ends_when_enough_ag
 
 
 async def test_a_held_change_not_confirmed_for_hours_is_over(stats: StatsStore) -> None:
-    at = T0
-    for _ in range(40):
-        for entry in [Entry.APPROVED] * 9 + [Entry.DECLINED]:
-            at += timedelta(seconds=3)
-            await stats.record("default", "sim_a", entry, at)
-    for _ in range(30):
-        at += timedelta(seconds=3)
-        await stats.record("default", "sim_a", Entry.DECLINED, at)
+    at = await spike(stats, await steady(stats, T0))
     # Two hours without an answer: twenty half-lives of the answers since the change began, under half an answer.
     at += timedelta(hours=2)
     before = (await stats.read("default", ["sim_a"], at))["sim_a"].route
