@@ -20,48 +20,53 @@ from tests.rules.test_strategies import procs
 CANDS = procs("a", "b")
 
 
-def run(
-    strategy: SuccessRate,
-    stats: InMemoryStatsStore,
-    clock: ManualClock,
-    rates: dict[tuple[str, str], float],
-    world: random.Random,
-    seconds: int,
-) -> dict[str, Counter[str]]:
-    """Per card country, who went first; the answer drawn from `rates[(processor, country)]`."""
-    firsts: dict[str, Counter[str]] = {"US": Counter(), "BR": Counter()}
-    cards = {c: payment(country=c) for c in firsts}
-    for i in range(seconds):
-        now = clock.advance(1)
-        p: Payment = cards["US" if i % 2 else "BR"]
-        country = p.card.country or ""
-        segment = strategy.segment(p)
-        windows = stats.read_now("subs", ["a", "b"], now, segment=segment)
-        first = strategy.order(CANDS, p, windows)[0].name
-        firsts[country][first] += 1
-        approved = world.random() < rates[(first, country)]
-        stats.record_now("subs", first, Entry.APPROVED if approved else Entry.DECLINED, now, segment)
-    return firsts
+class Routed:
+    """success_rate choosing between `a` and `b` for the cards of two countries, a payment a second on the router's
+    clock, each answer drawn from `rates[(processor, country)]` (`seed` for the strategy's draws, `luck` for the
+    answers')."""
+
+    def __init__(self, seed: int, luck: int, rates: dict[tuple[str, str], float]) -> None:
+        self.clock, self.stats = ManualClock(START), InMemoryStatsStore()
+        self.strategy, self.world = SuccessRate(random.Random(seed)), random.Random(luck)
+        self.rates = rates
+
+    def run(self, seconds: int) -> dict[str, Counter[str]]:
+        """Per card country, who went first."""
+        firsts: dict[str, Counter[str]] = {"US": Counter(), "BR": Counter()}
+        cards = {c: payment(country=c) for c in firsts}
+        for i in range(seconds):
+            now = self.clock.advance(1)
+            p: Payment = cards["US" if i % 2 else "BR"]
+            country = p.card.country or ""
+            segment = self.strategy.segment(p)
+            windows = self.stats.read_now("subs", ["a", "b"], now, segment=segment)
+            first = self.strategy.order(CANDS, p, windows)[0].name
+            firsts[country][first] += 1
+            approved = self.world.random() < self.rates[(first, country)]
+            self.stats.record_now("subs", first, Entry.APPROVED if approved else Entry.DECLINED, now, segment)
+        return firsts
+
+
+def share(firsts: Counter[str], processor: str) -> float:
+    return firsts[processor] / sum(firsts.values())
 
 
 def test_each_country_goes_to_its_own_better_processor() -> None:
-    clock, stats = ManualClock(START), InMemoryStatsStore()
-    strategy, world = SuccessRate(random.Random(1)), random.Random(2)
-    rates = {("a", "US"): 0.92, ("b", "US"): 0.80, ("a", "BR"): 0.70, ("b", "BR"): 0.88}
-    run(strategy, stats, clock, rates, world, 2 * 3600)  # two hours of learning
-    firsts = run(strategy, stats, clock, rates, world, 1200)
+    routed = Routed(1, 2, {("a", "US"): 0.92, ("b", "US"): 0.80, ("a", "BR"): 0.70, ("b", "BR"): 0.88})
+    routed.run(2 * 3600)  # two hours of learning
+    firsts = routed.run(1200)
     assert firsts["US"]["a"] / 600 > 0.85
     assert firsts["BR"]["b"] / 600 > 0.85
 
 
-class Spike:
+class Spike(Routed):
     """An hour of `a` approving 93% and `b` 86% of both countries' cards, then a spike of soft declines at `a` (not
     one technical error) down to `rate`, and five minutes of it."""
 
     def __init__(self, seed: int, rate: float) -> None:
-        self.clock, self.stats = ManualClock(START), InMemoryStatsStore()
-        self.strategy, self.world = SuccessRate(random.Random(seed)), random.Random(seed + 1)
-        self.rates = {("a", c): 0.93 for c in ("US", "BR")} | {("b", c): 0.86 for c in ("US", "BR")}
+        super().__init__(
+            seed, seed + 1, {("a", c): 0.93 for c in ("US", "BR")} | {("b", c): 0.86 for c in ("US", "BR")}
+        )
         self.share_of_a(3600)
         self.set_a(rate)
         self.share_of_a(5 * 60)
@@ -71,7 +76,7 @@ class Spike:
 
     def share_of_a(self, seconds: int) -> float:
         """Run `seconds` more; the share of them that went to `a` first."""
-        firsts = run(self.strategy, self.stats, self.clock, self.rates, self.world, seconds)
+        firsts = self.run(seconds)
         return sum(c["a"] for c in firsts.values()) / seconds
 
 
@@ -95,11 +100,11 @@ def test_a_moderate_spike_is_read_at_its_own_rate_not_halfway(luck: int) -> None
 
 @pytest.mark.parametrize("luck", range(4))
 def test_of_two_processors_two_points_apart_the_worse_gets_little_once_learned(luck: int) -> None:
-    clock, stats = ManualClock(START), InMemoryStatsStore()
-    strategy, world = SuccessRate(random.Random(100 + luck)), random.Random(200 + luck)
-    rates = {("a", c): 0.92 for c in ("US", "BR")} | {("b", c): 0.90 for c in ("US", "BR")}
-    run(strategy, stats, clock, rates, world, 2 * 3600)
-    third_hour = run(strategy, stats, clock, rates, world, 3600)
+    routed = Routed(
+        100 + luck, 200 + luck, {("a", c): 0.92 for c in ("US", "BR")} | {("b", c): 0.90 for c in ("US", "BR")}
+    )
+    routed.run(2 * 3600)
+    third_hour = routed.run(3600)
     # Hedging on thin evidence, probes after: not the fifth to third of traffic a window-based rate kept sending.
     assert sum(c["b"] for c in third_hour.values()) / 3600 < 0.08
 
@@ -143,29 +148,25 @@ def test_a_segment_s_long_trouble_keeps_its_traffic_away_until_answers_say_it_en
     # The issuer of one country's cards declines at `a` for two hours (no technical error). Once its traffic went to
     # `b`, too few answers came from `a` to say whether the trouble was over; when that was read as over every half
     # hour or so, the country's cards went back to `a` to meet the trouble again.
-    clock, stats = ManualClock(START), InMemoryStatsStore()
-    strategy, world = SuccessRate(random.Random(300 + luck)), random.Random(400 + luck)
-    rates = {("a", c): 0.93 for c in ("US", "BR")} | {("b", c): 0.87 for c in ("US", "BR")}
-    run(strategy, stats, clock, rates, world, 2 * 3600)
-    rates[("a", "US")] = 0.55
-    run(strategy, stats, clock, rates, world, 10 * 60)
-    shares = []
-    for _ in range(8):  # two hours, quarter by quarter
-        firsts = run(strategy, stats, clock, rates, world, 15 * 60)
-        shares.append(firsts["US"]["a"] / sum(firsts["US"].values()))
+    routed = Routed(
+        300 + luck, 400 + luck, {("a", c): 0.93 for c in ("US", "BR")} | {("b", c): 0.87 for c in ("US", "BR")}
+    )
+    routed.run(2 * 3600)
+    routed.rates[("a", "US")] = 0.55
+    routed.run(10 * 60)
+    shares = [share(routed.run(15 * 60)["US"], "a") for _ in range(8)]  # two hours, quarter by quarter
     assert max(shares) < 0.12, shares
     # What explain shows meanwhile: a change at the country's level, held for want of answers to end it.
-    us = payment(country="US")
-    windows = stats.read_now("subs", ["a", "b"], clock.now(), segment=strategy.segment(us))
+    us, strategy = payment(country="US"), routed.strategy
+    windows = routed.stats.read_now("subs", ["a", "b"], routed.clock.now(), segment=strategy.segment(us))
     held = strategy.details(CANDS, us, windows)["a"]
     assert held["change_held"] is True and held["change_detected_at"] is not None
     assert "change held at" in strategy.notes(CANDS, us, windows)["a"]
     # The trouble ends. Only the probes (some twenty of the country's cards an hour) can show it, each approval
     # weighed against the trouble's answers: an hour or so (30 to 120 minutes over twelve draws), not never.
-    rates[("a", "US")] = 0.93
+    routed.rates[("a", "US")] = 0.93
     for _ in range(10):
-        firsts = run(strategy, stats, clock, rates, world, 15 * 60)
-        if firsts["US"]["a"] / sum(firsts["US"].values()) > 0.7:
+        if share(routed.run(15 * 60)["US"], "a") > 0.7:
             break
     else:
         pytest.fail("two and a half hours after the trouble ended, the country's cards had not come back to a")
