@@ -11,8 +11,9 @@ segment and how much evidence stands behind it. The route's `objective` turns th
   estimates; squared, so one with a fair chance of being better is tried often and one with a small chance
   hardly: two processors a point apart on thin evidence share the traffic, and the worse one's share falls
   fast as evidence says it is worse; not squared, or to the power 1.5, it explored more for less: -0.29 +/- 0.07
-  and -0.05 +/- 0.06 points over 24 worlds, the learning first two hours included), never below `probe` (so a processor demoted by its declines keeps being
-  seen, and can be seen recovering) and never above `MAX_SHARE`; together they take at most `MAX_EXPLORE`.
+  and -0.05 +/- 0.06 points over 24 worlds, the learning first two hours included), never below `probe` (so a
+  processor demoted by its declines keeps being seen, and can be seen recovering) and never above `MAX_SHARE`;
+  together they take at most `MAX_EXPLORE`.
   The floor holds for a processor that is steadily worse too, though for three other processors in every segment
   that is some 3% of first calls, each some four points worse (`benchmarks/bench_simulation.py`): with it only
   while a change is detected the simulation gained 0.08 +/- 0.07 points over 40 worlds (nothing with it kept
