@@ -61,7 +61,7 @@ class Keyed:
         """`scope` defaults to the mode's own (`test`, `live`): the embedded library's, and the default account's."""
         if not key or len(key) > 255:
             raise invalid("Idempotency-Key must be 1 to 255 characters.", "Idempotency-Key")
-        body = json.dumps(params, sort_keys=True, separators=(",", ":")).encode()
+        body = _CANONICAL.encode(params).encode()
         return cls(scope or scope_of(livemode), livemode, key, route, body)
 
     @property
@@ -103,6 +103,10 @@ class Reply:
 Work = Callable[[Keyed | None], Awaitable[Reply]]
 T = TypeVar("T")
 
+
+# The canonical body a key is bound to, as `json.dumps(params, sort_keys=True, separators=(",", ":"))` writes it
+# (the digests stored for keys depend on these bytes), with one encoder for every key: `dumps` builds one per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 # Refusals that are not kept as a key's answer (see `_once`).
 _NOT_SAVED = frozenset({400, 404})

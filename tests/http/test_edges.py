@@ -69,6 +69,22 @@ async def test_control_characters_are_refused_naming_the_parameter(
     assert_error(status, body, 400, INVALID, "parameter_invalid", param)
 
 
+@pytest.mark.parametrize(
+    ("changes", "param"),
+    [
+        ({"customer": "cus_\u007fevil"}, "customer"),
+        ({"description": "bell \u009b"}, "description"),
+        ({"metadata": {"ke\u0085y": "v"}}, "metadata"),
+    ],
+)
+async def test_control_characters_sent_unescaped_are_refused_too(api: Api, changes: dict[str, Any], param: str) -> None:
+    # As UTF-8 in the JSON text itself, not as \u escapes: the body has no backslash at all.
+    body = json.dumps(payment(**changes), ensure_ascii=False).encode()
+    assert b"\\" not in body
+    status, err = await _raw_post(api, body)
+    assert_error(status, err, 400, INVALID, "parameter_invalid", param)
+
+
 async def test_free_text_keeps_tabs_and_line_breaks(api: Api) -> None:
     created = await api.create(description="line one\nline two\ttabbed", metadata={"note": "a\r\nb"})
     assert created["description"] == "line one\nline two\ttabbed"
