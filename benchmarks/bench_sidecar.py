@@ -14,6 +14,11 @@ Servers:
 - `payroute`: the full sidecar on a SQLite file, access log off: auth, JSON, validation, the idempotency
   reservation, one simulator authorization at zero latency, payment, attempt, events and the idempotency answer
   committed before the answer (group commit).
+- `payroute_http`: the same sidecar with its core answering at once (a payment's bytes made once at start): what
+  is left is the HTTP layer of `router/http/` alone (edge middleware, auth, body, validation, the Idempotency-Key
+  and the canonical body it is bound to, the detached task, the response); the key's reservation is the core's.
+  Against `bare` and `payroute` it splits a create's CPU into aiohttp's floor, the sidecar's own layer and the
+  core with its store.
 - `payroute serve --workers 1|2` as the CLI runs it, on a SQLite file and on PostgreSQL: the scaling of workers.
 
 Runs: each server's peak (a closed loop of `concurrency` connections), then open loops at fixed 500 and 1,000
@@ -42,10 +47,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -113,7 +118,7 @@ def _serve(kind: str, config: str, store: str) -> None:
     async def main() -> None:
         cleanup: list[Any] = []
         settle_heap: Callable[[], None] | None = None
-        if kind == "payroute":
+        if kind in ("payroute", "payroute_http"):
             from router import Router
             from router.http import ApiKeys, PageTokens, Sidecar, create_app
             from router.http.server import settle_heap
@@ -121,6 +126,9 @@ def _serve(kind: str, config: str, store: str) -> None:
             router = await Router.open(config, store)
             keys = ApiKeys.parse(KEY)
             sidecar = Sidecar(keys=keys, pages=PageTokens(keys.derive_secret("page-tokens")), router=router)
+            if kind == "payroute_http":
+                made = await router.create_reply(BODY, livemode=False, keyed=None)
+                sidecar.router = cast(Router, _CoreAtOnce(made))
             app = create_app(sidecar)
             cleanup.append(router.close)
         else:
@@ -159,6 +167,19 @@ def _serve(kind: str, config: str, store: str) -> None:
     except ImportError:
         run = asyncio.run  # type: ignore[assignment]
     run(main())
+
+
+class _CoreAtOnce:
+    """What `router/http/` calls on the core for a create, answering at once with one payment's bytes."""
+
+    def __init__(self, made: Any) -> None:
+        self.made = made
+
+    async def idempotent(self, keyed: Any, work: Callable[[Any], Awaitable[Any]]) -> Any:
+        return await work(keyed)
+
+    async def create_reply(self, params: Any, **_: Any) -> Any:
+        return self.made
 
 
 # -- orchestration -----------------------------------------------------------------------------------------------
@@ -342,6 +363,8 @@ def main(seconds: float, concurrency: int, before_tree: Path | None, workers: bo
         env = {"PYTHONPATH": str(ROOT)}
         with serving("bare", script_server("bare", config, ""), env) as s:
             results["bare_peak"] = measure(s, closed)
+        with serving("payroute_http", script_server("payroute_http", config, f"sqlite:///{tmp}/http.db"), env) as s:
+            results["payroute_http_peak"] = measure(s, closed)
         # The peaks the targets compare, taken in turns so that the machine's other load falls on each alike.
         for _ in range(repeat):
             with serving("bare_sqlite", script_server("bare_sqlite", config, f"{tmp}/bare.db"), env) as s:
@@ -464,6 +487,15 @@ def _rows(results: dict[str, dict[str, Any]]) -> list[list[Any]]:
     return [[name, *(cell(r, c) for c in COLUMNS)] for name, r in results.items()]
 
 
+def _layers(results: dict[str, dict[str, Any]]) -> list[list[Any]]:
+    bare, http, full = (results.get(f"{n}_peak") for n in ("bare", "payroute_http", "payroute"))
+    if not (bare and http and full):
+        return []
+    cpu = [r["server_cpu_us_per_request"] for r in (bare, http, full)]
+    parts = [("aiohttp (bare)", cpu[0]), ("router/http/", cpu[1] - cpu[0]), ("core + store", cpu[2] - cpu[1])]
+    return [[name, round(us, 1), round(us / cpu[2], 3)] for name, us in parts]
+
+
 def _scaling(results: dict[str, dict[str, Any]]) -> list[list[Any]]:
     rows = []
     for store in ("sqlite", "postgres"):
@@ -526,6 +558,16 @@ def cli() -> None:
         ),
         table("Targets (issue 18)", ["target", "value"], [[k, _text(v)] for k, v in found.items()]),
     ]
+    layers = _layers(results)
+    if layers:
+        tables.append(
+            table(
+                "Where a create's server CPU goes (peaks above): aiohttp's own floor (`bare`), the sidecar's HTTP"
+                " layer (`payroute_http` - `bare`), and the core with its SQLite store (`payroute` - `payroute_http`)",
+                ["part", "server_cpu_us_per_request", "share"],
+                layers,
+            )
+        )
     scaling = _scaling(results)
     if scaling:
         tables.append(
