@@ -61,7 +61,7 @@ async def read_body(request: web.Request) -> Json:
             status=415,
         )
     try:
-        # Decoded as `json.loads(raw)` would (UTF-8, -16 or -32), once: the text is also what `_plain` reads.
+        # Decoded as `json.loads(raw)` would (UTF-8, -16 or -32), once: the text is also what `check_body` reads.
         text = raw.decode(json.detect_encoding(raw), "surrogatepass")
         parsed = _DECODER.decode(text)
     except _DuplicateKey as exc:
@@ -78,8 +78,7 @@ async def read_body(request: web.Request) -> Json:
         raise PayrouteError(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
     if not isinstance(parsed, dict):
         raise PayrouteError("The request body must be a JSON object.", code="parameter_invalid")
-    if not _plain(text):
-        inputs.check_params(parsed)
+    inputs.check_body(parsed, text)
     return parsed
 
 
@@ -89,16 +88,6 @@ def _no_constants(name: str) -> Any:
 
 # One decoder for every body: `json.loads` with hooks builds a decoder and its scanner on each call.
 _DECODER = json.JSONDecoder(parse_constant=_no_constants, object_pairs_hook=_no_duplicates)
-# A backslash (the only way an escape can put a character in a string) or a character `check_params` refuses.
-_NOT_PLAIN = re.compile(r"[\\\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-
-
-def _plain(text: str) -> bool:
-    """Whether `check_params` must pass on what `text` parses to, without walking it: every string (key or
-    value) of a JSON text with no backslash is a piece of that text as it stands, the decoder refuses a raw tab,
-    line feed or carriage return inside a string, and so no string holds a character `check_params` refuses when
-    the text holds none; and nothing nests deeper than the text has `{` and `[`, in strings or not."""
-    return _NOT_PLAIN.search(text) is None and text.count("{") + text.count("[") < inputs.MAX_DEPTH
 
 
 def caller_of(request: web.Request) -> Caller:
