@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -20,6 +22,7 @@ from router.state.store import sqlite as sqlite_module
 from router.state.store.base import Cursor, IdempotencyDone, IdempotencyEntry, WebhookAttempt, WebhookDelivery, to_us
 from router.state.store.dialect import SQLITE
 from router.state.store.postgres import split_url
+from router.state.store.schema import migrations
 from router.state.store.sqlite import SQLiteStore
 from tests.loopturns import turns_beside
 
@@ -927,6 +930,7 @@ async def test_an_endpoint_taken_out_of_the_config_holds_back_no_event_and_its_q
     start = (await store.get_webhook_endpoint(kept)).cursor_seq  # type: ignore[union-attr]
     a, b = await created(store, created=OLD), await created(store, created=OLD)
     [(seq_a, ev_a), (seq_b, ev_b)] = await store.list_outbox(start, 10)
+    await created(store, created=T0)  # the newest event, which retention always keeps
     assert await store.enqueue_webhook_deliveries(
         kept, start, seq_b, [delivery(kept, ev_a.id, seq_a, a.id, OLD), delivery(kept, ev_b.id, seq_b, b.id, OLD)]
     )
@@ -975,6 +979,51 @@ async def test_with_no_webhook_endpoint_old_events_go(store: Store) -> None:
     url = "https://merchant.example/late"
     state = await store.register_webhook_endpoint(url, T0)
     assert await store.list_outbox(state.cursor_seq, 10) == [], "an endpoint registered now starts at the newest"
+
+
+async def test_when_every_event_is_old_the_newest_is_kept_and_seqs_never_go_back(store: Store) -> None:
+    olds = [await created(store, created=OLD) for _ in range(3)]
+    seqs = [s for s, _ in await store.list_outbox(0, 10)]
+    assert await store.purge_events(CUTOFF) == 2, "the newest event stays: its seq is the one the next follows"
+    [(kept_seq, kept)] = await store.list_outbox(0, 10)
+    assert (kept_seq, kept.object_id) == (seqs[-1], olds[-1].id)
+    later = await created(store)
+    [(seq, event)] = await store.list_outbox(seqs[-1], 10)
+    assert event.object_id == later.id and seq > max(seqs)
+
+
+async def test_events_move_off_autoincrement_without_numbering_behind_a_cursor(tmp_path: Path) -> None:
+    # A file written before migration 0015: events under AUTOINCREMENT, the newest ones purged, and a webhook
+    # cursor past every event left.
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("CREATE TABLE schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        for number, name, sql in migrations(SQLITE):
+            if number < 15:
+                db.executescript(sql)
+                db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (number, name))
+        old_payment, _ = payment(created=OLD)
+        insert, _ = statements.INSERT_EVENT.compile(SQLITE)
+        for _ in range(5):
+            event = ev.event_for(ids, ev.CREATED, old_payment, OLD)
+            db.execute(insert, {name: read(event) for name, read in statements.EVENT_COLUMNS.items()})
+        db.execute("DELETE FROM events WHERE seq > 2")
+        db.execute("INSERT INTO webhook_endpoints (url, cursor_seq, created_us) VALUES ('https://m.example/h', 5, 0)")
+    store = SQLiteStore(f"sqlite:///{path}")
+    await store.open()
+    try:
+        assert [s for s, _ in await store.list_outbox(0, 10)] == [1, 2]
+        cursor = (await store.get_webhook_endpoint("https://m.example/h")).cursor_seq  # type: ignore[union-attr]
+        assert cursor == 2, "brought back to the newest event kept"
+        p = await created(store)
+        [(seq, event)] = await store.list_outbox(cursor, 10)
+        assert (seq, event.object_id) == (3, p.id), "the next event is after the cursor, not behind it"
+        [(name,)] = store._writer.connection.execute(  # type: ignore[union-attr]
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'events' AND sql LIKE '%AUTOINCREMENT%'"
+        ).fetchall() or [(None,)]
+        assert name is None
+    finally:
+        await store.close()
 
 
 async def test_payment_methods_insert_once_save_read_back_and_list_newest_first_by_customer(store: Store) -> None:

@@ -231,9 +231,12 @@ MAKE_SECRET = Q("INSERT INTO install_secrets (name, secret) VALUES (:name, :secr
 GET_SECRET = Q("SELECT secret FROM install_secrets WHERE name = :name")
 # Old events nothing holds back, oldest first: an endpoint's cursor not past them, a pending delivery, a payment
 # on a test clock (its `created` is sandbox time). An index walk of events_created, which stops at once when none
-# is old enough. With `_FOR`: only the endpoints named in :urls count.
+# is old enough. With `_FOR`: only the endpoints named in :urls count. The newest event is always kept: SQLite
+# numbers an event the largest seq + 1 (no AUTOINCREMENT counter, migration 0015), so deleting the newest would
+# hand its seq out again, behind a webhook cursor that has passed it.
 _PURGE_EVENTS = (
     "DELETE FROM events WHERE seq IN (SELECT e.seq FROM events e WHERE e.created_us < :before_us"
+    " AND e.seq < (SELECT MAX(seq) FROM events)"
     " AND NOT EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.cursor_seq < e.seq{w})"
     " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.status = 'pending'{d})"
     " AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = e.object_id AND p.test_clock IS NOT NULL)"
