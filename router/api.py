@@ -218,7 +218,7 @@ class Router:
         await self.stop_scheduler()
         await self.webhooks.close()
         await self.subscribers.close()
-        for adapter in self._live.current.adapters.values():
+        for adapter in self._live.current.all_adapters():
             try:
                 await adapter.close()
             except Exception:

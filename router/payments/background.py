@@ -86,7 +86,8 @@ class Background:
         """A processor's own word on payments it answered `Received`/`Pending` (Adyen's webhooks): hand it to the
         adapter, then settle at once the payments whose open attempts it answered. Returns how many settled."""
         ctx = self.ctx
-        adapter = ctx.live.current.adapters.get(processor)
+        at = ctx.live.current.settling(processor)
+        adapter = at.adapter if at is not None else None
         accept = getattr(adapter, "accept_notification", None)
         if accept is None:
             raise invalid(f"Processor '{processor}' takes no notifications.", "processor")

@@ -63,15 +63,15 @@ class Operations:
         if p.in_flight is not None:  # `settle_open` ran first: still open means still unknown, or in flight now
             raise conflict("A capture or cancel of this payment is in flight; try again shortly.", "payment_processing")
         table = ctx.live.current
-        adapter = table.adapters.get(p.processor or "")
-        cfg = table.config.processors.get(p.processor or "")
-        if adapter is None or cfg is None or not p.processor_reference:
+        at = table.settling(p.processor or "")
+        if at is None or not p.processor_reference:
             raise PayrouteError(
                 "The processor holding this authorization is not configured.",
                 type="api_error",
                 code="processor_unavailable",
                 status=503,
             )
+        adapter, cfg = at.adapter, at.config
         attempt = AttemptRecord(
             id=ctx.ids.new("attempt"),
             kind=kind,
@@ -159,14 +159,15 @@ class Operations:
         if attempt is None or attempt.state != "sent" or attempt.kind not in ("capture", "void"):
             return p if p.in_flight is None else await ctx.store.save_payment(_unguarded(p), p.version)
         table = ctx.live.current
-        adapter, cfg = table.adapters.get(attempt.processor), table.config.processors.get(attempt.processor)
-        if adapter is None or cfg is None:
+        at = table.settling(attempt.processor)
+        if at is None:
             raise PayrouteError(
                 f"Processor '{attempt.processor}', which holds an open {attempt.kind}, is not configured.",
                 type="api_error",
                 code="processor_unavailable",
                 status=503,
             )
+        adapter, cfg = at.adapter, at.config
         now = await ctx.now_for(p)
         if not attempt.processor_reference:  # written before attempts carried it: the payment's is the same
             attempt = attempt.model_copy(update={"processor_reference": p.processor_reference})

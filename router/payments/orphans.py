@@ -37,7 +37,8 @@ async def resolve(ctx: Context, attempt: AttemptRecord) -> AttemptRecord:
     attempt the processor never saw is closed once a late arrival is no longer plausible.
     """
     table = ctx.live.current
-    adapter = table.adapters.get(attempt.processor)
+    at = table.settling(attempt.processor)
+    adapter = at.adapter if at is not None else None
     if adapter is None:
         log.error("cannot resolve %s: processor %s is no longer configured", attempt.id, attempt.processor)
         return attempt
@@ -45,7 +46,8 @@ async def resolve(ctx: Context, attempt: AttemptRecord) -> AttemptRecord:
     try:
         async with asyncio.timeout(LOOKUP_TIMEOUT.total_seconds()):
             notice = await ctx.store.get_notice(attempt.id)
-            found = await adapter.lookup(LookupRequest(attempt.id, attempt.payment_id, None, notice=notice))
+            asked = LookupRequest(attempt.id, attempt.payment_id, None, notice=notice, currency=attempt.currency)
+            found = await adapter.lookup(asked)
     except Exception:
         log.warning("lookup of %s at %s failed; will ask again", attempt.id, attempt.processor, exc_info=True)
         return attempt

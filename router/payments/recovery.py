@@ -44,11 +44,13 @@ async def reconcile(engine: Engine, payment: Payment) -> Payment:
         run.shown = await _shown(engine, payment)
         return (await engine.finish(payment, None, None, run)).payment
     last = sent[-1]
-    adapter = table.adapters.get(last.processor)
-    if adapter is None:
+    at = table.settling(last.processor)
+    if at is None:
+        # Dropped before this process started (a reload keeps a dropped processor's adapter to settle with).
         log.error("cannot reconcile %s: processor %s is no longer configured", payment.id, last.processor)
         return payment
-    cand = Candidate(last.processor, adapter, table.config.processors[last.processor])
+    adapter = at.adapter
+    cand = Candidate(last.processor, adapter, at.config)
     creds = credentials_for(cand, method, payment)
     kind = OutcomeKind(last.outcome) if last.outcome in TECHNICAL else OutcomeKind.PROCESSOR_ERROR
     unknown = Outcome(kind, raw_code=last.raw_code, raw_message=last.raw_message, ambiguous=True)

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from prometheus_client import Counter, Gauge
 
 from router.config.loader import ConfigError, ConfigIssue, parse
-from router.routing.rules import RoutingTable, build_adapters
+from router.routing.rules import RoutingTable, build_adapters, retired_after
 
 log = logging.getLogger("payroute.config")
 
@@ -56,7 +56,8 @@ def build_table(
     config = parse(text, file)
     adapters = build_adapters(config, previous, file)
     version = previous.version + 1 if previous is not None else 1
-    return RoutingTable(config, version, adapters, rng=rng, digest=hashlib.sha256(raw).hexdigest())
+    digest = hashlib.sha256(raw).hexdigest()
+    return RoutingTable(config, version, adapters, rng=rng, digest=digest, retired=retired_after(previous, config))
 
 
 class Live(Protocol):
@@ -65,7 +66,8 @@ class Live(Protocol):
 
 def swap(live: Live, path: str, rng: random.Random | None = None) -> RoutingTable:
     """Build a new routing table from `path` and put it in force whole; a bad file raises ConfigError and
-    changes nothing. Adapters the new table dropped are closed once in-flight attempts had time to finish."""
+    changes nothing. Adapters the new table replaced are closed once in-flight attempts had time to finish; those of
+    processors it dropped are kept, retired, to settle what was sent to them (`RoutingTable.settling`)."""
     old = live.current
     try:
         # Built whole, adapters and all, before anything changes; no await between here and the swap.
@@ -75,7 +77,8 @@ def swap(live: Live, path: str, rng: random.Random | None = None) -> RoutingTabl
         raise
     live.current = new  # one assignment: every attempt sees the old table or the new one, never a mix
     accepted(new, path)
-    gone = [a for name, a in old.adapters.items() if new.adapters.get(name) is not a]
+    kept = {id(a) for a in new.all_adapters()}
+    gone = [a for a in old.all_adapters() if id(a) not in kept]
     if gone:
         asyncio.get_running_loop().call_later(60, lambda: close_later(gone))
     return new

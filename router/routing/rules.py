@@ -324,6 +324,25 @@ def adapter_settings(name: str, cfg: ProcessorConfig) -> AdapterSettings:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Retired:
+    """A processor's adapter and settings, kept to settle what was sent to it (`RoutingTable.settling`)."""
+
+    adapter: ProcessorAdapter
+    config: ProcessorConfig
+
+
+def retired_after(previous: RoutingTable | None, config: Config) -> dict[str, Retired]:
+    """The processors `previous` could still settle work with that `config` no longer names."""
+    if previous is None:
+        return {}
+    out = {name: r for name, r in previous.retired.items() if name not in config.processors}
+    for name, adapter in previous.adapters.items():
+        if name not in config.processors:
+            out[name] = Retired(adapter, previous.config.processors[name])
+    return out
+
+
 class RoutingTable:
     """Immutable once built: a reload builds a new table and swaps it in whole.
 
@@ -339,12 +358,14 @@ class RoutingTable:
         *,
         rng: random.Random | None = None,
         digest: str | None = None,
+        retired: Mapping[str, Retired] | None = None,
     ) -> None:
         self.config = config
         self.version = version
         self.digest = digest
         self.loaded_at = datetime.now(UTC)  # when this version came into force (wall time: the ops console shows it)
         self.adapters = dict(adapters)
+        self.retired = {name: r for name, r in (retired or {}).items() if name not in self.adapters}
         self.health_window = config.success_rate.health_window
         shared_rng = rng or random.Random()
         sr = config.success_rate
@@ -426,6 +447,20 @@ class RoutingTable:
         """Route and order in one call; success_rate without `windows` orders from the prior alone."""
         route = self.route_for(payment)
         return route.plan(payment, windows, self.version, segment_of(route.strategy, payment))
+
+    def settling(self, name: str) -> Retired | None:
+        """The adapter and settings that finish what was already sent to processor `name` (asking what became of an
+        attempt, resending it under its key, capturing or voiding its hold, reading its webhooks): its own while the
+        config names it; after a reload dropped it, the ones it had then, kept for that and nothing new (a payment
+        left open there would otherwise stay in processing, or its hold uncapturable, for good)."""
+        adapter = self.adapters.get(name)
+        if adapter is not None:
+            return Retired(adapter, self.config.processors[name])
+        return self.retired.get(name)
+
+    def all_adapters(self) -> list[ProcessorAdapter]:
+        """Every adapter this table holds, retired ones included (to close them)."""
+        return [*self.adapters.values(), *(r.adapter for r in self.retired.values())]
 
     async def decide(self, payment: Payment, stats: StatsStore, now: datetime) -> Plan:
         """The plan for one attempt, reading the route's recent outcomes when its strategy learns from them.

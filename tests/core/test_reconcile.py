@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 from router import ManualClock, Router
 from tests.conftest import RouterFactory
@@ -24,6 +25,15 @@ retry_policies:
 
 # sim_a takes 60 s to answer: long enough that a test can "crash" the router mid-call by cancelling it.
 HANGING = SLOW_FIRST.replace("timeout_ms: 40", "timeout_ms: 40000")
+ONLY_B = """
+version: 1
+processors:
+  sim_b: {adapter: simulator, approval_rate: 1.0, latency_ms: 0}
+routes:
+  - {name: default, strategy: priority, processors: [sim_b]}
+retry_policies:
+  default: {strategy: scheduled, schedule: [1d], max_attempts: 2, window: 7d}
+"""
 
 
 async def test_timeout_with_an_approval_behind_it_does_not_fail_over(make_router: RouterFactory) -> None:
@@ -62,6 +72,26 @@ async def _crash_mid_attempt(router: Router) -> tuple[str, str]:
     [payment] = (await router.list_payments())[0]
     assert payment["status"] == "processing"
     return payment["id"], sim(router, "sim_a").received[0]
+
+
+async def test_a_processor_a_reload_drops_still_settles_what_was_sent_to_it(
+    make_router: RouterFactory, clock: ManualClock, tmp_path: Path
+) -> None:
+    router = await make_router(HANGING.replace("LOOKUP", "true"))
+    payment_id, attempt_id = await _crash_mid_attempt(router)
+    held = sim(router, "sim_a")
+    (tmp_path / "routing.yaml").write_text(ONLY_B)
+    await router.reload()
+    assert "sim_a" not in router.table.adapters
+
+    clock.advance(timedelta(minutes=5))
+    assert await router.reconcile_stuck() == 1, "asked at the processor it was sent to, though no route names it now"
+    payment = await router.get_payment(payment_id)
+    assert (payment["status"], payment["latest_payment_attempt_record"]) == ("succeeded", attempt_id)
+    assert held.received == [attempt_id], "asked, not sent again"
+    assert sim(router, "sim_b").received == []
+    later = await router.create_payment(body())
+    assert await processors_called(router, later) == ["sim_b"], "a dropped processor gets no new payment"
 
 
 async def test_crash_is_reconciled_by_lookup_without_resending(make_router: RouterFactory, clock: ManualClock) -> None:
