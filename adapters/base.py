@@ -245,6 +245,8 @@ class LookupRequest:
     # What the processor told us of this attempt by its own webhook, as `accept_notification` handed it over and the
     # router kept it (shared by every replica, kept across reloads), or None.
     notice: Mapping[str, Any] | None = None
+    # The payment's currency (ISO, lowercase): an answer in another is no answer for it.
+    currency: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

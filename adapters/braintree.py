@@ -7,7 +7,8 @@ The GraphQL schema (`shared/specs/braintree/schema.graphql` beside the repositor
 Options (the processor's block in the config):
   base_url: https://payments.sandbox.braintree-api.com     live: https://payments.braintree-api.com
   credentials: {public_key: ${BRAINTREE_PUBLIC_KEY}, private_key: ${BRAINTREE_PRIVATE_KEY}}
-  merchant_accounts: {usd: acct_usd, eur: acct_eur}          merchant account per currency (else the default one)
+  merchant_accounts: {usd: acct_usd, eur: acct_eur}          account per currency (an unnamed one is refused unsent)
+  merchant_account_id: acct_default                          the account when merchant_accounts is not set
   pool_size: 100
 
 Credentials per card: the vaulted payment method id (and its customer) Braintree gave the card
@@ -18,14 +19,19 @@ fields must be set up in its control panel first; it stays with the router.
 Idempotency: Braintree has no idempotency header. The attempt id is the transaction's `orderId` and the
 mutation's `clientMutationId`; with duplicate transaction checking on (as it should be), a resend of the same
 payment is rejected as DUPLICATE and points at the original (`duplicateOf`), whose result we return.
-Lookup: a search by `orderId`. Braintree's search is current well within the engine's lease, so "not found"
-means the processor never saw the attempt (None); a FAILED transaction charged nothing and reads the same.
+Lookup: a search by `orderId`. A FAILED transaction charged nothing and reads as never seen (None). "Not found"
+is `NOT_YET` until `SEARCH_LAG` after the request went out, and "never seen" only after: a request we stopped
+waiting for (a timeout, a gateway's 502) may still be in Braintree's hands and become a transaction after our
+search, and a resend would not be deduplicated without duplicate checking, so until then only asking is safe.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -33,6 +39,7 @@ from iso4217 import Currency
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from adapters.base import (
+    NOT_YET,
     UNKNOWN,
     AdapterError,
     AdapterSettings,
@@ -71,8 +78,12 @@ from adapters.declines import HARD, SOFT, classify, iso_for
 from adapters.http import HttpTransport, http_error, settle
 from adapters.scrub import scrub as scrub_text
 
+log = logging.getLogger("payroute.adapters.braintree")
+
 DEFAULT_BASE_URL = "https://payments.sandbox.braintree-api.com"
 API_VERSION = "2019-01-01"
+# How long a request we stopped waiting for may still become a transaction: before it, "not found" is "not yet".
+SEARCH_LAG = timedelta(minutes=2)
 
 INITIATOR: Mapping[Cadence, str] = {Cadence.RECURRING: "RECURRING", Cadence.UNSCHEDULED: "UNSCHEDULED"}
 
@@ -325,12 +336,35 @@ def _payload(field: str, status: int, body: Any) -> Transaction | Outcome:
     raise ValueError(f"no {field}.transaction and no errors in the answer")
 
 
-def from_wire(field: str) -> Callable[[int, Any], Outcome]:
-    """`from_wire(status, body)` for the mutation whose payload sits under `data.<field>`."""
+WRONG_CURRENCY = "currency_mismatch"
+
+
+def from_made(txn: Transaction, currency: str | None) -> Outcome:
+    """`from_transaction`, for a payment in `currency`: a transaction Braintree made in another (a merchant account
+    that settles in another) is no answer for it but a request error (`WRONG_CURRENCY`); one approved so is marked
+    ambiguous, its hold to be voided before anything else is tried."""
+    outcome = from_transaction(txn)
+    made_in = txn.amount.currency_code.upper() if txn.amount is not None else None
+    if currency is None or made_in is None or made_in == currency.upper():
+        return outcome
+    return Outcome(
+        OutcomeKind.PROCESSOR_ERROR,
+        processor_reference=txn.id,
+        raw_code=WRONG_CURRENCY,
+        raw_message=f"made in {made_in}, not {currency.upper()} ({outcome.kind.value})",
+        request_invalid=not outcome.approved,
+        ambiguous=outcome.approved,
+        card=outcome.card,
+    )
+
+
+def from_wire(field: str, currency: str | None = None) -> Callable[[int, Any], Outcome]:
+    """`from_wire(status, body)` for the mutation whose payload sits under `data.<field>` (`from_made` with
+    `currency`)."""
 
     def read(status: int, body: Any) -> Outcome:
         found = _payload(field, status, body)
-        return found if isinstance(found, Outcome) else from_transaction(found)
+        return found if isinstance(found, Outcome) else from_made(found, currency)
 
     return read
 
@@ -378,19 +412,45 @@ class BraintreeAdapter:
     def _merchant_account(self, currency: str) -> str | None:
         return self.options.merchant_accounts.get(currency.lower(), self.options.merchant_account_id)
 
-    async def _graphql(self, query: str, variables: Mapping[str, Any], field: str) -> Outcome:
+    async def _graphql(
+        self, query: str, variables: Mapping[str, Any], field: str, currency: str | None = None
+    ) -> Outcome:
         exchange = await self.http.send("POST", "/graphql", json_body={"query": query, "variables": variables})
-        return settle(exchange, from_wire(field), HTTP_ANSWERS)
+        return settle(exchange, from_wire(field, currency), HTTP_ANSWERS)
 
     async def authorize(self, req: AuthorizationRequest) -> Outcome:
         creds = credentials_for(req, BraintreeCredentials)
         if creds is None:
             return no_credentials(self.name)
+        if self.options.merchant_accounts and req.currency.lower() not in self.options.merchant_accounts:
+            # A Braintree merchant account settles in one currency, and the amount is sent without one: an
+            # account for another currency would charge 2500 of its own (dollars for yen). Nothing is sent.
+            return Outcome(
+                OutcomeKind.PROCESSOR_ERROR,
+                raw_code="no_merchant_account",
+                raw_message=f"{self.name}: merchant_accounts names no account for {req.currency.upper()}",
+                request_invalid=True,
+            )
         merchant_account = self._merchant_account(req.currency)
         wire = to_wire(req, creds, merchant_account).model_dump(by_alias=True, exclude_none=True)
         if req.capture_manual:
-            return await self._graphql(AUTHORIZE, {"input": wire}, "authorizePaymentMethod")
-        return await self._graphql(CHARGE, {"input": wire}, "chargePaymentMethod")
+            outcome = await self._graphql(AUTHORIZE, {"input": wire}, "authorizePaymentMethod", req.currency)
+        else:
+            outcome = await self._graphql(CHARGE, {"input": wire}, "chargePaymentMethod", req.currency)
+        if outcome.raw_code == WRONG_CURRENCY and outcome.ambiguous and outcome.processor_reference:
+            outcome = await self._void_wrong_currency(req, outcome)
+        return outcome
+
+    async def _void_wrong_currency(self, req: AuthorizationRequest, outcome: Outcome) -> Outcome:
+        """Void a transaction approved in another currency (the default merchant account's): no money may stay held
+        for an amount the payment never asked for. Voided, it is a plain request error; not voided, it stays an
+        unknown answer (the payment waits, and nobody fails it over onto a second charge)."""
+        assert outcome.processor_reference is not None
+        voided = await self.cancel(CancelRequest(req.attempt_id, req.payment_id, outcome.processor_reference))
+        if voided.approved:
+            return replace(outcome, ambiguous=False, request_invalid=True, raw_message=f"{outcome.raw_message}; voided")
+        log.error("%s: %s approved in the wrong currency and not voided", self.name, outcome.processor_reference)
+        return replace(outcome, raw_message=f"{outcome.raw_message}; void failed")
 
     async def capture(self, req: CaptureRequest) -> Outcome:
         variables = {
@@ -417,11 +477,16 @@ class BraintreeAdapter:
             raise LookupError(f"{self.name}: lookup of {req.attempt_id} failed: {parsed.errors[0].message}")
         edges = (((parsed.data or {}).get("search") or {}).get("transactions") or {}).get("edges") or []
         if not edges:
-            return None
+            lagged = req.sent_at is not None and req.asked_at is not None and req.asked_at - req.sent_at >= SEARCH_LAG
+            return None if lagged else NOT_YET
         txn = Transaction.model_validate(edges[0]["node"])
         if txn.status == "FAILED":
             return None  # the processor failed it: nothing was charged, as if it had never arrived
-        outcome = settle(exchange, lambda _status, _body: from_transaction(txn))
+        outcome = settle(exchange, lambda _status, _body: from_made(txn, req.currency))
+        if outcome.raw_code == WRONG_CURRENCY:
+            # Made in another currency: held there (its void failed), it stays open for a person to settle; voided or
+            # declined, nothing is held for this payment.
+            return UNKNOWN if outcome.ambiguous else None
         # Still AUTHORIZING: no answer yet; a resend is caught by duplicate checking and points at this one.
         return UNKNOWN if outcome.kind.is_technical else outcome
 

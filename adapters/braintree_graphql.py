@@ -112,10 +112,16 @@ class Snapshot(_Wire):
     credit_card: CreditCard | None = Field(default=None, alias="creditCard")
 
 
+class Money(_Wire):
+    value: str
+    currency_code: str = Field(alias="currencyCode")
+
+
 class Transaction(_Wire):
     id: str
     order_id: str | None = Field(default=None, alias="orderId")
     status: str
+    amount: Money | None = None
     processor_response: ProcessorResponse | None = Field(default=None, alias="processorResponse")
     payment_method_snapshot: Snapshot | None = Field(default=None, alias="paymentMethodSnapshot")
     status_history: list[StatusEvent] = Field(default_factory=list, alias="statusHistory")

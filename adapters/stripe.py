@@ -327,6 +327,10 @@ def from_wire(status: int, body: Any) -> Outcome:
     err = ErrorEnvelope.model_validate(body).error
     if err.type == "card_error":
         return _decline(err, err.payment_intent.id if err.payment_intent else None)
+    if err.type == "idempotency_error":
+        # Our key is the attempt's own: Stripe has a request under it already (a resend whose parameters moved, e.g.
+        # the card's credentials updated since), which may have charged. Not a refusal: ask what became of it.
+        return http_error(status, err.message, err.type, {status: Answer.UNKNOWN})
     return http_error(status, err.message, err.code or err.type, HTTP_ANSWERS)
 
 

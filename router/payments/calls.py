@@ -128,12 +128,13 @@ async def ask(
 
     An answer found is the outcome. "Never saw it" is a refusal: nothing was charged, so failing over is safe.
     A processor that cannot be asked by our key but deduplicates a resend under it (`UNKNOWN`) is sent `resend`,
-    the same request byte for byte, when we still hold the card's credentials for it. Anything else (`NOT_YET`,
+    the same request byte for byte, when we still hold the card's credentials for it; only its approval or decline
+    is taken as the answer. Anything else (a resend refused or unknown too, `NOT_YET`,
     no lookup answer, nothing to resend) leaves the outcome unknown. `notice`: what the processor told us of the
     attempt by webhook, kept in the store, for a processor that cannot be searched.
     """
     reference = unknown.processor_reference or attempt.processor_reference
-    asked = LookupRequest(attempt.id, attempt.payment_id, reference, attempt.created, now, notice)
+    asked = LookupRequest(attempt.id, attempt.payment_id, reference, attempt.created, now, notice, attempt.currency)
     attributes = tracing.call_attributes(cand.name, cand.config.adapter, attempt.id, attempt.payment_id)
     with tracing.span("payroute.processor.lookup", kind="client", attributes=attributes) as span:
         try:
@@ -155,7 +156,10 @@ async def ask(
         if resend is None:
             return unknown
         again = await call(cand, resend)
-        return again if again.answer is not Meaning.UNKNOWN else unknown
+        # Only an approval or a decline answers for the first request. A resend refused (rate limited, credentials
+        # changed since, any 4xx) says nothing of whether the first was processed: read as "never charged", it would
+        # fail over and could charge the card a second time elsewhere.
+        return again if again.answer in (Meaning.APPROVED, Meaning.DECLINED) else unknown
     if isinstance(found, Outcome) and found.answer is not Meaning.UNKNOWN:
         log.info("attempt %s at %s was unknown; asked, the processor says %s", attempt.id, cand.name, found.kind)
         return found

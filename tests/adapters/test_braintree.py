@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from graphql import parse, validate
 
 from adapters import braintree_graphql as bt
-from adapters.base import Answer, Cadence, CancelRequest, CaptureRequest, LookupRequest, Outcome, OutcomeKind
-from adapters.braintree import BraintreeAdapter, decimal_amount
+from adapters.base import (
+    NOT_YET,
+    Answer,
+    Cadence,
+    CancelRequest,
+    CaptureRequest,
+    LookupRequest,
+    Outcome,
+    OutcomeKind,
+)
+from adapters.braintree import SEARCH_LAG, WRONG_CURRENCY, BraintreeAdapter, decimal_amount
 from adapters.http import DEADLINE_SHARE
 from tests.adapters.conftest import BRAINTREE_CREDENTIALS, auth_request, settings
 from tests.fakes.braintree import FakeBraintree
@@ -169,7 +179,35 @@ async def test_lookup_searches_by_order_id(braintree: BraintreeAdapter) -> None:
     first = await braintree.authorize(auth_request("braintree"))
     found = await braintree.lookup(LookupRequest("par_test_0001", "osp_test_0001"))
     assert isinstance(found, Outcome) and found.processor_reference == first.processor_reference
-    assert await braintree.lookup(LookupRequest("par_never_sent", "osp_test_0001")) is None
+    # Not found: "not yet" while the request may still become a transaction, "never seen" once it cannot.
+    sent = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    early = LookupRequest("par_never_sent", "osp_test_0001", sent_at=sent, asked_at=sent + timedelta(seconds=30))
+    assert await braintree.lookup(early) is NOT_YET
+    late = LookupRequest("par_never_sent", "osp_test_0001", sent_at=sent, asked_at=sent + SEARCH_LAG)
+    assert await braintree.lookup(late) is None
+
+
+async def test_a_currency_merchant_accounts_does_not_name_is_refused_unsent(
+    braintree: BraintreeAdapter, fake_braintree: FakeBraintree
+) -> None:
+    outcome = await braintree.authorize(auth_request("braintree", currency="jpy", amount=2500))
+    assert outcome.kind is OutcomeKind.PROCESSOR_ERROR and outcome.request_invalid
+    assert outcome.answer is Answer.REFUSED and "JPY" in (outcome.raw_message or "")
+    assert fake_braintree.requests == [], "the default account would have charged 2,500 of its own currency"
+
+
+async def test_an_approval_made_in_another_currency_is_voided_and_refused(fake_braintree: FakeBraintree) -> None:
+    # No per-currency accounts: the request goes to the default merchant account, which settles in USD.
+    adapter = BraintreeAdapter(settings("braintree", fake_braintree.url, credentials=BRAINTREE_CREDENTIALS))
+    outcome = await adapter.authorize(auth_request("braintree", currency="jpy", amount=2500))
+    found = await adapter.lookup(LookupRequest("par_test_0001", "osp_test_0001", currency="jpy"))
+    await adapter.close()
+    [txn] = fake_braintree.transactions.values()
+    assert txn["amount"] == {"value": "2500", "currencyCode": "USD"} and txn["status"] == "VOIDED"
+    assert outcome.raw_code == WRONG_CURRENCY and outcome.answer is Answer.REFUSED
+    assert outcome.processor_reference == txn["id"]
+    # Asked about later, the voided dollar transaction holds nothing for the yen payment.
+    assert found is None
 
 
 async def test_a_wrong_key_pair_is_a_loud_request_error(fake_braintree: FakeBraintree) -> None:

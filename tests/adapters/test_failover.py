@@ -124,19 +124,12 @@ async def test_a_processor_that_hangs_past_its_timeout_is_asked_before_any_failo
         )
         attempts = await router.attempts_for(payment["id"])
     assert fakes[first].authorizations == 0
-    if first == "braintree":
-        # Braintree's search is current: asked, it says it never saw the payment, so the failover is safe at once.
-        assert payment["status"] == "succeeded"
-        assert [(a.processor, a.outcome) for a in attempts] == [("first", "timeout"), ("second", "approved")]
-        assert fakes[second].authorizations == 1
-        # The attempt id went to the processor as its idempotency key.
-        assert attempts[1].id in fakes[second].requests[-1].body + str(fakes[second].requests[-1].headers)
-    else:
-        # The others cannot say "never charged" yet (a search that lags, no search at all): the payment waits in
-        # processing, its attempt open, and the second processor is not asked (see test_money for the rest).
-        assert payment["status"] == "processing"
-        assert [(a.processor, a.outcome, a.state) for a in attempts] == [("first", "timeout", "sent")]
-        assert fakes[second].requests == []
+    # None can say "never charged" yet (a search that lags or may not show a request still being processed, no
+    # search at all): the payment waits in processing, its attempt open, and the second processor is not asked
+    # (see test_money for the rest).
+    assert payment["status"] == "processing"
+    assert [(a.processor, a.outcome, a.state) for a in attempts] == [("first", "timeout", "sent")]
+    assert fakes[second].requests == []
     # No secret sits in the database.
     stored = database_bytes(tmp_path)
     for name, secret in ENV.items():

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from adapters.base import UNKNOWN, Cadence, CancelRequest, CaptureRequest, LookupRequest, Outcome, OutcomeKind
+from adapters.base import UNKNOWN, Answer, Cadence, CancelRequest, CaptureRequest, LookupRequest, Outcome, OutcomeKind
 from adapters.http import DEADLINE_SHARE
 from adapters.stripe import StripeAdapter, form_encode, from_wire, to_wire
 from tests.adapters.conftest import STRIPE_CARD, STRIPE_KEY, auth_request, settings
@@ -128,6 +128,18 @@ async def test_idempotency_key_is_the_attempt_id_and_a_resend_is_not_a_second_ch
     assert keys == ["par_test_0001", "par_test_0001"]
     assert fake_stripe.authorizations == 1
     assert again.processor_reference == first.processor_reference
+
+
+async def test_a_resend_whose_parameters_moved_is_unknown_not_refused(
+    stripe: StripeAdapter, fake_stripe: FakeStripe
+) -> None:
+    await stripe.authorize(auth_request())
+    # The same attempt again with other parameters (its metadata since edited): Stripe refuses the key's reuse
+    # (400 idempotency_error), which says the first request under it exists, and may have charged.
+    moved = await stripe.authorize(auth_request(metadata={"plan": "team"}))
+    assert fake_stripe.authorizations == 1
+    assert moved.answer is Answer.UNKNOWN and not moved.request_invalid
+    assert moved.raw_code == "idempotency_error"
 
 
 @pytest.mark.parametrize(("status", "invalid"), [(500, False), (503, False), (400, True), (429, False)])

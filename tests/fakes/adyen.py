@@ -80,6 +80,9 @@ class FakeAdyen(FakeProcessor):
     def in_progress(self) -> web.Response:
         return self._error(422, "704", "request already processed or in progress")
 
+    def too_many_requests(self) -> web.Response:
+        return self._error(429, "000", "Too many requests", "security")
+
     def _check_answer(self, schema: str, body: Any) -> None:
         self.invalid.extend(f"answer {e}" for e in adyen_errors(schema, body))
 

@@ -87,6 +87,8 @@ class FakeProcessor:
         self._stopping = asyncio.Event()
         self.holding = asyncio.Event()  # set when an `approve_then_hang` answer is being held back
         self.vault: set[str] | None = None
+        # Once this many authorizations are made, every POST is rate limited (429), as a limiter in front would.
+        self.rate_limit_after: int | None = None
         self.foreign_tokens: list[str] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -216,12 +218,19 @@ class FakeProcessor:
         """The processor's answer to a request whose key's first request is still being processed."""
         return json_response({"error": "request with this idempotency key in progress"}, status=409)
 
+    def too_many_requests(self) -> web.Response:
+        """The processor's answer to a request its rate limiter turned away."""
+        return json_response({"error": "too many requests"}, status=429)
+
     # -- request log -----------------------------------------------------------------------------------------
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
         body = await request.text()
         self.requests.append(Recorded(request.method, request.path, dict(request.headers), body, dict(request.query)))
         self.received_one.set()
+        limit = self.rate_limit_after
+        if request.method == "POST" and limit is not None and self.authorizations >= limit:
+            return self.too_many_requests()
         key = request.headers.get("Idempotency-Key") or request.headers.get("Cko-Idempotency-Key")
         if request.method == "POST" and key:
             if key in self._in_flight and key not in self._replays:

@@ -45,6 +45,8 @@ class FakeBraintree(FakeProcessor):
         self.authorization = f"Basic {token}"
         self.transactions: dict[str, dict[str, Any]] = {}
         self.duplicate_checking = True
+        # Each merchant account settles in one currency; the default account (none named) in USD, as a US merchant's.
+        self.account_currencies: dict[str | None, str] = {None: "USD"}
         self._ids = itertools.count(1)
         # Built now, not on the first request: building Braintree's schema takes longer than a processor's timeout,
         # and a first request that is a lookup (after a hung charge) would time out on it.
@@ -149,7 +151,10 @@ class FakeBraintree(FakeProcessor):
             "legacyId": txn_id[-8:],
             "orderId": tx.get("orderId"),
             "status": status,
-            "amount": {"value": tx["amount"], "currencyCode": "USD"},
+            "amount": {
+                "value": tx["amount"],
+                "currencyCode": self.account_currencies.get(tx.get("merchantAccountId"), "USD"),
+            },
             "merchantAccountId": tx.get("merchantAccountId"),
             "paymentMethodId": input["paymentMethodId"],
             "paymentMethodSnapshot": {
@@ -228,9 +233,10 @@ class FakeBraintree(FakeProcessor):
 
     def _reverse(self, _info: Any, input: dict[str, Any]) -> dict[str, Any]:
         txn = self.transactions.get(input["transactionId"])
-        if txn is None or txn["status"] != "AUTHORIZED":
+        # A reversal voids an authorization, or a sale not yet settled (a settled one it would refund).
+        if txn is None or txn["status"] not in ("AUTHORIZED", "SUBMITTED_FOR_SETTLEMENT"):
             raise GraphQLError(
-                "Transaction can only be voided if status is authorized.",
+                "Transaction can only be voided if status is authorized or submitted_for_settlement.",
                 extensions={"errorClass": "VALIDATION", "legacyCode": "91504"},
             )
         txn["status"] = "VOIDED"
