@@ -9,6 +9,7 @@ Options (the processor's block in the config):
   credentials: {public_key: ${BRAINTREE_PUBLIC_KEY}, private_key: ${BRAINTREE_PRIVATE_KEY}}
   merchant_accounts: {usd: acct_usd, eur: acct_eur}          account per currency (an unnamed one is refused unsent)
   merchant_account_id: acct_default                          the account when merchant_accounts is not set
+  descriptor_company: PAYROUTE                               descriptor `PAYROUTE*<suffix>` (3, 7 or 12 characters)
   pool_size: 100
 
 Credentials per card: the vaulted payment method id (and its customer) Braintree gave the card
@@ -206,10 +207,25 @@ def decimal_amount(amount: int, currency: str) -> str:
     return str(Decimal(amount).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent)))
 
 
+def descriptor_name(company: str | None, req: AuthorizationRequest) -> str | None:
+    """Braintree's dynamic descriptor name, `company*product` in 22 characters with a company part of 3, 7 or 12
+    (anything else is a validation error that refuses the whole charge); none without a configured company part,
+    so the account's own descriptor applies. The product part keeps letters, digits, spaces and periods only."""
+    product = req.statement_descriptor_suffix or req.statement_descriptor
+    if not company or not product:
+        return None
+    kept = "".join(ch for ch in product if ch.isascii() and (ch.isalnum() or ch in " .")).strip()
+    room = 22 - len(company) - 1
+    return f"{company}*{kept[:room].rstrip()}" if kept else None
+
+
 def to_wire(
-    req: AuthorizationRequest, creds: BraintreeCredentials, merchant_account_id: str | None = None
+    req: AuthorizationRequest,
+    creds: BraintreeCredentials,
+    merchant_account_id: str | None = None,
+    descriptor_company: str | None = None,
 ) -> PaymentMethodInput:
-    descriptor = req.statement_descriptor_suffix or req.statement_descriptor
+    descriptor = descriptor_name(descriptor_company, req)
     return PaymentMethodInput(
         client_mutation_id=req.attempt_id,
         payment_method_id=creds.payment_method_id.get_secret_value(),
@@ -218,7 +234,7 @@ def to_wire(
             merchant_account_id=merchant_account_id,
             order_id=req.attempt_id,
             payment_initiator=INITIATOR[req.cadence],
-            descriptor={"name": descriptor[:22]} if descriptor else None,
+            descriptor={"name": descriptor} if descriptor else None,
         ),
     )
 
@@ -378,6 +394,11 @@ class BraintreeOptions(BaseModel):
     base_url: str = DEFAULT_BASE_URL
     merchant_accounts: dict[str, str] = Field(default_factory=dict)
     merchant_account_id: str | None = None
+    # The company part of a dynamic descriptor (3, 7 or 12 letters, digits, spaces or periods): with it, a
+    # payment's statement descriptor goes out as `company*product`; without it, none is sent.
+    descriptor_company: str | None = Field(
+        default=None, pattern=r"^(?:[A-Za-z0-9 .]{3}|[A-Za-z0-9 .]{7}|[A-Za-z0-9 .]{12})$"
+    )
     pool_size: int = Field(default=100, ge=1)
 
 
@@ -432,7 +453,9 @@ class BraintreeAdapter:
                 request_invalid=True,
             )
         merchant_account = self._merchant_account(req.currency)
-        wire = to_wire(req, creds, merchant_account).model_dump(by_alias=True, exclude_none=True)
+        wire = to_wire(req, creds, merchant_account, self.options.descriptor_company).model_dump(
+            by_alias=True, exclude_none=True
+        )
         if req.capture_manual:
             outcome = await self._graphql(AUTHORIZE, {"input": wire}, "authorizePaymentMethod", req.currency)
         else:

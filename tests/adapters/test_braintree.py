@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,6 +13,7 @@ from graphql import parse, validate
 from adapters import braintree_graphql as bt
 from adapters.base import (
     NOT_YET,
+    AdapterError,
     Answer,
     Cadence,
     CancelRequest,
@@ -35,6 +37,7 @@ async def braintree(fake_braintree: FakeBraintree) -> AsyncIterator[BraintreeAda
             fake_braintree.url,
             credentials=BRAINTREE_CREDENTIALS,
             merchant_accounts={"usd": "payroute_usd"},
+            descriptor_company="PAYROUT",
         )
     )
     yield adapter
@@ -65,7 +68,7 @@ async def test_request_charges_the_vaulted_method_with_its_payment_initiator(
         "merchantAccountId": "payroute_usd",
         "orderId": "par_test_0001",
         "paymentInitiator": initiator,
-        "descriptor": {"name": "PRO PLAN"},
+        "descriptor": {"name": "PAYROUT*PRO PLAN"},
     }
     assert sent.headers["Braintree-Version"] == "2019-01-01"
     assert sent.headers["Authorization"].startswith("Basic ")
@@ -185,6 +188,24 @@ async def test_lookup_searches_by_order_id(braintree: BraintreeAdapter) -> None:
     assert await braintree.lookup(early) is NOT_YET
     late = LookupRequest("par_never_sent", "osp_test_0001", sent_at=sent, asked_at=sent + SEARCH_LAG)
     assert await braintree.lookup(late) is None
+
+
+async def test_a_descriptor_goes_as_company_star_product_or_not_at_all(fake_braintree: FakeBraintree) -> None:
+    long = auth_request("braintree", statement_descriptor_suffix="Pro plan, annual (Nov)")
+    for amount, company, expected in [(1001, "PAYROUTE.COM", "PAYROUTE.COM*Pro plan "), (1002, None, None)]:
+        options: dict[str, Any] = {"descriptor_company": company} if company else {}
+        adapter = BraintreeAdapter(
+            settings("braintree", fake_braintree.url, credentials=BRAINTREE_CREDENTIALS, **options)
+        )
+        outcome = await adapter.authorize(replace(long, attempt_id=f"par_descriptor_{amount}", amount=amount))
+        await adapter.close()
+        sent = fake_braintree.last("/graphql").json()["variables"]["input"]["transaction"]
+        assert outcome.kind is OutcomeKind.APPROVED, "Braintree refuses a charge whose descriptor breaks its format"
+        assert sent.get("descriptor") == ({"name": expected.rstrip()} if expected else None)
+    with pytest.raises(AdapterError, match="descriptor_company"):
+        BraintreeAdapter(
+            settings("braintree", fake_braintree.url, credentials=BRAINTREE_CREDENTIALS, descriptor_company="PAYROUTE")
+        )
 
 
 async def test_a_currency_merchant_accounts_does_not_name_is_refused_unsent(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import re
 from typing import Any
 
 from aiohttp import web
@@ -36,6 +37,12 @@ MESSAGES = {
     "2099": "Cardholder Authentication Required",
     "3000": "Processor Network Unavailable - Try Again",
 }
+
+
+# A dynamic descriptor's name, as Braintree validates it: company (3, 7 or 12) * product, 22 characters at most.
+DESCRIPTOR_NAME = re.compile(
+    r"[A-Za-z0-9 .]{3}\*[A-Za-z0-9 .]{1,18}|[A-Za-z0-9 .]{7}\*[A-Za-z0-9 .]{1,14}|[A-Za-z0-9 .]{12}\*[A-Za-z0-9 .]{1,9}"
+)
 
 
 class FakeBraintree(FakeProcessor):
@@ -167,6 +174,14 @@ class FakeBraintree(FakeProcessor):
 
     def _transact(self, input: dict[str, Any], b: Behaviour, capture: bool) -> dict[str, Any]:
         tx = input["transaction"]
+        name = (tx.get("descriptor") or {}).get("name")
+        if name is not None and not DESCRIPTOR_NAME.fullmatch(name):
+            raise GraphQLError(
+                "Descriptor name format is invalid. Company name/DBA section must be either 3, 7 or 12 characters and"
+                " the product descriptor can be up to 18, 14, or 9 characters respectively (with an * in between for a"
+                " total descriptor name of 22 characters).",
+                extensions={"errorClass": "VALIDATION", "legacyCode": "92201"},
+            )
         if self.duplicate_checking:
             for earlier in self.transactions.values():
                 if (
