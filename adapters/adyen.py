@@ -12,7 +12,8 @@ Options (the processor's block in the config):
 Credentials per card: the shopperReference and storedPaymentMethodId Adyen gave the card (`AdyenCredentials`).
 The network transaction id of the first payment goes as `additionalData.networkTxReference`.
 
-Idempotency: the attempt id is the `Idempotency-Key` header (captures and cancels carry their own ids).
+Idempotency: the attempt id is the `Idempotency-Key` header (captures and reversals carry their own ids).
+Voids go to `/reversals`: it cancels an authorisation not yet captured and refunds one Adyen already captured.
 Lookup: the Checkout API cannot find a payment by our key. Adyen tells what became of a payment by webhook
 (AUTHORISATION, with our attempt id as merchantReference): `accept_notification` reads them, the router keeps them in
 its store (every replica and every reload sees them) and hands one back on `LookupRequest.notice`. Without one
@@ -199,7 +200,7 @@ class PaymentResponse(_Wire):
 
 
 class ModificationResponse(_Wire):
-    """The 201 answer to `/captures` and `/cancels`: Adyen has received the request."""
+    """The 201 answer to `/captures` and `/reversals`: Adyen has received the request."""
 
     psp_reference: str = Field(alias="pspReference")
     payment_psp_reference: str = Field(alias="paymentPspReference")
@@ -454,8 +455,11 @@ class AdyenAdapter:
         return settle(exchange, from_modification, HTTP_ANSWERS)
 
     async def cancel(self, req: CancelRequest) -> Outcome:
+        # `/reversals`, not `/cancels`: a payment authorized without manualCapture is captured by Adyen at once, and
+        # `/cancels` only releases an authorisation not yet captured, so an approval found after its payment moved
+        # on (router.payments.orphans) would stay charged. A reversal cancels what is uncaptured, refunds the rest.
         body = {"merchantAccount": self.options.merchant_account, "reference": req.attempt_id}
-        path = f"/payments/{quote(req.processor_reference, safe='')}/cancels"
+        path = f"/payments/{quote(req.processor_reference, safe='')}/reversals"
         exchange = await self.http.send("POST", path, json_body=body, headers={"Idempotency-Key": req.attempt_id})
         return settle(exchange, from_modification, HTTP_ANSWERS)
 

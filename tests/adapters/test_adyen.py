@@ -153,7 +153,13 @@ async def test_capture_and_cancel_use_the_modification_endpoints(adyen: AdyenAda
     assert sent.json()["amount"] == {"value": 1000, "currency": "EUR"}
     voided = await adyen.cancel(CancelRequest("par_test_0001_void", "osp_test_0001", auth.processor_reference))
     assert voided.kind is OutcomeKind.APPROVED
-    assert fake_adyen.last("/cancels").json() == {"merchantAccount": ADYEN_MERCHANT, "reference": "par_test_0001_void"}
+    # A reversal, not a cancel: it also releases a payment Adyen captured on its own (no manualCapture), which an
+    # approval found after its payment moved on is.
+    assert fake_adyen.last("/reversals").json() == {
+        "merchantAccount": ADYEN_MERCHANT,
+        "reference": "par_test_0001_void",
+    }
+    assert not any(r.path.endswith("/cancels") for r in fake_adyen.requests)
     assert fake_adyen.invalid == []
 
 

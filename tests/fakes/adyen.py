@@ -61,6 +61,7 @@ class FakeAdyen(FakeProcessor):
             web.post("/v71/payments", self.payments_endpoint),
             web.post("/v71/payments/{psp}/captures", self.captures),
             web.post("/v71/payments/{psp}/cancels", self.cancels),
+            web.post("/v71/payments/{psp}/reversals", self.reversals),
         ]
 
     def _psp(self) -> str:
@@ -203,6 +204,9 @@ class FakeAdyen(FakeProcessor):
 
     async def cancels(self, request: web.Request) -> web.StreamResponse:
         return await self._modify(request, "PaymentCancelRequest", "PaymentCancelResponse")
+
+    async def reversals(self, request: web.Request) -> web.StreamResponse:
+        return await self._modify(request, "PaymentReversalRequest", "PaymentReversalResponse")
 
     async def _modify(self, request: web.Request, schema: str, answer_schema: str) -> web.StreamResponse:
         early, data, body = await self._gate(request, schema)

@@ -223,5 +223,5 @@ def approvals_at(fake: FakeProcessor) -> tuple[int, int]:
         return statuses["succeeded"] + statuses["requires_capture"], statuses["canceled"] + statuses["refunded"]
     assert isinstance(fake, FakeAdyen)
     authorised = sum(1 for p in fake.payments.values() if p["answer"]["resultCode"] == "Authorised")
-    cancels = sum(1 for r in fake.requests if r.method == "POST" and r.path.endswith("/cancels"))
+    cancels = sum(1 for r in fake.requests if r.method == "POST" and r.path.endswith(("/cancels", "/reversals")))
     return authorised - cancels, cancels
