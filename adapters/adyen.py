@@ -37,6 +37,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from adapters.amounts import processor_units, refused_inexact, request_in_units
 from adapters.base import (
     UNKNOWN,
     AdapterError,
@@ -114,6 +115,9 @@ REFUSAL_REASONS: Mapping[str, str | None] = {
     "46": "do_not_try_again",  # Transaction blocked by Adyen to prevent excessive retry fees
 }
 
+# Where Adyen's decimals differ from ISO 4217 (docs.adyen.com/development-resources/currency-codes, "differs from
+# standard"): CLP and ISK take two decimals, CVE and IDR none.
+DECIMALS: Mapping[str, int] = {"clp": 2, "isk": 2, "cve": 0, "idr": 0}
 # What each of Adyen's answers means for the money. `resultCode` (docs.adyen.com/online-payments/payment-result-codes):
 # Received and Pending are not final (a webhook says how it ended); Cancelled and Error are final with nothing
 # charged; the shopper-facing codes mean authentication is needed, which an off-session payment cannot get.
@@ -435,7 +439,10 @@ class AdyenAdapter:
         creds = credentials_for(req, AdyenCredentials)
         if creds is None:
             return no_credentials(self.name)
-        wire = to_wire(req, creds, self.options.merchant_account, self.options.return_url)
+        sent = request_in_units(req, DECIMALS)
+        if sent is None:
+            return refused_inexact(self.name, req.amount, req.currency)
+        wire = to_wire(sent, creds, self.options.merchant_account, self.options.return_url)
         exchange = await self.http.send(
             "POST",
             "/payments",
@@ -445,9 +452,12 @@ class AdyenAdapter:
         return settle(exchange, from_wire, HTTP_ANSWERS)
 
     async def capture(self, req: CaptureRequest) -> Outcome:
+        amount = processor_units(req.amount, req.currency, DECIMALS)
+        if amount is None:
+            return refused_inexact(self.name, req.amount, req.currency)
         body = {
             "merchantAccount": self.options.merchant_account,
-            "amount": {"value": req.amount, "currency": req.currency.upper()},
+            "amount": {"value": amount, "currency": req.currency.upper()},
             "reference": req.attempt_id,
         }
         path = f"/payments/{quote(req.processor_reference, safe='')}/captures"

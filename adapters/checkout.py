@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from adapters.amounts import processor_units, refused_inexact, request_in_units
 from adapters.base import (
     NOT_YET,
     AdapterError,
@@ -152,6 +153,9 @@ HTTP_ANSWERS: Mapping[int, Answer] = {
     422: Answer.REFUSED,
     429: Answer.REFUSED,
 }
+# Where Checkout.com's decimals differ from ISO 4217 ("Format the amount value", checkout.com/docs): CLP is not among
+# the currencies it takes as the full amount, so it divides a CLP amount by 100.
+DECIMALS: Mapping[str, int] = {"clp": 2}
 # The payment list by reference may trail a payment just made; after this, not found means never made.
 LIST_LAG = timedelta(minutes=2)
 PAYMENT_METADATA_KEY = "payroute_payment_id"
@@ -370,15 +374,21 @@ class CheckoutAdapter:
         creds = credentials_for(req, CheckoutCredentials)
         if creds is None:
             return no_credentials(self.name)
-        wire = to_wire(req, creds, self.options.processing_channel_id).model_dump(exclude_none=True)
+        sent = request_in_units(req, DECIMALS)
+        if sent is None:
+            return refused_inexact(self.name, req.amount, req.currency)
+        wire = to_wire(sent, creds, self.options.processing_channel_id).model_dump(exclude_none=True)
         exchange = await self.http.send(
             "POST", "/payments", json_body=wire, headers={"Cko-Idempotency-Key": req.attempt_id}
         )
         return settle(exchange, from_wire, HTTP_ANSWERS)
 
     async def capture(self, req: CaptureRequest) -> Outcome:
+        amount = processor_units(req.amount, req.currency, DECIMALS)
+        if amount is None:
+            return refused_inexact(self.name, req.amount, req.currency)
         path = f"/payments/{quote(req.processor_reference, safe='')}/captures"
-        body = {"amount": req.amount, "reference": req.attempt_id}
+        body = {"amount": amount, "reference": req.attempt_id}
         exchange = await self.http.send("POST", path, json_body=body, headers={"Cko-Idempotency-Key": req.attempt_id})
         return settle(exchange, from_action, HTTP_ANSWERS)
 

@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from adapters.amounts import processor_units, refused_inexact, request_in_units
 from adapters.base import (
     UNKNOWN,
     AdapterError,
@@ -55,6 +56,9 @@ from adapters.scrub import scrub as scrub_text
 DEFAULT_BASE_URL = "https://api.stripe.com"
 ATTEMPT_METADATA_KEY = "payroute_attempt_id"
 PAYMENT_METADATA_KEY = "payroute_payment_id"
+# Where Stripe's decimals differ from ISO 4217 (docs.stripe.com/currencies): MGA is zero-decimal at Stripe; ISK,
+# zero-decimal in ISO, is sent as a two-decimal amount (its last two digits 00) for backwards compatibility.
+DECIMALS: Mapping[str, int] = {"mga": 0, "isk": 2}
 # Stripe search answers from an index about a minute behind; after this an intent not found was never created.
 SEARCH_LAG = timedelta(minutes=2)
 
@@ -377,12 +381,18 @@ class StripeAdapter:
         creds = credentials_for(req, StripeCredentials)
         if creds is None:
             return no_credentials(self.name)
-        wire = to_wire(req, creds).model_dump(exclude_none=True)
+        sent = request_in_units(req, DECIMALS)
+        if sent is None:
+            return refused_inexact(self.name, req.amount, req.currency)
+        wire = to_wire(sent, creds).model_dump(exclude_none=True)
         return settle(await self._post("/v1/payment_intents", wire, req.attempt_id), from_wire, HTTP_ANSWERS)
 
     async def capture(self, req: CaptureRequest) -> Outcome:
+        amount = processor_units(req.amount, req.currency, DECIMALS)
+        if amount is None:
+            return refused_inexact(self.name, req.amount, req.currency)
         path = f"/v1/payment_intents/{quote(req.processor_reference, safe='')}/capture"
-        fields = {"amount_to_capture": req.amount, "expand": ["latest_charge"]}
+        fields = {"amount_to_capture": amount, "expand": ["latest_charge"]}
         return settle(await self._post(path, fields, req.attempt_id), from_wire, HTTP_ANSWERS)
 
     async def cancel(self, req: CancelRequest) -> Outcome:
