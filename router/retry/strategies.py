@@ -102,7 +102,14 @@ def propose_heuristic(ctx: RetryContext) -> datetime:
 
 def next_payday(not_before: datetime, decline_time: datetime) -> datetime:
     """The first likely payday at or after `not_before`, at the time of day the payment was declined."""
-    day = not_before.replace(hour=decline_time.hour, minute=decline_time.minute, second=0, microsecond=0)
+    # The decline's whole time of day: cut to the minute, a day one second past it fell before `not_before` (the
+    # decline plus a day) and the payday was skipped.
+    day = not_before.replace(
+        hour=decline_time.hour,
+        minute=decline_time.minute,
+        second=decline_time.second,
+        microsecond=decline_time.microsecond,
+    )
     if day < not_before:
         day += D
     for _ in range(62):

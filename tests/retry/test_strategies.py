@@ -63,6 +63,16 @@ async def test_heuristic_aims_insufficient_funds_at_the_next_payday() -> None:
     assert late.retry_at == T0.replace(month=4, day=1)
 
 
+@pytest.mark.parametrize("seconds", [(0, 0), (0, 250_000), (7, 0)])
+async def test_a_decline_the_day_before_payday_aims_at_that_payday_whatever_its_seconds(
+    seconds: tuple[int, int],
+) -> None:
+    declined = T0.replace(day=14, hour=10, minute=0, second=seconds[0], microsecond=seconds[1])
+    p = payment(1, first_declined_at=declined, created=declined)
+    decision = await RetryPlanner().decide(p, FUNDS, policy("heuristic"), declined)
+    assert decision.retry_at is not None and decision.retry_at.date() == declined.date().replace(day=15)
+
+
 async def test_heuristic_waits_longer_after_each_generic_decline() -> None:
     planner = RetryPlanner()
     delays = [
