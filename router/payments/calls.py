@@ -196,8 +196,17 @@ def snapshot(card: CardInfo) -> CardSnapshot:
 def settle(attempt: AttemptRecord, o: Outcome, scrub: Callable[[str], str]) -> AttemptRecord:
     """The attempt record as the processor's answer leaves it; its texts pass the adapter's scrub."""
     card = attempt.card
-    if o.card is not None and o.card.fingerprint:
-        card = snapshot(o.card)
+    if o.card is not None:
+        # The processor's word fills what we do not know of the card. Its fingerprint only stands in for a missing
+        # one of ours: each processor fingerprints a card its own way, and taking theirs over ours split one card's
+        # network caps (counted by fingerprint, across processors) into one count per processor it went to.
+        theirs = snapshot(o.card)
+        card = CardSnapshot(
+            brand=card.brand or theirs.brand,
+            country=card.country or theirs.country,
+            funding=card.funding or theirs.funding,
+            fingerprint=card.fingerprint or theirs.fingerprint,
+        )
     return attempt.model_copy(
         update={
             "state": "settled",

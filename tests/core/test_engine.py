@@ -7,9 +7,12 @@ from typing import Any
 
 import pytest
 
+from adapters.base import CardInfo, Outcome, OutcomeKind
 from adapters.simulator import SimulatorAdapter
 from router import ManualClock, OffSessionPayment, Router
-from tests.conftest import RouterFactory
+from router.model.records import AttemptRecord, CardSnapshot
+from router.payments.calls import settle
+from tests.conftest import START, RouterFactory
 from tests.core.configs import FIRST_DOWN, THREE_SIMULATORS
 
 
@@ -165,3 +168,30 @@ async def test_manual_capture_holds_then_captures(make_router: RouterFactory) ->
     done = await router.capture_payment(held["id"])
     assert done["status"] == "succeeded"
     assert len(sim(router, "sim_a").captures) == 1
+
+
+def test_a_settled_attempt_keeps_our_fingerprint_and_takes_the_processors_only_for_a_card_we_know_none_of() -> None:
+    # Network caps count a card's declines by fingerprint across processors: a processor's own fingerprint for the
+    # card (each has its own) must not replace ours, or each processor would count the card apart.
+    def sent(card: CardSnapshot) -> AttemptRecord:
+        return AttemptRecord(
+            id="par_fp",
+            payment_id="osp_fp",
+            payment_record="pr_fp",
+            livemode=False,
+            created=START,
+            processor="sim_a",
+            adapter="simulator",
+            amount=1999,
+            currency="usd",
+            customer="cus_fp",
+            payment_method="pm_fp",
+            card=card,
+            state="sent",
+        )
+
+    theirs = Outcome(OutcomeKind.SOFT_DECLINE, card=CardInfo("visa", "US", "credit", "fp_at_processor"))
+    known = settle(sent(CardSnapshot(fingerprint="fp_ours")), theirs, str)
+    assert known.card == CardSnapshot(brand="visa", country="US", funding="credit", fingerprint="fp_ours")
+    unknown = settle(sent(CardSnapshot()), theirs, str)
+    assert unknown.card.fingerprint == "fp_at_processor"

@@ -345,6 +345,21 @@ async def test_card_activity_counts_attempts_and_declines_across_payments(store:
     assert activity.declines == [T0 - timedelta(days=2)]
 
 
+async def test_card_activity_counts_only_authorizations_a_network_saw_or_may_have_seen(store: Store) -> None:
+    p = await created(store, fingerprint="fp_seen")
+    at = [T0 - timedelta(hours=h) for h in (6, 5, 4, 3, 2, 1)]
+    refused = attempt(p, created=at[0], state="settled", outcome="processor_error")  # a 4xx, or never charged
+    declined = attempt(p, created=at[1], state="settled", outcome="soft_decline")
+    unknown = attempt(p, created=at[2], state="sent")  # its answer unknown: it may have reached the issuer
+    timed_out = attempt(p, created=at[3], state="settled", outcome="timeout")  # asked: never charged
+    approved = attempt(p, created=at[4], state="settled", outcome="approved")
+    capture = attempt(p, created=at[5], state="settled", outcome="approved").model_copy(update={"kind": "capture"})
+    await store.save_payment(p, p.version, attempts=[refused, declined, unknown, timed_out, approved, capture])
+    activity = await store.card_activity("fp_seen", T0 - timedelta(days=1))
+    assert activity.attempts == [at[1], at[2], at[4]], "no capture, and nothing no issuer saw"
+    assert activity.declines == [at[1]]
+
+
 async def test_an_attempt_settled_on_the_card_its_processor_names_counts_for_that_card(store: Store) -> None:
     p = await created(store, fingerprint="fp_token")
     sent = attempt(p, created=T0 - timedelta(days=1))

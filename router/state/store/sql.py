@@ -52,6 +52,7 @@ from router.state.store.sql_webhooks import WebhookDeliveries
 
 _MAX_US = 2**63 - 1  # no upper bound on a microsecond timestamp column
 _DECLINED = ("soft_decline", "hard_decline", "authentication_required")
+_SEEN_BY_NETWORK = ("approved", *_DECLINED)
 # A payment's attempts fall within its retry window of its creation: a customer's payments older than the card
 # history's start by more than the longest window have no attempt inside it.
 CARD_HISTORY_PAYMENT_MARGIN = timedelta(days=60)
@@ -212,8 +213,21 @@ class Store(WebhookDeliveries):
         return _attempts(await self._fetch(s.LIST_ATTEMPTS, {"payment_record": payment_record}))
 
     async def card_activity(self, fingerprint: str, since: datetime) -> CardActivity:
+        """The card's authorizations that reached (or may have reached) its network, and its declines. Not counted:
+        captures and voids, and authorizations settled as a technical failure (refused before processing, or
+        asked and never charged): no issuer saw them, and the networks count only what they saw."""
         rows = await self._fetch(s.CARD_ACTIVITY, {"fingerprint": fingerprint, "since_us": to_us(since)})
-        return CardActivity([from_us(r[0]) for r in rows], [from_us(r[0]) for r in rows if r[1] in _DECLINED])
+        attempts, declines = [], []
+        for created_us, outcome, extra in rows:
+            kind, state = json.loads(_text(extra))
+            if kind not in (None, "authorization"):
+                continue
+            if state == "settled" and outcome not in _SEEN_BY_NETWORK:
+                continue
+            attempts.append(from_us(created_us))
+            if outcome in _DECLINED:
+                declines.append(from_us(created_us))
+        return CardActivity(attempts, declines)
 
     async def attempt_stats(self, since: datetime, limit: int, until: datetime | None = None) -> list[SettledAttempt]:
         """Settled attempts created at or after `since` (and at or before `until`), newest first and, among those

@@ -130,8 +130,8 @@ GET_ATTEMPT = Q("SELECT data FROM attempts WHERE id = :id")
 LIST_ATTEMPTS = Q("SELECT data FROM attempts WHERE payment_record = :payment_record ORDER BY created_us, {seq}")
 LIST_UNRESOLVED = Q("SELECT data FROM attempts WHERE state = 'unresolved' ORDER BY created_us, {seq} LIMIT :limit")
 CARD_ACTIVITY = Q(
-    "SELECT created_us, outcome FROM attempts WHERE card_fingerprint = :fingerprint AND created_us >= :since_us"
-    " ORDER BY created_us, {seq}"
+    "SELECT created_us, outcome, {json:data:kind,state} FROM attempts"
+    " WHERE card_fingerprint = :fingerprint AND created_us >= :since_us ORDER BY created_us, {seq}"
 )
 # The record fields learners read (base.settled_attempt's order), taken out of the JSON by the database as one
 # small array: no record is built.
