@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from adapters.base import Outcome
+from adapters.base import Outcome, OutcomeKind
 from router.config.schema import NetworkLimits, RetryPolicyConfig
 from router.model.records import Payment
 from router.retry import caps
@@ -186,6 +186,9 @@ class RetryPlanner:
         window_end = (payment.first_declined_at or now) + policy.window
         if now > window_end:
             return RetryDecision(None, "exceeded_retry_window", strategy, payment.last_decline_class)
+        stopped = await self._card_never_again(payment, now)
+        if stopped is not None:
+            return RetryDecision(None, "rejected_by_partner", strategy, payment.last_decline_class, reason=stopped)
         replanned = await self._after_probe(payment, policy, now, window_end)
         if replanned is not None:
             return replanned
@@ -195,6 +198,19 @@ class RetryPlanner:
         if at is None or at > window_end:
             return RetryDecision(None, "exceeded_retry_window", strategy, payment.last_decline_class)
         return RetryDecision(at, None, strategy, payment.last_decline_class, reason="held by the card's network caps")
+
+    async def _card_never_again(self, payment: Payment, now: datetime) -> str | None:
+        """Why the card may never be retried, when another of its payments was declined for good since this one's
+        first decline (lost, stolen, closed, Mastercard advice 03/21): a card the networks forbid retrying is so for
+        every payment on it (DESIGN.md section 6), not only the one that heard it."""
+        fingerprint = payment.card.fingerprint
+        if self.evidence is None or not fingerprint:
+            return None
+        since = payment.first_declined_at or now - EVIDENCE_LOOKBACK
+        for r in await self.evidence.card_history(fingerprint, None, since, EVIDENCE_LIMIT):
+            if r.payment_id != payment.id and _final(r):
+                return f"the card was declined for good on {r.payment_id} ({r.decline_code or r.outcome})"
+        return None
 
     async def _after_probe(
         self, payment: Payment, policy: RetryPolicyConfig, now: datetime, window_end: datetime
@@ -273,6 +289,26 @@ class RetryPlanner:
 
 def _evidence_of(history: object) -> EvidenceSource | None:
     return history if isinstance(history, EvidenceSource) else None
+
+
+def _final(r: LearnedAttempt) -> bool:
+    """A settled decline that forbids any retry of the card (by the same table every decline is read with)."""
+    if r.outcome is None or r.outcome == OutcomeKind.APPROVED.value:
+        return False
+    try:
+        kind = OutcomeKind(r.outcome)
+    except ValueError:
+        return False
+    if kind.is_technical:
+        return False
+    found = Outcome(
+        kind,
+        decline_code=r.decline_code,
+        network_decline_code=r.network_decline_code,
+        network_advice_code=r.network_advice_code,
+        advice_code=r.advice_code,
+    )
+    return not classify(found).retry
 
 
 def _card_attempt(r: LearnedAttempt) -> CardAttempt:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
+from adapters.base import Outcome
 from router.config.schema import NetworkLimits, RetryPolicyConfig
 from router.retry import RetryPlanner, SmartStrategy
 from router.retry.caps import next_allowed
 from router.state.store.base import CardActivity
-from tests.retry.planning import APPROVED, GENERIC, T0, TECHNICAL, MemoryHistory, payment
+from tests.retry.planning import APPROVED, GENERIC, STOLEN, T0, TECHNICAL, MemoryHistory, payment, with_mac
 
 H = timedelta(hours=1)
 D = timedelta(days=1)
@@ -57,6 +60,21 @@ async def test_recheck_postpones_a_due_retry_when_other_payments_filled_the_cap(
     short = await planner.recheck(due, RetryPolicyConfig(window=timedelta(days=14)), T0 + D)
     assert short is not None and (short.retry_at, short.failure_reason) == (None, "exceeded_retry_window")
     assert await RetryPlanner(MemoryHistory()).recheck(due, policy, T0 + D) is None
+
+
+@pytest.mark.parametrize("final", [STOLEN, with_mac("21")], ids=["stolen", "mastercard_advice_21"])
+async def test_recheck_ends_a_retry_once_another_payment_learned_the_card_is_never_to_be_retried(
+    final: Outcome,
+) -> None:
+    history = MemoryHistory()
+    history.add("osp_test_1", T0, GENERIC)  # this payment's own decline: a retry is planned
+    due = payment(2, status="pending_retry", first_declined_at=T0, retry_strategy="heuristic")
+    policy = RetryPolicyConfig(window=timedelta(days=14))
+    assert await RetryPlanner(history).recheck(due, policy, T0 + D) is None
+    history.add("osp_other", T0 + H, final, customer="cus_2")  # another payment on the card, declined for good
+    stopped = await RetryPlanner(history).recheck(due, policy, T0 + D)
+    assert stopped is not None and (stopped.retry_at, stopped.failure_reason) == (None, "rejected_by_partner")
+    assert stopped.reason is not None and "osp_other" in stopped.reason
 
 
 async def test_recheck_ends_a_retry_whose_window_closed_while_it_waited() -> None:
