@@ -66,6 +66,9 @@ class Payment(BaseModel):
     retry_strategy_requested: Literal["best_available", "none"] = "best_available"
     retry_strategy: RetryStrategyInForce = "heuristic"
     attempts: int = 0
+    # Of those, the ones that failed with nobody at the network deciding (a processor error, a timeout, no processor
+    # to ask): a schedule's slots are spent by declines only (`router.retry.strategies.Scheduled`).
+    technical_failures: int = 0
     failure_reason: FailureReasonLiteral | None = None
     last_authorization_attempt_error: str | None = None
     latest_payment_attempt_record: str | None = None

@@ -35,7 +35,7 @@ from router.payments.attempt import Attempted, NewPayment, Pass
 from router.payments.current import LiveTable, payment_now, payment_record
 from router.payments.methods import NO_CREDENTIALS, PaymentMethods, credentials_for
 from router.retry import RetryDecision, RetryPlanner
-from router.retry.declines import classify
+from router.retry.declines import DeclineClass, classify
 from router.routing.breakers import BreakerBoard
 from router.routing.rules import Candidate, Plan, RoutingTable
 from router.routing.stats import InMemoryStatsStore, StatsStore, window_entry
@@ -400,6 +400,8 @@ class Engine:
             )
             update["retry_strategy"] = decision.strategy
             update["last_decline_class"] = decision.decline_class
+            if decision.decline_class == DeclineClass.TECHNICAL.value:
+                update["technical_failures"] = p.technical_failures + 1
             update["retry_reason"] = decision.reason
             if decision.retry_at is not None:
                 retry_at = (

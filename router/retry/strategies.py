@@ -62,7 +62,8 @@ class NoRetry:
 
 
 class Scheduled:
-    """The policy's fixed schedule: the n-th retry waits schedule[n-1] after the previous attempt."""
+    """The policy's fixed schedule: the retry after the n-th decline waits schedule[n-1] after it. A technical
+    failure (nobody at the network decided) is retried within the hour and spends no slot of the schedule."""
 
     name = "scheduled"
 
@@ -70,7 +71,7 @@ class Scheduled:
         if ctx.decline.decline_class is DeclineClass.TECHNICAL:
             return ctx.now + TECHNICAL_DELAYS[0]
         schedule = ctx.policy.schedule or DEFAULT_SCHEDULE
-        index = ctx.payment.attempts - 1
+        index = ctx.payment.attempts - 1 - ctx.payment.technical_failures
         if index >= len(schedule):
             return None
         return ctx.now + schedule[index]

@@ -11,6 +11,7 @@ from router.config.schema import RetryPolicyConfig
 from router.retry import RetryPlanner, SmartStrategy
 from router.retry import smart as smart_module
 from router.retry.declines import DeclineClass
+from tests.conftest import RouterFactory
 from tests.loopturns import turns_beside
 from tests.retry.planning import APPROVED, FUNDS, GENERIC, T0, TECHNICAL, MemoryHistory, payment, with_mac
 
@@ -43,6 +44,39 @@ async def test_scheduled_follows_the_schedule_then_is_exhausted() -> None:
     assert second.retry_at == T0 + D + 3 * D
     third = await planner.decide(payment(3), GENERIC, p, T0 + 4 * D)
     assert third.retry_at is None and third.failure_reason == "retries_exhausted"
+
+
+async def test_a_technical_failure_spends_no_slot_of_the_schedule() -> None:
+    # Declined, then a processor error (retried within the hour), then declined again: the second decline takes
+    # the schedule's second slot, not the end of it.
+    p = policy("scheduled", schedule=["1d", "3d"], max_attempts=8, window="30d")
+    again = await RetryPlanner().decide(payment(3, technical_failures=1), GENERIC, p, T0)
+    assert again.retry_at == T0 + 3 * D
+
+
+async def test_the_engine_counts_a_payments_technical_failures(make_router: RouterFactory) -> None:
+    down = """
+version: 1
+processors:
+  sim_a: {adapter: simulator, approval_rate: 1.0, latency_ms: 0,
+          outages: [{start: '2026-11-02T09:00:00Z', minutes: 60, mode: errors}]}
+routes:
+  - {name: default, strategy: priority, processors: [sim_a]}
+retry_policies:
+  default: {strategy: scheduled, schedule: [1d, 3d], max_attempts: 8, window: 30d}
+"""
+    router = await make_router(down)
+    made = await router.create_payment(
+        {
+            "amount": {"value": 1999, "currency": "usd"},
+            "cadence": "recurring",
+            "customer": "c",
+            "payment_method": "pm_x",
+        }
+    )
+    stored = await router.store.get_payment(made["id"])
+    assert made["status"] == "pending_retry" and stored is not None
+    assert (stored.attempts, stored.technical_failures) == (1, 1)
 
 
 async def test_heuristic_retries_technical_failures_within_hours() -> None:
