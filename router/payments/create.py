@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+from router.config.schema import RetryPolicyConfig
 from router.errors import ConcurrentUpdate, NotCreated, PayrouteError, StillProcessing, invalid
 from router.model import events as ev
 from router.model.events import RequestReason
 from router.model.objects import OffSessionPayment, adapter
-from router.model.params import OffSessionPaymentCreateParams, parse_create_params
+from router.model.params import OffSessionPaymentCreateParams, RetryStrategyInForce, parse_create_params
 from router.model.records import DEFAULT_ACCOUNT, Payment, PaymentRecordState
 from router.model.states import Status
 from router.payments import carry
@@ -168,7 +169,9 @@ class Creator:
             orchestration_enabled=p.payments_orchestration.enabled if p.payments_orchestration else True,
             retry_policy=retry.retry_policy if retry else None,
             retry_strategy_requested=retry.retry_strategy if retry else "best_available",
-            retry_strategy="none" if retry and retry.retry_strategy == "none" else "heuristic",
+            retry_strategy=_strategy_at_create(
+                retry.retry_strategy if retry else None, cfg.policy(retry.retry_policy if retry else None)
+            ),
             payment_record=record_id,
             # An immediate payment is stored by its first attempt's first write, already in processing. (A payment
             # stored pending by an older version and never attempted falls due STRANDED_AFTER later.)
@@ -267,6 +270,16 @@ class Creator:
                 payment.id, payment.livemode, payment.account
             )
         return await self.reads.render(payment, include_details)
+
+
+def _strategy_at_create(requested: str | None, policy: RetryPolicyConfig) -> RetryStrategyInForce:
+    """The retry strategy the object reports before any decline: the policy's own (`best_available` is heuristic
+    until a decline's class and what has been learned of it choose, `router.retry.planner.strategy_for`)."""
+    if requested == "none" or policy.strategy == "none":
+        return "none"
+    if policy.strategy in ("scheduled", "smart"):
+        return policy.strategy
+    return "heuristic"
 
 
 def _other_payment(stored: Payment, asked: Payment) -> bool:

@@ -79,6 +79,24 @@ retry_policies:
     assert (stored.attempts, stored.technical_failures) == (1, 1)
 
 
+@pytest.mark.parametrize("strategy", ["scheduled", "smart", "heuristic", "none"])
+async def test_a_new_payment_reports_its_policys_strategy(make_router: RouterFactory, strategy: str) -> None:
+    router = await make_router(
+        "version: 1\nprocessors:\n  sim_a: {adapter: simulator, approval_rate: 1.0, latency_ms: 0}\n"
+        "routes:\n  - {name: default, strategy: priority, processors: [sim_a]}\n"
+        f"retry_policies:\n  default: {{strategy: {strategy}{', schedule: [1d]' if strategy == 'scheduled' else ''}}}\n"
+    )
+    made = await router.create_payment(
+        {
+            "amount": {"value": 1999, "currency": "usd"},
+            "cadence": "recurring",
+            "customer": "c",
+            "payment_method": "pm_x",
+        }
+    )
+    assert made["status"] == "succeeded" and made["retry_details"]["retry_strategy"] == strategy
+
+
 async def test_heuristic_retries_technical_failures_within_hours() -> None:
     decision = await RetryPlanner().decide(payment(1), TECHNICAL, policy("heuristic"), T0)
     assert decision.retry_at == T0 + H and decision.decline_class == "technical"
