@@ -98,6 +98,11 @@ class Engine:
             held = await self.retry.recheck(payment, policy, now, table.config.network_limits)
             if held is not None:
                 return Attempted(await self._hold(payment, held, now))
+        elif payment.status == Status.PENDING:
+            # A first try is a declined authorization too if it fails: the card's decline caps hold it.
+            first = await self.retry.first_try_at(payment, now, table.config.network_limits)
+            if first > now:
+                return Attempted(await self._hold_first(payment, first, new))
         method = (
             new.method
             if new is not None and new.method is not None
@@ -448,6 +453,22 @@ class Engine:
         if not decline.retry or decline.min_delay > timedelta(0):
             return False
         return await self.retry.allows_now(p, now, table.config.network_limits, declined_at=now)
+
+    async def _hold_first(self, p: Payment, until: datetime, new: NewPayment | None) -> Payment:
+        """A first try the card's decline caps stop before any call: the payment waits, pending, until `until`
+        (stored now if it is new, with its record, events and idempotency reservation)."""
+        why = f"first try held to {until:%Y-%m-%d %H:%M} UTC by the card's network caps"
+        later = p.model_copy(update={"next_attempt_at": until, "retry_reason": why})
+        if new is None:
+            return await self.store.save_payment(later, p.version)
+        reserve = new.answer.reservation if new.answer is not None else None
+        try:
+            await self.store.create_payment(later, new.record, new.events, reserve=reserve)
+        except KeyTaken:
+            raise
+        except Exception as exc:
+            raise NotCreated(p.id) from exc  # as `_first_write`: a resend's answer is the payment stored first
+        return later
 
     async def _hold(self, p: Payment, decision: RetryDecision, now: datetime) -> Payment:
         """A due retry the guards stopped before any call: move it later, or fail it."""

@@ -70,9 +70,16 @@ def _between(times: Sequence[datetime], start: datetime, end: datetime) -> list[
     return ordered[bisect_right(ordered, start) : bisect_right(ordered, end)]
 
 
-def next_allowed(brand: str | None, activity: CardActivity, at: datetime, limits: NetworkLimits) -> datetime | None:
-    """The earliest time >= `at` when one more retry keeps the card inside every cap; None if never."""
-    caps = caps_for(brand)
+def next_allowed(
+    brand: str | None,
+    activity: CardActivity,
+    at: datetime,
+    limits: NetworkLimits,
+    counts: Literal["reattempts", "declines"] | None = None,
+) -> datetime | None:
+    """The earliest time >= `at` when one more retry keeps the card inside every cap (only those that count
+    `counts`, when given); None if never."""
+    caps = tuple(c for c in caps_for(brand) if counts is None or c.counts == counts)
     for _ in range(_MAX_STEPS):
         later = at
         for cap in caps:

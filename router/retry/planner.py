@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from adapters.base import Outcome, OutcomeKind
 from router.config.schema import NetworkLimits, RetryPolicyConfig
@@ -269,12 +269,21 @@ class RetryPlanner:
         """May the card be tried again right now (a cascade to another processor) within the network caps?"""
         return await self._within_caps(payment, now, limits, declined_at) == now
 
+    async def first_try_at(self, payment: Payment, now: datetime, limits: NetworkLimits | None = None) -> datetime:
+        """When a new payment's first try may go: now, unless the card's decline caps (Mastercard: declined
+        authorizations per card in 24 hours and in 30 days, whatever transaction they were) are full; then when a
+        slot frees, or in 30 days if a cap of zero never frees one. Visa's cap counts reattempts of a declined
+        payment, which a new payment's first try is not."""
+        at = await self._within_caps(payment, now, limits, counts="declines")
+        return at if at is not None else now + caps.LONGEST_WINDOW
+
     async def _within_caps(
         self,
         payment: Payment,
         at: datetime,
         limits: NetworkLimits | None,
         declined_at: datetime | None = None,
+        counts: Literal["reattempts", "declines"] | None = None,
     ) -> datetime | None:
         fingerprint = payment.card.fingerprint
         if self.history is None or not fingerprint or not caps.caps_for(payment.card.brand):
@@ -284,7 +293,7 @@ class RetryPlanner:
         if declined_at is not None:
             # The attempt just declined is settled in the same write as this decision: count it now.
             activity = caps.with_decline(activity, declined_at)
-        return caps.next_allowed(payment.card.brand, activity, at, limits or self.limits)
+        return caps.next_allowed(payment.card.brand, activity, at, limits or self.limits, counts)
 
 
 def _evidence_of(history: object) -> EvidenceSource | None:

@@ -7,10 +7,13 @@ from datetime import timedelta
 import pytest
 
 from adapters.base import Outcome
+from adapters.simulator import SimulatorAdapter
+from router import ManualClock
 from router.config.schema import NetworkLimits, RetryPolicyConfig
 from router.retry import RetryPlanner, SmartStrategy
 from router.retry.caps import next_allowed
 from router.state.store.base import CardActivity
+from tests.conftest import START, RouterFactory
 from tests.retry.planning import APPROVED, GENERIC, STOLEN, T0, TECHNICAL, MemoryHistory, payment, with_mac
 
 H = timedelta(hours=1)
@@ -100,3 +103,25 @@ async def test_smart_stops_when_no_time_in_the_window_is_worth_an_attempt() -> N
     planner = RetryPlanner(history, smart=smart)
     decision = await planner.decide(payment(2), GENERIC, RetryPolicyConfig(strategy="smart"), T0)
     assert (decision.retry_at, decision.failure_reason, decision.strategy) == (None, "retries_exhausted", "smart")
+
+
+async def test_a_new_payments_first_try_waits_while_the_cards_mastercard_decline_cap_is_full(
+    make_router: RouterFactory, clock: ManualClock
+) -> None:
+    # Twelve subscriptions billed to one business Mastercard, minutes apart, every one declined: the network allows
+    # ten declined authorizations of a card in 24 hours, first tries of new payments included.
+    router = await make_router(
+        "version: 1\nprocessors:\n  sim_a: {adapter: simulator, approval_rate: 0.0, latency_ms: 0,"
+        " decline_mix: {do_not_honor: 1}}\nroutes:\n  - {name: default, strategy: priority, processors: [sim_a]}\n"
+        "retry_policies:\n  default: {strategy: heuristic, max_attempts: 4, window: 14d}\n"
+    )
+    made = []
+    for i in range(12):
+        body = {"amount": {"value": 1999 + i, "currency": "usd"}, "cadence": "recurring", "customer": f"cus_{i}"}
+        made.append(await router.create_payment({**body, "payment_method": "pm_mastercard_business"}))
+        clock.advance(timedelta(minutes=1))
+    assert [p["status"] for p in made] == ["pending_retry"] * 10 + ["pending"] * 2
+    sim = router.table.adapters["sim_a"]
+    assert isinstance(sim, SimulatorAdapter) and len(sim.received) == 10, "no eleventh decline in 24 hours"
+    held = made[10]["retry_details"]["next_attempt_at"]
+    assert held is not None and held >= (START + D).strftime("%Y-%m-%dT%H:%M")
