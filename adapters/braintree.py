@@ -337,6 +337,18 @@ def _payload(field: str, status: int, body: Any) -> Transaction | Outcome:
     if status != 200 or parsed.errors:
         first = parsed.errors[0] if parsed.errors else GraphQLError(message=f"HTTP {status}")
         error_class = str(first.extensions.get("errorClass", ""))
+        code = str(first.extensions.get("legacyCode") or "")
+        if code in PROCESSOR_RESPONSES and code < "3000":
+            # A processor decline told as an error with no transaction: the issuer's answer all the same, not a
+            # fault of our request (failing over on it would try another processor as if never declined).
+            decline = PROCESSOR_RESPONSES[code]
+            return Outcome(
+                classify(decline),
+                decline_code=decline,
+                network_decline_code=iso_for(decline),
+                raw_code=code,
+                raw_message=first.message,
+            )
         outcome = http_error(
             status if status != 200 else 400,
             first.message,

@@ -22,7 +22,7 @@ from adapters.base import (
     Outcome,
     OutcomeKind,
 )
-from adapters.braintree import SEARCH_LAG, WRONG_CURRENCY, BraintreeAdapter, decimal_amount
+from adapters.braintree import SEARCH_LAG, WRONG_CURRENCY, BraintreeAdapter, decimal_amount, from_wire
 from adapters.http import DEADLINE_SHARE
 from tests.adapters.conftest import BRAINTREE_CREDENTIALS, auth_request, settings
 from tests.fakes.braintree import FakeBraintree
@@ -229,6 +229,26 @@ async def test_an_approval_made_in_another_currency_is_voided_and_refused(fake_b
     assert outcome.processor_reference == txn["id"]
     # Asked about later, the voided dollar transaction holds nothing for the yen payment.
     assert found is None
+
+
+def test_a_decline_told_as_an_error_without_a_transaction_is_still_a_decline() -> None:
+    body = {
+        "data": {"chargePaymentMethod": None},
+        "errors": [
+            {
+                "message": "Insufficient Funds",
+                "extensions": {"errorClass": "VALIDATION", "legacyCode": "2001"},
+            }
+        ],
+    }
+    outcome = from_wire("chargePaymentMethod")(200, body)
+    assert outcome.kind is OutcomeKind.SOFT_DECLINE and outcome.decline_code == "insufficient_funds"
+    assert not outcome.request_invalid
+    unavailable = {
+        **body,
+        "errors": [{"message": "Processor Network Unavailable", "extensions": {"legacyCode": "3000"}}],
+    }
+    assert from_wire("chargePaymentMethod")(200, unavailable).kind is OutcomeKind.PROCESSOR_ERROR
 
 
 async def test_a_wrong_key_pair_is_a_loud_request_error(fake_braintree: FakeBraintree) -> None:
