@@ -200,13 +200,16 @@ def settle(attempt: AttemptRecord, o: Outcome, scrub: Callable[[str], str]) -> A
         # The processor's word fills what we do not know of the card. Its fingerprint only stands in for a missing
         # one of ours: each processor fingerprints a card its own way, and taking theirs over ours split one card's
         # network caps (counted by fingerprint, across processors) into one count per processor it went to.
-        theirs = snapshot(o.card)
-        card = CardSnapshot(
-            brand=card.brand or theirs.brand,
-            country=card.country or theirs.country,
-            funding=card.funding or theirs.funding,
-            fingerprint=card.fingerprint or theirs.fingerprint,
+        c = o.card
+        known = (card.brand, card.country, card.funding, card.fingerprint)
+        merged = (
+            card.brand or c.brand,
+            card.country or c.country,
+            card.funding or c.funding,
+            card.fingerprint or c.fingerprint,
         )
+        if merged != known:
+            card = CardSnapshot(brand=merged[0], country=merged[1], funding=merged[2], fingerprint=merged[3])
     return attempt.model_copy(
         update={
             "state": "settled",
