@@ -42,6 +42,8 @@ class RetryHistory(Protocol):
 
     async def card_activity(self, fingerprint: str, since: datetime) -> CardActivity: ...
 
+    async def card_declines(self, fingerprint: str, since: datetime, limit: int) -> list[datetime]: ...
+
     async def attempt_stats(self, since: datetime, limit: int) -> Sequence[LearnedAttempt]: ...
 
 
@@ -274,7 +276,15 @@ class RetryPlanner:
         authorizations per card in 24 hours and in 30 days, whatever transaction they were) are full; then when a
         slot frees, or in 30 days if a cap of zero never frees one. Visa's cap counts reattempts of a declined
         payment, which a new payment's first try is not."""
-        at = await self._within_caps(payment, now, limits, counts="declines")
+        fingerprint = payment.card.fingerprint
+        brand_caps = [c for c in caps.caps_for(payment.card.brand) if c.counts == "declines"]
+        if self.history is None or not fingerprint or not brand_caps:
+            return now  # no query at all for a card whose brand counts no declines (Visa, Amex, unknown)
+        limits = limits or self.limits
+        # Only the newest declines a cap can count: a card's approvals, however many, are not read.
+        most = max(c.limit(limits) for c in brand_caps)
+        declines = await self.history.card_declines(fingerprint, now - caps.LONGEST_WINDOW, max(most, 0) + 1)
+        at = caps.next_allowed(payment.card.brand, CardActivity(declines, declines), now, limits, "declines")
         return at if at is not None else now + caps.LONGEST_WINDOW
 
     async def _within_caps(
