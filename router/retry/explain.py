@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol, TextIO
 
-from adapters.base import Outcome, OutcomeKind
 from router.model.records import AttemptRecord, Payment
-from router.retry.declines import classify
+from router.retry.smart import class_of
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -34,21 +33,8 @@ def _attempt_line(a: AttemptRecord) -> dict[str, Any]:
     codes = [c for c in (a.decline_code, a.network_decline_code and f"ISO {a.network_decline_code}") if c]
     if a.network_advice_code:
         codes.append(f"MAC {a.network_advice_code}")
-    decline_class = None
-    if a.outcome is not None and a.outcome != OutcomeKind.APPROVED.value:
-        try:
-            kind = OutcomeKind(a.outcome)
-        except ValueError:
-            kind = None
-        if kind is not None:
-            outcome = Outcome(
-                kind,
-                decline_code=a.decline_code,
-                network_decline_code=a.network_decline_code,
-                network_advice_code=a.network_advice_code,
-                advice_code=a.advice_code,
-            )
-            decline_class = classify(outcome).decline_class.value
+    found = class_of(a)
+    decline_class = found.value if found is not None else None
     return {
         "attempt": a.attempt_number,
         "at": a.created.isoformat(),

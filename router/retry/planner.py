@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
 
-from adapters.base import Outcome, OutcomeKind
+from adapters.base import Outcome
 from router.config.schema import NetworkLimits, RetryPolicyConfig
 from router.model.records import Payment
 from router.retry import caps
 from router.retry.declines import Decline, DeclineClass, classify
 from router.retry.groups import CardAttempt, CardGroups, ProbeResult
 from router.retry.rhythm import Observation
-from router.retry.smart import CardEvidence, LearnedAttempt, SmartStrategy, class_of
+from router.retry.smart import CardEvidence, LearnedAttempt, SmartStrategy, class_of, decline_of
 from router.retry.strategies import Heuristic, NoRetry, RetryContext, Scheduled, Strategy
 from router.state.store.base import CardActivity
 
@@ -312,22 +312,8 @@ def _evidence_of(history: object) -> EvidenceSource | None:
 
 def _final(r: LearnedAttempt) -> bool:
     """A settled decline that forbids any retry of the card (by the same table every decline is read with)."""
-    if r.outcome is None or r.outcome == OutcomeKind.APPROVED.value:
-        return False
-    try:
-        kind = OutcomeKind(r.outcome)
-    except ValueError:
-        return False
-    if kind.is_technical:
-        return False
-    found = Outcome(
-        kind,
-        decline_code=r.decline_code,
-        network_decline_code=r.network_decline_code,
-        network_advice_code=r.network_advice_code,
-        advice_code=r.advice_code,
-    )
-    return not classify(found).retry
+    decline = decline_of(r)
+    return decline is not None and not decline.retry
 
 
 def _card_attempt(r: LearnedAttempt) -> CardAttempt:

@@ -37,7 +37,7 @@ import numpy.typing as npt
 from adapters.base import Outcome, OutcomeKind
 from router.retry.calendar import AGE_EDGES_DAYS
 from router.retry.calibration import Calibration
-from router.retry.declines import DeclineClass, classify
+from router.retry.declines import Decline, DeclineClass, classify
 from router.retry.outcomes import (
     DELAY_EDGES_H,
     Features,
@@ -116,15 +116,22 @@ class Choice:
 
 def class_of(record: LearnedAttempt) -> DeclineClass | None:
     """Reclassify from the recorded codes, so records written before a table change still count right."""
-    return _class_of_codes(
+    decline = decline_of(record)
+    return decline.decline_class if decline is not None else None
+
+
+def decline_of(record: LearnedAttempt) -> Decline | None:
+    """A settled attempt's decline (class and whether it may be retried) as the decline table reads its recorded
+    codes today; None for an approval or an attempt with no answer."""
+    return _decline_of_codes(
         record.outcome, record.decline_code, record.network_decline_code, record.network_advice_code, record.advice_code
     )
 
 
 @lru_cache(maxsize=4096)
-def _class_of_codes(
+def _decline_of_codes(
     outcome: str | None, decline: str | None, network: str | None, advice: str | None, stripe_advice: str | None
-) -> DeclineClass | None:
+) -> Decline | None:
     if outcome is None or outcome == OutcomeKind.APPROVED.value:
         return None
     try:
@@ -134,7 +141,7 @@ def _class_of_codes(
     found = Outcome(
         kind, decline_code=decline, network_decline_code=network, network_advice_code=advice, advice_code=stripe_advice
     )
-    return classify(found).decline_class
+    return classify(found)
 
 
 def _fingerprint(record: LearnedAttempt) -> str | None:
