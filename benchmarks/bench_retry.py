@@ -106,7 +106,8 @@ class MemoryHistory:
         return CardActivity([r.created for r in rows], [r.created for r in rows if r.outcome in _DECLINES])
 
     async def card_declines(self, fingerprint: str, since: datetime, limit: int) -> list[datetime]:
-        return (await self.card_activity(fingerprint, since)).declines[-limit:]
+        rows = [r for r in self.by_card.get(fingerprint, ()) if r.created >= since][-limit:]
+        return [r.created for r in rows if r.outcome in _DECLINES]
 
     async def attempt_stats(self, since: datetime, limit: int) -> list[Row]:
         return self.rows[bisect_left(self.times, since) :][::-1][:limit]

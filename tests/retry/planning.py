@@ -91,7 +91,9 @@ class MemoryHistory:
         return CardActivity([r.created for r in mine], declines)
 
     async def card_declines(self, fingerprint: str, since: datetime, limit: int) -> list[datetime]:
-        return (await self.card_activity(fingerprint, since)).declines[-limit:]
+        mine = [r for r in self.records if r.card.fingerprint == fingerprint and r.created >= since]
+        mine = sorted(mine, key=lambda r: r.created)[-limit:]
+        return [r.created for r in mine if r.outcome in ("soft_decline", "hard_decline", "authentication_required")]
 
     async def attempt_stats(self, since: datetime, limit: int) -> list[AttemptRecord]:
         mine = [r for r in self.records if r.created >= since]

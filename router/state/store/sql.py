@@ -213,9 +213,10 @@ class Store(WebhookDeliveries):
         return _attempts(await self._fetch(s.LIST_ATTEMPTS, {"payment_record": payment_record}))
 
     async def card_declines(self, fingerprint: str, since: datetime, limit: int) -> list[datetime]:
-        """The card's newest `limit` declined authorizations created at or after `since`, oldest first."""
+        """The declines among the card's newest `limit` attempts created at or after `since`, oldest first."""
         params = {"fingerprint": fingerprint, "since_us": to_us(since), "limit": limit}
-        return sorted(from_us(r[0]) for r in await self._fetch(s.CARD_DECLINES, params))
+        rows = await self._fetch(s.CARD_RECENT, params)
+        return sorted(from_us(r[0]) for r in rows if r[1] in _DECLINED)
 
     async def card_activity(self, fingerprint: str, since: datetime) -> CardActivity:
         """The card's authorizations that reached (or may have reached) its network, and its declines. Not counted:

@@ -129,11 +129,9 @@ MOVE_ATTEMPT_CARD = Q(
 GET_ATTEMPT = Q("SELECT data FROM attempts WHERE id = :id")
 LIST_ATTEMPTS = Q("SELECT data FROM attempts WHERE payment_record = :payment_record ORDER BY created_us, {seq}")
 LIST_UNRESOLVED = Q("SELECT data FROM attempts WHERE state = 'unresolved' ORDER BY created_us, {seq} LIMIT :limit")
-# Through attempts_card_declines: the query's outcome list is that index's, word for word (SQLite uses a partial
-# index only for a query whose WHERE implies the index's).
-CARD_DECLINES = Q(
-    "SELECT created_us FROM attempts WHERE card_fingerprint = :fingerprint AND created_us >= :since_us"
-    " AND outcome IN ('soft_decline', 'hard_decline', 'authentication_required')"
+# A card's newest attempts, through attempts_card: a bounded read, however many times the card has paid.
+CARD_RECENT = Q(
+    "SELECT created_us, outcome FROM attempts WHERE card_fingerprint = :fingerprint AND created_us >= :since_us"
     " ORDER BY card_fingerprint DESC, created_us DESC LIMIT :limit"
 )
 CARD_ACTIVITY = Q(
