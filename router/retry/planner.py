@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from adapters.base import Outcome
 from router.config.schema import NetworkLimits, RetryPolicyConfig
@@ -299,7 +299,6 @@ class RetryPlanner:
         at: datetime,
         limits: NetworkLimits | None,
         declined_at: datetime | None = None,
-        counts: Literal["reattempts", "declines"] | None = None,
     ) -> datetime | None:
         fingerprint = payment.card.fingerprint
         if self.history is None or not fingerprint or not caps.caps_for(payment.card.brand):
@@ -309,7 +308,7 @@ class RetryPlanner:
         if declined_at is not None:
             # The attempt just declined is settled in the same write as this decision: count it now.
             activity = caps.with_decline(activity, declined_at)
-        return caps.next_allowed(payment.card.brand, activity, at, limits or self.limits, counts)
+        return caps.next_allowed(payment.card.brand, activity, at, limits or self.limits)
 
 
 def _evidence_of(history: object) -> EvidenceSource | None:
