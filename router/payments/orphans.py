@@ -46,7 +46,9 @@ async def resolve(ctx: Context, attempt: AttemptRecord) -> AttemptRecord:
     try:
         async with asyncio.timeout(LOOKUP_TIMEOUT.total_seconds()):
             notice = await ctx.store.get_notice(attempt.id)
-            asked = LookupRequest(attempt.id, attempt.payment_id, None, notice=notice, currency=attempt.currency)
+            asked = LookupRequest(
+                attempt.id, attempt.payment_id, None, attempt.created, now, notice=notice, currency=attempt.currency
+            )
             found = await adapter.lookup(asked)
     except Exception:
         log.warning("lookup of %s at %s failed; will ask again", attempt.id, attempt.processor, exc_info=True)

@@ -316,9 +316,11 @@ def _evidence_of(history: object) -> EvidenceSource | None:
 
 
 def _final(r: LearnedAttempt) -> bool:
-    """A settled decline that forbids any retry of the card (by the same table every decline is read with)."""
+    """A settled decline that forbids any retry of the card (by the same table every decline is read with): a hard
+    one. A data or authentication decline forbids retrying that payment only (its amount, its currency, its
+    customer's presence), not the card's other payments."""
     decline = decline_of(r)
-    return decline is not None and not decline.retry
+    return decline is not None and decline.decline_class is DeclineClass.HARD
 
 
 def _card_attempt(r: LearnedAttempt) -> CardAttempt:

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from adapters.base import Outcome
+from adapters.base import Outcome, OutcomeKind
 from adapters.simulator import SimulatorAdapter
 from router import ManualClock
 from router.config.schema import NetworkLimits, RetryPolicyConfig
@@ -14,7 +14,7 @@ from router.retry import RetryPlanner, SmartStrategy
 from router.retry.caps import next_allowed
 from router.state.store.base import CardActivity
 from tests.conftest import START, RouterFactory
-from tests.retry.planning import APPROVED, GENERIC, STOLEN, T0, TECHNICAL, MemoryHistory, payment, with_mac
+from tests.retry.planning import APPROVED, AUTH, GENERIC, STOLEN, T0, TECHNICAL, MemoryHistory, payment, with_mac
 
 H = timedelta(hours=1)
 D = timedelta(days=1)
@@ -78,6 +78,16 @@ async def test_recheck_ends_a_retry_once_another_payment_learned_the_card_is_nev
     stopped = await RetryPlanner(history).recheck(due, policy, T0 + D)
     assert stopped is not None and (stopped.retry_at, stopped.failure_reason) == (None, "rejected_by_partner")
     assert stopped.reason is not None and "osp_other" in stopped.reason
+
+
+@pytest.mark.parametrize("other", [AUTH, Outcome(OutcomeKind.HARD_DECLINE, decline_code="invalid_amount")])
+async def test_another_payments_data_or_authentication_decline_leaves_this_ones_retry_alone(other: Outcome) -> None:
+    # Those belong to that payment (its amount, its customer's presence), not to the card.
+    history = MemoryHistory()
+    history.add("osp_test_1", T0, GENERIC)
+    history.add("osp_other", T0 + H, other, customer="cus_2")
+    due = payment(2, status="pending_retry", first_declined_at=T0, retry_strategy="heuristic")
+    assert await RetryPlanner(history).recheck(due, RetryPolicyConfig(window=timedelta(days=14)), T0 + D) is None
 
 
 async def test_recheck_ends_a_retry_whose_window_closed_while_it_waited() -> None:
