@@ -377,7 +377,8 @@ def from_made(txn: Transaction, currency: str | None) -> Outcome:
         return outcome
     return Outcome(
         OutcomeKind.PROCESSOR_ERROR,
-        processor_reference=txn.id,
+        # A duplicate's outcome names the original transaction, the one holding the money.
+        processor_reference=outcome.processor_reference or txn.id,
         raw_code=WRONG_CURRENCY,
         raw_message=f"made in {made_in}, not {currency.upper()} ({outcome.kind.value})",
         request_invalid=not outcome.approved,
@@ -519,9 +520,14 @@ class BraintreeAdapter:
             return None  # the processor failed it: nothing was charged, as if it had never arrived
         outcome = settle(exchange, lambda _status, _body: from_made(txn, req.currency))
         if outcome.raw_code == WRONG_CURRENCY:
-            # Made in another currency: held there (its void failed), it stays open for a person to settle; voided or
-            # declined, nothing is held for this payment.
-            return UNKNOWN if outcome.ambiguous else None
+            # Made in another currency: no answer for this payment. Held there (its answer was lost before our void,
+            # or the void failed), it is voided now; until that succeeds, NOT_YET (asking again never resends).
+            if outcome.ambiguous and outcome.processor_reference:
+                voided = await self.cancel(CancelRequest(req.attempt_id, req.payment_id, outcome.processor_reference))
+                if not voided.approved:
+                    log.error("%s: %s held in the wrong currency, void failed", self.name, outcome.processor_reference)
+                    return NOT_YET
+            return None
         # Still AUTHORIZING: no answer yet; a resend is caught by duplicate checking and points at this one.
         return UNKNOWN if outcome.kind.is_technical else outcome
 

@@ -251,6 +251,20 @@ def test_a_decline_told_as_an_error_without_a_transaction_is_still_a_decline() -
     assert from_wire("chargePaymentMethod")(200, unavailable).kind is OutcomeKind.PROCESSOR_ERROR
 
 
+async def test_an_approval_in_another_currency_found_by_lookup_is_voided_and_never_charged(
+    fake_braintree: FakeBraintree,
+) -> None:
+    # The default account settles in USD; the answer to a yen charge is lost before the adapter could void it.
+    adapter = BraintreeAdapter(settings("braintree", fake_braintree.url, credentials=BRAINTREE_CREDENTIALS))
+    fake_braintree.behave("approve", then="reset")
+    lost = await adapter.authorize(auth_request("braintree", currency="jpy", amount=2500))
+    found = await adapter.lookup(LookupRequest("par_test_0001", "osp_test_0001", currency="jpy"))
+    await adapter.close()
+    [txn] = fake_braintree.transactions.values()
+    assert lost.kind is OutcomeKind.PROCESSOR_ERROR and lost.answer is Answer.UNKNOWN
+    assert txn["status"] == "VOIDED" and found is None, "voided when found, then nothing is held for the payment"
+
+
 async def test_a_wrong_key_pair_is_a_loud_request_error(fake_braintree: FakeBraintree) -> None:
     creds = {"public_key": "bt_public_fake_01", "private_key": "wrong_private_key"}
     adapter = BraintreeAdapter(settings("braintree", fake_braintree.url, credentials=creds))
