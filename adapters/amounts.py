@@ -35,29 +35,19 @@ def processor_units(amount: int, currency: str, decimals: Mapping[str, int]) -> 
     return amount // factor if amount % factor == 0 else None
 
 
-def inexact(processor: str, amount: int, currency: str) -> str:
-    """Why an amount is refused unsent (`processor_units` gave None)."""
-    return f"{processor} counts no minor units of {currency.upper()}: {amount} (ISO minor units) cannot be sent exactly"
-
-
 def request_in_units(req: AuthorizationRequest, decimals: Mapping[str, int]) -> AuthorizationRequest | None:
     """`req` with every amount it carries (the charge, a Connect transfer, an application fee) in the processor's
     minor units; None when one of them has no exact equivalent there."""
     if req.currency.lower() not in decimals:
         return req
-    amount = processor_units(req.amount, req.currency, decimals)
-    fee = (
-        None
-        if req.application_fee_amount is None
-        else processor_units(req.application_fee_amount, req.currency, decimals)
-    )
+
+    def units(value: int | None) -> int | None:
+        return None if value is None else processor_units(value, req.currency, decimals)
+
+    amount, fee = units(req.amount), units(req.application_fee_amount)
     transfer = req.transfer_data
-    moved = (
-        None
-        if transfer is None or transfer.amount is None
-        else processor_units(transfer.amount, req.currency, decimals)
-    )
-    if amount is None or (req.application_fee_amount is not None and fee is None):
+    moved = units(transfer.amount) if transfer is not None else None
+    if amount is None or (fee is None) != (req.application_fee_amount is None):
         return None
     if transfer is not None and transfer.amount is not None:
         if moved is None:
@@ -71,6 +61,7 @@ def refused_inexact(processor: str, amount: int, currency: str) -> Outcome:
     return Outcome(
         OutcomeKind.PROCESSOR_ERROR,
         raw_code="amount_inexact",
-        raw_message=inexact(processor, amount, currency),
+        raw_message=f"{processor} counts no minor units of {currency.upper()}: {amount} (ISO minor units) cannot be"
+        " sent exactly",
         request_invalid=True,
     )

@@ -36,9 +36,9 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from iso4217 import Currency
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from adapters.amounts import iso_decimals
 from adapters.base import (
     NOT_YET,
     UNKNOWN,
@@ -203,7 +203,7 @@ _OUR_FAULT = frozenset({"VALIDATION", "AUTHENTICATION", "AUTHORIZATION", "NOT_FO
 # -- pure mapping ------------------------------------------------------------------------------------------------
 def decimal_amount(amount: int, currency: str) -> str:
     """Minor units to Braintree's decimal string: 1999 usd -> '19.99', 500 jpy -> '500'."""
-    exponent = Currency(currency.upper()).exponent or 0
+    exponent = iso_decimals(currency)
     return str(Decimal(amount).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent)))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from prometheus_client import Counter
 
@@ -260,20 +261,9 @@ class Engine:
                 p, expected_version, attempts=attempts, events=events, lease_owner=self.owner, lease_until=lease_until
             )
         inserted = p.model_copy(update={"version": expected_version + 1})
-        try:
-            await self.store.create_payment(
-                inserted,
-                new.record,
-                [*new.events, *events],
-                attempts=attempts,
-                lease_owner=self.owner,
-                lease_until=lease_until,
-                reserve=new.answer.reservation if new.answer is not None else None,
-            )
-        except KeyTaken:
-            raise  # the key's holder answers this request, not a lost race on the payment's id
-        except Exception as exc:
-            raise NotCreated(p.id) from exc
+        await self._insert(
+            inserted, new, [*new.events, *events], attempts=attempts, lease_owner=self.owner, lease_until=lease_until
+        )
         return inserted
 
     async def _learn(self, plan: Plan, cand: Candidate, outcome: Outcome, after_decline: bool) -> None:
@@ -461,14 +451,24 @@ class Engine:
         later = p.model_copy(update={"next_attempt_at": until, "retry_reason": why})
         if new is None:
             return await self.store.save_payment(later, p.version)
-        reserve = new.answer.reservation if new.answer is not None else None
-        try:
-            await self.store.create_payment(later, new.record, new.events, reserve=reserve)
-        except KeyTaken:
-            raise
-        except Exception as exc:
-            raise NotCreated(p.id) from exc  # as `_first_write`: a resend's answer is the payment stored first
+        await self._insert(later, new, new.events)
         return later
+
+    async def _insert(self, p: Payment, new: NewPayment, events: list[Event], **write: Any) -> None:
+        """A new payment's first write, with its record, events and idempotency reservation. An insert that fails
+        is NotCreated (nothing was sent: a resend's answer is the payment stored first)."""
+        try:
+            await self.store.create_payment(
+                p,
+                new.record,
+                events,
+                reserve=new.answer.reservation if new.answer is not None else None,
+                **write,
+            )
+        except KeyTaken:
+            raise  # the key's holder answers this request, not a lost race on the payment's id
+        except Exception as exc:
+            raise NotCreated(p.id) from exc
 
     async def _hold(self, p: Payment, decision: RetryDecision, now: datetime) -> Payment:
         """A due retry the guards stopped before any call: move it later, or fail it."""
