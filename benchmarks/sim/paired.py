@@ -36,7 +36,7 @@ from typing import Any
 
 from benchmarks.bench_simulation import HOURS, PAYMENTS, incident_idx, per_seed
 from benchmarks.sim.run import RunSpec, run
-from benchmarks.sim.world import World
+from benchmarks.sim.world import SHAPES, World
 
 BASELINES = ("static_global", "per_country", "oracle")
 INCIDENTS = ("spike", "issuer", "outage down", "outage errors")
@@ -72,8 +72,9 @@ def _quiet_run(spec: RunSpec) -> dict[str, Any]:
     return run(spec)
 
 
-def _baseline_path(cache: Path, seed: int, name: str, payments: int, hours: float) -> Path:
-    return cache / f"baseline-{name}-{seed}-{payments}-{hours:g}.pkl"
+def _baseline_path(cache: Path, seed: int, name: str, payments: int, hours: float, shape: str) -> Path:
+    where = "" if shape == "base" else f"-{shape}"
+    return cache / f"baseline-{name}-{seed}-{payments}-{hours:g}{where}.pkl"
 
 
 def run_variant(
@@ -85,32 +86,44 @@ def run_variant(
     hours: float,
     workers: int,
     warm: bool = False,
+    shape: str = "base",
 ) -> dict[int, dict[str, Any]]:
     cache.mkdir(parents=True, exist_ok=True)
     missing = [
         (seed, name)
         for seed in seeds
         for name in BASELINES
-        if not _baseline_path(cache, seed, name, payments, hours).exists()
+        if not _baseline_path(cache, seed, name, payments, hours, shape).exists()
     ]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        base_futures = {key: pool.submit(_quiet_run, RunSpec(key[1], key[0], payments, hours)) for key in missing}
+        base_futures = {
+            key: pool.submit(_quiet_run, RunSpec(key[1], key[0], payments, hours, shape=shape)) for key in missing
+        }
         sr_futures = {
             seed: pool.submit(
                 _quiet_run,
-                RunSpec("success_rate", seed, payments, hours, success_rate=success_rate or None, logs=True, warm=warm),
+                RunSpec(
+                    "success_rate",
+                    seed,
+                    payments,
+                    hours,
+                    success_rate=success_rate or None,
+                    logs=True,
+                    warm=warm,
+                    shape=shape,
+                ),
             )
             for seed in seeds
         }
         for (seed, name), future in base_futures.items():
-            _baseline_path(cache, seed, name, payments, hours).write_bytes(pickle.dumps(future.result()))
+            _baseline_path(cache, seed, name, payments, hours, shape).write_bytes(pickle.dumps(future.result()))
         rows: dict[int, dict[str, Any]] = {}
         for seed, future in sr_futures.items():
             sr = future.result()
             runs = {"success_rate": sr}
             for name in BASELINES:
-                runs[name] = pickle.loads(_baseline_path(cache, seed, name, payments, hours).read_bytes())
-            world = World(seed=seed, hours=hours)
+                runs[name] = pickle.loads(_baseline_path(cache, seed, name, payments, hours, shape).read_bytes())
+            world = World.of_shape(shape, seed, hours)
             row = per_seed(world, runs)
             pc = runs["per_country"]
             for kind in INCIDENTS:
@@ -124,16 +137,17 @@ def run_variant(
         "payments": payments,
         "hours": hours,
         "warm": warm,
+        "shape": shape,
         "rows": rows,
     }
     path.write_text(json.dumps(doc, indent=1) + "\n")
     return rows
 
 
-def load(cache: Path, label: str) -> tuple[tuple[int, float, bool], dict[int, dict[str, Any]]]:
-    """A saved variant: its (payments, hours, warm) and its rows by seed."""
+def load(cache: Path, label: str) -> tuple[tuple[int, float, bool, str], dict[int, dict[str, Any]]]:
+    """A saved variant: its (payments, hours, warm, world shape) and its rows by seed."""
     doc = json.loads((cache / f"variant-{label}.json").read_text())
-    shape = (doc["payments"], doc["hours"], doc.get("warm", False))
+    shape = (doc["payments"], doc["hours"], doc.get("warm", False), doc.get("shape", "base"))
     return shape, {int(seed): row for seed, row in doc["rows"].items()}
 
 
@@ -176,6 +190,7 @@ def main() -> None:
     r.add_argument("--hours", type=float, default=HOURS)
     r.add_argument("--workers", type=int, default=2)
     r.add_argument("--warm", action="store_true", help="success_rate routes the day before first (RunSpec.warm)")
+    r.add_argument("--shape", default="base", choices=sorted(SHAPES), help="the world's shape (default base)")
     c = sub.add_parser("compare", help="B - A per measure, paired by seed")
     c.add_argument("a")
     c.add_argument("b")
@@ -183,13 +198,21 @@ def main() -> None:
     if args.command == "run":
         overrides = json.loads(args.success_rate)
         rows = run_variant(
-            args.label, seeds_of(args.seeds), overrides, args.cache, args.payments, args.hours, args.workers, args.warm
+            args.label,
+            seeds_of(args.seeds),
+            overrides,
+            args.cache,
+            args.payments,
+            args.hours,
+            args.workers,
+            args.warm,
+            args.shape,
         )
         show(args.label, rows)
     else:
         (shape_a, a), (shape_b, b) = load(args.cache, args.a), load(args.cache, args.b)
         if shape_a != shape_b:
-            raise SystemExit(f"{args.a} ran {shape_a} (payments, hours, warm), {args.b} {shape_b}: not paired")
+            raise SystemExit(f"{args.a} ran {shape_a} (payments, hours, warm, shape), {args.b} {shape_b}: not paired")
         compare(a, b, (args.a, args.b))
 
 

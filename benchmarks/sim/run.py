@@ -8,7 +8,7 @@ simulated instants, and its own fresh router on its own store. Only the routes d
   approval rate over this very traffic (incidents included, outages not);
 - `per_country`: one route per card country, each in its best order in hindsight for that country's payments
   (the hand-written table a merchant would keep if it knew the answer);
-- `weighted`: one default route, 40/30/20/10 in the hindsight global order;
+- `weighted`: one default route, 40/30/20/10 to the first four of the hindsight global order;
 - `oracle`: orders each payment's acquirers by the world's true rate at that instant, any in an outage last.
 """
 
@@ -26,7 +26,7 @@ import yaml
 
 from adapters import registry
 from adapters.base import AdapterSettings, ProcessorAdapter
-from benchmarks.sim.world import CURRENCY, START, Arrival, Ledger, World, WorldAdapter, card_from_sim_token
+from benchmarks.sim.world import CURRENCY, PRICE, START, Arrival, Ledger, World, WorldAdapter, card_from_sim_token
 from router import ManualClock, Router
 from router.cli.replay import logged_decisions
 from router.config.loader import parse
@@ -71,7 +71,8 @@ def config_doc(
             )
         routes.append({"name": "default", "strategy": "priority", "processors": order})
     elif name == "weighted":
-        routes.append({"name": "default", "strategy": "weighted", "processors": dict(zip(order, WEIGHTS, strict=True))})
+        weights = dict(zip(order, WEIGHTS, strict=False))
+        routes.append({"name": "default", "strategy": "weighted", "processors": weights})
     elif name.startswith("success_rate"):
         routes.append({"name": "default", "strategy": "success_rate", "processors": list(world.processors)})
     else:  # static_global, oracle
@@ -121,10 +122,11 @@ class RunSpec:
     # success_rate first routes the day before (World.previous_day, as many payments): measured as a router in
     # service, not on its first day. The orders in hindsight and the oracle learn nothing, so they skip it.
     warm: bool = False
+    shape: str = "base"  # benchmarks.sim.world.SHAPES
 
 
 async def simulate(spec: RunSpec) -> dict[str, Any]:
-    world = World(seed=spec.seed, hours=spec.hours)
+    world = World.of_shape(spec.shape, spec.seed, spec.hours)
     arrivals = world.traffic(spec.payments)
     n = len(arrivals)
     before = world.previous_day(n, n) if spec.warm and spec.name.startswith("success_rate") else []
@@ -155,7 +157,7 @@ async def simulate(spec: RunSpec) -> dict[str, Any]:
             gc.freeze()  # long-lived objects: a full collection would walk them again and again
         clock.set(START + timedelta(hours=a.hour))
         body = {
-            "amount": {"value": a.amount, "currency": _currency(a)},
+            "amount": {"value": round(a.amount * PRICE.get(_currency(a), 1.0)), "currency": _currency(a)},
             "cadence": a.cadence,
             "customer": f"cus_sim_{a.card.index}",
             "payment_method": a.card.token,

@@ -53,8 +53,20 @@ _NORMAL = NormalDist()
 START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 PROCESSORS = ("atlas", "borealis", "cygnus", "draco")
 COUNTRIES = {"US": 0.38, "GB": 0.16, "DE": 0.16, "BR": 0.15, "IN": 0.15}
-CURRENCY = {"US": "usd", "GB": "gbp", "DE": "eur", "BR": "brl", "IN": "inr"}
-COUNTRY_BASE = {"US": 2.4, "GB": 2.3, "DE": 2.4, "BR": 1.5, "IN": 1.3}  # logit: ~92%, 91%, 92%, 82%, 79%
+# The wide shape: more acquirers over more, thinner countries (a zero-decimal currency among them), the check that
+# what success_rate was tuned on in the base shape is not the only world it works in.
+WIDE_PROCESSORS = (*PROCESSORS, "eridanus", "fornax")
+WIDE_COUNTRIES = {
+    "US": 0.30, "GB": 0.10, "DE": 0.10, "BR": 0.10, "IN": 0.08, "FR": 0.08, "MX": 0.08, "JP": 0.08, "AU": 0.08,
+}  # fmt: skip
+SHAPES = {"base": (PROCESSORS, COUNTRIES), "wide": (WIDE_PROCESSORS, WIDE_COUNTRIES)}
+CURRENCY = {
+    "US": "usd", "GB": "gbp", "DE": "eur", "BR": "brl", "IN": "inr", "FR": "eur", "MX": "mxn", "JP": "jpy", "AU": "aud",
+}  # fmt: skip
+# Minor units per US cent for the wide shape's currencies (the base shape's amounts are left as they were drawn).
+PRICE = {"mxn": 20.0, "jpy": 1.5, "aud": 1.5}
+# logit: US ~92%, GB 91%, DE 92%, BR 82%, IN 79%, FR 91%, MX 80%, JP 88%, AU 91%
+COUNTRY_BASE = {"US": 2.4, "GB": 2.3, "DE": 2.4, "BR": 1.5, "IN": 1.3, "FR": 2.3, "MX": 1.4, "JP": 2.0, "AU": 2.3}
 BRANDS = {"visa": 0.55, "mastercard": 0.35, "amex": 0.10}
 FUNDING = {"credit": 0.5, "debit": 0.42, "prepaid": 0.08}
 SOFT_CODES = {"insufficient_funds": 0.55, "do_not_honor": 0.3, "generic_decline": 0.15}
@@ -165,11 +177,17 @@ class World:
     countries: Mapping[str, float] = field(default_factory=lambda: dict(COUNTRIES))
     cards_per_payment: float = 0.35  # pool size relative to the payments: each card pays about three times
     timeout_ms: int = 2000
+    shape: str = "base"  # the SHAPES entry it was made from (World.of_shape), for its description
     general: dict[str, float] = field(init=False)
     local: dict[tuple[str, str], float] = field(init=False)
     affinity: dict[tuple[str, str], float] = field(init=False)
     incidents: list[Incident] = field(init=False)
     outages: list[Outage] = field(init=False)
+
+    @classmethod
+    def of_shape(cls, shape: str, seed: int, hours: float) -> World:
+        processors, countries = SHAPES[shape]
+        return cls(seed=seed, hours=hours, processors=processors, countries=dict(countries), shape=shape)
 
     def __post_init__(self) -> None:
         s, procs = self.seed, self.processors
@@ -323,6 +341,7 @@ class World:
     def describe(self) -> dict[str, object]:
         return {
             "seed": self.seed,
+            "shape": self.shape,
             "hours": self.hours,
             "general": {p: round(v, 3) for p, v in self.general.items()},
             "domestic": {f"{p}@{c}": round(v, 3) for (p, c), v in self.local.items() if v > 0},
