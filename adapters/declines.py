@@ -168,7 +168,9 @@ ISO_TO_STRIPE: Final[Mapping[str, str]] = {
 # Mastercard Merchant Advice Codes (sent beside a decline).
 NETWORK_ADVICE: Final[Mapping[str, DeclineRule]] = {
     "01": _r(DATA, "new account information available: update the card"),
-    "02": _r(GENERIC, "cannot approve at this time, try again later"),
+    # "Later" is not now: no cascade to another processor, and at least the shortest wait Mastercard names (MAC 24).
+    # Some acquirers advise 72 hours; the strategies' own first slots are longer than an hour anyway.
+    "02": _r(GENERIC, "cannot approve at this time, try again later", floor=1 * H),
     "03": _r(_HARD, "do not try again"),
     "04": _r(DATA, "token requirements not fulfilled"),
     "21": _r(_HARD, "payment cancellation: the cardholder stopped recurring payments"),
@@ -187,7 +189,7 @@ NETWORK_ADVICE: Final[Mapping[str, DeclineRule]] = {
 
 # Stripe advice codes (sent beside a decline).
 ADVICE: Final[Mapping[str, DeclineRule]] = {
-    "try_again_later": _r(GENERIC, "issuer may approve a later retry"),
+    "try_again_later": _r(GENERIC, "issuer may approve a later retry", floor=1 * H),  # later: as MAC 02
     "do_not_try_again": _r(_HARD, "issuer says never retry"),
     "confirm_card_data": _r(DATA, "update the card data before retrying"),
 }

@@ -67,10 +67,13 @@ TRANSITIONS: Mapping[Status, Mapping[Status, str]] = {
 EVENT_TYPES: tuple[str, ...] = tuple(dict.fromkeys([CREATED, *(e for m in TRANSITIONS.values() for e in m.values())]))
 
 # Failure reasons each source state may fail with. A pending_retry payment fails without a new attempt when
-# its window closes while it waits; a held authorization fails only by expiring.
+# its window closes while it waits, or when another payment on its card was declined for good (lost, stolen,
+# Mastercard advice 03/21: rejected_by_partner); a held authorization fails only by expiring.
 FAILURES: Mapping[Status, frozenset[FailureReason]] = {
     S.PROCESSING: frozenset(FailureReason) - {FailureReason.AUTHORIZATION_EXPIRED},
-    S.PENDING_RETRY: frozenset({FailureReason.EXCEEDED_RETRY_WINDOW, FailureReason.RETRIES_EXHAUSTED}),
+    S.PENDING_RETRY: frozenset(
+        {FailureReason.EXCEEDED_RETRY_WINDOW, FailureReason.RETRIES_EXHAUSTED, FailureReason.REJECTED_BY_PARTNER}
+    ),
     S.REQUIRES_CAPTURE: frozenset({FailureReason.AUTHORIZATION_EXPIRED}),
 }
 

@@ -46,7 +46,13 @@ class Background:
         lease_until = now + timedelta(minutes=5)
         for p in await ctx.store.claim_due(now, ctx.owner, lease_until, limit):
             with tracing.span("payroute.retry.run", attributes=tracing.retry_attributes(p.id, p.attempts + 1)):
-                await ctx.engine.claim_and_attempt(p)
+                try:
+                    await ctx.engine.claim_and_attempt(p)
+                except Exception:
+                    # One payment's bug must not starve every retry due after it: its lease keeps it out of the
+                    # next passes for a while, what it sent (if anything) is settled by the stuck-payment sweep.
+                    log.exception("retry of payment %s failed; left to its lease and the stuck-payment sweep", p.id)
+                    continue
             handled += 1
         for p in await ctx.store.list_open_holds(now, limit):
             try:

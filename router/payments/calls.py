@@ -104,12 +104,14 @@ async def _authorize(cand: Candidate, req: AuthorizationRequest) -> Outcome:
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        # An adapter must turn every answer into an Outcome; one that raised has a bug, not a decline.
+        # An adapter must turn every answer into an Outcome; one that raised has a bug, not a decline, and may have
+        # raised reading the answer to a request the processor acted on: unknown, asked before anything else.
         log.exception("adapter %s raised instead of answering", cand.name)
         return Outcome(
             OutcomeKind.PROCESSOR_ERROR,
             raw_message=cand.adapter.scrub(f"{type(exc).__name__}: {exc}"),
             latency_ms=(time.perf_counter() - started) * 1000,
+            ambiguous=True,
         )
     if not outcome.latency_ms:
         outcome = replace(outcome, latency_ms=(time.perf_counter() - started) * 1000)

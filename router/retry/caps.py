@@ -13,6 +13,7 @@ so a strategy's choice is pushed later instead of dropped when a cap is full.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,6 +44,9 @@ CAPS: tuple[Cap, ...] = (
     Cap("mastercard", "declines", 30 * DAY, "mastercard_declines_30d"),
 )
 LONGEST_WINDOW = max(c.window for c in CAPS)
+# How far back a cap's counting reads: an attempt early in the window is a reattempt when a decline came up to a
+# window before it.
+LOOKBACK = 2 * LONGEST_WINDOW
 
 
 def caps_for(brand: str | None) -> tuple[Cap, ...]:
@@ -53,15 +57,22 @@ def caps_for(brand: str | None) -> tuple[Cap, ...]:
 def counted(cap: Cap, activity: CardActivity, at: datetime) -> list[datetime]:
     """The events `cap` counts in the window (at - window, at], oldest first."""
     start = at - cap.window
-    declines = _between(activity.declines, start, at)
     if cap.counts == "declines":
-        return declines
-    if not declines:
-        return []
-    # Every attempt from the first decline in the window on, but that declined attempt itself. Attempts made
-    # in one engine call (a cascade) share a timestamp, so this counts by position, not by strict order.
-    first = declines[0]
-    return [t for t in _between(activity.attempts, start, at) if t >= first][1:]
+        return _between(activity.declines, start, at)
+    # A reattempt: an attempt made within a window after a decline of the card (the decline itself may lie before
+    # this window: the payment's first decline ageing out does not make its oldest reattempt the "first"). Attempts
+    # made in one engine call (a cascade) share a timestamp: among equal times the declines are taken to come
+    # first, so the second of two equal-time declines is a reattempt and the first is not.
+    pending = Counter(activity.declines)
+    last: datetime | None = None
+    out = []
+    for t in sorted(activity.attempts):
+        if last is not None and t - last <= cap.window and start < t <= at:
+            out.append(t)
+        if pending[t] > 0:
+            pending[t] -= 1
+            last = t
+    return out
 
 
 def _between(times: Sequence[datetime], start: datetime, end: datetime) -> list[datetime]:
@@ -97,6 +108,8 @@ def next_allowed(
 
 
 def with_decline(activity: CardActivity, at: datetime) -> CardActivity:
-    """Activity plus a decline (and its attempt) at `at` that the store has not recorded yet."""
+    """Activity plus a decline (and its attempt) at `at` that the store has not recorded as one yet (the store
+    counts the attempt, still awaiting its settled outcome, as a possible decline already: not twice)."""
     attempts = list(activity.attempts) if at in activity.attempts else [*activity.attempts, at]
-    return CardActivity(attempts=attempts, declines=[*activity.declines, at])
+    declines = list(activity.declines) if at in activity.declines else [*activity.declines, at]
+    return CardActivity(attempts=attempts, declines=declines)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from adapters.base import Outcome
+from adapters.base import Outcome, OutcomeKind
 from router.config.schema import NetworkLimits, RetryPolicyConfig
 from router.model.records import Payment
 from router.retry import caps
@@ -206,14 +206,17 @@ class RetryPlanner:
         return RetryDecision(at, None, strategy, payment.last_decline_class, reason="held by the card's network caps")
 
     async def _card_never_again(self, payment: Payment, now: datetime) -> str | None:
-        """Why the card may never be retried, when another of its payments was declined for good since this one's
-        first decline (lost, stolen, closed, Mastercard advice 03/21): a card the networks forbid retrying is so for
-        every payment on it (DESIGN.md section 6), not only the one that heard it."""
+        """Why the card may never be retried, when another of its payments was declined for good (lost, stolen,
+        closed, Mastercard advice 03/21) within the networks' window before this one's first decline, or since,
+        and the card was approved nowhere after it: a card the networks forbid retrying is so for every payment on
+        it (DESIGN.md section 6), not only the one that heard it, and whichever heard it first."""
         fingerprint = payment.card.fingerprint
         if self.evidence is None or not fingerprint:
             return None
-        since = payment.first_declined_at or now - EVIDENCE_LOOKBACK
-        for r in await self.evidence.card_history(fingerprint, None, since, EVIDENCE_LIMIT):
+        since = (payment.first_declined_at or now) - caps.LONGEST_WINDOW
+        for r in await self.evidence.card_history(fingerprint, None, since, EVIDENCE_LIMIT):  # newest first
+            if r.outcome == OutcomeKind.APPROVED.value and r.payment_id != payment.id:
+                return None  # approved since: the card lives (a new card under the same number, say)
             if r.payment_id != payment.id and _final(r):
                 return f"the card was declined for good on {r.payment_id} ({r.decline_code or r.outcome})"
         return None
@@ -231,10 +234,17 @@ class RetryPlanner:
         if self.groups.result(payment.id, payment.last_decline_class, attempts, since) is not ProbeResult.DECLINED:
             return None
         cls = DeclineClass(payment.last_decline_class or DeclineClass.SOFT_GENERIC.value)
-        decline = Decline(cls, True, timedelta(0))
+        # The probe's own advice holds for the card (Mastercard 24-30: retry after an hour to ten days).
+        earliest = now
+        for r in rows:  # newest first: the probe's decline
+            probe_decline = decline_of(r) if r.payment_id != payment.id else None
+            if probe_decline is not None:
+                earliest = max(now, r.created + probe_decline.min_delay)
+                break
+        decline = Decline(cls, True, earliest - now)
         await self.smart.refresh(now)
         card = await self.card_evidence(payment, now)
-        ctx = RetryContext(payment, decline, policy, now, now, window_end)
+        ctx = RetryContext(payment, decline, policy, now, earliest, window_end)
         choice = self.smart.choose(ctx, card)
         if choice.at is None:
             return RetryDecision(None, "retries_exhausted", "smart", cls.value, reason=choice.reason)
@@ -303,7 +313,7 @@ class RetryPlanner:
         fingerprint = payment.card.fingerprint
         if self.history is None or not fingerprint or not caps.caps_for(payment.card.brand):
             return at
-        since = min(at, declined_at or at) - caps.LONGEST_WINDOW
+        since = min(at, declined_at or at) - caps.LOOKBACK
         activity = await self.history.card_activity(fingerprint, since)
         if declined_at is not None:
             # The attempt just declined is settled in the same write as this decision: count it now.

@@ -53,6 +53,16 @@ from router.state.store.sql_webhooks import WebhookDeliveries
 _MAX_US = 2**63 - 1  # no upper bound on a microsecond timestamp column
 _DECLINED = ("soft_decline", "hard_decline", "authentication_required")
 _SEEN_BY_NETWORK = ("approved", *_DECLINED)
+
+
+def _may_decline(outcome: str | None, kind: str | None, state: str | None) -> bool:
+    """A decline the network caps count: a settled one, or an authorization still in flight or unanswered (it may
+    be one): a retry sent beside it could make one decline too many (router.retry.caps)."""
+    if outcome in _DECLINED:
+        return True
+    return state != "settled" and kind in (None, "authorization")
+
+
 # A payment's attempts fall within its retry window of its creation: a customer's payments older than the card
 # history's start by more than the longest window have no attempt inside it.
 CARD_HISTORY_PAYMENT_MARGIN = timedelta(days=60)
@@ -213,15 +223,17 @@ class Store(WebhookDeliveries):
         return _attempts(await self._fetch(s.LIST_ATTEMPTS, {"payment_record": payment_record}))
 
     async def card_declines(self, fingerprint: str, since: datetime, limit: int) -> list[datetime]:
-        """The declines among the card's newest `limit` attempts created at or after `since`, oldest first."""
+        """The declines (and the authorizations still awaiting an answer, `_may_decline`) among the card's newest
+        `limit` attempts created at or after `since`, oldest first."""
         params = {"fingerprint": fingerprint, "since_us": to_us(since), "limit": limit}
         rows = await self._fetch(s.CARD_RECENT, params)
-        return sorted(from_us(r[0]) for r in rows if r[1] in _DECLINED)
+        return sorted(from_us(r[0]) for r in rows if _may_decline(r[1], *json.loads(_text(r[2]))))
 
     async def card_activity(self, fingerprint: str, since: datetime) -> CardActivity:
-        """The card's authorizations that reached (or may have reached) its network, and its declines. Not counted:
-        captures and voids, and authorizations settled as a technical failure (refused before processing, or
-        asked and never charged): no issuer saw them, and the networks count only what they saw."""
+        """The card's authorizations that reached (or may have reached) its network, and its declines, counting
+        those still awaiting an answer (`_may_decline`). Not counted: captures and voids, and authorizations
+        settled as a technical failure (refused before processing, or asked and never charged): no issuer saw
+        them, and the networks count only what they saw."""
         rows = await self._fetch(s.CARD_ACTIVITY, {"fingerprint": fingerprint, "since_us": to_us(since)})
         attempts, declines = [], []
         for created_us, outcome, extra in rows:
@@ -231,7 +243,7 @@ class Store(WebhookDeliveries):
             if state == "settled" and outcome not in _SEEN_BY_NETWORK:
                 continue
             attempts.append(from_us(created_us))
-            if outcome in _DECLINED:
+            if _may_decline(outcome, kind, state):
                 declines.append(from_us(created_us))
         return CardActivity(attempts, declines)
 

@@ -131,7 +131,8 @@ LIST_ATTEMPTS = Q("SELECT data FROM attempts WHERE payment_record = :payment_rec
 LIST_UNRESOLVED = Q("SELECT data FROM attempts WHERE state = 'unresolved' ORDER BY created_us, {seq} LIMIT :limit")
 # A card's newest attempts, through attempts_card: a bounded read, however many times the card has paid.
 CARD_RECENT = Q(
-    "SELECT created_us, outcome FROM attempts WHERE card_fingerprint = :fingerprint AND created_us >= :since_us"
+    "SELECT created_us, outcome, {json:data:kind,state} FROM attempts"
+    " WHERE card_fingerprint = :fingerprint AND created_us >= :since_us"
     " ORDER BY card_fingerprint DESC, created_us DESC LIMIT :limit"
 )
 CARD_ACTIVITY = Q(

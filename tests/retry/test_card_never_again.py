@@ -1,0 +1,120 @@
+"""A hard decline on another payment of the card ends this payment's retries (rejected_by_partner), through the
+engine and its retry worker, whichever payment heard it first; one payment's failure never stalls the queue."""
+
+from datetime import timedelta
+from pathlib import Path
+
+from router import ManualClock, Router
+from tests.conftest import START
+from tests.retry.conftest import calls_for, config, hard, script, soft
+from tests.retry.test_guards import body, open_router, run_until, scheduled
+
+D = timedelta(days=1)
+H = timedelta(hours=1)
+
+
+def mk(token: str) -> dict[str, object]:
+    return {
+        "amount": {"value": 1999, "currency": "usd"},
+        "cadence": "recurring",
+        "customer": "c",
+        "payment_method": token,
+    }
+
+
+async def test_hard_decline_on_other_payment_fails_this_one(tmp_path: Path) -> None:
+    router = await open_router(tmp_path, config(scheduled("1d", 5, "14d")))
+    clock = await router.create_test_clock(START)
+    token = "pm_card_visa_shared"
+    script(token, soft("do_not_honor", "05"), hard("stolen_card", "43"))
+    a = await router.create_payment(body(token, clock["id"]))  # soft decline -> retry in 1 day
+    await run_until(router, clock["id"], H)
+    await router.create_payment(body(token, clock["id"]))  # same card: stolen
+    await run_until(router, clock["id"], 2 * D)  # A falls due
+    p = await router.get_payment(a["id"])
+    await router.close()
+    assert (p["status"], p["failure_reason"]) == ("failed", "rejected_by_partner")
+    assert len(calls_for(token)) == 2
+
+
+async def test_retry_worker_ends_it_and_runs_the_others(tmp_path: Path) -> None:
+    """The same through the retry worker (run_due): the card's payment fails, another card's retry goes."""
+    clock = ManualClock(START)
+    path = tmp_path / "routing.yaml"
+    path.write_text(config(scheduled("1d", 5, "14d")))
+    router = await Router.open(path, store=f"sqlite:///{tmp_path / 'p.db'}", clock=clock, deliver_webhooks=False)
+    token = "pm_card_visa_shared2"
+    script(token, soft("do_not_honor", "05"), hard("stolen_card", "43"))
+    script("pm_card_visa_other", soft("do_not_honor", "05"))
+    a = await router.create_payment(
+        {
+            "amount": {"value": 1999, "currency": "usd"},
+            "cadence": "recurring",
+            "customer": "cus_1",
+            "payment_method": token,
+        }
+    )
+    other = await router.create_payment(
+        {
+            "amount": {"value": 500, "currency": "usd"},
+            "cadence": "recurring",
+            "customer": "cus_9",
+            "payment_method": "pm_card_visa_other",
+        }
+    )
+    clock.advance(H)
+    await router.create_payment(
+        {
+            "amount": {"value": 1999, "currency": "usd"},
+            "cadence": "recurring",
+            "customer": "cus_1",
+            "payment_method": token,
+        }
+    )
+    clock.advance(2 * D)
+    await router.run_due()
+    pa = await router.get_payment(a["id"])
+    po = await router.get_payment(other["id"])
+    await router.close()
+    assert pa["status"] == "failed" and po["status"] == "succeeded"
+
+
+async def test_a_payment_due_after_it_is_not_starved(tmp_path: Path) -> None:
+    """Passes of the retry worker over two hours: the payment due a minute after the ended one is retried."""
+    clock = ManualClock(START)
+    path = tmp_path / "routing.yaml"
+    path.write_text(config(scheduled("1d", 5, "14d")))
+    router = await Router.open(path, store=f"sqlite:///{tmp_path / 'p.db'}", clock=clock, deliver_webhooks=False)
+    token = "pm_card_visa_shared3"
+    script(token, soft("do_not_honor", "05"), hard("stolen_card", "43"))
+    script("pm_card_visa_other3", soft("do_not_honor", "05"))
+    await router.create_payment(mk(token))
+    clock.advance(timedelta(minutes=1))  # the other payment falls due a minute after the poisoned one
+    other = await router.create_payment(mk("pm_card_visa_other3"))
+    clock.advance(H)
+    await router.create_payment(mk(token))
+    clock.advance(2 * D)
+    for _ in range(12):  # two hours of scheduler passes, every 10 minutes
+        await router.run_due()
+        clock.advance(timedelta(minutes=10))
+    po = await router.get_payment(other["id"])
+    await router.close()
+    assert po["status"] == "succeeded", po["status"]
+
+
+async def test_retry_after_earlier_stolen_on_other_payment(tmp_path: Path) -> None:
+    """B is declined 'stolen' (Visa category 1) at T0; A on the same card, first declined 'do not honor' an hour
+    later, is not retried: the card's hard decline before A's first decline counts too."""
+    router = await open_router(tmp_path, config(scheduled("1d", 5, "14d")))
+    clock = await router.create_test_clock(START)
+    token = "pm_card_visa_stolen_first"
+    script(token, hard("stolen_card", "43"), *[soft("do_not_honor", "05")] * 6)
+    await router.create_payment(body(token, clock["id"]))
+    await run_until(router, clock["id"], H)
+    a = await router.create_payment(body(token, clock["id"]))
+    await run_until(router, clock["id"], 10 * D)
+    p = await router.get_payment(a["id"])
+    await router.close()
+    assert len(calls_for(token)) <= 2, (
+        f"{len(calls_for(token)) - 2} retries of a card declined as stolen; A is {p['status']}/{p['failure_reason']}"
+    )

@@ -1,0 +1,35 @@
+"""A smart follower re-planned after its card's probe declined drops the probe's Mastercard retry-after advice."""
+
+from datetime import timedelta
+
+from router.config.schema import RetryPolicyConfig
+from router.model.records import CardSnapshot
+from router.retry import RetryPlanner
+from tests.retry.planning import GENERIC, T0, MemoryHistory, payment, with_mac
+
+D = timedelta(days=1)
+H = timedelta(hours=1)
+
+
+async def test_follower_replanned_inside_probe_mac_27_floor() -> None:
+    history = MemoryHistory()
+    history.add("osp_test_1", T0, GENERIC)  # the follower's own decline (day 0)
+    probe_at = T0 + 2 * D
+    history.add("osp_probe", probe_at, with_mac("27"))  # the probe: do_not_honor + MAC 27 (after 4 days)
+    follower = payment(
+        2,
+        status="pending_retry",
+        first_declined_at=T0,
+        retry_strategy="smart",
+        last_decline_class="soft_generic",
+        card=CardSnapshot(brand="mastercard", fingerprint="fp_1"),
+    )
+    planner = RetryPlanner(history)
+    decision = await planner.recheck(
+        follower, RetryPolicyConfig(strategy="smart", window=timedelta(days=14)), probe_at + H
+    )
+    assert decision is not None and decision.retry_at is not None, decision
+    assert decision.retry_at >= probe_at + 4 * D, (
+        f"follower re-planned at {decision.retry_at}, {decision.retry_at - probe_at} after the card's MAC 27 decline; "
+        f"reason: {decision.reason}"
+    )
