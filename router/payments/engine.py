@@ -99,11 +99,14 @@ class Engine:
             held = await self.retry.recheck(payment, policy, now, table.config.network_limits)
             if held is not None:
                 return Attempted(await self._hold(payment, held, now))
-        elif payment.status == Status.PENDING:
-            # A first try is a declined authorization too if it fails: the card's decline caps hold it.
+        closed: str | None = None
+        if payment.status == Status.PENDING:
+            # A first try is a declined authorization too if it fails: the card's decline caps hold it, and a card
+            # declined for good on another payment is not tried at all (the networks count and charge the try).
             first = await self.retry.first_try_at(payment, now, table.config.network_limits)
             if first > now:
                 return Attempted(await self._hold_first(payment, first, new))
+            closed = await self.retry.card_closed(payment, now)
         method = (
             new.method
             if new is not None and new.method is not None
@@ -143,6 +146,10 @@ class Engine:
             )
         ]
         run.shown = ev.snapshot(events[0])
+        if closed is not None:
+            log.warning("payment %s not sent: %s", payment.id, closed)
+            processing = await self._first_write(processing, payment.version, new, events=events, lease_until=lease)
+            return await self.finish(processing, None, None, run, fail_with=FailureReason.REJECTED_BY_PARTNER.value)
         if not candidates:
             log.warning("payment %s: no processor available on route %s (%s)", payment.id, plan.route, run.skipped)
             processing = await self._first_write(processing, payment.version, new, events=events, lease_until=lease)

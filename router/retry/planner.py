@@ -63,6 +63,9 @@ EVIDENCE_LOOKBACK = timedelta(days=120)
 EVIDENCE_LIMIT = 80
 # How many of a card's newest attempts a new payment's first try reads for its decline caps.
 FIRST_TRY_LOOKBACK = 200
+# How many of a card's newest answers a new payment reads for a decline that closed the card: after one, the card's
+# payments are neither sent nor retried, so it is among the newest few unless many were in flight together.
+CLOSED_LOOKBACK = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,19 +208,35 @@ class RetryPlanner:
             return RetryDecision(None, "exceeded_retry_window", strategy, payment.last_decline_class)
         return RetryDecision(at, None, strategy, payment.last_decline_class, reason="held by the card's network caps")
 
+    async def card_closed(self, payment: Payment, now: datetime) -> str | None:
+        """Why a new payment's card may not be tried at all: another of its payments was declined for good within
+        the networks' 30 days (lost, stolen, closed account, revoked, Mastercard advice 03/21: Visa's category 1,
+        where any reattempt on the card is counted and charged for) and the card was approved nowhere since. An
+        expired card is not closed: the same number lives on with a new expiry date."""
+        return await self._closed_by_another(payment, now - caps.LONGEST_WINDOW, CLOSED_LOOKBACK, renewable=False)
+
     async def _card_never_again(self, payment: Payment, now: datetime) -> str | None:
         """Why the card may never be retried, when another of its payments was declined for good (lost, stolen,
         closed, Mastercard advice 03/21) within the networks' window before this one's first decline, or since,
         and the card was approved nowhere after it: a card the networks forbid retrying is so for every payment on
         it (DESIGN.md section 6), not only the one that heard it, and whichever heard it first."""
+        since = (payment.first_declined_at or now) - caps.LONGEST_WINDOW
+        return await self._closed_by_another(payment, since, EVIDENCE_LIMIT)
+
+    async def _closed_by_another(
+        self, payment: Payment, since: datetime, limit: int, *, renewable: bool = True
+    ) -> str | None:
+        """Another payment's hard decline of the card since `since` (among its newest `limit` answers) with no
+        approval of it after (`renewable`: counting those a new card under the same number cures, an expiry)."""
         fingerprint = payment.card.fingerprint
         if self.evidence is None or not fingerprint:
             return None
-        since = (payment.first_declined_at or now) - caps.LONGEST_WINDOW
-        for r in await self.evidence.card_history(fingerprint, None, since, EVIDENCE_LIMIT):  # newest first
-            if r.outcome == OutcomeKind.APPROVED.value and r.payment_id != payment.id:
+        for r in await self.evidence.card_history(fingerprint, None, since, limit):  # newest first
+            if r.payment_id == payment.id:
+                continue
+            if r.outcome == OutcomeKind.APPROVED.value:
                 return None  # approved since: the card lives (a new card under the same number, say)
-            if r.payment_id != payment.id and _final(r):
+            if _final(r) and (renewable or (r.decline_code or "") not in _RENEWABLE):
                 return f"the card was declined for good on {r.payment_id} ({r.decline_code or r.outcome})"
         return None
 
@@ -323,6 +342,10 @@ class RetryPlanner:
 
 def _evidence_of(history: object) -> EvidenceSource | None:
     return history if isinstance(history, EvidenceSource) else None
+
+
+# Hard declines a new card under the same number cures (a new expiry date), or that test cards give on purpose.
+_RENEWABLE = frozenset({"expired_card", "testmode_decline"})
 
 
 def _final(r: LearnedAttempt) -> bool:

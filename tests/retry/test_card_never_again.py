@@ -118,3 +118,36 @@ async def test_retry_after_earlier_stolen_on_other_payment(tmp_path: Path) -> No
     assert len(calls_for(token)) <= 2, (
         f"{len(calls_for(token)) - 2} retries of a card declined as stolen; A is {p['status']}/{p['failure_reason']}"
     )
+
+
+async def test_new_payment_on_a_card_the_cardholder_canceled_is_not_sent(tmp_path: Path) -> None:
+    """Mastercard advice 21 (the cardholder stopped recurring payments) a day ago: a new payment on the card fails
+    at once, rejected_by_partner, with no authorization sent (Mastercard charges for each one within 30 days)."""
+    router = await open_router(tmp_path, config(scheduled("1d", 5, "14d")))
+    clock = await router.create_test_clock(START)
+    token = "pm_card_mastercard_canceled"
+    script(token, soft("do_not_honor", "05", mac="21"), soft("do_not_honor", "05", mac="21"))
+    a = await router.create_payment(body(token, clock["id"]))
+    await run_until(router, clock["id"], D)
+    b = await router.create_payment(body(token, clock["id"]))
+    await run_until(router, clock["id"], D)
+    got = [await router.get_payment(p["id"]) for p in (a, b)]
+    await router.close()
+    assert [(p["status"], p["failure_reason"]) for p in got] == [("failed", "rejected_by_partner")] * 2
+    assert len(calls_for(token)) == 1
+
+
+async def test_new_payment_after_an_expiry_is_sent(tmp_path: Path) -> None:
+    """An expired card lives on under its number with a new date: a new payment on it is sent."""
+    router = await open_router(tmp_path, config(scheduled("1d", 5, "14d")))
+    clock = await router.create_test_clock(START)
+    token = "pm_card_visa_expired_then_renewed"
+    script(token, hard("expired_card", "54"))
+    first = await router.create_payment(body(token, clock["id"]))
+    await run_until(router, clock["id"], H)
+    late = await router.create_payment(body(token, clock["id"]))  # the script is spent: approved
+    await run_until(router, clock["id"], H)
+    got = [(await router.get_payment(p["id"]))["status"] for p in (first, late)]
+    await router.close()
+    assert got == ["failed", "succeeded"]
+    assert len(calls_for(token)) == 2

@@ -269,7 +269,7 @@ class Store(WebhookDeliveries):
             "payments_since_us": to_us(since - CARD_HISTORY_PAYMENT_MARGIN),
             "limit": limit,
         }
-        rows = await self._fetch(s.CARD_HISTORY, params)
+        rows = await self._fetch(s.CARD_HISTORY if customer else s.CARD_HISTORY_BY_CARD, params)
         return [settled_attempt(r[0], r[1], r[2], r[3], r[4], _json_list(r[5])) for r in rows]
 
     # -- the ops console -------------------------------------------------------------------------------------

@@ -159,6 +159,14 @@ CARD_HISTORY = Q(
     " OR payment_id IN (SELECT id FROM payments WHERE customer = :customer AND created_us >= :payments_since_us))"
     " ORDER BY created_us DESC, {seq} DESC LIMIT :limit"
 )
+# The same for one card alone (no customer): walked down the card's index and stopped at the limit, where the OR
+# with the customer's payments made SQLite read every attempt of the card in the period.
+CARD_HISTORY_BY_CARD = Q(
+    "SELECT id, payment_id, created_us, processor, outcome,"
+    " {json:data:route,attempt_number,decline_code,network_decline_code,network_advice_code,advice_code}"
+    " FROM attempts WHERE card_fingerprint = :fingerprint AND created_us >= :since_us AND state = 'settled'"
+    " ORDER BY card_fingerprint DESC, created_us DESC, {seq} DESC LIMIT :limit"
+)
 
 # -- the ops console ---------------------------------------------------------------------------------------------
 # Settled attempts of one account and mode counted per time bucket, processor, route and card segment: a few

@@ -1,11 +1,12 @@
-"""A smart follower re-planned after its card's probe declined drops the probe's Mastercard retry-after advice."""
+"""What the planner reads from the card's other payments: a probe's retry-after advice holds for its followers,
+and a stolen card is closed to new payments until it is approved again."""
 
 from datetime import timedelta
 
 from router.config.schema import RetryPolicyConfig
 from router.model.records import CardSnapshot
 from router.retry import RetryPlanner
-from tests.retry.planning import GENERIC, T0, MemoryHistory, payment, with_mac
+from tests.retry.planning import APPROVED, GENERIC, STOLEN, T0, MemoryHistory, payment, with_mac
 
 D = timedelta(days=1)
 H = timedelta(hours=1)
@@ -33,3 +34,15 @@ async def test_follower_replanned_inside_probe_mac_27_floor() -> None:
         f"follower re-planned at {decision.retry_at}, {decision.retry_at - probe_at} after the card's MAC 27 decline; "
         f"reason: {decision.reason}"
     )
+
+
+async def test_card_closed_until_the_card_is_approved_again() -> None:
+    """A new payment's card is closed by another payment's stolen decline, and open again once approved since."""
+    history = MemoryHistory()
+    history.add("osp_stolen", T0, STOLEN)
+    fresh = payment(0, status="pending", first_declined_at=None, card=CardSnapshot(brand="visa", fingerprint="fp_1"))
+    planner = RetryPlanner(history)
+    closed = await planner.card_closed(fresh, T0 + H)
+    history.add("osp_later", T0 + 2 * H, APPROVED)
+    assert closed is not None and "osp_stolen" in closed
+    assert await planner.card_closed(fresh, T0 + 3 * H) is None
