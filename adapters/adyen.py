@@ -73,47 +73,50 @@ RECURRING_MODEL: Mapping[Cadence, str] = {
     Cadence.UNSCHEDULED: "UnscheduledCardOnFile",
 }
 
-# Adyen refusalReasonCode -> Stripe decline code; None: generic, read the acquirer's raw ISO code instead.
-REFUSAL_REASONS: Mapping[str, str | None] = {
-    "2": None,  # Refused
-    "3": "call_issuer",  # Referral
-    "4": "processing_error",  # Acquirer Error
-    "5": "restricted_card",  # Blocked Card
-    "6": "expired_card",  # Expired Card
-    "7": "invalid_amount",  # Invalid Amount
-    "8": "incorrect_number",  # Invalid Card Number
-    "9": "issuer_not_available",  # Issuer Unavailable
-    "10": "card_not_supported",  # Not supported
-    "11": "authentication_required",  # 3D Not Authenticated
-    "12": "insufficient_funds",  # Not enough balance
-    "14": "fraudulent",  # Acquirer Fraud
-    "15": "generic_decline",  # Cancelled
-    "16": "generic_decline",  # Shopper Cancelled
-    "17": "incorrect_pin",  # Invalid Pin
-    "18": "pin_try_exceeded",  # Pin tries exceeded
-    "19": "processing_error",  # Pin validation not possible
-    "20": "fraudulent",  # FRAUD
-    "21": "processing_error",  # Not Submitted
-    "22": "fraudulent",  # FRAUD-CANCELLED
-    "23": "transaction_not_allowed",  # Transaction Not Permitted
-    "24": "incorrect_cvc",  # CVC Declined
-    "25": "restricted_card",  # Restricted Card
-    "26": "revocation_of_authorization",  # Revocation Of Auth
-    "27": None,  # Declined Non Generic
-    "28": "card_velocity_exceeded",  # Withdrawal amount exceeded
-    "29": "withdrawal_count_limit_exceeded",  # Withdrawal count exceeded
-    "31": "fraudulent",  # Issuer Suspected Fraud
-    "32": "incorrect_zip",  # AVS Declined
-    "33": "online_or_offline_pin_required",  # Card requires online pin
-    "34": "invalid_account",  # No checking account available on Card
-    "35": "invalid_account",  # No savings account available on Card
-    "36": "authentication_required",  # Mobile pin required
-    "37": "authentication_required",  # Contactless fallback
-    "38": "authentication_required",  # Authentication required
-    "39": "authentication_required",  # RReq not received from DS
-    "42": "authentication_required",  # 3DS Authentication Error
-    "46": "do_not_try_again",  # Transaction blocked by Adyen to prevent excessive retry fees
+# Adyen refusalReasonCode -> (its refusalReason text, which webhooks carry as `reason`; the Stripe decline code, or
+# None: generic, read the acquirer's raw ISO code instead).
+_REFUSALS: Mapping[str, tuple[str, str | None]] = {
+    "2": ("Refused", None),
+    "3": ("Referral", "call_issuer"),
+    "4": ("Acquirer Error", "processing_error"),
+    "5": ("Blocked Card", "restricted_card"),
+    "6": ("Expired Card", "expired_card"),
+    "7": ("Invalid Amount", "invalid_amount"),
+    "8": ("Invalid Card Number", "incorrect_number"),
+    "9": ("Issuer Unavailable", "issuer_not_available"),
+    "10": ("Not supported", "card_not_supported"),
+    "11": ("3D Not Authenticated", "authentication_required"),
+    "12": ("Not enough balance", "insufficient_funds"),
+    "14": ("Acquirer Fraud", "fraudulent"),
+    "15": ("Cancelled", "generic_decline"),
+    "16": ("Shopper Cancelled", "generic_decline"),
+    "17": ("Invalid Pin", "incorrect_pin"),
+    "18": ("Pin tries exceeded", "pin_try_exceeded"),
+    "19": ("Pin validation not possible", "processing_error"),
+    "20": ("FRAUD", "fraudulent"),
+    "21": ("Not Submitted", "processing_error"),
+    "22": ("FRAUD-CANCELLED", "fraudulent"),
+    "23": ("Transaction Not Permitted", "transaction_not_allowed"),
+    "24": ("CVC Declined", "incorrect_cvc"),
+    "25": ("Restricted Card", "restricted_card"),
+    "26": ("Revocation Of Auth", "revocation_of_authorization"),
+    "27": ("Declined Non Generic", None),
+    "28": ("Withdrawal amount exceeded", "card_velocity_exceeded"),
+    "29": ("Withdrawal count exceeded", "withdrawal_count_limit_exceeded"),
+    "31": ("Issuer Suspected Fraud", "fraudulent"),
+    "32": ("AVS Declined", "incorrect_zip"),
+    "33": ("Card requires online pin", "online_or_offline_pin_required"),
+    "34": ("No checking account available on Card", "invalid_account"),
+    "35": ("No savings account available on Card", "invalid_account"),
+    "36": ("Mobile pin required", "authentication_required"),
+    "37": ("Contactless fallback", "authentication_required"),
+    "38": ("Authentication required", "authentication_required"),
+    "39": ("RReq not received from DS", "authentication_required"),
+    "42": ("3DS Authentication Error", "authentication_required"),
+    "46": ("Transaction blocked by Adyen to prevent excessive retry fees", "do_not_try_again"),
 }
+REFUSAL_REASONS: Mapping[str, str | None] = {code: decline for code, (_, decline) in _REFUSALS.items()}
+REFUSAL_CODE_OF_TEXT: Mapping[str, str] = {text.lower(): code for code, (text, _) in _REFUSALS.items()}
 
 # Where Adyen's decimals differ from ISO 4217 (docs.adyen.com/development-resources/currency-codes, "differs from
 # standard"): CLP and ISK take two decimals, CVE and IDR none.
@@ -262,16 +265,12 @@ class NotificationItem(_Wire):
                 raw_code="AUTHORISATION",
                 raw_message="approved (webhook)",
             )
-        raw_iso = _leading(self.reason)
-        decline = from_iso(raw_iso)
-        return Outcome(
-            classify(decline),
-            processor_reference=self.psp_reference,
-            decline_code=decline,
-            network_decline_code=raw_iso or iso_for(decline),
-            raw_code="AUTHORISATION",
-            raw_message=self.reason,
-        )
+        # The webhook's `reason` is the refusal reason's text ("Expired Card"), not its code.
+        code = REFUSAL_CODE_OF_TEXT.get((self.reason or "").strip().lower())
+        extra = dict(self.additional_data)
+        if code is None and "refusalReasonRaw" not in extra and _leading(self.reason):
+            extra["refusalReasonRaw"] = self.reason or ""  # a raw acquirer code given as the reason ("05 : ...")
+        return _declined(code, extra, self.psp_reference, self.reason, "AUTHORISATION")
 
 
 class NotificationWrapper(_Wire):
@@ -325,22 +324,29 @@ def _card(extra: Mapping[str, str]) -> CardInfo | None:
     return CardInfo(brand=brand, country=extra.get("cardIssuingCountry"), funding=funding)
 
 
-def _refused(resp: PaymentResponse) -> Outcome:
-    extra = resp.additional_data
+def _declined(
+    code: str | None, extra: Mapping[str, str], psp_reference: str | None, message: str | None, raw_code: str | None
+) -> Outcome:
+    """A refusal, from Adyen's refusal reason code and the acquirer's raw ISO code and Mastercard advice (when the
+    account returns them in additionalData): the same reading for `/payments`' answer and for the webhook's."""
     raw_iso = _leading(extra.get("refusalReasonRaw"))
     advice = _leading(extra.get("merchantAdviceCode"))
-    code = resp.refusal_reason_code or ""
-    decline = REFUSAL_REASONS.get(code) or from_iso(raw_iso)
+    decline = REFUSAL_REASONS.get(code or "") or from_iso(raw_iso)
     return Outcome(
         classify(decline, network_advice_code=advice),
-        processor_reference=resp.psp_reference,
+        processor_reference=psp_reference,
         decline_code=decline,
         network_decline_code=raw_iso or iso_for(decline),
         network_advice_code=advice,
-        raw_code=code or None,
-        raw_message=resp.refusal_reason,
+        raw_code=raw_code,
+        raw_message=message,
         card=_card(extra),
     )
+
+
+def _refused(resp: PaymentResponse) -> Outcome:
+    code = resp.refusal_reason_code
+    return _declined(code, resp.additional_data, resp.psp_reference, resp.refusal_reason, code or None)
 
 
 def from_wire(status: int, body: Any) -> Outcome:
@@ -484,13 +490,17 @@ class AdyenAdapter:
         """Read one of Adyen's standard webhooks: each AUTHORISATION of this merchant account, as a notice for the
         attempt it answers (our attempt id is its merchantReference), for the router to keep.
 
-        Raises ValueError for a body that is not a notification or whose HMAC signature does not check out (with
-        `hmac_key` configured): an unsigned claim that a payment was authorised must not move money records.
+        Raises ValueError for a body that is not a notification, when no `hmac_key` is configured, or when its HMAC
+        signature does not check out: an unsigned claim about a payment must not move money records.
         """
         settled: list[Notice] = []
         for wrapper in Notification.model_validate(body).notification_items:
             item = wrapper.item
-            if self.options.hmac_key is not None and not item.signed_with(self.options.hmac_key.get_secret_value()):
+            if self.options.hmac_key is None:
+                # Unsigned, a forged decline would let a charged payment be retried elsewhere, a forged approval
+                # mark one paid that was not: nothing is taken on trust.
+                raise ValueError(f"{self.name}: no hmac_key configured, so no notification can be checked: refused")
+            if not item.signed_with(self.options.hmac_key.get_secret_value()):
                 raise ValueError(f"{self.name}: notification for {item.merchant_reference} has a bad signature")
             if item.event_code != "AUTHORISATION" or item.merchant_account_code != self.options.merchant_account:
                 continue

@@ -48,7 +48,7 @@ from adapters.base import (
     credentials_for,
     no_credentials,
 )
-from adapters.declines import classify, iso_for
+from adapters.declines import classify, from_iso, iso_for
 from adapters.http import HttpTransport, http_error, settle
 from adapters.scrub import scrub as scrub_text
 
@@ -109,8 +109,10 @@ RESPONSE_CODES: Mapping[str, str] = {
     "20152": "authentication_required",
     "20153": "processing_error",
     "20154": "authentication_required",
-    "20179": "do_not_try_again",
-    "20182": "do_not_try_again",
+    # Mastercard's Lifecycle and Policy declines: soft in Checkout.com's 20xxx range; the merchant advice code beside
+    # them says whether never (03, 21) or when (24-30).
+    "20179": "generic_decline",
+    "20182": "generic_decline",
     "20183": "fraudulent",
     "30004": "pickup_card",
     "30007": "pickup_card",
@@ -305,14 +307,22 @@ def _from_payment(pay: PaymentResponse) -> Outcome:
             raw_message=pay.response_summary or f"payment in status {pay.status}",
             ambiguous=answer is not Answer.REFUSED,
         )
-    decline = decline_for(pay.response_code)
     raw = processing.partner_response_code
+    raw_iso = raw if raw and len(raw) == 2 else None
     advice = processing.partner_merchant_advice_code
+    decline = decline_for(pay.response_code)
+    if raw_iso is not None:
+        # The issuer's own code decides where Checkout.com's says less: a payment read back by id or reference
+        # carries no response_code at all, and a revocation (R0/R1/R3) or a stolen card can come under a soft one.
+        issuer = from_iso(raw_iso)
+        hard = OutcomeKind.HARD_DECLINE
+        if pay.response_code is None or (classify(issuer) is hard and classify(decline) is not hard):
+            decline = issuer
     return Outcome(
         classify(decline, network_advice_code=advice),
         processor_reference=pay.id,
         decline_code=decline,
-        network_decline_code=raw if raw and len(raw) == 2 else iso_for(decline),
+        network_decline_code=raw_iso or iso_for(decline),
         network_advice_code=advice,
         raw_code=pay.response_code,
         raw_message=pay.response_summary,

@@ -231,12 +231,13 @@ def settle(
 
 
 # A status an adapter's table does not name: a 5xx may come after the processor acted (a gateway or proxy lost its
-# answer), so it is unknown; a 4xx says the processor refused our request before processing it.
+# answer), and a success or redirect the adapter does not expect may be an authorization, so both are unknown; a
+# 4xx says the processor refused our request before processing it.
 def status_answer(status: int, answers: Mapping[int, Answer]) -> Answer:
     found = answers.get(status)
     if found is not None:
         return found
-    return Answer.UNKNOWN if status >= 500 else Answer.REFUSED
+    return Answer.REFUSED if 400 <= status < 500 else Answer.UNKNOWN
 
 
 def http_error(

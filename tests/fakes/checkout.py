@@ -231,13 +231,13 @@ class FakeCheckout(FakeProcessor):
         if request.headers.get("Authorization") != f"Bearer {self.secret_key}":
             return self._error(401)
         pay = self.payments.get(request.match_info["id"])
-        return json_response(pay) if pay is not None else web.Response(status=404)
+        return json_response(_details(pay)) if pay is not None else web.Response(status=404)
 
     async def list_payments(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.secret_key}":
             return self._error(401)
         reference = request.query.get("reference")
-        found = [p for p in self.payments.values() if p.get("reference") == reference]
+        found = [_details(p) for p in self.payments.values() if p.get("reference") == reference]
         return json_response({"limit": 10, "skip": 0, "total_count": len(found), "data": found})
 
     async def capture(self, request: web.Request) -> web.StreamResponse:
@@ -262,3 +262,12 @@ class FakeCheckout(FakeProcessor):
         self.actions.append({"payment": pay["id"], "status": target, **data})
         answer = {"action_id": self._next("act"), "reference": data.get("reference")}
         return self.remember(request.headers.get("Cko-Idempotency-Key"), body, json_response(answer, status=202))
+
+
+# What POST /payments answers and a payment read back does not carry (checkout-sdk-java GetPaymentResponse; the list
+# example of docs/payments/manage-payments/get-a-list-of-payments): the issuer's answer is in `processing` only.
+_NOT_READ_BACK = ("response_code", "response_summary", "auth_code")
+
+
+def _details(pay: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in pay.items() if k not in _NOT_READ_BACK}
