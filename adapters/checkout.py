@@ -425,7 +425,9 @@ class CheckoutAdapter:
             # A resend is not deduplicated after a 5xx: until the lag has passed, only asking again is safe.
             return None if lagged else NOT_YET
         outcome = settle(exchange, lambda _status, _body: _from_payment(found[0]))
-        return NOT_YET if outcome.kind.is_technical else outcome
+        if outcome.kind.is_technical and outcome.answer is not Answer.REFUSED:
+            return NOT_YET  # Pending, or a status we cannot read yet: ask again later
+        return outcome  # approved, declined, or final with nothing charged (Canceled, Voided, Expired)
 
     def scrub(self, transcript: str) -> str:
         return scrub_text(transcript)

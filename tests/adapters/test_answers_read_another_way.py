@@ -133,3 +133,18 @@ async def test_checkout_stolen_card_found_by_lookup_stays_hard(
     found = await checkout.lookup(LookupRequest("par_test_0001", "osp_test_0001", None))
     assert isinstance(found, Outcome)
     assert found.kind is OutcomeKind.HARD_DECLINE, (found.kind, found.decline_code, found.network_decline_code)
+
+
+@pytest.mark.parametrize("status", ["Canceled", "Expired", "Voided"])
+async def test_checkout_pending_payment_that_ended_uncharged_is_refused(
+    checkout: CheckoutAdapter, fake_checkout: FakeCheckout, status: str
+) -> None:
+    """A 202 Pending that Checkout.com later cancels or lets expire charged nothing: the lookup says so (it said
+    NOT_YET for good, and the payment stayed in processing)."""
+    fake_checkout.behave("pending")
+    first = await checkout.authorize(auth_request("checkout"))
+    assert first.answer is Answer.UNKNOWN
+    for pay in fake_checkout.payments.values():
+        pay["status"] = status
+    found = await checkout.lookup(LookupRequest("par_test_0001", "osp_test_0001", first.processor_reference))
+    assert isinstance(found, Outcome) and found.answer is Answer.REFUSED
