@@ -10,7 +10,7 @@ import pytest
 
 from adapters import checkout as cko
 from adapters.adyen import AdyenAdapter, NotificationItem
-from adapters.base import Answer, LookupRequest, Outcome, OutcomeKind
+from adapters.base import Answer, CancelRequest, LookupRequest, Outcome, OutcomeKind
 from adapters.checkout import CheckoutAdapter
 from tests.adapters.conftest import ADYEN_KEY, ADYEN_MERCHANT, CHECKOUT_KEY, auth_request, settings
 from tests.fakes.checkout import FakeCheckout
@@ -148,3 +148,15 @@ async def test_checkout_pending_payment_that_ended_uncharged_is_refused(
         pay["status"] = status
     found = await checkout.lookup(LookupRequest("par_test_0001", "osp_test_0001", first.processor_reference))
     assert isinstance(found, Outcome) and found.answer is Answer.REFUSED
+
+
+async def test_checkout_release_of_a_captured_payment_refunds_it(
+    checkout: CheckoutAdapter, fake_checkout: FakeCheckout
+) -> None:
+    """Every payment goes with capture: true; an approval found later and released (an orphan) is captured by
+    then, and Checkout.com answers its void 403 (docs/payments/manage-payments/void-a-payment): it is refunded."""
+    auth = await checkout.authorize(auth_request("checkout"))
+    assert auth.approved and auth.processor_reference
+    released = await checkout.cancel(CancelRequest("par_release_1", "osp_release_1", auth.processor_reference))
+    assert released.approved
+    assert [p["status"] for p in fake_checkout.payments.values()] == ["Refunded"]

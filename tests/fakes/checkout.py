@@ -1,5 +1,6 @@
-"""A fake Checkout.com payments API: `POST /payments` (201 authorized or declined, 202 pending), captures and
-voids (202), `GET /payments?reference=`, Bearer secret keys and `Cko-Idempotency-Key` replay (same key and
+"""A fake Checkout.com payments API: `POST /payments` (201 authorized or declined, 202 pending), captures,
+voids (of an authorization) and refunds (of a capture) (202; 403 on a payment in another status),
+`GET /payments?reference=`, Bearer secret keys and `Cko-Idempotency-Key` replay (same key and
 body: the first answer; another body: 409).
 
 Checkout.com publishes no OpenAPI document we can keep; requests are checked against the field names of its
@@ -22,6 +23,7 @@ from checkout_sdk.payments.payments import (  # type: ignore[import-untyped]
     PaymentRequest,
     PaymentRequestIdSource,
     PaymentType,
+    RefundRequest,
     VoidRequest,
 )
 
@@ -58,6 +60,7 @@ NESTED = {
 }
 CAPTURE_FIELDS = _fields(CaptureRequest)
 VOID_FIELDS = _fields(VoidRequest)
+REFUND_FIELDS = _fields(RefundRequest)
 PAYMENT_TYPES = {t.value for t in PaymentType}
 
 
@@ -98,6 +101,7 @@ class FakeCheckout(FakeProcessor):
             web.get("/payments/{id}", self.get_payment),
             web.post("/payments/{id}/captures", self.capture),
             web.post("/payments/{id}/voids", self.void),
+            web.post("/payments/{id}/refunds", self.refund),
         ]
 
     def _next(self, prefix: str) -> str:
@@ -245,6 +249,9 @@ class FakeCheckout(FakeProcessor):
 
     async def void(self, request: web.Request) -> web.StreamResponse:
         return await self._action(request, VOID_FIELDS, "Authorized", "Voided")
+
+    async def refund(self, request: web.Request) -> web.StreamResponse:
+        return await self._action(request, REFUND_FIELDS, "Captured", "Refunded")
 
     async def _action(self, request: web.Request, allowed: set[str], source: str, target: str) -> web.StreamResponse:
         early, data, body = await self._gate(request)
