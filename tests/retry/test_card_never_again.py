@@ -13,6 +13,13 @@ D = timedelta(days=1)
 H = timedelta(hours=1)
 
 
+async def open_manual(tmp_path: Path, clock: ManualClock) -> Router:
+    """A router on a manual clock (no test clock): payments fall due for its retry worker, `run_due`."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(config(scheduled("1d", 5, "14d")))
+    return await Router.open(path, store=f"sqlite:///{tmp_path / 'p.db'}", clock=clock, deliver_webhooks=False)
+
+
 def mk(token: str) -> dict[str, object]:
     return {
         "amount": {"value": 1999, "currency": "usd"},
@@ -40,37 +47,14 @@ async def test_hard_decline_on_other_payment_fails_this_one(tmp_path: Path) -> N
 async def test_retry_worker_ends_it_and_runs_the_others(tmp_path: Path) -> None:
     """The same through the retry worker (run_due): the card's payment fails, another card's retry goes."""
     clock = ManualClock(START)
-    path = tmp_path / "routing.yaml"
-    path.write_text(config(scheduled("1d", 5, "14d")))
-    router = await Router.open(path, store=f"sqlite:///{tmp_path / 'p.db'}", clock=clock, deliver_webhooks=False)
+    router = await open_manual(tmp_path, clock)
     token = "pm_card_visa_shared2"
     script(token, soft("do_not_honor", "05"), hard("stolen_card", "43"))
     script("pm_card_visa_other", soft("do_not_honor", "05"))
-    a = await router.create_payment(
-        {
-            "amount": {"value": 1999, "currency": "usd"},
-            "cadence": "recurring",
-            "customer": "cus_1",
-            "payment_method": token,
-        }
-    )
-    other = await router.create_payment(
-        {
-            "amount": {"value": 500, "currency": "usd"},
-            "cadence": "recurring",
-            "customer": "cus_9",
-            "payment_method": "pm_card_visa_other",
-        }
-    )
+    a = await router.create_payment(mk(token))
+    other = await router.create_payment(mk("pm_card_visa_other"))
     clock.advance(H)
-    await router.create_payment(
-        {
-            "amount": {"value": 1999, "currency": "usd"},
-            "cadence": "recurring",
-            "customer": "cus_1",
-            "payment_method": token,
-        }
-    )
+    await router.create_payment(mk(token))
     clock.advance(2 * D)
     await router.run_due()
     pa = await router.get_payment(a["id"])
@@ -82,9 +66,7 @@ async def test_retry_worker_ends_it_and_runs_the_others(tmp_path: Path) -> None:
 async def test_a_payment_due_after_it_is_not_starved(tmp_path: Path) -> None:
     """Passes of the retry worker over two hours: the payment due a minute after the ended one is retried."""
     clock = ManualClock(START)
-    path = tmp_path / "routing.yaml"
-    path.write_text(config(scheduled("1d", 5, "14d")))
-    router = await Router.open(path, store=f"sqlite:///{tmp_path / 'p.db'}", clock=clock, deliver_webhooks=False)
+    router = await open_manual(tmp_path, clock)
     token = "pm_card_visa_shared3"
     script(token, soft("do_not_honor", "05"), hard("stolen_card", "43"))
     script("pm_card_visa_other3", soft("do_not_honor", "05"))
