@@ -209,11 +209,13 @@ class RetryPlanner:
         return RetryDecision(at, None, strategy, payment.last_decline_class, reason="held by the card's network caps")
 
     async def card_closed(self, payment: Payment, now: datetime) -> str | None:
-        """Why a new payment's card may not be tried at all: another of its payments was declined for good within
-        the networks' 30 days (lost, stolen, closed account, revoked, Mastercard advice 03/21: Visa's category 1,
-        where any reattempt on the card is counted and charged for) and the card was approved nowhere since. An
-        expired card is not closed: the same number lives on with a new expiry date."""
-        return await self._closed_by_another(payment, now - caps.LONGEST_WINDOW, CLOSED_LOOKBACK, renewable=False)
+        """Why a new payment's card may not be tried at all: within the networks' 30 days another of its payments
+        was declined with an instruction against any further try (Mastercard advice 03 or 21, the cardholder's
+        revocation R0/R1/R3, an issuer's do_not_try_again), and the card was approved nowhere since: Mastercard
+        charges for each try after 03/21. A lost, stolen or expired card's decline ends that payment and the retries
+        of the card's others; a new payment is still sent and the issuer answers it (the card may be renewed under
+        its number)."""
+        return await self._closed_by_another(payment, now - caps.LONGEST_WINDOW, CLOSED_LOOKBACK, retries=False)
 
     async def _card_never_again(self, payment: Payment, now: datetime) -> str | None:
         """Why the card may never be retried, when another of its payments was declined for good (lost, stolen,
@@ -224,10 +226,10 @@ class RetryPlanner:
         return await self._closed_by_another(payment, since, EVIDENCE_LIMIT)
 
     async def _closed_by_another(
-        self, payment: Payment, since: datetime, limit: int, *, renewable: bool = True
+        self, payment: Payment, since: datetime, limit: int, *, retries: bool = True
     ) -> str | None:
-        """Another payment's hard decline of the card since `since` (among its newest `limit` answers) with no
-        approval of it after (`renewable`: counting those a new card under the same number cures, an expiry)."""
+        """Another payment's decline of the card since `since` (among its newest `limit` answers) with no approval
+        of it after: for `retries`, any hard one; for a new payment, one that instructs against any further try."""
         fingerprint = payment.card.fingerprint
         if self.evidence is None or not fingerprint:
             return None
@@ -236,7 +238,7 @@ class RetryPlanner:
                 continue
             if r.outcome == OutcomeKind.APPROVED.value:
                 return None  # approved since: the card lives (a new card under the same number, say)
-            if _final(r) and (renewable or (r.decline_code or "") not in _RENEWABLE):
+            if _final(r) if retries else _instructed(r):
                 return f"the card was declined for good on {r.payment_id} ({r.decline_code or r.outcome})"
         return None
 
@@ -344,8 +346,21 @@ def _evidence_of(history: object) -> EvidenceSource | None:
     return history if isinstance(history, EvidenceSource) else None
 
 
-# Hard declines a new card under the same number cures (a new expiry date), or that test cards give on purpose.
-_RENEWABLE = frozenset({"expired_card", "testmode_decline"})
+# Declines that instruct against any further try on the card by this merchant (router.retry.planner.card_closed).
+_INSTRUCTIONS = frozenset(
+    {"revocation_of_authorization", "revocation_of_all_authorizations", "stop_payment_order", "do_not_try_again"}
+)
+_INSTRUCTING_ADVICE = frozenset({"03", "21"})
+
+
+def _instructed(r: LearnedAttempt) -> bool:
+    """A decline carrying an instruction against any further try: Mastercard advice 03/21, a revocation, or an
+    issuer's do_not_try_again (as a decline code or as Stripe's advice code)."""
+    return (
+        (r.decline_code or "") in _INSTRUCTIONS
+        or (r.network_advice_code or "") in _INSTRUCTING_ADVICE
+        or r.advice_code == "do_not_try_again"
+    )
 
 
 def _final(r: LearnedAttempt) -> bool:

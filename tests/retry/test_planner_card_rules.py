@@ -1,5 +1,5 @@
 """What the planner reads from the card's other payments: a probe's retry-after advice holds for its followers,
-and a stolen card is closed to new payments until it is approved again."""
+and a card whose cardholder canceled is closed to new payments until it is approved again."""
 
 from datetime import timedelta
 
@@ -36,13 +36,16 @@ async def test_follower_replanned_inside_probe_mac_27_floor() -> None:
     )
 
 
-async def test_card_closed_until_the_card_is_approved_again() -> None:
-    """A new payment's card is closed by another payment's stolen decline, and open again once approved since."""
+async def test_card_closed_by_an_instruction_until_the_card_is_approved_again() -> None:
+    """A new payment's card is closed by another payment's Mastercard advice 21 (not by a stolen card's decline,
+    which the issuer answers again), and open again once approved since."""
     history = MemoryHistory()
-    history.add("osp_stolen", T0, STOLEN)
     fresh = payment(0, status="pending", first_declined_at=None, card=CardSnapshot(brand="visa", fingerprint="fp_1"))
     planner = RetryPlanner(history)
+    history.add("osp_stolen", T0 - H, STOLEN)
+    assert await planner.card_closed(fresh, T0) is None
+    history.add("osp_canceled", T0, with_mac("21"))
     closed = await planner.card_closed(fresh, T0 + H)
+    assert closed is not None and "osp_canceled" in closed
     history.add("osp_later", T0 + 2 * H, APPROVED)
-    assert closed is not None and "osp_stolen" in closed
     assert await planner.card_closed(fresh, T0 + 3 * H) is None
