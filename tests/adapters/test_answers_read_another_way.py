@@ -96,30 +96,20 @@ def test_adyen_unexpected_2xx_is_not_never_charged() -> None:
 
 
 # --- Checkout.com's soft/hard heeds the network's own advice and the issuer's raw code
-def test_checkout_mastercard_lifecycle_with_retry_advice_is_retryable() -> None:
-    pay = cko.PaymentResponse.model_validate(
-        {
-            "id": "pay_x",
-            "status": "Declined",
-            "approved": False,
-            "response_code": "20179",
-            "processing": {"partner_response_code": "79", "partner_merchant_advice_code": "24"},
-        }
-    )
-    assert cko._from_payment(pay).kind is OutcomeKind.SOFT_DECLINE  # MAC 24: retry after 1 hour
-
-
-def test_checkout_raw_revocation_code_is_hard() -> None:
-    pay = cko.PaymentResponse.model_validate(
-        {
-            "id": "pay_x",
-            "status": "Declined",
-            "approved": False,
-            "response_code": "20005",
-            "processing": {"partner_response_code": "R1"},
-        }
-    )
-    assert cko._from_payment(pay).kind is OutcomeKind.HARD_DECLINE
+@pytest.mark.parametrize(
+    ("response_code", "processing", "expected"),
+    [
+        # Mastercard Lifecycle with advice 24: retry after an hour, so soft
+        ("20179", {"partner_response_code": "79", "partner_merchant_advice_code": "24"}, OutcomeKind.SOFT_DECLINE),
+        # a revocation under a soft response code: hard
+        ("20005", {"partner_response_code": "R1"}, OutcomeKind.HARD_DECLINE),
+    ],
+)
+def test_checkout_decline_class_heeds_the_issuer(
+    response_code: str, processing: dict[str, str], expected: OutcomeKind
+) -> None:
+    body = {"id": "pay_x", "status": "Declined", "approved": False, "response_code": response_code}
+    assert cko.from_wire(201, {**body, "processing": processing}).kind is expected
 
 
 # --- a decline found by lookup (GET /payments/{id}, GET /payments?reference=) keeps its class
