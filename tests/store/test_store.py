@@ -977,6 +977,42 @@ async def test_payment_counts_are_taken_while_the_loop_keeps_serving(sqlite_stor
     assert counts == {(False, "succeeded"): 2, (False, "failed"): 1}
 
 
+async def test_a_read_while_the_writers_transaction_is_open_sees_only_what_is_committed(
+    sqlite_store: SQLiteStore,
+) -> None:
+    # Reads go through the writer's connection when no batch holds it (its page cache stays warm); while one does
+    # (a COMMIT on a thread, with synchronous=FULL), through the read connection, never into the open batch.
+    p = await created(sqlite_store, customer="cus_committed")
+    db = sqlite_store._writer.connection  # type: ignore[union-attr]
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("UPDATE payments SET data = json_set(data, '$.customer', 'cus_open_batch') WHERE id = ?", (p.id,))
+        seen = await sqlite_store.get_payment(p.id)
+        assert seen is not None and seen.customer == "cus_committed"
+    finally:
+        db.execute("ROLLBACK")
+    assert await sqlite_store.get_payment(p.id) == p
+
+
+async def test_a_new_database_file_has_small_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    # Every page a commit touches goes to the log whole: a new file is made with 2 KiB pages. A file made before
+    # keeps its 4 KiB pages (SQLite changes them only by a VACUUM) and serves as it did.
+    old = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(old)) as conn:
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("CREATE TABLE made_before (x INTEGER)")
+    for path, size in ((tmp_path / "new.db", 2048), (old, 4096)):
+        store = SQLiteStore(f"sqlite:///{path}")
+        await store.open()
+        try:
+            p = await created(store)
+            assert await store.get_payment(p.id) == p
+        finally:
+            await store.close()
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("PRAGMA page_size").fetchone() == (size,)
+
+
 async def test_the_event_purge_walks_the_age_index_not_the_table(sqlite_store: SQLiteStore) -> None:
     # SQLite's plan of the statement: PostgreSQL plans its own from the same index.
     db = sqlite_store._writer.connection  # type: ignore[union-attr]
