@@ -151,3 +151,27 @@ async def test_an_open_capture_is_asked_about_before_the_hold_expires_and_before
     await again.stop()
     assert retried["status"] == "succeeded"
     assert len(_capture_keys(again)) == 1
+
+
+async def test_advancing_a_test_clock_past_a_hold_whose_capture_is_unknown_ends_and_the_expiry_waits(
+    open_money: Opener, clock: ManualClock
+) -> None:
+    stripe = new_fake("stripe")
+    await stripe.start()
+    router = await open_money(config({"a": ("stripe", stripe.url)}), held_at({"a": "stripe"}))
+    sandbox = await router.create_test_clock(clock.now())
+    payment = await router.create_payment({**MANUAL, "test_clock": sandbox["id"]})
+    await router.advance_test_clock(sandbox["id"], clock.now())  # its first try, at its clock's time
+    assert (await router.get_payment(payment["id"]))["status"] == "requires_capture"
+    stripe.lose_answers = 2  # Stripe captures; its answer, and the same-key resend's, are lost
+    with pytest.raises(PayrouteError):
+        await router.capture_payment(payment["id"])
+    async with asyncio.timeout(30):  # a bound on a loop that never ended, not a measurement
+        await router.advance_test_clock(sandbox["id"], clock.now() + timedelta(days=8))
+    waiting = await router.get_payment(payment["id"])
+    assert waiting["status"] == "requires_capture", "the hold's expiry waits for the open capture's answer"
+    clock.advance(timedelta(minutes=2))  # the capture's guard lapses: the next advance asks Stripe
+    await router.advance_test_clock(sandbox["id"], clock.now() + timedelta(days=9))
+    final = await router.get_payment(payment["id"])
+    await stripe.stop()
+    assert (final["status"], final["failure_reason"]) == ("succeeded", None), "captured, never expired"
