@@ -26,8 +26,9 @@ requests a second (latency from each request's due time). Targets (issue 18): pa
 bare_sqlite peak; p99 < 10 ms at 500 req/s and < 25 ms at 1,000 req/s.
 
 The two cores are shared by the servers and the load: with two workers, three busy processes share two cores.
-Each row says how many cores the servers and the load used; `capacity_rps` is what the servers' CPU per request
-would allow on the cores the load left them (`cores busy` / `CPU per request`), the figure to compare workers by.
+Each row says how many cores the servers, the load and PostgreSQL's processes used; `capacity_rps` is what the
+servers' CPU per request would allow on the cores the load and the database left them (`cores busy` / `CPU per
+request`), the figure to compare workers by.
 
 `--before-tree DIR` also runs the single-process payroute server from another checkout (e.g. the commit before a
 change) in the same run and writes its rows to results/before/sidecar.json, which later runs show side by side.
@@ -212,6 +213,19 @@ class Server:
             self.process.wait()
 
 
+def database_cpu_seconds() -> float:
+    """User + system CPU of every PostgreSQL server process on the machine, from /proc: the database shares the
+    two cores with the servers and the load, and on PostgreSQL it is what the workers' scaling meets."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            name, rest = stat.read_text().split(" (", 1)[1].rsplit(")", 1)
+            if name == "postgres":
+                fields = rest.split()
+                total += int(fields[11]) + int(fields[12])
+    return total / _TICK
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -283,16 +297,17 @@ def measure(server: Server, job: dict[str, Any]) -> dict[str, Any]:
     assert load.stdout is not None
     started = load.stdout.readline()
     assert started.strip() == "measuring", started
-    before, t0 = server.cpu_seconds(), time.perf_counter()
+    before, db_before, t0 = server.cpu_seconds(), database_cpu_seconds(), time.perf_counter()
     out = load.stdout.read()
-    after, elapsed = server.cpu_seconds(), time.perf_counter() - t0
+    after, db_after, elapsed = server.cpu_seconds(), database_cpu_seconds(), time.perf_counter() - t0
     load.wait()
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     n = result["requests"]
     cpu = after - before
     result["server_cpu_us_per_request"] = round(cpu / n * 1e6, 1) if n else float("nan")
     result["server_cores_busy"] = round(cpu / elapsed, 2) if elapsed else float("nan")
-    spare = max(0.0, (os.cpu_count() or 1) - result["load_cores_busy"])
+    result["database_cores_busy"] = round((db_after - db_before) / elapsed, 2) if elapsed else float("nan")
+    spare = max(0.0, (os.cpu_count() or 1) - result["load_cores_busy"] - result["database_cores_busy"])
     result["capacity_rps"] = round(spare / (cpu / n)) if n and cpu else float("nan")
     return result
 
@@ -474,6 +489,7 @@ COLUMNS = (
     "server_cpu_us_per_request",
     "server_cores_busy",
     "load_cores_busy",
+    "database_cores_busy",
     "capacity_rps",
     "tries",
 )
@@ -512,6 +528,8 @@ def _scaling(results: dict[str, dict[str, Any]]) -> list[list[Any]]:
                     round(two["capacity_rps"] / one["capacity_rps"], 2),
                     two["server_cores_busy"],
                     two["load_cores_busy"],
+                    one["database_cores_busy"],
+                    two["database_cores_busy"],
                 ]
             )
     return rows
@@ -552,7 +570,7 @@ def cli() -> None:
     tables = [
         table(
             f"Sidecar creates: each server's peak ({args.concurrency} connections) and fixed rates; CPU per request"
-            " from /proc; capacity = (cores - the load's cores) / server CPU per request",
+            " from /proc; capacity = (cores - the load's - PostgreSQL's) / server CPU per request",
             ["run", *COLUMNS],
             _rows(results),
         ),
@@ -572,8 +590,8 @@ def cli() -> None:
     if scaling:
         tables.append(
             table(
-                "`payroute serve --workers 2` against 1 (peak; the load shares the 2 cores: capacity counts only the"
-                " cores it left)",
+                "`payroute serve --workers 2` against 1 (peak; the load and, on PostgreSQL, the database share the 2"
+                " cores: capacity counts only the cores they left)",
                 [
                     "store",
                     "rps x1",
@@ -584,6 +602,8 @@ def cli() -> None:
                     "capacity x2/x1",
                     "server cores x2",
                     "load cores x2",
+                    "database cores x1",
+                    "database cores x2",
                 ],
                 scaling,
             )
