@@ -35,6 +35,7 @@ from router.payments import calls
 from router.payments.attempt import Attempted, NewPayment, Pass
 from router.payments.current import LiveTable, payment_now, payment_record
 from router.payments.methods import NO_CREDENTIALS, PaymentMethods, credentials_for
+from router.payments.turns import CardTurns, Turn
 from router.retry import RetryDecision, RetryPlanner
 from router.retry.declines import DeclineClass, classify
 from router.routing.breakers import BreakerBoard
@@ -81,6 +82,7 @@ class Engine:
         self.methods = methods
         # Recent outcomes per route and processor, which success_rate routes order by.
         self.stats: StatsStore = stats if stats is not None else InMemoryStatsStore()
+        self.turns = CardTurns()
 
     # -- attempt ---------------------------------------------------------------------------------------------
     async def attempt(self, payment: Payment, *, new: NewPayment | None = None) -> Attempted:
@@ -91,6 +93,11 @@ class Engine:
         With `new.answer`, the final write also stores the response for that idempotency key.
         A payment whose processor's answer stays unknown after asking comes back still in `processing`, its
         attempt open: `recovery.reconcile()` asks again later, and nothing else is tried before the answer is known."""
+        # The card's caps are read here and kept by this attempt's first write: another attempt of the card waits.
+        async with self.turns.turn(payment.card.fingerprint) as turn:
+            return await self._attempt(payment, new, turn)
+
+    async def _attempt(self, payment: Payment, new: NewPayment | None, turn: Turn) -> Attempted:
         table = self.live.current  # in-flight attempts finish on the table they started with
         now = await payment_now(self.store, self.clock, payment)
         if payment.status == Status.PENDING_RETRY:
@@ -154,7 +161,7 @@ class Engine:
             log.warning("payment %s: no processor available on route %s (%s)", payment.id, plan.route, run.skipped)
             processing = await self._first_write(processing, payment.version, new, events=events, lease_until=lease)
             return await self.finish(processing, None, None, run, fail_with=self._no_method(run))
-        return await self.run(run, candidates, processing, payment.version, new, events, lease)
+        return await self.run(run, candidates, processing, payment.version, new, events, lease, turn=turn)
 
     async def run(
         self,
@@ -166,8 +173,10 @@ class Engine:
         pending_events: list[Event],
         lease: datetime,
         settled_previous: AttemptRecord | None = None,
+        turn: Turn | None = None,
     ) -> Attempted:
-        """Call the candidates in order until one answers for the card (see the module docstring)."""
+        """Call the candidates in order until one answers for the card (see the module docstring). `turn`: the
+        card's, given up once the first attempt is written down."""
         outcome: Outcome | None = None
         attempt: AttemptRecord | None = settled_previous
         cascaded = False  # a processor declined the card in this pass: what the others answer is not evidence
@@ -192,6 +201,8 @@ class Engine:
             except BaseException:
                 breaker.release()
                 raise
+            if turn is not None:
+                turn.release()
             new = None
             expected_version = current.version
             pending_events = []

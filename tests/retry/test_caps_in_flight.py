@@ -153,3 +153,42 @@ async def test_adapter_that_raised_is_asked_before_failing_over(tmp_path: Path) 
     await router.close()
     assert p["status"] == "succeeded"
     assert calls_for("pm_card_visa_raise") == []  # proc_b, the scripted one, saw nothing
+
+
+async def test_two_first_tries_of_one_card_sent_together_do_not_both_pass_a_cap_with_one_slot(tmp_path: Path) -> None:
+    """Two new payments of one Mastercard card created at the same moment, one decline left under its 24 h cap:
+    each read the card's declines before the other's attempt was written, so both went out and the card ended
+    one decline over. One is sent; the other waits for a slot."""
+    clock = ManualClock(START)
+    router = await open_router(tmp_path, MC, clock)
+    token = "pm_card_mastercard_together"
+    script(token, *[soft("do_not_honor", "05")] * 10)
+    await router.create_payment(body(token))  # decline 1 of 2
+    clock.advance(timedelta(minutes=1))
+    y, z = await asyncio.gather(
+        router.create_payment(body(token, "cus_2")), router.create_payment(body(token, "cus_3"))
+    )
+    await router.close()
+    assert len(calls_for(token)) == 2, "one of the two was sent, not both"
+    assert sorted((y["status"], z["status"])) == ["pending", "pending_retry"], (y["status"], z["status"])
+
+
+async def test_a_card_whose_attempt_waits_at_its_processor_holds_back_none_of_its_other_payments(
+    tmp_path: Path,
+) -> None:
+    """The card's turn ends once an attempt is written down, before its processor is called: another payment of
+    the card is checked against the caps (the one in flight counted) and sent while the first still waits."""
+    clock = ManualClock(START)
+    router = await open_router(tmp_path, MC, clock)
+    token = "pm_card_mastercard_slow"
+    script(token, soft("do_not_honor", "05"), soft("do_not_honor", "05"))
+    GATE[token], ENTERED[token] = asyncio.Event(), asyncio.Event()
+    waiting = asyncio.create_task(router.create_payment(body(token)))
+    await asyncio.wait_for(ENTERED[token].wait(), 5)  # at the processor, its answer held back
+    other = await asyncio.wait_for(router.create_payment(body(token, "cus_2")), 5)
+    assert not waiting.done()
+    GATE[token].set()
+    first = await waiting
+    await router.close()
+    assert (first["status"], other["status"]) == ("pending_retry", "pending_retry")
+    assert len(calls_for(token)) == 2

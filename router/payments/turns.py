@@ -1,0 +1,76 @@
+"""A card's turn: one attempt of a card at a time between reading its network caps and writing that attempt down.
+
+A cap is checked by reading the card's recent attempts and kept by the attempt's first write (`processing`, which
+every later read counts as a possible decline), before anything is sent. Two attempts of one card checked
+together both read the card as it was before either was written, and both went out: a decline over the cap
+(Mastercard charges for it). Each attempt holds its card's turn from that read to its first write, and lets it go
+before the processor is called, so a slow processor holds no other payment of the card. In this process only:
+replicas on one database each keep their own turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+
+
+class _Card:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0  # attempts holding or awaiting the turn; the card is forgotten when none is left
+
+
+class CardTurns:
+    def __init__(self) -> None:
+        self._cards: dict[str, _Card] = {}
+
+    def turn(self, fingerprint: str | None) -> Turn:
+        """The card's turn, to hold in `async with`; `Turn.release()` gives it up early. No fingerprint, no turn."""
+        return Turn(self, fingerprint)
+
+
+class Turn:
+    __slots__ = ("_card", "_held", "_turns")
+
+    def __init__(self, turns: CardTurns, card: str | None) -> None:
+        self._turns = turns
+        self._card = card
+        self._held = False
+
+    async def __aenter__(self) -> Turn:
+        card = self._card
+        if card is None:
+            return self
+        cards = self._turns._cards
+        entry = cards.get(card)
+        if entry is None:
+            entry = cards[card] = _Card()
+        entry.users += 1
+        try:
+            await entry.lock.acquire()
+        except BaseException:
+            self._leave(entry)
+            raise
+        self._held = True
+        return self
+
+    def release(self) -> None:
+        """Give the turn up (once; again is nothing): the attempt is written down."""
+        if not self._held or self._card is None:
+            return
+        self._held = False
+        entry = self._turns._cards[self._card]
+        entry.lock.release()
+        self._leave(entry)
+
+    def _leave(self, entry: _Card) -> None:
+        entry.users -= 1
+        if entry.users == 0 and self._card is not None:
+            del self._turns._cards[self._card]
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
