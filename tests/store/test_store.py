@@ -1013,13 +1013,27 @@ async def test_a_new_database_file_has_small_pages_and_an_old_one_keeps_its_own(
             assert conn.execute("PRAGMA page_size").fetchone() == (size,)
 
 
-async def test_the_event_purge_walks_the_age_index_not_the_table(sqlite_store: SQLiteStore) -> None:
-    # SQLite's plan of the statement: PostgreSQL plans its own from the same index.
+async def test_the_event_purge_walks_events_in_seq_order_without_a_sort(sqlite_store: SQLiteStore) -> None:
+    # SQLite's plan of the statement: from the first event by its primary key, never the whole table sorted.
     db = sqlite_store._writer.connection  # type: ignore[union-attr]
     sql, _ = statements.PURGE_EVENTS_FOR.compile(SQLITE)
     plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, {"before_us": 0, "urls": "[]", "limit": 10})]
-    assert any("USING INDEX events_created (created_us<?)" in step for step in plan), plan
-    assert not any(step.startswith("SCAN e") or "TEMP B-TREE" in step for step in plan), plan
+    assert "SEARCH e USING INTEGER PRIMARY KEY (rowid<?)" in plan, plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
+
+
+async def test_the_event_purge_stops_at_the_first_young_event_but_not_at_sandbox_time(store: Store) -> None:
+    # Events are stamped as they are written, so seq order is age order: the purge goes up to the first event young
+    # enough to keep. A payment on a test clock is stamped with its sandbox time, which says nothing of the age.
+    first = await created(store, created=OLD)
+    sandbox = await created(store, created=T0 + timedelta(days=30), test_clock="clock_ahead")
+    second = await created(store, created=OLD)
+    young = await created(store, created=T0)
+    late = await created(store, created=OLD)  # stamped before `young` by another clock, written after it
+    newest = await created(store, created=T0)
+    assert await store.purge_events(CUTOFF) == 2
+    left = [e.object_id for _, e in await store.list_outbox(0, 100)]
+    assert left == [sandbox.id, young.id, late.id, newest.id], [first.id, second.id]
 
 
 async def test_a_first_trys_read_of_the_card_walks_its_index_newest_first_without_a_sort(
