@@ -157,6 +157,7 @@ async def test_advancing_a_test_clock_past_a_hold_whose_capture_is_unknown_ends_
     open_money: Opener, clock: ManualClock
 ) -> None:
     stripe = new_fake("stripe")
+    assert isinstance(stripe, FakeStripe)
     await stripe.start()
     router = await open_money(config({"a": ("stripe", stripe.url)}), held_at({"a": "stripe"}))
     sandbox = await router.create_test_clock(clock.now())
