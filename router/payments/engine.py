@@ -93,8 +93,10 @@ class Engine:
         With `new.answer`, the final write also stores the response for that idempotency key.
         A payment whose processor's answer stays unknown after asking comes back still in `processing`, its
         attempt open: `recovery.reconcile()` asks again later, and nothing else is tried before the answer is known."""
-        # The card's caps are read here and kept by this attempt's first write: another attempt of the card waits.
-        async with self.turns.turn(payment.card.fingerprint) as turn:
+        # The card's caps are read here and kept by this attempt's first write: another such attempt of the card
+        # waits for it (router.payments.turns).
+        card = payment.card.fingerprint if self.retry.reads_caps(payment) else None
+        async with self.turns.turn(card) as turn:
             return await self._attempt(payment, new, turn)
 
     async def _attempt(self, payment: Payment, new: NewPayment | None, turn: Turn) -> Attempted:

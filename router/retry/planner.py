@@ -28,6 +28,7 @@ from typing import Protocol, runtime_checkable
 from adapters.base import Outcome, OutcomeKind
 from router.config.schema import NetworkLimits, RetryPolicyConfig
 from router.model.records import Payment
+from router.model.states import Status
 from router.retry import caps
 from router.retry.declines import Decline, DeclineClass, classify
 from router.retry.groups import CardAttempt, CardGroups, ProbeResult
@@ -305,6 +306,17 @@ class RetryPlanner:
     ) -> bool:
         """May the card be tried again right now (a cascade to another processor) within the network caps?"""
         return await self._within_caps(payment, now, limits, declined_at) == now
+
+    def reads_caps(self, payment: Payment) -> bool:
+        """Whether this payment's next attempt is checked against its card's network caps: a retry under any cap of
+        its brand, a first try under a cap that counts declines (Mastercard's). Such attempts of one card take
+        turns (router.payments.turns); a Visa card's first tries, which no cap counts, do not wait for each other."""
+        if not payment.card.fingerprint:
+            return False
+        brand_caps = caps.caps_for(payment.card.brand)
+        if payment.status == Status.PENDING:
+            return any(c.counts == "declines" for c in brand_caps)
+        return bool(brand_caps)
 
     async def first_try_at(self, payment: Payment, now: datetime, limits: NetworkLimits | None = None) -> datetime:
         """When a new payment's first try may go: now, unless the card's decline caps (Mastercard: declined

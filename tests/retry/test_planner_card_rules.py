@@ -49,3 +49,18 @@ async def test_card_closed_by_an_instruction_until_the_card_is_approved_again() 
     assert closed is not None and "osp_canceled" in closed
     history.add("osp_later", T0 + 2 * H, APPROVED)
     assert await planner.card_closed(fresh, T0 + 3 * H) is None
+
+
+def test_which_attempts_are_checked_against_the_card_caps_and_so_take_turns() -> None:
+    """A retry under any cap of its brand, a first try only under one that counts declines (Mastercard's): a Visa
+    card's first tries, which no cap counts, do not wait for each other; a card with no fingerprint has no caps."""
+    planner = RetryPlanner(MemoryHistory())
+
+    def attempt(status: str, brand: str, fingerprint: str | None = "fp_1") -> bool:
+        card = CardSnapshot(brand=brand, fingerprint=fingerprint)
+        declined = T0 if status == "pending_retry" else None
+        return planner.reads_caps(payment(1, status=status, first_declined_at=declined, card=card))
+
+    assert attempt("pending", "mastercard") and attempt("pending_retry", "mastercard")
+    assert attempt("pending_retry", "visa") and not attempt("pending", "visa")
+    assert not attempt("pending_retry", "amex") and not attempt("pending_retry", "mastercard", fingerprint=None)
