@@ -41,11 +41,11 @@ _READ_CHUNK = 2000
 # benchmarks, simulations) never reaches; a store that must hold more is a file.
 _MEMDB = "file:payroute?vfs=memdb"
 # The page size a new database file is made with (an existing one keeps its own until a VACUUM). A create written
-# alone commits some 35 pages to the log, one leaf of each B-tree it touches (payment, record, attempt and event
-# rows and their indexes), and every page goes to the log whole: at 2 KiB instead of SQLite's 4 KiB its COMMITs
-# cost a tenth less of a create's CPU one at a time (0.89x whole-process CPU, paired runs), no different with 32
-# in flight or in memory, and every row but the largest metadata still fits a leaf (2 KiB less 35 bytes).
-# At 1 KiB the rows overflow onto pages of their own, and it was slower than 4 KiB.
+# alone commits one leaf of each B-tree it touches to the log (payment, record, attempt and event rows and their
+# indexes), every page whole: 38 pages of 2 KiB instead of 35 of SQLite's 4 KiB. Whole-process CPU of creates one
+# at a time, paired runs against 4 KiB: 0.97x (median of 10; 0.89x in an earlier 6), no different with 32 in
+# flight or in memory; every row but the largest metadata still fits a leaf (2 KiB less 35 bytes). At 1 KiB the
+# rows overflow onto pages of their own, and it was slower than 4 KiB.
 _PAGE_SIZE = 2048
 # SQLite's primary result codes that say the database cannot take writes now, whatever was asked of it: a full
 # disk (or memdb's 1 GiB), an I/O error, a read-only or vanished file, no memory, another process holding the
