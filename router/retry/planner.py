@@ -234,6 +234,12 @@ class RetryPlanner:
         fingerprint = payment.card.fingerprint
         if self.evidence is None or not fingerprint:
             return None
+        # The card's newest answer first: most cards were approved last, which settles it on one row (every create
+        # asks this; the `limit` newest answers, each taken out of its record's JSON, were 7% of a create's CPU on
+        # a card paying again and again).
+        newest = await self.evidence.card_history(fingerprint, None, since, 1)
+        if not newest or (newest[0].payment_id != payment.id and newest[0].outcome == OutcomeKind.APPROVED.value):
+            return None
         for r in await self.evidence.card_history(fingerprint, None, since, limit):  # newest first
             if r.payment_id == payment.id:
                 continue
