@@ -182,65 +182,82 @@ class Engine:
         outcome: Outcome | None = None
         attempt: AttemptRecord | None = settled_previous
         cascaded = False  # a processor declined the card in this pass: what the others answer is not evidence
-        for index, cand in enumerate(candidates):
-            breaker = self.breakers.get(cand.name, cand.config.breaker.fail_max, cand.config.breaker.reset_timeout_s)
-            if not await breaker.acquire():  # with the other replicas' view when shared
-                SKIPPED.labels(cand.name, "breaker_open").inc()
-                run.skipped[cand.name] = "breaker_open"
-                continue
-            attempt = self._new_attempt(current, cand, run)
-            current = current.model_copy(update={"latest_payment_attempt_record": attempt.id})
-            # The previous settled attempt and this new `sent` one go down in one write, before the call.
-            try:
-                current = await self._first_write(
-                    current,
-                    expected_version,
-                    new,
-                    attempts=[a for a in (settled_previous, attempt) if a is not None],
-                    events=pending_events,
-                    lease_until=lease,
+        held = turn  # the card's turn while one is held: the first attempt's, then a cascade's
+        try:
+            for index, cand in enumerate(candidates):
+                breaker = self.breakers.get(
+                    cand.name, cand.config.breaker.fail_max, cand.config.breaker.reset_timeout_s
                 )
-            except BaseException:
-                breaker.release()
-                raise
-            if turn is not None:
-                turn.release()
-            new = None
-            expected_version = current.version
-            pending_events = []
-            settled_previous = None
-            nti = run.method.network_transaction_id
-            req = calls.build_request(attempt, current, run.now, run.credentials[cand.name], nti)
-            outcome = await calls.call(cand, req)
-            breaker.record(outcome.kind)
-            await breaker.share()
-            # Routing learns from what the call looked like (a slow processor is a bad one) before the lookup.
-            await self._learn(run.plan, cand, outcome, cascaded)
-            if outcome.answer is Meaning.UNKNOWN:
-                notice = await self.store.get_notice(attempt.id)
-                outcome = await calls.ask(cand, attempt, run.now, outcome, resend=req, notice=notice)
-            calls.observe(cand.name, outcome)
-            attempt = calls.settle(attempt, outcome, cand.adapter.scrub)
-            if outcome.answer is Meaning.UNKNOWN:
-                # The processor may have charged the card: never a second processor before it says it did not.
-                return await self._leave_open(current, attempt)
-            if outcome.request_invalid:
-                log.error("processor %s says our request was invalid: %s", cand.name, attempt.raw_message)
-            if outcome.approved:
+                if not await breaker.acquire():  # with the other replicas' view when shared
+                    SKIPPED.labels(cand.name, "breaker_open").inc()
+                    run.skipped[cand.name] = "breaker_open"
+                    continue
+                attempt = self._new_attempt(current, cand, run)
+                current = current.model_copy(update={"latest_payment_attempt_record": attempt.id})
+                # The previous settled attempt and this new `sent` one go down in one write, before the call.
+                try:
+                    current = await self._first_write(
+                        current,
+                        expected_version,
+                        new,
+                        attempts=[a for a in (settled_previous, attempt) if a is not None],
+                        events=pending_events,
+                        lease_until=lease,
+                    )
+                except BaseException:
+                    breaker.release()
+                    raise
+                if held is not None:
+                    held.release()
+                    held = None
+                new = None
+                expected_version = current.version
+                pending_events = []
+                settled_previous = None
+                nti = run.method.network_transaction_id
+                req = calls.build_request(attempt, current, run.now, run.credentials[cand.name], nti)
+                outcome = await calls.call(cand, req)
+                breaker.record(outcome.kind)
+                await breaker.share()
+                # Routing learns from what the call looked like (a slow processor is a bad one) before the lookup.
+                await self._learn(run.plan, cand, outcome, cascaded)
+                if outcome.answer is Meaning.UNKNOWN:
+                    notice = await self.store.get_notice(attempt.id)
+                    outcome = await calls.ask(cand, attempt, run.now, outcome, resend=req, notice=notice)
+                calls.observe(cand.name, outcome)
+                attempt = calls.settle(attempt, outcome, cand.adapter.scrub)
+                if outcome.answer is Meaning.UNKNOWN:
+                    # The processor may have charged the card: never a second processor before it says it did not.
+                    return await self._leave_open(current, attempt)
+                if outcome.request_invalid:
+                    log.error("processor %s says our request was invalid: %s", cand.name, attempt.raw_message)
+                if outcome.approved:
+                    break
+                more = index + 1 < len(candidates) and current.orchestration_enabled
+                if outcome.answer is Meaning.REFUSED and more:
+                    settled_previous = attempt
+                    continue
+                cascade = (
+                    outcome.kind is OutcomeKind.SOFT_DECLINE and (outcome.decline_code or "") in run.plan.cascade_on
+                )
+                if cascade and more:
+                    # A cascade is a reattempt of the card: its caps are read now and kept by the next attempt's
+                    # write, and another attempt of the card checked meanwhile waits for that write.
+                    held = self.turns.turn(current.card.fingerprint if self.retry.reads_caps(current) else None)
+                    await held.take()
+                    if await self._may_cascade(current, outcome, run.table, run.now):
+                        settled_previous = attempt
+                        cascaded = True
+                        continue
                 break
-            more = index + 1 < len(candidates) and current.orchestration_enabled
-            if outcome.answer is Meaning.REFUSED and more:
-                settled_previous = attempt
-                continue
-            cascade = outcome.kind is OutcomeKind.SOFT_DECLINE and (outcome.decline_code or "") in run.plan.cascade_on
-            if cascade and more and await self._may_cascade(current, outcome, run.table, run.now):
-                settled_previous = attempt
-                cascaded = True
-                continue
-            break
-        if outcome is None:
-            # Every breaker was open at the moment of calling: nothing was sent.
-            current = await self._first_write(current, expected_version, new, events=pending_events, lease_until=lease)
+            if outcome is None:
+                # Every breaker was open at the moment of calling: nothing was sent.
+                current = await self._first_write(
+                    current, expected_version, new, events=pending_events, lease_until=lease
+                )
+        finally:
+            if held is not None:
+                held.release()
         return await self.finish(current, attempt, outcome, run)
 
     async def _leave_open(self, p: Payment, attempt: AttemptRecord) -> Attempted:

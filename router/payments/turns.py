@@ -40,9 +40,14 @@ class Turn:
         self._held = False
 
     async def __aenter__(self) -> Turn:
+        await self.take()
+        return self
+
+    async def take(self) -> None:
+        """Wait for the card's turn and hold it (until `release()`)."""
         card = self._card
-        if card is None:
-            return self
+        if card is None or self._held:
+            return
         cards = self._turns._cards
         entry = cards.get(card)
         if entry is None:
@@ -54,7 +59,6 @@ class Turn:
             self._leave(entry)
             raise
         self._held = True
-        return self
 
     def release(self) -> None:
         """Give the turn up (once; again is nothing): the attempt is written down."""
