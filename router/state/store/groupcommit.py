@@ -94,6 +94,11 @@ class GroupCommitWriter:
             conn.execute("PRAGMA wal_autocheckpoint=0")
 
     @property
+    def commits_in_thread(self) -> bool:
+        """Whether a COMMIT runs on a thread, the loop going on meanwhile (synchronous=FULL on a file)."""
+        return self._commit_in_thread
+
+    @property
     def connection(self) -> sqlite3.Connection:
         if self._conn is None:
             raise WriterClosed("the SQLite writer is closed")
@@ -237,7 +242,7 @@ class GroupCommitWriter:
                 conn.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() + delay > deadline:
+                if not is_busy(exc) or time.monotonic() + delay > deadline:
                     raise
             await asyncio.sleep(delay)  # pacing the retry on a lock held elsewhere, not a measurement
             delay = min(delay * 2, 0.05)
@@ -298,7 +303,7 @@ class GroupCommitWriter:
         self._checkpoint_executor.shutdown(wait=True)
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
+def is_busy(exc: sqlite3.OperationalError) -> bool:
     # The primary result code: extended ones (SQLITE_BUSY_RECOVERY, …) are busy too.
     return (exc.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlparse
 from router.errors import StoreUnavailable
 from router.model.records import Event
 from router.state.store.dialect import SQLITE, Q
-from router.state.store.groupcommit import GroupCommitWriter
+from router.state.store.groupcommit import GroupCommitWriter, is_busy
 from router.state.store.runner import Params, Step, Tx
 from router.state.store.sql import Store
 
@@ -147,8 +147,10 @@ class SQLiteStore(Store):
     # -- running SQL -----------------------------------------------------------------------------------------
     def _read_connection(self) -> sqlite3.Connection:
         # On the loop's thread: a read of committed state, through the writer's connection whenever no batch holds
-        # a transaction open on it. A batch runs its writes without awaiting, so that is always, but while a COMMIT
-        # runs on a thread (synchronous=FULL); then a file database reads through its own read connection. The
+        # a transaction open on it. With the COMMIT on the loop's thread (synchronous=NORMAL, the default) a batch
+        # runs start to end without awaiting, so that is always; with the COMMIT on a thread (FULL) a file
+        # database reads through its own read connection: SQLite leaves the transaction as the COMMIT starts, and
+        # a read on the writer's connection would wait for the rest of it and its fsync, the loop with it. The
         # writer's is the one to read through: any other connection's page cache is thrown away at each commit it
         # did not make, and reads again from the file the index pages every create reads (a card's history, its
         # payment method).
@@ -156,12 +158,21 @@ class SQLiteStore(Store):
         if writer is None:
             raise StoreUnavailable()
         conn = writer.connection
-        if not conn.in_transaction or self._reader is None:  # in memory: only the writer's connection sees it
-            return conn
+        if self._reader is None or not (writer.commits_in_thread or conn.in_transaction):
+            return conn  # in memory: only the writer's connection sees the database
         return self._reader
 
     async def _fetch(self, q: Q, params: Params) -> list[Any]:
-        return self._read_connection().execute(q.compile(SQLITE)[0], params).fetchall()
+        sql = q.compile(SQLITE)[0]
+        conn = self._read_connection()
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            # The writer's connection waits for no lock (busy_timeout=0, so the loop never sleeps inside SQLite);
+            # a read that meets one (another process resetting the log) goes to the read connection, which waits.
+            if self._reader is None or conn is self._reader or not is_busy(exc):
+                raise
+            return self._reader.execute(sql, params).fetchall()
 
     async def _fetch_apart(self, q: Q, params: Params) -> list[Any]:
         if self._reader is None:  # in memory: only the writer's connection sees the database
