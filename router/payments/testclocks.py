@@ -52,12 +52,12 @@ class TestClocks:
         target = as_time(frozen_time, "frozen_time")
         if target < tc.frozen_time:
             raise invalid("frozen_time must not be earlier than the clock's current time.", "frozen_time")
-        # Due payments whose turn left them as they were: a hold whose capture's answer is still unknown (its expiry
-        # waits for that answer), one another worker holds. They stay due for the next advance or pass; run again
-        # here, the loop would never end.
-        unmoved: set[str] = set()
+        # Due payments whose turn left them as they were (id and version): a hold whose capture's answer is still
+        # unknown (its expiry waits for that answer), one another worker holds. They stay due for the next advance
+        # or pass; run again here, the loop would never end. One that something else moves meanwhile is run again.
+        unmoved: set[tuple[str, int]] = set()
         while True:
-            due = [p for p in await store.list_due_on_clock(clock_id, target) if p.id not in unmoved]
+            due = [p for p in await store.list_due_on_clock(clock_id, target) if (p.id, p.version) not in unmoved]
             if not due:
                 break
             when = min(_due_time(p) for p in due)
@@ -68,7 +68,7 @@ class TestClocks:
                     await self._run_due(p)
                     after = await store.get_payment(p.id)
                     if after is not None and after.version == p.version:
-                        unmoved.add(p.id)
+                        unmoved.add((p.id, p.version))
         tc = tc.model_copy(update={"frozen_time": target})
         await store.save_test_clock(tc)
         return render_test_clock(tc)
