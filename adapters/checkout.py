@@ -138,6 +138,10 @@ STATUS_ANSWERS: Mapping[str, Answer] = {
     "Captured": Answer.APPROVED,
     "Partially Captured": Answer.APPROVED,
     "Card Verified": Answer.APPROVED,
+    # Found by lookup after the money moved and was given back outside payroute: the authorization was approved.
+    "Partially Refunded": Answer.APPROVED,
+    "Refunded": Answer.APPROVED,
+    "Paid": Answer.APPROVED,
     "Declined": Answer.DECLINED,
     "Pending": Answer.UNKNOWN,
     "Retry Scheduled": Answer.UNKNOWN,

@@ -150,3 +150,19 @@ async def test_checkout_release_of_a_captured_payment_refunds_it(
     released = await checkout.cancel(CancelRequest("par_release_1", "osp_release_1", auth.processor_reference))
     assert released.approved
     assert [p["status"] for p in fake_checkout.payments.values()] == ["Refunded"]
+
+
+@pytest.mark.parametrize("status", ["Refunded", "Partially Refunded"])
+async def test_checkout_pending_payment_found_refunded_was_approved(
+    checkout: CheckoutAdapter, fake_checkout: FakeCheckout, status: str
+) -> None:
+    """A 202 Pending that was captured and then refunded outside payroute took the money first: the lookup says
+    approved (it said NOT_YET for good, and the payment stayed in processing)."""
+    fake_checkout.behave("pending")
+    first = await checkout.authorize(auth_request("checkout"))
+    assert first.answer is Answer.UNKNOWN
+    for pay in fake_checkout.payments.values():
+        fake_checkout.settle(pay["id"])  # authorized, then captured and given back
+        pay["status"] = status
+    found = await checkout.lookup(LookupRequest("par_test_0001", "osp_test_0001", first.processor_reference))
+    assert isinstance(found, Outcome) and found.answer is Answer.APPROVED, found
