@@ -197,8 +197,7 @@ class Server:
         total = 0
         for pid in [self.process.pid, *_children(self.process.pid)]:
             with contextlib.suppress(OSError, IndexError, ValueError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
+                total += _cpu_ticks(Path(f"/proc/{pid}/stat").read_text())[1]
         return total / _TICK
 
     def stop(self) -> None:
@@ -219,11 +218,17 @@ def database_cpu_seconds() -> float:
     total = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError, ValueError):
-            name, rest = stat.read_text().split(" (", 1)[1].rsplit(")", 1)
+            name, ticks = _cpu_ticks(stat.read_text())
             if name == "postgres":
-                fields = rest.split()
-                total += int(fields[11]) + int(fields[12])
+                total += ticks
     return total / _TICK
+
+
+def _cpu_ticks(stat: str) -> tuple[str, int]:
+    """(command name, user + system clock ticks) from a /proc/PID/stat line."""
+    name, rest = stat.split(" (", 1)[1].rsplit(")", 1)
+    fields = rest.split()
+    return name, int(fields[11]) + int(fields[12])
 
 
 def _children(pid: int) -> list[int]:

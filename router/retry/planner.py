@@ -314,15 +314,19 @@ class RetryPlanner:
         return await self._within_caps(payment, now, limits, declined_at) == now
 
     def reads_caps(self, payment: Payment) -> bool:
-        """Whether this payment's next attempt is checked against its card's network caps: a retry under any cap of
-        its brand, a first try under a cap that counts declines (Mastercard's). Such attempts of one card take
-        turns (router.payments.turns); a Visa card's first tries, which no cap counts, do not wait for each other."""
-        if not payment.card.fingerprint:
-            return False
+        """Whether this payment's next attempt is checked against its card's network caps. Such attempts of one
+        card take turns (router.payments.turns); a Visa card's first tries, which no cap counts, do not wait for
+        each other."""
+        return bool(self._caps_of(payment, first_try=payment.status == Status.PENDING))
+
+    def _caps_of(self, payment: Payment, *, first_try: bool) -> tuple[caps.Cap, ...]:
+        """The caps an attempt of this payment is checked against: a retry (or a cascade) every cap of its brand, a
+        first try those that count declines (Mastercard's; Visa counts reattempts, which a first try is not). None
+        without the card's fingerprint or a history to count in."""
+        if self.history is None or not payment.card.fingerprint:
+            return ()
         brand_caps = caps.caps_for(payment.card.brand)
-        if payment.status == Status.PENDING:
-            return any(c.counts == "declines" for c in brand_caps)
-        return bool(brand_caps)
+        return tuple(c for c in brand_caps if c.counts == "declines") if first_try else brand_caps
 
     async def first_try_at(self, payment: Payment, now: datetime, limits: NetworkLimits | None = None) -> datetime:
         """When a new payment's first try may go: now, unless the card's decline caps (Mastercard: declined
@@ -330,8 +334,7 @@ class RetryPlanner:
         slot frees, or in 30 days if a cap of zero never frees one. Visa's cap counts reattempts of a declined
         payment, which a new payment's first try is not."""
         fingerprint = payment.card.fingerprint
-        brand_caps = [c for c in caps.caps_for(payment.card.brand) if c.counts == "declines"]
-        if self.history is None or not fingerprint or not brand_caps:
+        if self.history is None or not fingerprint or not self._caps_of(payment, first_try=True):
             return now  # no query at all for a card whose brand counts no declines (Visa, Amex, unknown)
         limits = limits or self.limits
         # A bounded read: the card's newest FIRST_TRY_LOOKBACK attempts, not every one of 30 days (a card paying
@@ -350,7 +353,7 @@ class RetryPlanner:
         declined_at: datetime | None = None,
     ) -> datetime | None:
         fingerprint = payment.card.fingerprint
-        if self.history is None or not fingerprint or not caps.caps_for(payment.card.brand):
+        if self.history is None or not fingerprint or not self._caps_of(payment, first_try=False):
             return at
         since = min(at, declined_at or at) - caps.LOOKBACK
         activity = await self.history.card_activity(fingerprint, since)

@@ -8,9 +8,10 @@ import pytest
 
 from adapters import registry
 from adapters.base import AuthorizationRequest, Outcome, TokenCredentials
-from router import ManualClock, Router
+from router import ManualClock
 from tests.conftest import START
 from tests.retry.conftest import ScriptedAdapter, calls_for, script, soft
+from tests.retry.test_caps_in_flight import body, open_router
 
 TOGETHER: dict[str, list[asyncio.Event]] = {}
 
@@ -51,26 +52,11 @@ network_limits: {{mastercard_declines_24h: {cap}, mastercard_declines_30d: 100}}
 @pytest.mark.parametrize("cap", [3, 4])
 async def test_two_cascades_of_one_card_at_once_stay_within_its_decline_cap(tmp_path: Path, cap: int) -> None:
     # Both read the card before either cascade was written, and both went: one decline over a cap of 3.
-    (tmp_path / "routing.yaml").write_text(CASCADING.format(cap=cap))
-    router = await Router.open(
-        tmp_path / "routing.yaml",
-        store=f"sqlite:///{tmp_path / 'p.db'}",
-        clock=ManualClock(START),
-        deliver_webhooks=False,
-    )
+    router = await open_router(tmp_path, CASCADING.format(cap=cap), ManualClock(START))
     token = "pm_card_mastercard_cascades"
     script(token, *[soft("do_not_honor", "05")] * 10)
     TOGETHER[token] = []
-
-    def body(customer: str) -> dict[str, object]:
-        return {
-            "amount": {"value": 1999, "currency": "usd"},
-            "cadence": "recurring",
-            "customer": customer,
-            "payment_method": token,
-        }
-
-    await asyncio.gather(router.create_payment(body("cus_1")), router.create_payment(body("cus_2")))
+    await asyncio.gather(router.create_payment(body(token, "cus_1")), router.create_payment(body(token, "cus_2")))
     await router.close()
     sent = [c.processor for c in calls_for(token)]
     assert sorted(sent) == sorted(["proc_a", "proc_a", *["proc_b"] * (cap - 2)]), sent
