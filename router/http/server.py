@@ -37,7 +37,7 @@ from router.http.pagination import PageTokens
 from router.http.ratelimit import RateLimit, RateLimiter
 from router.http.sidecar import Sidecar
 from router.routing.reload import ConfigWatcher, install_sighup
-from router.state.store import in_one_process
+from router.state.store import in_one_process, open_store
 
 log = logging.getLogger("payroute.http")
 
@@ -105,7 +105,10 @@ async def serve(
         )
         await site.start()
         # Listening before the core is open: /healthz answers and /readyz says not ready while it opens.
-        router = await Router.open(options.config, options.store)
+        store = open_store(options.store)
+        # Workers on one port share the store: a card's turn is held in it, not only in this process.
+        store.shares_cards = store.shares_cards or options.reuse_port
+        router = await Router.open(options.config, store)
         sidecar.router = router
         # The config reloads on SIGHUP and when the file's content changes; a bad file is refused and logged.
         remove_sighup = install_sighup(router, loop)

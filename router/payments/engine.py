@@ -82,7 +82,7 @@ class Engine:
         self.methods = methods
         # Recent outcomes per route and processor, which success_rate routes order by.
         self.stats: StatsStore = stats if stats is not None else InMemoryStatsStore()
-        self.turns = CardTurns()
+        self.turns = CardTurns(store)
 
     # -- attempt ---------------------------------------------------------------------------------------------
     async def attempt(self, payment: Payment, *, new: NewPayment | None = None) -> Attempted:
@@ -208,7 +208,7 @@ class Engine:
                     breaker.release()
                     raise
                 if held is not None:
-                    held.release()
+                    await held.release()
                     held = None
                 new = None
                 expected_version = current.version
@@ -257,7 +257,7 @@ class Engine:
                 )
         finally:
             if held is not None:
-                held.release()
+                await held.release()
         return await self.finish(current, attempt, outcome, run)
 
     async def _leave_open(self, p: Payment, attempt: AttemptRecord) -> Attempted:

@@ -1,5 +1,6 @@
 """Attempts of one card made at the same moment keep its network caps: two payments whose first tries are declined
-together both cascade to the next processor only while the card's Mastercard decline cap has room for both."""
+together both cascade to the next processor only while the card's Mastercard decline cap has room for both, in one
+process and on two replicas sharing a PostgreSQL database."""
 
 import asyncio
 from pathlib import Path
@@ -8,10 +9,13 @@ import pytest
 
 from adapters import registry
 from adapters.base import AuthorizationRequest, Outcome, TokenCredentials
-from router import ManualClock
+from router import ManualClock, Router
+from tests.backends import pg_database, pg_schema_url
 from tests.conftest import START
 from tests.retry.conftest import ScriptedAdapter, calls_for, script, soft
 from tests.retry.test_caps_in_flight import body, open_router
+
+__all__ = ["pg_database", "pg_schema_url"]
 
 TOGETHER: dict[str, list[asyncio.Event]] = {}
 
@@ -58,5 +62,30 @@ async def test_two_cascades_of_one_card_at_once_stay_within_its_decline_cap(tmp_
     TOGETHER[token] = []
     await asyncio.gather(router.create_payment(body(token, "cus_1")), router.create_payment(body(token, "cus_2")))
     await router.close()
+    sent = [c.processor for c in calls_for(token)]
+    assert sorted(sent) == sorted(["proc_a", "proc_a", *["proc_b"] * (cap - 2)]), sent
+
+
+@pytest.mark.parametrize("cap", [3, 4])
+async def test_two_replicas_cascading_one_card_at_once_stay_within_its_decline_cap(
+    tmp_path: Path, pg_schema_url: str, cap: int
+) -> None:
+    # Each replica kept its turns in its own process: both read the card before either cascade was written.
+    path = tmp_path / "routing.yaml"
+    path.write_text(CASCADING.format(cap=cap))
+    replicas = [
+        await Router.open(path, store=pg_schema_url, clock=ManualClock(START), deliver_webhooks=False, owner=name)
+        for name in ("replica_a", "replica_b")
+    ]
+    token = "pm_card_mastercard_replicas"
+    script(token, *[soft("do_not_honor", "05")] * 10)
+    TOGETHER[token] = []
+    try:
+        await asyncio.gather(
+            replicas[0].create_payment(body(token, "cus_1")), replicas[1].create_payment(body(token, "cus_2"))
+        )
+    finally:
+        for r in replicas:
+            await r.close()
     sent = [c.processor for c in calls_for(token)]
     assert sorted(sent) == sorted(["proc_a", "proc_a", *["proc_b"] * (cap - 2)]), sent

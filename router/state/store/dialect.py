@@ -42,7 +42,8 @@ class Dialect:
     # An UPDATE rewrites the entries of every index on a column it names, changed or not (SQLite); PostgreSQL
     # compares the values and leaves unchanged entries alone.
     update_rewrites_named: bool
-    # Type names a shared migration may use as `{json}`, `{bytes}`, `{autoincrement}`.
+    # Words a shared migration may use that the two spell differently: `{json}`, `{bytes}`, `{autoincrement}`,
+    # `{unlogged}` (a table PostgreSQL need not log: leases).
     ddl: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -59,7 +60,7 @@ SQLITE = Dialect(
     json_array=lambda column, keys: f"json_extract({column}, {', '.join(repr('$.' + k) for k in keys)})",
     list_value=lambda values: json.dumps(list(values)),
     update_rewrites_named=True,
-    ddl={"json": "TEXT", "bytes": "BLOB", "autoincrement": "INTEGER PRIMARY KEY AUTOINCREMENT"},
+    ddl={"json": "TEXT", "bytes": "BLOB", "autoincrement": "INTEGER PRIMARY KEY AUTOINCREMENT", "unlogged": ""},
 )
 POSTGRES = Dialect(
     name="postgres",
@@ -70,7 +71,12 @@ POSTGRES = Dialect(
     json_array=lambda column, keys: f"jsonb_build_array({', '.join(_pg_path(column, k) for k in keys)})::text",
     list_value=list,
     update_rewrites_named=False,
-    ddl={"json": "JSONB", "bytes": "BYTEA", "autoincrement": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"},
+    ddl={
+        "json": "JSONB",
+        "bytes": "BYTEA",
+        "autoincrement": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        "unlogged": "UNLOGGED",
+    },
 )
 
 

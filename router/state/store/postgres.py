@@ -13,7 +13,9 @@ Same semantics as SQLite; what changes is how concurrency is kept safe when seve
   takes a *shared* advisory lock just before inserting them (events go last, so it is held only to the commit;
   writers do not wait for each other), and a reader of the outbox takes the same lock *exclusively* for its one
   SELECT, so it waits for every writer that already drew a sequence number, and writers that come after it
-  draw higher ones.
+  draw higher ones;
+- an attempt checked against a card's network caps holds the card's turn (router.payments.turns) as a lease row in
+  an unlogged table, so two replicas never both take a cap's last slot.
 
 Migrations are applied on open, inside one transaction holding an advisory lock, so replicas starting together
 apply each migration once. `?schema=name` in the URL puts every table in that schema (created if missing):
@@ -106,6 +108,7 @@ class _GuardLost(Exception):
 
 class PostgresStore(Store):
     dialect = POSTGRES
+    shares_cards = True  # replicas: a card's turn is a lease row (Store.take_card)
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
         super().__init__()

@@ -8,14 +8,16 @@ How to add to the store:
   `_run`) and maps its rows (the one place its signature is written), and a test in tests/store/ runs it on both
   databases;
 - a table: a migration file. One in `migrations/` (number first, `NNNN_name.sql`) is run on both databases and may
-  write `{json}`, `{bytes}` and `{autoincrement}` for the types they name differently; a file of the same number
-  in `migrations/sqlite/` or `migrations/postgres/` replaces it on that database when the DDL must differ.
+  write `{json}`, `{bytes}`, `{autoincrement}` and `{unlogged}` for what they spell differently; a file of the same
+  number in `migrations/sqlite/` or `migrations/postgres/` replaces it on that database when the DDL must differ.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
+import time
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -67,10 +69,22 @@ def _may_decline(outcome: str | None, kind: str | None, state: str | None) -> bo
 # history's start by more than the longest window have no attempt inside it.
 CARD_HISTORY_PAYMENT_MARGIN = timedelta(days=60)
 
+# A card's turn is held from reading its caps to writing its attempt: milliseconds. The lease only bounds how long
+# the card waits for a process that died holding it.
+CARD_LEASE_US = 10_000_000
+# Between two asks while another process holds the card: doubling from the first to the last.
+CARD_WAIT_FIRST_S = 0.002
+CARD_WAIT_MAX_S = 0.05
+
 
 class Store(WebhookDeliveries):
     """Everything the router keeps, written once over a dialect (see the module docstring); `SQLiteStore` and
     `PostgresStore` are its two drivers, each providing connections, transactions and this lifecycle."""
+
+    # Whether other processes write to this store too, so a card's turn is held in it (`take_card`): always on
+    # PostgreSQL (replicas), on SQLite when `payroute serve --workers N` runs several on one file.
+    shares_cards = False
+    card_lease_us = CARD_LEASE_US
 
     async def open(self) -> None:
         """Connect and bring the schema up to date (replicas opening at once migrate once)."""
@@ -410,6 +424,34 @@ class Store(WebhookDeliveries):
             params["urls"] = self.dialect.list_value(sorted(endpoints))
         [count] = await self._ran([Step(s.PURGE_EVENTS if endpoints is None else s.PURGE_EVENTS_FOR, params)])
         return int(count)
+
+    # -- card turns ------------------------------------------------------------------------------------------
+    async def take_card(self, card: str) -> str | None:
+        """Hold the card's turn against the other processes on this store (router.payments.turns) and return the
+        claim to release it with; None when no other process shares the store (`shares_cards` is off): the
+        process's own turns are all there is to keep. Waits while another process holds it, at most until its
+        lease (`card_lease_us`) lapses: a holder that died frees the card then."""
+        if not self.shares_cards:
+            return None
+        pause = CARD_WAIT_FIRST_S
+        while True:
+            claim = await self.try_card(card)
+            if claim is not None:
+                return claim
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, CARD_WAIT_MAX_S)
+
+    async def try_card(self, card: str) -> str | None:
+        """Take the card's turn if no other holder's lease stands; its claim, or None."""
+        claim = secrets.token_hex(8)
+        now_us = time.time_ns() // 1000  # the machines' clock, not the router's: leases are real time
+        params = {"card": card, "claim": claim, "until_us": now_us + self.card_lease_us, "now_us": now_us}
+        [rows] = await self._ran([Step(s.TAKE_CARD, params, fetch=True)])
+        return claim if rows else None
+
+    async def release_card(self, card: str, claim: str) -> None:
+        """Give the turn `take_card` returned `claim` for back (nothing if its lease lapsed and another took it)."""
+        await self._ran([Step(s.RELEASE_CARD, {"card": card, "claim": claim})])
 
     # -- test clocks -----------------------------------------------------------------------------------------
     async def save_test_clock(self, clock: TestClock) -> None:

@@ -378,6 +378,16 @@ PURGE_NOTICES = Q(
     " WHERE created_us < :before_us LIMIT :limit{skip_locked})"
 )
 
+# -- card turns (router.payments.turns) --------------------------------------------------------------------------
+# Taken when the card has no lease or its lease has lapsed (the holder died); the claim names this holder, so a
+# holder whose lease lapsed and was taken over releases nothing of the next one's.
+TAKE_CARD = Q(
+    "INSERT INTO card_turns (card, claim, until_us) VALUES (:card, :claim, :until_us)"
+    " ON CONFLICT (card) DO UPDATE SET claim = excluded.claim, until_us = excluded.until_us"
+    " WHERE card_turns.until_us < :now_us RETURNING claim"
+)
+RELEASE_CARD = Q("DELETE FROM card_turns WHERE card = :card AND claim = :claim")
+
 # -- migrations --------------------------------------------------------------------------------------------------
 CREATE_MIGRATIONS = Q("CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL)")
 APPLIED_MIGRATIONS = Q("SELECT number FROM schema_migrations")
