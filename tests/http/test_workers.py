@@ -1,6 +1,6 @@
 """`payroute serve --workers 2` as real processes on one port, on SQLite and on PostgreSQL: one Idempotency-Key
-sent to both workers at once makes one payment; SIGTERM under load drains both workers and loses no payment
-that was acknowledged; SIGHUP reloads both."""
+sent to both workers at once makes one payment; one card's payments sent to both at once stay within its network
+cap; SIGTERM under load drains both workers and loses no payment that was acknowledged; SIGHUP reloads both."""
 
 from __future__ import annotations
 
@@ -133,6 +133,37 @@ def test_one_idempotency_key_sent_to_both_workers_at_once_makes_one_payment(work
     assert settled == {retries[0].content}, "the settled answer, stored once, is what every retry gets"
     assert all(r.headers.get("Idempotent-Replayed") == "true" for r in retries)
     assert workers.stop() == 0
+
+
+DECLINING = """
+version: 1
+processors:
+  sim: {adapter: simulator, approval_rate: 0.0, latency_ms: 50, timeout_ms: 10000}
+routes:
+  - {name: default, strategy: priority, processors: [sim]}
+network_limits: {mastercard_declines_24h: 3}
+"""
+
+
+def test_one_card_paid_through_both_workers_at_once_stays_within_its_decline_cap(tmp_path: Path, store: str) -> None:
+    # Mastercard counts every declined authorization of a card in 24 hours: a first try past the cap is held, not
+    # sent. Each worker's turns are its own; the card's turn in the store is what the two share.
+    path = tmp_path / "routing.yaml"
+    path.write_text(DECLINING)
+    served = serve(path, store)
+    try:
+        customer = f"cus_{uuid.uuid4().hex[:12]}"
+        bodies = [payment(customer=customer, payment_method="pm_mastercard_declining") for _ in range(16)]
+        keys = [f"cap-{uuid.uuid4().hex}" for _ in bodies]
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(_post, [served.url] * 16, keys, bodies))
+        assert {a.status_code for a in answers} == {200}, [a.text for a in answers if a.status_code != 200]
+        hit = {m.group(1) for line in served.log_since() if (m := ACCESS.search(line))}
+        assert hit == {"0", "1"}, "the payments never reached both workers"
+        sent = [p for p in _payments_of(served.url, customer) if p["latest_payment_attempt_record"]]
+        assert len(sent) == 3, [(p["id"], p["status"]) for p in sent]
+    finally:
+        assert served.stop() == 0
 
 
 def test_sigterm_under_load_drains_both_workers_and_loses_no_acknowledged_payment(tmp_path: Path, store: str) -> None:
