@@ -189,6 +189,14 @@ class PostgresStore(Store):
     async def _run(
         self, steps: Sequence[Step], events: Sequence[Event] = (), guard_first: bool = False
     ) -> list[Any] | None:
+        if len(steps) == 1 and not events:
+            # One statement is a transaction of its own: no BEGIN and COMMIT round trips around it.
+            step = steps[0]
+            async with self._conn() as conn:
+                tx = _PgTx(conn)
+                result = await (tx.fetch(step.q, step.params) if step.fetch else tx.execute(step.q, step.params))
+            self._wrote()
+            return None if guard_first and result != 1 else [result]
         one = _one_statement(steps, guard_first)
         if one is None:
             return await self._run_in_transaction(steps, events, guard_first)
