@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from adapters.base import CardCredentials, OutcomeKind
+from adapters.base import CardCredentials, Outcome, OutcomeKind
 from router.model.events import RequestReason
 from router.model.objects import OffSessionPayment
 from router.model.records import Event, Payment, PaymentRecordState
@@ -56,6 +56,7 @@ class Attempted:
 
 
 TECHNICAL = {k.value for k in OutcomeKind if k.is_technical}
+DECLINED = {k.value for k in OutcomeKind if k.is_decline}
 
 
 @dataclass(slots=True)
@@ -75,3 +76,6 @@ class Pass:
     # The payment as this pass's `processing` event showed it: the final event's `changes` are against that, what a
     # reader of the events last saw (the attempt record named in between has no event of its own).
     shown: dict[str, Any] | None = None
+    # The issuer's decline this pass cascaded past. A pass that then ends at a processor that never decided (a
+    # refusal, a technical failure) is retried on that decline, not as a technical failure: the issuer did say no.
+    declined: Outcome | None = None

@@ -248,6 +248,7 @@ class Engine:
                     if await self._may_cascade(current, outcome, run.table, run.now):
                         settled_previous = attempt
                         cascaded = True
+                        run.declined = outcome
                         continue
                 break
             if outcome is None:
@@ -419,6 +420,8 @@ class Engine:
             record_update["amount_failed"] = p.amount
         else:
             policy = table.config.policy(p.retry_policy)
+            if outcome is not None and outcome.kind.is_technical and run.declined is not None:
+                outcome = run.declined  # the cascade's target never decided: the issuer's no is the pass's answer
             if outcome is not None:
                 update["last_authorization_attempt_error"] = outcome.decline_code or outcome.kind.value
             first_declined = p.first_declined_at or now

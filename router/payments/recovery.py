@@ -13,9 +13,9 @@ from typing import Any
 from adapters.base import Answer as Meaning
 from adapters.base import Outcome, OutcomeKind
 from router.model import events as ev
-from router.model.records import Payment
+from router.model.records import AttemptRecord, Payment
 from router.payments import calls
-from router.payments.attempt import TECHNICAL, Pass
+from router.payments.attempt import DECLINED, TECHNICAL, Pass
 from router.payments.current import payment_now
 from router.payments.engine import ASK_AGAIN, Engine
 from router.payments.methods import credentials_for
@@ -64,6 +64,7 @@ async def reconcile(engine: Engine, payment: Payment) -> Payment:
         )
     settled = calls.settle(last, found, adapter.scrub)
     run.shown = await _shown(engine, payment)  # read only now: a payment still unknown is asked about again and again
+    run.declined = _declined_in_pass(attempts, last)
     if found.answer is Meaning.REFUSED and payment.orchestration_enabled:
         # Never charged: the attempt goes on where it stopped, with the processors it has not asked yet.
         tried = frozenset(a.processor for a in attempts if a.attempt_number == last.attempt_number)
@@ -72,6 +73,20 @@ async def reconcile(engine: Engine, payment: Payment) -> Payment:
             lease = engine.clock.now() + engine.lease_length(candidates)
             return (await engine.run(run, candidates, payment, payment.version, None, [], lease, settled)).payment
     return (await engine.finish(payment, settled, found, run)).payment
+
+
+def _declined_in_pass(attempts: list[AttemptRecord], last: AttemptRecord) -> Outcome | None:
+    """The issuer's decline an earlier processor gave in `last`'s pass (which it cascaded past), if any."""
+    for a in reversed(attempts):
+        if a.id != last.id and a.attempt_number == last.attempt_number and a.outcome in DECLINED:
+            return Outcome(
+                OutcomeKind(a.outcome),
+                decline_code=a.decline_code,
+                network_decline_code=a.network_decline_code,
+                network_advice_code=a.network_advice_code,
+                advice_code=a.advice_code,
+            )
+    return None
 
 
 async def _shown(engine: Engine, payment: Payment) -> dict[str, Any] | None:

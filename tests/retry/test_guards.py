@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from adapters.base import Outcome, OutcomeKind
-from router import Router
+from router import ManualClock, Router
 from router.clock import parse_rfc3339
 from router.retry import SmartStrategy
 from tests.conftest import START
-from tests.retry.conftest import calls_for, config, hard, script, soft
+from tests.retry.conftest import ANSWERS, calls_for, config, hard, script, soft
 
 D = timedelta(days=1)
 H = timedelta(hours=1)
@@ -203,6 +203,56 @@ async def test_cascade_to_the_next_processor_only_when_the_decline_and_caps_allo
     await router.create_payment(body("pm_card_visa_dnh", "", test_clock=None))
     assert [c.processor for c in calls_for("pm_card_visa_dnh")] == ["proc_a", "proc_b", "proc_a"]
     await router.close()
+
+
+SCHEDULED_CASCADE = CASCADE.replace(
+    "{strategy: heuristic}", "{strategy: scheduled, schedule: [1d, 3d], max_attempts: 3, window: 14d}"
+)
+
+
+async def test_a_cascade_ending_at_a_refusal_is_retried_on_the_issuer_s_decline(tmp_path: Path) -> None:
+    # The pass ended at proc_b's technical failure, so the payment was retried as one: in an hour, not on the
+    # schedule, with the card sent to its issuer again every hour while proc_b kept refusing.
+    router = await open_router(tmp_path, SCHEDULED_CASCADE)
+    clock = await router.create_test_clock(START)
+    token = "pm_card_visa_cascade_refused"
+    script(token, soft("do_not_honor", "05"), Outcome(OutcomeKind.PROCESSOR_ERROR, raw_code="429"))
+    created = await router.create_payment(body(token, clock["id"]))
+    await run_until(router, clock["id"], 2 * H)
+    stored = await router.store.get_payment(created["id"])
+    await router.close()
+    assert stored is not None
+    assert [c.processor for c in calls_for(token)] == ["proc_a", "proc_b"]
+    assert (stored.last_decline_class, stored.technical_failures) == ("soft_generic", 0)
+    assert stored.next_attempt_at == START + D
+
+
+async def test_a_cascade_whose_unknown_answer_was_never_charged_is_retried_on_the_issuer_s_decline(
+    tmp_path: Path,
+) -> None:
+    # proc_b timed out; asked later, it never saw the request: the pass is settled on the issuer's decline.
+    clock = ManualClock(START)
+    path = tmp_path / "routing.yaml"
+    path.write_text(SCHEDULED_CASCADE)
+    router = await Router.open(path, store=f"sqlite:///{tmp_path / 'p.db'}", clock=clock, deliver_webhooks=False)
+    token = "pm_card_visa_cascade_unknown"
+    script(token, soft("do_not_honor", "05"), Outcome(OutcomeKind.TIMEOUT))
+    created = await router.create_payment(body(token, "", test_clock=None))
+    assert created["status"] == "processing"
+    for call in calls_for(token):
+        if call.processor == "proc_b":
+            del ANSWERS[call.attempt_id]  # proc_b has no trace of it
+    clock.advance(2 * timedelta(minutes=1))
+    assert await router.reconcile_stuck() == 1
+    stored = await router.store.get_payment(created["id"])
+    await router.close()
+    assert stored is not None
+    assert (stored.status.value, stored.last_decline_class, stored.technical_failures) == (
+        "pending_retry",
+        "soft_generic",
+        0,
+    )
+    assert stored.next_attempt_at == START + 2 * timedelta(minutes=1) + D
 
 
 async def test_visa_cap_is_configurable(tmp_path: Path) -> None:
