@@ -14,8 +14,10 @@ chain itself.
 
 Idempotency: the attempt id is the `Idempotency-Key` header; Stripe replays the first answer for 24 hours.
 Lookup: a PaymentIntent carries `metadata[payroute_attempt_id]`; the engine retrieves it by id when we have one,
-else searches for it. Search lags about a minute, so "not found" answers `UNKNOWN` until the attempt is older than
-`SEARCH_LAG` (a resend under the same key is deduplicated by Stripe within 24 hours) and "never charged" after.
+else searches for it. Search is not read-after-write: new data is searchable in under a minute normally, later
+during an outage (docs.stripe.com/search), which is when lookups are made. So "not found" answers `UNKNOWN` (the
+engine resends under the attempt's key, and Stripe answers that with the first request's result, or makes it
+now if it never arrived) for as long as Stripe keeps the key (`KEY_KEPT`), and "never charged" only after.
 """
 
 from __future__ import annotations
@@ -59,8 +61,9 @@ PAYMENT_METADATA_KEY = "payroute_payment_id"
 # Where Stripe's decimals differ from ISO 4217 (docs.stripe.com/currencies): MGA is zero-decimal at Stripe; ISK,
 # zero-decimal in ISO, is sent as a two-decimal amount (its last two digits 00) for backwards compatibility.
 DECIMALS: Mapping[str, int] = {"mga": 0, "isk": 2}
-# Stripe search answers from an index about a minute behind; after this an intent not found was never created.
-SEARCH_LAG = timedelta(minutes=2)
+# Stripe keeps an idempotency key at least this long: until then a resend under it is the safe way to learn what
+# became of a request that search does not find; after it, an intent search has not found was never created.
+KEY_KEPT = timedelta(hours=24)
 
 # What each of Stripe's answers means for the money. HTTP status of an error (docs.stripe.com/error-handling):
 # 402 is a card decline; other 4xx are refused before processing (409: another request with the same key is still
@@ -421,8 +424,8 @@ class StripeAdapter:
             [PaymentIntent.model_validate(body)] if req.processor_reference else SearchResult.model_validate(body).data
         )
         if not found:
-            lagged = req.sent_at is not None and req.asked_at is not None and req.asked_at - req.sent_at >= SEARCH_LAG
-            return None if lagged else UNKNOWN
+            kept = req.sent_at is None or req.asked_at is None or req.asked_at - req.sent_at < KEY_KEPT
+            return UNKNOWN if kept else None
         outcome = settle(exchange, lambda _status, _body: _from_intent(found[0]))
         # An intent still processing has no answer yet: a resend under the same key returns it when it has one.
         return UNKNOWN if outcome.kind.is_technical else outcome

@@ -69,6 +69,9 @@ async def test_a_502_after_the_charge_ends_with_one_charge_and_the_payment_succe
     assert first.invalid == [] and first.foreign_tokens == []
 
 
+RESENT = ("adyen", "stripe")
+
+
 @pytest.mark.parametrize("adapter", ADAPTERS)
 async def test_a_502_nothing_processed_fails_over_once_the_processor_says_never_charged(
     open_money: Opener, clock: ManualClock, adapter: str
@@ -86,8 +89,9 @@ async def test_a_502_nothing_processed_fails_over_once_the_processor_says_never_
     # became; Adyen cannot be asked at all. Until the processor can say "never charged", nothing else is tried.
     assert payment["status"] == "processing"
     assert creates(second) == []
-    if adapter == "adyen":
-        # Asking Adyen is resending under the same key; while it still answers 502 the attempt stays open.
+    if adapter in RESENT:
+        # Asking is resending under the same key (Adyen always, Stripe while it keeps the key: its search may lag
+        # for as long as an outage lasts); while the processor still answers 502 the attempt stays open.
         clock.advance(timedelta(minutes=3))
         await router.reconcile_stuck()
         assert (await router.get_payment(payment["id"]))["status"] == "processing"
@@ -100,8 +104,8 @@ async def test_a_502_nothing_processed_fails_over_once_the_processor_says_never_
     await first.stop()
     await second.stop()
     assert settled["status"] == "succeeded"
-    if adapter == "adyen":
-        # The resend under the same key was the first Adyen processed: one charge, at Adyen.
+    if adapter in RESENT:
+        # The resend under the same key was the first the processor processed: one charge, there.
         assert [(a.processor, a.outcome) for a in attempts] == [("first", "approved")]
         assert first.authorizations == 1 and creates(second) == []
     else:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from adapters.stripe import KEY_KEPT
 from router import ManualClock, OffSessionPayment, Router
 from router.model.records import AttemptRecord, Payment
 from router.model.states import TERMINAL, Status
@@ -146,8 +147,10 @@ async def timed_create(router: Router, bound_s: float, **params: Any) -> tuple[O
 
 
 async def settle_everything(router: Router, clock: ManualClock) -> None:
-    """Let every lease and grace period run out on the clock, then run what a scheduler would run."""
-    clock.advance(UNRESOLVED_GRACE + LEASE_MARGIN + timedelta(minutes=1))
+    """Let every lease and grace period run out on the clock, and the primary's idempotency keys expire (Stripe's
+    search says "never charged" only then: until then an attempt it does not find is resent under its key, and the
+    faults here keep answering those), then run what a scheduler would run."""
+    clock.advance(max(UNRESOLVED_GRACE + LEASE_MARGIN, KEY_KEPT) + timedelta(minutes=1))
     async with asyncio.timeout(60):
         await router.reconcile_stuck()
         await router.run_due()

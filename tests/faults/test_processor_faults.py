@@ -1,8 +1,9 @@
 """Each way a processor can fail, at the primary. None of them says the card was not charged (a 5xx, a timeout, a
 reset or an unreadable answer may all come after Stripe acted), so the payment stays in processing while the
-primary is asked; once Stripe's search can say "never charged" (its lag passed, on the ManualClock) it fails over
-to the backup. The breaker opens after `fail_max` failures and lets one trial through after `reset_timeout_s`,
-nothing is left stuck, and the store's records match the fakes' own logs exactly."""
+primary is asked; once Stripe's search can say "never charged" (the attempt's key has expired, so its search had
+long caught up, on the ManualClock) it fails over to the backup. The breaker opens after `fail_max` failures and
+lets one trial through after `reset_timeout_s`, nothing is left stuck, and the store's records match the fakes'
+own logs exactly."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from adapters.stripe import SEARCH_LAG
+from adapters.stripe import KEY_KEPT
 from router import ManualClock
 from router.routing.breakers import CLOSED, HALF_OPEN, OPEN
 from tests.faults.conftest import (
@@ -73,9 +74,9 @@ async def test_a_failing_primary_fails_over_trips_its_breaker_and_recovers(
         assert [(a.processor, a.outcome) for a in attempts] == [("backup", "approved")]
     assert creates(fakes, "primary") == primary_requests
 
-    # Once Stripe's search is past its lag, "not found" means never charged: the waiting payments fail over.
+    # Once Stripe no longer keeps the attempts' keys, "not found" means never charged: the waiting payments fail over.
     clock.advance(timedelta(seconds=RESET_TIMEOUT_S - 1))
-    clock.advance(SEARCH_LAG - timedelta(seconds=RESET_TIMEOUT_S - 1))
+    clock.advance(KEY_KEPT - timedelta(seconds=RESET_TIMEOUT_S - 1))
     assert await router.reconcile_stuck() == FAIL_MAX
     for payment_id in waiting:
         settled = await router.get_payment(payment_id)
