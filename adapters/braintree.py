@@ -20,10 +20,11 @@ fields must be set up in its control panel first; it stays with the router.
 Idempotency: Braintree has no idempotency header. The attempt id is the transaction's `orderId` and the
 mutation's `clientMutationId`; with duplicate transaction checking on (as it should be), a resend of the same
 payment is rejected as DUPLICATE and points at the original (`duplicateOf`), whose result we return.
-Lookup: a search by `orderId`. A FAILED transaction charged nothing and reads as never seen (None). "Not found"
-is `NOT_YET` until `SEARCH_LAG` after the request went out, and "never seen" only after: a request we stopped
-waiting for (a timeout, a gateway's 502) may still be in Braintree's hands and become a transaction after our
-search, and a resend would not be deduplicated without duplicate checking, so until then only asking is safe.
+Lookup: a search by `orderId`. A FAILED transaction charged nothing and reads as never seen (None); one still
+AUTHORIZING is `NOT_YET`, asked about again, never resent. "Not found" is `NOT_YET` until `SEARCH_LAG` after the
+request went out, and "never seen" only after: a request we stopped waiting for (a timeout, a gateway's 502) may
+still be in Braintree's hands and become a transaction after our search, and a resend would not be deduplicated
+without duplicate checking, so until then only asking is safe.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from adapters.amounts import iso_decimals
 from adapters.base import (
     NOT_YET,
-    UNKNOWN,
     AdapterError,
     AdapterSettings,
     Answer,
@@ -528,8 +528,10 @@ class BraintreeAdapter:
                     log.error("%s: %s held in the wrong currency, void failed", self.name, outcome.processor_reference)
                     return NOT_YET
             return None
-        # Still AUTHORIZING: no answer yet; a resend is caught by duplicate checking and points at this one.
-        return UNKNOWN if outcome.kind.is_technical else outcome
+        # Still AUTHORIZING (or a status we cannot read): no answer yet, so ask again later. Not a resend: Braintree
+        # has no idempotency key, and its duplicate check (30 s by default, and it can be turned off) would let a
+        # resend made after it through as a second charge.
+        return NOT_YET if outcome.kind.is_technical else outcome
 
     def scrub(self, transcript: str) -> str:
         return scrub_text(transcript)

@@ -190,6 +190,22 @@ async def test_lookup_searches_by_order_id(braintree: BraintreeAdapter) -> None:
     assert await braintree.lookup(late) is None
 
 
+async def test_a_charge_still_authorizing_is_asked_about_again_never_resent(
+    braintree: BraintreeAdapter, fake_braintree: FakeBraintree
+) -> None:
+    # It was UNKNOWN, which the engine answers with a resend of the same request: Braintree has no idempotency
+    # key, and once its duplicate check's window (30 s by default, or none when turned off) has passed, the resend
+    # charges the card a second time.
+    fake_braintree.behave("approve", then="502")
+    first = await braintree.authorize(auth_request("braintree"))
+    assert first.answer is Answer.UNKNOWN and fake_braintree.authorizations == 1
+    [txn] = fake_braintree.transactions.values()
+    txn["status"] = "AUTHORIZING"  # the issuer has not answered Braintree yet
+    sent = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    asked = LookupRequest("par_test_0001", "osp_test_0001", sent_at=sent, asked_at=sent + timedelta(minutes=1))
+    assert await braintree.lookup(asked) is NOT_YET
+
+
 async def test_a_descriptor_goes_as_company_star_product_or_not_at_all(fake_braintree: FakeBraintree) -> None:
     long = auth_request("braintree", statement_descriptor_suffix="Pro plan, annual (Nov)")
     for amount, company, expected in [(1001, "PAYROUTE.COM", "PAYROUTE.COM*Pro plan "), (1002, None, None)]:
