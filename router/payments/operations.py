@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Literal, NoReturn
 
@@ -111,7 +112,7 @@ class Operations:
         outcome = await _send(adapter, attempt, now, cfg.timeout_ms)
         if outcome.answer is Meaning.UNKNOWN:
             # Asked again the only way these calls can be: the same request under the same idempotency key.
-            outcome = await _send(adapter, attempt, now, cfg.timeout_ms)
+            outcome = _asked(outcome, await _send(adapter, attempt, now, cfg.timeout_ms))
         breaker.record(outcome.kind)
         await breaker.share()
         settled = settle(attempt, outcome, adapter.scrub)
@@ -171,7 +172,8 @@ class Operations:
         now = await ctx.now_for(p)
         if not attempt.processor_reference:  # written before attempts carried it: the payment's is the same
             attempt = attempt.model_copy(update={"processor_reference": p.processor_reference})
-        outcome = await _send(adapter, attempt, now, cfg.timeout_ms)
+        unknown = Outcome(OutcomeKind.PROCESSOR_ERROR, raw_message="left open", ambiguous=True)
+        outcome = _asked(unknown, await _send(adapter, attempt, now, cfg.timeout_ms))
         settled = settle(attempt, outcome, adapter.scrub)
         if outcome.answer is Meaning.UNKNOWN:
             await self._still_open(p, settled)
@@ -382,6 +384,16 @@ def _released(p: Payment, record: PaymentRecordState) -> tuple[Payment, Move, Pa
     move = transition(Status(p.status), Status.CANCELED)
     record = record.model_copy(update={"amount_canceled": p.amount - p.amount_captured})
     return p.model_copy(update={"status": move.status, "next_attempt_at": None}), move, record
+
+
+def _asked(unknown: Outcome, resent: Outcome) -> Outcome:
+    """What a resend under the same key says of a first request whose answer is `unknown`: an approval or a
+    decline is the first request's answer (replayed, or made now if the first never arrived), and so is a refusal
+    of the request on its merits (a 4xx the processor gave it). A refusal for the moment (rate limited, no
+    connection) says nothing of the first request, which may have gone through: the answer stays unknown."""
+    if resent.answer is Meaning.REFUSED and not resent.request_invalid:
+        return replace(unknown, raw_message=f"{unknown.raw_message or unknown.kind.value}; resend: {resent.kind.value}")
+    return resent
 
 
 async def _send(adapter: ProcessorAdapter, attempt: AttemptRecord, now: datetime, timeout_ms: int) -> Outcome:

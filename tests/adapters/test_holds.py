@@ -133,6 +133,32 @@ async def test_a_capture_whose_answer_stays_unknown_is_settled_by_asking_and_nev
     assert record.amount_authorized.value == record.amount_requested.value
 
 
+async def test_a_capture_whose_resend_is_rate_limited_stays_open_and_ends_captured(
+    open_money: Opener, clock: ManualClock
+) -> None:
+    # The 429 lifted the guard as if the capture had been refused: the hold then expired as failed
+    # (authorization_expired), though Stripe had captured the money.
+    stripe = new_fake("stripe")
+    assert isinstance(stripe, FakeStripe)
+    await stripe.start()
+    router = await open_money(config({"a": ("stripe", stripe.url)}), held_at({"a": "stripe"}))
+    payment = await router.create_payment(MANUAL)
+    stripe.lose_answers = 1  # Stripe captures; its answer is lost
+    stripe.turn_away_after_loss = 1  # and the same-key resend that asks about it is rate limited
+    with pytest.raises(PayrouteError) as unknown:
+        await router.capture_payment(payment["id"])
+    assert unknown.value.code == "processor_unknown"
+    [intent] = stripe.intents.values()
+    assert intent["status"] == "succeeded"
+    [held] = [a for a in await router.attempts_for(payment["id"]) if a.kind == "authorization"]
+    assert held.capture_before is not None
+    clock.advance(held.capture_before - clock.now() + timedelta(minutes=5))
+    await router.run_due()
+    final = await router.get_payment(payment["id"])
+    await stripe.stop()
+    assert (final["status"], final["failure_reason"]) == ("succeeded", None)
+
+
 async def test_an_open_capture_is_asked_about_before_the_hold_expires_and_before_a_cancel(
     open_money: Opener, clock: ManualClock
 ) -> None:

@@ -89,6 +89,9 @@ class FakeProcessor:
         self.vault: set[str] | None = None
         # Once this many authorizations are made, every POST is rate limited (429), as a limiter in front would.
         self.rate_limit_after: int | None = None
+        # After an answer is lost, this many POSTs are rate limited (429): the resend that follows is turned away.
+        self.turn_away_after_loss = 0
+        self._turning_away = 0
         self.foreign_tokens: list[str] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -231,6 +234,9 @@ class FakeProcessor:
         limit = self.rate_limit_after
         if request.method == "POST" and limit is not None and self.authorizations >= limit:
             return self.too_many_requests()
+        if request.method == "POST" and self._turning_away > 0:
+            self._turning_away -= 1
+            return self.too_many_requests()
         key = request.headers.get("Idempotency-Key") or request.headers.get("Cko-Idempotency-Key")
         if request.method == "POST" and key:
             if key in self._in_flight and key not in self._replays:
@@ -239,6 +245,7 @@ class FakeProcessor:
         try:
             response: web.StreamResponse = await handler(request)
         except _LostAnswer as lost:  # the work is done; the answer never arrives whole
+            self._turning_away += self.turn_away_after_loss
             if lost.how == "reset":
                 self._reset(request)
             elif lost.how == "drop":
