@@ -426,8 +426,14 @@ class Engine:
                 update["last_authorization_attempt_error"] = outcome.decline_code or outcome.kind.value
             first_declined = p.first_declined_at or now
             update["first_declined_at"] = first_declined
+            if outcome is None and attempt is None and p.attempts > 0:
+                # Nothing was sent in this pass (every breaker open, or the worker died before any call): it is
+                # not an attempt, and spends nothing of the policy's attempts or schedule.
+                update["attempts"] = p.attempts - 1
             decision = await self.retry.decide(
-                p.model_copy(update={"first_declined_at": first_declined}),
+                p.model_copy(
+                    update={"first_declined_at": first_declined, "attempts": update.get("attempts", p.attempts)}
+                ),
                 outcome,
                 policy,
                 now,

@@ -6,9 +6,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from router import Router
+from router import ManualClock, Router
 from router.clock import parse_rfc3339
-from tests.conftest import START
+from tests.conftest import START, RouterFactory
 from tests.retry.conftest import calls_for, config, script, soft
 
 D = timedelta(days=1)
@@ -137,3 +137,37 @@ async def test_pause_stops_the_schedule_and_resume_restarts_it(tmp_path: Path) -
     await advance(router, clock["id"], timedelta(0))
     assert (await router.get_payment(created["id"]))["status"] == "succeeded"
     await router.close()
+
+
+ONE_DOWN = """
+version: 1
+processors:
+  sim_a: {adapter: simulator, approval_rate: 1.0, latency_ms: 0, timeout_ms: 500,
+          breaker: {fail_max: 1, reset_timeout_s: 30},
+          outages: [{start: '2026-11-02T09:00:00Z', minutes: 360, mode: down}]}
+routes:
+  - {name: default, strategy: priority, processors: [sim_a]}
+retry_policies:
+  default: {strategy: scheduled, schedule: [1h, 1d, 3d, 5d], max_attempts: 4, window: 14d}
+"""
+
+
+async def test_a_retry_that_finds_every_breaker_open_spends_no_attempt(
+    make_router: RouterFactory, clock: ManualClock
+) -> None:
+    # Each such pass sent nothing but counted as an attempt: during a six-hour outage that other traffic kept the
+    # breaker open for, the payment ended retries_exhausted, sent once.
+    router = await make_router(ONE_DOWN)
+    body = {"amount": {"value": 2500, "currency": "usd"}, "cadence": "recurring", "payment_method": "pm_card_visa"}
+    created = await router.create_payment({**body, "customer": "cus_1"})
+    assert created["status"] == "pending_retry"
+    for i in range(30):
+        clock.advance(timedelta(minutes=10))
+        # Other traffic: its trial call fails and opens the breaker again just before the retry falls due.
+        await router.create_payment({**body, "customer": f"cus_other_{i}"})
+        assert router.breakers.states()["sim_a"] == "open"
+        await router.run_due()
+    after = await router.get_payment(created["id"])
+    sent = await router.list_attempt_records(after["payment_record"])
+    assert len(sent) == 1
+    assert (after["status"], after["retry_details"]["attempts"]) == ("pending_retry", 1)
