@@ -216,7 +216,13 @@ class Engine:
                 settled_previous = None
                 nti = run.method.network_transaction_id
                 req = calls.build_request(attempt, current, run.now, run.credentials[cand.name], nti)
-                outcome = await calls.call(cand, req)
+                try:
+                    outcome = await calls.call(cand, req)
+                except BaseException:
+                    # Cancelled mid-call (the attempt stays open for recovery): no answer to record, and a half-open
+                    # breaker's trial must not stay claimed by a call that will never report.
+                    breaker.release()
+                    raise
                 breaker.record(outcome.kind)
                 await breaker.share()
                 # Routing learns from what the call looked like (a slow processor is a bad one) before the lookup.

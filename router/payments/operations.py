@@ -109,10 +109,14 @@ class Operations:
                 code="processor_unavailable",
                 status=503,
             )
-        outcome = await _send(adapter, attempt, now, cfg.timeout_ms)
-        if outcome.answer is Meaning.UNKNOWN:
-            # Asked again the only way these calls can be: the same request under the same idempotency key.
-            outcome = _asked(outcome, await _send(adapter, attempt, now, cfg.timeout_ms))
+        try:
+            outcome = await _send(adapter, attempt, now, cfg.timeout_ms)
+            if outcome.answer is Meaning.UNKNOWN:
+                # Asked again the only way these calls can be: the same request under the same idempotency key.
+                outcome = _asked(outcome, await _send(adapter, attempt, now, cfg.timeout_ms))
+        except BaseException:
+            breaker.release()  # cancelled mid-call: a half-open trial must not stay claimed (the guard stays on)
+            raise
         breaker.record(outcome.kind)
         await breaker.share()
         settled = settle(attempt, outcome, adapter.scrub)
