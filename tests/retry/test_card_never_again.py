@@ -4,9 +4,12 @@ engine and its retry worker, whichever payment heard it first; one payment's fai
 from datetime import timedelta
 from pathlib import Path
 
+from adapters import registry
+from adapters.base import CaptureRequest, Outcome, OutcomeKind
 from router import ManualClock, Router
+from router.routing.cards import card_from_token
 from tests.conftest import START
-from tests.retry.conftest import calls_for, config, hard, script, soft
+from tests.retry.conftest import ScriptedAdapter, calls_for, config, hard, script, soft
 from tests.retry.test_guards import body, open_router, run_until, scheduled
 
 D = timedelta(days=1)
@@ -133,3 +136,47 @@ async def test_new_payment_after_an_expiry_is_sent(tmp_path: Path) -> None:
     await router.close()
     assert got == ["failed", "succeeded"]
     assert len(calls_for(token)) == 2
+
+
+CAPTURE_CARD = "pm_card_visa_captured_after_stolen"
+
+
+class CardReportingCapture(ScriptedAdapter):
+    """As Stripe does: a capture's answer carries the charge's card (`latest_charge`), fingerprint and all."""
+
+    async def capture(self, req: CaptureRequest) -> Outcome:
+        return Outcome(
+            OutcomeKind.APPROVED, processor_reference=req.processor_reference, card=card_from_token(CAPTURE_CARD)
+        )
+
+
+registry.register("scripted_capture_card", CardReportingCapture)
+
+
+async def test_a_capture_of_an_older_hold_does_not_reopen_a_card_declined_as_stolen(tmp_path: Path) -> None:
+    # The capture's record, approved and carrying the card, read as "the card was approved since", and the other
+    # payment's retry went to the issuer after its stolen decline.
+    router = await open_router(tmp_path, config(scheduled("1d", 5, "14d")).replace("scripted", "scripted_capture_card"))
+    clock = await router.create_test_clock(START)
+    held, soft_declined, stolen = (
+        Outcome(OutcomeKind.APPROVED, raw_code="00"),
+        soft("do_not_honor", "05"),
+        hard("stolen_card", "43"),
+    )
+    script(CAPTURE_CARD, held, soft_declined, stolen)
+    made = []
+    for extra in ({"capture": {"capture_method": "manual"}}, {}, {}):  # held, then declined, then stolen
+        made.append(await router.create_payment(body(CAPTURE_CARD, clock["id"], **extra)))
+        await run_until(router, clock["id"], H)
+    x, a, b = made
+    assert [(await router.get_payment(p["id"]))["status"] for p in (x, a, b)] == [
+        "requires_capture",
+        "pending_retry",
+        "failed",
+    ]
+    await router.capture_payment(x["id"])
+    await run_until(router, clock["id"], 2 * D)  # a's retry falls due
+    after = await router.get_payment(a["id"])
+    await router.close()
+    assert len(calls_for(CAPTURE_CARD)) == 3
+    assert after["status"] == "failed"

@@ -12,7 +12,8 @@ driver runs, once per statement and dialect:
 - `{in_list:name}`: membership in a list given as one parameter (a JSON array read by `json_each` in SQLite, a
   text array in PostgreSQL); the value goes through `Dialect.list_value`;
 - `{json:column:key1,key2}`: those keys of a JSON column as one JSON array, parsed once by the database; a
-  dotted key (`card.brand`) reaches into a nested object.
+  dotted key (`card.brand`) reaches into a nested object;
+- `{json_text:column:key}`: one top-level key of a JSON column as text (NULL when absent), to filter on.
 
 Both accept `RETURNING`, `ON CONFLICT … DO NOTHING / DO UPDATE SET … = excluded.…` and row values
 (`(a, b) < (:x, :y)`), so those are written once, in the statements.
@@ -38,6 +39,7 @@ class Dialect:
     skip_locked: str
     in_list: Callable[[str], str]
     json_array: Callable[[str, Sequence[str]], str]
+    json_text: Callable[[str, str], str]
     list_value: Callable[[Sequence[str]], Any]
     # An UPDATE rewrites the entries of every index on a column it names, changed or not (SQLite); PostgreSQL
     # compares the values and leaves unchanged entries alone.
@@ -58,6 +60,7 @@ SQLITE = Dialect(
     skip_locked="",
     in_list=lambda name: f"IN (SELECT value FROM json_each(:{name}))",
     json_array=lambda column, keys: f"json_extract({column}, {', '.join(repr('$.' + k) for k in keys)})",
+    json_text=lambda column, key: f"json_extract({column}, '$.{key}')",
     list_value=lambda values: json.dumps(list(values)),
     update_rewrites_named=True,
     ddl={"json": "TEXT", "bytes": "BLOB", "autoincrement": "INTEGER PRIMARY KEY AUTOINCREMENT", "unlogged": ""},
@@ -69,6 +72,7 @@ POSTGRES = Dialect(
     skip_locked=" FOR UPDATE SKIP LOCKED",
     in_list=lambda name: f"= ANY(CAST(:{name} AS text[]))",
     json_array=lambda column, keys: f"jsonb_build_array({', '.join(_pg_path(column, k) for k in keys)})::text",
+    json_text=lambda column, key: f"({column}->>'{key}')",
     list_value=list,
     update_rewrites_named=False,
     ddl={
@@ -112,6 +116,9 @@ def _compile(template: str, dialect: Dialect) -> tuple[str, tuple[str, ...]]:
         if name == "json" and arg and ":" in arg:
             column, keys = arg.split(":", 1)
             return dialect.json_array(column, keys.split(","))
+        if name == "json_text" and arg and ":" in arg:
+            column, key = arg.split(":", 1)
+            return dialect.json_text(column, key)
         raise ValueError(f"unknown SQL token {match.group(0)!r} in {template!r}")
 
     text = _TOKEN.sub(token, template)

@@ -139,6 +139,9 @@ CARD_ACTIVITY = Q(
     "SELECT created_us, outcome, {json:data:kind,state} FROM attempts"
     " WHERE card_fingerprint = :fingerprint AND created_us >= :since_us ORDER BY created_us, {seq}"
 )
+# Authorizations only: a capture or void of a held authorization (kind capture / void, approved when the money
+# moved) says nothing of how a card or a processor answers a charge, nor that the card works today.
+_AUTHORIZATIONS = "COALESCE({json_text:data:kind}, 'authorization') = 'authorization'"
 # The record fields learners read (base.settled_attempt's order), taken out of the JSON by the database as one
 # small array: no record is built.
 ATTEMPT_STATS = Q(
@@ -146,7 +149,7 @@ ATTEMPT_STATS = Q(
     " {json:data:route,attempt_number,decline_code,network_decline_code,network_advice_code,advice_code,"
     "amount,currency,cadence,propensity,card.brand,card.country,card.funding,customer,metadata}"
     " FROM attempts WHERE state = 'settled' AND created_us >= :since_us AND created_us <= :until_us"
-    " ORDER BY created_us DESC, {seq} DESC LIMIT :limit"
+    f" AND {_AUTHORIZATIONS} ORDER BY created_us DESC, {{seq}} DESC LIMIT :limit"
 )
 # A card's and its customer's settled attempts across all their payments (newest first), in ATTEMPT_STATS' shape:
 # the evidence smart retries infer a payday rhythm from. Both ways in are indexed (attempts_card,
@@ -157,7 +160,7 @@ CARD_HISTORY = Q(
     " {json:data:route,attempt_number,decline_code,network_decline_code,network_advice_code,advice_code}"
     " FROM attempts WHERE state = 'settled' AND created_us >= :since_us AND (card_fingerprint = :fingerprint"
     " OR payment_id IN (SELECT id FROM payments WHERE customer = :customer AND created_us >= :payments_since_us))"
-    " ORDER BY created_us DESC, {seq} DESC LIMIT :limit"
+    f" AND {_AUTHORIZATIONS} ORDER BY created_us DESC, {{seq}} DESC LIMIT :limit"
 )
 # The same for one card alone (no customer): walked down the card's index and stopped at the limit, where the OR
 # with the customer's payments made SQLite read every attempt of the card in the period.
@@ -165,7 +168,7 @@ CARD_HISTORY_BY_CARD = Q(
     "SELECT id, payment_id, created_us, processor, outcome,"
     " {json:data:route,attempt_number,decline_code,network_decline_code,network_advice_code,advice_code}"
     " FROM attempts WHERE card_fingerprint = :fingerprint AND created_us >= :since_us AND state = 'settled'"
-    " ORDER BY card_fingerprint DESC, created_us DESC, {seq} DESC LIMIT :limit"
+    f" AND {_AUTHORIZATIONS} ORDER BY card_fingerprint DESC, created_us DESC, {{seq}} DESC LIMIT :limit"
 )
 
 # -- the ops console ---------------------------------------------------------------------------------------------
