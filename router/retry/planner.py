@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from adapters.base import Outcome, OutcomeKind
+from adapters.declines import ISO_TO_STRIPE, normalize
 from router.config.schema import NetworkLimits, RetryPolicyConfig
 from router.model.records import Payment
 from router.model.states import Status
@@ -375,10 +376,13 @@ _INSTRUCTING_ADVICE = frozenset({"03", "21"})
 
 
 def _instructed(r: LearnedAttempt) -> bool:
-    """A decline carrying an instruction against any further try: Mastercard advice 03/21, a revocation, or an
-    issuer's do_not_try_again (as a decline code or as Stripe's advice code)."""
+    """A decline carrying an instruction against any further try: Mastercard advice 03/21, a revocation or stop
+    order (as a decline code, or as the issuer's ISO code R0/R1/R3 beside a generic one), or an issuer's
+    do_not_try_again (as a decline code or as Stripe's advice code)."""
+    iso = ISO_TO_STRIPE.get(normalize("iso", r.network_decline_code)) if r.network_decline_code else None
     return (
         (r.decline_code or "") in _INSTRUCTIONS
+        or iso in _INSTRUCTIONS
         or (r.network_advice_code or "") in _INSTRUCTING_ADVICE
         or r.advice_code == "do_not_try_again"
     )

@@ -4,6 +4,8 @@ engine and its retry worker, whichever payment heard it first; one payment's fai
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from adapters import registry
 from adapters.base import CaptureRequest, Outcome, OutcomeKind
 from router import ManualClock, Router
@@ -105,13 +107,23 @@ async def test_retry_after_earlier_stolen_on_other_payment(tmp_path: Path) -> No
     )
 
 
-async def test_new_payment_on_a_card_the_cardholder_canceled_is_not_sent(tmp_path: Path) -> None:
-    """Mastercard advice 21 (the cardholder stopped recurring payments) a day ago: a new payment on the card fails
-    at once, rejected_by_partner, with no authorization sent (Mastercard charges for each one within 30 days)."""
+@pytest.mark.parametrize(
+    "instruction",
+    [
+        pytest.param(soft("do_not_honor", "05", mac="21"), id="mastercard-advice-21"),
+        # The issuer's ISO code beside a generic decline code (as Braintree reports it): it was read for this
+        # payment (a hard decline, not retried) but not for the card's new payments, which went to the issuer.
+        pytest.param(soft("do_not_honor", "R1"), id="iso-revocation-r1"),
+    ],
+)
+async def test_new_payment_on_a_card_the_cardholder_canceled_is_not_sent(tmp_path: Path, instruction: Outcome) -> None:
+    """The cardholder stopped this merchant's payments a day ago (Mastercard advice 21, or the issuer's revocation
+    R1): a new payment on the card fails at once, rejected_by_partner, with no authorization sent (Mastercard
+    charges for each one within 30 days)."""
     router = await open_router(tmp_path, config(scheduled("1d", 5, "14d")))
     clock = await router.create_test_clock(START)
     token = "pm_card_mastercard_canceled"
-    script(token, soft("do_not_honor", "05", mac="21"), soft("do_not_honor", "05", mac="21"))
+    script(token, instruction, instruction)
     a = await router.create_payment(body(token, clock["id"]))
     await run_until(router, clock["id"], D)
     b = await router.create_payment(body(token, clock["id"]))
