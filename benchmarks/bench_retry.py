@@ -33,7 +33,7 @@ import random
 import statistics
 import sys
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -109,8 +109,9 @@ class MemoryHistory:
         rows = [r for r in self.by_card.get(fingerprint, ()) if r.created >= since][-limit:]
         return [r.created for r in rows if r.outcome in _DECLINES]
 
-    async def attempt_stats(self, since: datetime, limit: int) -> list[Row]:
-        return self.rows[bisect_left(self.times, since) :][::-1][:limit]
+    async def attempt_stats(self, since: datetime, limit: int, until: datetime | None = None) -> list[Row]:
+        end = len(self.rows) if until is None else bisect_right(self.times, until)
+        return self.rows[bisect_left(self.times, since) : end][::-1][:limit]
 
     async def card_history(
         self, fingerprint: str | None, customer: str | None, since: datetime, limit: int

@@ -48,7 +48,9 @@ class RetryHistory(Protocol):
         """The declines among the card's newest `limit` attempts since `since`, oldest first."""
         ...
 
-    async def attempt_stats(self, since: datetime, limit: int) -> Sequence[LearnedAttempt]: ...
+    async def attempt_stats(
+        self, since: datetime, limit: int, until: datetime | None = None
+    ) -> Sequence[LearnedAttempt]: ...
 
 
 @runtime_checkable
@@ -142,7 +144,7 @@ class RetryPlanner:
         learning = policy.strategy in ("smart", "best_available") and payment.retry_strategy_requested != "none"
         card: CardEvidence | None = None
         if learning and decline.retry:
-            await self.smart.refresh(now)
+            await self._refresh(payment, now)
             card = await self.card_evidence(payment, now)
         strategy, resolved = self.strategy_for(payment, policy, decline, card, now)
 
@@ -271,7 +273,7 @@ class RetryPlanner:
                 earliest = max(now, r.created + probe_decline.min_delay)
                 break
         decline = Decline(cls, True, earliest - now)
-        await self.smart.refresh(now)
+        await self._refresh(payment, now)
         card = await self.card_evidence(payment, now)
         ctx = RetryContext(payment, decline, policy, now, earliest, window_end)
         choice = self.smart.choose(ctx, card)
@@ -313,6 +315,12 @@ class RetryPlanner:
     ) -> bool:
         """May the card be tried again right now (a cascade to another processor) within the network caps?"""
         return await self._within_caps(payment, now, limits, declined_at) == now
+
+    async def _refresh(self, payment: Payment, now: datetime) -> None:
+        """Bring smart's model up to `now`, on the router's own time only: one model serves every account and mode,
+        and a test clock's sandbox time, days ahead, would leave it reading nothing older."""
+        if payment.test_clock is None:
+            await self.smart.refresh(now)
 
     def reads_caps(self, payment: Payment) -> bool:
         """Whether this payment's next attempt is checked against its card's network caps. Such attempts of one

@@ -95,7 +95,9 @@ class LearnedAttempt(Protocol):
 
 
 class AttemptSource(Protocol):
-    async def attempt_stats(self, since: datetime, limit: int) -> Sequence[LearnedAttempt]: ...
+    async def attempt_stats(
+        self, since: datetime, limit: int, until: datetime | None = None
+    ) -> Sequence[LearnedAttempt]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +279,9 @@ class SmartStrategy:
         if high_water is not None:
             # Re-read a margin: an attempt written before the last refresh may have settled only after it.
             since = max(since, high_water - self.refresh_every)
-        records = await self.source.attempt_stats(since, self.batch)
+        # Up to `now`: a test clock's attempts, dated in sandbox time ahead of it, would move the high water past
+        # every real attempt still to be read.
+        records = await self.source.attempt_stats(since, self.batch, now)
         ordered = _chronological(records)
         # Until a first read is learned whole, the model holds only its oldest part: not ready for anyone.
         self._partial = high_water is None

@@ -95,8 +95,8 @@ class MemoryHistory:
         mine = sorted(mine, key=lambda r: r.created)[-limit:]
         return [r.created for r in mine if r.outcome in ("soft_decline", "hard_decline", "authentication_required")]
 
-    async def attempt_stats(self, since: datetime, limit: int) -> list[AttemptRecord]:
-        mine = [r for r in self.records if r.created >= since]
+    async def attempt_stats(self, since: datetime, limit: int, until: datetime | None = None) -> list[AttemptRecord]:
+        mine = [r for r in self.records if r.created >= since and (until is None or r.created <= until)]
         return sorted(mine, key=lambda r: r.created, reverse=True)[:limit]
 
     async def card_history(

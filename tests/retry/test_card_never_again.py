@@ -3,6 +3,7 @@ engine and its retry worker, whichever payment heard it first; one payment's fai
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -177,7 +178,8 @@ async def test_a_capture_of_an_older_hold_does_not_reopen_a_card_declined_as_sto
     )
     script(CAPTURE_CARD, held, soft_declined, stolen)
     made = []
-    for extra in ({"capture": {"capture_method": "manual"}}, {}, {}):  # held, then declined, then stolen
+    extras: list[dict[str, Any]] = [{"capture": {"capture_method": "manual"}}, {}, {}]
+    for extra in extras:  # held, then declined, then stolen
         made.append(await router.create_payment(body(CAPTURE_CARD, clock["id"], **extra)))
         await run_until(router, clock["id"], H)
     x, a, b = made

@@ -7,16 +7,19 @@ from datetime import timedelta
 
 import pytest
 
+from router import ManualClock
 from router.config.schema import RetryPolicyConfig
 from router.retry import RetryPlanner, SmartStrategy
 from router.retry import smart as smart_module
 from router.retry.declines import DeclineClass
 from tests.conftest import RouterFactory
 from tests.loopturns import turns_beside
+from tests.retry.conftest import config, script, soft
 from tests.retry.planning import APPROVED, FUNDS, GENERIC, T0, TECHNICAL, MemoryHistory, payment, with_mac
 
 H = timedelta(hours=1)
 D = timedelta(days=1)
+LIVE = {"amount": {"value": 1999, "currency": "usd"}, "cadence": "recurring", "customer": "cus_1"}
 
 
 def policy(strategy: str, **extra: object) -> RetryPolicyConfig:
@@ -252,3 +255,41 @@ async def test_a_failover_within_one_attempt_is_not_learned_as_a_retry(newest_fi
     smart.learn(records)
     assert smart.model.observations(DeclineClass.TECHNICAL) == 0, "the failover is not a retry after an error"
     assert smart.model.observations(DeclineClass.SOFT_GENERIC) == 1, "the retry after the decline is"
+
+
+async def test_attempts_dated_ahead_on_a_test_clock_do_not_stop_smart_learning_real_ones() -> None:
+    # A sandbox payment's attempts, 60 days ahead in test-clock time, moved the learner's high water there, and
+    # every later refresh read only from it on: none of the real retries below were learned.
+    history = MemoryHistory()
+    smart = SmartStrategy(history)
+    ahead = T0 + 60 * D
+    history.add("osp_test_clock", ahead, GENERIC, card="fp_sandbox")
+    history.add("osp_test_clock", ahead + D, APPROVED, number=2, card="fp_sandbox")
+    await smart.refresh(T0)
+    for i in range(20):
+        at = T0 + H + i * H
+        history.add(f"osp_live_{i}", at, GENERIC, card=f"fp_{i}")
+        history.add(f"osp_live_{i}", at + D, APPROVED, number=2, card=f"fp_{i}")
+    await smart.refresh(T0 + 3 * D)
+    assert smart.model.observations(DeclineClass.SOFT_GENERIC) == 20
+
+
+async def test_a_sandbox_decision_on_a_test_clock_leaves_the_shared_model_on_real_time(
+    make_router: RouterFactory, clock: ManualClock
+) -> None:
+    # A decision on a test clock 60 days ahead refreshed the model at that time: real retries made after were
+    # never read (1 of 5 learned).
+    router = await make_router(config("{strategy: smart, max_attempts: 8, window: 14d}"))
+    sandbox = await router.create_test_clock(clock.now() + 60 * D)
+    script("pm_card_visa_sandbox", soft("do_not_honor", "05"))
+    await router.create_payment({**LIVE, "payment_method": "pm_card_visa_sandbox", "test_clock": sandbox["id"]})
+    await router.advance_test_clock(sandbox["id"], clock.now() + 80 * D)
+    for i in range(5):
+        script(f"pm_card_visa_live_{i}", soft("do_not_honor", "05"))
+        await router.create_payment({**LIVE, "payment_method": f"pm_card_visa_live_{i}"})
+    for _ in range(15):
+        clock.advance(D)
+        await router.run_due()
+    script("pm_card_visa_last", soft("do_not_honor", "05"))
+    await router.create_payment({**LIVE, "payment_method": "pm_card_visa_last"})  # a decision: smart refreshes
+    assert router.retry.smart.model.observations(DeclineClass.SOFT_GENERIC) == 5
