@@ -22,6 +22,7 @@ now if it never arrived) for as long as Stripe keeps the key (`KEY_KEPT`), and "
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Literal
@@ -99,6 +100,9 @@ METADATA = MetadataLimits(
     reserved_keys=frozenset({ATTEMPT_METADATA_KEY, PAYMENT_METADATA_KEY}),
 )
 _OWN_TOKENS = ("pm_", "card_", "src_")
+# Checkout.com's source ids share the `src_` prefix: `src_` and 26 characters of lower-case base32. Stripe's are
+# mixed case (src_18eYalAHEMiOZZp1l9ZTjSU0). A token is one processor's; Stripe must not claim Checkout.com's.
+_CHECKOUT_SOURCE = re.compile(r"^src_[a-z2-7]{26}$")
 
 
 class StripeCredentials(CardCredentials):
@@ -110,6 +114,8 @@ class StripeCredentials(CardCredentials):
     @classmethod
     def from_token(cls, customer: str | None, token: str) -> StripeCredentials | None:
         if customer and customer.startswith("cus_") and token.startswith(_OWN_TOKENS):
+            if _CHECKOUT_SOURCE.match(token):
+                return None
             return cls(customer=customer, payment_method=SecretStr(token))
         return None
 

@@ -9,7 +9,7 @@ import pytest
 
 from adapters.base import UNKNOWN, Answer, Cadence, CancelRequest, CaptureRequest, LookupRequest, Outcome, OutcomeKind
 from adapters.http import DEADLINE_SHARE
-from adapters.stripe import StripeAdapter, form_encode, from_wire, to_wire
+from adapters.stripe import StripeAdapter, StripeCredentials, form_encode, from_wire, to_wire
 from tests.adapters.conftest import STRIPE_CARD, STRIPE_KEY, auth_request, settings
 from tests.fakes.stripe import FakeStripe, parse_form
 
@@ -227,3 +227,10 @@ async def test_an_intent_still_processing_is_no_answer_yet(stripe: StripeAdapter
     assert outcome.kind is OutcomeKind.PROCESSOR_ERROR and outcome.raw_code == "processing"
     # Reconciliation must not settle it as a failure: the charge may still go through.
     assert await stripe.lookup(LookupRequest("par_test_0001", "osp_test_0001")) is UNKNOWN
+
+
+def test_a_bare_token_is_stripe_s_only_when_it_is_shaped_as_stripe_s() -> None:
+    # Checkout.com's source ids share the `src_` prefix: one given bare on a payment was sent to Stripe too.
+    assert StripeCredentials.from_token("cus_1", "pm_1N3xYzAbCdEfGhIjKlMnOpQr") is not None
+    assert StripeCredentials.from_token("cus_1", "src_18eYalAHEMiOZZp1l9ZTjSU0") is not None
+    assert StripeCredentials.from_token("cus_ckotest1", "src_wmlfc3zyhqzehihu7giusaaawu") is None
