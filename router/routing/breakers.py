@@ -214,7 +214,12 @@ class BreakerBoard:
         held = self._breakers.get(name)
         if held is not None and held[0] == settings:
             return held[1]
-        state = self._storage_factory(name) if self._storage_factory else None
+        if held is not None:
+            # New settings (a reload), the same processor: it keeps what it has seen. An open breaker stays open;
+            # a fresh closed one sent the next payments straight to a processor that is down.
+            state: BreakerState | None = held[1]._s
+        else:
+            state = self._storage_factory(name) if self._storage_factory else None
         breaker = Breaker(name, fail_max, reset_timeout_s, self._clock, state, on_change=self._changed)
         self._breakers[name] = (settings, breaker)
         return breaker

@@ -225,3 +225,34 @@ async def test_reload_under_traffic_fails_nothing_and_no_payment_sees_two_tables
     assert all([await processors_called(router, p) == ["a1", "a2"] for p in results_a])
     assert all([await processors_called(router, p) == ["b1", "b2"] for p in results_b])
     assert router.config_version == 3
+
+
+DOWN = """
+version: 1
+processors:
+  sim_a:
+    adapter: simulator
+    approval_rate: 1.0
+    latency_ms: 0
+    breaker: {{fail_max: 1, reset_timeout_s: {reset}}}
+    outages: [{{start: 2020-01-01T00:00:00Z, minutes: 100000000, mode: down}}]
+  sim_b: {{adapter: simulator, approval_rate: 1.0, latency_ms: 0}}
+routes:
+  - name: default
+    processors: [sim_a, sim_b]
+"""
+
+
+async def test_a_reload_that_tunes_an_open_breaker_keeps_it_open(make_router: RouterFactory) -> None:
+    # New breaker settings built a fresh, closed breaker: the next payment went to the processor still down.
+    router = await make_router(DOWN.format(reset=300))
+    body = {"amount": {"value": 2500, "currency": "usd"}, "cadence": "recurring", "payment_method": "pm_card_visa"}
+    await router.create_payment({**body, "customer": "cus_1"})
+    assert router.breakers.states()["sim_a"] == "open"
+    assert router.config_path is not None
+    Path(router.config_path).write_text(DOWN.format(reset=600))
+    await router.reload()
+    after = await router.create_payment({**body, "customer": "cus_2"})
+    records = await router.list_attempt_records(after["payment_record"])
+    assert [r["processor_details"]["custom"]["processor"] for r in records] == ["sim_b"]
+    assert router.breakers.states()["sim_a"] == "open"
