@@ -249,8 +249,7 @@ async def test_a_reload_that_tunes_an_open_breaker_keeps_it_open(make_router: Ro
     body = {"amount": {"value": 2500, "currency": "usd"}, "cadence": "recurring", "payment_method": "pm_card_visa"}
     await router.create_payment({**body, "customer": "cus_1"})
     assert router.breakers.states()["sim_a"] == "open"
-    assert router.config_path is not None
-    Path(router.config_path).write_text(DOWN.format(reset=600))
+    path_of(router).write_text(DOWN.format(reset=600))
     await router.reload()
     after = await router.create_payment({**body, "customer": "cus_2"})
     records = await router.list_attempt_records(after["payment_record"])
