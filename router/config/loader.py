@@ -97,17 +97,25 @@ class _Loader:
         return value
 
     def _resolve(self, value: str, node: yaml.Node, path: tuple[str | int, ...]) -> str:
+        line, col = node.start_mark.line + 1, node.start_mark.column + 1
+
+        def issue(reason: str) -> None:
+            self.issues.append(ConfigIssue(self.file, line, col, _dotted(path), reason))
+
         def sub(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in self.env:
-                line, col = node.start_mark.line + 1, node.start_mark.column + 1
-                self.issues.append(
-                    ConfigIssue(self.file, line, col, _dotted(path), f"environment variable {name} is not set")
-                )
+                issue(f"environment variable {name} is not set")
                 return ""
+            if not self.env[name]:
+                # Set but empty (a deployment's substitution that found nothing): a secret or an address of nothing.
+                issue(f"environment variable {name} is empty")
             return self.env[name]
 
-        return _ENV_REF.sub(sub, value)
+        resolved = _ENV_REF.sub(sub, value)
+        if "${" in _ENV_REF.sub("", value):
+            issue("a ${...} reference is written ${NAME}, of letters, digits and _ (no defaults, no other signs)")
+        return resolved
 
     def locate(self, loc: tuple[str | int, ...]) -> tuple[int, int]:
         while loc:

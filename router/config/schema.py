@@ -320,6 +320,9 @@ class NetworkLimits(_Strict):
     mastercard_declines_30d: Annotated[int, Field(ge=0)] = 35
 
 
+MIN_WEBHOOK_SECRET = 16
+
+
 class WebhookConfig(_Strict):
     url: Annotated[str, Field(pattern=r"^https?://")]
     events: list[str] = Field(default_factory=lambda: ["*"])
@@ -327,6 +330,15 @@ class WebhookConfig(_Strict):
     enabled: bool = True
     # Whose events it receives (PAYROUTE_API_KEYS' account names); absent: every account's, as before accounts.
     accounts: Annotated[list[str], Field(min_length=1)] | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, v: SecretStr) -> SecretStr:
+        # Every delivery is signed with it (HMAC-SHA256): an empty or short one (a variable substituted as nothing)
+        # lets anyone sign events the endpoint would believe.
+        if len(v.get_secret_value()) < MIN_WEBHOOK_SECRET:
+            raise ValueError(f"a webhook secret signs every delivery: at least {MIN_WEBHOOK_SECRET} characters")
+        return v
 
 
 MAX_HEALTH_WINDOW = timedelta(minutes=10)
@@ -466,6 +478,15 @@ class Config(_Strict):
                     raise LocatedError(("routes", i, "processors"), f"unknown processor {p!r}")
         if "default" not in self.retry_policies:
             raise LocatedError(("retry_policies",), "a retry policy named 'default' is required")
+        urls = [w.url for w in self.webhooks]
+        for i, url in enumerate(urls):
+            if url in urls[:i]:
+                # Deliveries and the fan-out cursor are kept per URL: two entries would share one queue, and each
+                # take events meant for the other (or sign them with its own secret).
+                raise LocatedError(
+                    ("webhooks", i, "url"),
+                    f"webhooks[{urls.index(url)}] has this url already: one entry per url (list its events there)",
+                )
         return self
 
     def policy(self, name: str | None) -> RetryPolicyConfig:

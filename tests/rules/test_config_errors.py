@@ -160,6 +160,23 @@ CASES = {
         HEAD + "routes:\n  - name: default\n    processors: [sim_a]\n    processors: [sim_b]  # <-\n",
         "duplicate key",
     ),
+    # Deliveries are kept per url: two entries on one url took each other's events, or signed with the other's key.
+    "two webhook entries on one url": (
+        HEAD
+        + "routes:\n"
+        + DEFAULT
+        + "webhooks:\n  - {url: 'https://h.example/a', events: ['*'], secret: whsec_0123456789abcdef}\n"
+        + "  - {url: 'https://h.example/a', events: ['*'], secret: whsec_fedcba9876543210}  # <-\n",
+        "webhooks[0] has this url already",
+    ),
+    "short webhook secret": (
+        HEAD + "routes:\n" + DEFAULT + "webhooks:\n  - {url: 'https://h.example/a', secret: whsec_1}  # <-\n",
+        "a webhook secret signs every delivery: at least 16 characters",
+    ),
+    "environment reference with a default": (
+        HEAD + "routes:\n" + DEFAULT + "webhooks:\n  - url: 'https://h.example/a'\n    secret: ${HOOK:-x}  # <-\n",
+        "a ${...} reference is written ${NAME}",
+    ),
 }
 
 
@@ -212,3 +229,12 @@ def test_retention_has_documented_defaults_and_null_keeps_forever() -> None:
         timedelta(days=7),
         None,
     )
+
+
+def test_an_environment_reference_set_but_empty_is_refused() -> None:
+    # A deployment's substitution that found nothing: every webhook was signed with an empty key.
+    text = HEAD + "routes:\n" + DEFAULT + "webhooks:\n  - url: 'https://h.example/a'\n    secret: ${HOOK_SECRET}\n"
+    with pytest.raises(ConfigError) as caught:
+        parse(text, "routing.yaml", env={"HOOK_SECRET": ""})
+    [issue] = [i for i in caught.value.issues if "HOOK_SECRET" in i.reason]
+    assert (issue.line, issue.reason) == (len(text.splitlines()), "environment variable HOOK_SECRET is empty")
