@@ -33,6 +33,9 @@ log = logging.getLogger("payroute.config")
 
 CONFIG_VERSION = Gauge("payroute_config_version", "Version of the routing table in force (1 at start, +1 per load)")
 CONFIG_LOADS = Counter("payroute_config_loads_total", "Config loads by result", ["result"])  # accepted, refused
+# Adapters a reload replaced are closed once attempts begun on the old table are done with them (_in_flight_bound).
+CLOSE_AFTER_S = 60.0
+CLOSE_MARGIN_S = 30.0
 
 
 def build_table(
@@ -80,8 +83,18 @@ def swap(live: Live, path: str, rng: random.Random | None = None) -> RoutingTabl
     kept = {id(a) for a in new.all_adapters()}
     gone = [a for a in old.all_adapters() if id(a) not in kept]
     if gone:
-        asyncio.get_running_loop().call_later(60, lambda: close_later(gone))
+        asyncio.get_running_loop().call_later(_in_flight_bound(old), lambda: close_later(gone))
     return new
+
+
+def _in_flight_bound(table: RoutingTable) -> float:
+    """Seconds an attempt that started on `table` may still use one of its adapters: its call, the lookup of an
+    unknown answer and a resend, each within the processor's timeout (up to two minutes), and a margin; a minute
+    at least. An adapter closed under a call cut it (an unknown answer, a breaker failure) and its lookup then
+    opened a session nothing closed."""
+    configs = [*table.config.processors.values(), *(r.config for r in table.retired.values())]
+    longest = max((c.timeout_ms for c in configs), default=0) / 1000
+    return max(CLOSE_AFTER_S, 3 * longest + CLOSE_MARGIN_S)
 
 
 def accepted(table: RoutingTable, path: str) -> None:

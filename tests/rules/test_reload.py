@@ -13,7 +13,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from router import ConfigError, OffSessionPayment, Router
-from router.routing.reload import ConfigWatcher, WatchResult, install_sighup
+from router.config.loader import parse
+from router.routing.reload import CLOSE_AFTER_S, ConfigWatcher, WatchResult, _in_flight_bound, install_sighup
+from router.routing.rules import RoutingTable, build_adapters
 from tests.conftest import RouterFactory
 from tests.rules.conftest import GateAdapter, payment
 
@@ -255,3 +257,19 @@ async def test_a_reload_that_tunes_an_open_breaker_keeps_it_open(make_router: Ro
     records = await router.list_attempt_records(after["payment_record"])
     assert [r["processor_details"]["custom"]["processor"] for r in records] == ["sim_b"]
     assert router.breakers.states()["sim_a"] == "open"
+
+
+def test_replaced_adapters_outlive_the_longest_attempt_begun_on_the_old_table() -> None:
+    # They were closed after a fixed minute: a call to a processor allowed two minutes was cut (an unknown answer,
+    # a breaker failure), and the lookup after it opened a session nothing closed.
+    slow = parse(
+        "version: 1\nprocessors:\n  slow: {adapter: simulator, timeout_ms: 120000}\n"
+        "routes:\n  - {name: default, processors: [slow]}\n"
+    )
+    quick = parse(
+        "version: 1\nprocessors:\n  quick: {adapter: simulator, timeout_ms: 2000}\n"
+        "routes:\n  - {name: default, processors: [quick]}\n"
+    )
+    # The call, the lookup of its unknown answer and a resend, each within the timeout.
+    assert _in_flight_bound(RoutingTable(slow, 1, build_adapters(slow))) >= 3 * 120
+    assert _in_flight_bound(RoutingTable(quick, 1, build_adapters(quick))) == CLOSE_AFTER_S
