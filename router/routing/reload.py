@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from prometheus_client import Counter, Gauge
 
 from router.config.loader import ConfigError, ConfigIssue, parse
+from router.config.schema import SuccessRateConfig
 from router.routing.rules import RoutingTable, build_adapters, retired_after
 
 log = logging.getLogger("payroute.config")
@@ -80,6 +81,7 @@ def swap(live: Live, path: str, rng: random.Random | None = None) -> RoutingTabl
         raise
     live.current = new  # one assignment: every attempt sees the old table or the new one, never a mix
     accepted(new, path)
+    _warn_restart_only(old.config.success_rate, new.config.success_rate)
     kept = {id(a) for a in new.all_adapters()}
     gone = [a for a in old.all_adapters() if id(a) not in kept]
     if gone:
@@ -95,6 +97,20 @@ def _in_flight_bound(table: RoutingTable) -> float:
     configs = [*table.config.processors.values(), *(r.config for r in table.retired.values())]
     longest = max((c.timeout_ms for c in configs), default=0) / 1000
     return max(CLOSE_AFTER_S, 3 * longest + CLOSE_MARGIN_S)
+
+
+# success_rate settings the evidence is counted on (router.routing.stats.stats_for): built once, at start.
+RESTART_ONLY = ("half_life", "change_half_life", "change_z", "change_min")
+
+
+def _warn_restart_only(old: SuccessRateConfig, new: SuccessRateConfig) -> None:
+    changed = [name for name in RESTART_ONLY if getattr(old, name) != getattr(new, name)]
+    if changed:
+        log.warning(
+            "success_rate %s changed: in force at the next start (the evidence so far is counted on the old clocks);"
+            " routing keeps the old values until then",
+            ", ".join(changed),
+        )
 
 
 def accepted(table: RoutingTable, path: str) -> None:

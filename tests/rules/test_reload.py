@@ -273,3 +273,14 @@ def test_replaced_adapters_outlive_the_longest_attempt_begun_on_the_old_table() 
     # The call, the lookup of its unknown answer and a resend, each within the timeout.
     assert _in_flight_bound(RoutingTable(slow, 1, build_adapters(slow))) >= 3 * 120
     assert _in_flight_bound(RoutingTable(quick, 1, build_adapters(quick))) == CLOSE_AFTER_S
+
+
+async def test_a_reload_that_changes_success_rate_clocks_says_they_wait_for_a_restart(
+    make_router: RouterFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # It was accepted and shown in force while routing kept the old clocks, with nothing said.
+    router = await make_router(A + "success_rate: {half_life: 6h}\n")
+    path_of(router).write_text(A + "success_rate: {half_life: 1h, change_z: 3.0}\n")
+    with caplog.at_level(logging.WARNING, logger="payroute.config"):
+        await router.reload()
+    assert "success_rate half_life, change_z changed: in force at the next start" in caplog.text
