@@ -349,14 +349,20 @@ def _refused(resp: PaymentResponse) -> Outcome:
     return _declined(code, resp.additional_data, resp.psp_reference, resp.refusal_reason, code or None)
 
 
+def _error(status: int, body: Any) -> Outcome:
+    """An error answer. Error 704 (409 or 422: a request under this idempotency key is still being processed) is
+    no refusal: the first may yet succeed, so the answer is unknown."""
+    err = ServiceError.model_validate(body if isinstance(body, dict) else {})
+    outcome = http_error(status, err.message, err.error_code, HTTP_ANSWERS)
+    if err.error_code == IN_PROGRESS_CODE:
+        return replace(outcome, ambiguous=True, request_invalid=False)
+    return outcome
+
+
 def from_wire(status: int, body: Any) -> Outcome:
     """Adyen's answer to `/payments`, as an Outcome."""
     if status != 200:
-        err = ServiceError.model_validate(body if isinstance(body, dict) else {})
-        outcome = http_error(status, err.message, err.error_code, HTTP_ANSWERS)
-        if err.error_code == IN_PROGRESS_CODE:
-            return replace(outcome, ambiguous=True, request_invalid=False)
-        return outcome
+        return _error(status, body)
     resp = PaymentResponse.model_validate(body)
     extra = resp.additional_data
     answer = RESULT_ANSWERS.get(resp.result_code, Answer.UNKNOWN)
@@ -395,8 +401,7 @@ def from_wire(status: int, body: Any) -> Outcome:
 def from_modification(status: int, body: Any) -> Outcome:
     """Adyen's 201 to a capture or cancel: received, to be confirmed by webhook."""
     if status != 201:
-        err = ServiceError.model_validate(body if isinstance(body, dict) else {})
-        return http_error(status, err.message, err.error_code, HTTP_ANSWERS)
+        return _error(status, body)  # a capture resent while the first is still at Adyen: 704, unknown
     resp = ModificationResponse.model_validate(body)
     kind = OutcomeKind.APPROVED if resp.status == "received" else OutcomeKind.PROCESSOR_ERROR
     return Outcome(kind, processor_reference=resp.payment_psp_reference, raw_code=resp.status)

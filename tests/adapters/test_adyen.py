@@ -7,8 +7,17 @@ from typing import Any
 
 import pytest
 
-from adapters.adyen import AdyenAdapter, from_wire, to_wire
-from adapters.base import UNKNOWN, AdapterError, Cadence, CancelRequest, CaptureRequest, LookupRequest, OutcomeKind
+from adapters.adyen import AdyenAdapter, from_modification, from_wire, to_wire
+from adapters.base import (
+    UNKNOWN,
+    AdapterError,
+    Answer,
+    Cadence,
+    CancelRequest,
+    CaptureRequest,
+    LookupRequest,
+    OutcomeKind,
+)
 from adapters.http import DEADLINE_SHARE
 from tests.adapters.conftest import ADYEN_CARD, ADYEN_KEY, ADYEN_MERCHANT, auth_request, settings
 from tests.fakes.adyen import FakeAdyen
@@ -215,3 +224,20 @@ def test_to_wire_and_from_wire_are_pure() -> None:
         "additionalData": {"refusalReasonRaw": "51 : Insufficient funds"},
     }
     assert from_wire(200, refused).decline_code == "insufficient_funds"
+
+
+async def test_a_capture_resent_while_the_first_is_still_at_adyen_is_unknown(
+    adyen: AdyenAdapter, fake_adyen: FakeAdyen
+) -> None:
+    # Error 704 was read as a refusal of the capture: its guard was lifted, the first capture went through at Adyen,
+    # and the payment's hold later expired as failed in our records.
+    auth = await adyen.authorize(auth_request("adyen", capture_manual=True))
+    assert auth.processor_reference is not None
+    fake_adyen._in_flight.add("par_capture_1")  # the first /captures under this key is still being processed
+    resent = await adyen.capture(
+        CaptureRequest("par_capture_1", "osp_test_0001", auth.processor_reference, 1999, "usd")
+    )
+    assert (resent.raw_code, resent.answer) == ("704", Answer.UNKNOWN)
+    assert (
+        from_modification(409, {"status": 409, "errorCode": "704", "message": "in progress"}).answer is Answer.UNKNOWN
+    )
