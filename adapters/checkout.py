@@ -114,6 +114,9 @@ RESPONSE_CODES: Mapping[str, str] = {
     "20179": "generic_decline",
     "20182": "generic_decline",
     "20183": "fraudulent",
+    # The cardholder stopped this merchant's payments: never retried, and the card is closed to new ones.
+    "200R1": "revocation_of_authorization",
+    "200R3": "revocation_of_all_authorizations",
     "30004": "pickup_card",
     "30007": "pickup_card",
     "30015": "invalid_account",

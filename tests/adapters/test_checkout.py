@@ -78,6 +78,9 @@ async def test_approval_carries_payment_id_auth_code_and_scheme_id(checkout: Che
         ("30099", {}, OutcomeKind.HARD_DECLINE, "do_not_try_again", None),
         ("40101", {}, OutcomeKind.HARD_DECLINE, "fraudulent", "59"),
         ("20154", {}, OutcomeKind.AUTHENTICATION_REQUIRED, "authentication_required", "1A"),
+        # The cardholder's revocation: a soft generic decline by range, retried and cascaded, before these lines.
+        ("200R1", {}, OutcomeKind.HARD_DECLINE, "revocation_of_authorization", "R1"),
+        ("200R3", {}, OutcomeKind.HARD_DECLINE, "revocation_of_all_authorizations", "R3"),
     ],
 )
 async def test_response_codes_map_to_decline_classes(
