@@ -152,6 +152,8 @@ STATUS_ANSWERS: Mapping[str, Answer] = {
     "Voided": Answer.REFUSED,
     "Expired": Answer.REFUSED,
 }
+# Statuses of a payment whose capture went through (a capture answered 403 on it was a resend of a done one).
+CAPTURED = frozenset({"Captured", "Partially Captured"})
 # HTTP status of an error: 401/403/404/422 are refused before processing (422: invalid data), 429 too; 409 is a
 # concurrent request under the same key (the first may yet charge); any 5xx may come after the payment was made.
 HTTP_ANSWERS: Mapping[int, Answer] = {
@@ -407,17 +409,32 @@ class CheckoutAdapter:
         path = f"/payments/{quote(req.processor_reference, safe='')}/captures"
         body = {"amount": amount, "reference": req.attempt_id}
         exchange = await self.http.send("POST", path, json_body=body, headers={"Cko-Idempotency-Key": req.attempt_id})
-        return settle(exchange, from_action, HTTP_ANSWERS)
+        outcome = settle(exchange, from_action, HTTP_ANSWERS)
+        if exchange.status == 403 and await self._status(req.processor_reference) in CAPTURED:
+            # Not allowed because it is done: a resend after a 5xx (which Checkout.com keeps no result for) of a
+            # capture that went through. Read as refused, the hold later expired as failed in our records.
+            return Outcome(OutcomeKind.APPROVED, raw_code="captured", raw_message="the payment is captured")
+        return outcome
+
+    async def _status(self, reference: str) -> str | None:
+        """The payment's status as Checkout.com holds it now (None when it cannot be read)."""
+        exchange = await self.http.send("GET", f"/payments/{quote(reference, safe='')}")
+        if exchange.status != 200:
+            return None
+        return PaymentResponse.model_validate(exchange.json()).status
 
     async def cancel(self, req: CancelRequest) -> Outcome:
         """Release the payment: a void while it is only authorized; once captured (every payment sent with
-        `capture: true`), Checkout.com answers the void 403 and only a refund gives the money back."""
+        `capture: true`), Checkout.com answers the void 403 and only a refund gives the money back. A void
+        answered 403 because it is already voided (a resend after a 5xx of a void that went through) is done."""
         reference = quote(req.processor_reference, safe="")
         body = {"reference": req.attempt_id}
         headers = {"Cko-Idempotency-Key": req.attempt_id}
         exchange = await self.http.send("POST", f"/payments/{reference}/voids", json_body=body, headers=headers)
         if exchange.status != 403:
             return settle(exchange, from_action, HTTP_ANSWERS)
+        if await self._status(req.processor_reference) == "Voided":
+            return Outcome(OutcomeKind.APPROVED, raw_code="voided", raw_message="the payment is voided")
         headers = {"Cko-Idempotency-Key": f"{req.attempt_id}-refund"}
         exchange = await self.http.send("POST", f"/payments/{reference}/refunds", json_body=body, headers=headers)
         return settle(exchange, from_action, HTTP_ANSWERS)

@@ -141,6 +141,29 @@ async def test_manual_capture_then_capture_and_void(checkout: CheckoutAdapter, f
     assert fake_checkout.invalid == []
 
 
+async def test_a_capture_or_void_resent_after_a_5xx_finds_it_done_not_refused(
+    checkout: CheckoutAdapter, fake_checkout: FakeCheckout
+) -> None:
+    # Checkout.com keeps no idempotent result for a request it answered 5xx, so the resend of a capture (or void)
+    # that went through is processed again and answered 403: read as a refusal, the hold later expired as failed
+    # in our records though the money was captured.
+    auth = await checkout.authorize(auth_request("checkout", capture_manual=True))
+    assert auth.processor_reference is not None
+    capture = CaptureRequest("par_test_0001_capture", "osp_test_0001", auth.processor_reference, 1999, "usd")
+    assert (await checkout.capture(capture)).approved
+    del fake_checkout._replays["par_test_0001_capture"]  # answered 5xx: no result kept for the key
+    resent = await checkout.capture(capture)
+    assert (resent.kind, resent.raw_code) == (OutcomeKind.APPROVED, "captured")
+    second = await checkout.authorize(auth_request("checkout", attempt_id="par_test_0002", capture_manual=True))
+    assert second.processor_reference is not None
+    void = CancelRequest("par_test_0002_void", "osp_test_0002", second.processor_reference)
+    assert (await checkout.cancel(void)).approved
+    del fake_checkout._replays["par_test_0002_void"]
+    again = await checkout.cancel(void)
+    assert (again.kind, again.raw_code) == (OutcomeKind.APPROVED, "voided")
+    assert fake_checkout.invalid == []
+
+
 async def test_lookup_finds_the_payment_by_reference(checkout: CheckoutAdapter) -> None:
     first = await checkout.authorize(auth_request("checkout"))
     found = await checkout.lookup(LookupRequest("par_test_0001", "osp_test_0001"))
