@@ -242,6 +242,15 @@ class PaymentResponse(_Wire):
     processing: Processing | None = None
 
 
+class Action(_Wire):
+    """One entry of a payment's history (GET /payments/{id}/actions)."""
+
+    type: str
+    approved: bool | None = None
+    response_code: str | None = None
+    response_summary: str | None = None
+
+
 class PaymentList(_Wire):
     data: list[PaymentResponse] = Field(default_factory=list)
 
@@ -416,6 +425,19 @@ class CheckoutAdapter:
             return Outcome(OutcomeKind.APPROVED, raw_code="captured", raw_message="the payment is captured")
         return outcome
 
+    async def _with_answer(self, payment: PaymentResponse) -> PaymentResponse:
+        """`payment` with the response code of its authorization action (GET /payments/{id}/actions), if found."""
+        exchange = await self.http.send("GET", f"/payments/{quote(payment.id, safe='')}/actions")
+        if exchange.status != 200:
+            return payment
+        actions = [Action.model_validate(a) for a in exchange.json()]
+        for action in actions:
+            if action.type == "Authorization" and action.response_code:
+                return payment.model_copy(
+                    update={"response_code": action.response_code, "response_summary": action.response_summary}
+                )
+        return payment
+
     async def _status(self, reference: str) -> str | None:
         """The payment's status as Checkout.com holds it now (None when it cannot be read)."""
         exchange = await self.http.send("GET", f"/payments/{quote(reference, safe='')}")
@@ -455,7 +477,12 @@ class CheckoutAdapter:
             lagged = req.sent_at is not None and req.asked_at is not None and req.asked_at - req.sent_at >= LIST_LAG
             # A resend is not deduplicated after a 5xx: until the lag has passed, only asking again is safe.
             return None if lagged else NOT_YET
-        outcome = settle(exchange, lambda _status, _body: _from_payment(found[0]))
+        payment = found[0]
+        if payment.status == "Declined" and payment.response_code is None:
+            # A payment read back carries no response_code: the issuer's answer is on its authorization action.
+            # Without it every decline found by asking read as a soft generic one, a stolen card's included.
+            payment = await self._with_answer(payment)
+        outcome = settle(exchange, lambda _status, _body: _from_payment(payment))
         if outcome.kind.is_technical and outcome.answer is not Answer.REFUSED:
             return NOT_YET  # Pending, or a status we cannot read yet: ask again later
         return outcome  # approved, declined, or final with nothing charged (Canceled, Voided, Expired)

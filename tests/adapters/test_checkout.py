@@ -178,6 +178,19 @@ async def test_lookup_finds_the_payment_by_reference(checkout: CheckoutAdapter) 
     assert await checkout.lookup(late) is None
 
 
+async def test_a_decline_found_by_asking_keeps_the_issuer_s_answer(
+    checkout: CheckoutAdapter, fake_checkout: FakeCheckout
+) -> None:
+    # A payment read back carries no response_code: a stolen card's decline found after a lost answer read as a
+    # soft generic one, retried and cascadable. Its authorization action still carries it.
+    fake_checkout.behave("decline", "30043", then="502")
+    first = await checkout.authorize(auth_request("checkout"))
+    assert first.answer is Answer.UNKNOWN
+    found = await checkout.lookup(LookupRequest("par_test_0001", "osp_test_0001"))
+    assert isinstance(found, Outcome)
+    assert (found.kind, found.decline_code, found.raw_code) == (OutcomeKind.HARD_DECLINE, "stolen_card", "30043")
+
+
 @pytest.mark.parametrize(
     ("status", "invalid", "answer"),
     [

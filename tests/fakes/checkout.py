@@ -99,6 +99,7 @@ class FakeCheckout(FakeProcessor):
             web.post("/payments", self.create),
             web.get("/payments", self.list_payments),
             web.get("/payments/{id}", self.get_payment),
+            web.get("/payments/{id}/actions", self.get_actions),
             web.post("/payments/{id}/captures", self.capture),
             web.post("/payments/{id}/voids", self.void),
             web.post("/payments/{id}/refunds", self.refund),
@@ -237,6 +238,29 @@ class FakeCheckout(FakeProcessor):
         pay = self.payments.get(request.match_info["id"])
         return json_response(_details(pay)) if pay is not None else web.Response(status=404)
 
+    async def get_actions(self, request: web.Request) -> web.Response:
+        """`GET /payments/{id}/actions`: the payment's history, latest first; the authorization's action carries the
+        issuer's answer (response_code) that the payment read back does not (docs/payments/manage-payments/
+        get-payment-actions)."""
+        if request.headers.get("Authorization") != f"Bearer {self.secret_key}":
+            return self._error(401)
+        pay = self.payments.get(request.match_info["id"])
+        if pay is None:
+            return web.Response(status=404)
+        authorization: dict[str, Any] = {
+            "id": pay["action_id"],
+            "type": "Authorization",
+            "processed_on": pay["processed_on"],
+            "amount": pay["amount"],
+            **{k: pay[k] for k in _AUTHORIZATION_FIELDS if k in pay},
+        }
+        later = [
+            {"id": self._next("act"), "type": _ACTION_TYPES[a["status"]], "approved": True}
+            for a in self.actions
+            if a["payment"] == pay["id"]
+        ]
+        return json_response([*reversed(later), authorization])
+
     async def list_payments(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.secret_key}":
             return self._error(401)
@@ -271,6 +295,8 @@ class FakeCheckout(FakeProcessor):
         return self.remember(request.headers.get("Cko-Idempotency-Key"), body, json_response(answer, status=202))
 
 
+_AUTHORIZATION_FIELDS = ("approved", "response_code", "response_summary", "auth_code", "reference")
+_ACTION_TYPES = {"Captured": "Capture", "Voided": "Void", "Refunded": "Refund"}
 # What POST /payments answers and a payment read back does not carry (checkout-sdk-java GetPaymentResponse; the list
 # example of docs/payments/manage-payments/get-a-list-of-payments): the issuer's answer is in `processing` only.
 _NOT_READ_BACK = ("response_code", "response_summary", "auth_code")
