@@ -29,6 +29,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import replace
@@ -64,6 +65,7 @@ from adapters.declines import AUTH, classify, from_iso, iso_for
 from adapters.http import HttpTransport, http_error, settle
 from adapters.scrub import scrub as scrub_text
 
+log = logging.getLogger("payroute.adapters.adyen")
 DEFAULT_BASE_URL = "https://checkout-test.adyen.com"
 DEFAULT_RETURN_URL = "https://merchant.example/payroute/return"
 API_VERSION = "v71"
@@ -148,6 +150,8 @@ HTTP_ANSWERS: Mapping[int, Answer] = {
     429: Answer.REFUSED,
 }
 IN_PROGRESS_CODE = "704"
+# Webhook event codes of the modifications we send (captures, and voids through /reversals).
+_MODIFICATIONS = frozenset({"CAPTURE", "CANCELLATION", "CANCEL_OR_REFUND", "TECHNICAL_CANCEL"})
 _NEEDS_SHOPPER = {code for code, answer in RESULT_ANSWERS.items() if answer is Answer.DECLINED} - {"Refused"}
 # PaymentRequest.metadata in the v71 spec: at most 20 pairs, keys of 20 characters, values of 80.
 METADATA = MetadataLimits(max_keys=20, max_key_length=20, max_value_length=80)
@@ -507,7 +511,20 @@ class AdyenAdapter:
                 raise ValueError(f"{self.name}: no hmac_key configured, so no notification can be checked: refused")
             if not item.signed_with(self.options.hmac_key.get_secret_value()):
                 raise ValueError(f"{self.name}: notification for {item.merchant_reference} has a bad signature")
-            if item.event_code != "AUTHORISATION" or item.merchant_account_code != self.options.merchant_account:
+            if item.merchant_account_code != self.options.merchant_account:
+                continue
+            if item.event_code in _MODIFICATIONS and item.success == "false":
+                # A capture or cancel Adyen received (201, recorded as done) and then failed: the money did not
+                # move as our records say. No webhook moves a settled payment back, so it is said loudly.
+                log.error(
+                    "%s: the %s of %s failed at Adyen after it was received (%s): our records show it done;"
+                    " reconcile the payment",
+                    self.name,
+                    item.event_code,
+                    item.original_reference,
+                    item.reason or "no reason given",
+                )
+            if item.event_code != "AUTHORISATION":
                 continue
             settled.append(Notice(item.merchant_reference, item.model_dump(by_alias=True, mode="json")))
         return settled

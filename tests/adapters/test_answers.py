@@ -3,6 +3,7 @@ processing (fail over at once) or unknown (ask the same processor first), and ho
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from adapters.adyen import AdyenAdapter
-from adapters.base import NOT_YET, UNKNOWN, Answer, LookupRequest, Outcome, ProcessorAdapter
+from adapters.base import NOT_YET, UNKNOWN, Answer, CaptureRequest, LookupRequest, Outcome, ProcessorAdapter
 from adapters.braintree import BraintreeAdapter
 from adapters.checkout import CheckoutAdapter
 from adapters.stripe import KEY_KEPT, StripeAdapter
@@ -200,3 +201,23 @@ async def test_checkout_not_found_is_not_yet_because_a_resend_after_a_5xx_would_
     assert await checkout.lookup(_ask(timedelta(seconds=5))) is NOT_YET
     await checkout.close()
     await fake.stop()
+
+
+async def test_an_adyen_capture_that_fails_after_it_was_received_is_said_loudly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Adyen's 201 "received" is recorded as captured; the CAPTURE webhook saying it failed was dropped in silence.
+    fake = FakeAdyen(ADYEN_KEY, ADYEN_MERCHANT, HMAC_KEY)
+    await fake.start()
+    adyen = PAIRS["adyen"][1](fake.url)
+    auth = await adyen.authorize(auth_request("adyen", capture_manual=True))
+    assert auth.processor_reference is not None
+    capture = CaptureRequest("par_capture_1", "osp_test_0001", auth.processor_reference, 1999, "usd")
+    assert (await adyen.capture(capture)).approved
+    failed = fake.modification_failed(auth.processor_reference, "CAPTURE", "par_capture_1", "Insufficient balance")
+    assert isinstance(adyen, AdyenAdapter)
+    with caplog.at_level(logging.ERROR, logger="payroute.adapters.adyen"):
+        assert adyen.accept_notification(failed) == []
+    await adyen.close()
+    await fake.stop()
+    assert f"the CAPTURE of {auth.processor_reference} failed at Adyen after it was received" in caplog.text

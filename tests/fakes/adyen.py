@@ -190,14 +190,36 @@ class FakeAdyen(FakeProcessor):
             "reason": "083542:1111:03/2030" if success else reason,
             "success": "true" if success else "false",
         }
-        fields = [psp, "", self.merchant_account, request["reference"], str(request["amount"]["value"])]
-        fields += [request["amount"]["currency"], "AUTHORISATION", item["success"]]
-        digest = hmac.new(binascii.unhexlify(self.hmac_key), ":".join(fields).encode(), hashlib.sha256).digest()
-        item["additionalData"]["hmacSignature"] = base64.b64encode(digest).decode()
-        notification = {"live": "false", "notificationItems": [{"NotificationRequestItem": item}]}
+        notification = self._signed(item)
         if self.notify is not None:
             await self.notify(notification)
         return notification
+
+    def modification_failed(self, psp: str, event_code: str, reference: str, reason: str) -> dict[str, Any]:
+        """The signed webhook of a capture or cancel Adyen received (201) and then could not do."""
+        request = self.payments[psp]["request"]
+        item: dict[str, Any] = {
+            "additionalData": {},
+            "amount": request["amount"],
+            "eventCode": event_code,
+            "eventDate": "2026-11-23T10:11:12+01:00",
+            "merchantAccountCode": self.merchant_account,
+            "merchantReference": reference,
+            "originalReference": psp,
+            "pspReference": f"{psp}_{event_code.lower()}",
+            "reason": reason,
+            "success": "false",
+        }
+        return self._signed(item)
+
+    def _signed(self, item: dict[str, Any]) -> dict[str, Any]:
+        """`item` signed as Adyen signs its webhooks (HMAC-SHA256 over eight fields), wrapped as one notification."""
+        fields = [item["pspReference"], item.get("originalReference", ""), item["merchantAccountCode"]]
+        fields += [item["merchantReference"], str(item["amount"]["value"]), item["amount"]["currency"]]
+        fields += [item["eventCode"], item["success"]]
+        digest = hmac.new(binascii.unhexlify(self.hmac_key), ":".join(fields).encode(), hashlib.sha256).digest()
+        item["additionalData"]["hmacSignature"] = base64.b64encode(digest).decode()
+        return {"live": "false", "notificationItems": [{"NotificationRequestItem": item}]}
 
     async def captures(self, request: web.Request) -> web.StreamResponse:
         return await self._modify(request, "PaymentCaptureRequest", "PaymentCaptureResponse")
