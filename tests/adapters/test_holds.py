@@ -138,11 +138,7 @@ async def test_a_capture_whose_resend_is_rate_limited_stays_open_and_ends_captur
 ) -> None:
     # The 429 lifted the guard as if the capture had been refused: the hold then expired as failed
     # (authorization_expired), though Stripe had captured the money.
-    stripe = new_fake("stripe")
-    assert isinstance(stripe, FakeStripe)
-    await stripe.start()
-    router = await open_money(config({"a": ("stripe", stripe.url)}), held_at({"a": "stripe"}))
-    payment = await router.create_payment(MANUAL)
+    stripe, router, payment = await _held(open_money)
     stripe.lose_answers = 1  # Stripe captures; its answer is lost
     stripe.turn_away_after_loss = 1  # and the same-key resend that asks about it is rate limited
     with pytest.raises(PayrouteError) as unknown:
