@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from router import tracing
-from router.errors import PayrouteError, invalid
+from router.errors import PayrouteError, StillProcessing, invalid
 from router.http import logsafe, metrics
 from router.http.auth import read_only_refused
 from router.http.endpoints import Endpoint
@@ -47,7 +47,9 @@ def _error_response(exc: PayrouteError) -> web.Response:
     if exc.status == 401:
         resp.headers["WWW-Authenticate"] = 'Bearer realm="payroute"'
     # Tell Stripe's client libraries when a retry cannot help (they retry every 409 and 5xx otherwise).
-    retry_helps = exc.retryable or exc.type == "idempotency_error"
+    # Of the idempotency conflicts, only "still being processed" clears up: a key reused with other parameters
+    # never will, and the SDK would resend it with backoff before failing.
+    retry_helps = exc.retryable or isinstance(exc, StillProcessing)
     if not retry_helps:
         resp.headers["Stripe-Should-Retry"] = "false"
     return resp

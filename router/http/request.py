@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from router.clock import parse_rfc3339
 from router.errors import PayrouteError, invalid
 from router.http.auth import Caller
 from router.http.edge import MAX_BODY, reply, too_large
@@ -159,7 +160,8 @@ def timestamp_of(value: str | int, param: str) -> datetime:
         except (OverflowError, OSError, ValueError):
             raise invalid(f"{param} is out of range.", param) from None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+        # With its offset: one without was read in the server's own time zone (and a bare date was taken).
+        return parse_rfc3339(value)
     except (ValueError, OverflowError):
         raise invalid(f"{param} must be an RFC 3339 timestamp, e.g. 2026-01-01T00:00:00.000Z.", param) from None
 

@@ -108,9 +108,14 @@ class AmountDetailsParam(_Params):
     tax: LineItemTaxParam | None = None
 
 
+REFERENCE_MAX = 255
+
+
 class PaymentDetailsParam(_Params):
-    customer_reference: Annotated[str, Field(max_length=25)] | None = None
-    order_reference: Annotated[str, Field(max_length=25)] | None = None
+    # Longer values are valid: "For Cards, this field is truncated to 25 alphanumeric characters, excluding spaces,
+    # before being sent to card networks" (the SDK's field reference); 25 was refusing valid references.
+    customer_reference: Annotated[str, Field(max_length=REFERENCE_MAX)] | None = None
+    order_reference: Annotated[str, Field(max_length=REFERENCE_MAX)] | None = None
 
 
 class CardOptionsParam(_Params):

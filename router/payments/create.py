@@ -20,7 +20,7 @@ from router.model.states import Status
 from router.payments import carry
 from router.payments.attempt import Answer, NewPayment
 from router.payments.context import Context
-from router.payments.idempotency import Keyed, Reply
+from router.payments.idempotency import Keyed, Reply, other_parameters
 from router.payments.reads import Reads
 from router.state.store.base import KeyTaken
 
@@ -90,6 +90,15 @@ class Creator:
             existing = await self.ctx.store.get_payment(self.ctx.ids.payment_for(keyed.livemode, keyed.material))
             if existing is None or existing.account != account or not _same_request(existing, p, livemode):
                 raise
+            held = await self.ctx.store.get_idempotency(keyed.scope, keyed.key) if keyed.reservation else None
+            if (
+                held is not None
+                and keyed.reservation is not None
+                and held.request_hash != keyed.reservation.request_hash
+            ):
+                # The key was used with another body (another invoice, a policy since added): answering with the
+                # first payment would tell the caller this request was charged.
+                raise other_parameters() from None
             return await self._answer_resend(existing, bool(p.include))
 
     async def reply(

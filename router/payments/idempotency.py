@@ -163,13 +163,7 @@ class Idempotency:
         existing = await store.reserve_idempotency(entry)
         if existing is not None:
             if existing.request_hash != digest:
-                raise PayrouteError(
-                    "Keys for idempotent requests can only be used with the same parameters they were first used"
-                    " with. Try using a key other than the one used.",
-                    type="idempotency_error",
-                    code="idempotency_key_in_use",
-                    status=409,
-                )
+                raise other_parameters()
             if existing.state == "done" and existing.response_body is not None:
                 return Reply(existing.response_status or 200, existing.response_body, replayed=True)
             # Still in progress: a live request, or one whose process died (a killed process never releases its
@@ -217,6 +211,10 @@ class Idempotency:
                 # deferred create): the key is reserved now if it was not, and the answer stored for it.
                 found = await store.reserve_idempotency(entry)
                 if found is not None and found.created_us != entry.created_us:
+                    if found.request_hash != entry.request_hash:
+                        # The key is another body's: a create refused before its first write fell back on the
+                        # payment the key names, and answered it as this request's (another invoice "charged").
+                        raise other_parameters()
                     return reply  # another request took the key meanwhile: its answer is the one kept
             await store.complete_idempotency(scope, key, reply.status, reply.body)
         return reply
@@ -251,3 +249,14 @@ class Idempotency:
         out = payment_json(payment)
         await ctx.store.complete_idempotency(entry.scope, entry.key, 200, out)
         return Reply(200, out, replayed=True)
+
+
+def other_parameters() -> PayrouteError:
+    """A key reused with another request body: never retried into success (the sidecar says so to Stripe's SDK)."""
+    return PayrouteError(
+        "Keys for idempotent requests can only be used with the same parameters they were first used"
+        " with. Try using a key other than the one used.",
+        type="idempotency_error",
+        code="idempotency_key_in_use",
+        status=409,
+    )

@@ -233,3 +233,18 @@ async def test_an_unexpected_failure_is_a_500_that_leaks_nothing(api: Api) -> No
     body = json.loads(text)
     assert_error(resp.status, body, 500, "api_error", "internal_error", None)
     assert "secret" not in text and "Traceback" not in text and "RuntimeError" not in text
+
+
+async def test_a_time_without_its_utc_offset_is_refused(api: Api) -> None:
+    # It was read in the server's own time zone: 2026-01-01T00:00:00 became 05:00Z on a server in New York.
+    for value in ("2026-01-01T00:00:00", "2026-01-01"):
+        status, body, _ = await api.post("/v2/test_helpers/test_clocks", {"frozen_time": value})
+        assert_error(status, body, 400, "invalid_request_error", "parameter_invalid", "frozen_time")
+
+
+async def test_an_order_reference_longer_than_the_networks_take_is_accepted(api: Api) -> None:
+    # "For Cards, this field is truncated to 25 alphanumeric characters, excluding spaces, before being sent to
+    # card networks" (the SDK's field reference): a longer one is valid, and was refused.
+    long_reference = payment(payment_details={"order_reference": "ORDER 2026-03-0001 ACME 12345"})
+    status, body, _ = await api.post("/v2/payments/off_session_payments", long_reference)
+    assert status == 200, body

@@ -120,3 +120,20 @@ async def test_actions_replay_too(api: Api) -> None:
     assert status1 == status2 == 200
     assert again == first and first["status"] == "canceled"
     assert headers["Idempotent-Replayed"] == "true"
+
+
+async def test_a_key_reused_with_a_body_refused_before_its_first_write_is_a_conflict(api: Api) -> None:
+    # The create was refused by a runtime check (a retry policy or test clock not found) and fell back on the
+    # payment its key names: 200 with the first payment, as if the second invoice had been charged.
+    first, _, _ = await _create_raw(api, payment(metadata={"invoice": "inv_1"}), "reuse-1")
+    assert first == 200
+    others = [
+        payment(metadata={"invoice": "inv_2"}, retry_details={"retry_policy": "dunning_v2"}),
+        payment(description="second", test_clock="clock_gone"),
+    ]
+    for other in others:
+        status, body, headers = await _create_raw(api, other, "reuse-1")
+        assert (status, json.loads(body).get("error", {}).get("type")) == (409, "idempotency_error"), body
+        # The SDK retries every 409 unless told that a retry cannot help.
+        assert headers.get("Stripe-Should-Retry") == "false"
+    assert await _count_payments(api) == 1

@@ -337,6 +337,14 @@ class Store(WebhookDeliveries):
                 return IdempotencyEntry(entry.scope, entry.key, r[0], r[1], r[2], r[3], bytes(r[4]) if r[4] else None)
             # PostgreSQL: the holder released the key between our insert and our read. Try to take it again.
 
+    async def get_idempotency(self, scope: str, key: str) -> IdempotencyEntry | None:
+        """The key's entry as it stands, if it is taken."""
+        rows = await self._fetch(s.GET_KEY, {"scope": scope, "key": key})
+        if not rows:
+            return None
+        r = rows[0]
+        return IdempotencyEntry(scope, key, r[0], r[1], r[2], r[3], bytes(r[4]) if r[4] else None)
+
     async def complete_idempotency(self, scope: str, key: str, status: int, body: bytes) -> None:
         await self._run([_complete(scope, key, status, body)])
 
