@@ -364,6 +364,13 @@ class _ParamError(ValueError):
         self.code = code
 
 
+# What pydantic puts in an error's location that is no parameter: the union member tried (`str`, `int`, …), a
+# validator (`function-after[...]`), a dict key's own check (`[key]`). `frozen_time: 1.5` named `frozen_time.str`.
+_VALIDATOR_TAG = re.compile(
+    r"^(str|int|float|bool|none|\[key\]|(list|dict)\[.*\]|(function|is|lax|json|constrained|tagged)-[-a-z]*(\[.*\])?)$"
+)
+
+
 def _dotted(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
     for item in loc:
@@ -380,7 +387,7 @@ def param_error(exc: ValidationError) -> PayrouteError:
     ctx_error = (err.get("ctx") or {}).get("error")
     if isinstance(ctx_error, _ParamError):
         return PayrouteError(ctx_error.message, param=ctx_error.param, code=ctx_error.code)
-    loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+    loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and _VALIDATOR_TAG.match(x)))
     param = _dotted(loc) if loc else None
     kind = err["type"]
     if kind == "missing":

@@ -248,3 +248,12 @@ async def test_an_order_reference_longer_than_the_networks_take_is_accepted(api:
     long_reference = payment(payment_details={"order_reference": "ORDER 2026-03-0001 ACME 12345"})
     status, body, _ = await api.post("/v2/payments/off_session_payments", long_reference)
     assert status == 200, body
+
+
+async def test_an_error_names_the_parameter_not_the_validator_s_tags(api: Api) -> None:
+    # The union member and a dict key's own check leaked into `param`: `frozen_time.str`, `metadata.<key>.[key]`.
+    status, body, _ = await api.post("/v2/test_helpers/test_clocks", {"frozen_time": 1.5})
+    assert_error(status, body, 400, "invalid_request_error", "parameter_invalid", "frozen_time")
+    long_key = "k" * 41
+    status, body, _ = await api.post("/v1/payment_methods", {"type": "card", "metadata": {long_key: "v"}})
+    assert status == 400 and body["error"]["param"] == f"metadata.{long_key}", body
