@@ -211,10 +211,6 @@ class Idempotency:
                 # deferred create): the key is reserved now if it was not, and the answer stored for it.
                 found = await store.reserve_idempotency(entry)
                 if found is not None and found.created_us != entry.created_us:
-                    if found.request_hash != entry.request_hash:
-                        # The key is another body's: a create refused before its first write fell back on the
-                        # payment the key names, and answered it as this request's (another invoice "charged").
-                        raise other_parameters()
                     return reply  # another request took the key meanwhile: its answer is the one kept
             await store.complete_idempotency(scope, key, reply.status, reply.body)
         return reply

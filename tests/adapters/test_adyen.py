@@ -233,7 +233,7 @@ async def test_a_capture_resent_while_the_first_is_still_at_adyen_is_unknown(
     # and the payment's hold later expired as failed in our records.
     auth = await adyen.authorize(auth_request("adyen", capture_manual=True))
     assert auth.processor_reference is not None
-    fake_adyen._in_flight.add("par_capture_1")  # the first /captures under this key is still being processed
+    fake_adyen.still_working_on("par_capture_1")  # the first /captures under this key
     resent = await adyen.capture(
         CaptureRequest("par_capture_1", "osp_test_0001", auth.processor_reference, 1999, "usd")
     )

@@ -151,14 +151,14 @@ async def test_a_capture_or_void_resent_after_a_5xx_finds_it_done_not_refused(
     assert auth.processor_reference is not None
     capture = CaptureRequest("par_test_0001_capture", "osp_test_0001", auth.processor_reference, 1999, "usd")
     assert (await checkout.capture(capture)).approved
-    del fake_checkout._replays["par_test_0001_capture"]  # answered 5xx: no result kept for the key
+    fake_checkout.forget("par_test_0001_capture")  # answered 5xx: no result kept for the key
     resent = await checkout.capture(capture)
     assert (resent.kind, resent.raw_code) == (OutcomeKind.APPROVED, "captured")
     second = await checkout.authorize(auth_request("checkout", attempt_id="par_test_0002", capture_manual=True))
     assert second.processor_reference is not None
     void = CancelRequest("par_test_0002_void", "osp_test_0002", second.processor_reference)
     assert (await checkout.cancel(void)).approved
-    del fake_checkout._replays["par_test_0002_void"]
+    fake_checkout.forget("par_test_0002_void")
     again = await checkout.cancel(void)
     assert (again.kind, again.raw_code) == (OutcomeKind.APPROVED, "voided")
     assert fake_checkout.invalid == []

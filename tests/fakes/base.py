@@ -211,6 +211,16 @@ class FakeProcessor:
         assert isinstance(response.body, bytes)
         return web.Response(status=response.status, body=response.body, content_type=response.content_type)
 
+    def still_working_on(self, key: str) -> None:
+        """As if a first request under `key` were still being processed: another under it gets the in-progress
+        conflict."""
+        self._in_flight.add(key)
+
+    def forget(self, key: str) -> None:
+        """Keep no result for `key`, as a processor does for a request it answered 5xx (Checkout.com): a resend under
+        it is processed again."""
+        del self._replays[key]
+
     def remember(self, key: str | None, body: str, response: web.Response) -> web.Response:
         if key:
             self._replays[key] = (body, response)
