@@ -59,6 +59,7 @@ from adapters.base import (
     OutcomeKind,
     build_options,
     credentials_for,
+    host_mode,
     no_credentials,
 )
 from adapters.declines import AUTH, classify, from_iso, iso_for
@@ -67,6 +68,9 @@ from adapters.scrub import scrub as scrub_text
 
 log = logging.getLogger("payroute.adapters.adyen")
 DEFAULT_BASE_URL = "https://checkout-test.adyen.com"
+# Whose money an endpoint moves (`adapters.base.livemode_of`): live hosts, then sandbox ones.
+LIVE_HOSTS = ("-checkout-live.adyenpayments.com",)
+SANDBOX_HOSTS = ("checkout-test.adyen.com",)
 DEFAULT_RETURN_URL = "https://merchant.example/payroute/return"
 API_VERSION = "v71"
 
@@ -438,6 +442,7 @@ class AdyenAdapter:
             base_url=settings.base_url or DEFAULT_BASE_URL,
             **{k: v for k, v in settings.options.items() if k != "merchant_account"},
         )
+        self.livemode: bool | None = host_mode(self.options.base_url, LIVE_HOSTS, SANDBOX_HOSTS)
         if not self.options.api_key.get_secret_value():
             raise AdapterError(f"{settings.name}: credentials.api_key is required")
         self.http = HttpTransport(

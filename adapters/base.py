@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol, TypeVar, runtime_checkable
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -337,6 +338,10 @@ def build_options(model: type[_Options], name: str, /, **fields: Any) -> _Option
 
 @runtime_checkable
 class ProcessorAdapter(Protocol):
+    """What the core calls. An adapter may also have `livemode: bool | None` (see `livemode_of`): whether its
+    endpoint and credentials move real money, so that test-mode payments never reach them (nor live ones a
+    sandbox)."""
+
     name: str
 
     @property
@@ -365,6 +370,25 @@ class ProcessorAdapter(Protocol):
     def scrub(self, transcript: str) -> str: ...
 
     async def close(self) -> None: ...
+
+
+def livemode_of(adapter: object) -> bool | None:
+    """Whose money an adapter moves, as it can tell from its own endpoint and credentials: True for a live
+    processor (real cards, real money), False for a processor's sandbox, None when it cannot tell (a local fake, a
+    custom endpoint, the simulator). An adapter says so with a `livemode` attribute; one without it cannot tell."""
+    value = getattr(adapter, "livemode", None)
+    return value if isinstance(value, bool) else None
+
+
+def host_mode(url: str, live: tuple[str, ...], sandbox: tuple[str, ...]) -> bool | None:
+    """`livemode_of` from an endpoint: True when its host is one of `live` (or ends with one that starts with a dot
+    or a dash: an account's own prefix before it), False for `sandbox` likewise, None for any other host."""
+    host = (urlsplit(url).hostname or "").lower()
+
+    def among(hosts: tuple[str, ...]) -> bool:
+        return any(host == h or (h[:1] in ".-" and host.endswith(h)) for h in hosts)
+
+    return True if among(live) else False if among(sandbox) else None
 
 
 # Credential keys that name an account rather than prove who we are: kept, not masked in transcripts.

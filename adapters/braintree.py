@@ -59,6 +59,7 @@ from adapters.base import (
     OutcomeKind,
     build_options,
     credentials_for,
+    host_mode,
     no_credentials,
 )
 from adapters.braintree_graphql import (
@@ -82,6 +83,9 @@ from adapters.scrub import scrub as scrub_text
 log = logging.getLogger("payroute.adapters.braintree")
 
 DEFAULT_BASE_URL = "https://payments.sandbox.braintree-api.com"
+# Whose money an endpoint moves (`adapters.base.livemode_of`): live hosts, then sandbox ones.
+LIVE_HOSTS = ("payments.braintree-api.com",)
+SANDBOX_HOSTS = ("payments.sandbox.braintree-api.com",)
 API_VERSION = "2019-01-01"
 # How long a request we stopped waiting for may still become a transaction: before it, "not found" is "not yet".
 SEARCH_LAG = timedelta(minutes=2)
@@ -429,6 +433,7 @@ class BraintreeAdapter:
             base_url=settings.base_url or DEFAULT_BASE_URL,
             **settings.options,
         )
+        self.livemode: bool | None = host_mode(self.options.base_url, LIVE_HOSTS, SANDBOX_HOSTS)
         public, private = self.options.public_key.get_secret_value(), self.options.private_key.get_secret_value()
         if not (public and private):
             raise AdapterError(f"{settings.name}: credentials.public_key and credentials.private_key are required")

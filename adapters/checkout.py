@@ -46,6 +46,7 @@ from adapters.base import (
     OutcomeKind,
     build_options,
     credentials_for,
+    host_mode,
     no_credentials,
 )
 from adapters.declines import classify, from_iso, iso_for
@@ -53,6 +54,9 @@ from adapters.http import HttpTransport, http_error, settle
 from adapters.scrub import scrub as scrub_text
 
 DEFAULT_BASE_URL = "https://api.sandbox.checkout.com"
+# Whose money an endpoint moves (`adapters.base.livemode_of`): live hosts, then sandbox ones.
+LIVE_HOSTS = ("api.checkout.com", ".api.checkout.com")
+SANDBOX_HOSTS = ("api.sandbox.checkout.com", ".api.sandbox.checkout.com")
 
 # Checkout.com response_code -> Stripe decline code. Codes not listed fall back by range (`_BY_RANGE`).
 RESPONSE_CODES: Mapping[str, str] = {
@@ -387,6 +391,7 @@ class CheckoutAdapter:
             base_url=settings.base_url or DEFAULT_BASE_URL,
             **settings.options,
         )
+        self.livemode: bool | None = host_mode(self.options.base_url, LIVE_HOSTS, SANDBOX_HOSTS)
         if not self.options.secret_key.get_secret_value():
             raise AdapterError(f"{settings.name}: credentials.secret_key is required")
         self.http = HttpTransport(

@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -348,6 +348,14 @@ def from_wire(status: int, body: Any) -> Outcome:
 
 
 # -- the adapter -------------------------------------------------------------------------------------------------
+def _livemode(base_url: str, api_key: str) -> bool | None:
+    """Stripe's one endpoint serves both modes: its key says which (`sk_live_`, `rk_live_` or their `_test_`)."""
+    if (urlsplit(base_url).hostname or "").lower() != "api.stripe.com":
+        return None  # another endpoint (a local fake): its keys say nothing of whose money it moves
+    kind = api_key.split("_", 2)[1] if api_key.count("_") >= 2 else ""
+    return True if kind == "live" else False if kind == "test" else None
+
+
 class StripeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -372,6 +380,7 @@ class StripeAdapter:
         )
         if not self.options.api_key.get_secret_value():
             raise AdapterError(f"{settings.name}: credentials.api_key is required")
+        self.livemode: bool | None = _livemode(self.options.base_url, self.options.api_key.get_secret_value())
         headers = {"Stripe-Version": self.options.api_version} if self.options.api_version else {}
         self.http = HttpTransport(
             name=settings.name,

@@ -119,6 +119,9 @@ class ProcessorConfig(BaseModel):
     breaker: BreakerConfig = BreakerConfig()
     cost: CostConfig = CostConfig()
     currencies: list[str] | None = None
+    # Whose money it moves: true takes live-mode payments only, false test-mode ones only; unset, what its adapter
+    # tells from its endpoint and credentials (`adapters.base.livemode_of`), and both when it cannot tell.
+    livemode: bool | None = None
 
     _currencies = field_validator("currencies")(lambda v: _currency_codes(v))
 

@@ -19,13 +19,25 @@ def reachable(table: RoutingTable, payment: Payment, method: ResolvedMethod) -> 
     out = []
     for name in route.processor_names:
         cand = Candidate(name, table.adapters[name], table.config.processors[name])
-        if credentials_for(cand, method, payment) is not None:
+        if cand.serves(payment.livemode) and credentials_for(cand, method, payment) is not None:
             out.append(cand)
     return out if payment.orchestration_enabled else out[:1]
 
 
 def check(table: RoutingTable, payment: Payment, method: ResolvedMethod) -> None:
     """Raise the 400 for the first thing a reachable processor could not carry."""
+    route = table.route_for(payment)
+    names = route.processor_names
+    if names and not any(
+        Candidate(n, table.adapters[n], table.config.processors[n]).serves(payment.livemode) for n in names
+    ):
+        mode, other = ("live", "test") if payment.livemode else ("test", "live")
+        raise invalid(
+            f"No processor on route '{route.name}' takes {mode}-mode payments: {', '.join(names)} move {other}-mode"
+            f" money only (their endpoints and credentials, or their `livemode` in the config). Use a {other}-mode"
+            " API key, or configure a processor for this mode.",
+            code="livemode_mismatch",
+        )
     asked = [f for f in CONNECT_FIELDS if getattr(payment, f) is not None]
     for cand in reachable(table, payment, method):
         caps = cand.adapter.capabilities

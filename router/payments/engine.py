@@ -55,6 +55,8 @@ DEFAULT_HOLD_DAYS = 7
 LEASE_MARGIN = timedelta(seconds=30)
 # When every candidate is down there is nobody to ask: try again soon rather than burn the retry budget.
 NO_CANDIDATE_DELAY = timedelta(minutes=5)
+# The skip reason of a processor that takes only the other mode's payments (`Candidate.serves`).
+WRONG_MODE = "livemode"
 # How soon a payment whose processor's answer is still unknown is asked about again.
 ASK_AGAIN = timedelta(minutes=1)
 
@@ -330,6 +332,8 @@ class Engine:
             reason = NO_CREDENTIALS if creds is None else None
             if currencies is not None and payment.currency not in currencies:
                 reason = "currency"
+            if not cand.serves(payment.livemode):
+                reason = WRONG_MODE
             if reason is not None or creds is None:
                 SKIPPED.labels(cand.name, reason or NO_CREDENTIALS).inc()
                 run.skipped[cand.name] = reason or NO_CREDENTIALS

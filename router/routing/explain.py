@@ -131,7 +131,10 @@ def explain(
         reasons = [notes.get(cand.name, "")]
         currencies = cand.config.currencies
         state = states.get(cand.name, CLOSED)
-        if cand.name not in holders:
+        if not cand.serves(payment.livemode):
+            mode = "live" if payment.livemode else "test"
+            reasons.append(f"livemode: this processor takes no {mode}-mode payments: skipped")
+        elif cand.name not in holders:
             reasons.append("no_credentials: this processor holds no credentials for the card: skipped")
         elif currencies is not None and payment.currency not in currencies:
             reasons.append(f"currency {payment.currency} unsupported (takes {', '.join(currencies)})")

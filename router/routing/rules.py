@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from adapters import registry
-from adapters.base import AdapterError, AdapterSettings, ProcessorAdapter
+from adapters.base import AdapterError, AdapterSettings, ProcessorAdapter, livemode_of
 from router.config.loader import ConfigError, ConfigIssue
 from router.config.schema import Config, ProcessorConfig, RouteConfig, RouteMatch
 from router.model.records import Payment
@@ -40,6 +40,12 @@ class Candidate:
     name: str
     adapter: ProcessorAdapter
     config: ProcessorConfig
+
+    def serves(self, livemode: bool) -> bool:
+        """Whether payments of this mode may reach it: a test-mode payment never goes where real money moves, nor a
+        live one to a sandbox (`ProcessorConfig.livemode`)."""
+        mode = self.config.livemode if self.config.livemode is not None else livemode_of(self.adapter)
+        return mode is None or mode == livemode
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,6 +500,23 @@ def build_adapters(
         except (AdapterError, ValueError, TypeError, KeyError) as exc:
             line, column = config.locate("processors", name)
             issues.append(ConfigIssue(where, line, column, f"processors.{name}", str(exc)))
+            continue
+        told = livemode_of(adapters[name])
+        if cfg.livemode is not None and told is not None and told != cfg.livemode:
+            # Said to be a sandbox while its endpoint and credentials move real money (or the other way round):
+            # test-mode payments would charge real cards.
+            line, column = config.locate("processors", name, "livemode")
+            said, is_ = ("live", "a sandbox") if cfg.livemode else ("test", "live")
+            issues.append(
+                ConfigIssue(
+                    where,
+                    line,
+                    column,
+                    f"processors.{name}.livemode",
+                    f"livemode: {str(cfg.livemode).lower()} takes {said}-mode payments, but its endpoint and"
+                    f" credentials are {is_}",
+                )
+            )
     if issues:
         raise ConfigError(issues)
     return adapters
