@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from adapters import registry
 from adapters.base import AdapterSettings, livemode_of
@@ -23,9 +24,8 @@ KEYS: dict[str, dict[str, str]] = {
 
 
 def told(adapter: str, base_url: str | None, **credentials: str) -> bool | None:
-    settings = AdapterSettings(
-        name="p", adapter=adapter, base_url=base_url, credentials={**KEYS[adapter], **credentials}
-    )
+    secrets = {k: SecretStr(v) for k, v in {**KEYS[adapter], **credentials}.items()}
+    settings = AdapterSettings(name="p", adapter=adapter, base_url=base_url, credentials=secrets)
     return livemode_of(registry.build(settings))
 
 
