@@ -22,7 +22,7 @@ from adapters.base import AdapterError, ProcessorAdapter
 from router.config.loader import ConfigError, ConfigIssue, _Loader
 from router.config.schema import Config, ProcessorConfig
 from router.routing.reload import build_table
-from router.routing.rules import Route, RoutingTable, adapter_settings
+from router.routing.rules import Candidate, Route, RoutingTable, adapter_settings
 
 
 @dataclass
@@ -118,6 +118,12 @@ def lint(table: RoutingTable) -> list[str]:
                 f"{at('routes', r.index, 'processors')}: routes[{r.index}] {r.name!r}: weights are ignored by "
                 f"strategy {r.config.strategy} (the listed order is used)"
             )
+        for mode, live in (("live", True), ("test", False)):
+            if r.candidates and not any(c.serves(live) for c in r.candidates):
+                out.append(
+                    f"{at('routes', r.index, 'processors')}: routes[{r.index}] {r.name!r}: no processor takes "
+                    f"{mode}-mode payments (their endpoints and keys, or their livemode): such creates are refused"
+                )
         if r.currencies is not None:
             for cand in r.candidates:
                 takes = cand.config.currencies
@@ -135,7 +141,10 @@ def summary(table: RoutingTable) -> list[str]:
     for name, p in cfg.processors.items():
         extra = f", currencies {' '.join(p.currencies)}" if p.currencies else ""
         cost = f", cost {p.cost.percent:g}% + {p.cost.fixed}" if p.cost.percent or p.cost.fixed else ""
-        lines.append(f"  {name} ({p.adapter}{extra}{cost})")
+        cand = Candidate(name, table.adapters[name], p)
+        serves = [mode for mode, live in (("live", True), ("test", False)) if cand.serves(live)]
+        only = f", {serves[0]}-mode payments only" if len(serves) == 1 else ""
+        lines.append(f"  {name} ({p.adapter}{extra}{only}{cost})")
     lines.append(f"{len(table.routes)} routes, first match wins:")
     width = max(len(r.name) for r in table.routes)
     for r in table.routes:

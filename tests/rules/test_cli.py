@@ -109,6 +109,22 @@ def test_check_warns_about_routes_that_can_never_be_taken(tmp_path: Path, capsys
     assert "processor 'unused' is in no route" in err
 
 
+def test_check_says_which_mode_each_processor_takes_and_warns_of_a_route_without_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = GOOD.replace("sim_a: {adapter: simulator,", "sim_a: {adapter: simulator, livemode: false,").replace(
+        "sim_eu: {adapter: simulator,", "sim_eu: {adapter: simulator, livemode: false,"
+    )
+    path = write(tmp_path, text)
+    assert main(["check", path]) == 0
+    out, err = capsys.readouterr()
+    assert "sim_a (simulator, test-mode payments only, cost 2.9% + 30)" in out
+    assert "sim_b (simulator, cost 2.5% + 25)" in out, "the simulator cannot tell: it takes both modes"
+    eur_line = text.splitlines().index("    processors: [sim_eu, sim_a]") + 1
+    assert f"warning: {path}:{eur_line}:5: routes[0] 'eur-subscriptions': no processor takes live-mode payments" in err
+    assert "'cheap': no processor takes" not in err, "sim_b takes live-mode payments on that route"
+
+
 def test_check_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(tmp_path / "missing.yaml")]) == 1
     assert "cannot read" in capsys.readouterr().err
