@@ -403,6 +403,11 @@ def main(seconds: float, concurrency: int, before_tree: Path | None, workers: bo
             for n in (1, 2):
                 with serving(f"sqlite x{n}", payroute_serve(config, f"sqlite:///{tmp}/workers{n}.db", n), env) as s:
                     results[f"serve_sqlite_workers{n}_peak"] = measure(s, closed)
+                    # Latency at a fixed rate, where two writers of one file meet each other's locks.
+                    top = RATES[-1]
+                    results[f"serve_sqlite_workers{n}_{top}rps"] = measure(
+                        s, {"mode": "open", "rate": top, "seconds": seconds}
+                    )
             for n in (1, 2):
                 with pg_database() as url, serving(f"pg x{n}", payroute_serve(config, url, n), env) as s:
                     results[f"serve_postgres_workers{n}_peak"] = measure(s, closed)
@@ -540,6 +545,15 @@ def _scaling(results: dict[str, dict[str, Any]]) -> list[list[Any]]:
     return rows
 
 
+def _workers_latency(results: dict[str, dict[str, Any]]) -> list[list[Any]]:
+    rows = []
+    for n in (1, 2):
+        r = results.get(f"serve_sqlite_workers{n}_{RATES[-1]}rps")
+        if r:
+            rows.append([n, r["throughput_rps"], r["p50_ms"], r["p99_ms"], r["max_ms"], r["server_cpu_us_per_request"]])
+    return rows
+
+
 def _side_by_side(before: dict[str, Any], after: dict[str, dict[str, Any]]) -> list[list[Any]]:
     rows = []
     b_results = before.get("results", {})
@@ -611,6 +625,16 @@ def cli() -> None:
                     "database cores x2",
                 ],
                 scaling,
+            )
+        )
+    latency = _workers_latency(results)
+    if latency:
+        tables.append(
+            table(
+                f"`payroute serve --workers N` on a SQLite file at a fixed {RATES[-1]:,} req/s: two processes share one"
+                " writer lock",
+                ["workers", "throughput_rps", "p50_ms", "p99_ms", "max_ms", "server_cpu_us_per_request"],
+                latency,
             )
         )
     if args.profile:

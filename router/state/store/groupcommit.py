@@ -47,6 +47,10 @@ CHECKPOINT_EVERY = 100
 CHECKPOINT_MIN_INTERVAL_S = 0.1
 
 
+# The longest pause between two tries of BEGIN IMMEDIATE while another process writes (see `_begin`).
+MAX_BUSY_PAUSE_S = 0.008
+
+
 @dataclass(slots=True)
 class _Item:
     work: Work
@@ -245,7 +249,11 @@ class GroupCommitWriter:
                 if not is_busy(exc) or time.monotonic() + delay > deadline:
                     raise
             await asyncio.sleep(delay)  # pacing the retry on a lock held elsewhere, not a measurement
-            delay = min(delay * 2, 0.05)
+            # Another worker holds the lock for one batch, a millisecond or a few: backed off to 50 ms (as it was),
+            # a retry slept through dozens of its commits and came back to a long queue (`--workers 2` at 1,000
+            # creates a second: max 72-136 ms, 40-53 ms at 8). Under 8 ms the two writers' batches shrank: at 2 ms,
+            # 15% fewer creates at the peak (benchmarks/bench_sidecar.py, paired runs).
+            delay = min(delay * 2, MAX_BUSY_PAUSE_S)
 
     async def _commit(self, conn: sqlite3.Connection) -> bool:
         """COMMIT; True when the task was cancelled while a thread committed and the commit went through."""
