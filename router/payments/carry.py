@@ -15,25 +15,22 @@ CONNECT_FIELDS = ("transfer_data", "application_fee_amount", "on_behalf_of")
 def reachable(table: RoutingTable, payment: Payment, method: ResolvedMethod) -> list[Candidate]:
     """The processors an attempt of `payment` could call: its route's, less those holding no credentials for the
     card (they are skipped before any call), only the first when orchestration is off."""
-    route = table.route_for(payment)
-    out = []
-    for name in route.processor_names:
-        cand = Candidate(name, table.adapters[name], table.config.processors[name])
-        if cand.serves(payment.livemode) and credentials_for(cand, method, payment) is not None:
-            out.append(cand)
+    out = [
+        cand
+        for cand in table.route_for(payment).candidates
+        if cand.serves(payment.livemode) and credentials_for(cand, method, payment) is not None
+    ]
     return out if payment.orchestration_enabled else out[:1]
 
 
 def check(table: RoutingTable, payment: Payment, method: ResolvedMethod) -> None:
     """Raise the 400 for the first thing a reachable processor could not carry."""
     route = table.route_for(payment)
-    names = route.processor_names
-    if names and not any(
-        Candidate(n, table.adapters[n], table.config.processors[n]).serves(payment.livemode) for n in names
-    ):
+    if route.candidates and not any(c.serves(payment.livemode) for c in route.candidates):
         mode, other = ("live", "test") if payment.livemode else ("test", "live")
+        names = ", ".join(route.processor_names)
         raise invalid(
-            f"No processor on route '{route.name}' takes {mode}-mode payments: {', '.join(names)} move {other}-mode"
+            f"No processor on route '{route.name}' takes {mode}-mode payments: {names} move {other}-mode"
             f" money only (their endpoints and credentials, or their `livemode` in the config). Use a {other}-mode"
             " API key, or configure a processor for this mode.",
             code="livemode_mismatch",
