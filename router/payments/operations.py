@@ -340,6 +340,15 @@ class Operations:
 
         current, settled = await self._open_settled(payment_id, livemode, account)
         if settled and current.status == Status.SUCCEEDED:
+            asked = current.amount if amount_to_capture is None else amount_to_capture
+            if current.amount_captured != asked:
+                # The earlier capture (whose answer was lost) took another amount: answering this request with the
+                # payment would tell the caller its amount was captured.
+                raise conflict(
+                    f"An earlier capture of this payment went through for {current.amount_captured}"
+                    f" {current.currency}, not the {asked} asked for now; the payment is captured and closed.",
+                    "payment_already_captured",
+                )
             return render_payment(current)  # an earlier capture went through: that is this capture's answer
         return await self._change(payment_id, livemode, apply, account, request, current)
 
