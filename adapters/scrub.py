@@ -18,7 +18,7 @@ _AUTH_HEADER = re.compile(
 )
 # A CVC named in free text ("cvc: 737", "CVV 1234"), as processors' error messages sometimes have it.
 _FREE_CVC = re.compile(r"\b((?:cvc2?|cvv2?|security[ _]?code)(?:\s*[:=]\s*|\s+))[0-9]{3,4}\b", re.IGNORECASE)
-_KEYS = re.compile(r"\b((?:sk|rk|pk|whsec)_(?:test|live)_)[0-9A-Za-z]+")
+_KEYS = re.compile(r"\b((?:sk|rk|pk|whsec)_(?:test|live)_)[0-9A-Za-z_]+")  # the whole key: ours may hold "_"
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 
 

@@ -12,6 +12,7 @@ from adapters.adyen import AdyenAdapter
 from adapters.base import Outcome, ProcessorAdapter
 from adapters.braintree import BraintreeAdapter
 from adapters.checkout import CheckoutAdapter
+from adapters.scrub import scrub
 from adapters.stripe import StripeAdapter
 from tests.adapters.conftest import (
     ADYEN_KEY,
@@ -143,3 +144,10 @@ def test_a_forced_traceback_in_an_adapter_leaves_no_secret_in_the_log(caplog: py
     logged = caplog.text + "".join(logging.Formatter().format(r) for r in caplog.records)
     assert "could not sign with [FILTERED]" in logged
     assert key not in logged
+
+
+def test_a_key_with_underscores_after_its_prefix_is_masked_whole() -> None:
+    # The sidecar's own keys may hold "_" (the README's dev key does): the mask stopped at the first one.
+    text = "GET /v2/payments/off_session_payments/" + "_".join(("sk", "live", "shop", "7f3k9q2x", "Zm81vLp")) + " 404"
+    assert scrub(text) == "GET /v2/payments/off_session_payments/sk_live_[FILTERED] 404"
+    assert "dev_0000" not in scrub("Bearer-less sk_test_payroute_dev_0000000000 in a message")

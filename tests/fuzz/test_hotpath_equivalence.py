@@ -28,7 +28,7 @@ PROPS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthC
 
 _DIGIT_RUN = re.compile(r"(?<![0-9])(?<![0-9]\.)[0-9]+(?:[ -][0-9]+)*(?![0-9])")
 _GROUP = re.compile(r"[0-9]+")
-_KEYS = re.compile(r"\b((?:sk|rk|pk|whsec)_(?:test|live)_)[0-9A-Za-z]+")
+_KEYS = re.compile(r"\b((?:sk|rk|pk|whsec)_(?:test|live)_)[0-9A-Za-z_]+")
 
 
 def ref_pan_spans(text: str) -> list[tuple[int, int]]:
