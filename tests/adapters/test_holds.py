@@ -93,12 +93,15 @@ async def test_an_expired_hold_cannot_be_captured_and_nothing_reaches_the_proces
     assert not [r for r in stripe.requests if r.path.endswith("/capture")]
 
 
-async def _captured_unknown(open_money: Opener) -> tuple[FakeStripe, Router, OffSessionPayment]:
-    """A capture Stripe carried out but whose answer (and the same-key resend's) came back as a 502."""
+async def _captured_unknown(
+    open_money: Opener, amount: int | None = None
+) -> tuple[FakeStripe, Router, OffSessionPayment]:
+    """A capture (of `amount`, or the whole hold) Stripe carried out but whose answer (and the same-key resend's)
+    came back as a 502."""
     stripe, router, payment = await _held(open_money)
     stripe.lose_answers = 2
     with pytest.raises(PayrouteError) as unknown:
-        await router.capture_payment(payment["id"])
+        await router.capture_payment(payment["id"], amount_to_capture=amount)
     assert (unknown.value.status, unknown.value.code) == (503, "processor_unknown")
     [pi] = stripe.intents.values()
     assert pi["status"] == "succeeded", "Stripe captured it"
@@ -173,6 +176,25 @@ async def test_an_open_capture_is_asked_about_before_the_hold_expires_and_before
     await again.stop()
     assert retried["status"] == "succeeded"
     assert len(_capture_keys(again)) == 1
+
+
+@pytest.mark.parametrize(("first", "then"), [(None, 1000), (1000, 2500)])
+async def test_a_capture_after_a_lost_one_of_another_amount_is_refused_with_the_amount_taken(
+    open_money: Opener, clock: ManualClock, first: int | None, then: int
+) -> None:
+    # The later capture settles the lost one (resent under its key) and was answered 200 succeeded whatever amount
+    # it asked for: 10.00 asked, 25.00 taken (or the reverse, 15.00 of the hold released).
+    stripe, router, payment = await _captured_unknown(open_money, first)
+    clock.advance(timedelta(minutes=2))  # past the open capture's guard
+    with pytest.raises(PayrouteError) as refused:
+        await router.capture_payment(payment["id"], amount_to_capture=then)
+    [intent] = stripe.intents.values()
+    await stripe.stop()
+    taken = intent["amount_received"]
+    assert taken == (first or 2500)
+    assert (refused.value.status, refused.value.code) == (409, "payment_already_captured")
+    assert f"{taken} usd" in refused.value.message
+    assert len(_capture_keys(stripe)) == 1, "the later request never sent a capture of its own"
 
 
 async def test_advancing_a_test_clock_past_a_hold_whose_capture_is_unknown_ends_and_the_expiry_waits(
